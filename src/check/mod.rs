@@ -1,0 +1,212 @@
+//! `dbagent check`: is this cluster recoverable and watchable? One line per check, with what to
+//! do when it is not OK, and exit codes of the Nagios plugin convention so any monitoring
+//! system can run it.
+//!
+//! Overall status: CRITICAL if any check is critical, else WARNING if any warns, else UNKNOWN if
+//! any could not be evaluated, else OK.
+
+mod repository;
+mod server;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// The status of one check or of the whole run (Nagios plugin convention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// Severity order for the overall status: critical > warning > unknown > ok.
+    fn rank(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Unknown => 1,
+            Status::Warning => 2,
+            Status::Critical => 3,
+        }
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// Stable identifier, e.g. `archive_mode`.
+    pub name: &'static str,
+    pub status: Status,
+    /// What was found.
+    pub message: String,
+    /// What to do about it (absent when OK).
+    pub action: Option<String>,
+}
+
+impl CheckResult {
+    pub fn ok(name: &'static str, message: impl Into<String>) -> CheckResult {
+        CheckResult {
+            name,
+            status: Status::Ok,
+            message: message.into(),
+            action: None,
+        }
+    }
+
+    pub fn problem(
+        name: &'static str,
+        status: Status,
+        message: impl Into<String>,
+        action: impl Into<String>,
+    ) -> CheckResult {
+        CheckResult {
+            name,
+            status,
+            message: message.into(),
+            action: Some(action.into()),
+        }
+    }
+}
+
+/// What `check` learned about the server, for `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerInfo {
+    pub endpoint: String,
+    pub user: String,
+    pub database: String,
+    pub version: String,
+    pub version_num: u32,
+    pub in_recovery: bool,
+}
+
+/// Counts of checks per status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub ok: usize,
+    pub warning: usize,
+    pub critical: usize,
+    pub unknown: usize,
+}
+
+/// The whole result of `dbagent check` (`--json` prints exactly this).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub exit_code: u8,
+    pub summary: String,
+    pub duration_ms: u64,
+    pub server: Option<ServerInfo>,
+    pub counts: Counts,
+    pub checks: Vec<CheckResult>,
+}
+
+impl Report {
+    fn new(checks: Vec<CheckResult>, server: Option<ServerInfo>, took: Duration) -> Report {
+        let mut counts = Counts::default();
+        for c in &checks {
+            match c.status {
+                Status::Ok => counts.ok += 1,
+                Status::Warning => counts.warning += 1,
+                Status::Critical => counts.critical += 1,
+                Status::Unknown => counts.unknown += 1,
+            }
+        }
+        let worst = checks
+            .iter()
+            .max_by_key(|c| c.status.rank())
+            .map_or(Status::Unknown, |c| c.status);
+        let first_problem = checks
+            .iter()
+            .find(|c| c.status == worst && worst != Status::Ok)
+            .map(|c| format!("{}: {} ", c.name, c.message))
+            .unwrap_or_default();
+        let summary = format!(
+            "DBAGENT {}: {}({} critical, {} warning, {} unknown, {} ok)",
+            worst.label(),
+            first_problem,
+            counts.critical,
+            counts.warning,
+            counts.unknown,
+            counts.ok
+        );
+        Report {
+            status: worst,
+            exit_code: worst.exit_code(),
+            summary,
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            server,
+            counts,
+            checks,
+        }
+    }
+
+    /// The text output: the Nagios summary line first, then one line per check.
+    pub fn render_text(&self) -> String {
+        let mut out = format!("{}\n", self.summary);
+        for c in &self.checks {
+            out.push_str(&format!("{:<8} {:<18} {}", c.status.label(), c.name, c.message));
+            if let Some(action) = &c.action {
+                out.push_str(" Fix: ");
+                out.push_str(action);
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Runs every check against the configured cluster and repository.
+pub async fn run(config: &Config) -> Report {
+    let started = Instant::now();
+    let (mut checks, server) = server::run(config).await;
+    checks.push(repository::check(&config.repository.path));
+    Report::new(checks, server, started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overall_status_is_the_worst_with_unknown_below_warning() {
+        let r = Report::new(
+            vec![
+                CheckResult::ok("a", "fine"),
+                CheckResult::problem("b", Status::Unknown, "?", "x"),
+                CheckResult::problem("c", Status::Warning, "meh", "y"),
+            ],
+            None,
+            Duration::ZERO,
+        );
+        assert_eq!(r.status, Status::Warning);
+        assert_eq!(r.exit_code, 1);
+        assert!(r.summary.starts_with("DBAGENT WARNING: c: meh"), "{}", r.summary);
+        let text = r.render_text();
+        assert_eq!(text.lines().count(), 4);
+        assert!(text.contains("Fix: y"));
+    }
+}

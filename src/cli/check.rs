@@ -1,0 +1,49 @@
+//! `dbagent check [--json]`.
+
+use std::process::ExitCode;
+
+use super::{Cli, print_error, runtime};
+use crate::check::{self, Status};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Checks: connection, server_version, role_pg_monitor, role_replication, role_functions,
+wal_level, archive_mode, archive_command, archiving, archive_lag, pg_stat_statements,
+data_checksums, checkpoints, repository.
+
+Exit codes (Nagios plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+The first output line is the summary; then one line per check with what to do when not OK.")]
+pub struct CheckArgs {
+    /// Print the report as JSON (shape documented in the README)
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli, args: &CheckArgs) -> ExitCode {
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            print_error(&e.into());
+            return ExitCode::from(Status::Unknown.exit_code());
+        }
+    };
+    let report = match runtime() {
+        Ok(rt) => rt.block_on(check::run(&config)),
+        Err(e) => {
+            print_error(&e);
+            return ExitCode::from(Status::Unknown.exit_code());
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                print_error(&e.into());
+                return ExitCode::from(Status::Unknown.exit_code());
+            }
+        }
+    } else {
+        print!("{}", report.render_text());
+    }
+    ExitCode::from(report.exit_code)
+}

@@ -1,0 +1,92 @@
+//! The command line: the clap definition of every command (also the source of `--help`, and
+//! later of the man page and shell completions), and the dispatch to one file per command.
+//!
+//! Exit codes (documented in `--help` and the README):
+//! - 0 success; 1 the command failed (one line on stderr says what and what to do);
+//!   2 bad usage (unknown flag or command).
+//! - `check` uses the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also
+//!   for an unreadable configuration).
+
+mod check;
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::logging::{self, LogFormat};
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the command failed (stderr says what failed and what to do)
+  2  bad usage
+  check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios plugin convention)";
+
+/// Keeps a PostgreSQL cluster recoverable and watched: backups, WAL archive, point-in-time
+/// restore, monitoring and alerting in one sidecar.
+#[derive(Debug, Parser)]
+#[command(name = "dbagent", version, after_help = EXIT_CODES_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: /etc/dbagent/dbagent.yml]
+    #[arg(long, short = 'c', global = true, env = "DBAGENT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log line format on stderr
+    #[arg(long, global = true, value_enum, default_value = "text", value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
+    /// More log output (-v info, -vv debug, -vvv trace)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Health of the cluster, WAL archiving and the repository, one line per check (Nagios exit codes)
+    Check(check::CheckArgs),
+    /// Validate the configuration or print an annotated example
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+}
+
+/// Parses the command line, runs the command and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, cli.verbose);
+    match cli.command {
+        Command::Check(ref args) => check::run(&cli, args),
+        Command::Config(ref cmd) => config::run(&cli, cmd),
+    }
+}
+
+impl Cli {
+    /// The configuration file to use: --config, DBAGENT_CONFIG, or the default path.
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+    }
+
+    pub fn load_config(&self) -> Result<Config, crate::config::ConfigError> {
+        Config::load(&self.config_path())
+    }
+}
+
+/// Prints one error line on stderr: `dbagent: error: ...` with the whole context chain.
+pub(crate) fn print_error(e: &anyhow::Error) {
+    eprintln!("dbagent: error: {e:#}");
+}
+
+/// A runtime for commands that do short async work (one connection, a few queries).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}

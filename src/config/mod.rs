@@ -1,0 +1,383 @@
+//! `dbagent.yml`: the typed configuration of the agent, its defaults, and loading with errors
+//! that name the file, the line and the valid keys.
+//!
+//! Every struct denies unknown keys. Values may reference environment variables
+//! (`${PGPASSWORD}`, `${SLACK_WEBHOOK_URL:-}`); see [`expand`]. Relative paths are relative to
+//! the directory of the configuration file. The annotated example with every default is
+//! `config/dbagent.yml`, printed by `dbagent config example`.
+
+mod de;
+pub mod expand;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pg::{ConnInfo, SessionOptions};
+
+pub use de::parse_duration;
+
+/// Where the configuration is read from when neither `--config` nor `DBAGENT_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/dbagent/dbagent.yml";
+
+/// The annotated example configuration, with every default.
+pub const EXAMPLE: &str = include_str!("../../config/dbagent.yml");
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub postgres: PostgresConfig,
+    pub repository: RepositoryConfig,
+    #[serde(default = "defaults::state_dir", deserialize_with = "de::path")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default = "defaults::alerts_file", deserialize_with = "de::path")]
+    pub alerts_file: PathBuf,
+    #[serde(default)]
+    pub check: CheckConfig,
+    /// The file this was loaded from (not a key).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `postgres:`: how to reach the cluster.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// libpq conninfo or URL; PG* variables and ~/.pgpass fill what it leaves out.
+    #[serde(deserialize_with = "de::conninfo")]
+    pub conninfo: ConnInfo,
+    /// The data directory, when dbagent runs on the database host.
+    #[serde(default, deserialize_with = "de::opt_path")]
+    pub pgdata: Option<PathBuf>,
+    #[serde(
+        default = "defaults::connect_timeout",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub connect_timeout: Duration,
+    #[serde(
+        default = "defaults::statement_timeout",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub statement_timeout: Duration,
+}
+
+/// `repository:`: where backups and archived WAL live.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    #[serde(deserialize_with = "de::path")]
+    pub path: PathBuf,
+}
+
+/// `http:`: the sidecar's endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "defaults::listen", deserialize_with = "de::socket_addr")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: defaults::listen(),
+        }
+    }
+}
+
+/// `check:`: thresholds of `dbagent check`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// WARNING when the oldest WAL segment waiting to be archived is older than this.
+    #[serde(
+        default = "defaults::archive_lag_warning",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub archive_lag_warning: Duration,
+    /// CRITICAL past this.
+    #[serde(
+        default = "defaults::archive_lag_critical",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub archive_lag_critical: Duration,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            archive_lag_warning: defaults::archive_lag_warning(),
+            archive_lag_critical: defaults::archive_lag_critical(),
+        }
+    }
+}
+
+mod defaults {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    pub fn state_dir() -> PathBuf {
+        PathBuf::from("/var/lib/dbagent/state")
+    }
+    pub fn alerts_file() -> PathBuf {
+        PathBuf::from("alerts.yml")
+    }
+    pub fn listen() -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9188)
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn statement_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn archive_lag_warning() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn archive_lag_critical() -> Duration {
+        Duration::from_secs(30 * 60)
+    }
+}
+
+mod ser {
+    use std::time::Duration;
+
+    pub fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+}
+
+/// Why a configuration file cannot be used. Messages never contain expanded values.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} not found; pass --config FILE or set DBAGENT_CONFIG (`dbagent config example > dbagent.yml` writes a starting point)")]
+    NotFound { path: PathBuf },
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound { path: path.into() }
+            } else {
+                ConfigError::Read {
+                    path: path.into(),
+                    source,
+                }
+            }
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` is used for messages and relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: "the file is empty; it needs at least `postgres.conninfo` and `repository.path`".into(),
+            });
+        }
+        let mut config: Config =
+            serde_saphyr::from_str(text).map_err(|e| parse_error(path, &e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.repository.path = resolve(base, &config.repository.path);
+        config.state_dir = resolve(base, &config.state_dir);
+        config.alerts_file = resolve(base, &config.alerts_file);
+        config.postgres.pgdata = config.postgres.pgdata.map(|p| resolve(base, &p));
+        config.source = Some(path.into());
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        };
+        if self.check.archive_lag_warning > self.check.archive_lag_critical {
+            return Err(invalid(
+                "check.archive_lag_warning must not be longer than check.archive_lag_critical".into(),
+            ));
+        }
+        if self.postgres.connect_timeout.is_zero() {
+            return Err(invalid("postgres.connect_timeout must be more than 0s".into()));
+        }
+        Ok(())
+    }
+
+    /// Session options for connections made with this configuration.
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            connect_timeout: self.postgres.connect_timeout,
+            statement_timeout: self.postgres.statement_timeout,
+            ..SessionOptions::default()
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+/// Turns a serde-saphyr error into `file:line:column: message`, with "did you mean" for
+/// misspelled keys.
+fn parse_error(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() as usize, l.column() as usize))
+        .unwrap_or((0, 0));
+    let raw = e.without_snippet().to_string();
+    let message = strip_location_prefix(&raw);
+    ConfigError::Parse {
+        path: path.into(),
+        line,
+        column,
+        message: explain_unknown_field(&message),
+    }
+}
+
+fn strip_location_prefix(raw: &str) -> String {
+    let first = raw.lines().next().unwrap_or(raw);
+    let s = first.strip_prefix("error: ").unwrap_or(first);
+    if s.starts_with("line ")
+        && let Some(idx) = s.find(": ")
+    {
+        return s[idx + 2..].to_string();
+    }
+    // "unexpected end of input at line 1, column 1"
+    match s.find(" at line ") {
+        Some(idx) => s[..idx].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// `unknown field `conninf`, expected one of conninfo, pgdata` →
+/// `unknown key `conninf`; did you mean `conninfo`? Valid keys here: conninfo, pgdata`.
+fn explain_unknown_field(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.replace("missing field", "missing key");
+    };
+    let Some((key, tail)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let expected = tail
+        .trim_start_matches(',')
+        .trim()
+        .trim_start_matches("expected")
+        .trim()
+        .trim_start_matches("one of")
+        .trim();
+    let valid: Vec<String> = expected
+        .split([','])
+        .flat_map(|s| s.split(" or "))
+        .map(|s| s.trim().trim_matches('`').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let suggestion = valid
+        .iter()
+        .map(|v| (strsim::levenshtein(v, key), v))
+        .filter(|(d, v)| *d <= 3.max(v.len() / 3))
+        .min()
+        .map(|(_, v)| v.clone());
+    let mut out = format!("unknown key `{key}`");
+    match suggestion {
+        Some(s) => out.push_str(&format!("; did you mean `{s}`?")),
+        None => out.push(';'),
+    }
+    if !valid.is_empty() {
+        out.push_str(&format!(" valid keys here: {}", valid.join(", ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/dbagent/dbagent.yml"))
+    }
+
+    #[test]
+    fn the_shipped_example_parses_with_the_documented_defaults() {
+        let c = parse(EXAMPLE).expect("config/dbagent.yml must parse");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:9188");
+        assert_eq!(c.postgres.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.check.archive_lag_warning, Duration::from_secs(300));
+        assert_eq!(c.alerts_file, PathBuf::from("/etc/dbagent/alerts.yml"));
+    }
+
+    #[test]
+    fn minimal_config_needs_only_postgres_and_repository() {
+        let c = parse("postgres:\n  conninfo: host=/tmp\nrepository:\n  path: /srv/repo\n").unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/dbagent/state"));
+        assert_eq!(c.repository.path, PathBuf::from("/srv/repo"));
+    }
+
+    #[test]
+    fn misspelled_key_names_key_line_and_valid_keys() {
+        let err = parse("postgres:\n  conninfo: host=/tmp\n  conect_timeout: 3s\nrepository:\n  path: /r\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/dbagent/dbagent.yml:3:3: unknown key `conect_timeout`"), "{err}");
+        assert!(err.contains("did you mean `connect_timeout`?"), "{err}");
+        assert!(err.contains("conninfo, pgdata, connect_timeout"), "{err}");
+    }
+
+    #[test]
+    fn env_vars_expand_in_quoted_and_plain_values_and_unset_ones_are_errors() {
+        // SAFETY (test-only): no other test in this binary reads these variables.
+        unsafe { std::env::set_var("DBAGENT_TEST_REPO", "/data/repo") };
+        let c = parse("postgres:\n  conninfo: \"host=/tmp\"\nrepository:\n  path: \"${DBAGENT_TEST_REPO}\"\n").unwrap();
+        assert_eq!(c.repository.path, PathBuf::from("/data/repo"));
+        let err = parse("postgres:\n  conninfo: host=x password=${DBAGENT_TEST_UNSET_PW}\nrepository:\n  path: /r\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2:") && err.contains("DBAGENT_TEST_UNSET_PW is not set"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_reported_at_their_line_without_secrets() {
+        let err = parse("postgres:\n  conninfo: host=x password=topsecret sslmod=require\nrepository:\n  path: /r\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2:") && err.contains("`sslmod`"), "{err}");
+        assert!(!err.contains("topsecret"), "{err}");
+        let err = parse("postgres:\n  conninfo: host=x\n  connect_timeout: soon\nrepository:\n  path: /r\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":3:") && err.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn missing_required_section_is_named() {
+        let err = parse("postgres:\n  conninfo: host=x\n").unwrap_err().to_string();
+        assert!(err.contains("missing key `repository`"), "{err}");
+        assert!(parse("# nothing\n").unwrap_err().to_string().contains("empty"));
+    }
+}

@@ -1,0 +1,10 @@
+//! dbagent: one binary that keeps a PostgreSQL cluster recoverable and watched.
+//!
+//! The library holds the logic (configuration, PostgreSQL access, checks, ...); the `cli`
+//! module is the thin command-line layer over it. See README.md for the user's manual.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod pg;

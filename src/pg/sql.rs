@@ -1,0 +1,93 @@
+//! SQL that differs between PostgreSQL major versions, in one place. Every function takes the
+//! server's [`ServerVersion`] and returns the statement (or object name) for that version, so
+//! callers never compare version numbers themselves.
+
+use super::version::ServerVersion;
+
+/// A function the agent's role must be allowed to EXECUTE, with the exact signature to grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequiredFunction {
+    /// Signature as `has_function_privilege` and `GRANT EXECUTE ON FUNCTION` take it.
+    pub signature: &'static str,
+    /// What dbagent uses it for, for messages.
+    pub used_for: &'static str,
+}
+
+/// The functions dbagent calls: starting/stopping a backup (renamed in 15), switching WAL and
+/// creating named restore points.
+pub fn required_functions(v: &ServerVersion) -> Vec<RequiredFunction> {
+    let mut functions = if v.major() >= 15 {
+        vec![
+            RequiredFunction {
+                signature: "pg_backup_start(text, boolean)",
+                used_for: "backups",
+            },
+            RequiredFunction {
+                signature: "pg_backup_stop(boolean)",
+                used_for: "backups",
+            },
+        ]
+    } else {
+        vec![
+            RequiredFunction {
+                signature: "pg_start_backup(text, boolean, boolean)",
+                used_for: "backups",
+            },
+            RequiredFunction {
+                signature: "pg_stop_backup(boolean, boolean)",
+                used_for: "backups",
+            },
+        ]
+    };
+    functions.push(RequiredFunction {
+        signature: "pg_switch_wal()",
+        used_for: "closing the last WAL segment of a backup",
+    });
+    functions.push(RequiredFunction {
+        signature: "pg_create_restore_point(text)",
+        used_for: "restore points",
+    });
+    functions
+}
+
+/// Checkpoint counters: `(timed, requested, write_time_ms, sync_time_ms, buffers_written)`.
+/// PostgreSQL 17 moved them from pg_stat_bgwriter to pg_stat_checkpointer.
+pub fn checkpoint_stats(v: &ServerVersion) -> &'static str {
+    if v.major() >= 17 {
+        "SELECT num_timed::float8, num_requested::float8, write_time::float8, sync_time::float8, \
+         buffers_written::float8 FROM pg_stat_checkpointer"
+    } else {
+        "SELECT checkpoints_timed::float8, checkpoints_req::float8, checkpoint_write_time::float8, \
+         checkpoint_sync_time::float8, buffers_checkpoint::float8 FROM pg_stat_bgwriter"
+    }
+}
+
+/// The setting that names an archive module instead of a command (15+); empty before 15.
+pub fn archive_library_setting(v: &ServerVersion) -> Option<&'static str> {
+    (v.major() >= 15).then_some("archive_library")
+}
+
+/// The role that lets a least-privilege role read every table's statistics (pg_stats) for
+/// bloat estimates: pg_read_all_data exists from 14; before that only a superuser can.
+pub fn read_all_stats_role(v: &ServerVersion) -> Option<&'static str> {
+    (v.major() >= 14).then_some("pg_read_all_data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_functions_follow_the_rename_in_15() {
+        let v14 = ServerVersion::from_num(140010, "14.10");
+        let v15 = ServerVersion::from_num(150018, "15.18");
+        assert!(required_functions(&v14)[0].signature.starts_with("pg_start_backup"));
+        assert!(required_functions(&v15)[0].signature.starts_with("pg_backup_start"));
+    }
+
+    #[test]
+    fn checkpoint_stats_move_to_pg_stat_checkpointer_in_17() {
+        assert!(checkpoint_stats(&ServerVersion::from_num(160000, "16.0")).contains("pg_stat_bgwriter"));
+        assert!(checkpoint_stats(&ServerVersion::from_num(170000, "17.0")).contains("pg_stat_checkpointer"));
+    }
+}

@@ -1,0 +1,6 @@
+//! The one integration-test binary of dbagent: every test that runs the binary or talks to a
+//! real PostgreSQL server lives in a module here and shares the helpers in `support/`.
+
+mod support;
+
+mod cluster_kit;

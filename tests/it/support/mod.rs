@@ -1,0 +1,6 @@
+//! Helpers shared by every integration test: throwaway PostgreSQL clusters and the dbagent
+//! command under test.
+
+#![allow(dead_code)]
+
+pub mod cluster;
