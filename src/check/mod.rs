@@ -170,7 +170,7 @@ impl Report {
         for c in &self.checks {
             out.push_str(&format!("{:<8} {:<18} {}", c.status.label(), c.name, c.message));
             if let Some(action) = &c.action {
-                out.push_str(" Fix: ");
+                out.push_str("; fix: ");
                 out.push_str(action);
             }
             out.push('\n');
@@ -207,6 +207,6 @@ mod tests {
         assert!(r.summary.starts_with("DBAGENT WARNING: c: meh"), "{}", r.summary);
         let text = r.render_text();
         assert_eq!(text.lines().count(), 4);
-        assert!(text.contains("Fix: y"));
+        assert!(text.contains("; fix: y"));
     }
 }

@@ -17,19 +17,24 @@ struct Facts {
     in_recovery: bool,
     wal_level: String,
     archive_mode: String,
-    archive_command: String,
+    /// None when the role may not read it (superuser-only settings need pg_read_all_settings).
+    archive_command: Option<String>,
     archive_library: Option<String>,
-    preload: String,
+    preload: Option<String>,
     data_checksums: String,
     database: String,
     pgss_created: bool,
     max_wal_size: String,
 }
 
+/// Settings are read through pg_settings, which hides superuser-only settings from a role
+/// without pg_read_all_settings instead of failing the whole query.
 const FACTS_SQL: &str = "SELECT current_user::text, quote_ident(current_user), r.rolsuper, r.rolreplication, \
     pg_has_role(current_user, 'pg_monitor', 'USAGE'), pg_is_in_recovery(), \
-    current_setting('wal_level'), current_setting('archive_mode'), current_setting('archive_command'), \
-    current_setting('archive_library', true), current_setting('shared_preload_libraries'), \
+    current_setting('wal_level'), current_setting('archive_mode'), \
+    (SELECT setting FROM pg_settings WHERE name = 'archive_command'), \
+    (SELECT setting FROM pg_settings WHERE name = 'archive_library'), \
+    (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), \
     current_setting('data_checksums'), current_database()::text, \
     EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'), \
     current_setting('max_wal_size') \
@@ -99,7 +104,7 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
     checks.push(check_archive_command(config, &facts));
     checks.push(check_archiver(&client, &target, &facts).await);
     checks.push(check_archive_lag(&client, &target, config, &facts).await);
-    checks.push(check_pg_stat_statements(&facts));
+    checks.push(check_pg_stat_statements(&client, &facts).await);
     checks.push(check_data_checksums(&facts));
     checks.push(check_checkpoints(&client, &target, &version, &facts).await);
     (checks, Some(info))
@@ -290,7 +295,14 @@ fn check_archive_command(config: &Config, f: &Facts) -> CheckResult {
             format!("ALTER SYSTEM RESET archive_library; {set_it}"),
         );
     }
-    let cmd = f.archive_command.trim();
+    let Some(cmd) = f.archive_command.as_deref().map(str::trim) else {
+        return CheckResult::problem(
+            "archive_command",
+            Status::Unknown,
+            format!("role {} may not read archive_command", f.role),
+            format!("GRANT pg_monitor TO {};", f.role_ident),
+        );
+    };
     if cmd.is_empty() || cmd == "(disabled)" {
         return CheckResult::problem(
             "archive_command",
@@ -426,35 +438,55 @@ async fn check_archive_lag(
     }
 }
 
-fn check_pg_stat_statements(f: &Facts) -> CheckResult {
-    let loaded = f
-        .preload
-        .split(',')
-        .any(|lib| lib.trim().trim_matches('"') == "pg_stat_statements");
+async fn check_pg_stat_statements(client: &Client, f: &Facts) -> CheckResult {
+    let name = "pg_stat_statements";
+    let loaded = match &f.preload {
+        Some(preload) => preload
+            .split(',')
+            .any(|lib| lib.trim().trim_matches('"') == "pg_stat_statements"),
+        // The role may not read shared_preload_libraries: ask the extension itself, which
+        // refuses to answer when the library is not loaded.
+        None if f.pgss_created => client
+            .query("SELECT 1 FROM pg_stat_statements LIMIT 1", &[])
+            .await
+            .is_ok(),
+        None => true,
+    };
+    let preload_fix = || {
+        let current = f.preload.as_deref().map(str::trim).unwrap_or("");
+        let libs = if current.is_empty() {
+            "pg_stat_statements".to_string()
+        } else {
+            format!("{current},pg_stat_statements")
+        };
+        format!(
+            "ALTER SYSTEM SET shared_preload_libraries = '{libs}'; restart PostgreSQL; then CREATE EXTENSION pg_stat_statements; in database {}",
+            f.database
+        )
+    };
     match (loaded, f.pgss_created) {
         (true, true) => CheckResult::ok(
-            "pg_stat_statements",
+            name,
             format!("pg_stat_statements is loaded and created in database {}", f.database),
         ),
         (false, _) => CheckResult::problem(
-            "pg_stat_statements",
+            name,
             Status::Warning,
             "pg_stat_statements is not in shared_preload_libraries: slow-query monitoring is off",
-            format!(
-                "ALTER SYSTEM SET shared_preload_libraries = '{}'; restart PostgreSQL; then CREATE EXTENSION pg_stat_statements; in database {}",
-                if f.preload.trim().is_empty() {
-                    "pg_stat_statements".to_string()
-                } else {
-                    format!("{},pg_stat_statements", f.preload.trim())
-                },
-                f.database
-            ),
+            preload_fix(),
         ),
         (true, false) => CheckResult::problem(
-            "pg_stat_statements",
+            name,
             Status::Warning,
-            format!("pg_stat_statements is loaded but not created in database {}", f.database),
-            format!("CREATE EXTENSION pg_stat_statements; in database {}", f.database),
+            format!("pg_stat_statements is not created in database {}: slow-query monitoring is off", f.database),
+            if f.preload.is_some() {
+                format!("CREATE EXTENSION pg_stat_statements; in database {}", f.database)
+            } else {
+                format!(
+                    "CREATE EXTENSION pg_stat_statements; in database {} (it must also be in shared_preload_libraries)",
+                    f.database
+                )
+            },
         ),
     }
 }

@@ -3,4 +3,7 @@
 
 mod support;
 
+mod check;
 mod cluster_kit;
+mod config_cmd;
+mod connection;

@@ -12,7 +12,7 @@
 //! also why the directories live under `/tmp`: the `postgres` user cannot enter `/root`.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -837,11 +837,7 @@ fn is_live_postgres(pid: u32) -> bool {
         Err(_) => return false,
     }
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        // Not Linux-like /proc, or it just exited: trust kill().
-        return !matches!(
-            fs::metadata(format!("/proc/{pid}")).map_err(|err| err.kind()),
-            Err(ErrorKind::NotFound)
-        );
+        return false; // it exited between the two looks
     };
     // "<pid> (<comm>) <state> ...": comm may contain spaces and parentheses.
     let Some((head, rest)) = stat.rsplit_once(')') else {
