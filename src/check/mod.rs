@@ -144,15 +144,19 @@ impl Report {
             .find(|c| c.status == worst && worst != Status::Ok)
             .map(|c| format!("{}: {} ", c.name, c.message))
             .unwrap_or_default();
-        let summary = format!(
-            "DBAGENT {}: {}({} critical, {} warning, {} unknown, {} ok)",
-            worst.label(),
-            first_problem,
-            counts.critical,
-            counts.warning,
-            counts.unknown,
-            counts.ok
-        );
+        let summary = if worst == Status::Ok {
+            format!("DBAGENT OK: all {} checks passed", counts.ok)
+        } else {
+            format!(
+                "DBAGENT {}: {}({} critical, {} warning, {} unknown, {} ok)",
+                worst.label(),
+                first_problem,
+                counts.critical,
+                counts.warning,
+                counts.unknown,
+                counts.ok
+            )
+        };
         Report {
             status: worst,
             exit_code: worst.exit_code(),
@@ -168,7 +172,12 @@ impl Report {
     pub fn render_text(&self) -> String {
         let mut out = format!("{}\n", self.summary);
         for c in &self.checks {
-            out.push_str(&format!("{:<8} {:<18} {}", c.status.label(), c.name, c.message));
+            out.push_str(&format!(
+                "{:<8} {:<18} {}",
+                c.status.label(),
+                c.name,
+                c.message
+            ));
             if let Some(action) = &c.action {
                 out.push_str("; fix: ");
                 out.push_str(action);
@@ -204,7 +213,11 @@ mod tests {
         );
         assert_eq!(r.status, Status::Warning);
         assert_eq!(r.exit_code, 1);
-        assert!(r.summary.starts_with("DBAGENT WARNING: c: meh"), "{}", r.summary);
+        assert!(
+            r.summary.starts_with("DBAGENT WARNING: c: meh"),
+            "{}",
+            r.summary
+        );
         let text = r.render_text();
         assert_eq!(text.lines().count(), 4);
         assert!(text.contains("; fix: y"));

@@ -13,16 +13,25 @@ pub fn check(path: &Path) -> CheckResult {
             return CheckResult::problem(
                 name,
                 Status::Critical,
-                format!("repository path {} exists but is not a directory", path.display()),
+                format!(
+                    "repository path {} exists but is not a directory",
+                    path.display()
+                ),
                 "point repository.path at a directory",
             );
         }
         return match probe_write(path) {
-            Ok(()) => CheckResult::ok(name, format!("repository {} exists and is writable", path.display())),
+            Ok(()) => CheckResult::ok(
+                name,
+                format!("repository {} exists and is writable", path.display()),
+            ),
             Err(e) => CheckResult::problem(
                 name,
                 Status::Critical,
-                format!("repository {} is not writable by {user}: {e}", path.display()),
+                format!(
+                    "repository {} is not writable by {user}: {e}",
+                    path.display()
+                ),
                 format!("chown/chmod it so {user} and the PostgreSQL OS user can write to it"),
             ),
         };
@@ -31,7 +40,10 @@ pub fn check(path: &Path) -> CheckResult {
         return CheckResult::problem(
             name,
             Status::Critical,
-            format!("repository path {} has no existing parent directory", path.display()),
+            format!(
+                "repository path {} has no existing parent directory",
+                path.display()
+            ),
             "use an absolute repository.path",
         );
     };
@@ -51,7 +63,10 @@ pub fn check(path: &Path) -> CheckResult {
                 path.display(),
                 ancestor.display()
             ),
-            format!("mkdir -p {} and chown it to the user dbagent and PostgreSQL run as", path.display()),
+            format!(
+                "mkdir -p {} and chown it to the user dbagent and PostgreSQL run as",
+                path.display()
+            ),
         ),
     }
 }

@@ -73,7 +73,11 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
     };
     let mut checks = vec![CheckResult::ok(
         "connection",
-        format!("connected to {} in {} ms", target.describe(), started.elapsed().as_millis()),
+        format!(
+            "connected to {} in {} ms",
+            target.describe(),
+            started.elapsed().as_millis()
+        ),
     )];
     let version = match ServerVersion::detect(&client).await {
         Ok(v) => v,
@@ -186,12 +190,18 @@ async fn check_privileges(client: &Client, v: &ServerVersion, f: &Facts) -> Vec<
         )
     });
     out.push(if f.replication {
-        CheckResult::ok("role_replication", format!("role {} has REPLICATION", f.role))
+        CheckResult::ok(
+            "role_replication",
+            format!("role {} has REPLICATION", f.role),
+        )
     } else {
         CheckResult::problem(
             "role_replication",
             Status::Warning,
-            format!("role {} lacks the REPLICATION attribute that pg_basebackup needs for backups", f.role),
+            format!(
+                "role {} lacks the REPLICATION attribute that pg_basebackup needs for backups",
+                f.role
+            ),
             format!("ALTER ROLE {role} REPLICATION;"),
         )
     });
@@ -315,7 +325,9 @@ fn check_archive_command(config: &Config, f: &Facts) -> CheckResult {
         return CheckResult::problem(
             "archive_command",
             Status::Warning,
-            format!("archive_command does not call dbagent wal-push (it is `{cmd}`), so WAL does not reach the dbagent repository"),
+            format!(
+                "archive_command does not call dbagent wal-push (it is `{cmd}`), so WAL does not reach the dbagent repository"
+            ),
             set_it,
         );
     }
@@ -327,12 +339,18 @@ fn check_archive_command(config: &Config, f: &Facts) -> CheckResult {
             set_it,
         );
     }
-    CheckResult::ok("archive_command", format!("archive_command calls dbagent wal-push: `{cmd}`"))
+    CheckResult::ok(
+        "archive_command",
+        format!("archive_command calls dbagent wal-push: `{cmd}`"),
+    )
 }
 
 async fn check_archiver(client: &Client, target: &PgTarget, f: &Facts) -> CheckResult {
     if f.in_recovery && f.archive_mode != "always" {
-        return CheckResult::ok("archiving", "not applicable on a standby (the primary archives)");
+        return CheckResult::ok(
+            "archiving",
+            "not applicable on a standby (the primary archives)",
+        );
     }
     let row = client
         .query_one(
@@ -387,7 +405,10 @@ async fn check_archive_lag(
     f: &Facts,
 ) -> CheckResult {
     if f.archive_mode == "off" || (f.in_recovery && f.archive_mode != "always") {
-        return CheckResult::ok("archive_lag", "not applicable (nothing is being archived here)");
+        return CheckResult::ok(
+            "archive_lag",
+            "not applicable (nothing is being archived here)",
+        );
     }
     let row = client
         .query_one(
@@ -467,7 +488,10 @@ async fn check_pg_stat_statements(client: &Client, f: &Facts) -> CheckResult {
     match (loaded, f.pgss_created) {
         (true, true) => CheckResult::ok(
             name,
-            format!("pg_stat_statements is loaded and created in database {}", f.database),
+            format!(
+                "pg_stat_statements is loaded and created in database {}",
+                f.database
+            ),
         ),
         (false, _) => CheckResult::problem(
             name,
@@ -478,9 +502,15 @@ async fn check_pg_stat_statements(client: &Client, f: &Facts) -> CheckResult {
         (true, false) => CheckResult::problem(
             name,
             Status::Warning,
-            format!("pg_stat_statements is not created in database {}: slow-query monitoring is off", f.database),
+            format!(
+                "pg_stat_statements is not created in database {}: slow-query monitoring is off",
+                f.database
+            ),
             if f.preload.is_some() {
-                format!("CREATE EXTENSION pg_stat_statements; in database {}", f.database)
+                format!(
+                    "CREATE EXTENSION pg_stat_statements; in database {}",
+                    f.database
+                )
             } else {
                 format!(
                     "CREATE EXTENSION pg_stat_statements; in database {} (it must also be in shared_preload_libraries)",
@@ -539,5 +569,7 @@ async fn check_checkpoints(
 /// `95` → `1m35s`; for messages.
 pub(crate) fn human_seconds(secs: f64) -> String {
     let secs = secs.max(0.0).round() as u64;
-    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string().replace(' ', "")
+    humantime::format_duration(std::time::Duration::from_secs(secs))
+        .to_string()
+        .replace(' ', "")
 }

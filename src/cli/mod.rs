@@ -31,11 +31,23 @@ Exit codes:
 #[command(name = "dbagent", version, after_help = EXIT_CODES_HELP, propagate_version = true)]
 pub struct Cli {
     /// Configuration file [default: /etc/dbagent/dbagent.yml]
-    #[arg(long, short = 'c', global = true, env = "DBAGENT_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "DBAGENT_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// Log line format on stderr
-    #[arg(long, global = true, value_enum, default_value = "text", value_name = "FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
     pub log_format: LogFormat,
 
     /// More log output (-v info, -vv debug, -vvv trace)

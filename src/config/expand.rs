@@ -89,7 +89,9 @@ fn resolve(body: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<Strin
         return value.ok_or_else(|| ExpandError::Unset(name.to_string()));
     }
     if let Some(default) = op.strip_prefix(":-") {
-        return Ok(value.filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string()));
+        return Ok(value
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string()));
     }
     if let Some(default) = op.strip_prefix('-') {
         return Ok(value.unwrap_or_else(|| default.to_string()));
@@ -121,7 +123,10 @@ mod tests {
         assert_eq!(expand_with("${EMPTY:-x}", env).unwrap(), "x");
         assert_eq!(expand_with("${EMPTY-x}", env).unwrap(), "");
         assert_eq!(expand_with("${MISSING-}", env).unwrap(), "");
-        assert_eq!(expand_with("cost $$5 and $HOME", env).unwrap(), "cost $5 and $HOME");
+        assert_eq!(
+            expand_with("cost $$5 and $HOME", env).unwrap(),
+            "cost $5 and $HOME"
+        );
     }
 
     #[test]
@@ -133,9 +138,18 @@ mod tests {
 
     #[test]
     fn malformed_references_are_errors() {
-        assert!(matches!(expand_with("${OPEN", env), Err(ExpandError::Malformed(_))));
-        assert!(matches!(expand_with("${1X}", env), Err(ExpandError::Malformed(_))));
-        assert!(matches!(expand_with("${A?x}", env), Err(ExpandError::Malformed(_))));
+        assert!(matches!(
+            expand_with("${OPEN", env),
+            Err(ExpandError::Malformed(_))
+        ));
+        assert!(matches!(
+            expand_with("${1X}", env),
+            Err(ExpandError::Malformed(_))
+        ));
+        assert!(matches!(
+            expand_with("${A?x}", env),
+            Err(ExpandError::Malformed(_))
+        ));
     }
 
     proptest! {

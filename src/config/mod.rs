@@ -160,7 +160,9 @@ mod ser {
 /// Why a configuration file cannot be used. Messages never contain expanded values.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {path} not found; pass --config FILE or set DBAGENT_CONFIG (`dbagent config example > dbagent.yml` writes a starting point)")]
+    #[error(
+        "config file {path} not found; pass --config FILE or set DBAGENT_CONFIG (`dbagent config example > dbagent.yml` writes a starting point)"
+    )]
     NotFound { path: PathBuf },
     #[error("cannot read config file {path}: {source}")]
     Read {
@@ -196,14 +198,19 @@ impl Config {
 
     /// Parses configuration text; `path` is used for messages and relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        if text.trim().is_empty()
+            || text
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
             return Err(ConfigError::Invalid {
                 path: path.into(),
-                message: "the file is empty; it needs at least `postgres.conninfo` and `repository.path`".into(),
+                message:
+                    "the file is empty; it needs at least `postgres.conninfo` and `repository.path`"
+                        .into(),
             });
         }
-        let mut config: Config =
-            serde_saphyr::from_str(text).map_err(|e| parse_error(path, &e))?;
+        let mut config: Config = serde_saphyr::from_str(text).map_err(|e| parse_error(path, &e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.repository.path = resolve(base, &config.repository.path);
         config.state_dir = resolve(base, &config.state_dir);
@@ -221,11 +228,14 @@ impl Config {
         };
         if self.check.archive_lag_warning > self.check.archive_lag_critical {
             return Err(invalid(
-                "check.archive_lag_warning must not be longer than check.archive_lag_critical".into(),
+                "check.archive_lag_warning must not be longer than check.archive_lag_critical"
+                    .into(),
             ));
         }
         if self.postgres.connect_timeout.is_zero() {
-            return Err(invalid("postgres.connect_timeout must be more than 0s".into()));
+            return Err(invalid(
+                "postgres.connect_timeout must be more than 0s".into(),
+            ));
         }
         Ok(())
     }
@@ -241,7 +251,11 @@ impl Config {
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 /// Turns a serde-saphyr error into `file:line:column: message`, with "did you mean" for
@@ -334,17 +348,23 @@ mod tests {
 
     #[test]
     fn minimal_config_needs_only_postgres_and_repository() {
-        let c = parse("postgres:\n  conninfo: host=/tmp\nrepository:\n  path: /srv/repo\n").unwrap();
+        let c =
+            parse("postgres:\n  conninfo: host=/tmp\nrepository:\n  path: /srv/repo\n").unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/dbagent/state"));
         assert_eq!(c.repository.path, PathBuf::from("/srv/repo"));
     }
 
     #[test]
     fn misspelled_key_names_key_line_and_valid_keys() {
-        let err = parse("postgres:\n  conninfo: host=/tmp\n  conect_timeout: 3s\nrepository:\n  path: /r\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("/etc/dbagent/dbagent.yml:3:3: unknown key `conect_timeout`"), "{err}");
+        let err = parse(
+            "postgres:\n  conninfo: host=/tmp\n  conect_timeout: 3s\nrepository:\n  path: /r\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("/etc/dbagent/dbagent.yml:3:3: unknown key `conect_timeout`"),
+            "{err}"
+        );
         assert!(err.contains("did you mean `connect_timeout`?"), "{err}");
         assert!(err.contains("conninfo, pgdata, connect_timeout"), "{err}");
     }
@@ -353,12 +373,18 @@ mod tests {
     fn env_vars_expand_in_quoted_and_plain_values_and_unset_ones_are_errors() {
         // SAFETY (test-only): no other test in this binary reads these variables.
         unsafe { std::env::set_var("DBAGENT_TEST_REPO", "/data/repo") };
-        let c = parse("postgres:\n  conninfo: \"host=/tmp\"\nrepository:\n  path: \"${DBAGENT_TEST_REPO}\"\n").unwrap();
+        let c = parse(
+            "postgres:\n  conninfo: \"host=/tmp\"\nrepository:\n  path: \"${DBAGENT_TEST_REPO}\"\n",
+        )
+        .unwrap();
         assert_eq!(c.repository.path, PathBuf::from("/data/repo"));
         let err = parse("postgres:\n  conninfo: host=x password=${DBAGENT_TEST_UNSET_PW}\nrepository:\n  path: /r\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains(":2:") && err.contains("DBAGENT_TEST_UNSET_PW is not set"), "{err}");
+        assert!(
+            err.contains(":2:") && err.contains("DBAGENT_TEST_UNSET_PW is not set"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -368,16 +394,28 @@ mod tests {
             .to_string();
         assert!(err.contains(":2:") && err.contains("`sslmod`"), "{err}");
         assert!(!err.contains("topsecret"), "{err}");
-        let err = parse("postgres:\n  conninfo: host=x\n  connect_timeout: soon\nrepository:\n  path: /r\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(":3:") && err.contains("invalid duration"), "{err}");
+        let err = parse(
+            "postgres:\n  conninfo: host=x\n  connect_timeout: soon\nrepository:\n  path: /r\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("invalid duration"),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_required_section_is_named() {
-        let err = parse("postgres:\n  conninfo: host=x\n").unwrap_err().to_string();
+        let err = parse("postgres:\n  conninfo: host=x\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing key `repository`"), "{err}");
-        assert!(parse("# nothing\n").unwrap_err().to_string().contains("empty"));
+        assert!(
+            parse("# nothing\n")
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
     }
 }

@@ -122,8 +122,7 @@ impl ConnInfo {
     /// Parses a keyword/value conninfo or a `postgres://` / `postgresql://` URL.
     pub fn parse(s: &str) -> Result<ConnInfo, ConnInfoError> {
         let trimmed = s.trim();
-        let params = if trimmed.starts_with("postgresql://") || trimmed.starts_with("postgres://")
-        {
+        let params = if trimmed.starts_with("postgresql://") || trimmed.starts_with("postgres://") {
             parse_url(trimmed)?
         } else {
             parse_keyword_value(trimmed)?
@@ -508,7 +507,13 @@ fn parse_url(s: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
 /// Looks up a password in a libpq password file (`hostname:port:database:username:password`,
 /// `*` matches anything, `\` escapes `:` and `\`). Like libpq, a file readable by group or
 /// others is ignored (with a warning), and a socket directory matches `localhost`.
-pub fn pgpass_lookup(file: &Path, host: &str, port: u16, dbname: &str, user: &str) -> Option<String> {
+pub fn pgpass_lookup(
+    file: &Path,
+    host: &str,
+    port: u16,
+    dbname: &str,
+    user: &str,
+) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(file).ok()?;
     if !meta.is_file() {
@@ -523,7 +528,11 @@ pub fn pgpass_lookup(file: &Path, host: &str, port: u16, dbname: &str, user: &st
         return None;
     }
     let text = std::fs::read_to_string(file).ok()?;
-    let host = if host.starts_with('/') { "localhost" } else { host };
+    let host = if host.starts_with('/') {
+        "localhost"
+    } else {
+        host
+    };
     let port = port.to_string();
     for line in text.lines() {
         if line.trim_start().starts_with('#') || line.trim().is_empty() {
@@ -584,8 +593,9 @@ mod tests {
             ConnInfo::parse("host=db1 password='open"),
             Err(ConnInfoError::Syntax(_))
         ));
-        let c = ConnInfo::parse(r"host=db1 port = 5433 user=app password='it\'s a secret' dbname=prod")
-            .unwrap();
+        let c =
+            ConnInfo::parse(r"host=db1 port = 5433 user=app password='it\'s a secret' dbname=prod")
+                .unwrap();
         assert_eq!(c.get("host"), Some("db1"));
         assert_eq!(c.get("port"), Some("5433"));
         assert_eq!(c.get("password"), Some("it's a secret"));
@@ -615,7 +625,10 @@ mod tests {
     fn unknown_keyword_is_rejected_with_a_hint() {
         let err = ConnInfo::parse("host=x sslmod=require").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("`sslmod`") && msg.contains("did you mean `sslmode`"), "{msg}");
+        assert!(
+            msg.contains("`sslmod`") && msg.contains("did you mean `sslmode`"),
+            "{msg}"
+        );
         assert!(ConnInfo::parse("host=x sslmode=sometimes").is_err());
         assert!(ConnInfo::parse("host=x port=five").is_err());
     }
@@ -643,7 +656,10 @@ mod tests {
             "PGSSLMODE" => Some("require".to_string()),
             _ => None,
         };
-        let r = ConnInfo::parse("host=confhost").unwrap().resolve(&env).unwrap();
+        let r = ConnInfo::parse("host=confhost")
+            .unwrap()
+            .resolve(&env)
+            .unwrap();
         assert_eq!(r.hosts, vec!["confhost"]);
         assert_eq!(r.ports, vec![6000]);
         assert_eq!(r.user, "envuser");
@@ -676,12 +692,21 @@ mod tests {
         let home = dir.path().to_path_buf();
         std::fs::rename(&file, home.join(".pgpass")).unwrap();
         let env = |k: &str| (k == "HOME").then(|| home.display().to_string());
-        let r = ConnInfo::parse("host=127.0.0.1 user=app").unwrap().resolve(&env).unwrap();
+        let r = ConnInfo::parse("host=127.0.0.1 user=app")
+            .unwrap()
+            .resolve(&env)
+            .unwrap();
         assert_eq!(r.password.as_deref(), Some("pa:ss:word"));
         std::fs::set_permissions(home.join(".pgpass"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
-        let r = ConnInfo::parse("host=127.0.0.1 user=app").unwrap().resolve(&env).unwrap();
-        assert_eq!(r.password, None, "a world-readable pgpass is ignored, as libpq does");
+        let r = ConnInfo::parse("host=127.0.0.1 user=app")
+            .unwrap()
+            .resolve(&env)
+            .unwrap();
+        assert_eq!(
+            r.password, None,
+            "a world-readable pgpass is ignored, as libpq does"
+        );
     }
 
     proptest! {

@@ -93,7 +93,9 @@ impl PgTarget {
 
     /// The effective connect timeout (conninfo's connect_timeout, else the configured one).
     pub fn connect_timeout(&self) -> Duration {
-        self.info.connect_timeout.unwrap_or(self.session.connect_timeout)
+        self.info
+            .connect_timeout
+            .unwrap_or(self.session.connect_timeout)
     }
 
     /// `127.0.0.1:5432 as dbagent`: for messages.
@@ -258,7 +260,11 @@ impl PgTarget {
             ConnectFailure::UnknownHost
         } else if detail.contains("timeout") || detail.contains("timed out") {
             ConnectFailure::Timeout
-        } else if detail.contains("TLS") || detail.contains("tls") || detail.contains("SSL") || detail.contains("certificate") {
+        } else if detail.contains("TLS")
+            || detail.contains("tls")
+            || detail.contains("SSL")
+            || detail.contains("certificate")
+        {
             ConnectFailure::Tls
         } else {
             ConnectFailure::Other
@@ -269,7 +275,9 @@ impl PgTarget {
 
 fn looks_like_dns(detail: &str) -> bool {
     let d = detail.to_ascii_lowercase();
-    d.contains("lookup address") || d.contains("name or service not known") || d.contains("name resolution")
+    d.contains("lookup address")
+        || d.contains("name or service not known")
+        || d.contains("name resolution")
 }
 
 fn find_io_error(e: &tokio_postgres::Error) -> Option<&std::io::Error> {

@@ -81,13 +81,26 @@ mod tests {
     fn backup_functions_follow_the_rename_in_15() {
         let v14 = ServerVersion::from_num(140010, "14.10");
         let v15 = ServerVersion::from_num(150018, "15.18");
-        assert!(required_functions(&v14)[0].signature.starts_with("pg_start_backup"));
-        assert!(required_functions(&v15)[0].signature.starts_with("pg_backup_start"));
+        assert!(
+            required_functions(&v14)[0]
+                .signature
+                .starts_with("pg_start_backup")
+        );
+        assert!(
+            required_functions(&v15)[0]
+                .signature
+                .starts_with("pg_backup_start")
+        );
     }
 
     #[test]
     fn checkpoint_stats_move_to_pg_stat_checkpointer_in_17() {
-        assert!(checkpoint_stats(&ServerVersion::from_num(160000, "16.0")).contains("pg_stat_bgwriter"));
-        assert!(checkpoint_stats(&ServerVersion::from_num(170000, "17.0")).contains("pg_stat_checkpointer"));
+        assert!(
+            checkpoint_stats(&ServerVersion::from_num(160000, "16.0")).contains("pg_stat_bgwriter")
+        );
+        assert!(
+            checkpoint_stats(&ServerVersion::from_num(170000, "17.0"))
+                .contains("pg_stat_checkpointer")
+        );
     }
 }

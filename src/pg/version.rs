@@ -34,7 +34,9 @@ impl ServerVersion {
     }
 
     /// Reads the version of the server `client` is connected to.
-    pub async fn detect(client: &tokio_postgres::Client) -> Result<ServerVersion, tokio_postgres::Error> {
+    pub async fn detect(
+        client: &tokio_postgres::Client,
+    ) -> Result<ServerVersion, tokio_postgres::Error> {
         let row = client
             .query_one(
                 "SELECT current_setting('server_version_num')::int, current_setting('server_version')",

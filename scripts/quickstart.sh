@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# scripts/quickstart.sh: build dbagent and run it against a local sandbox PostgreSQL cluster.
+#
+#   scripts/quickstart.sh           build, create (or restart) the sandbox cluster, run dbagent check
+#   scripts/quickstart.sh --stop    stop the sandbox cluster and remove the sandbox
+#
+# Environment: SANDBOX_PG=15|18 (default 15), SANDBOX_PORT (default 54329),
+#              SANDBOX_DIR (default ./sandbox, git-ignored).
+# The cluster listens on 127.0.0.1 only, with archive_command wired to `dbagent wal-push`,
+# pg_stat_statements loaded and data checksums on; dbagent connects as a least-privilege role.
+# Re-runnable: an existing sandbox is reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo_root=$(pwd)
+
+source scripts/lib/deps.sh
+
+version=${SANDBOX_PG:-15}
+port=${SANDBOX_PORT:-54329}
+sandbox=${SANDBOX_DIR:-$repo_root/sandbox}
+case "$version" in
+  15) bindir=$PG15_BIN ;;
+  18) bindir=$PG18_BIN ;;
+  *) echo "quickstart: SANDBOX_PG must be 15 or 18" >&2; exit 2 ;;
+esac
+data=$sandbox/data
+conf=$sandbox/dbagent.yml
+
+# PostgreSQL refuses to run as root: as root, run it as the postgres OS user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- env -C "$sandbox" HOME="$sandbox" "$@"
+  else
+    "$@"
+  fi
+}
+
+if [ "${1:-}" = "--stop" ]; then
+  if [ -f "$data/postmaster.pid" ]; then
+    as_pg "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    echo "sandbox cluster stopped"
+  fi
+  rm -rf "$sandbox"
+  echo "removed $sandbox"
+  exit 0
+elif [ $# -gt 0 ]; then
+  sed -n '2,12p' "$0"
+  exit 2
+fi
+
+apt_install postgresql-15 postgresql-client-15
+[ "$version" = 18 ] && install_pg18
+
+echo "==> building dbagent (release)"
+cargo build --release --quiet
+mkdir -p "$sandbox/bin"
+# archive_command runs as the PostgreSQL OS user: give it a copy of the binary it can reach.
+install -m 0755 target/release/dbagent "$sandbox/bin/dbagent"
+dbagent=$sandbox/bin/dbagent
+
+if [ "$(id -u)" = 0 ]; then
+  chown postgres: "$sandbox"
+  if ! runuser -u postgres -- test -x "$sandbox"; then
+    echo "quickstart: the postgres OS user cannot reach $sandbox; set SANDBOX_DIR to a path under /var/tmp or /tmp" >&2
+    exit 1
+  fi
+fi
+
+password=$(cat "$sandbox/.dbagent-password" 2>/dev/null || true)
+if [ ! -f "$data/PG_VERSION" ]; then
+  echo "==> creating the sandbox cluster (PostgreSQL $version) in $data"
+  password=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+  printf '%s' "$password" > "$sandbox/.dbagent-password"
+  chmod 600 "$sandbox/.dbagent-password"
+  checksums=--data-checksums
+  [ "$version" = 18 ] && checksums=   # on by default in 18
+  as_pg "$bindir/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+    -E UTF8 --no-locale --no-instructions $checksums >/dev/null
+  cat >> "$data/postgresql.conf" <<CONF
+
+# --- dbagent quickstart sandbox ---
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$sandbox'
+wal_level = replica
+archive_mode = on
+archive_command = '$dbagent --config $conf wal-push %p'
+shared_preload_libraries = 'pg_stat_statements'
+max_wal_senders = 5
+CONF
+fi
+
+if ! as_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+  echo "==> starting the sandbox cluster on 127.0.0.1:$port"
+  as_pg "$bindir/pg_ctl" -D "$data" -l "$sandbox/postgresql.log" -w -t 60 start >/dev/null
+fi
+
+psql_super() { as_pg "$bindir/psql" -X -q -h "$sandbox" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+# A least-privilege role for dbagent: what `dbagent check` asks for, nothing more.
+psql_super <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dbagent') THEN
+    CREATE ROLE dbagent LOGIN REPLICATION;
+  END IF;
+END \$\$;
+ALTER ROLE dbagent PASSWORD '$password';
+GRANT pg_monitor TO dbagent;
+GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean), pg_backup_stop(boolean),
+  pg_switch_wal(), pg_create_restore_point(text) TO dbagent;
+SQL
+
+# The password lives in a pgpass file, as an SRE would keep it, not in dbagent.yml.
+printf '127.0.0.1:%s:*:dbagent:%s\n' "$port" "$password" > "$sandbox/pgpass"
+chmod 600 "$sandbox/pgpass"
+[ "$(id -u)" = 0 ] && chown postgres: "$sandbox/pgpass" "$sandbox/.dbagent-password"
+cat > "$conf" <<YML
+# dbagent.yml for the quickstart sandbox (see config/dbagent.yml for every key).
+postgres:
+  conninfo: "host=127.0.0.1 port=$port user=dbagent dbname=postgres passfile=$sandbox/pgpass"
+  pgdata: $data
+repository:
+  path: $sandbox/repo
+state_dir: $sandbox/state
+YML
+mkdir -p "$sandbox/repo" "$sandbox/state"
+[ "$(id -u)" = 0 ] && chown -R postgres: "$sandbox/repo" "$sandbox/state" "$conf"
+
+echo "==> $dbagent --config $conf check"
+set +e
+"$dbagent" --config "$conf" check
+status=$?
+set -e
+
+cat <<NEXT
+
+The sandbox is up: PostgreSQL $version on 127.0.0.1:$port, data in $data.
+Try next:
+  $dbagent --config $conf check --json
+  $dbagent --config $conf config validate
+  $dbagent --help
+  psql "host=127.0.0.1 port=$port user=dbagent dbname=postgres passfile=$sandbox/pgpass"
+Tear it down with: scripts/quickstart.sh --stop
+NEXT
+exit $status

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# scripts/test.sh: install what the test suite needs on a fresh Debian machine, then run
+# the lints and the whole suite (unit + integration tests against real PostgreSQL 15 and 18).
+#
+#   scripts/test.sh            install (if missing), lint, test
+#   scripts/test.sh --no-lint  skip cargo fmt / clippy
+#   scripts/test.sh -- ARGS    pass ARGS to cargo nextest (e.g. -- -E 'test(check)')
+#
+# Needs root (or passwordless apt) for the first run: it installs Debian packages and the
+# PostgreSQL 18 wheel under /opt/dbagent. The tests run PostgreSQL as the `postgres` OS user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+lint=1
+nextest_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-lint) lint=0 ;;
+    --) shift; nextest_args=("$@"); break ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "scripts/test.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+source scripts/lib/deps.sh
+install_test_deps
+
+if [ "$lint" = 1 ]; then
+  echo "==> cargo fmt --check"
+  cargo fmt --all -- --check
+  echo "==> cargo clippy --all-targets -- -D warnings"
+  cargo clippy --all-targets --quiet -- -D warnings
+fi
+
+echo "==> tests"
+profile=default
+[ "${CI:-}" = "true" ] && profile=ci
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --profile "$profile" --all-targets "${nextest_args[@]}"
+else
+  echo "cargo-nextest not found; using cargo test" >&2
+  cargo test --all-targets "${nextest_args[@]}"
+fi
