@@ -8,3 +8,5 @@ pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod pg;
+pub mod repo;
+pub mod wal;

@@ -9,6 +9,8 @@
 
 mod check;
 mod config;
+mod wal_get;
+mod wal_push;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +25,8 @@ Exit codes:
   0  success
   1  the command failed (stderr says what failed and what to do)
   2  bad usage
-  check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios plugin convention)";
+  check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios plugin convention)
+  wal-get: 0 restored, 1 not in the archive, 126 archive unreadable (recovery aborts)";
 
 /// Keeps a PostgreSQL cluster recoverable and watched: backups, WAL archive, point-in-time
 /// restore, monitoring and alerting in one sidecar.
@@ -65,6 +68,10 @@ pub enum Command {
     /// Validate the configuration or print an annotated example
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Archive one WAL file durably (archive_command = 'dbagent --config FILE wal-push %p')
+    WalPush(wal_push::WalPushArgs),
+    /// Restore one WAL file from the archive (restore_command = 'dbagent --config FILE wal-get %f %p')
+    WalGet(wal_get::WalGetArgs),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -74,6 +81,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(ref args) => check::run(&cli, args),
         Command::Config(ref cmd) => config::run(&cli, cmd),
+        Command::WalPush(ref args) => wal_push::run(&cli, args),
+        Command::WalGet(ref args) => wal_get::run(&cli, args),
     }
 }
 

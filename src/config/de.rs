@@ -45,6 +45,17 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&s).map_err(D::Error::custom)
 }
 
+pub fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    match raw {
+        None => Ok(None),
+        Some(raw) => {
+            let s = expand(&raw).map_err(D::Error::custom)?;
+            parse_duration(&s).map(Some).map_err(D::Error::custom)
+        }
+    }
+}
+
 pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let s = expanded(d)?;
     s.parse().map_err(|_| {

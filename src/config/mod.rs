@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::pg::{ConnInfo, SessionOptions};
+use crate::repo::Compression;
 
 pub use de::parse_duration;
 
@@ -39,6 +40,10 @@ pub struct Config {
     pub alerts_file: PathBuf,
     #[serde(default)]
     pub check: CheckConfig,
+    #[serde(default)]
+    pub backup: BackupConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// The file this was loaded from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -66,6 +71,10 @@ pub struct PostgresConfig {
         serialize_with = "ser::duration"
     )]
     pub statement_timeout: Duration,
+    /// Where pg_basebackup of the server's major version is; default
+    /// /usr/lib/postgresql/<major>/bin, then PATH.
+    #[serde(default, deserialize_with = "de::opt_path")]
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// `repository:`: where backups and archived WAL live.
@@ -74,6 +83,82 @@ pub struct PostgresConfig {
 pub struct RepositoryConfig {
     #[serde(deserialize_with = "de::path")]
     pub path: PathBuf,
+    /// zstd (default), lz4, gzip or none: for backups and WAL.
+    #[serde(default)]
+    pub compression: Compression,
+    /// 0 = the algorithm's default (zstd 3, gzip 6).
+    #[serde(default)]
+    pub compression_level: i32,
+    /// How long a backup or expire waits for another one holding the repository lock.
+    #[serde(
+        default = "defaults::lock_wait",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub lock_wait: Duration,
+}
+
+/// `backup:`: how `dbagent backup` takes a backup.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// fast: checkpoint at once; spread: follow checkpoint_completion_target (gentler on I/O).
+    #[serde(default)]
+    pub checkpoint: Checkpoint,
+    /// How long to wait for the backup's WAL to reach the archive before giving up.
+    #[serde(
+        default = "defaults::wal_timeout",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub wal_timeout: Duration,
+    /// Compression threads; 0 = one per core.
+    #[serde(default)]
+    pub threads: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            checkpoint: Checkpoint::default(),
+            wal_timeout: defaults::wal_timeout(),
+            threads: 0,
+        }
+    }
+}
+
+/// pg_basebackup's --checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checkpoint {
+    #[default]
+    Fast,
+    Spread,
+}
+
+/// `retention:`: what `dbagent backups expire` keeps. A backup is kept if either rule keeps it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Keep this many newest full backups (at least 1).
+    #[serde(default = "defaults::retention_full")]
+    pub full: u32,
+    /// Also keep every backup needed to restore to any point within this window (e.g. 7d).
+    #[serde(
+        default,
+        deserialize_with = "de::opt_duration",
+        serialize_with = "ser::opt_duration"
+    )]
+    pub window: Option<Duration>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            full: defaults::retention_full(),
+            window: None,
+        }
+    }
 }
 
 /// `http:`: the sidecar's endpoint.
@@ -147,6 +232,15 @@ mod defaults {
     pub fn archive_lag_critical() -> Duration {
         Duration::from_secs(30 * 60)
     }
+    pub fn lock_wait() -> Duration {
+        Duration::ZERO
+    }
+    pub fn wal_timeout() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn retention_full() -> u32 {
+        2
+    }
 }
 
 mod ser {
@@ -154,6 +248,13 @@ mod ser {
 
     pub fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.collect_str(&humantime::format_duration(*d)),
+            None => s.serialize_none(),
+        }
     }
 }
 
@@ -216,6 +317,7 @@ impl Config {
         config.state_dir = resolve(base, &config.state_dir);
         config.alerts_file = resolve(base, &config.alerts_file);
         config.postgres.pgdata = config.postgres.pgdata.map(|p| resolve(base, &p));
+        config.postgres.bin_dir = config.postgres.bin_dir.map(|p| resolve(base, &p));
         config.source = Some(path.into());
         config.validate(path)?;
         Ok(config)
@@ -231,6 +333,9 @@ impl Config {
                 "check.archive_lag_warning must not be longer than check.archive_lag_critical"
                     .into(),
             ));
+        }
+        if self.retention.full == 0 {
+            return Err(invalid("retention.full must be at least 1".into()));
         }
         if self.postgres.connect_timeout.is_zero() {
             return Err(invalid(

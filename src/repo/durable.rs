@@ -1,0 +1,115 @@
+//! Durable, atomic file creation: write to a hidden temp name in the target directory, fsync,
+//! link to the final name (which fails if the name exists, so nothing is ever overwritten),
+//! remove the temp name, fsync the directory. A crash leaves either nothing or the whole file
+//! under its final name; a leftover temp file starts with `.` and is ignored by every reader.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// What [`create_new`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The file now exists under its final name, durably.
+    Created,
+    /// A file of that name already existed; nothing was written.
+    AlreadyExists,
+}
+
+/// The hidden temp path used while writing `name` in `dir`.
+pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Creates `dir/name` with the bytes `write` produces, durably and without ever replacing an
+/// existing file. On any error the temp file is removed and nothing is visible under `name`.
+pub fn create_new(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<Created> {
+    let final_path = dir.join(name);
+    let tmp = temp_path(dir, name);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        write(&mut file)?;
+        file.flush()?;
+        file.sync_all()?;
+        drop(file);
+        match std::fs::hard_link(&tmp, &final_path) {
+            Ok(()) => Ok(Created::Created),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Created::AlreadyExists),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    let created = result?;
+    sync_dir(dir)?;
+    Ok(created)
+}
+
+/// Writes `dir/name`, replacing an existing file atomically (temp + fsync + rename + dir
+/// fsync). For files that are rewritten on purpose (catalogs), never for WAL or backups.
+pub fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(dir, name);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory so that entries created or renamed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, fsyncing each parent whose entry was added.
+pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_all_durable(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_new_never_overwrites_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = create_new(dir.path(), "a", |f| f.write_all(b"one")).unwrap();
+        assert_eq!(r, Created::Created);
+        let r = create_new(dir.path(), "a", |f| f.write_all(b"two")).unwrap();
+        assert_eq!(r, Created::AlreadyExists);
+        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"one");
+        let err = create_new(dir.path(), "b", |_| Err(io::Error::other("disk full"))).unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a")]);
+    }
+}

@@ -1,0 +1,191 @@
+//! `dbagent wal-push PATH`, PostgreSQL's archive_command. Exit 0 only once the file is durable
+//! in the repository; the same content twice is fine; different content under an archived
+//! name, a file that is not a complete WAL segment (or history/partial/backup file) of this
+//! cluster, or any write error is a non-zero exit with nothing half-written left visible.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::header::SegmentHeader;
+use super::name::{WalFileKind, WalName};
+use super::{WalError, find, read_stored, stored_path};
+use crate::repo::{Compression, Repo, compress, durable};
+
+/// How to store pushed files.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub compression: Compression,
+    pub level: i32,
+    /// The data directory, to learn the major version when the repository is created.
+    pub pgdata: Option<PathBuf>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PushOutcome {
+    pub name: String,
+    pub stored: PathBuf,
+    /// The identical file was already archived; nothing was written.
+    pub already_archived: bool,
+    pub bytes: u64,
+}
+
+/// Archives the WAL file at `path`.
+pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome, WalError> {
+    let refuse = |why: String| WalError::NotWal {
+        path: path.to_path_buf(),
+        why,
+    };
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| refuse("no file name".into()))?;
+    let name = WalName::parse(file_name).ok_or_else(|| {
+        refuse("not a WAL segment, .partial, .history or .backup file name".into())
+    })?;
+    let data = std::fs::read(path).map_err(|source| WalError::Io {
+        path: path.to_path_buf(),
+        action: "read",
+        source,
+    })?;
+
+    match name.kind {
+        WalFileKind::Segment | WalFileKind::Partial => {
+            let header = SegmentHeader::parse(&data).map_err(|e| refuse(e.to_string()))?;
+            let seg_size = u64::from(header.seg_size);
+            if data.len() as u64 != seg_size {
+                return Err(refuse(format!(
+                    "incomplete segment: {} bytes, the segment size is {seg_size}",
+                    data.len()
+                )));
+            }
+            let expected_addr = name.segno(seg_size) * seg_size;
+            if header.page_addr != expected_addr {
+                return Err(refuse(format!(
+                    "its header says it starts at WAL address {:X}, the name says {expected_addr:X}",
+                    header.page_addr
+                )));
+            }
+            if header.tli > name.tli {
+                return Err(refuse(format!(
+                    "its header is on timeline {}, after the name's timeline {}",
+                    header.tli, name.tli
+                )));
+            }
+            let major = pg_major(path, opts).or_else(|| header.pg_major());
+            let info = repo.bind(header.system_identifier, major, seg_size)?;
+            if info.wal_segment_size != seg_size {
+                return Err(refuse(format!(
+                    "segment size {seg_size} differs from the repository's {}",
+                    info.wal_segment_size
+                )));
+            }
+        }
+        WalFileKind::History | WalFileKind::BackupHistory => {
+            if data.len() > 1 << 20 || std::str::from_utf8(&data).is_err() {
+                return Err(refuse("not a text history file".into()));
+            }
+            if repo.info()?.is_none() {
+                return Err(refuse(format!(
+                    "the repository {} is not created yet and a history file does not say which cluster it belongs to; it is created by the first WAL segment or backup",
+                    repo.root().display()
+                )));
+            }
+        }
+    }
+
+    if let Some(outcome) = compare_existing(repo, &name, &data)? {
+        return Ok(outcome);
+    }
+    let target = stored_path(repo, &name, opts.compression);
+    let dir = target
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| repo.wal_dir());
+    durable::create_dir_all_durable(&dir).map_err(|source| WalError::Io {
+        path: dir.clone(),
+        action: "create",
+        source,
+    })?;
+    let file_name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(&name.name)
+        .to_string();
+    let created = durable::create_new(&dir, &file_name, |f| {
+        let writer = io::BufWriter::with_capacity(1 << 20, f.try_clone()?);
+        let mut enc = compress::encoder(opts.compression, opts.level, 1, writer)?;
+        enc.write_all(&data)?;
+        enc.finish()
+    })
+    .map_err(|source| WalError::Io {
+        path: target.clone(),
+        action: "write",
+        source,
+    })?;
+    match created {
+        durable::Created::Created => Ok(PushOutcome {
+            name: name.name.clone(),
+            stored: target,
+            already_archived: false,
+            bytes: data.len() as u64,
+        }),
+        // Another push of the same name won the race: same rules as a retry.
+        durable::Created::AlreadyExists => compare_existing(repo, &name, &data)?.ok_or_else(|| {
+            WalError::Io {
+                path: target,
+                action: "find",
+                source: io::Error::other("the archived copy vanished while pushing"),
+            }
+        }),
+    }
+}
+
+/// If `name` is already archived: Ok(Some) when the content is identical, Conflict when not.
+fn compare_existing(repo: &Repo, name: &WalName, data: &[u8]) -> Result<Option<PushOutcome>, WalError> {
+    let found = find(repo, name).map_err(|source| WalError::Io {
+        path: repo.wal_dir(),
+        action: "look up in",
+        source,
+    })?;
+    let Some((stored, c)) = found else {
+        return Ok(None);
+    };
+    match read_stored(&stored, c) {
+        Ok(existing) if existing == data => {
+            // A previous push may have died between link and directory fsync.
+            if let Some(dir) = stored.parent() {
+                durable::sync_dir(dir).map_err(|source| WalError::Io {
+                    path: dir.to_path_buf(),
+                    action: "fsync",
+                    source,
+                })?;
+            }
+            Ok(Some(PushOutcome {
+                name: name.name.clone(),
+                stored,
+                already_archived: true,
+                bytes: data.len() as u64,
+            }))
+        }
+        _ => Err(WalError::Conflict {
+            name: name.name.clone(),
+            stored,
+        }),
+    }
+}
+
+/// The major version from PG_VERSION: archive_command runs in the data directory.
+fn pg_major(path: &Path, opts: &PushOptions) -> Option<u32> {
+    let mut candidates = vec![PathBuf::from("PG_VERSION")];
+    if let Some(pgdata) = path.parent().and_then(Path::parent) {
+        candidates.push(pgdata.join("PG_VERSION"));
+    }
+    if let Some(pgdata) = &opts.pgdata {
+        candidates.push(pgdata.join("PG_VERSION"));
+    }
+    candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .and_then(|v| v.trim().parse().ok())
+}
