@@ -221,12 +221,12 @@ bench_wal_segments() {
     [ $((SECONDS - t0)) -gt 1800 ] && bench_die "WAL generation did not reach $endpos in 30 min"
     as_pg "$bench_pgbin/pgbench" -n -c 2 -j 2 -T 10 -h 127.0.0.1 -p "$BENCH_PORT" -U postgres postgres \
       >>"$BENCH_DIR/pgbench-wal.log" 2>&1 || bench_die "pgbench failed; see $BENCH_DIR/pgbench-wal.log"
-    echo "    $(($(find "$stream" -maxdepth 1 -type f -size "${SEG_BYTES}c" -name '[0-9A-F]*' ! -name '*.partial' | wc -l))) segments so far ($((SECONDS - t0)) s)"
+    echo "    $(find "$stream" -maxdepth 1 -regextype posix-extended -type f -size "${SEG_BYTES}c" -regex '.*/[0-9A-F]{24}' | wc -l) complete segments so far ($((SECONDS - t0)) s)"
   done
   wait "$bench_receivewal_pid" || bench_die "pg_receivewal failed; see $BENCH_DIR/pg_receivewal.log"
   bench_receivewal_pid=
-  local files
-  mapfile -t files < <(find "$stream" -maxdepth 1 -type f -size "${SEG_BYTES}c" -regex '.*/[0-9A-F]\{24\}' | sort | head -n "$need")
+  local files=()
+  mapfile -t files < <(find "$stream" -maxdepth 1 -regextype posix-extended -type f -size "${SEG_BYTES}c" -regex '.*/[0-9A-F]{24}' | sort | head -n "$need")
   [ "${#files[@]}" = "$need" ] || bench_die "pg_receivewal left ${#files[@]} complete segments, not $need"
   rm -rf "$dest" "$dest.tmp"
   mkdir -p "$dest.tmp"

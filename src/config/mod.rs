@@ -250,7 +250,10 @@ mod ser {
         s.collect_str(&humantime::format_duration(*d))
     }
 
-    pub fn opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn opt_duration<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.collect_str(&humantime::format_duration(*d)),
             None => s.serialize_none(),

@@ -182,7 +182,9 @@ mod tests {
 
     #[test]
     fn every_algorithm_round_trips_and_detects_damage() {
-        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for c in Compression::ALL {
             let out = Shared::default();
             let mut e = encoder(c, 0, 1, out.clone()).unwrap();
@@ -190,7 +192,10 @@ mod tests {
             e.finish().unwrap();
             let stored = out.0.lock().unwrap().clone();
             let mut back = Vec::new();
-            decoder(c, &stored[..]).unwrap().read_to_end(&mut back).unwrap();
+            decoder(c, &stored[..])
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
             assert_eq!(back, data, "{c:?}");
             if c != Compression::None {
                 let mut damaged = stored.clone();
@@ -198,7 +203,10 @@ mod tests {
                 damaged[mid] ^= 0x55;
                 let mut out = Vec::new();
                 let result = decoder(c, &damaged[..]).and_then(|mut d| d.read_to_end(&mut out));
-                assert!(result.is_err() || out != data, "{c:?} did not notice damage");
+                assert!(
+                    result.is_err() || out != data,
+                    "{c:?} did not notice damage"
+                );
             }
         }
     }

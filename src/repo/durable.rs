@@ -31,10 +31,7 @@ pub fn create_new(
     let final_path = dir.join(name);
     let tmp = temp_path(dir, name);
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         write(&mut file)?;
         file.flush()?;
         file.sync_all()?;

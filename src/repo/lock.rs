@@ -55,7 +55,9 @@ impl RepoLock {
         let holder = format!(
             "{what} (pid {}, since {})",
             std::process::id(),
-            jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now())
+            jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or(jiff::Timestamp::now())
         );
         let _ = file.set_len(0);
         let _ = file.seek(SeekFrom::Start(0));

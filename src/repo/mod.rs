@@ -40,13 +40,17 @@ pub enum RepoError {
     },
     #[error("{path} is damaged: {detail}; restore it from a copy or move the repository aside")]
     Corrupt { path: PathBuf, detail: String },
-    #[error("repository {path} belongs to another cluster (system identifier {repo}, this one is {found}); point repository.path at this cluster's repository")]
+    #[error(
+        "repository {path} belongs to another cluster (system identifier {repo}, this one is {found}); point repository.path at this cluster's repository"
+    )]
     OtherCluster {
         path: PathBuf,
         repo: String,
         found: String,
     },
-    #[error("repository {path} has format {found}, this dbagent reads format {FORMAT}; upgrade dbagent")]
+    #[error(
+        "repository {path} has format {found}, this dbagent reads format {FORMAT}; upgrade dbagent"
+    )]
     Format { path: PathBuf, found: u32 },
     #[error("repository {path} is locked by {holder} (waited {}s for {what}); wait for it to finish or raise repository.lock_wait", waited.as_secs())]
     Locked {
@@ -247,9 +251,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repo::at(dir.path().join("repo"));
         assert!(repo.info().unwrap().is_none());
-        let info = repo.bind(7_000_000_000_000_000_001, None, 16 << 20).unwrap();
+        let info = repo
+            .bind(7_000_000_000_000_000_001, None, 16 << 20)
+            .unwrap();
         assert_eq!(info.system_identifier, "7000000000000000001");
-        let again = repo.bind(7_000_000_000_000_000_001, Some(15), 16 << 20).unwrap();
+        let again = repo
+            .bind(7_000_000_000_000_000_001, Some(15), 16 << 20)
+            .unwrap();
         assert_eq!(again.pg_major, Some(15));
         assert_eq!(repo.info().unwrap().unwrap().pg_major, Some(15));
         let err = repo.bind(42, None, 16 << 20).unwrap_err();

@@ -42,7 +42,12 @@ pub fn get(repo: &Repo, name: &str, dest: &Path) -> Result<u64, GetError> {
     // An archive root that is missing (unmounted storage) is not "no such segment".
     match std::fs::metadata(repo.root()) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(unavailable(format!("repository {} is not a directory", repo.root().display()))),
+        Ok(_) => {
+            return Err(unavailable(format!(
+                "repository {} is not a directory",
+                repo.root().display()
+            )));
+        }
         Err(e) => {
             return Err(unavailable(format!(
                 "cannot read the repository {}: {e}; is it mounted and readable by this user?",
@@ -68,13 +73,21 @@ pub fn get(repo: &Repo, name: &str, dest: &Path) -> Result<u64, GetError> {
                 Err(e) => Err(unavailable(format!("cannot read {}: {e}", dir.display()))),
             };
         }
-        Err(e) => return Err(unavailable(format!("cannot look up {name} in {}: {e}", repo.wal_dir().display()))),
+        Err(e) => {
+            return Err(unavailable(format!(
+                "cannot look up {name} in {}: {e}",
+                repo.wal_dir().display()
+            )));
+        }
     };
     let file_name = dest
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| unavailable(format!("destination {} has no file name", dest.display())))?;
-    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{file_name}.dbagent.{}.tmp", std::process::id()));
     let result = (|| -> io::Result<u64> {
         let src = io::BufReader::with_capacity(1 << 20, std::fs::File::open(&stored)?);

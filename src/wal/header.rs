@@ -37,7 +37,8 @@ impl SegmentHeader {
             return Err(HeaderError::TooShort(bytes.len()));
         }
         let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
-        let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u32_at =
+            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let u64_at = |o: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&bytes[o..o + 8]);
@@ -94,11 +95,23 @@ mod tests {
     #[test]
     fn parses_a_long_header_and_rejects_others() {
         let h = SegmentHeader::parse(&fake_header(99, 16 << 20, 0x3000000)).unwrap();
-        assert_eq!((h.system_identifier, h.seg_size, h.page_addr, h.pg_major()), (99, 16 << 20, 0x3000000, Some(15)));
-        assert_eq!(SegmentHeader::parse(&[0; 10]), Err(HeaderError::TooShort(10)));
+        assert_eq!(
+            (h.system_identifier, h.seg_size, h.page_addr, h.pg_major()),
+            (99, 16 << 20, 0x3000000, Some(15))
+        );
+        assert_eq!(
+            SegmentHeader::parse(&[0; 10]),
+            Err(HeaderError::TooShort(10))
+        );
         let mut b = fake_header(99, 16 << 20, 0);
         b[2] = 0;
-        assert!(matches!(SegmentHeader::parse(&b), Err(HeaderError::NotLongHeader(_))));
-        assert!(matches!(SegmentHeader::parse(&fake_header(1, 12345, 0)), Err(HeaderError::BadSegSize(_))));
+        assert!(matches!(
+            SegmentHeader::parse(&b),
+            Err(HeaderError::NotLongHeader(_))
+        ));
+        assert!(matches!(
+            SegmentHeader::parse(&fake_header(1, 12345, 0)),
+            Err(HeaderError::BadSegSize(_))
+        ));
     }
 }

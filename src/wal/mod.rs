@@ -28,7 +28,9 @@ pub enum WalError {
         action: &'static str,
         source: io::Error,
     },
-    #[error("{name} is already archived at {stored} with different content; refusing to overwrite it (two clusters writing to one repository, or a damaged pg_wal?) Investigate before removing either copy")]
+    #[error(
+        "{name} is already archived at {stored} with different content; refusing to overwrite it (two clusters writing to one repository, or a damaged pg_wal?) Investigate before removing either copy"
+    )]
     Conflict { name: String, stored: PathBuf },
 }
 
@@ -49,7 +51,10 @@ pub fn find(repo: &Repo, name: &WalName) -> io::Result<Option<(PathBuf, Compress
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => return Ok(Some((path, c))),
             Ok(_) => {
-                return Err(io::Error::other(format!("{} is not a file", path.display())));
+                return Err(io::Error::other(format!(
+                    "{} is not a file",
+                    path.display()
+                )));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -84,7 +89,9 @@ pub fn list_segments(repo: &Repo) -> io::Result<Vec<WalName>> {
         for file in std::fs::read_dir(entry.path())? {
             let file = file?;
             let fname = file.file_name();
-            let Some(fname) = fname.to_str() else { continue };
+            let Some(fname) = fname.to_str() else {
+                continue;
+            };
             if fname.starts_with('.') {
                 continue;
             }

@@ -66,9 +66,11 @@ pub struct WalName {
 }
 
 fn hex8(s: &str) -> Option<u32> {
-    (s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()))
-        .then(|| u32::from_str_radix(s, 16).ok())
-        .flatten()
+    (s.len() == 8
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()))
+    .then(|| u32::from_str_radix(s, 16).ok())
+    .flatten()
 }
 
 impl WalName {
@@ -145,14 +147,33 @@ mod tests {
     #[test]
     fn parses_every_kind() {
         let s = WalName::parse("000000010000000A000000FF").unwrap();
-        assert_eq!((s.kind, s.tli, s.log, s.seg), (WalFileKind::Segment, 1, 10, 255));
+        assert_eq!(
+            (s.kind, s.tli, s.log, s.seg),
+            (WalFileKind::Segment, 1, 10, 255)
+        );
         assert_eq!(s.archive_dir(), Some("000000010000000A"));
-        assert_eq!(WalName::parse("000000020000000A000000FF.partial").unwrap().kind, WalFileKind::Partial);
+        assert_eq!(
+            WalName::parse("000000020000000A000000FF.partial")
+                .unwrap()
+                .kind,
+            WalFileKind::Partial
+        );
         let h = WalName::parse("00000002.history").unwrap();
-        assert_eq!((h.kind, h.tli, h.archive_dir()), (WalFileKind::History, 2, None));
+        assert_eq!(
+            (h.kind, h.tli, h.archive_dir()),
+            (WalFileKind::History, 2, None)
+        );
         let b = WalName::parse("000000010000000000000002.00000028.backup").unwrap();
         assert_eq!((b.kind, b.seg), (WalFileKind::BackupHistory, 2));
-        for bad in ["", "pg_wal", "00000001000000000000000", "0000000100000000000000zz", "000000010000000000000001.tmp", "00000001.history.bak", "000000010000000a000000ff"] {
+        for bad in [
+            "",
+            "pg_wal",
+            "00000001000000000000000",
+            "0000000100000000000000zz",
+            "000000010000000000000001.tmp",
+            "00000001.history.bak",
+            "000000010000000a000000ff",
+        ] {
             assert!(WalName::parse(bad).is_none(), "{bad}");
         }
     }

@@ -131,18 +131,22 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
             bytes: data.len() as u64,
         }),
         // Another push of the same name won the race: same rules as a retry.
-        durable::Created::AlreadyExists => compare_existing(repo, &name, &data)?.ok_or_else(|| {
-            WalError::Io {
+        durable::Created::AlreadyExists => {
+            compare_existing(repo, &name, &data)?.ok_or_else(|| WalError::Io {
                 path: target,
                 action: "find",
                 source: io::Error::other("the archived copy vanished while pushing"),
-            }
-        }),
+            })
+        }
     }
 }
 
 /// If `name` is already archived: Ok(Some) when the content is identical, Conflict when not.
-fn compare_existing(repo: &Repo, name: &WalName, data: &[u8]) -> Result<Option<PushOutcome>, WalError> {
+fn compare_existing(
+    repo: &Repo,
+    name: &WalName,
+    data: &[u8],
+) -> Result<Option<PushOutcome>, WalError> {
     let found = find(repo, name).map_err(|source| WalError::Io {
         path: repo.wal_dir(),
         action: "look up in",

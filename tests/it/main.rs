@@ -7,3 +7,4 @@ mod check;
 mod cluster_kit;
 mod config_cmd;
 mod connection;
+mod wal;

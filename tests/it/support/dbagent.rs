@@ -80,6 +80,47 @@ impl Agent {
         &self.config
     }
 
+    /// Makes the scratch dir (config, repository) usable by the `postgres` OS user, which runs
+    /// archive_command and restore_command when the tests run as root.
+    pub fn share_with_postgres(&self) -> &Agent {
+        chown_to_postgres(self.dir.path());
+        self
+    }
+
+    /// `archive_command` calling this agent's wal-push through a binary postgres can run.
+    pub fn archive_command(&self) -> String {
+        format!(
+            "{} --config {} wal-push %p",
+            dbagent_for_postgres().display(),
+            self.config.display()
+        )
+    }
+
+    /// `restore_command` calling this agent's wal-get.
+    pub fn restore_command(&self) -> String {
+        format!(
+            "{} --config {} wal-get %f %p",
+            dbagent_for_postgres().display(),
+            self.config.display()
+        )
+    }
+
+    /// Runs dbagent as the `postgres` OS user (when root), e.g. to meet permissions root
+    /// would bypass.
+    pub fn run_as_postgres(&self, args: &[&str]) -> Run {
+        let mut full = vec!["--config", self.config.to_str().expect("utf-8 path")];
+        full.extend_from_slice(args);
+        let mut cmd = Command::new(dbagent_for_postgres());
+        clean_env(&mut cmd);
+        cmd.env("HOME", self.dir.path()).args(&full);
+        if nix::unistd::geteuid().is_root() {
+            let pg = postgres_user();
+            use std::os::unix::process::CommandExt;
+            cmd.uid(pg.uid.as_raw()).gid(pg.gid.as_raw());
+        }
+        output(cmd)
+    }
+
     /// Sets an environment variable for the runs of this agent.
     pub fn env(&mut self, key: &str, value: &str) -> &mut Agent {
         self.env.push((key.into(), value.into()));
@@ -97,19 +138,73 @@ impl Agent {
 /// Runs dbagent with exactly these arguments, HOME set to `home`, PG* variables removed.
 pub fn run_in(home: &Path, args: &[&str], env: &[(String, String)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbagent"));
+    clean_env(&mut cmd);
+    cmd.env("HOME", home).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    output(cmd)
+}
+
+fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars() {
         if key.starts_with("PG") || key == "DBAGENT_CONFIG" || key == "DBAGENT_LOG" {
             cmd.env_remove(key);
         }
     }
-    cmd.env("HOME", home).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+}
+
+fn output(mut cmd: Command) -> Run {
     let out = cmd.output().expect("run the dbagent binary");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+fn postgres_user() -> nix::unistd::User {
+    nix::unistd::User::from_name("postgres")
+        .expect("look up the postgres OS user")
+        .expect("the postgres OS user exists (scripts/test.sh installs postgresql-15)")
+}
+
+/// Recursively hands `path` to the postgres OS user (no-op when not root).
+pub fn chown_to_postgres(path: &Path) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let pg = postgres_user();
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", pg.uid, pg.gid))
+        .arg(path)
+        .status()
+        .expect("run chown");
+    assert!(status.success(), "chown -R postgres {}", path.display());
+}
+
+/// A copy of the dbagent binary under /tmp that the postgres OS user can execute (the build
+/// may live under /root, which it cannot reach). Copied once per build, atomically.
+pub fn dbagent_for_postgres() -> PathBuf {
+    let src = PathBuf::from(env!("CARGO_BIN_EXE_dbagent"));
+    let meta = std::fs::metadata(&src).expect("stat the dbagent binary");
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let dir = PathBuf::from(format!("/tmp/dbagent-it-bin-{mtime:x}-{:x}", meta.len()));
+    let dest = dir.join("dbagent");
+    if dest.is_file() {
+        return dest;
+    }
+    std::fs::create_dir_all(&dir).expect("create the binary copy dir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let tmp = dir.join(format!(".dbagent.{}", std::process::id()));
+    std::fs::copy(&src, &tmp).expect("copy the dbagent binary");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod binary");
+    std::fs::rename(&tmp, &dest).expect("move the binary copy into place");
+    dest
 }
