@@ -4,6 +4,7 @@
 //! module is the thin command-line layer over it. See README.md for the user's manual.
 
 pub mod check;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod logging;

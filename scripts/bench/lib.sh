@@ -133,8 +133,9 @@ bench_dbagent_setup() {
   install -m 0755 target/release/dbagent "$BENCH_DIR/bin/dbagent"
   install -m 0755 scripts/bench/push-each.sh "$BENCH_DIR/bin/push-each.sh"
   bench_dbagent=$BENCH_DIR/bin/dbagent
-  if ! bench_write_dbagent_yml "$BENCH_DIR/dbagent.yml" "$BENCH_DIR/dbagent-repo" \
-    || ! bench_write_dbagent_yml "$BENCH_DIR/dbagent-walpush.yml" "$BENCH_DIR/dbagent-walpush-repo"; then
+  if ! bench_write_dbagent_yml "$BENCH_DIR/dbagent.yml" "$BENCH_DIR/dbagent-repo" "$BENCH_DIR/dbagent-state" \
+    || ! bench_write_dbagent_yml "$BENCH_DIR/dbagent-walpush.yml" "$BENCH_DIR/dbagent-walpush-repo" \
+      "$BENCH_DIR/dbagent-walpush-state"; then
     echo "bench: no dbagent configuration that this build accepts: the dbagent halves are skipped" >&2
     bench_dbagent=
   fi
@@ -143,13 +144,13 @@ bench_dbagent_setup() {
 # dbagent_has SUBCOMMAND: whether this build of dbagent has it.
 dbagent_has() { [ -n "$bench_dbagent" ] && "$bench_dbagent" "$1" --help >/dev/null 2>&1; }
 
-# bench_write_dbagent_yml FILE REPO: renders scripts/bench/dbagent.yml.in and drops the optional
+# bench_write_dbagent_yml FILE REPO STATE_DIR: renders scripts/bench/dbagent.yml.in and drops the optional
 # keys (bin_dir, compression) that `config validate` of this build rejects as unknown.
 bench_write_dbagent_yml() {
-  local file=$1 repo=$2 drop='^$' msg key
+  local file=$1 repo=$2 state=$3 drop='^$' msg key
   for _ in 1 2 3; do
     sed -e "s|@PORT@|$BENCH_PORT|g" -e "s|@DATA@|$bench_data|g" -e "s|@PG_BIN@|$bench_pgbin|g" \
-      -e "s|@REPO@|$repo|g" -e "s|@STATE@|$BENCH_DIR/dbagent-state|g" scripts/bench/dbagent.yml.in \
+      -e "s|@REPO@|$repo|g" -e "s|@STATE@|$state|g" scripts/bench/dbagent.yml.in \
       | grep -Ev "^ *($drop):" >"$file"
     [ "$(id -u)" = 0 ] && chown postgres: "$file"
     if msg=$(as_pg "$bench_dbagent" --config "$file" config validate 2>&1); then
@@ -181,7 +182,8 @@ bench_timed() {
   local tf=$BENCH_DIR/tmp/time.txt rc=0
   rm -f "$tf"
   as_pg /usr/bin/time -f '%e %M' -o "$tf" "$@" || rc=$?
-  read -r t_wall t_rss < <(tail -n1 "$tf")
+  t_wall= t_rss=
+  if [ -s "$tf" ]; then read -r t_wall t_rss < <(tail -n1 "$tf"); fi
   return $rc
 }
 

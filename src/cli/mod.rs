@@ -7,6 +7,7 @@
 //! - `check` uses the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also
 //!   for an unreadable configuration).
 
+mod backups;
 mod check;
 mod config;
 mod wal_get;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Validate the configuration or print an annotated example
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// List, show, verify and expire the backups in the repository
+    #[command(subcommand)]
+    Backups(backups::BackupsCommand),
     /// Archive one WAL file durably (archive_command = 'dbagent --config FILE wal-push %p')
     WalPush(wal_push::WalPushArgs),
     /// Restore one WAL file from the archive (restore_command = 'dbagent --config FILE wal-get %f %p')
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(ref args) => check::run(&cli, args),
         Command::Config(ref cmd) => config::run(&cli, cmd),
+        Command::Backups(ref cmd) => backups::run(&cli, cmd),
         Command::WalPush(ref args) => wal_push::run(&cli, args),
         Command::WalGet(ref args) => wal_get::run(&cli, args),
     }

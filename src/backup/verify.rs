@@ -1,0 +1,1 @@
+//! Recomputing the checksums of stored backups (written by the backups-catalog work).
