@@ -75,6 +75,7 @@ dbagent_version=$([ -n "$bench_dbagent" ] && "$bench_dbagent" --version | awk '{
 
 if wants backup; then
   echo "==> backup: dbagent backup vs pgbackrest backup --type=full vs pg_basebackup, cluster $(mb "$bench_data_bytes") MB"
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   results=$BENCH_DIR/tmp/backup-results.tsv
   : >"$results"
   # record TOOL COMMAND STATUS WALL_S RSS_KIB REPO_BYTES NOTE
@@ -97,7 +98,7 @@ if wants backup; then
   if dbagent_has backup; then
     echo "==> $cmd"
     rm -rf "$BENCH_DIR/dbagent-repo" "$BENCH_DIR/dbagent-state"
-    bench_sql "CHECKPOINT" >/dev/null
+    bench_quiesce
     if bench_timed "$bench_dbagent" --config "$BENCH_DIR/dbagent.yml" backup --json --no-progress \
       >"$out/dbagent-backup.json"; then
       record dbagent "$cmd" ok "$t_wall" "$t_rss" "$(bytes_of "$BENCH_DIR/dbagent-repo")" \
@@ -117,7 +118,7 @@ if wants backup; then
   echo "==> $cmd"
   rm -rf "$BENCH_DIR/pgbackrest-repo"
   pgbr stanza-create >/dev/null
-  bench_sql "CHECKPOINT" >/dev/null
+  bench_quiesce
   if bench_timed pgbackrest --config="$BENCH_DIR/pgbackrest.conf" --stanza=bench --type=full backup; then
     record pgBackRest "$cmd" ok "$t_wall" "$t_rss" "$(bytes_of "$BENCH_DIR/pgbackrest-repo")" \
       "pgBackRest $pgbackrest_version; repository: backup + stanza files, no WAL"
@@ -131,7 +132,7 @@ if wants backup; then
   cmd="pg_basebackup -Ft -X fetch -c fast"
   echo "==> $cmd"
   rm -rf "$BENCH_DIR/basebackup"
-  bench_sql "CHECKPOINT" >/dev/null
+  bench_quiesce
   if bench_timed "$bench_pgbin/pg_basebackup" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -w \
     -Ft -D "$BENCH_DIR/basebackup" -X fetch -c fast; then
     record pg_basebackup "$cmd" ok "$t_wall" "$t_rss" "$(bytes_of "$BENCH_DIR/basebackup")" \
@@ -144,9 +145,9 @@ if wants backup; then
   # The raw results, then the table.
   jq -R -s --arg date "$(date -u +%FT%TZ)" --arg machine "$machine" \
     --argjson data_bytes "$bench_data_bytes" --argjson db_bytes "$bench_db_bytes" \
-    --arg pg "$bench_pg_version" --argjson scale "$BENCH_SCALE" --arg dbagent "$dbagent_version" '
+    --arg pg "$bench_pg_version" --arg load "$load_before" --argjson scale "$BENCH_SCALE" --arg dbagent "$dbagent_version" '
     def num: if . == "" then null else tonumber end;
-    { date: $date, machine: $machine, postgres: $pg, dbagent: $dbagent,
+    { date: $date, machine: $machine, load_average_before: $load, postgres: $pg, dbagent: $dbagent,
       cluster: { pgbench_scale: $scale, data_dir_bytes_without_pg_wal: $data_bytes,
                  sum_pg_database_size_bytes: $db_bytes },
       results: [ split("\n")[] | select(length > 0) | split("\t") as $f |
@@ -162,7 +163,8 @@ if wants backup; then
       "data directory $(mb "$bench_data_bytes") MB without pg_wal (sum of pg_database_size" \
       "$(mb "$bench_db_bytes") MB), data checksums on. One run each, warm page cache, backups" \
       "written to the same disk. MB/s = data directory size / wall time (1 MB = 10^6 bytes)." \
-      "Peak RSS: the largest single process (/usr/bin/time %M)."
+      "Peak RSS: the largest single process (/usr/bin/time %M). Load average before the run:" \
+      "$load_before (other work on the machine makes these numbers noisy)."
     echo
     echo "| Tool | Command | Wall time | Throughput | Repository size | vs cluster | Peak RSS | Notes |"
     echo "|:---|:---|---:|---:|---:|---:|---:|:---|"
@@ -179,7 +181,8 @@ if wants wal-push; then
   segs=$(pwd)/$out/wal-segments
   bench_wal_segments "$segs"
   nseg=$(find "$segs" -mindepth 1 -maxdepth 1 -type f | wc -l)
-  seg_bytes=$(bytes_of "$segs")
+  seg_bytes=$(find "$segs" -mindepth 1 -maxdepth 1 -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "==> wal-push: $nseg segments, one process per segment: dbagent wal-push vs pgbackrest archive-push"
   dbagent_repo=$BENCH_DIR/dbagent-walpush-repo
   pgbr_repo=$BENCH_DIR/pgbackrest-walpush-repo
@@ -190,8 +193,9 @@ if wants wal-push; then
   # Fresh repositories before every timed run: dbagent's is created by its first push (and bound
   # to the cluster of that segment), pgBackRest's needs a stanza (stanza-create reads the running
   # cluster). Only the pushes are timed.
-  dbagent_reset="rm -rf $dbagent_repo $BENCH_DIR/dbagent-walpush-state"
-  pgbr_reset="rm -rf $pgbr_repo && $as_pg_prefix pgbackrest --config=$pgbr_conf --stanza=bench stanza-create >/dev/null"
+  dbagent_reset="rm -rf $dbagent_repo $BENCH_DIR/dbagent-walpush-state && sync"
+  pgbr_reset="rm -rf $pgbr_repo && $as_pg_prefix pgbackrest --config=$pgbr_conf --stanza=bench stanza-create >/dev/null && sync"
+  cat "$segs"/* >/dev/null   # every run reads the segments from the page cache
   hf_args=()
   if dbagent_has wal-push; then
     hf_args+=(--prepare "$dbagent_reset" -n "dbagent wal-push" "$push_each $dbagent_push")
@@ -223,10 +227,11 @@ if wants wal-push; then
   rss_pass "pgbackrest archive-push" "$pgbr_reset" "$pgbr_repo" $pgbr_push
 
   jq -R -s --slurpfile hf "$out/wal-push-hyperfine.json" --arg date "$(date -u +%FT%TZ)" \
-    --arg machine "$machine" --argjson n "$nseg" --argjson seg_bytes "$seg_bytes" \
+    --arg machine "$machine" --arg load "$load_before" --argjson n "$nseg" --argjson seg_bytes "$seg_bytes" \
     --arg pgbackrest "pgBackRest $pgbackrest_version" --arg dbagent "$dbagent_version" '
     [ split("\n")[] | select(length > 0) | split("\t") | { key: .[0], value: . } ] | from_entries as $rss |
-    { date: $date, machine: $machine, dbagent: $dbagent, pgbackrest: $pgbackrest, segments: $n,
+    { date: $date, machine: $machine, load_average_before: $load, dbagent: $dbagent,
+      pgbackrest: $pgbackrest, segments: $n,
       segment_bytes_total: $seg_bytes,
       results: [ $hf[0].results[] | . as $r | ($rss[$r.command] // []) as $m |
         { tool: $r.command, runs: ($r.times | length), mean_s: $r.mean, stddev_s: $r.stddev,
@@ -243,7 +248,8 @@ if wants wal-push; then
       "(pgbench TPC-B load, full-page images after a checkpoint), pushed one process per segment" \
       "as archive_command would, into a fresh repository on the same disk, fsync included; both" \
       "zstd at the default level. Wall time: hyperfine, 3 runs. Peak RSS: the largest of the" \
-      "$nseg pushes (/usr/bin/time %M) in one more pass."
+      "$nseg pushes (/usr/bin/time %M) in one more pass. Load average before the run:" \
+      "$load_before (other work on the machine makes these numbers noisy)."
     echo
     echo "| Tool | Total wall time ($nseg segments) | Segments/s | Per push | Peak RSS of one push | Archive size | vs WAL |"
     echo "|:---|---:|---:|---:|---:|---:|---:|"

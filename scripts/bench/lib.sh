@@ -187,6 +187,14 @@ bench_timed() {
   return $rc
 }
 
+# Before each timed backup: a checkpoint (so that the fast checkpoint at backup start has
+# little to do, the same for every tool) and `sync` (so that no tool pays for the previous
+# one's writeback).
+bench_quiesce() {
+  bench_sql "CHECKPOINT" >/dev/null
+  sync
+}
+
 bytes_of() { du -sb "$1" | cut -f1; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1e6 }'; }
 

@@ -1,1 +1,984 @@
-//! Retention: which backups and WAL `dbagent backups expire` removes (written by the backups-catalog work).
+//! Retention: which backups and archived WAL `dbagent backups expire` removes, and removing
+//! them. [`plan`] decides from data alone (manifests, WAL names, `retention`, the time), so
+//! the decision is unit-tested and printed by `--dry-run` exactly as it is executed;
+//! [`expire`] takes the repository lock, reads the repository, plans and executes.
+//!
+//! Safety invariant: retention never expires the WAL that a kept backup needs to reach its
+//! recovery window. Every segment from the oldest kept backup's `wal_start` on is kept (and
+//! every segment on a newer timeline, and every timeline history file); with no backups at
+//! all nothing is removed.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::manifest::{self, BackupManifest, backup_dir};
+use super::verify::WalRange;
+use crate::config::RetentionConfig;
+use crate::repo::{Compression, Repo, RepoError, durable};
+use crate::wal::{WalFileKind, WalName};
+
+/// Temp files of interrupted WAL writes younger than this are left alone: a wal-push (which
+/// does not take the repository lock) may still be writing them.
+pub const TEMP_FILE_MIN_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// Directory name prefix of a backup being written.
+pub const PARTIAL_PREFIX: &str = ".partial-";
+/// Directory name prefix of a backup being removed.
+pub const EXPIRED_PREFIX: &str = ".expired-";
+
+/// Which retention rules keep a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeepRules {
+    /// One of the newest `retention.full` backups.
+    pub full: bool,
+    /// Its stop time is within `retention.window`.
+    pub window: bool,
+    /// The newest backup that stopped before the window starts: replaying WAL from it
+    /// reaches the window's start.
+    pub window_start: bool,
+}
+
+impl KeepRules {
+    pub fn any(self) -> bool {
+        self.full || self.window || self.window_start
+    }
+
+    /// Stable identifiers of the rules, joined by `+`: `full`, `window`, `window_start`,
+    /// `full+window`, `full+window_start`.
+    pub fn reason(self) -> String {
+        let mut parts = Vec::new();
+        if self.full {
+            parts.push("full");
+        }
+        if self.window {
+            parts.push("window");
+        }
+        if self.window_start {
+            parts.push("window_start");
+        }
+        parts.join("+")
+    }
+
+    /// The rules in words, for the text output.
+    pub fn describe(self, retention: &RetentionConfig) -> String {
+        let window = retention.window.map(short_duration).unwrap_or_default();
+        let mut parts = Vec::new();
+        if self.full {
+            parts.push(match retention.full {
+                0 | 1 => "the newest backup (retention.full)".to_string(),
+                n => format!("one of the newest {n} (retention.full)"),
+            });
+        }
+        if self.window {
+            parts.push(format!("within the {window} window (retention.window)"));
+        }
+        if self.window_start {
+            parts.push(format!(
+                "needed to restore to the start of the {window} window (retention.window)"
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// `7d`, `36h`, `90m`, `45s`: a duration as written in dbagent.yml.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// A backup that stays, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeptBackup {
+    pub id: String,
+    /// [`KeepRules::reason`].
+    pub reason: String,
+    #[serde(skip)]
+    pub rules: KeepRules,
+}
+
+/// What an expire run removes; data only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ExpirePlan {
+    /// Oldest first.
+    pub kept: Vec<KeptBackup>,
+    /// Backup IDs, oldest first.
+    pub removed: Vec<String>,
+    /// The oldest kept backup's `wal_start`: WAL from here on is kept. None when no WAL is
+    /// removed at all.
+    pub wal_kept_from: Option<String>,
+    /// WAL file names (segments, `.partial`, `.backup`), sorted.
+    pub wal_removed: Vec<String>,
+    /// Why WAL that looks expendable is kept anyway (a manifest whose WAL range is unreadable).
+    pub notes: Vec<String>,
+}
+
+/// Decides which backups and WAL files to remove. `wal` is every WAL file of the archive
+/// (duplicates allowed); `now` is the end of the recovery window. A backup is kept if either
+/// rule keeps it; the newest backup is always kept, even with `retention.full` 0.
+pub fn plan(
+    backups: &[BackupManifest],
+    wal: &[WalName],
+    retention: &RetentionConfig,
+    now: jiff::Timestamp,
+) -> ExpirePlan {
+    let mut sorted: Vec<&BackupManifest> = backups.iter().collect();
+    sorted.sort_by(|a, b| a.start_time.cmp(&b.start_time).then(a.id.cmp(&b.id)));
+    let n = sorted.len();
+    let mut rules = vec![KeepRules::default(); n];
+
+    let full = usize::try_from(retention.full.max(1)).unwrap_or(usize::MAX);
+    for r in rules.iter_mut().skip(n.saturating_sub(full)) {
+        r.full = true;
+    }
+    if let Some(window) = retention.window {
+        // A window reaching before the representable past keeps everything.
+        let cutoff = now.checked_sub(window).unwrap_or(jiff::Timestamp::MIN);
+        let mut before: Option<usize> = None;
+        for (i, m) in sorted.iter().enumerate() {
+            if m.stop_time >= cutoff {
+                rules[i].window = true;
+            } else if before.is_none_or(|b| m.stop_time >= sorted[b].stop_time) {
+                before = Some(i);
+            }
+        }
+        if let Some(b) = before {
+            rules[b].window_start = true;
+        }
+    }
+
+    let mut out = ExpirePlan::default();
+    let mut kept: Vec<&BackupManifest> = Vec::new();
+    for (m, r) in sorted.iter().zip(&rules) {
+        if r.any() {
+            kept.push(m);
+            out.kept.push(KeptBackup {
+                id: m.id.clone(),
+                reason: r.reason(),
+                rules: *r,
+            });
+        } else {
+            out.removed.push(m.id.clone());
+        }
+    }
+
+    // WAL: removable only when below the start of every kept backup's WAL, on its timeline or
+    // an older one. With backups in time order that is "below the oldest kept backup".
+    let mut bounds = Vec::new();
+    for m in &kept {
+        match WalRange::of(m) {
+            Ok(r) => bounds.push(r),
+            Err(e) => out.notes.push(format!(
+                "no WAL removed: the WAL range of backup {} is unreadable ({e}); run `dbagent backups verify {}`",
+                m.id, m.id
+            )),
+        }
+    }
+    if bounds.is_empty() || !out.notes.is_empty() {
+        return out;
+    }
+    out.wal_kept_from = kept.first().map(|m| m.wal_start.clone());
+    let removable = |w: &WalName| {
+        w.kind != WalFileKind::History
+            && bounds
+                .iter()
+                .all(|b| w.tli <= b.tli && w.segno(b.seg_size) < b.first)
+    };
+    let names: BTreeSet<&str> = wal
+        .iter()
+        .filter(|w| removable(w))
+        .map(|w| w.name.as_str())
+        .collect();
+    out.wal_removed = names.into_iter().map(str::to_string).collect();
+    out
+}
+
+/// What an expire run did (or, with `dry_run`, would do); `backups expire --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpireReport {
+    pub dry_run: bool,
+    pub kept: Vec<KeptBackup>,
+    pub removed: Vec<String>,
+    pub wal_removed: usize,
+    pub wal_removed_first: Option<String>,
+    pub wal_removed_last: Option<String>,
+    pub wal_kept_from: Option<String>,
+    /// Leftovers of interrupted backups, expires and WAL writes.
+    pub leftovers_removed: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl ExpireReport {
+    fn new(plan: &ExpirePlan, leftovers: &[PathBuf], dry_run: bool) -> ExpireReport {
+        ExpireReport {
+            dry_run,
+            kept: plan.kept.clone(),
+            removed: plan.removed.clone(),
+            wal_removed: plan.wal_removed.len(),
+            wal_removed_first: plan.wal_removed.first().cloned(),
+            wal_removed_last: plan.wal_removed.last().cloned(),
+            wal_kept_from: plan.wal_kept_from.clone(),
+            leftovers_removed: leftovers.iter().map(|p| p.display().to_string()).collect(),
+            notes: plan.notes.clone(),
+        }
+    }
+}
+
+/// One stored WAL file.
+#[derive(Debug, Clone)]
+pub struct StoredWal {
+    pub name: WalName,
+    pub path: PathBuf,
+}
+
+/// Applies `retention` to `repo` under the repository lock (also for a dry run, so the
+/// leftovers it lists are not the work of a running backup). A repository that does not
+/// exist yet has nothing to expire and is not created.
+pub fn expire(
+    repo: &Repo,
+    retention: &RetentionConfig,
+    lock_wait: Duration,
+    now: jiff::Timestamp,
+    dry_run: bool,
+) -> Result<ExpireReport, RepoError> {
+    if repo.info()?.is_none() && !repo.root().exists() {
+        return Ok(ExpireReport::new(&ExpirePlan::default(), &[], dry_run));
+    }
+    let _lock = repo.lock("expire", lock_wait)?;
+    let backups = manifest::list(repo)?;
+    let (wal, temps) = scan_wal(repo)?;
+    let names: Vec<WalName> = wal.iter().map(|w| w.name.clone()).collect();
+    let plan = plan(&backups, &names, retention, now);
+    let mut leftovers = backup_leftovers(repo)?;
+    leftovers.extend(old_enough(temps, now)?);
+    if !dry_run {
+        execute(repo, &plan, &wal, &leftovers)?;
+    }
+    Ok(ExpireReport::new(&plan, &leftovers, dry_run))
+}
+
+/// Removes what `plan` says: backups (renamed to `.expired-<ID>` first, so each stops
+/// existing at once), then WAL oldest first, then leftovers.
+pub fn execute(
+    repo: &Repo,
+    plan: &ExpirePlan,
+    wal: &[StoredWal],
+    leftovers: &[PathBuf],
+) -> Result<(), RepoError> {
+    let backups = repo.backups_dir();
+    for id in &plan.removed {
+        remove_backup(repo, &backups, id)?;
+    }
+
+    let doomed: BTreeSet<&str> = plan.wal_removed.iter().map(String::as_str).collect();
+    let mut files: Vec<&StoredWal> = wal
+        .iter()
+        .filter(|w| doomed.contains(w.name.name.as_str()))
+        .collect();
+    files.sort_by(|a, b| a.name.name.cmp(&b.name.name));
+    let mut dirs = BTreeSet::new();
+    for w in files {
+        remove_file(&w.path)?;
+        if let Some(dir) = w.path.parent() {
+            dirs.insert(dir.to_path_buf());
+        }
+    }
+    for dir in dirs {
+        // An emptied directory of old segments goes too; one still in use is not empty.
+        if dir != repo.wal_dir() && std::fs::remove_dir(&dir).is_ok() {
+            sync(&repo.wal_dir())?;
+        } else {
+            sync(&dir)?;
+        }
+    }
+
+    for path in leftovers {
+        tracing::info!(path = %path.display(), "Removing leftover");
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(RepoError::Io {
+                    path: path.clone(),
+                    action: "remove leftover",
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_backup(repo: &Repo, backups: &Path, id: &str) -> Result<(), RepoError> {
+    let dir = backup_dir(repo, id);
+    if id.is_empty() || id.starts_with('.') || id.contains('/') {
+        return Err(RepoError::Corrupt {
+            path: dir,
+            detail: format!("backup ID `{id}` is not a directory name"),
+        });
+    }
+    // The directory must hold this very backup: never remove a directory by a guessed name.
+    match manifest::read_manifest(&dir)? {
+        Some(m) if m.id == id => {}
+        _ => {
+            return Err(RepoError::Corrupt {
+                path: dir.join(manifest::MANIFEST_FILE),
+                detail: format!("it does not describe backup {id}; nothing was removed for it"),
+            });
+        }
+    }
+    tracing::info!(backup = %id, "Expiring backup");
+    let target = backups.join(format!("{EXPIRED_PREFIX}{id}"));
+    remove_tree(&target)?;
+    std::fs::rename(&dir, &target).map_err(|source| RepoError::Io {
+        path: dir.clone(),
+        action: "rename (to expire it)",
+        source,
+    })?;
+    sync(backups)?;
+    remove_tree(&target)
+}
+
+fn remove_tree(path: &Path) -> Result<(), RepoError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(RepoError::Io {
+            path: path.to_path_buf(),
+            action: "remove",
+            source,
+        }),
+    }
+}
+
+fn remove_file(path: &Path) -> Result<(), RepoError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(RepoError::Io {
+            path: path.to_path_buf(),
+            action: "remove",
+            source,
+        }),
+    }
+}
+
+fn sync(dir: &Path) -> Result<(), RepoError> {
+    durable::sync_dir(dir).map_err(|source| RepoError::Io {
+        path: dir.to_path_buf(),
+        action: "fsync",
+        source,
+    })
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, RepoError> {
+    let io_err = |source| RepoError::Io {
+        path: dir.to_path_buf(),
+        action: "list",
+        source,
+    };
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect::<Result<Vec<_>, _>>().map_err(io_err),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+fn is_dir(entry: &std::fs::DirEntry) -> Result<bool, RepoError> {
+    entry
+        .file_type()
+        .map(|t| t.is_dir())
+        .map_err(|source| RepoError::Io {
+            path: entry.path(),
+            action: "stat",
+            source,
+        })
+}
+
+/// Every stored WAL file (segments, `.partial`, `.backup`, `.history`) with its path, and the
+/// temp files (`.NAME.tmp`) of WAL writes in progress or interrupted.
+pub fn scan_wal(repo: &Repo) -> Result<(Vec<StoredWal>, Vec<PathBuf>), RepoError> {
+    let mut wal = Vec::new();
+    let mut temps = Vec::new();
+    let top = repo.wal_dir();
+    let mut classify = |entry: &std::fs::DirEntry| {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { return };
+        if name.starts_with('.') {
+            if name.ends_with(".tmp") {
+                temps.push(entry.path());
+            }
+            return;
+        }
+        let base = Compression::ALL
+            .iter()
+            .filter(|c| !c.suffix().is_empty())
+            .find_map(|c| name.strip_suffix(c.suffix()))
+            .unwrap_or(name);
+        if let Some(w) = WalName::parse(base) {
+            wal.push(StoredWal {
+                name: w,
+                path: entry.path(),
+            });
+        }
+    };
+    for entry in list_dir(&top)? {
+        if is_dir(&entry)? {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            for file in list_dir(&entry.path())? {
+                if !is_dir(&file)? {
+                    classify(&file);
+                }
+            }
+        } else {
+            classify(&entry);
+        }
+    }
+    Ok((wal, temps))
+}
+
+/// Directories under `backups/` that are not complete backups: `.partial-*` (an interrupted
+/// backup), `.expired-*` (an interrupted expire) and directories without manifest.json. Only
+/// meaningful under the repository lock, which every backup run holds.
+pub fn backup_leftovers(repo: &Repo) -> Result<Vec<PathBuf>, RepoError> {
+    let mut out = Vec::new();
+    for entry in list_dir(&repo.backups_dir())? {
+        if !is_dir(&entry)? {
+            continue;
+        }
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = entry.path();
+        let leftover = if name.starts_with('.') {
+            name.starts_with(PARTIAL_PREFIX) || name.starts_with(EXPIRED_PREFIX)
+        } else {
+            manifest::read_manifest(&path)?.is_none()
+        };
+        if leftover {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The temp files last modified at least [`TEMP_FILE_MIN_AGE`] before `now`.
+fn old_enough(temps: Vec<PathBuf>, now: jiff::Timestamp) -> Result<Vec<PathBuf>, RepoError> {
+    let now = SystemTime::from(now);
+    let mut out = Vec::new();
+    for path in temps {
+        let modified = match std::fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(RepoError::Io {
+                    path,
+                    action: "stat",
+                    source,
+                });
+            }
+        };
+        if now
+            .duration_since(modified)
+            .is_ok_and(|age| age >= TEMP_FILE_MIN_AGE)
+        {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::manifest::MANIFEST_FILE;
+    use crate::backup::verify::tests::{SEG, manifest};
+    use crate::wal::name::segment_name;
+    use proptest::prelude::*;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn retention(full: u32, window: Option<Duration>) -> RetentionConfig {
+        RetentionConfig { full, window }
+    }
+
+    fn seg(tli: u32, segno: u64) -> WalName {
+        WalName::parse(&segment_name(tli, segno, SEG)).unwrap()
+    }
+
+    fn segs(tli: u32, range: std::ops::Range<u64>) -> Vec<WalName> {
+        range.map(|s| seg(tli, s)).collect()
+    }
+
+    /// Four daily backups on timeline 1: day N needs segments 10N..=10N+2.
+    fn four_days() -> Vec<BackupManifest> {
+        (1..=4)
+            .map(|d| {
+                manifest(
+                    &format!("2026112{d}T000000Z"),
+                    1,
+                    10 * d,
+                    10 * d + 2,
+                    &format!("2026-11-2{d}T00:01:00Z"),
+                )
+            })
+            .collect()
+    }
+
+    fn ids(kept: &[KeptBackup]) -> Vec<&str> {
+        kept.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    #[test]
+    fn keep_two_of_four_keeps_the_two_newest_and_wal_from_the_older_kept_one() {
+        let backups = four_days();
+        let wal = segs(1, 0..50);
+        let p = plan(
+            &backups,
+            &wal,
+            &retention(2, None),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        assert_eq!(ids(&p.kept), ["20261123T000000Z", "20261124T000000Z"]);
+        assert!(p.kept.iter().all(|k| k.reason == "full"));
+        assert_eq!(p.removed, ["20261121T000000Z", "20261122T000000Z"]);
+        let expected: Vec<String> = (0..30).map(|s| segment_name(1, s, SEG)).collect();
+        assert_eq!(p.wal_removed, expected);
+        assert_eq!(p.wal_kept_from.as_deref(), Some(&*segment_name(1, 30, SEG)));
+    }
+
+    #[test]
+    fn input_order_does_not_matter() {
+        let mut backups = four_days();
+        backups.reverse();
+        let p = plan(
+            &backups,
+            &[],
+            &retention(1, None),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        assert_eq!(ids(&p.kept), ["20261124T000000Z"]);
+        assert_eq!(p.removed.len(), 3);
+    }
+
+    #[test]
+    fn window_keeps_the_backup_before_the_window_start() {
+        let backups = four_days();
+        let wal = segs(1, 0..50);
+        // Window start: 2026-11-22T12:00Z. Days 3 and 4 stopped inside it; day 2 stopped just
+        // before it and is needed to restore to its start; day 1 is not needed.
+        let p = plan(
+            &backups,
+            &wal,
+            &retention(1, Some(Duration::from_secs(60 * 60 * 60))),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        let kept: Vec<(&str, &str)> = p
+            .kept
+            .iter()
+            .map(|k| (k.id.as_str(), k.reason.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("20261122T000000Z", "window_start"),
+                ("20261123T000000Z", "window"),
+                ("20261124T000000Z", "full+window"),
+            ]
+        );
+        assert_eq!(p.removed, ["20261121T000000Z"]);
+        assert_eq!(p.wal_removed.last().unwrap(), &segment_name(1, 19, SEG));
+        assert_eq!(p.wal_removed.len(), 20);
+    }
+
+    #[test]
+    fn window_covering_everything_keeps_everything() {
+        let p = plan(
+            &four_days(),
+            &segs(1, 0..50),
+            &retention(1, Some(Duration::from_secs(u64::MAX / 2))),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        assert_eq!(p.kept.len(), 4);
+        assert!(p.removed.is_empty());
+        assert_eq!(
+            p.wal_removed.len(),
+            10,
+            "only WAL older than the oldest backup"
+        );
+    }
+
+    #[test]
+    fn no_backups_no_wal_removed() {
+        let wal = segs(1, 0..50);
+        let p = plan(&[], &wal, &retention(1, None), ts("2026-11-25T00:00:00Z"));
+        assert_eq!(p, ExpirePlan::default());
+    }
+
+    #[test]
+    fn history_files_and_newer_timelines_are_never_removed() {
+        let backups = four_days();
+        let mut wal = segs(1, 0..50);
+        wal.extend(segs(2, 0..50));
+        for extra in [
+            "00000001.history",
+            "00000002.history",
+            "000000010000000000000005.partial",
+            "000000010000000000000006.00000028.backup",
+            "000000010000000000000028.00000028.backup",
+        ] {
+            wal.push(WalName::parse(extra).unwrap());
+        }
+        let p = plan(
+            &backups,
+            &wal,
+            &retention(1, None),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        assert!(p.wal_removed.iter().all(|n| !n.ends_with(".history")));
+        assert!(p.wal_removed.iter().all(|n| n.starts_with("00000001")));
+        assert!(
+            p.wal_removed
+                .contains(&"000000010000000000000005.partial".to_string())
+        );
+        assert!(
+            p.wal_removed
+                .contains(&"000000010000000000000006.00000028.backup".to_string())
+        );
+        assert!(
+            !p.wal_removed
+                .contains(&"000000010000000000000028.00000028.backup".to_string())
+        );
+        assert_eq!(p.wal_removed.len(), 40 + 2);
+    }
+
+    #[test]
+    fn older_timelines_below_the_kept_start_go() {
+        // The kept backup is on timeline 2 from segment 40: timeline 1 below 40 goes.
+        let mut backups = four_days();
+        backups[3] = manifest("20261124T000000Z", 2, 40, 42, "2026-11-24T00:01:00Z");
+        let mut wal = segs(1, 0..45);
+        wal.extend(segs(2, 35..50));
+        let p = plan(
+            &backups,
+            &wal,
+            &retention(1, None),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        assert!(p.wal_removed.contains(&segment_name(1, 39, SEG)));
+        assert!(p.wal_removed.contains(&segment_name(2, 39, SEG)));
+        assert!(!p.wal_removed.contains(&segment_name(1, 40, SEG)));
+        assert!(!p.wal_removed.contains(&segment_name(2, 40, SEG)));
+    }
+
+    #[test]
+    fn unreadable_wal_range_of_a_kept_backup_removes_no_wal() {
+        let mut backups = four_days();
+        backups[3].wal_start = "garbage".into();
+        let p = plan(
+            &backups,
+            &segs(1, 0..50),
+            &retention(2, None),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        assert!(p.wal_removed.is_empty());
+        assert_eq!(p.wal_kept_from, None);
+        assert!(p.notes[0].contains("20261124T000000Z"), "{:?}", p.notes);
+        assert_eq!(p.removed.len(), 2);
+    }
+
+    #[test]
+    fn full_zero_still_keeps_the_newest() {
+        let p = plan(
+            &four_days(),
+            &[],
+            &retention(0, None),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        assert_eq!(ids(&p.kept), ["20261124T000000Z"]);
+    }
+
+    /// Random backup sets: each entry is (gap in hours since the previous backup, segments
+    /// of WAL written since the previous backup's start, WAL segments it spans, whether the
+    /// timeline changed).
+    fn backups_strategy() -> impl Strategy<Value = Vec<BackupManifest>> {
+        prop::collection::vec(
+            (1u64..72, 1u64..40, 0u64..4, prop::bool::weighted(0.2)),
+            0..8,
+        )
+        .prop_map(|specs| {
+            let mut out = Vec::new();
+            let mut time = ts("2026-01-01T00:00:00Z");
+            let (mut segno, mut tli) = (5u64, 1u32);
+            for (i, (gap, advance, span, new_tli)) in specs.into_iter().enumerate() {
+                time += jiff::SignedDuration::from_hours(gap as i64);
+                segno += advance;
+                if new_tli {
+                    tli += 1;
+                }
+                let stop = time.to_string();
+                out.push(manifest(
+                    &format!("b{i:02}"),
+                    tli,
+                    segno,
+                    segno + span,
+                    &stop,
+                ));
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn wal_from_the_oldest_kept_backup_on_is_never_removed(
+            backups in backups_strategy(),
+            full in 0u32..5,
+            window_hours in prop::option::of(0u64..400),
+            now_offset_hours in 0u64..800,
+        ) {
+            let max_tli = backups.iter().map(|b| b.timeline).max().unwrap_or(1);
+            let max_seg = backups.iter().map(|b| WalRange::of(b).unwrap().last).max().unwrap_or(10) + 5;
+            let mut wal = Vec::new();
+            for tli in 1..=max_tli + 1 {
+                wal.extend(segs(tli, 0..max_seg));
+                wal.push(WalName::parse(&format!("{tli:08X}.history")).unwrap());
+            }
+            let now = ts("2026-01-01T00:00:00Z") + jiff::SignedDuration::from_hours(now_offset_hours as i64);
+            let window = window_hours.map(|h| Duration::from_secs(h * 3600));
+            let p = plan(&backups, &wal, &retention(full, window), now);
+
+            // Every backup is either kept or removed, once.
+            prop_assert_eq!(p.kept.len() + p.removed.len(), backups.len());
+            if backups.is_empty() {
+                prop_assert!(p.wal_removed.is_empty());
+                return Ok(());
+            }
+            // The newest backup is always kept.
+            prop_assert_eq!(&p.kept.last().unwrap().id, &backups.last().unwrap().id);
+            // At least min(full, n) backups are kept.
+            prop_assert!(p.kept.len() >= (full.max(1) as usize).min(backups.len()));
+
+            let by_id = |id: &str| backups.iter().find(|b| b.id == id).unwrap();
+            let oldest_kept = by_id(&p.kept[0].id);
+            let start = WalRange::of(oldest_kept).unwrap();
+            let removed: BTreeSet<&str> = p.wal_removed.iter().map(String::as_str).collect();
+            for w in &wal {
+                let needed = w.kind == WalFileKind::History
+                    || w.tli > start.tli
+                    || w.segno(SEG) >= start.first;
+                if needed {
+                    prop_assert!(!removed.contains(w.name.as_str()), "{} removed", w.name);
+                }
+            }
+            // Every kept backup's own WAL is kept.
+            for k in &p.kept {
+                for name in WalRange::of(by_id(&k.id)).unwrap().names() {
+                    prop_assert!(!removed.contains(name.as_str()), "{} of {} removed", name, k.id);
+                }
+            }
+            // The recovery window is reachable: if some backup could restore to the window's
+            // start, a kept one can, and every backup stopped inside the window is kept.
+            if let Some(w) = window {
+                let cutoff = now.checked_sub(w).unwrap();
+                let kept: Vec<&BackupManifest> = p.kept.iter().map(|k| by_id(&k.id)).collect();
+                if backups.iter().any(|b| b.stop_time < cutoff) {
+                    prop_assert!(kept.iter().any(|b| b.stop_time < cutoff));
+                }
+                for b in &backups {
+                    if b.stop_time >= cutoff {
+                        prop_assert!(kept.iter().any(|k| k.id == b.id), "{} in window removed", b.id);
+                    }
+                }
+            }
+        }
+    }
+
+    // --- execution, on a repository in a tempdir ---
+
+    fn write_manifest(repo: &Repo, m: &BackupManifest) {
+        let dir = backup_dir(repo, &m.id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("base.tar.zst"), b"data").unwrap();
+        std::fs::write(dir.join(MANIFEST_FILE), serde_json::to_vec(m).unwrap()).unwrap();
+    }
+
+    fn write_wal(repo: &Repo, w: &WalName) {
+        let path = crate::wal::stored_path(repo, w, Compression::Zstd);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"wal").unwrap();
+    }
+
+    fn synthetic_repo() -> (tempfile::TempDir, Repo) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::at(dir.path().join("repo"));
+        repo.bind(7_000_000_000_000_000_001, Some(15), SEG).unwrap();
+        for m in four_days() {
+            write_manifest(&repo, &m);
+        }
+        for w in segs(1, 0..50) {
+            write_wal(&repo, &w);
+        }
+        write_wal(&repo, &WalName::parse("00000001.history").unwrap());
+        (dir, repo)
+    }
+
+    fn tree(root: &Path) -> Vec<String> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+                if p.is_dir() {
+                    walk(root, &p, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(root, root, &mut out);
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn dry_run_removes_nothing_and_reports_the_plan() {
+        let (_d, repo) = synthetic_repo();
+        std::fs::create_dir_all(repo.backups_dir().join(".partial-20261125T000000Z")).unwrap();
+        let before = tree(repo.root());
+        let now = ts("2026-11-25T00:00:00Z");
+        let r = expire(&repo, &retention(2, None), Duration::ZERO, now, true).unwrap();
+        assert!(r.dry_run);
+        assert_eq!(r.removed, ["20261121T000000Z", "20261122T000000Z"]);
+        assert_eq!(r.wal_removed, 30);
+        assert_eq!(r.leftovers_removed.len(), 1);
+        let after: Vec<String> = tree(repo.root())
+            .into_iter()
+            .filter(|p| p != "lock")
+            .collect();
+        let before: Vec<String> = before.into_iter().filter(|p| p != "lock").collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn expire_removes_exactly_the_plan_and_leftovers() {
+        let (_d, repo) = synthetic_repo();
+        let backups = repo.backups_dir();
+        std::fs::create_dir_all(backups.join(".partial-20261125T000000Z")).unwrap();
+        std::fs::create_dir_all(backups.join("20261125T000000Z")).unwrap();
+        std::fs::create_dir_all(backups.join(".expired-20261101T000000Z/x")).unwrap();
+        let wal_dir = repo.wal_dir().join("0000000100000000");
+        let old_tmp = wal_dir.join(".000000010000000000000031.77.tmp");
+        let new_tmp = wal_dir.join(".000000010000000000000032.78.tmp");
+        std::fs::write(&old_tmp, b"x").unwrap();
+        std::fs::write(&new_tmp, b"x").unwrap();
+        let now = ts("2026-11-25T00:00:00Z");
+        let two_hours_ago = SystemTime::from(now) - Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old_tmp)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&new_tmp)
+            .unwrap()
+            .set_modified(SystemTime::from(now) - Duration::from_secs(60))
+            .unwrap();
+
+        let r = expire(&repo, &retention(2, None), Duration::ZERO, now, false).unwrap();
+        assert!(!r.dry_run);
+        assert_eq!(r.removed, ["20261121T000000Z", "20261122T000000Z"]);
+        assert_eq!(r.wal_removed, 30);
+        assert_eq!(
+            r.wal_removed_first.as_deref(),
+            Some(&*segment_name(1, 0, SEG))
+        );
+        assert_eq!(
+            r.wal_removed_last.as_deref(),
+            Some(&*segment_name(1, 29, SEG))
+        );
+        assert_eq!(r.leftovers_removed.len(), 4, "{:?}", r.leftovers_removed);
+
+        let remaining = manifest::list(&repo).unwrap();
+        let ids: Vec<&str> = remaining.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["20261123T000000Z", "20261124T000000Z"]);
+        let mut names: Vec<String> = scan_wal(&repo)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|w| w.name.name)
+            .collect();
+        names.sort();
+        let mut expected: Vec<String> = (30..50).map(|s| segment_name(1, s, SEG)).collect();
+        expected.push("00000001.history".into());
+        expected.sort();
+        assert_eq!(names, expected);
+        let entries: Vec<String> = std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(entries, ["20261123T000000Z", "20261124T000000Z"]);
+        assert!(!old_tmp.exists());
+        assert!(
+            new_tmp.exists(),
+            "a young temp file may be a wal-push at work"
+        );
+
+        // A second run has nothing left to do.
+        let r = expire(&repo, &retention(2, None), Duration::ZERO, now, false).unwrap();
+        assert!(r.removed.is_empty() && r.wal_removed == 0 && r.leftovers_removed.is_empty());
+    }
+
+    #[test]
+    fn missing_repository_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::at(dir.path().join("nope"));
+        let r = expire(
+            &repo,
+            &retention(1, None),
+            Duration::ZERO,
+            ts("2026-11-25T00:00:00Z"),
+            false,
+        )
+        .unwrap();
+        assert!(r.kept.is_empty() && r.removed.is_empty());
+        assert!(!repo.root().exists());
+    }
+
+    #[test]
+    fn held_lock_fails_naming_the_holder() {
+        let (_d, repo) = synthetic_repo();
+        let _held = repo.lock("backup", Duration::ZERO).unwrap();
+        let err = expire(
+            &repo,
+            &retention(1, None),
+            Duration::ZERO,
+            ts("2026-11-25T00:00:00Z"),
+            true,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("locked by backup"), "{err}");
+    }
+}

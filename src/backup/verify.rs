@@ -1,1 +1,458 @@
-//! Recomputing the checksums of stored backups (written by the backups-catalog work).
+//! `dbagent backups verify`: proves that a stored backup can still be restored, by recomputing
+//! the SHA-256 and size of every stored file against its manifest and checking that every WAL
+//! segment the backup needs to become consistent is in the archive. A backup that fails here
+//! would fail at restore time, when it is too late to take another one.
+//!
+//! Files are hashed as a stream (1 MiB buffers): a backup is never loaded into memory.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::manifest::{BackupManifest, MANIFEST_FILE, backup_dir};
+use crate::repo::{Repo, RepoError};
+use crate::wal::name::segment_name;
+use crate::wal::{self, WalFileKind, WalName};
+
+/// Read buffer size when hashing stored files.
+const BUF_SIZE: usize = 1 << 20;
+
+/// The outcome of verifying one backup; serialised as one element of
+/// `backups verify --json`'s `backups` array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub id: String,
+    /// No problem found.
+    pub ok: bool,
+    /// Stored files whose checksum was compared (every file of the manifest).
+    pub files_checked: usize,
+    /// Bytes the manifest says are stored (what was read when all files are present).
+    pub stored_bytes: u64,
+    /// WAL segments looked up in the archive.
+    pub wal_checked: u64,
+    pub problems: Vec<Problem>,
+}
+
+/// One thing wrong with a backup: a stored file (`file`) or a WAL segment (`wal`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Problem {
+    File {
+        /// The file's name inside the backup directory, as in the manifest.
+        file: String,
+        /// Stable identifier: `missing`, `size_differs`, `checksum_differs`, `unreadable`.
+        kind: &'static str,
+        /// What is wrong, for people.
+        problem: String,
+    },
+    Wal {
+        /// The WAL segment name.
+        wal: String,
+        /// Stable identifier: `missing`, `unreadable`.
+        kind: &'static str,
+        problem: String,
+    },
+}
+
+impl Problem {
+    /// `base.tar.zst: checksum differs ...` / `WAL 0000...: missing ...`.
+    pub fn render(&self) -> String {
+        match self {
+            Problem::File { file, problem, .. } => format!("{file}: {problem}"),
+            Problem::Wal { wal, problem, .. } => format!("WAL {wal}: {problem}"),
+        }
+    }
+}
+
+/// The WAL a backup needs to become consistent: segments `first..=last` of timeline `tli`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalRange {
+    pub tli: u32,
+    pub first: u64,
+    pub last: u64,
+    pub seg_size: u64,
+}
+
+impl WalRange {
+    /// Reads the range from a manifest's `wal_start`, `wal_stop` and `wal_segment_size`;
+    /// the error says which field is wrong.
+    pub fn of(m: &BackupManifest) -> Result<WalRange, String> {
+        let seg_size = m.wal_segment_size;
+        if !valid_segment_size(seg_size) {
+            return Err(format!(
+                "wal_segment_size {seg_size} is not a power of two between 1 MiB and 1 GiB"
+            ));
+        }
+        let parse = |field: &str, value: &str| match WalName::parse(value) {
+            Some(w) if w.kind == WalFileKind::Segment => Ok(w),
+            _ => Err(format!("{field} `{value}` is not a WAL segment name")),
+        };
+        let start = parse("wal_start", &m.wal_start)?;
+        let stop = parse("wal_stop", &m.wal_stop)?;
+        if start.tli != stop.tli {
+            return Err(format!(
+                "wal_start {} and wal_stop {} are on different timelines",
+                m.wal_start, m.wal_stop
+            ));
+        }
+        let (first, last) = (start.segno(seg_size), stop.segno(seg_size));
+        if last < first {
+            return Err(format!(
+                "wal_stop {} comes before wal_start {}",
+                m.wal_stop, m.wal_start
+            ));
+        }
+        Ok(WalRange {
+            tli: start.tli,
+            first,
+            last,
+            seg_size,
+        })
+    }
+
+    /// The names of every segment of the range, in order.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        (self.first..=self.last).map(|segno| segment_name(self.tli, segno, self.seg_size))
+    }
+}
+
+/// PostgreSQL's allowed WAL segment sizes: powers of two from 1 MiB to 1 GiB.
+pub fn valid_segment_size(size: u64) -> bool {
+    size.is_power_of_two() && ((1 << 20)..=(1 << 30)).contains(&size)
+}
+
+/// A manifest file name must name a file directly inside the backup directory.
+fn valid_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
+/// Verifies backup `m` of `repo`. Problems with stored files or WAL are reported in the
+/// result; `Err` means the manifest itself cannot be trusted (a bad WAL range, a file name
+/// that escapes the backup directory).
+pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError> {
+    let dir = backup_dir(repo, &m.id);
+    let corrupt = |detail: String| RepoError::Corrupt {
+        path: dir.join(MANIFEST_FILE),
+        detail,
+    };
+    if let Some(bad) = m.files.iter().find(|f| !valid_file_name(&f.name)) {
+        return Err(corrupt(format!(
+            "file name `{}` is not a plain file name",
+            bad.name
+        )));
+    }
+    let range = WalRange::of(m).map_err(corrupt)?;
+
+    let mut problems = Vec::new();
+    for f in &m.files {
+        tracing::debug!(backup = %m.id, file = %f.name, "Verifying");
+        let path = dir.join(&f.name);
+        let problem = |kind, problem| Problem::File {
+            file: f.name.clone(),
+            kind,
+            problem,
+        };
+        let size = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => meta.len(),
+            Ok(_) => {
+                problems.push(problem(
+                    "missing",
+                    format!("missing: {} is not a regular file", path.display()),
+                ));
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                problems.push(problem(
+                    "missing",
+                    format!("missing: {} does not exist", path.display()),
+                ));
+                continue;
+            }
+            Err(e) => {
+                problems.push(problem(
+                    "unreadable",
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+                continue;
+            }
+        };
+        if size != f.stored_size {
+            problems.push(problem(
+                "size_differs",
+                format!(
+                    "size differs: the manifest says {} bytes, {} has {size}",
+                    f.stored_size,
+                    path.display()
+                ),
+            ));
+            continue;
+        }
+        match hash_file(&path) {
+            Ok((read, _)) if read != f.stored_size => problems.push(problem(
+                "size_differs",
+                format!(
+                    "size differs: the manifest says {} bytes, {} has {read}",
+                    f.stored_size,
+                    path.display()
+                ),
+            )),
+            Ok((_, sha)) if !sha.eq_ignore_ascii_case(&f.sha256) => problems.push(problem(
+                "checksum_differs",
+                format!(
+                    "checksum differs: the manifest says sha256 {}, {} has {sha}",
+                    f.sha256,
+                    path.display()
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => problems.push(problem(
+                "unreadable",
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+    }
+
+    let mut wal_checked = 0;
+    for name in range.names() {
+        wal_checked += 1;
+        let Some(w) = WalName::parse(&name) else {
+            return Err(corrupt(format!("WAL segment name {name} does not parse")));
+        };
+        let problem = |kind, problem| Problem::Wal {
+            wal: name.clone(),
+            kind,
+            problem,
+        };
+        match wal::find(repo, &w) {
+            Ok(Some(_)) => {}
+            Ok(None) => problems.push(problem(
+                "missing",
+                format!(
+                    "missing from the WAL archive {}",
+                    repo.wal_dir()
+                        .join(w.archive_dir().unwrap_or_default())
+                        .display()
+                ),
+            )),
+            Err(e) => problems.push(problem(
+                "unreadable",
+                format!("cannot look it up in the WAL archive: {e}"),
+            )),
+        }
+    }
+
+    Ok(VerifyReport {
+        id: m.id.clone(),
+        ok: problems.is_empty(),
+        files_checked: m.files.len(),
+        stored_bytes: m.stored_size(),
+        wal_checked,
+        problems,
+    })
+}
+
+/// Size and hex SHA-256 of a file, read in 1 MiB blocks.
+pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::backup::manifest::{BackupFile, MANIFEST_FORMAT};
+    use crate::repo::Compression;
+    use crate::wal::Lsn;
+
+    pub const SEG: u64 = 16 << 20;
+
+    /// A manifest for backup `id` needing segments `first..=last` of timeline `tli`.
+    pub fn manifest(id: &str, tli: u32, first: u64, last: u64, stop: &str) -> BackupManifest {
+        let start_time: jiff::Timestamp = stop.parse().unwrap();
+        BackupManifest {
+            format: MANIFEST_FORMAT,
+            id: id.to_string(),
+            label: None,
+            system_identifier: "7000000000000000001".into(),
+            pg_version: "15.8".into(),
+            pg_major: 15,
+            timeline: tli,
+            start_lsn: Lsn(first * SEG + 0x28),
+            stop_lsn: Lsn(last * SEG + 0x100),
+            wal_start: segment_name(tli, first, SEG),
+            wal_stop: segment_name(tli, last, SEG),
+            wal_segment_size: SEG,
+            start_time: start_time - jiff::SignedDuration::from_secs(60),
+            stop_time: start_time,
+            compression: Compression::Zstd,
+            files: Vec::new(),
+            dbagent_version: "0.1.0".into(),
+        }
+    }
+
+    /// Writes backup files and manifest.json into `repo` for `m` (files added to `m`).
+    fn write_backup(repo: &Repo, m: &mut BackupManifest, files: &[(&str, &[u8])]) {
+        let dir = backup_dir(repo, &m.id);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+            m.files.push(BackupFile {
+                name: name.to_string(),
+                size: bytes.len() as u64 * 3,
+                stored_size: bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(bytes)),
+                tablespace: None,
+            });
+        }
+        std::fs::write(
+            dir.join(MANIFEST_FILE),
+            serde_json::to_vec_pretty(&*m).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn write_wal(repo: &Repo, tli: u32, segnos: impl IntoIterator<Item = u64>) {
+        for segno in segnos {
+            let w = WalName::parse(&segment_name(tli, segno, SEG)).unwrap();
+            let path = wal::stored_path(repo, &w, Compression::Zstd);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"wal").unwrap();
+        }
+    }
+
+    fn repo_with_backup() -> (tempfile::TempDir, Repo, BackupManifest) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::at(dir.path());
+        let mut m = manifest("20261121T061500Z", 1, 2, 4, "2026-11-21T06:16:00Z");
+        let big: Vec<u8> = (0..3 * BUF_SIZE + 17).map(|i| (i % 251) as u8).collect();
+        write_backup(
+            &repo,
+            &mut m,
+            &[("base.tar.zst", &big), ("backup_manifest", b"{}")],
+        );
+        write_wal(&repo, 1, 2..=4);
+        (dir, repo, m)
+    }
+
+    #[test]
+    fn intact_backup_is_ok() {
+        let (_d, repo, m) = repo_with_backup();
+        let r = verify(&repo, &m).unwrap();
+        assert!(r.ok, "{r:?}");
+        assert_eq!((r.files_checked, r.wal_checked), (2, 3));
+        assert_eq!(r.stored_bytes, (3 * BUF_SIZE + 17 + 2) as u64);
+    }
+
+    #[test]
+    fn flipped_byte_is_reported_naming_the_file() {
+        let (_d, repo, m) = repo_with_backup();
+        let path = backup_dir(&repo, &m.id).join("base.tar.zst");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[2 * BUF_SIZE + 5] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+        let r = verify(&repo, &m).unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        let Problem::File {
+            file,
+            kind,
+            problem,
+        } = &r.problems[0]
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!((file.as_str(), *kind), ("base.tar.zst", "checksum_differs"));
+        assert!(problem.contains("checksum differs"), "{problem}");
+        assert!(r.problems[0].render().starts_with("base.tar.zst: "));
+    }
+
+    #[test]
+    fn truncated_and_missing_files_are_reported() {
+        let (_d, repo, m) = repo_with_backup();
+        let dir = backup_dir(&repo, &m.id);
+        std::fs::write(dir.join("base.tar.zst"), b"short").unwrap();
+        std::fs::remove_file(dir.join("backup_manifest")).unwrap();
+        let r = verify(&repo, &m).unwrap();
+        let kinds: Vec<_> = r
+            .problems
+            .iter()
+            .map(|p| match p {
+                Problem::File { file, kind, .. } => (file.as_str(), *kind),
+                Problem::Wal { .. } => panic!("{p:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("base.tar.zst", "size_differs"),
+                ("backup_manifest", "missing")
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_wal_segment_is_reported_by_name() {
+        let (_d, repo, m) = repo_with_backup();
+        let missing = segment_name(1, 3, SEG);
+        let w = WalName::parse(&missing).unwrap();
+        std::fs::remove_file(wal::stored_path(&repo, &w, Compression::Zstd)).unwrap();
+        let r = verify(&repo, &m).unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        assert!(
+            matches!(&r.problems[0], Problem::Wal { wal, kind: "missing", .. } if *wal == missing),
+            "{r:?}"
+        );
+        let json = serde_json::to_value(&r.problems[0]).unwrap();
+        assert_eq!(json["wal"], missing.as_str());
+        assert!(json.get("file").is_none());
+    }
+
+    #[test]
+    fn file_name_escaping_the_backup_is_refused() {
+        let (_d, repo, mut m) = repo_with_backup();
+        m.files[0].name = "../../etc/passwd".into();
+        let err = verify(&repo, &m).unwrap_err();
+        assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("manifest.json"), "{err}");
+    }
+
+    #[test]
+    fn bad_wal_range_is_refused() {
+        let mut m = manifest("x", 1, 2, 4, "2026-11-21T06:16:00Z");
+        assert_eq!(
+            WalRange::of(&m).unwrap(),
+            WalRange {
+                tli: 1,
+                first: 2,
+                last: 4,
+                seg_size: SEG
+            }
+        );
+        m.wal_segment_size = 0;
+        assert!(WalRange::of(&m).is_err());
+        m.wal_segment_size = SEG;
+        m.wal_stop = segment_name(1, 1, SEG);
+        assert!(WalRange::of(&m).unwrap_err().contains("before"));
+        m.wal_stop = segment_name(2, 5, SEG);
+        assert!(WalRange::of(&m).unwrap_err().contains("timelines"));
+        m.wal_start = "00000001.history".into();
+        assert!(WalRange::of(&m).unwrap_err().contains("wal_start"));
+    }
+}

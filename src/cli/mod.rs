@@ -7,6 +7,7 @@
 //! - `check` uses the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also
 //!   for an unreadable configuration).
 
+mod backup;
 mod backups;
 mod check;
 mod config;
@@ -69,6 +70,8 @@ pub enum Command {
     /// Validate the configuration or print an annotated example
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Take a backup: pg_basebackup streamed through compression and SHA-256 into the repository
+    Backup(backup::BackupArgs),
     /// List, show, verify and expire the backups in the repository
     #[command(subcommand)]
     Backups(backups::BackupsCommand),
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(ref args) => check::run(&cli, args),
         Command::Config(ref cmd) => config::run(&cli, cmd),
+        Command::Backup(ref args) => backup::run(&cli, args),
         Command::Backups(ref cmd) => backups::run(&cli, cmd),
         Command::WalPush(ref args) => wal_push::run(&cli, args),
         Command::WalGet(ref args) => wal_get::run(&cli, args),

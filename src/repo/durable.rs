@@ -2,6 +2,10 @@
 //! link to the final name (which fails if the name exists, so nothing is ever overwritten),
 //! remove the temp name, fsync the directory. A crash leaves either nothing or the whole file
 //! under its final name; a leftover temp file starts with `.` and is ignored by every reader.
+//!
+//! Ownership: when dbagent runs as root (`sudo dbagent backup`), everything it creates takes
+//! the owner of the directory it is created in, so the repository stays writable by the
+//! PostgreSQL OS user that runs archive_command.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -36,6 +40,7 @@ pub fn create_new(
         file.flush()?;
         file.sync_all()?;
         drop(file);
+        inherit_owner(&tmp, dir)?;
         match std::fs::hard_link(&tmp, &final_path) {
             Ok(()) => Ok(Created::Created),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Created::AlreadyExists),
@@ -56,6 +61,7 @@ pub fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        inherit_owner(&tmp, dir)?;
         std::fs::rename(&tmp, dir.join(name))
     })();
     if result.is_err() {
@@ -84,9 +90,23 @@ pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     if let Some(parent) = dir.parent() {
+        inherit_owner(dir, parent)?;
         sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// When running as root, gives `path` the owner of `dir` (unless that is root too).
+pub fn inherit_owner(path: &Path, dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() == 0 && meta.gid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
 }
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ impl RepoLock {
             .truncate(false)
             .open(path)
             .map_err(io)?;
+        if let Some(dir) = path.parent() {
+            super::durable::inherit_owner(path, dir).map_err(io)?;
+        }
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod backup;
+mod backups_cmd;
 mod check;
 mod cluster_kit;
 mod config_cmd;

@@ -287,6 +287,38 @@ impl Cluster {
         cluster
     }
 
+    /// Starts a server on a data directory that `fill` prepares in `root/data` (for example a
+    /// backup extracted with recovery settings), with the kit's settings and a free port. The
+    /// whole root is handed to the server's OS user first.
+    pub fn start_prepared(
+        version: PgVersion,
+        opts: ClusterOptions,
+        fill: impl FnOnce(&Path),
+    ) -> Cluster {
+        let run_as = RunAs::detect();
+        let root = new_root_dir(run_as);
+        fill(root.path());
+        if let Some((uid, gid)) = run_as.0 {
+            let status = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{gid}"))
+                .arg(root.path())
+                .status()
+                .expect("running chown -R on the prepared cluster failed");
+            assert!(
+                status.success(),
+                "chown -R {} failed",
+                root.path().display()
+            );
+        }
+        let data_dir = root.path().join("data");
+        fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o700))
+            .expect("setting mode 0700 on the prepared data directory failed");
+        let mut cluster = Cluster::assemble(version, opts, run_as, root);
+        cluster.launch_on_free_port();
+        cluster
+    }
+
     /// Builds the value for a freshly created data directory in `root` (`root/data`), with a
     /// socket directory next to it. The server is not started.
     fn assemble(version: PgVersion, opts: ClusterOptions, run_as: RunAs, root: TempDir) -> Cluster {
@@ -763,13 +795,64 @@ impl Drop for Cluster {
     }
 }
 
+/// Name of the file in each cluster root that records which test process owns it.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Stops and removes clusters left behind by test processes that were killed (a nextest
+/// timeout sends SIGKILL, so `Drop` never ran). Runs once per test process.
+fn reap_orphaned_clusters() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = fs::read_dir("/tmp") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with("dbagent-it-") || name.starts_with("dbagent-it-bin-") {
+                continue;
+            }
+            let root = entry.path();
+            let Some(owner) = fs::read_to_string(root.join(OWNER_FILE))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if kill(Pid::from_raw(owner), None).is_ok() {
+                continue; // its test is still running
+            }
+            let data = root.join("data");
+            if data.join("postmaster.pid").exists() {
+                let major = fs::read_to_string(data.join("PG_VERSION")).unwrap_or_default();
+                let version = if major.trim() == "18" {
+                    PgVersion::V18
+                } else {
+                    PgVersion::V15
+                };
+                let mut cmd = RunAs::detect().command(&version.bin("pg_ctl"), &root);
+                cmd.arg("-D")
+                    .arg(&data)
+                    .args(["-m", "immediate", "-w", "stop"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                let _ = cmd.status();
+            }
+            let _ = fs::remove_dir_all(&root);
+        }
+    });
+}
+
 /// Creates a new cluster directory: `/tmp/dbagent-it-XXXXXX`, mode 0700, owned by the user
-/// PostgreSQL runs as.
+/// PostgreSQL runs as, recording the test process that owns it.
 fn new_root_dir(run_as: RunAs) -> TempDir {
+    reap_orphaned_clusters();
     let root = tempfile::Builder::new()
         .prefix("dbagent-it-")
         .tempdir_in("/tmp")
         .expect("creating a temporary cluster directory under /tmp failed");
+    fs::write(root.path().join(OWNER_FILE), std::process::id().to_string())
+        .expect("recording the owning test process failed");
     fs::set_permissions(root.path(), fs::Permissions::from_mode(0o700))
         .expect("setting mode 0700 on the temporary cluster directory failed");
     run_as.chown(root.path());

@@ -72,6 +72,32 @@ impl Agent {
         }
     }
 
+    /// Rewrites the config file (`REPO` is replaced as in [`Agent::with_yaml`]).
+    pub fn set_yaml(&self, yaml: &str) {
+        let repo = self.dir.path().join("repo");
+        std::fs::write(
+            &self.config,
+            yaml.replace("REPO", &repo.display().to_string()),
+        )
+        .expect("write dbagent.yml");
+    }
+
+    /// The repository path of this agent.
+    pub fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// A `dbagent --config <this config> ARGS...` command to spawn and control.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbagent"));
+        clean_env(&mut cmd);
+        cmd.env("HOME", self.dir.path())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args);
+        cmd
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

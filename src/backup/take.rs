@@ -1,0 +1,832 @@
+//! Taking a backup: run the server-version-matched `pg_basebackup` in tar format and stream
+//! each tar archive through compression and SHA-256 straight into the repository, in one pass
+//! and without an uncompressed copy on disk.
+//!
+//! How the streaming works: `pg_basebackup -D -` refuses clusters with tablespaces, so dbagent
+//! points `-D` at an empty work directory and, as soon as pg_basebackup has checked that it is
+//! empty (its verbose "initiating base backup" line, printed before it asks the server for
+//! data), creates named pipes there under the names pg_basebackup will open: `base.tar` and
+//! `<oid>.tar` per tablespace. One reader thread per pipe compresses and hashes what arrives.
+//! Should pg_basebackup ever create one of those files first, `mkfifo` fails and the backup
+//! is aborted: it can never silently write an uncompressed copy.
+//!
+//! A backup becomes visible only at the very end: its work directory is hidden
+//! (`backups/.partial-<ID>`), renamed to `backups/<ID>` once every file is durable and the WAL
+//! from its start to its stop LSN is in the archive, and `manifest.json` is written last.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::manifest::{BackupFile, BackupManifest, MANIFEST_FILE, MANIFEST_FORMAT, Tablespace};
+use crate::config::Checkpoint;
+use crate::pg::{PgTarget, ResolvedConnInfo, ServerVersion};
+use crate::repo::{Compression, Repo, RepoError, compress, durable};
+use crate::wal::{self, Lsn, WalName, name::segment_name};
+
+/// Why a backup failed. Every message says what to do; the work directory is removed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Pg(#[from] crate::pg::PgError),
+    #[error("{0}")]
+    Repo(#[from] RepoError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("pg_basebackup failed: {0}")]
+    BaseBackup(String),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    #[error("WAL segment {segment} needed by backup {id} did not reach the archive within {}s; the backup was discarded. Check WAL archiving (`dbagent check`) and raise backup.wal_timeout if archiving is just slow", timeout.as_secs())]
+    WalTimeout {
+        id: String,
+        segment: String,
+        timeout: Duration,
+    },
+}
+
+fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> BackupError + 'a {
+    move |source| BackupError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// What the server told us before the backup.
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    pub version: ServerVersion,
+    pub system_identifier: u64,
+    pub wal_segment_size: u64,
+    pub tablespaces: Vec<Tablespace>,
+    /// Estimated size of the backup (all tablespaces), for progress.
+    pub estimated_size: u64,
+    pub archive_mode: String,
+    pub in_recovery: bool,
+}
+
+/// Reads what a backup needs to know from the server.
+pub async fn server_facts(target: &PgTarget) -> Result<ServerFacts, BackupError> {
+    let client = target.connect().await?;
+    let q = |what: &'static str| move |e: tokio_postgres::Error| target.query_error(what, &e);
+    let version = ServerVersion::detect(&client)
+        .await
+        .map_err(q("server version"))?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT system_identifier FROM pg_control_system())::text, \
+             (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), \
+             current_setting('archive_mode'), pg_is_in_recovery(), \
+             (SELECT coalesce(sum(pg_tablespace_size(oid)), 0)::bigint FROM pg_tablespace)",
+            &[],
+        )
+        .await
+        .map_err(q("backup facts"))?;
+    let sysid: String = row.get(0);
+    let tablespaces = client
+        .query(
+            "SELECT oid::bigint, spcname::text, pg_tablespace_location(oid) FROM pg_tablespace \
+             WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid",
+            &[],
+        )
+        .await
+        .map_err(q("tablespaces"))?
+        .iter()
+        .map(|r| Tablespace {
+            oid: u32::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+            name: r.get(1),
+            location: r.get(2),
+        })
+        .collect();
+    Ok(ServerFacts {
+        version,
+        system_identifier: sysid.parse().map_err(|_| {
+            BackupError::Refused(format!(
+                "the server returned an invalid system identifier `{sysid}`"
+            ))
+        })?,
+        wal_segment_size: u64::try_from(row.get::<_, i64>(1)).unwrap_or(16 << 20),
+        archive_mode: row.get(2),
+        in_recovery: row.get(3),
+        estimated_size: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+        tablespaces,
+    })
+}
+
+/// How to take this backup.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    pub label: Option<String>,
+    pub compression: Compression,
+    pub level: i32,
+    /// Compression threads (0 = one per core).
+    pub threads: u32,
+    pub checkpoint: Checkpoint,
+    pub wal_timeout: Duration,
+    pub lock_wait: Duration,
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Receives progress: the CLI draws a bar on a terminal, logs lines otherwise.
+pub trait Progress: Send + Sync {
+    /// A new phase ("streaming", "waiting for WAL", ...).
+    fn phase(&self, phase: &str);
+    /// Uncompressed bytes received so far, and the estimated total.
+    fn bytes(&self, done: u64, total: u64);
+}
+
+/// A Progress that reports nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn phase(&self, _: &str) {}
+    fn bytes(&self, _: u64, _: u64) {}
+}
+
+/// Removes the work directory unless the backup completed.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Takes a backup of the server described by `info`/`facts` into `repo`.
+pub fn take(
+    repo: &Repo,
+    target: &PgTarget,
+    facts: &ServerFacts,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupManifest, BackupError> {
+    if facts.in_recovery {
+        return Err(BackupError::Refused(
+            "the server is a standby; dbagent backs up the primary (point postgres.conninfo at it)"
+                .into(),
+        ));
+    }
+    if facts.archive_mode == "off" {
+        return Err(BackupError::Refused(
+            "archive_mode is off: a backup is only usable with its WAL archived; set archive_mode = on and archive_command to dbagent wal-push (`dbagent check` shows how)".into(),
+        ));
+    }
+    let major = facts.version.major();
+    let pg_basebackup = find_pg_basebackup(opts.bin_dir.as_deref(), major)?;
+    repo.bind(facts.system_identifier, Some(major), facts.wal_segment_size)?;
+    let _lock = repo.lock("backup", opts.lock_wait)?;
+    remove_stale_work_dirs(repo);
+
+    let start_time = jiff::Timestamp::now();
+    let id = new_id(repo, start_time);
+    let backups = repo.backups_dir();
+    durable::create_dir_all_durable(&backups).map_err(io_err(&backups, "create"))?;
+    let work = WorkDir {
+        path: backups.join(format!(".partial-{id}")),
+        keep: false,
+    };
+    let pgbb_dir = work.path.join("pg_basebackup");
+    std::fs::create_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "create"))?;
+    durable::inherit_owner(&pgbb_dir, &work.path).map_err(io_err(&pgbb_dir, "chown"))?;
+    tracing::info!(backup = %id, "Starting backup with {}", pg_basebackup.display());
+    progress.phase("checkpoint");
+
+    let label = opts
+        .label
+        .clone()
+        .unwrap_or_else(|| format!("dbagent {id}"));
+    let app_name = format!("dbagent-backup-{}", std::process::id());
+    let mut child = spawn_pg_basebackup(
+        &pg_basebackup,
+        target.info(),
+        &pgbb_dir,
+        &label,
+        &app_name,
+        opts.checkpoint,
+    )?;
+    let server_phase = PhaseProbe::start(target.clone(), app_name);
+    let child_pid = child.id();
+    let stderr = child.stderr.take();
+    let (trigger_tx, trigger_rx) = mpsc::channel::<()>();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log_reader = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let Some(stderr) = stderr else { return };
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                tracing::debug!(target: "pg_basebackup", "{line}");
+                if !sent && line.contains("initiating base backup") {
+                    let _ = trigger_tx.send(());
+                    sent = true;
+                }
+                if let Ok(mut l) = log.lock() {
+                    l.push(line);
+                }
+            }
+        })
+    };
+    // pg_basebackup has checked that its directory is empty; now the pipes can go in.
+    if trigger_rx.recv().is_err() {
+        let status = child.wait().map_err(io_err(&pg_basebackup, "wait for"))?;
+        let _ = log_reader.join();
+        return Err(BackupError::BaseBackup(format!(
+            "{} (exit {status})",
+            last_lines(&log)
+        )));
+    }
+    let mut archives = vec![("base.tar".to_string(), None)];
+    for ts in &facts.tablespaces {
+        archives.push((format!("{}.tar", ts.oid), Some(ts.clone())));
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+    } else {
+        opts.threads
+    };
+    let mut readers = Vec::new();
+    for (name, ts) in &archives {
+        let fifo = pgbb_dir.join(name);
+        if let Err(e) = nix::unistd::mkfifo(
+            &fifo,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        ) {
+            kill(child_pid);
+            let _ = child.wait();
+            return Err(BackupError::BaseBackup(format!(
+                "could not create the pipe {} ({e}); pg_basebackup opened its output before dbagent could stream it. Nothing was kept; run the backup again",
+                fifo.display()
+            )));
+        }
+        durable::inherit_owner(&fifo, &pgbb_dir).map_err(io_err(&fifo, "chown"))?;
+        let stored_name = format!("{name}{}", opts.compression.suffix());
+        let job = StreamJob {
+            fifo,
+            dest: work.path.join(&stored_name),
+            stored_name,
+            tablespace: ts.clone(),
+            compression: opts.compression,
+            level: opts.level,
+            threads,
+            done: Arc::clone(&done),
+            failed: Arc::clone(&failed),
+            child_pid,
+        };
+        readers.push(std::thread::spawn(move || job.run()));
+    }
+    progress.phase("streaming");
+
+    let mut waiting_since: Option<Instant> = None;
+    let status = loop {
+        match child
+            .try_wait()
+            .map_err(io_err(&pg_basebackup, "wait for"))?
+        {
+            Some(status) => break status,
+            None => {
+                if server_phase.waiting_for_wal() {
+                    let since = *waiting_since.get_or_insert_with(|| {
+                        progress.phase("waiting for WAL");
+                        Instant::now()
+                    });
+                    if since.elapsed() > opts.wal_timeout {
+                        kill(child_pid);
+                        let _ = child.wait();
+                        for (name, _) in &archives {
+                            release_reader(&pgbb_dir.join(name));
+                        }
+                        for r in readers {
+                            let _ = r.join();
+                        }
+                        return Err(BackupError::WalTimeout {
+                            id,
+                            segment: "holding its stop LSN (PostgreSQL is still waiting for archive_command to archive it)".into(),
+                            timeout: opts.wal_timeout,
+                        });
+                    }
+                } else {
+                    progress.bytes(done.load(Ordering::Relaxed), facts.estimated_size);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    // Readers still waiting for pg_basebackup to open their pipe (a tablespace dropped during
+    // the backup, or a failed run) are released with an empty stream.
+    for (name, _) in &archives {
+        release_reader(&pgbb_dir.join(name));
+    }
+    let _ = log_reader.join();
+    let mut files = Vec::new();
+    let mut first_error = None;
+    for r in readers {
+        match r.join() {
+            Ok(Ok(Some(f))) => files.push(f),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error
+                    .get_or_insert(BackupError::Refused("a streaming thread panicked".into()));
+            }
+        }
+    }
+    if !status.success() {
+        return Err(first_error.unwrap_or_else(|| {
+            BackupError::BaseBackup(format!("{} (exit {status})", last_lines(&log)))
+        }));
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if !files.iter().any(|f| f.name.starts_with("base.tar")) {
+        return Err(BackupError::BaseBackup(
+            "pg_basebackup finished without sending base.tar".into(),
+        ));
+    }
+    progress.bytes(done.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
+
+    // PostgreSQL's own manifest: kept as it is, and the source of the WAL range.
+    let pg_manifest = std::fs::read(pgbb_dir.join("backup_manifest"))
+        .map_err(io_err(&pgbb_dir.join("backup_manifest"), "read"))?;
+    let (timeline, start_lsn, stop_lsn) = wal_range(&pg_manifest)?;
+    durable::create_new(&work.path, "backup_manifest", |f| f.write_all(&pg_manifest))
+        .map_err(io_err(&work.path.join("backup_manifest"), "write"))?;
+    files.push(BackupFile {
+        name: "backup_manifest".into(),
+        size: pg_manifest.len() as u64,
+        stored_size: pg_manifest.len() as u64,
+        sha256: hex::encode(Sha256::digest(&pg_manifest)),
+        tablespace: None,
+    });
+    std::fs::remove_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "remove"))?;
+
+    // Complete only when the WAL from start to stop is in *this* archive (safety invariant 3):
+    // the server only waited for archive_command to succeed, wherever it archives to.
+    if waiting_since.is_none() {
+        progress.phase("waiting for WAL");
+    }
+    let seg = facts.wal_segment_size;
+    let first = start_lsn.segno(seg);
+    let last = stop_lsn.segno(seg);
+    let deadline = waiting_since.unwrap_or_else(Instant::now) + opts.wal_timeout;
+    for segno in first..=last {
+        let name = segment_name(timeline, segno, seg);
+        let parsed = WalName::parse(&name)
+            .ok_or_else(|| BackupError::Refused(format!("bad segment name {name}")))?;
+        loop {
+            match wal::find(repo, &parsed) {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Ok(None) => {
+                    return Err(BackupError::WalTimeout {
+                        id: id.clone(),
+                        segment: name,
+                        timeout: opts.wal_timeout,
+                    });
+                }
+                Err(e) => return Err(io_err(&repo.wal_dir(), "read")(e)),
+            }
+        }
+    }
+
+    // Publish: the directory under its real name, then manifest.json last.
+    durable::sync_dir(&work.path).map_err(io_err(&work.path, "fsync"))?;
+    let final_dir = backups.join(&id);
+    std::fs::rename(&work.path, &final_dir)
+        .map_err(io_err(&final_dir, "rename the backup into"))?;
+    let mut work = work;
+    work.keep = true;
+    durable::sync_dir(&backups).map_err(io_err(&backups, "fsync"))?;
+    let stop_time = jiff::Timestamp::now();
+    let manifest = BackupManifest {
+        format: MANIFEST_FORMAT,
+        id: id.clone(),
+        label: opts.label.clone(),
+        system_identifier: facts.system_identifier.to_string(),
+        pg_version: facts.version.text.clone(),
+        pg_major: major,
+        timeline,
+        start_lsn,
+        stop_lsn,
+        wal_start: segment_name(timeline, first, seg),
+        wal_stop: segment_name(timeline, last, seg),
+        wal_segment_size: seg,
+        start_time,
+        stop_time,
+        compression: opts.compression,
+        files,
+        dbagent_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| BackupError::Refused(format!("cannot encode manifest.json: {e}")))?;
+    let result = durable::create_new(&final_dir, MANIFEST_FILE, |f| {
+        f.write_all(&json)?;
+        f.write_all(b"\n")
+    });
+    if let Err(e) = result {
+        // Without its manifest the directory is not a backup; do not leave it behind.
+        let _ = std::fs::remove_dir_all(&final_dir);
+        return Err(io_err(&final_dir.join(MANIFEST_FILE), "write")(e));
+    }
+    tracing::info!(backup = %id, "Backup complete");
+    Ok(manifest)
+}
+
+/// Watches the server's side of the backup (pg_stat_progress_basebackup) on a connection of
+/// its own: the server waits, without limit, for the stop segment to be archived before it
+/// lets pg_basebackup finish, and only the server can say that this is what it is doing.
+struct PhaseProbe {
+    waiting: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl PhaseProbe {
+    fn start(target: PgTarget, app_name: String) -> PhaseProbe {
+        let waiting = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (w, s) = (Arc::clone(&waiting), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(client) = target.connect().await else {
+                    return;
+                };
+                while !s.load(Ordering::Relaxed) {
+                    let row = client
+                        .query_opt(
+                            "SELECT p.phase FROM pg_stat_progress_basebackup p \
+                             JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                            &[&app_name],
+                        )
+                        .await;
+                    if let Ok(Some(row)) = row {
+                        let phase: String = row.get(0);
+                        w.store(
+                            phase.starts_with("waiting for wal archiving"),
+                            Ordering::Relaxed,
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            });
+        });
+        PhaseProbe { waiting, stop }
+    }
+
+    fn waiting_for_wal(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PhaseProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One pipe → compressor → hasher → repository file.
+struct StreamJob {
+    fifo: PathBuf,
+    dest: PathBuf,
+    stored_name: String,
+    tablespace: Option<Tablespace>,
+    compression: Compression,
+    level: i32,
+    threads: u32,
+    done: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
+    child_pid: u32,
+}
+
+impl StreamJob {
+    /// Ok(None) when pg_basebackup never sent this archive.
+    fn run(self) -> Result<Option<BackupFile>, BackupError> {
+        let mut input = std::fs::File::open(&self.fifo).map_err(io_err(&self.fifo, "open"))?;
+        let result = self.stream(&mut input);
+        if result.is_err() {
+            // Stop pg_basebackup (it would block on the full pipe) and drain what it wrote.
+            self.failed.store(true, Ordering::Relaxed);
+            kill(self.child_pid);
+            let _ = io::copy(&mut input, &mut io::sink());
+            let _ = std::fs::remove_file(&self.dest);
+        }
+        result
+    }
+
+    fn stream(&self, input: &mut std::fs::File) -> Result<Option<BackupFile>, BackupError> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut first = input.read(&mut buf).map_err(io_err(&self.fifo, "read"))?;
+        if first == 0 {
+            return Ok(None);
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&self.dest)
+            .map_err(io_err(&self.dest, "create"))?;
+        if let Some(dir) = self.dest.parent() {
+            durable::inherit_owner(&self.dest, dir).map_err(io_err(&self.dest, "chown"))?;
+        }
+        let sync_handle = file.try_clone().map_err(io_err(&self.dest, "open"))?;
+        let hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+        let state = hashed.state();
+        let mut enc = compress::encoder(self.compression, self.level, self.threads, hashed)
+            .map_err(io_err(&self.dest, "start compressing"))?;
+        let mut size = 0u64;
+        loop {
+            enc.write_all(&buf[..first])
+                .map_err(io_err(&self.dest, "write"))?;
+            size += first as u64;
+            self.done.fetch_add(first as u64, Ordering::Relaxed);
+            first = input.read(&mut buf).map_err(io_err(&self.fifo, "read"))?;
+            if first == 0 {
+                break;
+            }
+        }
+        enc.finish().map_err(io_err(&self.dest, "write"))?;
+        sync_handle
+            .sync_all()
+            .map_err(io_err(&self.dest, "fsync"))?;
+        let (sha256, stored_size) = state
+            .lock()
+            .map(|s| (hex::encode(s.0.clone().finalize()), s.1))
+            .map_err(|_| BackupError::Refused("hash state poisoned".into()))?;
+        Ok(Some(BackupFile {
+            name: self.stored_name.clone(),
+            size,
+            stored_size,
+            sha256,
+            tablespace: self.tablespace.clone(),
+        }))
+    }
+}
+
+type HashState = Arc<Mutex<(Sha256, u64)>>;
+
+/// Hashes and counts the bytes on their way to the repository file.
+struct HashingWriter<W> {
+    inner: W,
+    state: HashState,
+}
+
+impl<W> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            state: Arc::new(Mutex::new((Sha256::new(), 0))),
+        }
+    }
+    fn state(&self) -> HashState {
+        Arc::clone(&self.state)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("hash state poisoned"))?;
+        s.0.update(&buf[..n]);
+        s.1 += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Unblocks a reader still waiting in open() on `fifo` by opening and closing its write end.
+fn release_reader(fifo: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(fifo);
+}
+
+fn kill(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+fn last_lines(log: &Mutex<Vec<String>>) -> String {
+    let lines = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("error") || l.contains("FATAL"))
+        .collect();
+    let chosen: Vec<&String> = if errors.is_empty() {
+        lines.iter().rev().take(3).rev().collect()
+    } else {
+        errors
+    };
+    chosen
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `20261121T061500Z`, made unique within the repository.
+fn new_id(repo: &Repo, t: jiff::Timestamp) -> String {
+    let base = t.strftime("%Y%m%dT%H%M%SZ").to_string();
+    let mut id = base.clone();
+    let mut n = 1;
+    while repo.backups_dir().join(&id).exists()
+        || repo.backups_dir().join(format!(".partial-{id}")).exists()
+    {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+/// Work directories of interrupted backups (we hold the lock, so none is in progress).
+fn remove_stale_work_dirs(repo: &Repo) {
+    let Ok(entries) = std::fs::read_dir(repo.backups_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".partial-"))
+        {
+            tracing::info!(dir = %e.path().display(), "Removing the work directory of an interrupted backup");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The `pg_basebackup` of the server's major version: `bin_dir`, then Debian's
+/// /usr/lib/postgresql/<major>/bin, then PATH.
+pub fn find_pg_basebackup(bin_dir: Option<&Path>, major: u32) -> Result<PathBuf, BackupError> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = bin_dir {
+        candidates.push(dir.join("pg_basebackup"));
+    } else {
+        candidates.push(PathBuf::from(format!(
+            "/usr/lib/postgresql/{major}/bin/pg_basebackup"
+        )));
+        if let Some(path) = std::env::var_os("PATH") {
+            candidates.extend(std::env::split_paths(&path).map(|d| d.join("pg_basebackup")));
+        }
+    }
+    let mut seen = Vec::new();
+    for c in candidates {
+        if !c.is_file() {
+            continue;
+        }
+        let out = Command::new(&c).arg("--version").output();
+        let version = out
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let found_major = version
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.split('.').next())
+            .and_then(|v| v.parse::<u32>().ok());
+        if found_major == Some(major) {
+            return Ok(c);
+        }
+        seen.push(format!("{} ({version})", c.display()));
+    }
+    Err(BackupError::Refused(format!(
+        "no pg_basebackup for PostgreSQL {major} found{}; install the PostgreSQL {major} client tools or set postgres.bin_dir",
+        if seen.is_empty() {
+            String::new()
+        } else {
+            format!(" (found {})", seen.join(", "))
+        }
+    )))
+}
+
+fn spawn_pg_basebackup(
+    bin: &Path,
+    info: &ResolvedConnInfo,
+    dir: &Path,
+    label: &str,
+    app_name: &str,
+    checkpoint: Checkpoint,
+) -> Result<Child, BackupError> {
+    let mut conninfo = vec![
+        format!(
+            "host={}",
+            quote(info.hosts.first().map_or("localhost", String::as_str))
+        ),
+        format!("port={}", info.ports.first().copied().unwrap_or(5432)),
+        format!("user={}", quote(&info.user)),
+        format!("sslmode={}", info.sslmode.as_str()),
+        format!("application_name={app_name}"),
+    ];
+    for (k, v) in [
+        ("sslrootcert", &info.sslrootcert),
+        ("sslcert", &info.sslcert),
+        ("sslkey", &info.sslkey),
+    ] {
+        if let Some(v) = v {
+            conninfo.push(format!("{k}={}", quote(v)));
+        }
+    }
+    if let Some(t) = info.connect_timeout {
+        conninfo.push(format!("connect_timeout={}", t.as_secs()));
+    }
+    let mut cmd = Command::new(bin);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PG") {
+            cmd.env_remove(key);
+        }
+    }
+    // The password goes through the environment, never the command line (visible in ps).
+    if let Some(p) = &info.password {
+        cmd.env("PGPASSWORD", p);
+    }
+    cmd.env("LC_ALL", "C")
+        .arg("--pgdata")
+        .arg(dir)
+        .args([
+            "--format=tar",
+            "--wal-method=none",
+            "--no-sync",
+            "--verbose",
+        ])
+        .arg(format!(
+            "--checkpoint={}",
+            match checkpoint {
+                Checkpoint::Fast => "fast",
+                Checkpoint::Spread => "spread",
+            }
+        ))
+        .arg(format!("--label={label}"))
+        .arg(format!("--dbname={}", conninfo.join(" ")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // If dbagent dies (kill -9), pg_basebackup must not go on: the kernel sends it SIGTERM.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
+    // parent; it is the only thing done between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(io::Error::from)
+        });
+    }
+    cmd.spawn().map_err(io_err(bin, "run"))
+}
+
+fn quote(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Timeline and LSN range from PostgreSQL's backup_manifest ("WAL-Ranges").
+fn wal_range(manifest: &[u8]) -> Result<(u32, Lsn, Lsn), BackupError> {
+    let bad = |what: &str| BackupError::BaseBackup(format!("backup_manifest: {what}"));
+    let v: serde_json::Value = serde_json::from_slice(manifest).map_err(|e| bad(&e.to_string()))?;
+    let ranges = v["WAL-Ranges"]
+        .as_array()
+        .ok_or_else(|| bad("no WAL-Ranges"))?;
+    let first = ranges.first().ok_or_else(|| bad("empty WAL-Ranges"))?;
+    let last = ranges.last().ok_or_else(|| bad("empty WAL-Ranges"))?;
+    let lsn = |r: &serde_json::Value, k: &str| {
+        r[k].as_str()
+            .and_then(Lsn::parse)
+            .ok_or_else(|| bad(&format!("bad {k}")))
+    };
+    let timeline = last["Timeline"]
+        .as_u64()
+        .and_then(|t| u32::try_from(t).ok())
+        .ok_or_else(|| bad("bad Timeline"))?;
+    Ok((timeline, lsn(first, "Start-LSN")?, lsn(last, "End-LSN")?))
+}

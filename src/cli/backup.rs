@@ -1,0 +1,195 @@
+//! `dbagent backup [--label TEXT] [--compress zstd|lz4|gzip|none] [--json] [--no-progress]`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{Cli, print_error, runtime};
+use crate::backup::manifest::BackupManifest;
+use crate::backup::take::{BackupOptions, Progress, server_facts, take};
+use crate::pg::PgTarget;
+use crate::repo::{Compression, Repo};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Runs pg_basebackup of the server's major version (tar format) and streams its output
+through compression and SHA-256 into the repository; no uncompressed copy touches the disk.
+The backup exists (for list, restore, expire) only once its WAL from start to stop LSN is
+archived and manifest.json is written. Interrupted backups leave nothing that counts.
+Exit 0 when the backup is complete, 1 otherwise.")]
+pub struct BackupArgs {
+    /// A label stored with the backup (and in PostgreSQL's backup_label)
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Compression [default: repository.compression]
+    #[arg(long, value_enum)]
+    pub compress: Option<Compression>,
+    /// Print a JSON summary on stdout (id, sizes, duration, MB/s, LSNs)
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar or progress lines
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+pub fn run(cli: &Cli, args: &BackupArgs) -> ExitCode {
+    match backup(cli, args) {
+        Ok(m) => {
+            let secs = m.duration_seconds().max(0.001);
+            let mbps = m.size() as f64 / 1e6 / secs;
+            if args.json {
+                let out = json!({
+                    "id": m.id,
+                    "label": m.label,
+                    "size_bytes": m.size(),
+                    "stored_bytes": m.stored_size(),
+                    "duration_seconds": m.duration_seconds(),
+                    "mb_per_second": (mbps * 10.0).round() / 10.0,
+                    "compression": m.compression,
+                    "timeline": m.timeline,
+                    "start_lsn": m.start_lsn,
+                    "stop_lsn": m.stop_lsn,
+                    "wal_start": m.wal_start,
+                    "wal_stop": m.wal_stop,
+                    "files": m.files.len(),
+                });
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            } else {
+                println!(
+                    "Backup {} complete: {} -> {} ({}) in {:.1}s, {:.0} MB/s; LSN {} to {}, WAL {} to {}",
+                    m.id,
+                    human_bytes(m.size()),
+                    human_bytes(m.stored_size()),
+                    m.compression.as_str(),
+                    secs,
+                    mbps,
+                    m.start_lsn,
+                    m.stop_lsn,
+                    m.wal_start,
+                    m.wal_stop
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            print_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
+    let config = cli.load_config()?;
+    let target = PgTarget::new(&config.postgres.conninfo, config.session_options())?;
+    let facts = runtime()?.block_on(server_facts(&target))?;
+    let opts = BackupOptions {
+        label: args.label.clone(),
+        compression: args.compress.unwrap_or(config.repository.compression),
+        level: config.repository.compression_level,
+        threads: config.backup.threads,
+        checkpoint: config.backup.checkpoint,
+        wal_timeout: config.backup.wal_timeout,
+        lock_wait: config.repository.lock_wait,
+        bin_dir: config.postgres.bin_dir.clone(),
+    };
+    let repo = Repo::at(&config.repository.path);
+    let progress: Box<dyn Progress> = if args.no_progress {
+        Box::new(crate::backup::take::NoProgress)
+    } else if std::io::stderr().is_terminal() {
+        Box::new(Bar::new())
+    } else {
+        Box::new(Lines::new())
+    };
+    let result = take(&repo, &target, &facts, &opts, progress.as_ref());
+    drop(progress);
+    Ok(result?)
+}
+
+/// Progress bar on a terminal: bytes, rate, ETA.
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn new() -> Bar {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:>16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Bar(bar)
+    }
+}
+
+impl Progress for Bar {
+    fn phase(&self, phase: &str) {
+        self.0.set_message(phase.to_string());
+    }
+    fn bytes(&self, done: u64, total: u64) {
+        self.0.set_length(total.max(done));
+        self.0.set_position(done);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Plain progress lines (no terminal): one per phase and every 10 s while streaming.
+struct Lines {
+    started: Instant,
+    last: Mutex<Instant>,
+}
+
+impl Lines {
+    fn new() -> Lines {
+        Lines {
+            started: Instant::now(),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Progress for Lines {
+    fn phase(&self, phase: &str) {
+        eprintln!("backup: {phase}");
+    }
+    fn bytes(&self, done: u64, total: u64) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        if last.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        *last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        eprintln!(
+            "backup: {} of about {} streamed, {:.0} MB/s",
+            human_bytes(done),
+            human_bytes(total),
+            done as f64 / 1e6 / secs
+        );
+    }
+}
+
+/// 1536 → "1.5 KiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

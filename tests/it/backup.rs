@@ -1,0 +1,272 @@
+//! `dbagent backup` against real clusters on PostgreSQL 15 and 18: backups with tablespaces
+//! that restore to the same rows, interrupted backups that leave nothing behind, the
+//! repository lock, and refusals (safety invariants 3 and 6).
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use dbagent::backup::manifest;
+use dbagent::repo::Repo;
+
+use crate::pg_test;
+use crate::support::cluster::{Cluster, ClusterOptions, PgVersion};
+use crate::support::dbagent::Agent;
+use crate::support::restore::extract_for_recovery;
+
+/// An agent whose repository the cluster's archive_command feeds, and the cluster.
+pub fn archived_cluster(v: PgVersion) -> (Agent, Cluster) {
+    let agent = Agent::new("host=127.0.0.1");
+    agent.share_with_postgres();
+    let pg = Cluster::start(
+        v,
+        ClusterOptions {
+            archive_mode: true,
+            archive_command: Some(agent.archive_command()),
+            ..ClusterOptions::default()
+        },
+    );
+    configure(&agent, &pg, "60s");
+    (agent, pg)
+}
+
+pub fn configure(agent: &Agent, pg: &Cluster, wal_timeout: &str) {
+    agent.set_yaml(&format!(
+        "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\nrepository:\n  path: REPO\nbackup:\n  wal_timeout: {wal_timeout}\n",
+        pg.conninfo(),
+        pg.version().bin_dir().display()
+    ));
+    agent.share_with_postgres();
+}
+
+pub fn take_backup(agent: &Agent) -> serde_json::Value {
+    let run = agent.run(&["backup", "--json"]);
+    assert_eq!(run.code, 0, "backup failed: {}", run.all());
+    run.json()
+}
+
+pub fn wait_until_promoted(pg: &Cluster) {
+    for _ in 0..300 {
+        if pg.try_psql("SELECT pg_is_in_recovery()").as_deref() == Ok("f") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "the restored cluster did not finish recovery; log: {}",
+        pg.log_path().display()
+    );
+}
+
+pg_test!(backup_with_a_tablespace_restores_the_same_rows, |v| {
+    let (agent, pg) = archived_cluster(v);
+    let ts_dir = pg.root_dir().join("ts1");
+    std::fs::create_dir(&ts_dir).unwrap();
+    crate::support::dbagent::chown_to_postgres(&ts_dir);
+    pg.psql(&format!(
+        "CREATE TABLESPACE ts1 LOCATION '{}'",
+        ts_dir.display()
+    ));
+    pg.psql("CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g AS i, md5(g::text) AS t FROM generate_series(1, 20000) g");
+    pg.psql("CREATE TABLE in_base AS SELECT g AS i FROM generate_series(1, 5000) g");
+    let expected = pg.psql("SELECT (SELECT count(*) || ':' || sum(i) || ':' || md5(string_agg(t, '' ORDER BY i)) FROM in_ts) || '/' || (SELECT sum(i) FROM in_base)");
+
+    let summary = take_backup(&agent);
+    let id = summary["id"].as_str().unwrap().to_string();
+    assert_eq!(summary["compression"], "zstd");
+    assert!(summary["size_bytes"].as_u64().unwrap() > summary["stored_bytes"].as_u64().unwrap());
+    let m = manifest::read_manifest(&agent.repo().join("backups").join(&id))
+        .unwrap()
+        .expect("manifest.json");
+    let ts_oid = pg.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'");
+    assert!(
+        m.files
+            .iter()
+            .any(|f| f.name == format!("{ts_oid}.tar.zst")),
+        "{:?}",
+        m.files
+    );
+    assert!(m.files.iter().any(|f| f.name == "backup_manifest"));
+    assert_eq!(m.pg_major, v.major());
+    // Rows written after the backup must not appear when restoring to its end.
+    pg.psql("INSERT INTO in_base VALUES (-1)");
+
+    let restore_command = agent.restore_command();
+    let repo = agent.repo();
+    let restored = Cluster::start_prepared(
+        v,
+        ClusterOptions {
+            pg_stat_statements: false,
+            ..ClusterOptions::default()
+        },
+        |root| extract_for_recovery(&repo, &id, root, &restore_command),
+    );
+    wait_until_promoted(&restored);
+    assert_eq!(restored.psql("SELECT (SELECT count(*) || ':' || sum(i) || ':' || md5(string_agg(t, '' ORDER BY i)) FROM in_ts) || '/' || (SELECT sum(i) FROM in_base)"), expected);
+    let location = restored
+        .psql("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts1'");
+    assert!(
+        location.starts_with(&restored.root_dir().display().to_string()),
+        "{location}"
+    );
+});
+
+pg_test!(
+    killed_backup_leaves_no_backup_and_the_lock_stops_a_second_one,
+    |v| {
+        let agent = Agent::new("host=127.0.0.1");
+        agent.share_with_postgres();
+        // Archiving fails at first, so the backup waits for its WAL with every file written.
+        let mut pg = Cluster::start(
+            v,
+            ClusterOptions {
+                archive_mode: true,
+                archive_command: Some("/bin/false".into()),
+                ..ClusterOptions::default()
+            },
+        );
+        configure(&agent, &pg, "120s");
+        pg.psql("CREATE TABLE t AS SELECT generate_series(1, 10000) AS i");
+
+        let mut first = agent
+            .command(&["backup"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start dbagent backup");
+        let (tx, rx) = mpsc::channel();
+        let stderr = first.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut waiting = false;
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+            if line.contains("waiting for WAL") {
+                waiting = true;
+                break;
+            }
+        }
+        assert!(waiting, "the backup never reached the WAL wait");
+
+        // Safety invariant 6: a colliding backup fails at once and names the holder.
+        let second = agent.run(&["backup"]);
+        assert_eq!(second.code, 1, "{}", second.all());
+        assert!(
+            second.stderr.contains("locked by backup (pid"),
+            "{}",
+            second.stderr
+        );
+
+        first.kill().unwrap(); // SIGKILL
+        first.wait().unwrap();
+        let repo = Repo::at(agent.repo());
+        assert!(
+            manifest::list(&repo).unwrap().is_empty(),
+            "a killed backup must not exist"
+        );
+        let list = agent.run(&["backups", "list", "--json"]);
+        assert_eq!(list.code, 0, "{}", list.all());
+        assert_eq!(list.json(), serde_json::json!([]));
+
+        // Archiving fixed: the next backup succeeds and the interrupted one's work is gone.
+        pg.set_conf("archive_command", &agent.archive_command());
+        pg.reload();
+        let summary = take_backup(&agent);
+        let backups = manifest::list(&repo).unwrap();
+        assert_eq!(backups.len(), 1);
+        assert_eq!(backups[0].id, summary["id"].as_str().unwrap());
+        let leftovers: Vec<_> = std::fs::read_dir(agent.repo().join("backups"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_str().unwrap().starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let _ = &mut pg;
+    }
+);
+
+pg_test!(backup_is_refused_without_archiving, |v| {
+    let agent = Agent::new("host=127.0.0.1");
+    let pg = Cluster::start(v, ClusterOptions::default());
+    configure(&agent, &pg, "10s");
+    let run = agent.run(&["backup"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("archive_mode is off"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(manifest::list(&Repo::at(agent.repo())).unwrap().is_empty());
+});
+
+#[test]
+fn every_compression_produces_a_readable_tar() {
+    let (agent, _pg) = archived_cluster(PgVersion::V15);
+    for c in ["lz4", "gzip", "none", "zstd"] {
+        let run = agent.run(&[
+            "backup",
+            "--compress",
+            c,
+            "--json",
+            "--label",
+            &format!("with {c}"),
+        ]);
+        assert_eq!(run.code, 0, "{c}: {}", run.all());
+        let id = run.json()["id"].as_str().unwrap().to_string();
+        let m = manifest::read_manifest(&agent.repo().join("backups").join(&id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.label.as_deref(), Some(format!("with {c}").as_str()));
+        let base = m
+            .files
+            .iter()
+            .find(|f| f.name.starts_with("base.tar"))
+            .unwrap();
+        assert_eq!(base.name, format!("base.tar{}", m.compression.suffix()));
+        let input =
+            std::fs::File::open(agent.repo().join("backups").join(&id).join(&base.name)).unwrap();
+        let mut archive =
+            tar::Archive::new(dbagent::repo::compress::decoder(m.compression, input).unwrap());
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert!(names.iter().any(|n| n == "PG_VERSION"), "{c}: {names:?}");
+        assert!(names.iter().any(|n| n == "backup_label"), "{c}: {names:?}");
+    }
+}
+
+pg_test!(
+    backup_whose_wal_never_reaches_the_archive_times_out_and_leaves_nothing,
+    |v| {
+        let agent = Agent::new("host=127.0.0.1");
+        agent.share_with_postgres();
+        let pg = Cluster::start(
+            v,
+            ClusterOptions {
+                archive_mode: true,
+                archive_command: Some("/bin/false".into()),
+                ..ClusterOptions::default()
+            },
+        );
+        configure(&agent, &pg, "3s");
+        let run = agent.run(&["backup", "--no-progress"]);
+        assert_eq!(run.code, 1, "{}", run.all());
+        assert!(
+            run.stderr.contains("did not reach the archive within 3s"),
+            "{}",
+            run.stderr
+        );
+        assert!(manifest::list(&Repo::at(agent.repo())).unwrap().is_empty());
+        let left: Vec<_> = std::fs::read_dir(agent.repo().join("backups"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(
+            left.is_empty(),
+            "the work directory must be removed: {left:?}"
+        );
+    }
+);
