@@ -40,6 +40,8 @@ pub enum BackupError {
     Refused(String),
     #[error("pg_basebackup failed: {0}")]
     BaseBackup(String),
+    #[error("{0}")]
+    LostRace(String),
     #[error("cannot {action} {path}: {source}")]
     Io {
         path: PathBuf,
@@ -209,159 +211,36 @@ pub fn take(
         .label
         .clone()
         .unwrap_or_else(|| format!("dbagent {id}"));
-    let app_name = format!("dbagent-backup-{}", std::process::id());
-    let mut child = spawn_pg_basebackup(
-        &pg_basebackup,
-        target.info(),
-        &pgbb_dir,
-        &label,
-        &app_name,
-        opts.checkpoint,
-    )?;
-    let server_phase = PhaseProbe::start(target.clone(), app_name);
-    let child_pid = child.id();
-    let stderr = child.stderr.take();
-    let (trigger_tx, trigger_rx) = mpsc::channel::<()>();
-    let log: Arc<Mutex<Vec<String>>> = Arc::default();
-    let log_reader = {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let Some(stderr) = stderr else { return };
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                tracing::debug!(target: "pg_basebackup", "{line}");
-                if !sent && line.contains("initiating base backup") {
-                    let _ = trigger_tx.send(());
-                    sent = true;
-                }
-                if let Ok(mut l) = log.lock() {
-                    l.push(line);
-                }
-            }
-        })
+    let run = PgBaseBackupRun {
+        bin: &pg_basebackup,
+        target,
+        facts,
+        opts,
+        work: &work.path,
+        pgbb_dir: &pgbb_dir,
+        label: &label,
+        id: &id,
+        progress,
     };
-    // pg_basebackup has checked that its directory is empty; now the pipes can go in.
-    if trigger_rx.recv().is_err() {
-        let status = child.wait().map_err(io_err(&pg_basebackup, "wait for"))?;
-        let _ = log_reader.join();
-        return Err(BackupError::BaseBackup(format!(
-            "{} (exit {status})",
-            last_lines(&log)
-        )));
-    }
-    let mut archives = vec![("base.tar".to_string(), None)];
-    for ts in &facts.tablespaces {
-        archives.push((format!("{}.tar", ts.oid), Some(ts.clone())));
-    }
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicBool::new(false));
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
-    } else {
-        opts.threads
-    };
-    let mut readers = Vec::new();
-    for (name, ts) in &archives {
-        let fifo = pgbb_dir.join(name);
-        if let Err(e) = nix::unistd::mkfifo(
-            &fifo,
-            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
-        ) {
-            kill(child_pid);
-            let _ = child.wait();
-            return Err(BackupError::BaseBackup(format!(
-                "could not create the pipe {} ({e}); pg_basebackup opened its output before dbagent could stream it. Nothing was kept; run the backup again",
-                fifo.display()
-            )));
-        }
-        durable::inherit_owner(&fifo, &pgbb_dir).map_err(io_err(&fifo, "chown"))?;
-        let stored_name = format!("{name}{}", opts.compression.suffix());
-        let job = StreamJob {
-            fifo,
-            dest: work.path.join(&stored_name),
-            stored_name,
-            tablespace: ts.clone(),
-            compression: opts.compression,
-            level: opts.level,
-            threads,
-            done: Arc::clone(&done),
-            failed: Arc::clone(&failed),
-            child_pid,
-        };
-        readers.push(std::thread::spawn(move || job.run()));
-    }
-    progress.phase("streaming");
-
-    let mut waiting_since: Option<Instant> = None;
-    let status = loop {
-        match child
-            .try_wait()
-            .map_err(io_err(&pg_basebackup, "wait for"))?
-        {
-            Some(status) => break status,
-            None => {
-                if server_phase.waiting_for_wal() {
-                    let since = *waiting_since.get_or_insert_with(|| {
-                        progress.phase("waiting for WAL");
-                        Instant::now()
-                    });
-                    if since.elapsed() > opts.wal_timeout {
-                        kill(child_pid);
-                        let _ = child.wait();
-                        for (name, _) in &archives {
-                            release_reader(&pgbb_dir.join(name));
-                        }
-                        for r in readers {
-                            let _ = r.join();
-                        }
-                        return Err(BackupError::WalTimeout {
-                            id,
-                            segment: "holding its stop LSN (PostgreSQL is still waiting for archive_command to archive it)".into(),
-                            timeout: opts.wal_timeout,
-                        });
-                    }
-                } else {
-                    progress.bytes(done.load(Ordering::Relaxed), facts.estimated_size);
-                }
-                std::thread::sleep(Duration::from_millis(200));
+    let mut attempt = 1;
+    let (mut files, waiting_since) = loop {
+        match run.stream() {
+            Err(BackupError::LostRace(what)) if attempt < 3 => {
+                tracing::warn!(backup = %id, attempt, "{what}; retrying");
+                let _ = std::fs::remove_dir_all(&pgbb_dir);
+                std::fs::create_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "create"))?;
+                durable::inherit_owner(&pgbb_dir, &work.path)
+                    .map_err(io_err(&pgbb_dir, "chown"))?;
+                attempt += 1;
             }
+            Err(BackupError::LostRace(what)) => {
+                return Err(BackupError::BaseBackup(format!(
+                    "{what} three times; nothing was kept. Run the backup again"
+                )));
+            }
+            other => break other?,
         }
     };
-    // Readers still waiting for pg_basebackup to open their pipe (a tablespace dropped during
-    // the backup, or a failed run) are released with an empty stream.
-    for (name, _) in &archives {
-        release_reader(&pgbb_dir.join(name));
-    }
-    let _ = log_reader.join();
-    let mut files = Vec::new();
-    let mut first_error = None;
-    for r in readers {
-        match r.join() {
-            Ok(Ok(Some(f))) => files.push(f),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(_) => {
-                first_error
-                    .get_or_insert(BackupError::Refused("a streaming thread panicked".into()));
-            }
-        }
-    }
-    if !status.success() {
-        return Err(first_error.unwrap_or_else(|| {
-            BackupError::BaseBackup(format!("{} (exit {status})", last_lines(&log)))
-        }));
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    if !files.iter().any(|f| f.name.starts_with("base.tar")) {
-        return Err(BackupError::BaseBackup(
-            "pg_basebackup finished without sending base.tar".into(),
-        ));
-    }
-    progress.bytes(done.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
 
     // PostgreSQL's own manifest: kept as it is, and the source of the WAL range.
     let pg_manifest = std::fs::read(pgbb_dir.join("backup_manifest"))
@@ -450,6 +329,299 @@ pub fn take(
     }
     tracing::info!(backup = %id, "Backup complete");
     Ok(manifest)
+}
+
+/// One run of pg_basebackup, streamed through the pipes into the work directory.
+struct PgBaseBackupRun<'a> {
+    bin: &'a Path,
+    target: &'a PgTarget,
+    facts: &'a ServerFacts,
+    opts: &'a BackupOptions,
+    work: &'a Path,
+    pgbb_dir: &'a Path,
+    label: &'a str,
+    id: &'a str,
+    progress: &'a dyn Progress,
+}
+
+impl PgBaseBackupRun<'_> {
+    /// The stored files and, if the server had to wait for WAL archiving, since when.
+    fn stream(&self) -> Result<(Vec<BackupFile>, Option<Instant>), BackupError> {
+        let PgBaseBackupRun {
+            bin: pg_basebackup,
+            target,
+            facts,
+            opts,
+            work,
+            pgbb_dir,
+            label,
+            id,
+            progress,
+        } = *self;
+        let app_name = format!("dbagent-backup-{}", std::process::id());
+        let mut archives = vec![("base.tar".to_string(), None)];
+        for ts in &facts.tablespaces {
+            archives.push((format!("{}.tar", ts.oid), Some(ts.clone())));
+        }
+        // Watch the directory before pg_basebackup starts: its emptiness check opens and closes
+        // it, and at that moment the pipes go in.
+        let gate = FifoGate::arm(
+            pgbb_dir,
+            archives.iter().map(|(n, _)| pgbb_dir.join(n)).collect(),
+        )?;
+        let mut child = spawn_pg_basebackup(
+            pg_basebackup,
+            target.info(),
+            pgbb_dir,
+            label,
+            &app_name,
+            opts.checkpoint,
+        )?;
+        let server_phase = PhaseProbe::start(target.clone(), app_name);
+        let child_pid = child.id();
+        let stderr = child.stderr.take();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log_reader = {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let Some(stderr) = stderr else { return };
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    tracing::debug!(target: "pg_basebackup", "{line}");
+                    if let Ok(mut l) = log.lock() {
+                        l.push(line);
+                    }
+                }
+            })
+        };
+        match gate.wait(&mut child) {
+            Ok(()) => {}
+            Err(GateError::Lost(what)) => {
+                kill(child_pid);
+                let _ = child.wait();
+                let _ = log_reader.join();
+                return Err(BackupError::LostRace(what));
+            }
+            Err(GateError::Exited(status)) => {
+                let _ = log_reader.join();
+                return Err(BackupError::BaseBackup(format!(
+                    "{} (exit {status})",
+                    last_lines(&log)
+                )));
+            }
+            Err(GateError::Io(e)) => {
+                kill(child_pid);
+                let _ = child.wait();
+                return Err(io_err(pgbb_dir, "create pipes in")(e));
+            }
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicBool::new(false));
+        let threads = if opts.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+        } else {
+            opts.threads
+        };
+        let mut readers = Vec::new();
+        for (name, ts) in &archives {
+            let fifo = pgbb_dir.join(name);
+            let stored_name = format!("{name}{}", opts.compression.suffix());
+            let job = StreamJob {
+                fifo,
+                dest: work.join(&stored_name),
+                stored_name,
+                tablespace: ts.clone(),
+                compression: opts.compression,
+                level: opts.level,
+                threads,
+                done: Arc::clone(&done),
+                failed: Arc::clone(&failed),
+                child_pid,
+            };
+            readers.push(std::thread::spawn(move || job.run()));
+        }
+        progress.phase("streaming");
+
+        let mut waiting_since: Option<Instant> = None;
+        let status = loop {
+            match child
+                .try_wait()
+                .map_err(io_err(pg_basebackup, "wait for"))?
+            {
+                Some(status) => break status,
+                None => {
+                    if server_phase.waiting_for_wal() {
+                        let since = *waiting_since.get_or_insert_with(|| {
+                            progress.phase("waiting for WAL");
+                            Instant::now()
+                        });
+                        if since.elapsed() > opts.wal_timeout {
+                            kill(child_pid);
+                            let _ = child.wait();
+                            for (name, _) in &archives {
+                                release_reader(&pgbb_dir.join(name));
+                            }
+                            for r in readers {
+                                let _ = r.join();
+                            }
+                            return Err(BackupError::WalTimeout {
+                                id: id.to_string(),
+                                segment: "holding its stop LSN (PostgreSQL is still waiting for archive_command to archive it)".into(),
+                                timeout: opts.wal_timeout,
+                            });
+                        }
+                    } else {
+                        progress.bytes(done.load(Ordering::Relaxed), facts.estimated_size);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        };
+        // Readers still waiting for pg_basebackup to open their pipe (a tablespace dropped during
+        // the backup, or a failed run) are released with an empty stream.
+        for (name, _) in &archives {
+            release_reader(&pgbb_dir.join(name));
+        }
+        let _ = log_reader.join();
+        let mut files = Vec::new();
+        let mut first_error = None;
+        for r in readers {
+            match r.join() {
+                Ok(Ok(Some(f))) => files.push(f),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error
+                        .get_or_insert(BackupError::Refused("a streaming thread panicked".into()));
+                }
+            }
+        }
+        if !status.success() {
+            return Err(first_error.unwrap_or_else(|| {
+                BackupError::BaseBackup(format!("{} (exit {status})", last_lines(&log)))
+            }));
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if !files.iter().any(|f| f.name.starts_with("base.tar")) {
+            return Err(BackupError::BaseBackup(
+                "pg_basebackup finished without sending base.tar".into(),
+            ));
+        }
+        progress.bytes(done.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
+        Ok((files, waiting_since))
+    }
+}
+
+/// Why the pipes could not be put in place.
+enum GateError {
+    /// pg_basebackup created one of its files first.
+    Lost(String),
+    /// pg_basebackup ended before checking its directory.
+    Exited(std::process::ExitStatus),
+    Io(io::Error),
+}
+
+/// Creates the named pipes the moment pg_basebackup has checked that its directory is empty
+/// (the close of that directory, seen through inotify), long before it has connected to the
+/// server and opens its first archive.
+struct FifoGate {
+    rx: mpsc::Receiver<Result<(), GateError>>,
+    cancel: Arc<AtomicBool>,
+    dir: PathBuf,
+}
+
+impl FifoGate {
+    fn arm(dir: &Path, fifos: Vec<PathBuf>) -> Result<FifoGate, BackupError> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let to_io = |e: nix::Error| io_err(dir, "watch")(io::Error::from(e));
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC).map_err(to_io)?;
+        inotify
+            .add_watch(
+                dir,
+                AddWatchFlags::IN_CLOSE_NOWRITE | AddWatchFlags::IN_CREATE,
+            )
+            .map_err(to_io)?;
+        let (tx, rx) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&cancel);
+        let owner_dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            loop {
+                let events = match inotify.read_events() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = tx.send(Err(GateError::Io(io::Error::from(e))));
+                        return;
+                    }
+                };
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                for ev in events {
+                    if ev.mask.contains(AddWatchFlags::IN_CREATE) {
+                        let name = ev
+                            .name
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let _ = tx.send(Err(GateError::Lost(format!(
+                            "pg_basebackup created {name} before dbagent could put its pipe there"
+                        ))));
+                        return;
+                    }
+                    if ev.mask.contains(AddWatchFlags::IN_CLOSE_NOWRITE) && ev.name.is_none() {
+                        let result = fifos.iter().try_for_each(|f| {
+                            match nix::unistd::mkfifo(
+                                f,
+                                nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+                            ) {
+                                Ok(()) => durable::inherit_owner(f, &owner_dir).map_err(GateError::Io),
+                                Err(nix::errno::Errno::EEXIST) => Err(GateError::Lost(format!(
+                                    "pg_basebackup opened {} before dbagent could put its pipe there",
+                                    f.display()
+                                ))),
+                                Err(e) => Err(GateError::Io(io::Error::from(e))),
+                            }
+                        });
+                        let _ = tx.send(result);
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(FifoGate {
+            rx,
+            cancel,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Waits until the pipes are in place (or pg_basebackup ends first).
+    fn wait(&self, child: &mut Child) -> Result<(), GateError> {
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(result) => return result,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(GateError::Io(io::Error::other("the pipe watcher stopped")));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = child.try_wait().map_err(GateError::Io)? {
+                        return Err(GateError::Exited(status));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FifoGate {
+    fn drop(&mut self) {
+        // Wake the watcher if it is still waiting: opening the directory is an event.
+        self.cancel.store(true, Ordering::Relaxed);
+        let _ = std::fs::read_dir(&self.dir);
+    }
 }
 
 /// Watches the server's side of the backup (pg_stat_progress_basebackup) on a connection of

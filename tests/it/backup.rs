@@ -270,3 +270,125 @@ pg_test!(
         );
     }
 );
+
+pg_test!(backups_verify_passes_then_names_a_flipped_byte, |v| {
+    let (agent, pg) = archived_cluster(v);
+    let ts_dir = pg.root_dir().join("ts_verify");
+    std::fs::create_dir(&ts_dir).unwrap();
+    crate::support::dbagent::chown_to_postgres(&ts_dir);
+    pg.psql(&format!(
+        "CREATE TABLESPACE tsv LOCATION '{}'",
+        ts_dir.display()
+    ));
+    pg.psql("CREATE TABLE v TABLESPACE tsv AS SELECT g FROM generate_series(1, 10000) g");
+    let id = take_backup(&agent)["id"].as_str().unwrap().to_string();
+
+    let run = agent.run(&["backups", "verify", &id, "--json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(run.json()["ok"], true);
+
+    let ts_oid = pg.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'tsv'");
+    let damaged = agent
+        .repo()
+        .join("backups")
+        .join(&id)
+        .join(format!("{ts_oid}.tar.zst"));
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let run = agent.run(&["backups", "verify", &id]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stdout.contains(&format!("{ts_oid}.tar.zst")),
+        "the damaged file must be named: {}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("base.tar.zst:"),
+        "only the damaged file is reported: {}",
+        run.stdout
+    );
+});
+
+pg_test!(
+    expire_keeps_two_newest_and_exactly_their_wal_and_the_oldest_kept_restores,
+    |v| {
+        let (agent, pg) = archived_cluster(v);
+        pg.psql("CREATE TABLE grows (batch int, i int)");
+        let mut ids = Vec::new();
+        let mut rows_at = Vec::new();
+        for batch in 1..=4 {
+            pg.psql(&format!("INSERT INTO grows SELECT {batch}, g FROM generate_series(1, 1000) g; SELECT pg_switch_wal()"));
+            rows_at.push(pg.psql("SELECT count(*) FROM grows"));
+            ids.push(take_backup(&agent)["id"].as_str().unwrap().to_string());
+        }
+        let repo = Repo::at(agent.repo());
+        let before: Vec<String> = dbagent::wal::list_segments(&repo)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.name)
+            .collect();
+
+        let dry = agent.run(&["backups", "expire", "--dry-run", "--json"]);
+        assert_eq!(dry.code, 0, "{}", dry.all());
+        assert_eq!(
+            manifest::list(&repo).unwrap().len(),
+            4,
+            "--dry-run removes nothing"
+        );
+
+        let run = agent.run(&["backups", "expire", "--json"]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        let j = run.json();
+        assert_eq!(j["removed"], serde_json::json!([ids[0], ids[1]]), "{j}");
+        assert_eq!(
+            j,
+            dry.json()
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("dry_run".into(), serde_json::json!(false));
+                    serde_json::Value::Object(o)
+                })
+                .unwrap(),
+            "expire does what --dry-run said"
+        );
+        let kept: Vec<String> = manifest::list(&repo)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(kept, vec![ids[2].clone(), ids[3].clone()]);
+
+        // Exactly the WAL the kept backups need: everything from the oldest kept start on.
+        let oldest_kept = manifest::list(&repo).unwrap().remove(0);
+        let after: Vec<String> = dbagent::wal::list_segments(&repo)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.name)
+            .collect();
+        let expected: Vec<String> = before
+            .iter()
+            .filter(|n| n[..24] >= oldest_kept.wal_start[..])
+            .cloned()
+            .collect();
+        assert_eq!(after, expected);
+        assert!(before.len() > after.len(), "older WAL must go");
+
+        // The oldest kept backup still restores to a consistent cluster with its rows.
+        let restore_command = agent.restore_command();
+        let repo_path = agent.repo();
+        let id = ids[2].clone();
+        let restored = Cluster::start_prepared(
+            v,
+            ClusterOptions {
+                pg_stat_statements: false,
+                ..ClusterOptions::default()
+            },
+            |root| extract_for_recovery(&repo_path, &id, root, &restore_command),
+        );
+        wait_until_promoted(&restored);
+        assert_eq!(restored.psql("SELECT count(*) FROM grows"), rows_at[2]);
+    }
+);
