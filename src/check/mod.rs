@@ -101,6 +101,8 @@ pub struct ServerInfo {
     pub version: String,
     pub version_num: u32,
     pub in_recovery: bool,
+    /// pg_control's system identifier, when the role may read it.
+    pub system_identifier: Option<String>,
 }
 
 /// Counts of checks per status.
@@ -192,7 +194,8 @@ impl Report {
 pub async fn run(config: &Config) -> Report {
     let started = Instant::now();
     let (mut checks, server) = server::run(config).await;
-    checks.push(repository::check(&config.repository.path));
+    let sysid = server.as_ref().and_then(|s| s.system_identifier.as_deref());
+    checks.extend(repository::checks(config, sysid));
     Report::new(checks, server, started.elapsed())
 }
 

@@ -1,9 +1,185 @@
-//! The repository check: the configured repository path exists and is writable, or, before the
-//! first backup or wal-push, can be created.
+//! The repository checks: the configured path exists and is writable (or, before the first
+//! backup or wal-push, can be created) and belongs to this cluster; the newest backup is
+//! recent enough; and the WAL archive has no gap from the oldest backup to the newest segment.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::{CheckResult, Status};
+use crate::backup::manifest::{self, BackupManifest};
+use crate::config::Config;
+use crate::repo::Repo;
+use crate::wal::{self, WalName};
+
+/// Every repository check, in order.
+pub fn checks(config: &Config, server_sysid: Option<&str>) -> Vec<CheckResult> {
+    let mut out = vec![check(&config.repository.path)];
+    let repo = Repo::at(&config.repository.path);
+    let info = match repo.info() {
+        Ok(Some(info)) => info,
+        Ok(None) => return out,
+        Err(e) => {
+            out.push(CheckResult::problem(
+                "repository_binding",
+                Status::Critical,
+                e.to_string(),
+                "fix the repository's permissions or storage; wal-get cannot serve recovery from it",
+            ));
+            return out;
+        }
+    };
+    out.push(match server_sysid {
+        Some(sysid) if sysid != info.system_identifier => CheckResult::problem(
+            "repository_binding",
+            Status::Critical,
+            format!(
+                "repository {} belongs to cluster {}, this server is {sysid}",
+                repo.root().display(),
+                info.system_identifier
+            ),
+            "point repository.path at this cluster's own repository",
+        ),
+        Some(_) => CheckResult::ok(
+            "repository_binding",
+            format!(
+                "repository belongs to this cluster ({})",
+                info.system_identifier
+            ),
+        ),
+        None => CheckResult::problem(
+            "repository_binding",
+            Status::Unknown,
+            "cannot read the server's system identifier to compare with the repository",
+            "GRANT pg_monitor (pg_control_system) to the dbagent role",
+        ),
+    });
+    let backups = match manifest::list(&repo) {
+        Ok(b) => b,
+        Err(e) => {
+            out.push(CheckResult::problem(
+                "last_backup",
+                Status::Critical,
+                e.to_string(),
+                "inspect the named file; `dbagent backups verify --all` checks every backup",
+            ));
+            return out;
+        }
+    };
+    out.push(check_backup_age(
+        &backups,
+        &config.check.backup_age_warning,
+        &config.check.backup_age_critical,
+    ));
+    out.push(check_continuity(&repo, &backups));
+    out
+}
+
+fn check_backup_age(backups: &[BackupManifest], warn: &Duration, crit: &Duration) -> CheckResult {
+    let Some(newest) = backups.last() else {
+        return CheckResult::problem(
+            "last_backup",
+            Status::Warning,
+            "no backup in the repository yet",
+            "take one: dbagent backup",
+        );
+    };
+    let age = jiff::Timestamp::now()
+        .duration_since(newest.stop_time)
+        .as_secs()
+        .max(0)
+        .unsigned_abs();
+    let msg = format!(
+        "newest backup {} finished {} ago ({} backups)",
+        newest.id,
+        super::server::human_seconds(age as f64),
+        backups.len()
+    );
+    if age >= crit.as_secs() {
+        CheckResult::problem(
+            "last_backup",
+            Status::Critical,
+            msg,
+            "run dbagent backup and check why scheduled backups stopped",
+        )
+    } else if age >= warn.as_secs() {
+        CheckResult::problem("last_backup", Status::Warning, msg, "run dbagent backup")
+    } else {
+        CheckResult::ok("last_backup", msg)
+    }
+}
+
+/// Every segment from the oldest backup's first WAL segment to the newest archived one must
+/// be in the archive (on some timeline), or point-in-time recovery stops at the gap.
+fn check_continuity(repo: &Repo, backups: &[BackupManifest]) -> CheckResult {
+    let name = "archive_continuity";
+    let Some(oldest) = backups.first() else {
+        return CheckResult::ok(name, "no backup yet, nothing to replay");
+    };
+    let seg = oldest.wal_segment_size;
+    let Some(start) = WalName::parse(&oldest.wal_start) else {
+        return CheckResult::problem(
+            name,
+            Status::Unknown,
+            format!("backup {} has an invalid wal_start", oldest.id),
+            "dbagent backups verify",
+        );
+    };
+    let segments = match wal::list_segments(repo) {
+        Ok(s) => s,
+        Err(e) => {
+            return CheckResult::problem(
+                name,
+                Status::Critical,
+                format!("cannot list the WAL archive: {e}"),
+                "fix the repository's permissions or storage",
+            );
+        }
+    };
+    let first = start.segno(seg);
+    let mut present: Vec<u64> = segments
+        .iter()
+        .filter(|w| w.kind == wal::WalFileKind::Segment || w.kind == wal::WalFileKind::Partial)
+        .map(|w| w.segno(seg))
+        .filter(|n| *n >= first)
+        .collect();
+    present.sort_unstable();
+    present.dedup();
+    let Some(&last) = present.last() else {
+        return CheckResult::problem(
+            name,
+            Status::Critical,
+            format!(
+                "no WAL archived since backup {} started ({})",
+                oldest.id, oldest.wal_start
+            ),
+            "check WAL archiving (the archiving check above)",
+        );
+    };
+    for (expected, n) in (first..).zip(present.iter()) {
+        if *n != expected {
+            let missing = wal::name::segment_name(oldest.timeline, expected, seg);
+            return CheckResult::problem(
+                name,
+                Status::Critical,
+                format!(
+                    "WAL segment {missing} is missing from the archive: recovery from backup {} cannot go past it",
+                    oldest.id
+                ),
+                "take a new backup now (dbagent backup); then find why the segment was lost",
+            );
+        }
+    }
+    CheckResult::ok(
+        name,
+        format!(
+            "WAL continuous from {} (backup {}) to {} ({} segments)",
+            oldest.wal_start,
+            oldest.id,
+            wal::name::segment_name(oldest.timeline, last, seg),
+            last - first + 1
+        ),
+    )
+}
 
 pub fn check(path: &Path) -> CheckResult {
     let name = "repository";

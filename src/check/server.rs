@@ -100,6 +100,14 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
         version: version.text.clone(),
         version_num: version.num,
         in_recovery: facts.in_recovery,
+        system_identifier: client
+            .query_one(
+                "SELECT system_identifier::text FROM pg_control_system()",
+                &[],
+            )
+            .await
+            .ok()
+            .map(|r| r.get(0)),
     };
     checks.push(check_version(&version, &facts));
     checks.extend(check_privileges(&client, &version, &facts).await);

@@ -195,6 +195,20 @@ pub struct CheckConfig {
         serialize_with = "ser::duration"
     )]
     pub archive_lag_critical: Duration,
+    /// WARNING when the newest complete backup is older than this.
+    #[serde(
+        default = "defaults::backup_age_warning",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub backup_age_warning: Duration,
+    /// CRITICAL past this.
+    #[serde(
+        default = "defaults::backup_age_critical",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub backup_age_critical: Duration,
 }
 
 impl Default for CheckConfig {
@@ -202,6 +216,8 @@ impl Default for CheckConfig {
         CheckConfig {
             archive_lag_warning: defaults::archive_lag_warning(),
             archive_lag_critical: defaults::archive_lag_critical(),
+            backup_age_warning: defaults::backup_age_warning(),
+            backup_age_critical: defaults::backup_age_critical(),
         }
     }
 }
@@ -231,6 +247,12 @@ mod defaults {
     }
     pub fn archive_lag_critical() -> Duration {
         Duration::from_secs(30 * 60)
+    }
+    pub fn backup_age_warning() -> Duration {
+        Duration::from_secs(26 * 3600)
+    }
+    pub fn backup_age_critical() -> Duration {
+        Duration::from_secs(50 * 3600)
     }
     pub fn lock_wait() -> Duration {
         Duration::ZERO

@@ -45,6 +45,15 @@ impl Compression {
         Compression::None,
     ];
 
+    /// The default level for archived WAL: wal-push runs once per segment on PostgreSQL's
+    /// critical path, so zstd uses its fastest level there (1) unless one is configured.
+    pub fn default_wal_level(self) -> i32 {
+        match self {
+            Compression::Zstd => 1,
+            other => other.default_level(),
+        }
+    }
+
     /// The default level of this algorithm (zstd 3, gzip 6; lz4 has none).
     pub fn default_level(self) -> i32 {
         match self {

@@ -16,6 +16,8 @@ use crate::repo::{Compression, Repo, compress, durable};
 pub struct PushOptions {
     pub compression: Compression,
     pub level: i32,
+    /// Compression threads for one segment (zstd splits a 16 MiB segment into jobs).
+    pub threads: u32,
     /// The data directory, to learn the major version when the repository is created.
     pub pgdata: Option<PathBuf>,
 }
@@ -43,15 +45,27 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
     let name = WalName::parse(file_name).ok_or_else(|| {
         refuse("not a WAL segment, .partial, .history or .backup file name".into())
     })?;
-    let data = std::fs::read(path).map_err(|source| WalError::Io {
+    let read_err = |source| WalError::Io {
         path: path.to_path_buf(),
         action: "read",
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let len = file.metadata().map_err(read_err)?.len();
+    // Mapped, not read: copying 16 MiB into fresh memory costs more than compressing it.
+    // SAFETY: PostgreSQL does not modify or truncate a WAL file while archive_command runs on
+    // it (it is recycled only after archiving succeeded); were it changed anyway, the content
+    // checks below or the stored copy's own checksum would catch it on the next push/get.
+    let map = if len == 0 {
+        None
+    } else {
+        Some(unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)?)
+    };
+    let data: &[u8] = map.as_deref().unwrap_or(&[]);
 
     match name.kind {
         WalFileKind::Segment | WalFileKind::Partial => {
-            let header = SegmentHeader::parse(&data).map_err(|e| refuse(e.to_string()))?;
+            let header = SegmentHeader::parse(data).map_err(|e| refuse(e.to_string()))?;
             let seg_size = u64::from(header.seg_size);
             if data.len() as u64 != seg_size {
                 return Err(refuse(format!(
@@ -82,7 +96,7 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
             }
         }
         WalFileKind::History | WalFileKind::BackupHistory => {
-            if data.len() > 1 << 20 || std::str::from_utf8(&data).is_err() {
+            if data.len() > 1 << 20 || std::str::from_utf8(data).is_err() {
                 return Err(refuse("not a text history file".into()));
             }
             if repo.info()?.is_none() {
@@ -94,7 +108,7 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
         }
     }
 
-    if let Some(outcome) = compare_existing(repo, &name, &data)? {
+    if let Some(outcome) = compare_existing(repo, &name, data)? {
         return Ok(outcome);
     }
     let target = stored_path(repo, &name, opts.compression);
@@ -114,8 +128,8 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
         .to_string();
     let created = durable::create_new(&dir, &file_name, |f| {
         let writer = io::BufWriter::with_capacity(1 << 20, f.try_clone()?);
-        let mut enc = compress::encoder(opts.compression, opts.level, 1, writer)?;
-        enc.write_all(&data)?;
+        let mut enc = compress::encoder(opts.compression, opts.level, opts.threads, writer)?;
+        enc.write_all(data)?;
         enc.finish()
     })
     .map_err(|source| WalError::Io {
@@ -132,7 +146,7 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
         }),
         // Another push of the same name won the race: same rules as a retry.
         durable::Created::AlreadyExists => {
-            compare_existing(repo, &name, &data)?.ok_or_else(|| WalError::Io {
+            compare_existing(repo, &name, data)?.ok_or_else(|| WalError::Io {
                 path: target,
                 action: "find",
                 source: io::Error::other("the archived copy vanished while pushing"),

@@ -392,3 +392,77 @@ pg_test!(
         assert_eq!(restored.psql("SELECT count(*) FROM grows"), rows_at[2]);
     }
 );
+
+fn check_status(agent: &Agent, name: &str) -> (String, String) {
+    let run = agent.run(&["check", "--json"]);
+    let j = run.json();
+    let c = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {j}"))
+        .clone();
+    (
+        c["status"].as_str().unwrap().to_string(),
+        c["message"].as_str().unwrap().to_string(),
+    )
+}
+
+pg_test!(check_reports_binding_backup_age_and_archive_gaps, |v| {
+    let (agent, pg) = archived_cluster(v);
+    pg.psql("CREATE TABLE t AS SELECT 1 AS i; SELECT pg_switch_wal()");
+    // Archived WAL but no backup yet: a warning that says what to do.
+    for _ in 0..100 {
+        if agent.repo().join("repo.json").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, msg) = check_status(&agent, "last_backup");
+    assert_eq!(status, "warning", "{msg}");
+    take_backup(&agent);
+    for _ in 0..3 {
+        pg.psql("INSERT INTO t SELECT 1; SELECT pg_switch_wal()");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let run = agent.run(&["check"]);
+    for name in ["repository_binding", "last_backup", "archive_continuity"] {
+        assert!(run.check_line(name).starts_with("OK"), "{}", run.stdout);
+    }
+
+    // A segment lost from the middle of the archive: named, CRITICAL.
+    let repo = Repo::at(agent.repo());
+    let m = manifest::list(&repo).unwrap().remove(0);
+    let segments = dbagent::wal::list_segments(&repo).unwrap();
+    let after: Vec<_> = segments
+        .iter()
+        .filter(|w| w.kind == dbagent::wal::WalFileKind::Segment && w.name[..] > m.wal_stop[..])
+        .collect();
+    assert!(after.len() >= 2, "{segments:?}");
+    let victim = &after[0].name;
+    let path = dbagent::wal::find(&repo, after[0]).unwrap().unwrap().0;
+    std::fs::remove_file(&path).unwrap();
+    let (status, msg) = check_status(&agent, "archive_continuity");
+    let listing: Vec<String> = dbagent::wal::list_segments(&repo)
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(
+        status,
+        "critical",
+        "{msg}; removed {}; archive now {listing:?}",
+        path.display()
+    );
+    assert!(msg.contains(victim.as_str()), "{msg}");
+
+    // Another cluster's repository: CRITICAL.
+    let other = Cluster::start(v, ClusterOptions::default());
+    let mut text = std::fs::read_to_string(agent.config_path()).unwrap();
+    text = text.replace(&pg.conninfo(), &other.conninfo());
+    std::fs::write(agent.config_path(), text).unwrap();
+    let (status, msg) = check_status(&agent, "repository_binding");
+    assert_eq!(status, "critical", "{msg}");
+    assert!(msg.contains("belongs to cluster"), "{msg}");
+});
