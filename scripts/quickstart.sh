@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/quickstart.sh: build dbagent and run it against a local sandbox PostgreSQL cluster.
 #
-#   scripts/quickstart.sh           build, create (or restart) the sandbox cluster, run dbagent check
+#   scripts/quickstart.sh           build, create (or restart) the sandbox cluster, take a
+#                                   backup (WAL archived through dbagent wal-push), run check
 #   scripts/quickstart.sh --stop    stop the sandbox cluster and remove the sandbox
 #
 # Environment: SANDBOX_PG=15|18 (default 15), SANDBOX_PORT (default 54329),
@@ -127,9 +128,16 @@ YML
 mkdir -p "$sandbox/repo" "$sandbox/state"
 [ "$(id -u)" = 0 ] && chown -R postgres: "$sandbox/repo" "$sandbox/state" "$conf"
 
+# The first backup (as the postgres OS user, who also runs archive_command and owns the repo).
+run_dbagent() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env -C "$sandbox" HOME="$sandbox" "$dbagent" "$@"; else "$dbagent" "$@"; fi
+}
+echo "==> $dbagent --config $conf backup"
+run_dbagent --config "$conf" backup --no-progress
+
 echo "==> $dbagent --config $conf check"
 set +e
-"$dbagent" --config "$conf" check
+run_dbagent --config "$conf" check
 status=$?
 set -e
 
@@ -137,6 +145,9 @@ cat <<NEXT
 
 The sandbox is up: PostgreSQL $version on 127.0.0.1:$port, data in $data.
 Try next:
+  $dbagent --config $conf backups list
+  $dbagent --config $conf backups verify
+  $dbagent --config $conf backup --label before-migration
   $dbagent --config $conf check --json
   $dbagent --config $conf config validate
   $dbagent --help
