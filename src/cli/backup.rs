@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Cli, print_error, runtime};
+use super::{Cli, human_bytes, print_error, runtime};
 use crate::backup::manifest::BackupManifest;
 use crate::backup::take::{BackupOptions, Progress, server_facts, take};
 use crate::pg::PgTarget;
@@ -175,21 +175,5 @@ impl Progress for Lines {
             human_bytes(total),
             done as f64 / 1e6 / secs
         );
-    }
-}
-
-/// 1536 → "1.5 KiB".
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
     }
 }

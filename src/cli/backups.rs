@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use serde::Serialize;
 
-use super::{Cli, print_error};
+use super::{Cli, human_bytes, print_error};
 use crate::backup::expire::{self, ExpireReport};
 use crate::backup::manifest::{self, BackupManifest};
 use crate::backup::verify::{self, Problem, VerifyReport};
@@ -418,22 +418,6 @@ fn render_expire(r: &ExpireReport, config: &Config, repo: &Repo) -> String {
 /// `2026-11-21 06:15:00`.
 fn utc(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// `512 B`, `3.0 KiB`, `1.5 GiB`.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [
-        ("TiB", 1 << 40),
-        ("GiB", 1 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-    ];
-    for (unit, size) in UNITS {
-        if n >= size {
-            return format!("{:.1} {unit}", n as f64 / size as f64);
-        }
-    }
-    format!("{n} B")
 }
 
 /// `42s`, `3m05s`, `1h02m05s`.

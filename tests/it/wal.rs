@@ -198,16 +198,7 @@ pg_test!(
 pg_test!(
     archive_command_under_pgbench_load_archives_every_segment,
     |v| {
-        let agent = push_agent();
-        agent.share_with_postgres();
-        let pg = Cluster::start(
-            v,
-            ClusterOptions {
-                archive_mode: true,
-                archive_command: Some(agent.archive_command()),
-                ..ClusterOptions::default()
-            },
-        );
+        let (agent, pg) = crate::backup::archived_cluster(v);
         let pgbench = |args: &[&str]| {
             let out = Command::new(v.bin("pgbench"))
                 .args([
