@@ -466,3 +466,69 @@ pg_test!(check_reports_binding_backup_age_and_archive_gaps, |v| {
     assert_eq!(status, "critical", "{msg}");
     assert!(msg.contains("belongs to cluster"), "{msg}");
 });
+
+pg_test!(
+    ctrl_c_during_a_backup_leaves_no_backup_and_stops_pg_basebackup,
+    |v| {
+        let agent = Agent::new("host=127.0.0.1");
+        agent.share_with_postgres();
+        let mut pg = Cluster::start(
+            v,
+            ClusterOptions {
+                archive_mode: true,
+                archive_command: Some("/bin/false".into()),
+                ..ClusterOptions::default()
+            },
+        );
+        configure(&agent, &pg, "120s");
+        let mut child = agent
+            .command(&["backup"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start dbagent backup");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+            if line.contains("waiting for WAL") {
+                break;
+            }
+        }
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        // pg_basebackup died with dbagent (parent-death signal). The server's walsender only
+        // notices once it stops waiting for WAL archiving, so look for the process itself.
+        let repo_path = agent.repo().display().to_string();
+        let pg_basebackup_alive = || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+                std::fs::read(p.path().join("cmdline"))
+                    .map(|c| {
+                        let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                        c.contains("pg_basebackup") && c.contains(&repo_path)
+                    })
+                    .unwrap_or(false)
+            })
+        };
+        let mut gone = false;
+        for _ in 0..100 {
+            if !pg_basebackup_alive() {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(gone, "pg_basebackup outlived dbagent");
+        assert!(manifest::list(&Repo::at(agent.repo())).unwrap().is_empty());
+        pg.set_conf("archive_command", &agent.archive_command());
+        pg.reload();
+        take_backup(&agent);
+        assert_eq!(manifest::list(&Repo::at(agent.repo())).unwrap().len(), 1);
+    }
+);

@@ -49,6 +49,42 @@ fn stored_files(repo: &Path) -> Vec<PathBuf> {
     out
 }
 
+pg_test!(
+    concurrent_pushes_of_one_segment_both_succeed_and_store_it_once,
+    |v| {
+        let pg = Cluster::start(v, ClusterOptions::default());
+        let agent = push_agent();
+        // Bind the repository first, then race two pushes of a new segment.
+        let first = complete_segment(&pg, agent.dir());
+        assert_eq!(agent.run(&["wal-push", first.to_str().unwrap()]).code, 0);
+        let seg2 = complete_segment(&pg, agent.dir());
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                agent
+                    .command(&["wal-push", seg2.to_str().unwrap()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let name = seg2.file_name().unwrap().to_str().unwrap().to_string();
+        let copies: Vec<_> = stored_files(&agent.repo())
+            .into_iter()
+            .filter(|p| p.to_str().unwrap().contains(&name))
+            .collect();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+    }
+);
+
 fn push_agent() -> Agent {
     Agent::new("host=127.0.0.1 user=unused")
 }
