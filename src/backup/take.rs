@@ -510,6 +510,21 @@ impl PgBaseBackupRun<'_> {
                 "pg_basebackup finished without sending base.tar".into(),
             ));
         }
+        // An archive dbagent had no pipe for (a tablespace created during the backup) was
+        // written as a plain file and is not in the backup: refuse rather than lose it.
+        let unexpected: Vec<String> = std::fs::read_dir(pgbb_dir)
+            .map_err(io_err(pgbb_dir, "list"))?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tar"))
+            .collect();
+        if !unexpected.is_empty() {
+            return Err(BackupError::BaseBackup(format!(
+                "pg_basebackup sent {} that did not exist when the backup started (a tablespace created during the backup?); nothing was kept. Run the backup again",
+                unexpected.join(", ")
+            )));
+        }
         progress.bytes(done.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
         Ok((files, waiting_since))
     }

@@ -532,3 +532,45 @@ pg_test!(
         assert_eq!(manifest::list(&Repo::at(agent.repo())).unwrap().len(), 1);
     }
 );
+
+pg_test!(backup_onto_a_full_disk_fails_and_leaves_nothing, |v| {
+    let agent = Agent::new("host=127.0.0.1");
+    let repo = agent.repo();
+    let _mount = crate::wal::Tmpfs::mount(&repo, "2m");
+    agent.share_with_postgres();
+    let pg = Cluster::start(
+        v,
+        ClusterOptions {
+            archive_mode: true,
+            archive_command: Some(agent.archive_command()),
+            ..ClusterOptions::default()
+        },
+    );
+    configure(&agent, &pg, "30s");
+    let run = agent.run(&["backup", "--compress", "none", "--no-progress"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("No space left on device"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|l| l.starts_with("dbagent: error"))
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(manifest::list(&Repo::at(&repo)).unwrap().is_empty());
+    let left: Vec<_> = std::fs::read_dir(repo.join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the work directory must be removed: {left:?}"
+    );
+});

@@ -178,9 +178,9 @@ pg_test!(wal_push_refuses_truncated_and_foreign_files, |v| {
 });
 
 /// A tmpfs mounted for the life of the guard.
-struct Tmpfs(PathBuf);
+pub struct Tmpfs(PathBuf);
 impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(at).unwrap();
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
