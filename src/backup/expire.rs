@@ -355,26 +355,22 @@ fn remove_backup(repo: &Repo, backups: &Path, id: &str) -> Result<(), RepoError>
 }
 
 fn remove_tree(path: &Path) -> Result<(), RepoError> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(RepoError::Io {
-            path: path.to_path_buf(),
-            action: "remove",
-            source,
-        }),
-    }
+    removed(path, std::fs::remove_dir_all(path))
 }
 
 fn remove_file(path: &Path) -> Result<(), RepoError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(RepoError::Io {
+    removed(path, std::fs::remove_file(path))
+}
+
+/// A removal that found nothing to remove is fine; any other error names the path.
+fn removed(path: &Path, result: io::Result<()>) -> Result<(), RepoError> {
+    match result {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(RepoError::Io {
             path: path.to_path_buf(),
             action: "remove",
-            source,
+            source: e,
         }),
+        _ => Ok(()),
     }
 }
 

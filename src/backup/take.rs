@@ -415,7 +415,6 @@ impl PgBaseBackupRun<'_> {
             }
         }
         let done = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicBool::new(false));
         let threads = if opts.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
         } else {
@@ -434,7 +433,6 @@ impl PgBaseBackupRun<'_> {
                 level: opts.level,
                 threads,
                 done: Arc::clone(&done),
-                failed: Arc::clone(&failed),
                 child_pid,
             };
             readers.push(std::thread::spawn(move || job.run()));
@@ -706,7 +704,6 @@ struct StreamJob {
     level: i32,
     threads: u32,
     done: Arc<AtomicU64>,
-    failed: Arc<AtomicBool>,
     child_pid: u32,
 }
 
@@ -720,7 +717,6 @@ impl StreamJob {
         let result = self.stream(&mut input);
         if result.is_err() {
             // Stop pg_basebackup (it would block on the full pipe) and drain what it wrote.
-            self.failed.store(true, Ordering::Relaxed);
             kill(self.child_pid);
             let _ = io::copy(&mut input, &mut io::sink());
             let _ = std::fs::remove_file(&self.dest);

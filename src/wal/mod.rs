@@ -72,7 +72,7 @@ pub fn read_stored(path: &Path, c: Compression) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Every archived segment name of one timeline-and-log directory, sorted.
+/// Every archived segment, .partial and .backup file in the archive, sorted by name.
 pub fn list_segments(repo: &Repo) -> io::Result<Vec<WalName>> {
     let mut out = Vec::new();
     let top = repo.wal_dir();

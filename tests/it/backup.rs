@@ -59,6 +59,49 @@ pub fn wait_until_promoted(pg: &Cluster) {
     );
 }
 
+/// A cluster whose archive_command fails, so a backup waits for its WAL with every file
+/// written: the moment an interruption is most dangerous.
+fn stalled_archiving_cluster(v: PgVersion, wal_timeout: &str) -> (Agent, Cluster) {
+    let agent = Agent::new("host=127.0.0.1");
+    agent.share_with_postgres();
+    let pg = Cluster::start(
+        v,
+        ClusterOptions {
+            archive_mode: true,
+            archive_command: Some("/bin/false".into()),
+            ..ClusterOptions::default()
+        },
+    );
+    configure(&agent, &pg, wal_timeout);
+    (agent, pg)
+}
+
+/// Starts `dbagent backup` and returns once it reports that it is waiting for WAL.
+fn backup_waiting_for_wal(agent: &Agent) -> std::process::Child {
+    let mut child = agent
+        .command(&["backup"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dbagent backup");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut waiting = false;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        if line.contains("waiting for WAL") {
+            waiting = true;
+            break;
+        }
+    }
+    assert!(waiting, "the backup never reached the WAL wait");
+    child
+}
+
 pg_test!(backup_with_a_tablespace_restores_the_same_rows, |v| {
     let (agent, pg) = archived_cluster(v);
     let ts_dir = pg.root_dir().join("ts1");
@@ -115,41 +158,10 @@ pg_test!(backup_with_a_tablespace_restores_the_same_rows, |v| {
 pg_test!(
     killed_backup_leaves_no_backup_and_the_lock_stops_a_second_one,
     |v| {
-        let agent = Agent::new("host=127.0.0.1");
-        agent.share_with_postgres();
-        // Archiving fails at first, so the backup waits for its WAL with every file written.
-        let mut pg = Cluster::start(
-            v,
-            ClusterOptions {
-                archive_mode: true,
-                archive_command: Some("/bin/false".into()),
-                ..ClusterOptions::default()
-            },
-        );
-        configure(&agent, &pg, "120s");
+        let (agent, mut pg) = stalled_archiving_cluster(v, "120s");
         pg.psql("CREATE TABLE t AS SELECT generate_series(1, 10000) AS i");
 
-        let mut first = agent
-            .command(&["backup"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start dbagent backup");
-        let (tx, rx) = mpsc::channel();
-        let stderr = first.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut waiting = false;
-        while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-            if line.contains("waiting for WAL") {
-                waiting = true;
-                break;
-            }
-        }
-        assert!(waiting, "the backup never reached the WAL wait");
+        let mut first = backup_waiting_for_wal(&agent);
 
         // Safety invariant 6: a colliding backup fails at once and names the holder.
         let second = agent.run(&["backup"]);
@@ -241,17 +253,7 @@ fn every_compression_produces_a_readable_tar() {
 pg_test!(
     backup_whose_wal_never_reaches_the_archive_times_out_and_leaves_nothing,
     |v| {
-        let agent = Agent::new("host=127.0.0.1");
-        agent.share_with_postgres();
-        let pg = Cluster::start(
-            v,
-            ClusterOptions {
-                archive_mode: true,
-                archive_command: Some("/bin/false".into()),
-                ..ClusterOptions::default()
-            },
-        );
-        configure(&agent, &pg, "3s");
+        let (agent, _pg) = stalled_archiving_cluster(v, "3s");
         let run = agent.run(&["backup", "--no-progress"]);
         assert_eq!(run.code, 1, "{}", run.all());
         assert!(
@@ -470,35 +472,8 @@ pg_test!(check_reports_binding_backup_age_and_archive_gaps, |v| {
 pg_test!(
     ctrl_c_during_a_backup_leaves_no_backup_and_stops_pg_basebackup,
     |v| {
-        let agent = Agent::new("host=127.0.0.1");
-        agent.share_with_postgres();
-        let mut pg = Cluster::start(
-            v,
-            ClusterOptions {
-                archive_mode: true,
-                archive_command: Some("/bin/false".into()),
-                ..ClusterOptions::default()
-            },
-        );
-        configure(&agent, &pg, "120s");
-        let mut child = agent
-            .command(&["backup"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start dbagent backup");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-            if line.contains("waiting for WAL") {
-                break;
-            }
-        }
+        let (agent, mut pg) = stalled_archiving_cluster(v, "120s");
+        let mut child = backup_waiting_for_wal(&agent);
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
         let status = child.wait().unwrap();

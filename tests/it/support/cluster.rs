@@ -952,8 +952,8 @@ fn conninfo_value(value: &str) -> String {
 ///
 /// `pg_test!(name, |v| { ... })` expands to a module `name` (which `use super::*`) holding
 /// `#[test] fn pg15()` and `#[test] fn pg18()`, each running the closure body with `v` bound to
-/// [`PgVersion::V15`] or [`PgVersion::V18`]. Attributes written before the name (e.g.
-/// `#[ignore]`) are put on both test functions.
+/// [`PgVersion::V15`] or [`PgVersion::V18`]. Attributes written before the name are put on
+/// both test functions.
 #[macro_export]
 macro_rules! pg_test {
     ($(#[$attr:meta])* $name:ident, |$v:ident $(: $ty:ty)?| $body:expr $(,)?) => {
