@@ -93,24 +93,30 @@ if wants backup; then
   echo "    warming the page cache with the cluster's files, so that every tool reads from memory"
   bench_warm_cache
 
-  # a. dbagent backup (zstd, its default)
-  cmd="dbagent --config dbagent.yml backup --json --no-progress"
-  if dbagent_has backup; then
-    echo "==> $cmd"
-    rm -rf "$BENCH_DIR/dbagent-repo" "$BENCH_DIR/dbagent-state"
-    bench_quiesce
-    if bench_timed "$bench_dbagent" --config "$BENCH_DIR/dbagent.yml" backup --json --no-progress \
-      >"$out/dbagent-backup.json"; then
-      record dbagent "$cmd" ok "$t_wall" "$t_rss" "$(bytes_of "$BENCH_DIR/dbagent-repo")" \
-        "repository incl. the WAL archived during the backup"
+  # a. dbagent backup (zstd, its default): compressed on the server when it can (the default,
+  # backup.compress_on: auto), then compressed by dbagent itself (compress_on: dbagent).
+  { cat "$BENCH_DIR/dbagent.yml"; printf 'backup:\n  compress_on: dbagent\n'; } >"$BENCH_DIR/dbagent-inproc.yml"
+  for variant in auto dbagent; do
+    yml=$BENCH_DIR/dbagent.yml
+    [ "$variant" = dbagent ] && yml=$BENCH_DIR/dbagent-inproc.yml
+    cmd="dbagent --config $(basename "$yml") backup --json --no-progress (compress_on: $variant)"
+    if dbagent_has backup; then
+      echo "==> $cmd"
+      rm -rf "$BENCH_DIR/dbagent-repo" "$BENCH_DIR/dbagent-state"
+      bench_quiesce
+      if bench_timed "$bench_dbagent" --config "$yml" backup --json --no-progress \
+        >"$out/dbagent-backup-$variant.json"; then
+        record dbagent "$cmd" ok "$t_wall" "$t_rss" "$(bytes_of "$BENCH_DIR/dbagent-repo")" \
+          "repository incl. the WAL archived during the backup; compressed by $(sed -n 's/.*"compressed_by": "\(.*\)".*/\1/p' "$out/dbagent-backup-$variant.json")"
+      else
+        echo "    dbagent backup FAILED (exit status $?); see above and $out/dbagent-backup-$variant.json" >&2
+        record dbagent "$cmd" failed "$t_wall" "$t_rss" "" "failed"
+      fi
     else
-      echo "    dbagent backup FAILED (exit status $?); see above and $out/dbagent-backup.json" >&2
-      record dbagent "$cmd" failed "$t_wall" "$t_rss" "" "failed"
+      echo "    dbagent backup not available yet, skipped"
+      record dbagent "$cmd" skipped "" "" "" "not available yet"
     fi
-  else
-    echo "    dbagent backup not available yet, skipped"
-    record dbagent "$cmd" skipped "" "" "" "not available yet"
-  fi
+  done
 
   # b. pgBackRest, zst at its default level, process-max = cores; archive-check=n (see
   # scripts/bench/pgbackrest.conf.in: its archive is not the cluster's archive_command).

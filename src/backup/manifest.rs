@@ -59,9 +59,17 @@ pub struct BackupManifest {
     pub start_time: jiff::Timestamp,
     pub stop_time: jiff::Timestamp,
     pub compression: Compression,
+    /// Who compressed the archives: `server` (pg_basebackup --compress=server-...) or
+    /// `dbagent`. The stored format is the same.
+    #[serde(default = "dbagent")]
+    pub compressed_by: String,
     /// The tar archives, then `backup_manifest` (PostgreSQL's own, stored uncompressed).
     pub files: Vec<BackupFile>,
     pub dbagent_version: String,
+}
+
+fn dbagent() -> String {
+    "dbagent".into()
 }
 
 impl BackupManifest {

@@ -10,6 +10,14 @@
 //! Should pg_basebackup ever create one of those files first, `mkfifo` fails and the backup
 //! is aborted: it can never silently write an uncompressed copy.
 //!
+//! Who compresses (`backup.compress_on`): by default the server, when its build has the
+//! algorithm (zstd or lz4, PostgreSQL 15+, `--compress=server-zstd:level=N,workers=N`). Then
+//! pg_basebackup receives and passes on about 1/15 of the bytes, the pipes are named
+//! `base.tar.zst` etc., and dbagent stores the stream as it comes while decompressing a copy
+//! in memory: that proves the stream decodes and gives the uncompressed size. Otherwise
+//! pg_basebackup sends plain tar and dbagent compresses (the only way on builds without zstd,
+//! such as the PostgreSQL 18 wheel). The stored files are the same format either way.
+//!
 //! A backup becomes visible only at the very end: its work directory is hidden
 //! (`backups/.partial-<ID>`), renamed to `backups/<ID>` once every file is durable and the WAL
 //! from its start to its stop LSN is in the archive, and `manifest.json` is written last.
@@ -24,7 +32,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{BackupFile, BackupManifest, MANIFEST_FILE, MANIFEST_FORMAT, Tablespace};
-use crate::config::Checkpoint;
+use crate::config::{Checkpoint, CompressOn};
 use crate::pg::{PgTarget, ResolvedConnInfo, ServerVersion};
 use crate::repo::{Compression, Repo, RepoError, compress, durable};
 use crate::wal::{self, Lsn, WalName, name::segment_name};
@@ -75,6 +83,8 @@ pub struct ServerFacts {
     pub estimated_size: u64,
     pub archive_mode: String,
     pub in_recovery: bool,
+    /// Algorithms the server can compress a base backup with (PostgreSQL 15+, by its build).
+    pub server_compression: Vec<Compression>,
 }
 
 /// Reads what a backup needs to know from the server.
@@ -89,12 +99,30 @@ pub async fn server_facts(target: &PgTarget) -> Result<ServerFacts, BackupError>
             "SELECT (SELECT system_identifier FROM pg_control_system())::text, \
              (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), \
              current_setting('archive_mode'), pg_is_in_recovery(), \
-             (SELECT coalesce(sum(pg_tablespace_size(oid)), 0)::bigint FROM pg_tablespace)",
+             (SELECT coalesce(sum(pg_tablespace_size(oid)), 0)::bigint FROM pg_tablespace), \
+             (SELECT array_to_string(enumvals, ',') FROM pg_settings WHERE name = 'wal_compression')",
             &[],
         )
         .await
         .map_err(q("backup facts"))?;
     let sysid: String = row.get(0);
+    // The server's build options are not visible over SQL, but wal_compression offers lz4 and
+    // zstd exactly when the server was built with them, and base backups (15+) use the same
+    // libraries.
+    let wal_compression: Option<String> = row.get(5);
+    let server_compression = if version.major() >= 15 {
+        wal_compression
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|v| match v {
+                "zstd" => Some(Compression::Zstd),
+                "lz4" => Some(Compression::Lz4),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let tablespaces = client
         .query(
             "SELECT oid::bigint, spcname::text, pg_tablespace_location(oid) FROM pg_tablespace \
@@ -122,6 +150,7 @@ pub async fn server_facts(target: &PgTarget) -> Result<ServerFacts, BackupError>
         in_recovery: row.get(3),
         estimated_size: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
         tablespaces,
+        server_compression,
     })
 }
 
@@ -133,6 +162,7 @@ pub struct BackupOptions {
     pub level: i32,
     /// Compression threads (0 = one per core).
     pub threads: u32,
+    pub compress_on: CompressOn,
     pub checkpoint: Checkpoint,
     pub wal_timeout: Duration,
     pub lock_wait: Duration,
@@ -188,6 +218,32 @@ pub fn take(
         ));
     }
     let major = facts.version.major();
+    let server_can = opts.compression != Compression::None
+        && facts.server_compression.contains(&opts.compression);
+    let on_server = match opts.compress_on {
+        CompressOn::Dbagent => false,
+        CompressOn::Auto => server_can,
+        CompressOn::Server if server_can || opts.compression == Compression::None => {
+            opts.compression != Compression::None
+        }
+        CompressOn::Server => {
+            return Err(BackupError::Refused(format!(
+                "backup.compress_on is server, but the server cannot compress this backup with {}: dbagent has PostgreSQL 15+ compress with zstd or lz4 when its build has them, and this PostgreSQL {} offers {}; set backup.compress_on: auto or dbagent, or another repository.compression",
+                opts.compression.as_str(),
+                facts.version.text,
+                if facts.server_compression.is_empty() {
+                    "neither".to_string()
+                } else {
+                    facts
+                        .server_compression
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                }
+            )));
+        }
+    };
     let pg_basebackup = find_pg_basebackup(opts.bin_dir.as_deref(), major)?;
     repo.bind(facts.system_identifier, Some(major), facts.wal_segment_size)?;
     let _lock = repo.lock("backup", opts.lock_wait)?;
@@ -211,8 +267,15 @@ pub fn take(
         .label
         .clone()
         .unwrap_or_else(|| format!("dbagent {id}"));
-    let run = PgBaseBackupRun {
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+    } else {
+        opts.threads
+    };
+    let mut run = PgBaseBackupRun {
         bin: &pg_basebackup,
+        on_server,
+        threads,
         target,
         facts,
         opts,
@@ -238,10 +301,31 @@ pub fn take(
                     "{what} three times; nothing was kept. Run the backup again"
                 )));
             }
+            // The server said it has the algorithm but could not use it as asked (a libzstd
+            // without worker threads, say): under `auto`, compress in dbagent instead.
+            Err(BackupError::BaseBackup(msg))
+                if run.on_server
+                    && opts.compress_on == CompressOn::Auto
+                    && msg.contains("compress") =>
+            {
+                tracing::warn!(backup = %id, "The server could not compress the backup ({msg}); compressing in dbagent instead");
+                let _ = std::fs::remove_dir_all(&pgbb_dir);
+                for entry in std::fs::read_dir(&work.path).map_err(io_err(&work.path, "list"))? {
+                    let path = entry.map_err(io_err(&work.path, "list"))?.path();
+                    if path != pgbb_dir {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                std::fs::create_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "create"))?;
+                durable::inherit_owner(&pgbb_dir, &work.path)
+                    .map_err(io_err(&pgbb_dir, "chown"))?;
+                run.on_server = false;
+            }
             other => break other?,
         }
     };
 
+    let compressed_by = if run.on_server { "server" } else { "dbagent" };
     // PostgreSQL's own manifest: kept as it is, and the source of the WAL range.
     let pg_manifest = std::fs::read(pgbb_dir.join("backup_manifest"))
         .map_err(io_err(&pgbb_dir.join("backup_manifest"), "read"))?;
@@ -313,6 +397,7 @@ pub fn take(
         start_time,
         stop_time,
         compression: opts.compression,
+        compressed_by: compressed_by.into(),
         files,
         dbagent_version: env!("CARGO_PKG_VERSION").into(),
     };
@@ -334,6 +419,10 @@ pub fn take(
 /// One run of pg_basebackup, streamed through the pipes into the work directory.
 struct PgBaseBackupRun<'a> {
     bin: &'a Path,
+    /// The server compresses (pg_basebackup --compress=server-...); dbagent stores as is.
+    on_server: bool,
+    /// Compression threads (zstd workers on the server, or in dbagent).
+    threads: u32,
     target: &'a PgTarget,
     facts: &'a ServerFacts,
     opts: &'a BackupOptions,
@@ -349,6 +438,8 @@ impl PgBaseBackupRun<'_> {
     fn stream(&self) -> Result<(Vec<BackupFile>, Option<Instant>), BackupError> {
         let PgBaseBackupRun {
             bin: pg_basebackup,
+            on_server,
+            threads,
             target,
             facts,
             opts,
@@ -359,10 +450,18 @@ impl PgBaseBackupRun<'_> {
             progress,
         } = *self;
         let app_name = format!("dbagent-backup-{}", std::process::id());
-        let mut archives = vec![("base.tar".to_string(), None)];
+        // pg_basebackup names what the server compressed after its algorithm: the pipes must
+        // carry those names.
+        let sent_suffix = if on_server {
+            opts.compression.suffix()
+        } else {
+            ""
+        };
+        let mut archives = vec![(format!("base.tar{sent_suffix}"), None)];
         for ts in &facts.tablespaces {
-            archives.push((format!("{}.tar", ts.oid), Some(ts.clone())));
+            archives.push((format!("{}.tar{sent_suffix}", ts.oid), Some(ts.clone())));
         }
+        let server_compress = on_server.then(|| server_compress_spec(opts, threads));
         // Watch the directory before pg_basebackup starts: its emptiness check opens and closes
         // it, and at that moment the pipes go in.
         let gate = FifoGate::arm(
@@ -376,6 +475,7 @@ impl PgBaseBackupRun<'_> {
             label,
             &app_name,
             opts.checkpoint,
+            server_compress.as_deref(),
         )?;
         let server_phase = PhaseProbe::start(target.clone(), app_name);
         let child_pid = child.id();
@@ -415,16 +515,13 @@ impl PgBaseBackupRun<'_> {
             }
         }
         let done = Arc::new(AtomicU64::new(0));
-        let threads = if opts.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
-        } else {
-            opts.threads
-        };
         let mut readers = Vec::new();
         for (name, ts) in &archives {
             let fifo = pgbb_dir.join(name);
-            let stored_name = format!("{name}{}", opts.compression.suffix());
+            let stored_name = format!("{name}{}", opts.compression.suffix())
+                .replacen(&format!("{sent_suffix}{sent_suffix}"), sent_suffix, 1);
             let job = StreamJob {
+                on_server,
                 fifo,
                 dest: work.join(&stored_name),
                 stored_name,
@@ -515,7 +612,7 @@ impl PgBaseBackupRun<'_> {
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".tar"))
+            .filter(|n| n.contains(".tar"))
             .collect();
         if !unexpected.is_empty() {
             return Err(BackupError::BaseBackup(format!(
@@ -696,6 +793,8 @@ impl Drop for PhaseProbe {
 
 /// One pipe → compressor → hasher → repository file.
 struct StreamJob {
+    /// The stream arrives compressed (by the server): store it as is, decode a copy to check.
+    on_server: bool,
     fifo: PathBuf,
     dest: PathBuf,
     stored_name: String,
@@ -741,20 +840,25 @@ impl StreamJob {
         let sync_handle = file.try_clone().map_err(io_err(&self.dest, "open"))?;
         let hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
         let state = hashed.state();
-        let mut enc = compress::encoder(self.compression, self.level, self.threads, hashed)
-            .map_err(io_err(&self.dest, "start compressing"))?;
-        let mut size = 0u64;
-        loop {
-            enc.write_all(&buf[..first])
-                .map_err(io_err(&self.dest, "write"))?;
-            size += first as u64;
-            self.done.fetch_add(first as u64, Ordering::Relaxed);
-            first = input.read(&mut buf).map_err(io_err(&self.fifo, "read"))?;
-            if first == 0 {
-                break;
+        let size = if self.on_server {
+            self.store_compressed(input, &buf[..first], hashed)?
+        } else {
+            let mut enc = compress::encoder(self.compression, self.level, self.threads, hashed)
+                .map_err(io_err(&self.dest, "start compressing"))?;
+            let mut size = 0u64;
+            loop {
+                enc.write_all(&buf[..first])
+                    .map_err(io_err(&self.dest, "write"))?;
+                size += first as u64;
+                self.done.fetch_add(first as u64, Ordering::Relaxed);
+                first = input.read(&mut buf).map_err(io_err(&self.fifo, "read"))?;
+                if first == 0 {
+                    break;
+                }
             }
-        }
-        enc.finish().map_err(io_err(&self.dest, "write"))?;
+            enc.finish().map_err(io_err(&self.dest, "write"))?;
+            size
+        };
         sync_handle
             .sync_all()
             .map_err(io_err(&self.dest, "fsync"))?;
@@ -769,6 +873,118 @@ impl StreamJob {
             sha256,
             tablespace: self.tablespace.clone(),
         }))
+    }
+}
+
+impl StreamJob {
+    /// Stores a stream the server compressed, byte for byte, while decoding it in memory:
+    /// returns the uncompressed size. A stream that does not decode fails the backup.
+    fn store_compressed(
+        &self,
+        input: &mut std::fs::File,
+        first: &[u8],
+        mut out: HashingWriter<io::BufWriter<std::fs::File>>,
+    ) -> Result<u64, BackupError> {
+        let tee = Tee {
+            head: io::Cursor::new(first.to_vec()),
+            input,
+            out: &mut out,
+            write_error: None,
+        };
+        let mut tee = io::BufReader::with_capacity(1 << 20, tee);
+        let mut counter = Counter {
+            done: &self.done,
+            n: 0,
+        };
+        let decoded = compress::decoder(self.compression, &mut tee)
+            .and_then(|mut d| io::copy(&mut d, &mut counter));
+        // Bytes after the last frame would be stored without being checked: refuse them.
+        let trailing = decoded
+            .as_ref()
+            .ok()
+            .map(|_| io::copy(&mut tee, &mut io::sink()));
+        let mut tee = tee.into_inner();
+        if let Some(e) = tee.write_error.take() {
+            return Err(io_err(&self.dest, "write")(e));
+        }
+        decoded.map_err(|e| {
+            BackupError::BaseBackup(format!(
+                "the {} stream the server sent for {} does not decode: {e}",
+                self.compression.as_str(),
+                self.stored_name
+            ))
+        })?;
+        match trailing {
+            Some(Ok(0)) | None => {}
+            Some(Ok(n)) => {
+                return Err(BackupError::BaseBackup(format!(
+                    "the server sent {n} bytes after the end of the {} stream of {}",
+                    self.compression.as_str(),
+                    self.stored_name
+                )));
+            }
+            Some(Err(e)) => return Err(io_err(&self.fifo, "read")(e)),
+        }
+        out.flush().map_err(io_err(&self.dest, "write"))?;
+        Ok(counter.n)
+    }
+}
+
+/// Reads `head` then `input`, writing every byte read to `out` on the way.
+struct Tee<'a, W: Write> {
+    head: io::Cursor<Vec<u8>>,
+    input: &'a mut std::fs::File,
+    out: &'a mut W,
+    /// A failed write, reported as such rather than as a decoding error.
+    write_error: Option<io::Error>,
+}
+
+impl<W: Write> Read for Tee<'_, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = self.head.read(buf)?;
+        if n == 0 {
+            n = self.input.read(buf)?;
+        }
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            let kind = e.kind();
+            self.write_error = Some(e);
+            return Err(io::Error::new(kind, "cannot write the repository file"));
+        }
+        Ok(n)
+    }
+}
+
+/// Counts the decoded bytes (and reports them as progress).
+struct Counter<'a> {
+    done: &'a AtomicU64,
+    n: u64,
+}
+
+impl Write for Counter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.n += buf.len() as u64;
+        self.done.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// pg_basebackup's `--compress` for server-side compression.
+fn server_compress_spec(opts: &BackupOptions, threads: u32) -> String {
+    let level = if opts.level == 0 {
+        opts.compression.default_level()
+    } else {
+        opts.level
+    };
+    match opts.compression {
+        Compression::Zstd if threads > 1 => format!("server-zstd:level={level},workers={threads}"),
+        Compression::Zstd => format!("server-zstd:level={level}"),
+        Compression::Lz4 if opts.level > 0 => format!("server-lz4:level={level}"),
+        Compression::Lz4 => "server-lz4".into(),
+        Compression::Gzip => format!("server-gzip:level={level}"),
+        Compression::None => "none".into(),
     }
 }
 
@@ -925,6 +1141,7 @@ fn spawn_pg_basebackup(
     label: &str,
     app_name: &str,
     checkpoint: Checkpoint,
+    server_compress: Option<&str>,
 ) -> Result<Child, BackupError> {
     let mut conninfo = vec![
         format!(
@@ -975,6 +1192,7 @@ fn spawn_pg_basebackup(
             }
         ))
         .arg(format!("--label={label}"))
+        .args(server_compress.map(|c| format!("--compress={c}")))
         .arg(format!("--dbname={}", conninfo.join(" ")))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

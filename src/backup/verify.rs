@@ -301,6 +301,7 @@ pub(crate) mod tests {
             start_time: start_time - jiff::SignedDuration::from_secs(60),
             stop_time: start_time,
             compression: Compression::Zstd,
+            compressed_by: "dbagent".into(),
             files: Vec::new(),
             dbagent_version: "0.1.0".into(),
         }

@@ -49,6 +49,7 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> ExitCode {
                     "duration_seconds": m.duration_seconds(),
                     "mb_per_second": (mbps * 10.0).round() / 10.0,
                     "compression": m.compression,
+                    "compressed_by": m.compressed_by,
                     "timeline": m.timeline,
                     "start_lsn": m.start_lsn,
                     "stop_lsn": m.stop_lsn,
@@ -59,11 +60,12 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             } else {
                 println!(
-                    "Backup {} complete: {} -> {} ({}) in {:.1}s, {:.0} MB/s; LSN {} to {}, WAL {} to {}",
+                    "Backup {} complete: {} -> {} ({}, compressed by {}) in {:.1}s, {:.0} MB/s; LSN {} to {}, WAL {} to {}",
                     m.id,
                     human_bytes(m.size()),
                     human_bytes(m.stored_size()),
                     m.compression.as_str(),
+                    m.compressed_by,
                     secs,
                     mbps,
                     m.start_lsn,
@@ -90,6 +92,7 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
         compression: args.compress.unwrap_or(config.repository.compression),
         level: config.repository.compression_level,
         threads: config.backup.threads,
+        compress_on: config.backup.compress_on,
         checkpoint: config.backup.checkpoint,
         wal_timeout: config.backup.wal_timeout,
         lock_wait: config.repository.lock_wait,

@@ -138,6 +138,7 @@ struct ListEntry<'a> {
     wal_stop: &'a str,
     pg_version: &'a str,
     compression: &'static str,
+    compressed_by: &'a str,
 }
 
 impl<'a> From<&'a BackupManifest> for ListEntry<'a> {
@@ -157,6 +158,7 @@ impl<'a> From<&'a BackupManifest> for ListEntry<'a> {
             wal_stop: &m.wal_stop,
             pg_version: &m.pg_version,
             compression: m.compression.as_str(),
+            compressed_by: &m.compressed_by,
         }
     }
 }
@@ -232,7 +234,10 @@ fn show(cli: &Cli, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     field("duration:", human_duration(m.duration_seconds()));
     field("WAL:", format!("{} .. {}", m.wal_start, m.wal_stop));
     field("WAL segment size:", human_bytes(m.wal_segment_size));
-    field("compression:", m.compression.as_str().to_string());
+    field(
+        "compression:",
+        format!("{} (by {})", m.compression.as_str(), m.compressed_by),
+    );
     field(
         "size:",
         format!(

@@ -115,6 +115,10 @@ pub struct BackupConfig {
     /// Compression threads; 0 = one per core.
     #[serde(default)]
     pub threads: u32,
+    /// Where the backup is compressed: auto (on the server when its build supports the
+    /// algorithm, else in dbagent), server, or dbagent.
+    #[serde(default)]
+    pub compress_on: CompressOn,
 }
 
 impl Default for BackupConfig {
@@ -123,8 +127,23 @@ impl Default for BackupConfig {
             checkpoint: Checkpoint::default(),
             wal_timeout: defaults::wal_timeout(),
             threads: 0,
+            compress_on: CompressOn::default(),
         }
     }
+}
+
+/// `backup.compress_on`: who compresses the backup stream. The stored files are the same
+/// either way (`base.tar.zst` is one zstd stream, `.lz4` one LZ4 frame stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressOn {
+    /// The server when its build has the algorithm (zstd, lz4; PostgreSQL 15+), else dbagent.
+    #[default]
+    Auto,
+    /// Always the server; a backup fails when the server cannot.
+    Server,
+    /// Always dbagent (pg_basebackup sends uncompressed tar).
+    Dbagent,
 }
 
 /// pg_basebackup's --checkpoint.

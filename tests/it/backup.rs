@@ -118,6 +118,9 @@ pg_test!(backup_with_a_tablespace_restores_the_same_rows, |v| {
     let summary = take_backup(&agent);
     let id = summary["id"].as_str().unwrap().to_string();
     assert_eq!(summary["compression"], "zstd");
+    // compress_on: auto lets the server compress when its build has zstd.
+    let expected_by = if server_has(&pg, "zstd") { "server" } else { "dbagent" };
+    assert_eq!(summary["compressed_by"], expected_by, "{summary}");
     assert!(summary["size_bytes"].as_u64().unwrap() > summary["stored_bytes"].as_u64().unwrap());
     let m = manifest::read_manifest(&agent.repo().join("backups").join(&id))
         .unwrap()
@@ -212,10 +215,27 @@ pg_test!(backup_is_refused_without_archiving, |v| {
     assert!(manifest::list(&Repo::at(agent.repo())).unwrap().is_empty());
 });
 
+/// Whether the server's build can compress with `algo` (what `backup.compress_on: auto` uses).
+fn server_has(pg: &Cluster, algo: &str) -> bool {
+    pg.psql("SELECT enumvals::text FROM pg_settings WHERE name = 'wal_compression'")
+        .contains(algo)
+}
+
 #[test]
 fn every_compression_produces_a_readable_tar() {
-    let (agent, _pg) = archived_cluster(PgVersion::V15);
-    for c in ["lz4", "gzip", "none", "zstd"] {
+    let (agent, pg) = archived_cluster(PgVersion::V15);
+    let yaml = std::fs::read_to_string(agent.config_path()).unwrap();
+    // Each algorithm as the server compresses it (auto: zstd and lz4 on Debian's build) and as
+    // dbagent does.
+    for (c, compress_on) in [
+        ("lz4", "auto"),
+        ("gzip", "auto"),
+        ("none", "auto"),
+        ("zstd", "auto"),
+        ("zstd", "dbagent"),
+        ("lz4", "dbagent"),
+    ] {
+        agent.set_yaml(&format!("{yaml}  compress_on: {compress_on}\n"));
         let run = agent.run(&[
             "backup",
             "--compress",
@@ -230,6 +250,12 @@ fn every_compression_produces_a_readable_tar() {
             .unwrap()
             .unwrap();
         assert_eq!(m.label.as_deref(), Some(format!("with {c}").as_str()));
+        let by = if compress_on == "auto" && ["zstd", "lz4"].contains(&c) && server_has(&pg, c) {
+            "server"
+        } else {
+            "dbagent"
+        };
+        assert_eq!(m.compressed_by, by, "{c} with compress_on {compress_on}");
         let base = m
             .files
             .iter()
@@ -549,3 +575,57 @@ pg_test!(backup_onto_a_full_disk_fails_and_leaves_nothing, |v| {
         "the work directory must be removed: {left:?}"
     );
 });
+
+pg_test!(compress_on_server_is_refused_when_the_server_cannot, |v| {
+    let (agent, _pg) = archived_cluster(v);
+    let yaml = std::fs::read_to_string(agent.config_path()).unwrap();
+    agent.set_yaml(&format!("{yaml}  compress_on: server\n"));
+    // dbagent lets the server compress with zstd or lz4 only; gzip is always refused.
+    let run = agent.run(&["backup", "--compress", "gzip", "--no-progress"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("backup.compress_on is server") && run.stderr.contains("gzip"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(manifest::list(&Repo::at(agent.repo())).unwrap().is_empty());
+});
+
+/// A server that offers zstd but fails to use it as asked (a libzstd without worker threads
+/// answers "could not set compression worker count"): under compress_on: auto the backup is
+/// taken again, compressed by dbagent. The failure comes from a pg_basebackup wrapper.
+#[test]
+fn auto_falls_back_to_dbagent_compression_when_the_server_fails_to_compress() {
+    let (agent, pg) = archived_cluster(PgVersion::V15);
+    let wrapper_dir = agent.dir().join("bin");
+    std::fs::create_dir_all(&wrapper_dir).unwrap();
+    let real = pg.version().bin_dir().join("pg_basebackup");
+    let wrapper = wrapper_dir.join("pg_basebackup");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --compress=server-*) echo 'pg_basebackup: error: could not initiate base backup: ERROR:  could not set compression worker count to 2: Unsupported parameter' >&2; exit 1;; esac; done\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let yaml = std::fs::read_to_string(agent.config_path()).unwrap().replace(
+        &format!("bin_dir: {}", pg.version().bin_dir().display()),
+        &format!("bin_dir: {}", wrapper_dir.display()),
+    );
+    agent.set_yaml(&yaml);
+    let run = agent.run(&["backup", "--json", "--no-progress"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(run.json()["compressed_by"], "dbagent", "{}", run.all());
+    assert!(
+        run.stderr.contains("compressing in dbagent instead"),
+        "{}",
+        run.stderr
+    );
+    let id = run.json()["id"].as_str().unwrap().to_string();
+    let verify = agent.run(&["backups", "verify", &id]);
+    assert_eq!(verify.code, 0, "{}", verify.all());
+}

@@ -91,6 +91,7 @@ fn write_backup(agent: &Agent, start: Timestamp, first: u64, last: u64) -> Backu
         start_time: start,
         stop_time: start + SignedDuration::from_secs(95),
         compression: Compression::Zstd,
+        compressed_by: "dbagent".into(),
         files,
         dbagent_version: "0.1.0".into(),
     };
@@ -217,6 +218,7 @@ fn backups_list_and_show_json_shape() {
         "wal_stop",
         "pg_version",
         "compression",
+        "compressed_by",
     ]
     .into();
     assert_eq!(keys(&list[0]), expected_keys);
