@@ -518,8 +518,11 @@ impl PgBaseBackupRun<'_> {
         let mut readers = Vec::new();
         for (name, ts) in &archives {
             let fifo = pgbb_dir.join(name);
-            let stored_name = format!("{name}{}", opts.compression.suffix())
-                .replacen(&format!("{sent_suffix}{sent_suffix}"), sent_suffix, 1);
+            let stored_name = format!("{name}{}", opts.compression.suffix()).replacen(
+                &format!("{sent_suffix}{sent_suffix}"),
+                sent_suffix,
+                1,
+            );
             let job = StreamJob {
                 on_server,
                 fifo,

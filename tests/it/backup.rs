@@ -119,7 +119,11 @@ pg_test!(backup_with_a_tablespace_restores_the_same_rows, |v| {
     let id = summary["id"].as_str().unwrap().to_string();
     assert_eq!(summary["compression"], "zstd");
     // compress_on: auto lets the server compress when its build has zstd.
-    let expected_by = if server_has(&pg, "zstd") { "server" } else { "dbagent" };
+    let expected_by = if server_has(&pg, "zstd") {
+        "server"
+    } else {
+        "dbagent"
+    };
     assert_eq!(summary["compressed_by"], expected_by, "{summary}");
     assert!(summary["size_bytes"].as_u64().unwrap() > summary["stored_bytes"].as_u64().unwrap());
     let m = manifest::read_manifest(&agent.repo().join("backups").join(&id))
@@ -610,12 +614,17 @@ fn auto_falls_back_to_dbagent_compression_when_the_server_fails_to_compress() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
-    let yaml = std::fs::read_to_string(agent.config_path()).unwrap().replace(
-        &format!("bin_dir: {}", pg.version().bin_dir().display()),
-        &format!("bin_dir: {}", wrapper_dir.display()),
-    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let yaml = std::fs::read_to_string(agent.config_path())
+        .unwrap()
+        .replace(
+            &format!("bin_dir: {}", pg.version().bin_dir().display()),
+            &format!("bin_dir: {}", wrapper_dir.display()),
+        );
     agent.set_yaml(&yaml);
     let run = agent.run(&["backup", "--json", "--no-progress"]);
     assert_eq!(run.code, 0, "{}", run.all());
