@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod check;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod logging;
 pub mod pg;

@@ -15,6 +15,10 @@ fn expanded<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     expand(&raw).map_err(D::Error::custom)
 }
 
+pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    expanded(d)
+}
+
 pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     let s = expanded(d)?;
     if s.is_empty() {
@@ -70,4 +74,70 @@ pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Err
 pub fn conninfo<'de, D: Deserializer<'de>>(d: D) -> Result<ConnInfo, D::Error> {
     let s = expanded(d)?;
     ConnInfo::parse(&s).map_err(D::Error::custom)
+}
+
+/// A string with `${VAR}` expanded; empty means unset.
+pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    match raw {
+        None => Ok(None),
+        Some(raw) => {
+            let s = expand(&raw).map_err(D::Error::custom)?;
+            Ok((!s.is_empty()).then_some(s))
+        }
+    }
+}
+
+/// A human size: `10MB`, `512kB`, `1GB`, `0` (powers of 1024, as PostgreSQL writes them).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size `{s}`: write it like 10MB, 512kB or 1GB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" | "kib" => 1 << 10,
+        "mb" | "m" | "mib" => 1 << 20,
+        "gb" | "g" | "gib" => 1 << 30,
+        "tb" | "t" | "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "invalid size `{s}`: write it like 10MB, 512kB or 1GB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(n),
+        Raw::S(s) => {
+            let s = expand(&s).map_err(D::Error::custom)?;
+            parse_size(&s).map_err(D::Error::custom)
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_like_postgresql_writes_them() {
+        assert_eq!(parse_size("10MB"), Ok(10 << 20));
+        assert_eq!(parse_size("512kB"), Ok(512 << 10));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+    }
 }

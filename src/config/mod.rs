@@ -44,6 +44,8 @@ pub struct Config {
     pub backup: BackupConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub monitor: MonitorConfig,
     /// The file this was loaded from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -186,12 +188,113 @@ impl Default for RetentionConfig {
 pub struct HttpConfig {
     #[serde(default = "defaults::listen", deserialize_with = "de::socket_addr")]
     pub listen: SocketAddr,
+    /// Require `Authorization: Bearer <token>` (use `${ENV}`; never logged).
+    #[serde(default, deserialize_with = "de::opt_string", skip_serializing)]
+    pub bearer_token: Option<String>,
+    /// Require HTTP basic auth.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    #[serde(default)]
+    pub tls: Option<HttpTls>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: defaults::listen(),
+            bearer_token: None,
+            basic_auth: None,
+            tls: None,
+        }
+    }
+}
+
+/// `http.basic_auth:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    #[serde(deserialize_with = "de::string")]
+    pub username: String,
+    #[serde(deserialize_with = "de::string", skip_serializing)]
+    pub password: String,
+}
+
+/// `http.tls:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTls {
+    #[serde(deserialize_with = "de::path")]
+    pub cert: PathBuf,
+    #[serde(deserialize_with = "de::path")]
+    pub key: PathBuf,
+}
+
+/// `monitor:`: the poll loop of `dbagent run` and its collectors.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// How often the collectors poll the server.
+    #[serde(
+        default = "defaults::poll_interval",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub interval: Duration,
+    /// statement_timeout of the agent's polling connection (a slow query never stacks polls).
+    #[serde(
+        default = "defaults::poll_statement_timeout",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub statement_timeout: Duration,
+    /// lock_timeout of the polling connection.
+    #[serde(
+        default = "defaults::poll_lock_timeout",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub lock_timeout: Duration,
+    /// How often the costlier collectors (bloat estimates) run.
+    #[serde(
+        default = "defaults::slow_interval",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub slow_interval: Duration,
+    /// Per-query series: the top N statements by total and by mean time in the interval.
+    #[serde(default = "defaults::top_queries")]
+    pub top_queries: usize,
+    /// Per-table series: the top N tables by each signal, plus an `(other)` total.
+    #[serde(default = "defaults::top_tables")]
+    pub top_tables: usize,
+    /// Bloat estimates skip relations smaller than this.
+    #[serde(default = "defaults::bloat_min_size", deserialize_with = "de::size")]
+    pub bloat_min_size: u64,
+    /// Exact bloat figures through pgstattuple this often (0s = off; it reads whole tables).
+    #[serde(
+        default,
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub pgstattuple_interval: Duration,
+    /// A baseline is used for alerting only once it has this many samples.
+    #[serde(default = "defaults::baseline_min_samples")]
+    pub baseline_min_samples: u64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            interval: defaults::poll_interval(),
+            statement_timeout: defaults::poll_statement_timeout(),
+            lock_timeout: defaults::poll_lock_timeout(),
+            slow_interval: defaults::slow_interval(),
+            top_queries: defaults::top_queries(),
+            top_tables: defaults::top_tables(),
+            bloat_min_size: defaults::bloat_min_size(),
+            pgstattuple_interval: Duration::ZERO,
+            baseline_min_samples: defaults::baseline_min_samples(),
         }
     }
 }
@@ -251,6 +354,30 @@ mod defaults {
     }
     pub fn alerts_file() -> PathBuf {
         PathBuf::from("alerts.yml")
+    }
+    pub fn poll_interval() -> Duration {
+        Duration::from_secs(15)
+    }
+    pub fn poll_statement_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn poll_lock_timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn slow_interval() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn top_queries() -> usize {
+        20
+    }
+    pub fn top_tables() -> usize {
+        50
+    }
+    pub fn bloat_min_size() -> u64 {
+        10 << 20
+    }
+    pub fn baseline_min_samples() -> u64 {
+        40
     }
     pub fn listen() -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9188)

@@ -7,6 +7,7 @@ mod backup;
 mod backups_cmd;
 mod check;
 mod cluster_kit;
+mod collect_archiver;
 mod config_cmd;
 mod connection;
 mod wal;

@@ -4,5 +4,6 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod collect;
 pub mod dbagent;
 pub mod restore;

@@ -1,0 +1,74 @@
+//! WAL archiving health from `pg_stat_archiver`: archived and failed counts, and how long ago
+//! the last segment was archived (the age of the newest archived WAL is the RPO when archiving
+//! is the only copy of recent WAL). On a standby the view only counts what the standby itself
+//! archived (archive_mode = always).
+
+use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+
+pub struct Archiver;
+
+impl Collector for Archiver {
+    fn name(&self) -> &'static str {
+        "archiver"
+    }
+
+    fn collect<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> CollectFuture<'a> {
+        Box::pin(async move {
+            let row = ctx
+                .client
+                .query_one(
+                    "SELECT archived_count::float8, failed_count::float8, \
+                     extract(epoch FROM now() - last_archived_time)::float8, \
+                     extract(epoch FROM now() - last_failed_time)::float8, \
+                     coalesce(last_failed_time > last_archived_time \
+                              OR (last_failed_time IS NOT NULL AND last_archived_time IS NULL), false) \
+                     FROM pg_stat_archiver",
+                    &[],
+                )
+                .await
+                .map_err(|e| CollectError::query("pg_stat_archiver", &e))?;
+            let archived: f64 = row.get(0);
+            let failed: f64 = row.get(1);
+            let last_age: Option<f64> = row.get(2);
+            let failed_age: Option<f64> = row.get(3);
+            let failing: bool = row.get(4);
+            let mut families = vec![
+                Family::counter(
+                    "pg_stat_archiver_archived_total",
+                    "WAL files archived successfully (pg_stat_archiver.archived_count).",
+                )
+                .with(&[], archived),
+                Family::counter(
+                    "pg_stat_archiver_failed_total",
+                    "Failed attempts to archive a WAL file (pg_stat_archiver.failed_count).",
+                )
+                .with(&[], failed),
+                Family::gauge(
+                    "dbagent_archiver_failing",
+                    "1 when the last archive attempt failed (last_failed_time after last_archived_time).",
+                )
+                .with(&[], if failing { 1.0 } else { 0.0 }),
+            ];
+            if let Some(age) = last_age {
+                families.push(
+                    Family::gauge(
+                        "pg_stat_archiver_last_archive_age_seconds",
+                        "Seconds since the last WAL file was archived.",
+                    )
+                    .with_baseline()
+                    .with(&[], age.max(0.0)),
+                );
+            }
+            if let Some(age) = failed_age {
+                families.push(
+                    Family::gauge(
+                        "dbagent_archiver_last_failure_age_seconds",
+                        "Seconds since the last failed archive attempt.",
+                    )
+                    .with(&[], age.max(0.0)),
+                );
+            }
+            Ok(Output::families(families))
+        })
+    }
+}

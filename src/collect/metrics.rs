@@ -1,0 +1,238 @@
+//! The metric model the collectors fill and the Prometheus text exposition it renders to.
+//!
+//! A collector returns [`Family`]s (one metric name, its HELP, its type, its samples). The
+//! poller renders every family of a poll into one text once per poll; scrapes are answered
+//! from that text, never computed per request. Names follow postgres_exporter's where the
+//! signal is the same, except that counters always end in `_total` (promtool requires it;
+//! postgres_exporter's own output fails `promtool check metrics` for that reason).
+
+use std::fmt::Write as _;
+
+/// Prometheus metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// One sample: label pairs and a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// One metric name with its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// Whether the baseline store learns this family's series (cluster- and database-level
+    /// signals and top-N query times; never per-table series, which would be unbounded).
+    pub baseline: bool,
+    pub samples: Vec<Sample>,
+}
+
+impl Family {
+    pub fn gauge(name: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            kind: Kind::Gauge,
+            baseline: false,
+            samples: Vec::new(),
+        }
+    }
+
+    pub fn counter(name: &'static str, help: &'static str) -> Family {
+        debug_assert!(
+            name.ends_with("_total"),
+            "counter {name} must end in _total"
+        );
+        Family {
+            name,
+            help,
+            kind: Kind::Counter,
+            baseline: false,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Marks the family as learned by the baseline store.
+    pub fn with_baseline(mut self) -> Family {
+        self.baseline = true;
+        self
+    }
+
+    /// Adds a sample (builder style).
+    pub fn with(mut self, labels: &[(&'static str, &str)], value: f64) -> Family {
+        self.push(labels, value);
+        self
+    }
+
+    /// Adds a sample.
+    pub fn push(&mut self, labels: &[(&'static str, &str)], value: f64) {
+        self.samples.push(Sample {
+            labels: labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+            value,
+        });
+    }
+
+    /// A series key for the baseline store: `name{a="x",b="y"}` with labels sorted.
+    pub fn series_key(&self, sample: &Sample) -> String {
+        let mut labels = sample.labels.clone();
+        labels.sort();
+        let mut out = String::from(self.name);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+            }
+            out.push('}');
+        }
+        out
+    }
+}
+
+/// Keeps the `n` samples with the largest `key`, and folds the rest into one sample whose
+/// `label` is `(other)` and whose value is the sum (for totals) of the rest. Returns the kept
+/// samples' indices order-preserving by rank. Used to bound per-table and per-query series.
+pub fn top_n<T>(mut items: Vec<T>, n: usize, key: impl Fn(&T) -> f64) -> (Vec<T>, Vec<T>) {
+    items.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    let rest = if items.len() > n {
+        items.split_off(n)
+    } else {
+        Vec::new()
+    };
+    (items, rest)
+}
+
+/// The label value standing for "everything outside the top N".
+pub const OTHER: &str = "(other)";
+
+/// Renders families in the Prometheus text exposition format (version 0.0.4). Families with
+/// the same name are merged (first HELP wins); families without samples are left out.
+pub fn render(families: &[Family]) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    let mut order: Vec<&'static str> = Vec::new();
+    let mut by_name: std::collections::HashMap<&'static str, Vec<&Family>> =
+        std::collections::HashMap::new();
+    for f in families {
+        if f.samples.is_empty() {
+            continue;
+        }
+        let entry = by_name.entry(f.name).or_default();
+        if entry.is_empty() {
+            order.push(f.name);
+        }
+        entry.push(f);
+    }
+    for name in order {
+        let group = &by_name[name];
+        let first = group[0];
+        let _ = writeln!(out, "# HELP {name} {}", escape_help(first.help));
+        let _ = writeln!(
+            out,
+            "# TYPE {name} {}",
+            match first.kind {
+                Kind::Gauge => "gauge",
+                Kind::Counter => "counter",
+            }
+        );
+        for f in group {
+            for s in &f.samples {
+                out.push_str(name);
+                if !s.labels.is_empty() {
+                    out.push('{');
+                    for (i, (k, v)) in s.labels.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+                    }
+                    out.push('}');
+                }
+                out.push(' ');
+                write_value(&mut out, s.value);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn write_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_help_type_and_escaped_labels() {
+        let f = Family::gauge("pg_up", "Whether the last poll reached the server.").with(&[], 1.0);
+        let g = Family::counter("dbagent_collector_errors_total", "Errors.")
+            .with(&[("collector", "a\"b\\c\nd")], 3.0);
+        let text = render(&[f, g, Family::gauge("empty", "none")]);
+        insta::assert_snapshot!(text, @r###"
+        # HELP pg_up Whether the last poll reached the server.
+        # TYPE pg_up gauge
+        pg_up 1
+        # HELP dbagent_collector_errors_total Errors.
+        # TYPE dbagent_collector_errors_total counter
+        dbagent_collector_errors_total{collector="a\"b\\c\nd"} 3
+        "###);
+    }
+
+    #[test]
+    fn same_name_families_merge_and_values_format() {
+        let a = Family::gauge("x_ratio", "r").with(&[("d", "a")], 0.5);
+        let b = Family::gauge("x_ratio", "r").with(&[("d", "b")], f64::NAN);
+        assert_eq!(
+            render(&[a, b]),
+            "# HELP x_ratio r\n# TYPE x_ratio gauge\nx_ratio{d=\"a\"} 0.5\nx_ratio{d=\"b\"} NaN\n"
+        );
+    }
+
+    #[test]
+    fn top_n_keeps_the_largest() {
+        let (top, rest) = top_n(vec![1.0, 5.0, 3.0, 4.0], 2, |v| *v);
+        assert_eq!(top, vec![5.0, 4.0]);
+        assert_eq!(rest, vec![3.0, 1.0]);
+    }
+
+    #[test]
+    fn series_key_sorts_labels() {
+        let f = Family::gauge("m", "h");
+        let s = Sample {
+            labels: vec![("b", "2".into()), ("a", "1".into())],
+            value: 0.0,
+        };
+        assert_eq!(f.series_key(&s), "m{a=\"1\",b=\"2\"}");
+    }
+}
