@@ -3,11 +3,13 @@
 //! The library holds the logic (configuration, PostgreSQL access, checks, ...); the `cli`
 //! module is the thin command-line layer over it. See README.md for the user's manual.
 
+pub mod agent;
 pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod pg;
 pub mod repo;

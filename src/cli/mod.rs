@@ -11,6 +11,7 @@ mod backup;
 mod backups;
 mod check;
 mod config;
+mod run;
 mod wal_get;
 mod wal_push;
 
@@ -65,6 +66,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The sidecar: poll PostgreSQL, keep baselines, serve /metrics, /readyz and /api/v1/status
+    Run(run::RunArgs),
     /// Health of the cluster, WAL archiving and the repository, one line per check (Nagios exit codes)
     Check(check::CheckArgs),
     /// Validate the configuration or print an annotated example
@@ -84,8 +87,14 @@ pub enum Command {
 /// Parses the command line, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format, cli.verbose);
+    // A daemon says what it does: `run` logs at info level by default.
+    let verbosity = match cli.command {
+        Command::Run(_) => cli.verbose.max(1),
+        _ => cli.verbose,
+    };
+    logging::init(cli.log_format, verbosity);
     match cli.command {
+        Command::Run(ref args) => run::run(&cli, args),
         Command::Check(ref args) => check::run(&cli, args),
         Command::Config(ref cmd) => config::run(&cli, cmd),
         Command::Backup(ref args) => backup::run(&cli, args),

@@ -83,7 +83,7 @@ pub type CollectFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Output, CollectError>> + Send + 'a>>;
 
 /// One signal's collector.
-pub trait Collector: Send {
+pub trait Collector: Send + Sync {
     /// Stable name: the `collector` label of `dbagent_collector_errors_total`, and the key of
     /// its section in `/api/v1/status`.
     fn name(&self) -> &'static str;

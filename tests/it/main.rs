@@ -10,4 +10,5 @@ mod cluster_kit;
 mod collect_archiver;
 mod config_cmd;
 mod connection;
+mod run;
 mod wal;

@@ -63,8 +63,13 @@ impl Agent {
             .expect("create scratch dir for dbagent");
         let config = dir.path().join("dbagent.yml");
         let repo = dir.path().join("repo");
-        std::fs::write(&config, yaml.replace("REPO", &repo.display().to_string()))
-            .expect("write dbagent.yml");
+        let state = dir.path().join("state");
+        std::fs::write(
+            &config,
+            yaml.replace("REPO", &repo.display().to_string())
+                .replace("STATE", &state.display().to_string()),
+        )
+        .expect("write dbagent.yml");
         Agent {
             dir,
             config,
@@ -72,14 +77,21 @@ impl Agent {
         }
     }
 
-    /// Rewrites the config file (`REPO` is replaced as in [`Agent::with_yaml`]).
+    /// Rewrites the config file (`REPO` and `STATE` are replaced as in [`Agent::with_yaml`]).
     pub fn set_yaml(&self, yaml: &str) {
         let repo = self.dir.path().join("repo");
+        let state = self.dir.path().join("state");
         std::fs::write(
             &self.config,
-            yaml.replace("REPO", &repo.display().to_string()),
+            yaml.replace("REPO", &repo.display().to_string())
+                .replace("STATE", &state.display().to_string()),
         )
         .expect("write dbagent.yml");
+    }
+
+    /// The config file's text.
+    pub fn yaml(&self) -> String {
+        std::fs::read_to_string(&self.config).expect("read dbagent.yml")
     }
 
     /// The repository path of this agent.
@@ -95,6 +107,9 @@ impl Agent {
             .arg("--config")
             .arg(&self.config)
             .args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         cmd
     }
 

@@ -1,0 +1,95 @@
+//! `dbagent run`: the long-running sidecar. It wires the parts together: the configuration
+//! (reloaded on SIGHUP; a bad file is rejected and the old one kept), the poll loop
+//! ([`poll`]), the snapshot every HTTP request reads ([`snapshot`]), the HTTP endpoint, and a
+//! clean shutdown on SIGTERM or Ctrl-C.
+
+pub mod poll;
+pub mod snapshot;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use snapshot::Snapshot;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("the HTTP endpoint stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the agent until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
+pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError> {
+    let config = Arc::new(config);
+    let (config_tx, config_rx) = watch::channel(Arc::clone(&config));
+    let (snapshot_tx, snapshot_rx) =
+        watch::channel(Arc::new(Snapshot::starting(config.monitor.interval)));
+    let cancel = CancellationToken::new();
+
+    let server =
+        crate::http::Server::bind(&config.http, snapshot_rx.clone(), config_rx.clone()).await?;
+    let addr = server.local_addr().map_err(AgentError::Serve)?;
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    tracing::info!(
+        metrics = %format!("{scheme}://{addr}/metrics"),
+        interval_s = config.monitor.interval.as_secs(),
+        "dbagent run: serving metrics"
+    );
+    eprintln!(
+        "dbagent run: serving {scheme}://{addr}/metrics (pid {})",
+        std::process::id()
+    );
+
+    let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signals)?;
+
+    let poller = poll::PollLoop::new(config_rx.clone(), snapshot_tx, None);
+    let poll_task = tokio::spawn(poller.run(cancel.clone()));
+    let http_task = tokio::spawn(server.serve(cancel.clone()));
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => reload(&config_path, &config_tx),
+        }
+    }
+    cancel.cancel();
+    let _ = poll_task.await;
+    match http_task.await {
+        Ok(Ok(())) | Err(_) => {}
+        Ok(Err(e)) => return Err(AgentError::Serve(e)),
+    }
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+/// SIGHUP: a configuration that loads replaces the old one; one that does not is rejected
+/// and the agent keeps running with the old one.
+fn reload(path: &std::path::Path, tx: &watch::Sender<Arc<Config>>) {
+    match Config::load(path) {
+        Ok(new) => {
+            let old = tx.borrow().clone();
+            if new.http.listen != old.http.listen
+                || new.http.tls.is_some() != old.http.tls.is_some()
+            {
+                tracing::warn!("http.listen and http.tls take effect at the next restart");
+            }
+            tx.send_replace(Arc::new(new));
+            tracing::info!(config = %path.display(), "SIGHUP: configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!(config = %path.display(), error = %e, "SIGHUP: the configuration was rejected; keeping the previous one");
+        }
+    }
+}

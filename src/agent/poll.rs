@@ -1,0 +1,447 @@
+//! The poll loop of `dbagent run`: one connection of its own (application_name=dbagent,
+//! statement_timeout and lock_timeout from `monitor:`), every collector once per interval,
+//! concurrently on that connection, and one [`Snapshot`] published per poll.
+//!
+//! - A poll never stacks on the next: the loop waits for a poll to end before it schedules the
+//!   next one; a poll that overruns its interval is counted and the next starts right after.
+//! - Each collector fails on its own: its error is counted (`dbagent_collector_errors_total`)
+//!   and logged once when it starts failing and once when it recovers, never per poll.
+//! - When the server goes away the loop publishes `pg_up 0` and reconnects with exponential
+//!   backoff (1 s doubling up to the poll interval).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::snapshot::{CollectorStatus, Snapshot};
+use crate::collect::{self, Collector, Ctx, Family, Output};
+use crate::config::Config;
+use crate::pg::{PgTarget, ServerVersion, SessionOptions};
+
+/// Samples of baseline-flagged series from one poll: `(series key, value)`.
+pub type BaselineSamples = Vec<(String, f64)>;
+
+/// One collector and what the loop remembers about it.
+struct Slot {
+    collector: Box<dyn Collector>,
+    last_run: Option<Instant>,
+    last_output: Option<Output>,
+    /// The error of the last run, if it failed.
+    failing: Option<String>,
+    errors_total: u64,
+    duration: Duration,
+}
+
+/// The connection and what was learned when it was opened.
+struct Connection {
+    client: tokio_postgres::Client,
+    version: ServerVersion,
+    dbname: String,
+}
+
+/// The poll loop's state.
+pub struct PollLoop {
+    config: Arc<Config>,
+    config_rx: watch::Receiver<Arc<Config>>,
+    slots: Vec<Slot>,
+    conn: Option<Connection>,
+    snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    baseline_tx: Option<tokio::sync::mpsc::Sender<(jiff::Timestamp, BaselineSamples)>>,
+    polls_total: u64,
+    overruns_total: u64,
+    connect_errors_total: u64,
+    last_success: Option<jiff::Timestamp>,
+    /// The reason the server is unreachable, while it is (logged once per change).
+    down: Option<String>,
+    started: jiff::Timestamp,
+}
+
+impl PollLoop {
+    pub fn new(
+        config_rx: watch::Receiver<Arc<Config>>,
+        snapshot_tx: watch::Sender<Arc<Snapshot>>,
+        baseline_tx: Option<tokio::sync::mpsc::Sender<(jiff::Timestamp, BaselineSamples)>>,
+    ) -> PollLoop {
+        let config = config_rx.borrow().clone();
+        PollLoop {
+            config,
+            config_rx,
+            slots: collect::all()
+                .into_iter()
+                .map(|collector| Slot {
+                    collector,
+                    last_run: None,
+                    last_output: None,
+                    failing: None,
+                    errors_total: 0,
+                    duration: Duration::ZERO,
+                })
+                .collect(),
+            conn: None,
+            snapshot_tx,
+            baseline_tx,
+            polls_total: 0,
+            overruns_total: 0,
+            connect_errors_total: 0,
+            last_success: None,
+            down: None,
+            started: jiff::Timestamp::now(),
+        }
+    }
+
+    /// Runs until `cancel` fires.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if self.config_rx.has_changed().unwrap_or(false) {
+                let new = self.config_rx.borrow_and_update().clone();
+                if new.postgres.conninfo != self.config.postgres.conninfo {
+                    tracing::info!("The connection settings changed; reconnecting");
+                    self.conn = None;
+                }
+                self.config = new;
+            }
+            let interval = self.config.monitor.interval;
+            let started = Instant::now();
+            if self.conn.is_none() {
+                match tokio::select! {
+                    r = self.connect() => r,
+                    () = cancel.cancelled() => return,
+                } {
+                    Ok(conn) => {
+                        backoff = Duration::from_secs(1);
+                        self.conn = Some(conn);
+                    }
+                    Err(reason) => {
+                        self.connect_errors_total += 1;
+                        self.set_down(Some(reason));
+                        self.publish(false, None, started.elapsed());
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(interval.max(Duration::from_secs(1)));
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            () = cancel.cancelled() => return,
+                        }
+                        continue;
+                    }
+                }
+            }
+            // The whole poll is bounded too (a server that stops answering mid-poll): past
+            // statement_timeout plus the connect timeout the connection is dropped.
+            let limit =
+                self.config.monitor.statement_timeout + self.config.postgres.connect_timeout;
+            let polled = tokio::select! {
+                r = tokio::time::timeout(limit, self.poll_once()) => r,
+                () = cancel.cancelled() => return,
+            };
+            let ok = match polled {
+                Ok(Ok(in_recovery)) => {
+                    self.set_down(None);
+                    Some(in_recovery)
+                }
+                Ok(Err(reason)) => {
+                    self.conn = None;
+                    self.set_down(Some(reason));
+                    None
+                }
+                Err(_) => {
+                    self.conn = None;
+                    self.set_down(Some(format!(
+                        "the poll did not finish within {}s",
+                        limit.as_secs()
+                    )));
+                    None
+                }
+            };
+            let elapsed = started.elapsed();
+            self.polls_total += 1;
+            if elapsed > interval {
+                self.overruns_total += 1;
+                tracing::warn!(
+                    took_ms = elapsed.as_millis() as u64,
+                    interval_ms = interval.as_millis() as u64,
+                    "A poll took longer than the poll interval; the next one starts now"
+                );
+            }
+            if ok.is_some() {
+                self.last_success = Some(jiff::Timestamp::now());
+            }
+            self.publish(ok.is_some(), ok, elapsed);
+            let wait = if ok.is_none() {
+                // Lost the server during the poll: reconnect soon, not a whole interval later.
+                Duration::from_secs(1)
+            } else {
+                interval.saturating_sub(elapsed)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    fn set_down(&mut self, reason: Option<String>) {
+        match (&self.down, &reason) {
+            (None, Some(r)) => {
+                tracing::error!(error = %r, "Lost the PostgreSQL server; reconnecting with backoff")
+            }
+            (Some(_), None) => tracing::info!("Connected to PostgreSQL again"),
+            _ => {}
+        }
+        self.down = reason;
+    }
+
+    async fn connect(&self) -> Result<Connection, String> {
+        let c = &self.config;
+        let target = PgTarget::new(
+            &c.postgres.conninfo,
+            SessionOptions {
+                connect_timeout: c.postgres.connect_timeout,
+                statement_timeout: c.monitor.statement_timeout,
+                lock_timeout: c.monitor.lock_timeout,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let client = target.connect().await.map_err(|e| e.to_string())?;
+        let version = ServerVersion::detect(&client)
+            .await
+            .map_err(|e| target.query_error("server version", &e).to_string())?;
+        if self.down.is_none() && self.polls_total == 0 {
+            tracing::info!(server = %target.describe(), version = %version, "Connected");
+        }
+        Ok(Connection {
+            client,
+            version,
+            dbname: target.info().dbname.clone(),
+        })
+    }
+
+    /// One poll: every due collector, concurrently on the one connection. `Err` when the
+    /// connection is gone; `Ok(in_recovery)` otherwise (collectors may still have failed).
+    async fn poll_once(&mut self) -> Result<bool, String> {
+        let Some(conn) = &self.conn else {
+            return Err("not connected".into());
+        };
+        let in_recovery: bool = conn
+            .client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| crate::pg::error_detail(&e))?
+            .get(0);
+        let monitor = &self.config.monitor;
+        let ctx = Ctx {
+            client: &conn.client,
+            version: &conn.version,
+            in_recovery,
+            dbname: &conn.dbname,
+            config: monitor,
+            now: jiff::Timestamp::now(),
+        };
+        let now = Instant::now();
+        let due: Vec<bool> = self
+            .slots
+            .iter()
+            .map(|s| match (s.collector.interval(monitor), s.last_run) {
+                (Some(every), Some(last)) => now.duration_since(last) >= every,
+                _ => true,
+            })
+            .collect();
+        let runs = self
+            .slots
+            .iter_mut()
+            .zip(&due)
+            .filter(|(_, due)| **due)
+            .map(|(slot, _)| {
+                let ctx = &ctx;
+                async move {
+                    let t = Instant::now();
+                    let result = slot.collector.collect(ctx).await;
+                    (slot, result, t.elapsed())
+                }
+            });
+        let results = futures_util::future::join_all(runs).await;
+        let mut lost = None;
+        for (slot, result, took) in results {
+            slot.last_run = Some(now);
+            slot.duration = took;
+            let name = slot.collector.name();
+            match result {
+                Ok(out) => {
+                    if slot.failing.take().is_some() {
+                        tracing::info!(collector = name, "Collector recovered");
+                    }
+                    slot.last_output = Some(out);
+                }
+                Err(e) => {
+                    slot.errors_total += 1;
+                    slot.last_output = None;
+                    if matches!(e, collect::CollectError::Connection(_)) {
+                        lost = Some(e.to_string());
+                    }
+                    let msg = e.to_string();
+                    if slot.failing.is_none() {
+                        tracing::warn!(collector = name, error = %msg, "Collector failed; the others go on");
+                    }
+                    slot.failing = Some(msg);
+                }
+            }
+        }
+        if let Some(reason) = lost.or_else(|| {
+            conn.client
+                .is_closed()
+                .then(|| "connection closed".to_string())
+        }) {
+            return Err(reason);
+        }
+        Ok(in_recovery)
+    }
+
+    /// Renders and publishes this poll's snapshot; hands baseline samples to the learner.
+    fn publish(&mut self, up: bool, in_recovery: Option<bool>, took: Duration) {
+        let now = jiff::Timestamp::now();
+        let mut families: Vec<Family> = Vec::new();
+        families.push(
+            Family::gauge(
+                "pg_up",
+                "Whether the last poll reached the PostgreSQL server (1) or not (0).",
+            )
+            .with(&[], if up { 1.0 } else { 0.0 }),
+        );
+        let mut baseline = Vec::new();
+        let mut sections = BTreeMap::new();
+        if up {
+            for slot in &self.slots {
+                if let Some(out) = &slot.last_output {
+                    for f in &out.families {
+                        if f.baseline {
+                            for s in &f.samples {
+                                if s.value.is_finite() {
+                                    baseline.push((f.series_key(s), s.value));
+                                }
+                            }
+                        }
+                    }
+                    families.extend(out.families.iter().cloned());
+                    if let Some(status) = &out.status {
+                        sections.insert(slot.collector.name(), status.clone());
+                    }
+                }
+            }
+        }
+        families.extend(self.own_metrics(took));
+        let text = collect::metrics::render(&families);
+        let collectors = self
+            .slots
+            .iter()
+            .map(|s| {
+                (
+                    s.collector.name(),
+                    CollectorStatus {
+                        ok: s.failing.is_none() && s.last_run.is_some(),
+                        error: s.failing.clone(),
+                        errors_total: s.errors_total,
+                        duration_seconds: s.duration.as_secs_f64(),
+                    },
+                )
+            })
+            .collect();
+        let version = self.conn.as_ref().map(|c| c.version.text.clone());
+        let snapshot = Snapshot {
+            metrics: text,
+            pg_up: up,
+            down_reason: self.down.clone(),
+            in_recovery,
+            server_version: version,
+            last_poll: Some(now),
+            last_success: self.last_success,
+            interval: self.config.monitor.interval,
+            collectors,
+            sections,
+            started: self.started,
+        };
+        self.snapshot_tx.send_replace(Arc::new(snapshot));
+        if up
+            && !baseline.is_empty()
+            && let Some(tx) = &self.baseline_tx
+        {
+            // A learner that falls behind drops samples rather than slowing the poll.
+            let _ = tx.try_send((now, baseline));
+        }
+    }
+
+    fn own_metrics(&self, took: Duration) -> Vec<Family> {
+        let mut errors = Family::counter(
+            "dbagent_collector_errors_total",
+            "Collections that failed, by collector (each failure is logged once per state change).",
+        );
+        let mut up = Family::gauge(
+            "dbagent_collector_up",
+            "Whether the collector's last run succeeded (1) or failed (0).",
+        );
+        let mut durations = Family::gauge(
+            "dbagent_collector_duration_seconds",
+            "How long the collector's last run took.",
+        );
+        for s in &self.slots {
+            let name = s.collector.name();
+            errors.push(&[("collector", name)], s.errors_total as f64);
+            if s.last_run.is_some() {
+                up.push(
+                    &[("collector", name)],
+                    if s.failing.is_none() { 1.0 } else { 0.0 },
+                );
+                durations.push(&[("collector", name)], s.duration.as_secs_f64());
+            }
+        }
+        let mut out = vec![
+            errors,
+            up,
+            durations,
+            Family::gauge(
+                "dbagent_poll_duration_seconds",
+                "How long the last poll took (all collectors, concurrently).",
+            )
+            .with(&[], took.as_secs_f64()),
+            Family::gauge(
+                "dbagent_poll_interval_seconds",
+                "The configured poll interval (monitor.interval).",
+            )
+            .with(&[], self.config.monitor.interval.as_secs_f64()),
+            Family::counter("dbagent_polls_total", "Polls run since the agent started.")
+                .with(&[], self.polls_total as f64),
+            Family::counter(
+                "dbagent_poll_overruns_total",
+                "Polls that took longer than the poll interval.",
+            )
+            .with(&[], self.overruns_total as f64),
+            Family::counter(
+                "dbagent_connect_errors_total",
+                "Failed attempts to connect to the PostgreSQL server.",
+            )
+            .with(&[], self.connect_errors_total as f64),
+            Family::gauge(
+                "dbagent_start_time_seconds",
+                "When the agent started, as a Unix timestamp.",
+            )
+            .with(&[], self.started.as_second() as f64),
+            Family::gauge(
+                "dbagent_build_info",
+                "Always 1; the version label is the dbagent version.",
+            )
+            .with(&[("version", env!("CARGO_PKG_VERSION"))], 1.0),
+        ];
+        if let Some(t) = self.last_success {
+            out.push(
+                Family::gauge(
+                    "dbagent_last_poll_success_timestamp_seconds",
+                    "When the last successful poll ended, as a Unix timestamp.",
+                )
+                .with(&[], t.as_millisecond() as f64 / 1000.0),
+            );
+        }
+        out
+    }
+}

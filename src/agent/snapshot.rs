@@ -1,0 +1,76 @@
+//! What the last poll saw, published once per poll and read by every HTTP request: the
+//! rendered /metrics text, readiness and the JSON of /api/v1/status. Requests never touch the
+//! database; they read the newest snapshot.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The state of one collector after the last poll.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectorStatus {
+    pub ok: bool,
+    pub error: Option<String>,
+    pub errors_total: u64,
+    pub duration_seconds: f64,
+}
+
+/// One poll's result.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Prometheus text exposition of every family of the poll.
+    pub metrics: String,
+    pub pg_up: bool,
+    /// Why the server is unreachable, while it is.
+    pub down_reason: Option<String>,
+    pub in_recovery: Option<bool>,
+    pub server_version: Option<String>,
+    pub last_poll: Option<jiff::Timestamp>,
+    pub last_success: Option<jiff::Timestamp>,
+    pub interval: Duration,
+    pub collectors: BTreeMap<&'static str, CollectorStatus>,
+    /// Sections collectors add to /api/v1/status (e.g. `statements`: the top queries with text).
+    pub sections: BTreeMap<&'static str, serde_json::Value>,
+    pub started: jiff::Timestamp,
+}
+
+impl Snapshot {
+    /// Before the first poll.
+    pub fn starting(interval: Duration) -> Snapshot {
+        Snapshot {
+            metrics: String::new(),
+            pg_up: false,
+            down_reason: Some("the first poll has not finished yet".into()),
+            in_recovery: None,
+            server_version: None,
+            last_poll: None,
+            last_success: None,
+            interval,
+            collectors: BTreeMap::new(),
+            sections: BTreeMap::new(),
+            started: jiff::Timestamp::now(),
+        }
+    }
+
+    /// Ready: the last poll reached the server, and it is recent (within three intervals).
+    pub fn ready(&self, now: jiff::Timestamp) -> Result<(), String> {
+        if !self.pg_up {
+            return Err(self
+                .down_reason
+                .clone()
+                .unwrap_or_else(|| "PostgreSQL is not reachable".into()));
+        }
+        let Some(last) = self.last_success else {
+            return Err("no successful poll yet".into());
+        };
+        let age = (now - last).total(jiff::Unit::Second).unwrap_or(0.0);
+        let limit = (self.interval.as_secs_f64() * 3.0).max(30.0);
+        if age > limit {
+            return Err(format!(
+                "the last successful poll was {age:.0}s ago (more than {limit:.0}s)"
+            ));
+        }
+        Ok(())
+    }
+}

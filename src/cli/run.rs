@@ -1,0 +1,44 @@
+//! `dbagent run`: the sidecar (poll, serve /metrics, and later alert and schedule). Logic in
+//! `crate::agent`; this file is the command's flags and its exit code.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{Cli, print_error};
+
+/// `dbagent run` flags.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Runs until SIGTERM or Ctrl-C (exit 0). SIGHUP re-reads the configuration file; a file that
+does not load is rejected with an error line and the running configuration is kept.
+Exit 1 when it cannot start (bad configuration, the listen address in use, unreadable TLS files).")]
+pub struct RunArgs {
+    /// Listen on this address instead of http.listen (e.g. 127.0.0.1:0 for a free port)
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
+    let result = (|| -> anyhow::Result<()> {
+        let mut config = cli.load_config()?;
+        if let Some(listen) = args.listen {
+            config.http.listen = listen;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("dbagent")
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+        rt.block_on(crate::agent::run(cli.config_path(), config))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            print_error(&e);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! `dbagent run` against real clusters: a real Prometheus scrapes it and promtool accepts its
+//! output; the server going away and coming back; a failing collector that does not take the
+//! others down; SIGHUP reload (a bad file is rejected); SIGTERM; auth and TLS on the endpoint;
+//! and a poll over 10,000 tables that fits in its interval.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::pg_test;
+use crate::support::cluster::{Cluster, ClusterOptions, PgVersion};
+use crate::support::dbagent::Agent;
+use crate::support::sidecar::{Prometheus, Sidecar, get, promtool_check, sample};
+
+/// An agent polling `pg` every second, with `extra` YAML appended.
+fn agent_for(pg: &Cluster, extra: &str) -> Agent {
+    Agent::with_yaml(&format!(
+        "postgres:\n  conninfo: \"{}\"\n  connect_timeout: 2s\nrepository:\n  path: REPO\nstate_dir: STATE\nmonitor:\n  interval: 1s\n{extra}",
+        pg.conninfo()
+    ))
+}
+
+fn up(metrics: &str) -> bool {
+    sample(metrics, "pg_up") == Some(1.0)
+}
+
+pg_test!(
+    prometheus_scrapes_run_and_promtool_accepts_the_metrics,
+    |v| {
+        let pg = Cluster::start(
+            v,
+            ClusterOptions {
+                archive_mode: true,
+                archive_command: Some("/bin/true".into()),
+                ..ClusterOptions::default()
+            },
+        );
+        pg.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g");
+        let agent = agent_for(&pg, "");
+        let sidecar = Sidecar::start(&agent);
+        // Two polls, so that interval-based signals (deltas) are present too.
+        let metrics = sidecar.wait_metrics("two successful polls", Duration::from_secs(30), |m| {
+            up(m) && sample(m, "dbagent_polls_total").unwrap_or(0.0) >= 2.0
+        });
+        let (ok, out) = promtool_check(&metrics);
+        assert!(
+            ok && out.trim().is_empty(),
+            "promtool check metrics:\n{out}\n---\n{metrics}"
+        );
+        assert!(metrics.contains("# HELP pg_up "), "{metrics}");
+
+        let addr = sidecar.base.trim_start_matches("http://").to_string();
+        let prom = Prometheus::scrape(&addr);
+        prom.wait_for("up{job=\"dbagent\"}", Duration::from_secs(60), |v| v == 1.0);
+        prom.wait_for("pg_up{job=\"dbagent\"}", Duration::from_secs(30), |v| {
+            v == 1.0
+        });
+        prom.wait_for(
+            "pg_stat_archiver_failed_total{job=\"dbagent\"}",
+            Duration::from_secs(30),
+            |v| v == 0.0,
+        );
+
+        // /healthz, /readyz and the status JSON.
+        assert_eq!(sidecar.get("/healthz").0, 200);
+        assert_eq!(
+            sidecar.get("/readyz").0,
+            200,
+            "{}",
+            sidecar.get("/readyz").1
+        );
+        let (status, body) = sidecar.get("/api/v1/status");
+        assert_eq!(status, 200);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["pg_up"], true, "{json}");
+        assert_eq!(json["ready"], true, "{json}");
+        assert_eq!(json["collectors"]["archiver"]["ok"], true, "{json}");
+        assert!(
+            json["server_version"]
+                .as_str()
+                .unwrap()
+                .starts_with(&v.major().to_string())
+        );
+    }
+);
+
+pg_test!(
+    killing_the_server_fails_readyz_and_the_agent_recovers,
+    |v| {
+        let mut pg = Cluster::start(v, ClusterOptions::default());
+        let agent = agent_for(&pg, "");
+        let mut sidecar = Sidecar::start(&agent);
+        sidecar.wait_metrics("pg_up 1", Duration::from_secs(30), up);
+        assert_eq!(sidecar.get("/readyz").0, 200);
+
+        pg.stop();
+        sidecar.wait_metrics("pg_up 0", Duration::from_secs(30), |m| {
+            sample(m, "pg_up") == Some(0.0)
+        });
+        let (status, body) = sidecar.get("/readyz");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.starts_with("not ready: "), "{body}");
+        assert_eq!(sidecar.get("/healthz").0, 200);
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            sidecar.alive(),
+            "dbagent run exited; log:\n{}",
+            sidecar.log()
+        );
+        let m = sidecar.metrics();
+        assert!(
+            sample(&m, "dbagent_connect_errors_total").unwrap() >= 1.0,
+            "{m}"
+        );
+
+        pg.start_again();
+        sidecar.wait_metrics("pg_up 1 again", Duration::from_secs(60), up);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sidecar.get("/readyz").0 != 200 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "readyz never recovered"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // One line when the server went away, one when it came back; not one per poll.
+        let log = sidecar.log();
+        assert_eq!(
+            log.matches("Lost the PostgreSQL server").count(),
+            1,
+            "{log}"
+        );
+        assert_eq!(
+            log.matches("Connected to PostgreSQL again").count(),
+            1,
+            "{log}"
+        );
+    }
+);
+
+#[test]
+fn a_failing_collector_is_counted_and_logged_once_and_the_others_go_on() {
+    let pg = Cluster::start(PgVersion::V15, ClusterOptions::default());
+    pg.psql("CREATE ROLE watcher LOGIN PASSWORD 'pw'");
+    pg.psql("REVOKE SELECT ON pg_stat_archiver FROM PUBLIC");
+    let agent = Agent::with_yaml(&format!(
+        "postgres:\n  conninfo: \"{}\"\nrepository:\n  path: REPO\nstate_dir: STATE\nmonitor:\n  interval: 1s\n",
+        pg.conninfo_as("watcher", "pw")
+    ));
+    let sidecar = Sidecar::start(&agent);
+    let m = sidecar.wait_metrics("three archiver failures", Duration::from_secs(30), |m| {
+        sample(m, "dbagent_collector_errors_total{collector=\"archiver\"}").unwrap_or(0.0) >= 3.0
+    });
+    assert!(up(&m), "{m}");
+    assert_eq!(
+        sample(&m, "dbagent_collector_up{collector=\"archiver\"}"),
+        Some(0.0)
+    );
+    let log = sidecar.log();
+    assert_eq!(log.matches("Collector failed").count(), 1, "{log}");
+    assert!(log.contains("pg_stat_archiver"), "{log}");
+    let (_, body) = sidecar.get("/api/v1/status");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["collectors"]["archiver"]["ok"], false, "{json}");
+
+    pg.psql("GRANT SELECT ON pg_stat_archiver TO PUBLIC");
+    sidecar.wait_metrics("archiver recovered", Duration::from_secs(30), |m| {
+        sample(m, "dbagent_collector_up{collector=\"archiver\"}") == Some(1.0)
+    });
+    assert_eq!(sidecar.log().matches("Collector recovered").count(), 1);
+}
+
+#[test]
+fn sighup_reloads_the_config_and_rejects_a_bad_file() {
+    let pg = Cluster::start(PgVersion::V15, ClusterOptions::default());
+    let agent = agent_for(&pg, "");
+    let mut sidecar = Sidecar::start(&agent);
+    sidecar.wait_metrics("pg_up", Duration::from_secs(30), up);
+    let good = std::fs::read_to_string(agent.config_path()).unwrap();
+
+    agent.set_yaml(&good.replace("interval: 1s", "interval: 2s"));
+    sidecar.signal(Signal::SIGHUP);
+    sidecar.wait_metrics("interval 2s", Duration::from_secs(30), |m| {
+        sample(m, "dbagent_poll_interval_seconds") == Some(2.0)
+    });
+
+    std::fs::write(agent.config_path(), "postgres:\n  conninfo: [unclosed\n").unwrap();
+    sidecar.signal(Signal::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sidecar.log().contains("the configuration was rejected") {
+        assert!(std::time::Instant::now() < deadline, "{}", sidecar.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(sidecar.alive());
+    let m = sidecar.metrics();
+    assert_eq!(sample(&m, "dbagent_poll_interval_seconds"), Some(2.0));
+    assert!(up(&m), "{m}");
+
+    let status = sidecar
+        .terminate(Duration::from_secs(10))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", sidecar.log());
+}
+
+#[test]
+fn bearer_token_and_tls_protect_the_endpoint_but_not_healthz() {
+    let pg = Cluster::start(PgVersion::V15, ClusterOptions::default());
+    let scratch = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::support::sidecar::self_signed_cert(scratch.path());
+    let mut agent = agent_for(
+        &pg,
+        &format!(
+            "http:\n  bearer_token: ${{TEST_DBAGENT_TOKEN}}\n  tls:\n    cert: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    agent.env("TEST_DBAGENT_TOKEN", "tok-123");
+    let sidecar = Sidecar::start(&agent);
+    assert!(sidecar.base.starts_with("https://"), "{}", sidecar.base);
+    let client = https_client(&cert);
+    let get = |path: &str, auth: Option<&str>| {
+        let mut req = client.get(format!("{}{path}", sidecar.base));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.send().expect("https request");
+        (resp.status().as_u16(), resp.text().unwrap_or_default())
+    };
+    assert_eq!(get("/healthz", None).0, 200);
+    assert_eq!(get("/metrics", None).0, 401);
+    assert_eq!(get("/metrics", Some("Bearer wrong")).0, 401);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get("/metrics", Some("Bearer tok-123"));
+        assert_eq!(status, 200, "{body}");
+        if up(&body) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Plain HTTP on the TLS port does not get the metrics, and the token is never logged.
+    let plain = get_plain(&sidecar.base.replace("https://", "http://"));
+    assert_ne!(plain.0, 200);
+    assert!(!sidecar.log().contains("tok-123"));
+}
+
+fn https_client(cert: &std::path::Path) -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(cert).unwrap();
+    reqwest::blocking::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn get_plain(base: &str) -> (u16, String) {
+    get(&format!("{base}/metrics"), None)
+}
+
+#[test]
+fn run_refuses_to_start_on_a_busy_port_with_one_line() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let agent = Agent::new("host=127.0.0.1 port=1");
+    let run = agent.run(&["run", "--listen", &format!("127.0.0.1:{port}")]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("dbagent: error: cannot listen on 127.0.0.1:")
+            && last.contains("http.listen"),
+        "{}",
+        run.stderr
+    );
+}
+
+pg_test!(a_poll_over_10000_tables_fits_in_its_interval, |v| {
+    let pg = Cluster::start(
+        v,
+        ClusterOptions {
+            pg_stat_statements: true,
+            ..ClusterOptions::default()
+        },
+    );
+    pg.psql(
+        "DO $$ BEGIN FOR i IN 1..10000 LOOP \
+           EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v text)', i); \
+           IF i % 500 = 0 THEN COMMIT; END IF; \
+         END LOOP; END $$",
+    );
+    pg.psql("ANALYZE");
+    let agent = agent_for(&pg, "");
+    agent.set_yaml(&agent.yaml().replace("interval: 1s", "interval: 15s"));
+    let sidecar = Sidecar::start(&agent);
+    let m = sidecar.wait_metrics("a successful poll", Duration::from_secs(60), |m| {
+        up(m) && sample(m, "dbagent_polls_total").unwrap_or(0.0) >= 1.0
+    });
+    let took = sample(&m, "dbagent_poll_duration_seconds").unwrap();
+    assert!(took < 15.0, "a poll over 10,000 tables took {took}s");
+    assert_eq!(sample(&m, "dbagent_poll_overruns_total"), Some(0.0));
+    // Every collector ran and none failed.
+    for line in m.lines().filter(|l| l.starts_with("dbagent_collector_up{")) {
+        assert!(line.ends_with(" 1"), "{line}\n{}", sidecar.log());
+    }
+});
