@@ -8,6 +8,8 @@ mod backups_cmd;
 mod check;
 mod cluster_kit;
 mod collect_archiver;
+mod collect_connections;
+mod collect_locks;
 mod config_cmd;
 mod connection;
 mod wal;

@@ -7,3 +7,4 @@ pub mod cluster;
 pub mod collect;
 pub mod dbagent;
 pub mod restore;
+pub mod sessions;
