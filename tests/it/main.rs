@@ -7,6 +7,7 @@ mod backup;
 mod backups_cmd;
 mod check;
 mod cluster_kit;
+mod collect_all;
 mod collect_archiver;
 mod collect_checkpoints;
 mod collect_databases;
