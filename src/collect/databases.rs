@@ -261,10 +261,8 @@ impl Collector for Databases {
                 "Share of block requests served from the buffer cache since the previous poll (blks_hit / (blks_hit + blks_read)).",
             )
             .with_baseline();
-            let mut size = Family::gauge(
-                "pg_database_size_bytes",
-                "Disk space used by the database.",
-            );
+            let mut size =
+                Family::gauge("pg_database_size_bytes", "Disk space used by the database.");
             let mut seen = HashMap::with_capacity(rows.len());
             for row in &rows {
                 let datname: String = row.get(0);

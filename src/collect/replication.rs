@@ -90,7 +90,10 @@ impl Collector for Replication {
             for r in &rows {
                 let app: String = r.get(0);
                 let addr: String = r.get(1);
-                let labels = [("application_name", app.as_str()), ("client_addr", addr.as_str())];
+                let labels = [
+                    ("application_name", app.as_str()),
+                    ("client_addr", addr.as_str()),
+                ];
                 if let Some(v) = r.get::<_, Option<f64>>(2) {
                     bytes.push(&labels, v.max(0.0));
                 }

@@ -60,36 +60,42 @@ fn promtool(text: &str) -> String {
     complaints
 }
 
-pg_test!(collect_all_output_passes_promtool_on_primary_and_standby, |v| {
-    let primary = Cluster::start(
-        v,
-        ClusterOptions {
-            archive_mode: true,
-            archive_command: Some("/bin/true".into()),
-            ..ClusterOptions::default()
-        },
-    );
-    primary.psql(
-        "CREATE TABLE a AS SELECT generate_series(1, 1000) AS id; \
+pg_test!(
+    collect_all_output_passes_promtool_on_primary_and_standby,
+    |v| {
+        let primary = Cluster::start(
+            v,
+            ClusterOptions {
+                archive_mode: true,
+                archive_command: Some("/bin/true".into()),
+                ..ClusterOptions::default()
+            },
+        );
+        primary.psql(
+            "CREATE TABLE a AS SELECT generate_series(1, 1000) AS id; \
          CREATE TABLE b AS SELECT generate_series(1, 1000) AS id; \
          DELETE FROM a WHERE id < 100; CHECKPOINT; SELECT pg_switch_wal()",
-    );
-    let replica = primary.start_replica();
-    for pg in [&primary, &replica] {
-        let mut poller = Poller::new(pg);
-        poller.config.top_tables = 1;
-        let text = render_all(&poller);
-        for name in [
-            "dbagent_connections_exhaustion_ratio",
-            "pg_stat_database_blks_hit_total",
-            "pg_stat_user_tables_n_dead_tup",
-            "dbagent_locks_held",
-            "pg_replication_is_replica",
-            "pg_stat_bgwriter_checkpoints_req_total",
-        ] {
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
+        );
+        let replica = primary.start_replica();
+        for pg in [&primary, &replica] {
+            let mut poller = Poller::new(pg);
+            poller.config.top_tables = 1;
+            let text = render_all(&poller);
+            for name in [
+                "dbagent_connections_exhaustion_ratio",
+                "pg_stat_database_blks_hit_total",
+                "pg_stat_user_tables_n_dead_tup",
+                "dbagent_locks_held",
+                "pg_replication_is_replica",
+                "pg_stat_bgwriter_checkpoints_req_total",
+            ] {
+                assert!(
+                    text.contains(&format!("# TYPE {name} ")),
+                    "{name} missing:\n{text}"
+                );
+            }
+            let complaints = promtool(&text);
+            assert!(complaints.is_empty(), "{complaints}\n{text}");
         }
-        let complaints = promtool(&text);
-        assert!(complaints.is_empty(), "{complaints}\n{text}");
     }
-});
+);

@@ -18,13 +18,30 @@ pg_test!(checkpoints_counters_increase_after_checkpoint, |v| {
     let before = value(&out, REQUESTED, &[]).unwrap();
     let written_before = value(&out, "pg_stat_bgwriter_buffers_checkpoint_total", &[]).unwrap();
     assert!(value(&out, "pg_stat_bgwriter_checkpoints_timed_total", &[]).is_some());
-    assert!(value(&out, "pg_stat_bgwriter_checkpoint_write_time_seconds_total", &[]).unwrap() >= 0.0);
+    assert!(
+        value(
+            &out,
+            "pg_stat_bgwriter_checkpoint_write_time_seconds_total",
+            &[]
+        )
+        .unwrap()
+            >= 0.0
+    );
     assert!(value(&out, "pg_stat_bgwriter_buffers_alloc_total", &[]).is_some());
     // Version-specific columns appear only where the server has them.
     let v18 = v == PgVersion::V18;
-    assert_eq!(family(&out, "pg_stat_checkpointer_num_done_total").is_some(), v18);
-    assert_eq!(family(&out, "pg_stat_checkpointer_restartpoints_done_total").is_some(), v18);
-    assert_eq!(family(&out, "pg_stat_bgwriter_buffers_backend_total").is_some(), !v18);
+    assert_eq!(
+        family(&out, "pg_stat_checkpointer_num_done_total").is_some(),
+        v18
+    );
+    assert_eq!(
+        family(&out, "pg_stat_checkpointer_restartpoints_done_total").is_some(),
+        v18
+    );
+    assert_eq!(
+        family(&out, "pg_stat_bgwriter_buffers_backend_total").is_some(),
+        !v18
+    );
 
     pg.psql("CREATE TABLE t AS SELECT generate_series(1, 10000) AS id; CHECKPOINT");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -36,5 +53,7 @@ pg_test!(checkpoints_counters_increase_after_checkpoint, |v| {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(value(&out, REQUESTED, &[]).unwrap() > before);
-    assert!(value(&out, "pg_stat_bgwriter_buffers_checkpoint_total", &[]).unwrap() > written_before);
+    assert!(
+        value(&out, "pg_stat_bgwriter_buffers_checkpoint_total", &[]).unwrap() > written_before
+    );
 });

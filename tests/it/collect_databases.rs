@@ -25,10 +25,40 @@ pg_test!(databases_cache_hit_ratio_comes_from_interval_deltas, |v| {
     let out = poller.run(&mut collector).expect("collect");
     assert_eq!(family(&out, RATIO).map(|f| f.samples.len()), Some(0));
     assert!(value(&out, "pg_database_size_bytes", &[("datname", "postgres")]).unwrap() > 1e6);
-    assert!(value(&out, "pg_stat_database_xact_commit_total", &[("datname", "postgres")]).unwrap() > 0.0);
-    assert!(value(&out, "pg_stat_database_numbackends", &[("datname", "postgres")]).unwrap() >= 1.0);
-    assert!(value(&out, "pg_stat_database_blks_hit_total", &[("datname", "postgres")]).is_some());
-    assert!(value(&out, "pg_stat_database_blks_hit_total", &[("datname", "template1")]).is_none());
+    assert!(
+        value(
+            &out,
+            "pg_stat_database_xact_commit_total",
+            &[("datname", "postgres")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(
+        value(
+            &out,
+            "pg_stat_database_numbackends",
+            &[("datname", "postgres")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        value(
+            &out,
+            "pg_stat_database_blks_hit_total",
+            &[("datname", "postgres")]
+        )
+        .is_some()
+    );
+    assert!(
+        value(
+            &out,
+            "pg_stat_database_blks_hit_total",
+            &[("datname", "template1")]
+        )
+        .is_none()
+    );
     assert!(value(&out, "pg_database_size_bytes", &[("datname", "template0")]).is_none());
 
     // Reads between two polls give a ratio in [0, 1] (statistics reach the view within

@@ -16,10 +16,20 @@ pg_test!(locks_blocked_session_shows_with_its_wait, |v| {
     pg.psql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
     let poller = Poller::new(&pg);
     let out = poller.run(&mut Locks).expect("collect");
-    assert_eq!(value(&out, "dbagent_locks_blocked_sessions", &[]), Some(0.0));
-    assert_eq!(value(&out, "dbagent_locks_longest_wait_seconds", &[]), Some(0.0));
     assert_eq!(
-        value(&out, "dbagent_locks_awaited", &[("mode", "AccessShareLock")]),
+        value(&out, "dbagent_locks_blocked_sessions", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&out, "dbagent_locks_longest_wait_seconds", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            "dbagent_locks_awaited",
+            &[("mode", "AccessShareLock")]
+        ),
         Some(0.0)
     );
 
@@ -35,18 +45,39 @@ pg_test!(locks_blocked_session_shows_with_its_wait, |v| {
         &[],
     ) != Some(1.0)
     {
-        assert!(Instant::now() < deadline, "the waiter never showed as blocked");
+        assert!(
+            Instant::now() < deadline,
+            "the waiter never showed as blocked"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1200));
     let out = poller.run(&mut Locks).expect("collect");
-    assert_eq!(value(&out, "dbagent_locks_blocked_sessions", &[]), Some(1.0));
-    assert_eq!(value(&out, "dbagent_locks_blocking_sessions", &[]), Some(1.0));
+    assert_eq!(
+        value(&out, "dbagent_locks_blocked_sessions", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&out, "dbagent_locks_blocking_sessions", &[]),
+        Some(1.0)
+    );
     let wait = value(&out, "dbagent_locks_longest_wait_seconds", &[]).unwrap();
     assert!((1.0..60.0).contains(&wait), "{wait}");
-    assert!(value(&out, "dbagent_locks_held", &[("mode", "AccessExclusiveLock")]).unwrap() >= 1.0);
+    assert!(
+        value(
+            &out,
+            "dbagent_locks_held",
+            &[("mode", "AccessExclusiveLock")]
+        )
+        .unwrap()
+            >= 1.0
+    );
     assert_eq!(
-        value(&out, "dbagent_locks_awaited", &[("mode", "AccessShareLock")]),
+        value(
+            &out,
+            "dbagent_locks_awaited",
+            &[("mode", "AccessShareLock")]
+        ),
         Some(1.0)
     );
     let out = poller.run(&mut Connections).expect("collect");
@@ -58,6 +89,12 @@ pg_test!(locks_blocked_session_shows_with_its_wait, |v| {
     sessions.execute(holder, "ROLLBACK");
     assert!(sessions.finished(blocked, Duration::from_secs(20)));
     let out = poller.run(&mut Locks).expect("collect");
-    assert_eq!(value(&out, "dbagent_locks_blocked_sessions", &[]), Some(0.0));
-    assert_eq!(value(&out, "dbagent_locks_longest_wait_seconds", &[]), Some(0.0));
+    assert_eq!(
+        value(&out, "dbagent_locks_blocked_sessions", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&out, "dbagent_locks_longest_wait_seconds", &[]),
+        Some(0.0)
+    );
 });
