@@ -160,3 +160,20 @@ impl Collector for Connections {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_connections_only_from_16() {
+        assert!(
+            !settings_sql(&ServerVersion::from_num(150000, "15.0"))
+                .contains("'reserved_connections'")
+        );
+        assert!(
+            settings_sql(&ServerVersion::from_num(160000, "16.0"))
+                .contains("'reserved_connections'")
+        );
+    }
+}

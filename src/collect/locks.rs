@@ -120,3 +120,14 @@ impl Collector for Locks {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_wait_start_comes_from_pg_locks_from_14() {
+        assert!(waits_sql(&ServerVersion::from_num(130000, "13.0")).contains("min(query_start)"));
+        assert!(waits_sql(&ServerVersion::from_num(140000, "14.0")).contains("min(waitstart)"));
+    }
+}

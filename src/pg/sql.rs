@@ -150,4 +150,29 @@ mod tests {
                 .contains("pg_stat_checkpointer")
         );
     }
+
+    #[test]
+    fn checkpointer_counters_follow_the_views_of_each_version() {
+        let at = |num: u32| checkpointer_counters(&ServerVersion::from_num(num, "x"));
+        for num in [130000, 160000] {
+            assert!(at(num).contains("FROM pg_stat_bgwriter"));
+            assert!(!at(num).contains("pg_stat_checkpointer"));
+        }
+        assert!(at(170000).contains("pg_stat_checkpointer") && !at(170000).contains("num_done"));
+        assert!(at(180000).contains("c.num_done"));
+        // Every version names the same columns, so the collector reads them by name.
+        for num in [130000, 170000, 180000] {
+            for column in [
+                "AS timed,",
+                "AS requested,",
+                "AS done,",
+                "AS restartpoints_done,",
+                "AS write_time_ms,",
+                "AS buffers_backend,",
+                "AS buffers_alloc ",
+            ] {
+                assert!(at(num).contains(column), "{num}: {column}");
+            }
+        }
+    }
 }
