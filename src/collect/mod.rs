@@ -12,7 +12,13 @@
 //! - it never scans table data: statistics views and planner statistics only.
 
 pub mod archiver;
+pub mod checkpoints;
+pub mod connections;
+pub mod databases;
+pub mod locks;
 pub mod metrics;
+pub mod replication;
+pub mod vacuum;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -100,5 +106,13 @@ pub trait Collector: Send + Sync {
 
 /// Every collector, in the order their metrics appear on /metrics.
 pub fn all() -> Vec<Box<dyn Collector>> {
-    vec![Box::new(archiver::Archiver)]
+    vec![
+        Box::new(connections::Connections),
+        Box::new(databases::Databases::default()),
+        Box::new(locks::Locks),
+        Box::new(vacuum::Vacuum),
+        Box::new(replication::Replication),
+        Box::new(checkpoints::Checkpoints),
+        Box::new(archiver::Archiver),
+    ]
 }

@@ -62,6 +62,53 @@ pub fn checkpoint_stats(v: &ServerVersion) -> &'static str {
     }
 }
 
+/// Checkpointer and background writer counters, one row, every column float8 and named, NULL
+/// where this version does not have it: `timed`, `requested`, `done` (18+), `restartpoints_timed`,
+/// `restartpoints_requested`, `restartpoints_done` (17+), `write_time_ms`, `sync_time_ms`,
+/// `buffers_checkpoint`, `buffers_clean`, `maxwritten_clean`, `buffers_backend`,
+/// `buffers_backend_fsync` (before 17), `buffers_alloc`. PostgreSQL 17 moved the checkpoint
+/// counters to pg_stat_checkpointer and dropped the backend ones (now in pg_stat_io).
+pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
+    match v.major() {
+        18.. => {
+            "SELECT c.num_timed::float8 AS timed, c.num_requested::float8 AS requested, \
+             c.num_done::float8 AS done, c.restartpoints_timed::float8 AS restartpoints_timed, \
+             c.restartpoints_req::float8 AS restartpoints_requested, \
+             c.restartpoints_done::float8 AS restartpoints_done, \
+             c.write_time::float8 AS write_time_ms, c.sync_time::float8 AS sync_time_ms, \
+             c.buffers_written::float8 AS buffers_checkpoint, \
+             b.buffers_clean::float8 AS buffers_clean, b.maxwritten_clean::float8 AS maxwritten_clean, \
+             NULL::float8 AS buffers_backend, NULL::float8 AS buffers_backend_fsync, \
+             b.buffers_alloc::float8 AS buffers_alloc \
+             FROM pg_stat_checkpointer c, pg_stat_bgwriter b"
+        }
+        17 => {
+            "SELECT c.num_timed::float8 AS timed, c.num_requested::float8 AS requested, \
+             NULL::float8 AS done, c.restartpoints_timed::float8 AS restartpoints_timed, \
+             c.restartpoints_req::float8 AS restartpoints_requested, \
+             c.restartpoints_done::float8 AS restartpoints_done, \
+             c.write_time::float8 AS write_time_ms, c.sync_time::float8 AS sync_time_ms, \
+             c.buffers_written::float8 AS buffers_checkpoint, \
+             b.buffers_clean::float8 AS buffers_clean, b.maxwritten_clean::float8 AS maxwritten_clean, \
+             NULL::float8 AS buffers_backend, NULL::float8 AS buffers_backend_fsync, \
+             b.buffers_alloc::float8 AS buffers_alloc \
+             FROM pg_stat_checkpointer c, pg_stat_bgwriter b"
+        }
+        _ => {
+            "SELECT checkpoints_timed::float8 AS timed, checkpoints_req::float8 AS requested, \
+             NULL::float8 AS done, NULL::float8 AS restartpoints_timed, \
+             NULL::float8 AS restartpoints_requested, NULL::float8 AS restartpoints_done, \
+             checkpoint_write_time::float8 AS write_time_ms, \
+             checkpoint_sync_time::float8 AS sync_time_ms, \
+             buffers_checkpoint::float8 AS buffers_checkpoint, buffers_clean::float8 AS buffers_clean, \
+             maxwritten_clean::float8 AS maxwritten_clean, buffers_backend::float8 AS buffers_backend, \
+             buffers_backend_fsync::float8 AS buffers_backend_fsync, \
+             buffers_alloc::float8 AS buffers_alloc \
+             FROM pg_stat_bgwriter"
+        }
+    }
+}
+
 /// The setting that names an archive module instead of a command (15+); empty before 15.
 pub fn archive_library_setting(v: &ServerVersion) -> Option<&'static str> {
     (v.major() >= 15).then_some("archive_library")
@@ -102,5 +149,30 @@ mod tests {
             checkpoint_stats(&ServerVersion::from_num(170000, "17.0"))
                 .contains("pg_stat_checkpointer")
         );
+    }
+
+    #[test]
+    fn checkpointer_counters_follow_the_views_of_each_version() {
+        let at = |num: u32| checkpointer_counters(&ServerVersion::from_num(num, "x"));
+        for num in [130000, 160000] {
+            assert!(at(num).contains("FROM pg_stat_bgwriter"));
+            assert!(!at(num).contains("pg_stat_checkpointer"));
+        }
+        assert!(at(170000).contains("pg_stat_checkpointer") && !at(170000).contains("num_done"));
+        assert!(at(180000).contains("c.num_done"));
+        // Every version names the same columns, so the collector reads them by name.
+        for num in [130000, 170000, 180000] {
+            for column in [
+                "AS timed,",
+                "AS requested,",
+                "AS done,",
+                "AS restartpoints_done,",
+                "AS write_time_ms,",
+                "AS buffers_backend,",
+                "AS buffers_alloc ",
+            ] {
+                assert!(at(num).contains(column), "{num}: {column}");
+            }
+        }
     }
 }

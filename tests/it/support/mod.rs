@@ -7,4 +7,5 @@ pub mod cluster;
 pub mod collect;
 pub mod dbagent;
 pub mod restore;
+pub mod sessions;
 pub mod sidecar;

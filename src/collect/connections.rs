@@ -1,0 +1,179 @@
+//! Client sessions from `pg_stat_activity`: how many there are by state and database, how
+//! close they are to the connection limit, and the sessions that hold transactions open (idle
+//! in transaction, long transactions) or wait on locks. Running out of connections and
+//! forgotten transactions are among the most common causes of an outage; these gauges show both
+//! coming.
+//!
+//! The limit a normal role can use is `max_connections` minus the slots reserved for
+//! superusers (`superuser_reserved_connections`) and, from 16, for roles with
+//! `pg_use_reserved_connections` (`reserved_connections`). Settings are read from
+//! `pg_settings`, which every role may read (unlike some `SHOW`s).
+
+use std::collections::BTreeMap;
+
+use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::pg::ServerVersion;
+
+pub struct Connections;
+
+/// The connection settings, one row: max_connections, the reserved slots.
+fn settings_sql(v: &ServerVersion) -> &'static str {
+    if v.major() >= 16 {
+        "SELECT \
+         (SELECT setting::float8 FROM pg_settings WHERE name = 'max_connections'), \
+         (SELECT setting::float8 FROM pg_settings WHERE name = 'superuser_reserved_connections'), \
+         (SELECT setting::float8 FROM pg_settings WHERE name = 'reserved_connections')"
+    } else {
+        "SELECT \
+         (SELECT setting::float8 FROM pg_settings WHERE name = 'max_connections'), \
+         (SELECT setting::float8 FROM pg_settings WHERE name = 'superuser_reserved_connections'), \
+         0::float8"
+    }
+}
+
+/// Client backends grouped by database and state, with the lock waiters, the oldest
+/// idle-in-transaction session and the oldest transaction of each group. Sessions of other
+/// roles show a NULL state to a role without pg_read_all_stats: counted as `unknown`.
+const ACTIVITY_SQL: &str = "\
+SELECT coalesce(datname, ''), coalesce(state, 'unknown'), count(*)::float8, \
+       (count(*) FILTER (WHERE wait_event_type = 'Lock'))::float8, \
+       (count(*) FILTER (WHERE state IN ('idle in transaction', \
+                                         'idle in transaction (aborted)')))::float8, \
+       greatest(0, max(extract(epoch FROM clock_timestamp() - state_change)) \
+           FILTER (WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')))::float8, \
+       greatest(0, max(extract(epoch FROM clock_timestamp() - xact_start)))::float8 \
+FROM pg_stat_activity \
+WHERE backend_type = 'client backend' \
+GROUP BY 1, 2 \
+ORDER BY 1, 2";
+
+impl Collector for Connections {
+    fn name(&self) -> &'static str {
+        "connections"
+    }
+
+    fn collect<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> CollectFuture<'a> {
+        Box::pin(async move {
+            let settings = ctx
+                .client
+                .query_one(settings_sql(ctx.version), &[])
+                .await
+                .map_err(|e| CollectError::query("pg_settings (connection limits)", &e))?;
+            let max_connections: Option<f64> = settings.get(0);
+            let su_reserved: Option<f64> = settings.get(1);
+            let reserved: Option<f64> = settings.get(2);
+            let rows = ctx
+                .client
+                .query(ACTIVITY_SQL, &[])
+                .await
+                .map_err(|e| CollectError::query("pg_stat_activity", &e))?;
+
+            let mut by_state = Family::gauge(
+                "pg_stat_activity_sessions",
+                "Client sessions by database and state (pg_stat_activity, client backends only).",
+            );
+            let mut total = 0.0;
+            let mut lock_waiting = 0.0;
+            let mut idle_in_xact = 0.0;
+            let mut idle_in_xact_age: f64 = 0.0;
+            let mut oldest_xact_age: f64 = 0.0;
+            // Sorted by the query; BTreeMap keeps the label order stable anyway.
+            let mut groups: BTreeMap<(String, String), f64> = BTreeMap::new();
+            for row in &rows {
+                let datname: String = row.get(0);
+                let state: String = row.get(1);
+                let count: f64 = row.get(2);
+                total += count;
+                lock_waiting += row.get::<_, f64>(3);
+                idle_in_xact += row.get::<_, f64>(4);
+                if let Some(age) = row.get::<_, Option<f64>>(5) {
+                    idle_in_xact_age = idle_in_xact_age.max(age);
+                }
+                if let Some(age) = row.get::<_, Option<f64>>(6) {
+                    oldest_xact_age = oldest_xact_age.max(age);
+                }
+                *groups.entry((datname, state)).or_default() += count;
+            }
+            for ((datname, state), count) in &groups {
+                by_state.push(&[("datname", datname), ("state", state)], *count);
+            }
+
+            let mut families = vec![
+                by_state,
+                Family::gauge(
+                    "dbagent_connections_sessions",
+                    "Client sessions connected to the server, in every state.",
+                )
+                .with_baseline()
+                .with(&[], total),
+                Family::gauge(
+                    "dbagent_connections_lock_waiting_sessions",
+                    "Client sessions waiting to acquire a heavyweight lock (wait_event_type Lock).",
+                )
+                .with(&[], lock_waiting),
+                Family::gauge(
+                    "dbagent_connections_idle_in_transaction_sessions",
+                    "Client sessions idle inside an open transaction (including aborted ones).",
+                )
+                .with(&[], idle_in_xact),
+                Family::gauge(
+                    "dbagent_connections_idle_in_transaction_max_age_seconds",
+                    "Seconds the longest idle-in-transaction session has been idle, 0 when there is none.",
+                )
+                .with_baseline()
+                .with(&[], idle_in_xact_age),
+                Family::gauge(
+                    "dbagent_connections_oldest_transaction_age_seconds",
+                    "Seconds since the oldest open transaction of a client session started, 0 when there is none.",
+                )
+                .with_baseline()
+                .with(&[], oldest_xact_age),
+            ];
+            if let Some(max) = max_connections {
+                families.push(
+                    Family::gauge(
+                        "pg_settings_max_connections",
+                        "The max_connections setting: the most concurrent connections the server accepts.",
+                    )
+                    .with(&[], max),
+                );
+                let usable = max - su_reserved.unwrap_or(0.0) - reserved.unwrap_or(0.0);
+                families.push(
+                    Family::gauge(
+                        "dbagent_connections_usable_limit",
+                        "Connections a role without reserved-slot privileges can open: max_connections minus superuser_reserved_connections and reserved_connections.",
+                    )
+                    .with(&[], usable),
+                );
+                if usable > 0.0 {
+                    families.push(
+                        Family::gauge(
+                            "dbagent_connections_exhaustion_ratio",
+                            "Client sessions divided by the usable connection limit; above 1 means reserved slots are in use.",
+                        )
+                        .with_baseline()
+                        .with(&[], total / usable),
+                    );
+                }
+            }
+            Ok(Output::families(families))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_connections_only_from_16() {
+        assert!(
+            !settings_sql(&ServerVersion::from_num(150000, "15.0"))
+                .contains("'reserved_connections'")
+        );
+        assert!(
+            settings_sql(&ServerVersion::from_num(160000, "16.0"))
+                .contains("'reserved_connections'")
+        );
+    }
+}

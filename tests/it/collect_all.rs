@@ -1,0 +1,101 @@
+//! Every registered collector on a real primary and its standby: each succeeds, and what they
+//! render together passes `promtool check metrics` (counters end in `_total`, units in names,
+//! HELP and TYPE for every family, no duplicate names).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use dbagent::collect::{self, Kind, metrics};
+
+use crate::pg_test;
+use crate::support::cluster::{Cluster, ClusterOptions};
+use crate::support::collect::Poller;
+
+/// Runs every collector once and returns the rendered exposition.
+fn render_all(poller: &Poller) -> String {
+    let mut families = Vec::new();
+    for mut c in collect::all() {
+        let out = poller
+            .run(c.as_mut())
+            .unwrap_or_else(|e| panic!("collector {} failed: {e}", c.name()));
+        for f in &out.families {
+            match f.kind {
+                Kind::Counter => assert!(f.name.ends_with("_total"), "{}", f.name),
+                Kind::Gauge => assert!(
+                    !["_total", "_count", "_sum", "_bucket"]
+                        .iter()
+                        .any(|s| f.name.ends_with(s)),
+                    "{}",
+                    f.name
+                ),
+            }
+            assert!(f.help.ends_with('.'), "{}: {}", f.name, f.help);
+        }
+        families.extend(out.families);
+    }
+    metrics::render(&families)
+}
+
+/// `promtool check metrics` on `text`: its complaints, empty when there are none.
+fn promtool(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (from the prometheus package) must be installed");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writing to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let mut complaints = String::from_utf8_lossy(&out.stdout).into_owned();
+    complaints.push_str(&String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() && complaints.is_empty() {
+        complaints = format!("promtool exited with {}", out.status);
+    }
+    complaints
+}
+
+pg_test!(
+    collect_all_output_passes_promtool_on_primary_and_standby,
+    |v| {
+        let primary = Cluster::start(
+            v,
+            ClusterOptions {
+                archive_mode: true,
+                archive_command: Some("/bin/true".into()),
+                ..ClusterOptions::default()
+            },
+        );
+        primary.psql(
+            "CREATE TABLE a AS SELECT generate_series(1, 1000) AS id; \
+         CREATE TABLE b AS SELECT generate_series(1, 1000) AS id; \
+         DELETE FROM a WHERE id < 100; CHECKPOINT; SELECT pg_switch_wal()",
+        );
+        let replica = primary.start_replica();
+        for pg in [&primary, &replica] {
+            let mut poller = Poller::new(pg);
+            poller.config.top_tables = 1;
+            let text = render_all(&poller);
+            for name in [
+                "dbagent_connections_exhaustion_ratio",
+                "pg_stat_database_blks_hit_total",
+                "pg_stat_user_tables_n_dead_tup",
+                "dbagent_locks_held",
+                "pg_replication_is_replica",
+                "pg_stat_bgwriter_checkpoints_req_total",
+            ] {
+                assert!(
+                    text.contains(&format!("# TYPE {name} ")),
+                    "{name} missing:\n{text}"
+                );
+            }
+            let complaints = promtool(&text);
+            assert!(complaints.is_empty(), "{complaints}\n{text}");
+        }
+    }
+);
