@@ -13,6 +13,7 @@
 
 pub mod archiver;
 pub mod metrics;
+pub mod statements;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -100,5 +101,8 @@ pub trait Collector: Send {
 
 /// Every collector, in the order their metrics appear on /metrics.
 pub fn all() -> Vec<Box<dyn Collector>> {
-    vec![Box::new(archiver::Archiver)]
+    vec![
+        Box::new(archiver::Archiver),
+        Box::new(statements::Statements::new()),
+    ]
 }
