@@ -12,6 +12,7 @@
 //! - it never scans table data: statistics views and planner statistics only.
 
 pub mod archiver;
+pub mod bloat;
 pub mod metrics;
 pub mod statements;
 
@@ -104,5 +105,6 @@ pub fn all() -> Vec<Box<dyn Collector>> {
     vec![
         Box::new(archiver::Archiver),
         Box::new(statements::Statements::new()),
+        Box::new(bloat::Bloat),
     ]
 }

@@ -8,6 +8,7 @@ mod backups_cmd;
 mod check;
 mod cluster_kit;
 mod collect_archiver;
+mod collect_bloat;
 mod collect_statements;
 mod config_cmd;
 mod connection;
