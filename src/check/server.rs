@@ -111,6 +111,7 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
     };
     checks.push(check_version(&version, &facts));
     checks.extend(check_privileges(&client, &version, &facts).await);
+    checks.push(check_stats_visibility(&client, &target, &version, &facts).await);
     checks.push(check_wal_level(&facts));
     checks.push(check_archive_mode(&facts));
     checks.push(check_archive_command(config, &facts));
@@ -256,6 +257,84 @@ async fn check_privileges(client: &Client, v: &ServerVersion, f: &Facts) -> Vec<
         }
     });
     out
+}
+
+/// Bloat estimates need pg_stats for every table, and pg_stats hides the rows of tables the
+/// role may not SELECT: OK for a superuser or a member of pg_read_all_data (14+).
+async fn check_stats_visibility(
+    client: &Client,
+    target: &PgTarget,
+    v: &ServerVersion,
+    f: &Facts,
+) -> CheckResult {
+    let name = "stats_visibility";
+    if f.superuser {
+        return CheckResult::ok(
+            name,
+            format!(
+                "role {} is a superuser: pg_stats shows every table's statistics",
+                f.role
+            ),
+        );
+    }
+    let read_all = sql::read_all_stats_role(v);
+    if let Some(group) = read_all {
+        match client
+            .query_one(
+                "SELECT pg_has_role(current_user, $1::text::name, 'USAGE')",
+                &[&group],
+            )
+            .await
+        {
+            Ok(r) if r.get::<_, bool>(0) => {
+                return CheckResult::ok(
+                    name,
+                    format!(
+                        "role {} is a member of {group}: pg_stats shows every table's statistics",
+                        f.role
+                    ),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return unknown(name, target, &e),
+        }
+    }
+    let counts = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE NOT has_table_privilege(c.oid, 'SELECT')), count(*) \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname !~ '^pg_toast'",
+            &[],
+        )
+        .await;
+    let (hidden, total): (i64, i64) = match counts {
+        Ok(r) => (r.get(0), r.get(1)),
+        Err(e) => return unknown(name, target, &e),
+    };
+    let role = &f.role_ident;
+    let message = format!(
+        "role {} is neither a superuser nor a member of pg_read_all_data: pg_stats hides the \
+         statistics of tables it may not SELECT ({hidden} of {total} tables in database {}), \
+         so their bloat is not estimated",
+        f.role, f.database
+    );
+    match read_all {
+        Some(group) => CheckResult::problem(
+            name,
+            Status::Warning,
+            message,
+            format!("GRANT {group} TO {role};"),
+        ),
+        None => CheckResult::problem(
+            name,
+            Status::Warning,
+            message,
+            format!(
+                "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; (per schema; pg_read_all_data exists from PostgreSQL 14)"
+            ),
+        ),
+    }
 }
 
 fn check_wal_level(f: &Facts) -> CheckResult {

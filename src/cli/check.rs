@@ -8,8 +8,8 @@ use crate::check::{self, Status};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Checks: connection, server_version, role_pg_monitor, role_replication, role_functions,
-wal_level, archive_mode, archive_command, archiving, archive_lag, pg_stat_statements,
-data_checksums, checkpoints, repository.
+stats_visibility, wal_level, archive_mode, archive_command, archiving, archive_lag,
+pg_stat_statements, data_checksums, checkpoints, repository.
 
 Exit codes (Nagios plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 The first output line is the summary; then one line per check with what to do when not OK.")]

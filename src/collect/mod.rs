@@ -12,12 +12,14 @@
 //! - it never scans table data: statistics views and planner statistics only.
 
 pub mod archiver;
+pub mod bloat;
 pub mod checkpoints;
 pub mod connections;
 pub mod databases;
 pub mod locks;
 pub mod metrics;
 pub mod replication;
+pub mod statements;
 pub mod vacuum;
 
 use std::future::Future;
@@ -114,5 +116,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(replication::Replication),
         Box::new(checkpoints::Checkpoints),
         Box::new(archiver::Archiver),
+        Box::new(statements::Statements::new()),
+        Box::new(bloat::Bloat),
     ]
 }

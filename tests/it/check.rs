@@ -130,20 +130,75 @@ pg_test!(role_without_pg_monitor_is_told_which_grant_to_run, |v| {
     );
 
     // Running exactly the GRANTs the check printed makes it pass.
-    let grants: Vec<String> = ["role_pg_monitor", "role_replication", "role_functions"]
-        .iter()
-        .map(|name| {
-            run.check_line(name)
-                .split("; fix: ")
-                .nth(1)
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let grants: Vec<String> = [
+        "role_pg_monitor",
+        "role_replication",
+        "role_functions",
+        "stats_visibility",
+    ]
+    .iter()
+    .map(|name| {
+        run.check_line(name)
+            .split("; fix: ")
+            .nth(1)
+            .unwrap()
+            .to_string()
+    })
+    .collect();
     pg.psql(&grants.join("\n"));
     let run = agent.run(&["check"]);
     assert_eq!(run.code, 0, "{}", run.all());
 });
+
+pg_test!(
+    stats_visibility_warns_until_pg_read_all_data_is_granted,
+    |v| {
+        let pg = configured(v);
+        pg.psql(
+            "CREATE ROLE dbagent_sv LOGIN PASSWORD 'sv-pass-1';\n\
+         GRANT pg_monitor TO dbagent_sv;\n\
+         CREATE TABLE hidden_stats (id int);\n\
+         INSERT INTO hidden_stats SELECT generate_series(1, 100);\n\
+         ANALYZE hidden_stats;",
+        );
+        let agent = Agent::new(&pg.conninfo_as("dbagent_sv", "sv-pass-1"));
+        let hidden_rows = || {
+            pg.try_psql_conninfo(
+                &pg.conninfo_as("dbagent_sv", "sv-pass-1"),
+                "SELECT count(*) FROM pg_stats WHERE tablename = 'hidden_stats'",
+            )
+            .expect("psql as dbagent_sv")
+        };
+        // What the check is about: the role sees no statistics of a table it may not read.
+        assert_eq!(hidden_rows(), "0");
+
+        let run = agent.run(&["check"]);
+        let line = run.check_line("stats_visibility");
+        assert!(line.starts_with("WARNING"), "{line}");
+        assert!(line.contains("1 of 1 tables"), "{line}");
+        assert!(
+            line.ends_with("; fix: GRANT pg_read_all_data TO dbagent_sv;"),
+            "{line}"
+        );
+
+        pg.psql("GRANT pg_read_all_data TO dbagent_sv");
+        let run = agent.run(&["check"]);
+        let line = run.check_line("stats_visibility");
+        assert!(
+            line.starts_with("OK") && line.contains("member of pg_read_all_data"),
+            "{line}"
+        );
+        assert_eq!(hidden_rows(), "1");
+
+        // A superuser sees everything.
+        let run = Agent::new(&pg.conninfo()).run(&["check"]);
+        assert!(
+            run.check_line("stats_visibility").starts_with("OK"),
+            "{}",
+            run.stdout
+        );
+    }
+);
 
 pg_test!(failing_archive_command_is_critical, |v| {
     let pg = Cluster::start(

@@ -1,0 +1,614 @@
+//! Slow queries from pg_stat_statements: per statement, what happened between two polls (calls,
+//! execution time, rows), bounded to the top N by total and by mean time plus one `(other)`
+//! series, with the query text only in `/api/v1/status` (never in a label).
+//!
+//! Every poll reads `pg_stat_statements(false)`, which skips the query-text file; the text is
+//! read (`pg_stat_statements(true)` for the few queryids needed) only for top statements whose
+//! text is not cached yet, and the cache forgets statements that left the view. The columns are
+//! picked by the installed extension's version (an upgraded server may still run an older
+//! extension): `total_exec_time` from 1.8 (PostgreSQL 13), `toplevel` and
+//! `pg_stat_statements_info` from 1.9 (14; `toplevel` is taken as true before), `stats_since`
+//! from 1.11 (17).
+//!
+//! Deltas are honest or absent: the first poll only records counters; a changed
+//! `pg_stat_statements_info.stats_reset` discards the whole interval; a statement whose counters
+//! went backwards or whose `stats_since` changed (evicted and created again) gives no sample
+//! that poll. A statement that appears after the first poll was created since the previous one,
+//! so all its counts belong to the interval.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::json;
+use tokio_postgres::error::SqlState;
+
+use super::metrics::OTHER;
+use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+
+/// Longest query text kept for the status section, in characters.
+const MAX_TEXT_CHARS: usize = 4096;
+
+/// One pg_stat_statements entry: the view's own key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    userid: u32,
+    dbid: u32,
+    queryid: i64,
+    toplevel: bool,
+}
+
+/// An entry's cumulative counters as last read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Counters {
+    calls: f64,
+    exec_ms: f64,
+    rows: f64,
+    /// `stats_since` (17+) as epoch seconds, to tell a re-created entry apart.
+    since: Option<f64>,
+}
+
+/// One entry's activity in the interval.
+#[derive(Debug, Clone)]
+struct Delta {
+    key: Key,
+    datname: String,
+    user: String,
+    calls: f64,
+    seconds: f64,
+    rows: f64,
+}
+
+impl Delta {
+    fn mean(&self) -> f64 {
+        if self.calls > 0.0 {
+            self.seconds / self.calls
+        } else {
+            0.0
+        }
+    }
+}
+
+/// What the installed extension offers.
+#[derive(Debug, Clone, PartialEq)]
+struct Extension {
+    /// Schema, quoted for SQL.
+    schema: String,
+    version: (u32, u32),
+}
+
+impl Extension {
+    fn exec_time_column(&self) -> &'static str {
+        if self.version >= (1, 8) {
+            "total_exec_time"
+        } else {
+            "total_time"
+        }
+    }
+
+    fn has_toplevel(&self) -> bool {
+        self.version >= (1, 9)
+    }
+
+    fn has_info(&self) -> bool {
+        self.version >= (1, 9)
+    }
+
+    fn has_stats_since(&self) -> bool {
+        self.version >= (1, 11)
+    }
+
+    fn toplevel_expr(&self) -> &'static str {
+        if self.has_toplevel() {
+            "s.toplevel"
+        } else {
+            "true"
+        }
+    }
+
+    fn counters_sql(&self) -> String {
+        format!(
+            "SELECT s.userid, s.dbid, s.queryid, {toplevel}, s.calls::float8, \
+             s.{time}::float8, s.rows::float8, {since}, \
+             coalesce(d.datname::text, s.dbid::text), coalesce(r.rolname::text, s.userid::text) \
+             FROM {schema}.pg_stat_statements(false) s \
+             LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid \
+             LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid \
+             WHERE s.queryid IS NOT NULL",
+            toplevel = self.toplevel_expr(),
+            time = self.exec_time_column(),
+            since = if self.has_stats_since() {
+                "extract(epoch FROM s.stats_since)::float8"
+            } else {
+                "NULL::float8"
+            },
+            schema = self.schema,
+        )
+    }
+
+    fn texts_sql(&self) -> String {
+        format!(
+            "SELECT s.userid, s.dbid, s.queryid, {toplevel}, s.query \
+             FROM {schema}.pg_stat_statements(true) s WHERE s.queryid = ANY($1)",
+            toplevel = self.toplevel_expr(),
+            schema = self.schema,
+        )
+    }
+
+    fn info_sql(&self) -> String {
+        format!(
+            "SELECT dealloc::float8, stats_reset::text FROM {}.pg_stat_statements_info",
+            self.schema
+        )
+    }
+}
+
+/// `pg_stat_statements_info` as last read.
+#[derive(Debug, Clone, PartialEq)]
+struct Info {
+    dealloc: f64,
+    stats_reset: Option<String>,
+}
+
+/// The `statements` collector; keeps the previous counters and the cached query texts.
+#[derive(Default)]
+pub struct Statements {
+    prev: HashMap<Key, Counters>,
+    /// Whether `prev` holds a complete reading to take deltas against.
+    baselined: bool,
+    prev_info: Option<Info>,
+    prev_poll: Option<jiff::Timestamp>,
+    texts: HashMap<Key, String>,
+    /// Last availability, to log its changes only.
+    available: Option<bool>,
+}
+
+impl Statements {
+    pub fn new() -> Statements {
+        Statements::default()
+    }
+
+    /// Forgets every reading (the extension went away, or the interval is unusable).
+    fn forget(&mut self) {
+        self.prev.clear();
+        self.baselined = false;
+        self.prev_info = None;
+        self.prev_poll = None;
+        self.texts.clear();
+    }
+
+    fn set_available(&mut self, available: bool, why: &str) {
+        if self.available != Some(available) {
+            if available {
+                tracing::info!("pg_stat_statements is available: slow-query monitoring is on");
+            } else {
+                tracing::warn!(reason = why, "Slow-query monitoring is off");
+            }
+            self.available = Some(available);
+        }
+    }
+
+    fn unavailable(&mut self, why: String) -> Output {
+        self.set_available(false, &why);
+        self.forget();
+        Output {
+            families: vec![available_family(false)],
+            status: Some(json!({ "available": false, "reason": why, "queries": [] })),
+        }
+    }
+}
+
+fn available_family(available: bool) -> Family {
+    Family::gauge(
+        "dbagent_statements_available",
+        "1 when pg_stat_statements can be read in the connected database, 0 when it is missing.",
+    )
+    .with(&[], if available { 1.0 } else { 0.0 })
+}
+
+/// `"1.10"` → `(1, 10)`.
+fn parse_version(v: &str) -> (u32, u32) {
+    let mut parts = v.split('.').map(|p| p.trim().parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Cuts `text` to at most `MAX_TEXT_CHARS` characters.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// Whether the error means "the library is not loaded" (created but not preloaded).
+fn not_loaded(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)
+}
+
+/// The deltas of `current` against `prev`: entries with calls in the interval, skipping
+/// entries that went backwards or were re-created.
+fn deltas(
+    prev: &HashMap<Key, Counters>,
+    current: &[(Key, Counters, String, String)],
+) -> Vec<Delta> {
+    let mut out = Vec::new();
+    for (key, now, datname, user) in current {
+        let (calls, exec_ms, rows) = match prev.get(key) {
+            None => (now.calls, now.exec_ms, now.rows),
+            Some(before) => {
+                let recreated = match (before.since, now.since) {
+                    (Some(a), Some(b)) => a != b,
+                    _ => false,
+                };
+                let d = (
+                    now.calls - before.calls,
+                    now.exec_ms - before.exec_ms,
+                    now.rows - before.rows,
+                );
+                if recreated || d.0 < 0.0 || d.1 < 0.0 || d.2 < 0.0 {
+                    continue;
+                }
+                d
+            }
+        };
+        if calls > 0.0 {
+            out.push(Delta {
+                key: *key,
+                datname: datname.clone(),
+                user: user.clone(),
+                calls,
+                seconds: exec_ms / 1000.0,
+                rows,
+            });
+        }
+    }
+    out
+}
+
+/// Splits deltas into the top `n` by total time ∪ top `n` by mean time, and the rest. The top
+/// ones come back ordered by total time.
+fn split_top(mut all: Vec<Delta>, n: usize) -> (Vec<Delta>, Vec<Delta>) {
+    let mut chosen: HashSet<Key> = HashSet::new();
+    all.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    chosen.extend(all.iter().take(n).map(|d| d.key));
+    let mut by_mean: Vec<&Delta> = all.iter().collect();
+    by_mean.sort_by(|a, b| b.mean().total_cmp(&a.mean()));
+    chosen.extend(by_mean.iter().take(n).map(|d| d.key));
+    all.into_iter().partition(|d| chosen.contains(&d.key))
+}
+
+impl Collector for Statements {
+    fn name(&self) -> &'static str {
+        "statements"
+    }
+
+    fn collect<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> CollectFuture<'a> {
+        Box::pin(async move {
+            let ext = ctx
+                .client
+                .query_opt(
+                    "SELECT quote_ident(n.nspname), e.extversion FROM pg_catalog.pg_extension e \
+                     JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+                     WHERE e.extname = 'pg_stat_statements'",
+                    &[],
+                )
+                .await
+                .map_err(|e| CollectError::query("pg_extension", &e))?;
+            let Some(ext) = ext else {
+                return Ok(self.unavailable(format!(
+                    "the pg_stat_statements extension is not created in database {}",
+                    ctx.dbname
+                )));
+            };
+            let ext = Extension {
+                schema: ext.get(0),
+                version: parse_version(&ext.get::<_, String>(1)),
+            };
+            let rows = match ctx.client.query(&ext.counters_sql(), &[]).await {
+                Ok(rows) => rows,
+                Err(e) if not_loaded(&e) => {
+                    return Ok(self.unavailable(
+                        "pg_stat_statements is not in shared_preload_libraries".into(),
+                    ));
+                }
+                Err(e) => return Err(CollectError::query("pg_stat_statements", &e)),
+            };
+            let info = if ext.has_info() {
+                let r = ctx
+                    .client
+                    .query_one(&ext.info_sql(), &[])
+                    .await
+                    .map_err(|e| CollectError::query("pg_stat_statements_info", &e))?;
+                Some(Info {
+                    dealloc: r.get(0),
+                    stats_reset: r.get(1),
+                })
+            } else {
+                None
+            };
+            self.set_available(true, "");
+
+            let current: Vec<(Key, Counters, String, String)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        Key {
+                            userid: r.get(0),
+                            dbid: r.get(1),
+                            queryid: r.get(2),
+                            toplevel: r.get(3),
+                        },
+                        Counters {
+                            calls: r.get(4),
+                            exec_ms: r.get(5),
+                            rows: r.get(6),
+                            since: r.get(7),
+                        },
+                        r.get(8),
+                        r.get(9),
+                    )
+                })
+                .collect();
+
+            let reset = match (&self.prev_info, &info) {
+                (Some(a), Some(b)) => a.stats_reset != b.stats_reset,
+                _ => false,
+            };
+            let dealloc_in_interval = match (&self.prev_info, &info) {
+                (Some(a), Some(b)) if !reset => (b.dealloc - a.dealloc).max(0.0),
+                _ => 0.0,
+            };
+            let discarded = if !self.baselined {
+                Some("first reading: counters recorded, deltas from the next poll")
+            } else if reset {
+                Some("pg_stat_statements was reset: interval discarded")
+            } else {
+                None
+            };
+            let interval = self
+                .prev_poll
+                .map(|p| ctx.now.duration_since(p).as_secs_f64());
+            let found = if discarded.is_none() {
+                deltas(&self.prev, &current)
+            } else {
+                Vec::new()
+            };
+
+            // Remember this reading; forget the texts of entries gone from the view.
+            self.prev = current.iter().map(|(k, c, _, _)| (*k, *c)).collect();
+            let prev = &self.prev;
+            self.texts.retain(|k, _| prev.contains_key(k));
+            self.baselined = true;
+            self.prev_info = info.clone();
+            self.prev_poll = Some(ctx.now);
+
+            let mut families = vec![
+                available_family(true),
+                Family::gauge(
+                    "dbagent_statements_tracked",
+                    "Entries in pg_stat_statements (compare with pg_stat_statements.max).",
+                )
+                .with(&[], current.len() as f64),
+            ];
+            if let Some(info) = &info {
+                families.push(
+                    Family::counter(
+                        "dbagent_statements_dealloc_total",
+                        "Times pg_stat_statements evicted its least-used entries because it was full (pg_stat_statements_info.dealloc).",
+                    )
+                    .with(&[], info.dealloc),
+                );
+            }
+
+            let mut warning = None;
+            if dealloc_in_interval > 0.0 {
+                warning = Some(format!(
+                    "pg_stat_statements evicted entries {dealloc_in_interval} times since the last poll: \
+                     statistics of evicted statements are lost; raise pg_stat_statements.max"
+                ));
+            }
+            let mut queries = Vec::new();
+            if discarded.is_none() {
+                let (top, rest) = split_top(found, ctx.config.top_queries);
+                let missing: Vec<i64> = top
+                    .iter()
+                    .filter(|d| !self.texts.contains_key(&d.key))
+                    .map(|d| d.key.queryid)
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                if !missing.is_empty() {
+                    let rows = ctx
+                        .client
+                        .query(&ext.texts_sql(), &[&missing])
+                        .await
+                        .map_err(|e| CollectError::query("pg_stat_statements query texts", &e))?;
+                    for r in rows {
+                        let key = Key {
+                            userid: r.get(0),
+                            dbid: r.get(1),
+                            queryid: r.get(2),
+                            toplevel: r.get(3),
+                        };
+                        if self.prev.contains_key(&key) {
+                            let text: Option<String> = r.get(4);
+                            self.texts.insert(key, clip(text.as_deref().unwrap_or("")));
+                        }
+                    }
+                }
+
+                let mut calls = Family::gauge(
+                    "dbagent_statement_calls",
+                    "Calls of the statement since the previous poll (top statements by total and by mean time, plus queryid=\"(other)\").",
+                );
+                let mut seconds = Family::gauge(
+                    "dbagent_statement_seconds",
+                    "Execution time of the statement since the previous poll, in seconds.",
+                );
+                let mut mean = Family::gauge(
+                    "dbagent_statement_mean_seconds",
+                    "Mean execution time per call of the statement since the previous poll, in seconds.",
+                )
+                .with_baseline();
+                let mut rows_f = Family::gauge(
+                    "dbagent_statement_rows",
+                    "Rows returned or affected by the statement since the previous poll.",
+                );
+                for d in &top {
+                    let queryid = d.key.queryid.to_string();
+                    let toplevel = d.key.toplevel.to_string();
+                    let labels = [
+                        ("queryid", queryid.as_str()),
+                        ("datname", d.datname.as_str()),
+                        ("user", d.user.as_str()),
+                        ("toplevel", toplevel.as_str()),
+                    ];
+                    calls.push(&labels, d.calls);
+                    seconds.push(&labels, d.seconds);
+                    mean.push(&labels, d.mean());
+                    rows_f.push(&labels, d.rows);
+                    queries.push(json!({
+                        "queryid": queryid,
+                        "datname": d.datname,
+                        "user": d.user,
+                        "toplevel": d.key.toplevel,
+                        "calls": d.calls,
+                        "total_seconds": d.seconds,
+                        "mean_seconds": d.mean(),
+                        "rows": d.rows,
+                        "query": self.texts.get(&d.key),
+                    }));
+                }
+                let other = rest.iter().fold((0.0, 0.0, 0.0), |acc, d| {
+                    (acc.0 + d.calls, acc.1 + d.seconds, acc.2 + d.rows)
+                });
+                let labels = [
+                    ("queryid", OTHER),
+                    ("datname", OTHER),
+                    ("user", OTHER),
+                    ("toplevel", OTHER),
+                ];
+                calls.push(&labels, other.0);
+                seconds.push(&labels, other.1);
+                mean.push(
+                    &labels,
+                    if other.0 > 0.0 {
+                        other.1 / other.0
+                    } else {
+                        0.0
+                    },
+                );
+                rows_f.push(&labels, other.2);
+                families.extend([calls, seconds, mean, rows_f]);
+            }
+
+            let status = json!({
+                "available": true,
+                "extension_version": format!("{}.{}", ext.version.0, ext.version.1),
+                "tracked": current.len(),
+                "interval_seconds": interval,
+                "discarded": discarded,
+                "dealloc": info.as_ref().map(|i| i.dealloc),
+                "dealloc_in_interval": dealloc_in_interval,
+                "warning": warning,
+                "queries": queries,
+            });
+            Ok(Output {
+                families,
+                status: Some(status),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(q: i64) -> Key {
+        Key {
+            userid: 10,
+            dbid: 5,
+            queryid: q,
+            toplevel: true,
+        }
+    }
+
+    fn c(calls: f64, exec_ms: f64) -> Counters {
+        Counters {
+            calls,
+            exec_ms,
+            rows: calls,
+            since: None,
+        }
+    }
+
+    fn entry(q: i64, counters: Counters) -> (Key, Counters, String, String) {
+        (key(q), counters, "db".into(), "u".into())
+    }
+
+    #[test]
+    fn deltas_skip_entries_that_went_backwards_or_were_recreated() {
+        let prev: HashMap<Key, Counters> = [
+            (key(1), c(10.0, 100.0)),
+            (key(2), c(10.0, 100.0)),
+            (
+                key(3),
+                Counters {
+                    since: Some(1.0),
+                    ..c(1.0, 1.0)
+                },
+            ),
+        ]
+        .into();
+        let d = deltas(
+            &prev,
+            &[
+                entry(1, c(12.0, 700.0)),
+                entry(2, c(3.0, 50.0)),
+                entry(
+                    3,
+                    Counters {
+                        since: Some(2.0),
+                        ..c(5.0, 5.0)
+                    },
+                ),
+                entry(4, c(2.0, 2000.0)),
+            ],
+        );
+        let got: Vec<(i64, f64, f64)> = d
+            .iter()
+            .map(|d| (d.key.queryid, d.calls, d.seconds))
+            .collect();
+        assert_eq!(got, vec![(1, 2.0, 0.6), (4, 2.0, 2.0)]);
+    }
+
+    #[test]
+    fn top_is_the_union_of_total_and_mean() {
+        let mk = |q: i64, calls: f64, seconds: f64| Delta {
+            key: key(q),
+            datname: String::new(),
+            user: String::new(),
+            calls,
+            seconds,
+            rows: 0.0,
+        };
+        // 1 leads by total, 2 by mean, 3 by neither.
+        let (top, rest) = split_top(
+            vec![mk(1, 1000.0, 50.0), mk(2, 1.0, 5.0), mk(3, 100.0, 1.0)],
+            1,
+        );
+        let ids: Vec<i64> = top.iter().map(|d| d.key.queryid).collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].key.queryid, 3);
+    }
+
+    #[test]
+    fn versions_and_texts() {
+        assert_eq!(parse_version("1.10"), (1, 10));
+        assert_eq!(parse_version("1.8"), (1, 8));
+        assert!(parse_version("1.10") > (1, 9));
+        let long = "é".repeat(MAX_TEXT_CHARS + 5);
+        assert_eq!(clip(&long).chars().count(), MAX_TEXT_CHARS + 1);
+        assert_eq!(clip("short"), "short");
+    }
+}
