@@ -207,7 +207,7 @@ fn sighup_reloads_the_config_and_rejects_a_bad_file() {
 fn bearer_token_and_tls_protect_the_endpoint_but_not_healthz() {
     let pg = Cluster::start(PgVersion::V15, ClusterOptions::default());
     let scratch = tempfile::tempdir().unwrap();
-    let (cert, key) = crate::support::sidecar::self_signed_cert(scratch.path());
+    let (ca, cert, key) = crate::support::sidecar::test_certificates(scratch.path());
     let mut agent = agent_for(
         &pg,
         &format!(
@@ -219,7 +219,7 @@ fn bearer_token_and_tls_protect_the_endpoint_but_not_healthz() {
     agent.env("TEST_DBAGENT_TOKEN", "tok-123");
     let sidecar = Sidecar::start(&agent);
     assert!(sidecar.base.starts_with("https://"), "{}", sidecar.base);
-    let client = https_client(&cert);
+    let client = https_client(&ca);
     let get = |path: &str, auth: Option<&str>| {
         let mut req = client.get(format!("{}{path}", sidecar.base));
         if let Some(a) = auth {
@@ -248,7 +248,7 @@ fn bearer_token_and_tls_protect_the_endpoint_but_not_healthz() {
 }
 
 fn https_client(cert: &std::path::Path) -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::support::sidecar::install_crypto_provider();
     let pem = std::fs::read(cert).unwrap();
     reqwest::blocking::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])

@@ -144,6 +144,7 @@ impl Drop for Sidecar {
 
 /// A blocking GET: (status, body). Connection errors are status 0.
 pub fn get(url: &str, authorization: Option<&str>) -> (u16, String) {
+    install_crypto_provider();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -159,6 +160,11 @@ pub fn get(url: &str, authorization: Option<&str>) -> (u16, String) {
         }
         Err(e) => (0, e.to_string()),
     }
+}
+
+/// reqwest is built without a TLS provider of its own; use ring, like dbagent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The value of the first sample line of `/metrics` text whose name and labels start with
@@ -323,32 +329,76 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A self-signed certificate and key for 127.0.0.1 (openssl CLI): (cert, key) paths.
-pub fn self_signed_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let cert = dir.join("tls.crt");
+/// A test CA and a server certificate for 127.0.0.1 signed by it (openssl CLI): (CA cert,
+/// server cert, server key) paths. Clients trust the CA.
+pub fn test_certificates(
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = dir.join("ca.key");
+    let ca = dir.join("ca.crt");
     let key = dir.join("tls.key");
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .arg("-addext")
-        .arg("subjectAltName=IP:127.0.0.1")
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success(), "openssl req failed");
-    (cert, key)
+    let csr = dir.join("tls.csr");
+    let cert = dir.join("tls.crt");
+    let ext = dir.join("ext.cnf");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext.cnf");
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=dbagent test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "tls.crt",
+    ]);
+    let _ = (ca_key, csr);
+    (ca, cert, key)
 }
