@@ -4,6 +4,7 @@
 //! module is the thin command-line layer over it. See README.md for the user's manual.
 
 pub mod backup;
+pub mod baseline;
 pub mod check;
 pub mod cli;
 pub mod collect;
@@ -11,4 +12,5 @@ pub mod config;
 pub mod logging;
 pub mod pg;
 pub mod repo;
+pub mod state;
 pub mod wal;
