@@ -235,7 +235,7 @@ fn baseline_ready_flips_exactly_at_min_samples() {
     assert!((b.stddev - 2f64.sqrt()).abs() < 1e-3, "{b:?}");
     let z = b.z_score(b.mean + 2.0 * b.stddev).unwrap();
     assert!((z - 2.0).abs() < 1e-9, "{z}");
-    assert!((b.ratio(24.0).unwrap() - 2.0).abs() < 1e-12);
+    assert!((b.ratio(2.0 * b.mean).unwrap() - 2.0).abs() < 1e-12);
 }
 
 #[test]
