@@ -349,7 +349,11 @@ impl BaselineStore {
 
     /// The baseline of one series for a lookup at `at`; None when the series was never seen.
     pub fn get(&self, series: &str, at: Timestamp) -> Result<Option<Baseline>, StateError> {
-        Ok(self.lookup(Some(series), at)?.into_iter().next().map(|(_, b)| b))
+        Ok(self
+            .lookup(Some(series), at)?
+            .into_iter()
+            .next()
+            .map(|(_, b)| b))
     }
 
     /// Every series' baseline for a lookup at `at`, ordered by series key.
@@ -435,7 +439,10 @@ impl BaselineStore {
         )
         .map_err(err)?;
         let n = tx
-            .execute("DELETE FROM baseline_series WHERE updated_ms < ?1", [cutoff])
+            .execute(
+                "DELETE FROM baseline_series WHERE updated_ms < ?1",
+                [cutoff],
+            )
             .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(n)

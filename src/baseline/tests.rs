@@ -108,7 +108,11 @@ fn baseline_converges_to_mean_and_stddev_of_a_stationary_series() {
     assert!((b.stddev - 10.0).abs() < 1.0, "{b:?}");
     // The overall bucket, with ~29,000 effective samples, is much closer.
     assert!((m.overall.mean - 100.0).abs() < 0.3, "{:?}", m.overall);
-    assert!((m.overall.variance.sqrt() - 10.0).abs() < 0.3, "{:?}", m.overall);
+    assert!(
+        (m.overall.variance.sqrt() - 10.0).abs() < 0.3,
+        "{:?}",
+        m.overall
+    );
     let z = b.z_score(130.0).unwrap();
     assert!((z - 3.0).abs() < 0.4, "{z}");
 }
@@ -140,7 +144,11 @@ fn baseline_hour_of_day_separates_a_series_high_at_three_utc() {
     assert!(high.z_score(1000.0).unwrap().abs() < 3.0);
     assert!(low.z_score(1000.0).unwrap() > 100.0);
     // The overall level mixes both, which is why seasons exist.
-    assert!(m.overall.mean > 40.0 && m.overall.mean < 70.0, "{:?}", m.overall);
+    assert!(
+        m.overall.mean > 40.0 && m.overall.mean < 70.0,
+        "{:?}",
+        m.overall
+    );
 }
 
 #[test]
@@ -275,10 +283,7 @@ fn baseline_survives_reopen_and_prune_drops_stale_series() {
     assert!(ro.observe_is_refused());
     drop(ro);
     // b was last seen an hour ago.
-    assert_eq!(
-        store.prune(at(3600), Duration::from_secs(1800)).unwrap(),
-        1
-    );
+    assert_eq!(store.prune(at(3600), Duration::from_secs(1800)).unwrap(), 1);
     let names: Vec<String> = store
         .list(at(3600))
         .unwrap()

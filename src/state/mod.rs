@@ -73,12 +73,18 @@ pub enum StateError {
         BUSY_TIMEOUT.as_secs()
     )]
     Locked { path: PathBuf },
-    #[error("state database {path} is corrupt ({detail}): move it aside and restart; baselines relearn")]
+    #[error(
+        "state database {path} is corrupt ({detail}): move it aside and restart; baselines relearn"
+    )]
     Corrupt { path: PathBuf, detail: String },
     #[error(
         "state database {path} has schema version {found}, newer than this dbagent knows ({known}): upgrade dbagent, or move the file aside and restart (baselines relearn)"
     )]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error(
         "cannot open the state database {path}: {source}; check that it and its directory are readable (and writable for `dbagent run`) by the dbagent user"
     )]
@@ -86,7 +92,9 @@ pub enum StateError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("state database {path} is read-only: {source}; check its permissions and free disk space")]
+    #[error(
+        "state database {path} is read-only: {source}; check its permissions and free disk space"
+    )]
     ReadOnly {
         path: PathBuf,
         source: rusqlite::Error,
@@ -103,7 +111,9 @@ impl StateError {
     pub fn from_sqlite(path: &Path, e: rusqlite::Error) -> StateError {
         let path = path.to_path_buf();
         match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StateError::Locked { path },
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StateError::Locked { path }
+            }
             Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StateError::Corrupt {
                 path,
                 detail: e.to_string(),
@@ -111,7 +121,9 @@ impl StateError {
             Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
                 StateError::CannotOpen { path, source: e }
             }
-            Some(ErrorCode::ReadOnly | ErrorCode::DiskFull) => StateError::ReadOnly { path, source: e },
+            Some(ErrorCode::ReadOnly | ErrorCode::DiskFull) => {
+                StateError::ReadOnly { path, source: e }
+            }
             _ => StateError::Sqlite { path, source: e },
         }
     }
@@ -199,7 +211,9 @@ impl StateDb {
             .map_err(|e| self.err(e))?;
         // Reading the schema first makes a non-SQLite file fail here, clearly, not later.
         self.conn
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map_err(|e| self.err(e))?;
         if write {
             let mode: String = self

@@ -79,7 +79,11 @@ fn baselines_survive_a_restart_and_show_prints_them() {
     assert_eq!(lines.len(), 3, "{}", run.stdout);
     assert!(lines[0].starts_with("SERIES") && lines[0].contains("STATE"));
     assert!(lines[1].contains("learning (1/3)"), "{}", run.stdout);
-    assert!(lines[2].contains("ready") && lines[2].contains("3/3"), "{}", run.stdout);
+    assert!(
+        lines[2].contains("ready") && lines[2].contains("3/3"),
+        "{}",
+        run.stdout
+    );
 
     let run = agent.run(&["baselines", "show", "--json", "cluster=\"a\""]);
     assert_eq!(run.code, 0, "{}", run.all());
@@ -138,7 +142,11 @@ fn baselines_show_on_corrupt_state_fails_in_one_line_naming_the_file() {
     let dir = state_dir(&agent);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("state.db");
-    std::fs::write(&file, b"this is not a database, just garbage bytes\n".repeat(200)).unwrap();
+    std::fs::write(
+        &file,
+        b"this is not a database, just garbage bytes\n".repeat(200),
+    )
+    .unwrap();
     let run = agent.run(&["baselines", "show"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert_eq!(run.stdout, "");
