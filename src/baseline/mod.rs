@@ -119,10 +119,11 @@ pub struct Moments {
 
 impl Moments {
     /// Folds in one finite sample taken at `at_ms`; the weight of the past halves every
-    /// `half_life`. A sample whose update would overflow is ignored.
-    pub fn update(&mut self, at_ms: i64, x: f64, half_life: Duration) {
+    /// `half_life`. A sample whose update would overflow is ignored. Returns whether the
+    /// sample was folded in.
+    pub fn update(&mut self, at_ms: i64, x: f64, half_life: Duration) -> bool {
         if !x.is_finite() {
-            return;
+            return false;
         }
         let gap = at_ms.saturating_sub(self.updated_ms).max(0);
         let decay = if self.samples == 0 {
@@ -136,7 +137,7 @@ impl Moments {
         let mean = self.mean + alpha * delta;
         let variance = (1.0 - alpha) * (self.variance + alpha * delta * delta);
         if !(mean.is_finite() && variance.is_finite()) {
-            return;
+            return false;
         }
         if self.samples == 0 || gap >= OCCASION_GAP_MS {
             self.occasions += 1;
@@ -146,6 +147,7 @@ impl Moments {
         self.mean = mean;
         self.variance = variance.max(0.0);
         self.updated_ms = at_ms;
+        true
     }
 
     fn usable(&self, min_samples: u64) -> bool {
@@ -327,7 +329,9 @@ impl BaselineStore {
                         .optional()
                         .map_err(err)?
                         .unwrap_or_default();
-                    m.update(at_ms, *value, season.half_life());
+                    if !m.update(at_ms, *value, season.half_life()) {
+                        continue;
+                    }
                     upsert_bucket
                         .execute(params![
                             id,

@@ -315,6 +315,11 @@ fn baseline_only_nan_and_inf_records_nothing() {
         )
         .unwrap();
     assert_eq!(store.list(at(0)).unwrap(), []);
+    // A finite value whose square overflows leaves the buckets untouched.
+    store.observe(at(0), &[("z".into(), 1.0)]).unwrap();
+    store.observe(at(15), &[("z".into(), 1e300)]).unwrap();
+    let b = store.get("z", at(15)).unwrap().unwrap();
+    assert_eq!((b.samples, b.mean, b.stddev), (1, 1.0, 0.0));
 }
 
 impl BaselineStore {
