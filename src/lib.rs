@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod backup;
+pub mod baseline;
 pub mod check;
 pub mod cli;
 pub mod collect;
@@ -13,4 +14,5 @@ pub mod http;
 pub mod logging;
 pub mod pg;
 pub mod repo;
+pub mod state;
 pub mod wal;

@@ -421,7 +421,7 @@ fn render_expire(r: &ExpireReport, config: &Config, repo: &Repo) -> String {
 }
 
 /// `2026-11-21 06:15:00`.
-fn utc(t: jiff::Timestamp) -> String {
+pub(super) fn utc(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
@@ -436,7 +436,7 @@ fn human_duration(secs: f64) -> String {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
+pub(super) fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

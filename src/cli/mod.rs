@@ -9,6 +9,7 @@
 
 mod backup;
 mod backups;
+mod baselines;
 mod check;
 mod config;
 mod run;
@@ -78,6 +79,9 @@ pub enum Command {
     /// List, show, verify and expire the backups in the repository
     #[command(subcommand)]
     Backups(backups::BackupsCommand),
+    /// Show the baselines learned for each monitored series (usual level and spread)
+    #[command(subcommand)]
+    Baselines(baselines::BaselinesCommand),
     /// Archive one WAL file durably (archive_command = 'dbagent --config FILE wal-push %p')
     WalPush(wal_push::WalPushArgs),
     /// Restore one WAL file from the archive (restore_command = 'dbagent --config FILE wal-get %f %p')
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Config(ref cmd) => config::run(&cli, cmd),
         Command::Backup(ref args) => backup::run(&cli, args),
         Command::Backups(ref cmd) => backups::run(&cli, cmd),
+        Command::Baselines(ref cmd) => baselines::run(&cli, cmd),
         Command::WalPush(ref args) => wal_push::run(&cli, args),
         Command::WalGet(ref args) => wal_get::run(&cli, args),
     }

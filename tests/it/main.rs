@@ -5,6 +5,7 @@ mod support;
 
 mod backup;
 mod backups_cmd;
+mod baselines;
 mod check;
 mod cluster_kit;
 mod collect_all;

@@ -1,0 +1,395 @@
+//! The agent's local store: one SQLite database, `state.db` in `state_dir`, holding what the
+//! agent learns and must remember across restarts (baselines now; alert state, the
+//! notification outbox, silences, job history and drill results later).
+//!
+//! One place for the schema: [`MIGRATIONS`], applied forward-only and recorded in
+//! `PRAGMA user_version` (the number of migrations applied). Adding a table is appending one
+//! entry. The database runs in WAL mode, so inspection commands (opened with
+//! [`StateDb::open_read_only`]) read while `dbagent run` writes, and it stays inspectable with
+//! `sqlite3 state.db`. Every error names the file and says what to do.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+/// The database file inside `state_dir`.
+pub const STATE_FILE: &str = "state.db";
+
+/// How long a statement waits for a lock held by another connection before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one forward-only migration per entry (name, SQL). Never edit or reorder an
+/// entry that has shipped; append a new one. `PRAGMA user_version` = entries applied.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    // 1: baselines (src/baseline). One row per series; one row per learned bucket of a series:
+    // season 'overall' (slot 0), 'hour_of_day' (slot 0..23 UTC), 'hour_of_week' (slot 0..167,
+    // 0 = Monday 00:00 UTC). Times are Unix milliseconds.
+    (
+        "baselines",
+        "CREATE TABLE baseline_series (
+            id          INTEGER PRIMARY KEY,
+            series      TEXT    NOT NULL UNIQUE,
+            last_value  REAL    NOT NULL,
+            updated_ms  INTEGER NOT NULL
+        );
+        CREATE INDEX baseline_series_updated ON baseline_series (updated_ms);
+        CREATE TABLE baseline_bucket (
+            series_id   INTEGER NOT NULL REFERENCES baseline_series (id) ON DELETE CASCADE,
+            season      TEXT    NOT NULL CHECK (season IN ('overall', 'hour_of_day', 'hour_of_week')),
+            slot        INTEGER NOT NULL,
+            samples     INTEGER NOT NULL,
+            occasions   INTEGER NOT NULL,
+            weight      REAL    NOT NULL,
+            mean        REAL    NOT NULL,
+            variance    REAL    NOT NULL,
+            updated_ms  INTEGER NOT NULL,
+            PRIMARY KEY (series_id, season, slot)
+        ) WITHOUT ROWID;",
+    ),
+];
+
+/// The schema version this build writes (the number of migrations).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// What can go wrong with the state database. Every message names the file and the way out.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "cannot create the state directory {path}: {source}; create it writable by the dbagent user or point state_dir elsewhere"
+    )]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error(
+        "cannot create the state database {path}: {source}; check that state_dir is writable by the dbagent user"
+    )]
+    CreateFile { path: PathBuf, source: io::Error },
+    #[error("state database {path} does not exist (`dbagent run` creates it)")]
+    Missing { path: PathBuf },
+    #[error(
+        "state database {path} is locked by another process (waited {}s); stop the other dbagent using this state_dir or retry",
+        BUSY_TIMEOUT.as_secs()
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "state database {path} is corrupt ({detail}): move it aside and restart; baselines relearn"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "state database {path} has schema version {found}, newer than this dbagent knows ({known}): upgrade dbagent, or move the file aside and restart (baselines relearn)"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "cannot open the state database {path}: {source}; check that it and its directory are readable (and writable for `dbagent run`) by the dbagent user"
+    )]
+    CannotOpen {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "state database {path} is read-only: {source}; check its permissions and free disk space"
+    )]
+    ReadOnly {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+impl StateError {
+    /// Classifies a SQLite error on the database at `path`.
+    pub fn from_sqlite(path: &Path, e: rusqlite::Error) -> StateError {
+        let path = path.to_path_buf();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StateError::Locked { path }
+            }
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StateError::Corrupt {
+                path,
+                detail: e.to_string(),
+            },
+            Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+                StateError::CannotOpen { path, source: e }
+            }
+            Some(ErrorCode::ReadOnly | ErrorCode::DiskFull) => {
+                StateError::ReadOnly { path, source: e }
+            }
+            _ => StateError::Sqlite { path, source: e },
+        }
+    }
+}
+
+/// An open state database.
+#[derive(Debug)]
+pub struct StateDb {
+    conn: Connection,
+    path: PathBuf,
+    version: i64,
+}
+
+impl StateDb {
+    /// Opens (creating the directory, mode 0700, and the file, mode 0600, when missing) the
+    /// state database in `state_dir` for writing, and brings its schema up to date.
+    pub fn open(state_dir: &Path) -> Result<StateDb, StateError> {
+        if !state_dir.is_dir() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .map_err(|source| StateError::CreateDir {
+                    path: state_dir.to_path_buf(),
+                    source,
+                })?;
+        }
+        let path = state_dir.join(STATE_FILE);
+        // Create the file ourselves so it gets 0600 (SQLite would use 0644); SQLite gives its
+        // -wal and -shm files the database file's mode.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(StateError::CreateFile { path, source }),
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StateError::from_sqlite(&path, e))?;
+        let mut db = StateDb {
+            conn,
+            path,
+            version: 0,
+        };
+        db.configure(true)?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Opens the state database in `state_dir` for reading only (inspection commands): never
+    /// creates or migrates anything, and reads while `dbagent run` writes.
+    /// [`StateError::Missing`] when there is no database yet.
+    pub fn open_read_only(state_dir: &Path) -> Result<StateDb, StateError> {
+        let path = state_dir.join(STATE_FILE);
+        if !path.exists() {
+            return Err(StateError::Missing { path });
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StateError::from_sqlite(&path, e))?;
+        let mut db = StateDb {
+            conn,
+            path,
+            version: 0,
+        };
+        db.configure(false)?;
+        db.version = db.user_version()?;
+        if db.version > SCHEMA_VERSION {
+            return Err(db.too_new());
+        }
+        Ok(db)
+    }
+
+    fn configure(&mut self, write: bool) -> Result<(), StateError> {
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| self.err(e))?;
+        // Reading the schema first makes a non-SQLite file fail here, clearly, not later.
+        self.conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| self.err(e))?;
+        if write {
+            let mode: String = self
+                .conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(path = %self.path.display(), mode, "State database is not in WAL mode");
+            }
+            self.conn
+                .execute_batch("PRAGMA foreign_keys = ON;")
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn user_version(&self) -> Result<i64, StateError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn too_new(&self) -> StateError {
+        StateError::TooNew {
+            path: self.path.clone(),
+            found: self.version,
+            known: SCHEMA_VERSION,
+        }
+    }
+
+    /// Applies the migrations not yet applied, each in its own transaction with its
+    /// `user_version` bump.
+    fn migrate(&mut self) -> Result<(), StateError> {
+        self.version = self.user_version()?;
+        if self.version > SCHEMA_VERSION {
+            return Err(self.too_new());
+        }
+        let path = self.path.clone();
+        let err = |e| StateError::from_sqlite(&path, e);
+        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(self.version as usize) {
+            let to = i as i64 + 1;
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(err)?;
+            // Another process may have migrated meanwhile.
+            let now: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(err)?;
+            if now >= to {
+                continue;
+            }
+            tx.execute_batch(sql).map_err(err)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {to}"))
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+            tracing::info!(path = %path.display(), version = to, migration = name, "Migrated the state database");
+        }
+        self.version = self.user_version()?;
+        Ok(())
+    }
+
+    /// The schema version of the database (for a read-only open it may be below
+    /// [`SCHEMA_VERSION`] when an older dbagent wrote it).
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Classifies a SQLite error on this database.
+    pub fn err(&self, e: rusqlite::Error) -> StateError {
+        StateError::from_sqlite(&self.path, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn state_open_creates_dir_and_file_private_in_wal_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/state");
+        let db = StateDb::open(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(STATE_FILE)), 0o600);
+        assert_eq!(db.version(), SCHEMA_VERSION);
+        let jm: String = db
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(jm, "wal");
+        drop(db);
+        // Reopening applies nothing new.
+        assert_eq!(StateDb::open(&dir).unwrap().version(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn state_read_only_open_of_missing_database_says_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = StateDb::open_read_only(tmp.path()).unwrap_err();
+        assert!(matches!(e, StateError::Missing { .. }), "{e}");
+        assert!(!tmp.path().join(STATE_FILE).exists());
+    }
+
+    #[test]
+    fn state_garbage_file_is_corrupt_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(STATE_FILE);
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        for e in [
+            StateDb::open(tmp.path()).unwrap_err(),
+            StateDb::open_read_only(tmp.path()).unwrap_err(),
+        ] {
+            assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(msg.contains("move it aside and restart"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn state_newer_schema_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        drop(StateDb::open(tmp.path()).unwrap());
+        let conn = Connection::open(tmp.path().join(STATE_FILE)).unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .unwrap();
+        drop(conn);
+        let e = StateDb::open(tmp.path()).unwrap_err();
+        assert!(matches!(e, StateError::TooNew { .. }), "{e}");
+        let e = StateDb::open_read_only(tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("upgrade dbagent"), "{e}");
+    }
+
+    #[test]
+    fn state_read_only_reads_while_a_writer_holds_a_write_transaction() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = StateDb::open(tmp.path()).unwrap();
+        let tx = w.conn_mut().transaction().unwrap();
+        tx.execute(
+            "INSERT INTO baseline_series (series, last_value, updated_ms) VALUES ('x', 1, 0)",
+            [],
+        )
+        .unwrap();
+        let r = StateDb::open_read_only(tmp.path()).unwrap();
+        let n: i64 = r
+            .conn()
+            .query_row("SELECT count(*) FROM baseline_series", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn state_read_only_open_after_writer_closed() {
+        // The writer's -wal/-shm files are gone once it closes; a reader still opens.
+        let tmp = tempfile::tempdir().unwrap();
+        drop(StateDb::open(tmp.path()).unwrap());
+        let r = StateDb::open_read_only(tmp.path()).unwrap();
+        assert_eq!(r.version(), SCHEMA_VERSION);
+    }
+}
