@@ -306,3 +306,106 @@ pg_test!(a_poll_over_10000_tables_fits_in_its_interval, |v| {
         assert!(line.ends_with(" 1"), "{line}\n{}", sidecar.log());
     }
 });
+
+/// Samples of `series` recorded in the baseline store, read with `dbagent baselines show`.
+fn baseline_samples(agent: &Agent, series: &str) -> u64 {
+    let run = agent.run(&["baselines", "show", "--json", series]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    run.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["series"] == series)
+        .map_or(0, |b| b["samples"].as_u64().unwrap())
+}
+
+#[test]
+fn run_records_baselines_that_survive_a_restart() {
+    let pg = Cluster::start(PgVersion::V15, ClusterOptions::default());
+    let agent = agent_for(&pg, "  baseline_min_samples: 3\n");
+    let series = "dbagent_connections_exhaustion_ratio";
+    let mut sidecar = Sidecar::start(&agent);
+    sidecar.wait_metrics("four polls", Duration::from_secs(30), |m| {
+        sample(m, "dbagent_polls_total").unwrap_or(0.0) >= 4.0
+    });
+    let status = sidecar
+        .terminate(Duration::from_secs(10))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{}", sidecar.log());
+    let before = baseline_samples(&agent, series);
+    assert!(before >= 3, "{before} samples after 4 polls");
+    let run = agent.run(&["baselines", "show", "--json", series]);
+    assert_eq!(run.json()[0]["ready"], true, "{}", run.stdout);
+
+    let sidecar = Sidecar::start(&agent);
+    sidecar.wait_metrics("two more polls", Duration::from_secs(30), |m| {
+        sample(m, "dbagent_polls_total").unwrap_or(0.0) >= 2.0
+    });
+    drop(sidecar);
+    let after = baseline_samples(&agent, series);
+    assert!(
+        after >= before + 1,
+        "before restart {before}, after {after}"
+    );
+}
+
+pg_test!(
+    a_slow_query_shows_in_metrics_and_in_the_status_api_with_its_text,
+    |v| {
+        let pg = Cluster::start(
+            v,
+            ClusterOptions {
+                pg_stat_statements: true,
+                ..ClusterOptions::default()
+            },
+        );
+        pg.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+        let agent = agent_for(&pg, "");
+        let sidecar = Sidecar::start(&agent);
+        sidecar.wait_metrics("two polls", Duration::from_secs(30), |m| {
+            sample(m, "dbagent_polls_total").unwrap_or(0.0) >= 2.0
+        });
+        pg.psql("SELECT pg_sleep(0.4) AS dbagent_slow_marker");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let entry = loop {
+            let (_, body) = sidecar.get("/api/v1/status");
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let found = json["sections"]["statements"]["queries"]
+                .as_array()
+                .and_then(|q| {
+                    q.iter()
+                        .find(|e| {
+                            e["query"]
+                                .as_str()
+                                .unwrap_or("")
+                                .contains("dbagent_slow_marker")
+                        })
+                        .cloned()
+                });
+            if let Some(e) = found {
+                break e;
+            }
+            assert!(std::time::Instant::now() < deadline, "{json}");
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        assert!(entry["mean_seconds"].as_f64().unwrap() >= 0.4, "{entry}");
+        let queryid = entry["queryid"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| entry["queryid"].to_string());
+        let m = sidecar.metrics();
+        let line = m
+            .lines()
+            .find(|l| {
+                l.starts_with("dbagent_statement_mean_seconds{")
+                    && l.contains(&format!("queryid=\"{queryid}\""))
+            })
+            .unwrap_or_else(|| panic!("no metric for queryid {queryid}:\n{m}"));
+        let mean: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(mean >= 0.4, "{line}");
+        assert!(
+            !m.contains("dbagent_slow_marker") && !m.contains("pg_sleep"),
+            "query text leaked into /metrics"
+        );
+    }
+);
