@@ -343,10 +343,7 @@ fn run_records_baselines_that_survive_a_restart() {
     });
     drop(sidecar);
     let after = baseline_samples(&agent, series);
-    assert!(
-        after >= before + 1,
-        "before restart {before}, after {after}"
-    );
+    assert!(after > before, "before restart {before}, after {after}");
 }
 
 pg_test!(
