@@ -2,11 +2,12 @@
 # scripts/quickstart.sh: build dbagent and run it against a local sandbox PostgreSQL cluster.
 #
 #   scripts/quickstart.sh           build, create (or restart) the sandbox cluster, take a
-#                                   backup (WAL archived through dbagent wal-push), run check
-#   scripts/quickstart.sh --stop    stop the sandbox cluster and remove the sandbox
+#                                   backup (WAL archived through dbagent wal-push), run check,
+#                                   start the sidecar (`dbagent run`) and print its /metrics URL
+#   scripts/quickstart.sh --stop    stop the sidecar and the sandbox cluster, remove the sandbox
 #
 # Environment: SANDBOX_PG=15|18 (default 15), SANDBOX_PORT (default 54329),
-#              SANDBOX_DIR (default ./sandbox, git-ignored).
+#              SANDBOX_HTTP_PORT (default 9188), SANDBOX_DIR (default ./sandbox, git-ignored).
 # The cluster listens on 127.0.0.1 only, with archive_command wired to `dbagent wal-push`,
 # pg_stat_statements loaded and data checksums on; dbagent connects as a least-privilege role.
 # Re-runnable: an existing sandbox is reused.
@@ -18,6 +19,7 @@ source scripts/lib/deps.sh
 
 version=${SANDBOX_PG:-15}
 port=${SANDBOX_PORT:-54329}
+http_port=${SANDBOX_HTTP_PORT:-9188}
 sandbox=${SANDBOX_DIR:-$repo_root/sandbox}
 case "$version" in
   15) bindir=$PG15_BIN ;;
@@ -36,7 +38,22 @@ as_pg() {
   fi
 }
 
+# Stops the sandbox's `dbagent run`, by the PID it recorded.
+stop_sidecar() {
+  if [ -f "$sandbox/run.pid" ]; then
+    local pid
+    pid=$(cat "$sandbox/run.pid")
+    if kill -0 "$pid" 2>/dev/null && grep -q dbagent "/proc/$pid/cmdline" 2>/dev/null; then
+      kill -TERM "$pid"
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      echo "dbagent run (pid $pid) stopped"
+    fi
+    rm -f "$sandbox/run.pid"
+  fi
+}
+
 if [ "${1:-}" = "--stop" ]; then
+  stop_sidecar
   if [ -f "$data/postmaster.pid" ]; then
     as_pg "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null
     echo "sandbox cluster stopped"
@@ -45,11 +62,11 @@ if [ "${1:-}" = "--stop" ]; then
   echo "removed $sandbox"
   exit 0
 elif [ $# -gt 0 ]; then
-  sed -n '2,12p' "$0"
+  sed -n '2,14p' "$0"
   exit 2
 fi
 
-apt_install postgresql-15 postgresql-client-15
+apt_install postgresql-15 postgresql-client-15 curl
 [ "$version" = 18 ] && install_pg18
 
 echo "==> building dbagent (release)"
@@ -108,6 +125,9 @@ DO \$\$ BEGIN
 END \$\$;
 ALTER ROLE dbagent PASSWORD '$password';
 GRANT pg_monitor TO dbagent;
+-- Bloat estimates need pg_stats of every table (dbagent check: stats_visibility). This also
+-- lets the role read table data; weigh that on a real cluster.
+GRANT pg_read_all_data TO dbagent;
 GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean), pg_backup_stop(boolean),
   pg_switch_wal(), pg_create_restore_point(text) TO dbagent;
 SQL
@@ -124,6 +144,8 @@ postgres:
 repository:
   path: $sandbox/repo
 state_dir: $sandbox/state
+http:
+  listen: 127.0.0.1:$http_port
 YML
 mkdir -p "$sandbox/repo" "$sandbox/state"
 [ "$(id -u)" = 0 ] && chown -R postgres: "$sandbox/repo" "$sandbox/state" "$conf"
@@ -141,10 +163,38 @@ run_dbagent --config "$conf" check
 status=$?
 set -e
 
+# The sidecar: polls the cluster, learns baselines, serves /metrics. Restarted on every run so
+# that it is the binary just built.
+stop_sidecar
+echo "==> $dbagent --config $conf run (in the background, log in $sandbox/run.log)"
+if [ "$(id -u)" = 0 ]; then
+  runuser -u postgres -- env -C "$sandbox" HOME="$sandbox" nohup "$dbagent" --config "$conf" run \
+    >"$sandbox/run.log" 2>&1 </dev/null &
+else
+  nohup "$dbagent" --config "$conf" run >"$sandbox/run.log" 2>&1 </dev/null &
+fi
+echo $! >"$sandbox/run.pid"
+ready=0
+for _ in $(seq 100); do
+  if curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1; then ready=1; break; fi
+  sleep 0.2
+done
+if [ "$ready" = 1 ]; then
+  echo "dbagent run is ready: metrics at http://127.0.0.1:$http_port/metrics"
+else
+  echo "quickstart: dbagent run did not become ready; see $sandbox/run.log" >&2
+  tail -5 "$sandbox/run.log" >&2 || true
+  status=1
+fi
+
 cat <<NEXT
 
 The sandbox is up: PostgreSQL $version on 127.0.0.1:$port, data in $data.
+The sidecar serves http://127.0.0.1:$http_port/metrics (also /readyz, /api/v1/status).
 Try next:
+  curl -s http://127.0.0.1:$http_port/metrics | grep -E '^(pg_up|dbagent_connections_exhaustion_ratio) '
+  curl -s http://127.0.0.1:$http_port/api/v1/status
+  $dbagent --config $conf baselines show
   $dbagent --config $conf backups list
   $dbagent --config $conf backups verify
   $dbagent --config $conf backup --label before-migration
