@@ -19,7 +19,8 @@
 //! AccessExclusive right now (pg_locks is read first; their catalog figures are in flux during
 //! a rewrite); system catalogs and TOAST tables. Runs every `monitor.slow_interval`.
 //!
-//! Exact figures through pgstattuple (`monitor.pgstattuple_interval`) are not implemented yet.
+//! Exact figures, read from the pages themselves, come from the `pgstattuple` collector on its
+//! own slow schedule (`monitor.pgstattuple_interval`).
 
 use std::time::Duration;
 

@@ -18,6 +18,7 @@ pub mod connections;
 pub mod databases;
 pub mod locks;
 pub mod metrics;
+pub mod pgstattuple;
 pub mod replication;
 pub mod statements;
 pub mod vacuum;
@@ -118,5 +119,6 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(archiver::Archiver),
         Box::new(statements::Statements::new()),
         Box::new(bloat::Bloat),
+        Box::new(pgstattuple::PgStatTuple),
     ]
 }

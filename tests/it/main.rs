@@ -15,6 +15,7 @@ mod collect_checkpoints;
 mod collect_connections;
 mod collect_databases;
 mod collect_locks;
+mod collect_pgstattuple;
 mod collect_replication;
 mod collect_statements;
 mod collect_vacuum;
