@@ -43,6 +43,8 @@ struct AppState {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     config: watch::Receiver<Arc<Config>>,
     scrapes: Arc<AtomicU64>,
+    /// How long the previous /metrics answer took to build, in nanoseconds.
+    last_scrape_ns: Arc<AtomicU64>,
 }
 
 /// A bound endpoint, ready to serve.
@@ -73,6 +75,7 @@ impl Server {
             snapshot,
             config,
             scrapes: Arc::new(AtomicU64::new(0)),
+            last_scrape_ns: Arc::new(AtomicU64::new(0)),
         };
         let router = Router::new()
             .route("/metrics", get(metrics))
@@ -137,6 +140,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    let started = std::time::Instant::now();
     let snap = s.snapshot.borrow().clone();
     let scrapes = s.scrapes.fetch_add(1, Ordering::Relaxed) + 1;
     let age = snap
@@ -159,6 +163,18 @@ async fn metrics(State(s): State<AppState>) -> Response {
          # TYPE dbagent_metrics_age_seconds gauge\n",
     );
     body.push_str(&format!("dbagent_metrics_age_seconds {age:.3}\n"));
+    let previous = s.last_scrape_ns.load(Ordering::Relaxed) as f64 / 1e9;
+    body.push_str(
+        "# HELP dbagent_last_scrape_duration_seconds How long the previous /metrics answer took to build.\n\
+         # TYPE dbagent_last_scrape_duration_seconds gauge\n",
+    );
+    body.push_str(&format!(
+        "dbagent_last_scrape_duration_seconds {previous:.6}\n"
+    ));
+    s.last_scrape_ns.store(
+        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
     (
         [(
             header::CONTENT_TYPE,
