@@ -13,4 +13,5 @@ RUN apt-get update \
 COPY --from=build /src/target/release/dbagent /usr/local/bin/dbagent
 USER dbagent
 ENTRYPOINT ["/usr/local/bin/dbagent"]
-CMD ["check"]
+EXPOSE 9188
+CMD ["run"]
