@@ -12,6 +12,7 @@ pub mod collect;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod notify;
 pub mod pg;
 pub mod repo;
 pub mod state;
