@@ -4,6 +4,7 @@
 //! module is the thin command-line layer over it. See README.md for the user's manual.
 
 pub mod agent;
+pub mod alert;
 pub mod backup;
 pub mod baseline;
 pub mod check;

@@ -536,7 +536,7 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 
 /// Turns a serde-saphyr error into `file:line:column: message`, with "did you mean" for
 /// misspelled keys.
-fn parse_error(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
+pub(crate) fn parse_error(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
     let (line, column) = e
         .location()
         .map(|l| (l.line() as usize, l.column() as usize))

@@ -1,0 +1,531 @@
+//! `alerts.yml`: rules, the route tree, inhibition rules and receivers, parsed with the same
+//! located errors as `dbagent.yml` (file:line:column, valid keys, "did you mean").
+//!
+//! A rule's `expr` is deliberately small, so that it can be validated at load time and read by
+//! anyone on call:
+//!
+//! ```text
+//! METRIC{label="value", other!="x", re=~"a.*"} OP THRESHOLD
+//! OP: >  >=  <  <=  ==  !=
+//! THRESHOLD: a number                 e.g. dbagent_connections_exhaustion_ratio > 0.9
+//!          | N x baseline             value above N times the learned mean
+//!          | N sigma baseline         value more than N standard deviations from the mean
+//! ```
+//!
+//! Baseline thresholds only apply once the series' baseline is ready (enough samples); until
+//! then the rule does not fire for that series, and `dbagent alerts list` says it is learning.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, de::Error as _};
+
+use crate::config::{ConfigError, de};
+use crate::notify::Receiver;
+
+/// The whole alerts.yml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsFile {
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    pub route: Route,
+    #[serde(default)]
+    pub inhibit_rules: Vec<InhibitRule>,
+    #[serde(default)]
+    pub receivers: Vec<Receiver>,
+    /// The file this was loaded from (not a key).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// One alert rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// The `alertname` label.
+    pub name: String,
+    #[serde(deserialize_with = "expr")]
+    pub expr: Expr,
+    /// How long the condition must hold before the alert fires (pending until then).
+    #[serde(default, rename = "for", deserialize_with = "de::duration")]
+    pub for_: Duration,
+    /// How long an alert keeps firing after its condition cleared (against flapping).
+    #[serde(default, deserialize_with = "de::duration")]
+    pub keep_firing_for: Duration,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// summary, description, runbook_url, ...: `{{ $labels.NAME }}`, `{{ $value }}` and
+    /// `{{ $baseline }}` are replaced.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// false turns the rule off without deleting it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A node of the route tree (Alertmanager's meaning).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Inherited from the parent when unset.
+    #[serde(default)]
+    pub receiver: Option<String>,
+    #[serde(default, deserialize_with = "matchers")]
+    pub matchers: Vec<Matcher>,
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub group_wait: Option<Duration>,
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub group_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub repeat_interval: Option<Duration>,
+    /// Go on matching the following siblings after this route matched.
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// Mutes target alerts while a matching source alert fires.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRule {
+    #[serde(deserialize_with = "matchers")]
+    pub source_matchers: Vec<Matcher>,
+    #[serde(deserialize_with = "matchers")]
+    pub target_matchers: Vec<Matcher>,
+    /// Labels that must have the same value on source and target.
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+/// `name="value"`, `name!="value"`, `name=~"regex"`, `name!~"regex"`.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub name: String,
+    pub op: MatchOp,
+    pub value: String,
+    regex: Option<regex_lite::Regex>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    Eq,
+    Ne,
+    Re,
+    NotRe,
+}
+
+impl Matcher {
+    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
+        let regex = match op {
+            MatchOp::Re | MatchOp::NotRe => Some(
+                regex_lite::Regex::new(&format!("^(?:{value})$"))
+                    .map_err(|e| format!("invalid regex `{value}`: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Matcher {
+            name: name.to_string(),
+            op,
+            value: value.to_string(),
+            regex,
+        })
+    }
+
+    /// Parses `name="value"` (also `name=value`, and the other operators).
+    pub fn parse(s: &str) -> Result<Matcher, String> {
+        let s = s.trim();
+        let bad = || format!("invalid matcher `{s}`: write it like severity=\"critical\", name!=\"x\" or name=~\"re.*\"");
+        let pos = s.find(['=', '!']).ok_or_else(bad)?;
+        let name = s[..pos].trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad());
+        }
+        let rest = &s[pos..];
+        let (op, value) = if let Some(v) = rest.strip_prefix("=~") {
+            (MatchOp::Re, v)
+        } else if let Some(v) = rest.strip_prefix("!~") {
+            (MatchOp::NotRe, v)
+        } else if let Some(v) = rest.strip_prefix("!=") {
+            (MatchOp::Ne, v)
+        } else if let Some(v) = rest.strip_prefix('=') {
+            (MatchOp::Eq, v)
+        } else {
+            return Err(bad());
+        };
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        Matcher::new(name, op, value)
+    }
+
+    /// Whether `labels` satisfy this matcher (a missing label is the empty string).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let v = labels.get(&self.name).map_or("", String::as_str);
+        match self.op {
+            MatchOp::Eq => v == self.value,
+            MatchOp::Ne => v != self.value,
+            MatchOp::Re => self.regex.as_ref().is_some_and(|r| r.is_match(v)),
+            MatchOp::NotRe => !self.regex.as_ref().is_some_and(|r| r.is_match(v)),
+        }
+    }
+}
+
+impl std::fmt::Display for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match self.op {
+            MatchOp::Eq => "=",
+            MatchOp::Ne => "!=",
+            MatchOp::Re => "=~",
+            MatchOp::NotRe => "!~",
+        };
+        write!(f, "{}{op}\"{}\"", self.name, self.value)
+    }
+}
+
+/// Whether all matchers match.
+pub fn all_match(matchers: &[Matcher], labels: &BTreeMap<String, String>) -> bool {
+    matchers.iter().all(|m| m.matches(labels))
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl Cmp {
+    pub fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Eq => "==",
+            Cmp::Ne => "!=",
+        }
+    }
+}
+
+/// What a sample is compared with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    Value(f64),
+    /// value OP N x the baseline mean.
+    BaselineRatio(f64),
+    /// (value - mean) / stddev OP N.
+    BaselineSigma(f64),
+}
+
+/// A parsed `expr`.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub metric: String,
+    pub matchers: Vec<Matcher>,
+    pub cmp: Cmp,
+    pub threshold: Threshold,
+    pub text: String,
+}
+
+impl Expr {
+    pub fn parse(s: &str) -> Result<Expr, String> {
+        let text = s.trim().to_string();
+        let help = "write it like `metric_name{label=\"value\"} > 0.9`, `metric > 3x baseline` or `metric > 4 sigma baseline`";
+        let name_end = text
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(text.len());
+        let metric = text[..name_end].to_string();
+        if metric.is_empty() || metric.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(format!("expr `{text}` does not start with a metric name; {help}"));
+        }
+        let mut rest = text[name_end..].trim_start();
+        let mut matchers = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            let close = r
+                .find('}')
+                .ok_or_else(|| format!("expr `{text}`: missing `}}`; {help}"))?;
+            for part in split_matchers(&r[..close]) {
+                if !part.trim().is_empty() {
+                    matchers.push(Matcher::parse(&part).map_err(|e| format!("expr `{text}`: {e}"))?);
+                }
+            }
+            rest = r[close + 1..].trim_start();
+        }
+        let (cmp, after) = [
+            (">=", Cmp::Ge),
+            ("<=", Cmp::Le),
+            ("==", Cmp::Eq),
+            ("!=", Cmp::Ne),
+            (">", Cmp::Gt),
+            ("<", Cmp::Lt),
+        ]
+        .iter()
+        .find_map(|(tok, c)| rest.strip_prefix(tok).map(|a| (*c, a.trim())))
+        .ok_or_else(|| format!("expr `{text}`: expected a comparison (> >= < <= == !=) after the metric; {help}"))?;
+        let words: Vec<&str> = after.split_whitespace().collect();
+        let number = |w: &str| -> Result<f64, String> {
+            w.parse::<f64>()
+                .map_err(|_| format!("expr `{text}`: `{w}` is not a number; {help}"))
+        };
+        let threshold = match words.as_slice() {
+            [n] if n.ends_with('x') && n.len() > 1 => {
+                return Err(format!(
+                    "expr `{text}`: `{n}` needs `baseline` after it (e.g. `3x baseline`)"
+                ));
+            }
+            [n] => Threshold::Value(number(n)?),
+            [n, "baseline"] if n.ends_with('x') => {
+                Threshold::BaselineRatio(number(n.trim_end_matches('x'))?)
+            }
+            [n, "x", "baseline"] => Threshold::BaselineRatio(number(n)?),
+            [n, "sigma", "baseline"] => Threshold::BaselineSigma(number(n)?),
+            _ => return Err(format!("expr `{text}`: cannot read the threshold `{after}`; {help}")),
+        };
+        Ok(Expr {
+            metric,
+            matchers,
+            cmp,
+            threshold,
+            text,
+        })
+    }
+
+    pub fn uses_baseline(&self) -> bool {
+        !matches!(self.threshold, Threshold::Value(_))
+    }
+
+    /// `> 0.9`, `> 3x baseline`: for messages.
+    pub fn condition(&self) -> String {
+        match self.threshold {
+            Threshold::Value(v) => format!("{} {v}", self.cmp.as_str()),
+            Threshold::BaselineRatio(v) => format!("{} {v}x baseline", self.cmp.as_str()),
+            Threshold::BaselineSigma(v) => format!("{} {v} sigma baseline", self.cmp.as_str()),
+        }
+    }
+}
+
+/// Splits `a="x,y", b="z"` on commas outside quotes.
+fn split_matchers(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn expr<'de, D: Deserializer<'de>>(d: D) -> Result<Expr, D::Error> {
+    let s = String::deserialize(d)?;
+    Expr::parse(&s).map_err(D::Error::custom)
+}
+
+fn matchers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Matcher>, D::Error> {
+    let raw: Vec<String> = Vec::deserialize(d)?;
+    raw.iter()
+        .map(|m| Matcher::parse(m).map_err(D::Error::custom))
+        .collect()
+}
+
+/// Defaults of the route tree's root (Alertmanager's).
+pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
+pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
+
+impl AlertsFile {
+    /// Reads and validates alerts.yml.
+    pub fn load(path: &Path) -> Result<AlertsFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::Invalid {
+                    path: path.into(),
+                    message: "alerts file not found; set alerts_file in dbagent.yml, or copy config/alerts.yml (`dbagent config example --alerts`)".into(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.into(),
+                    source,
+                }
+            }
+        })?;
+        AlertsFile::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<AlertsFile, ConfigError> {
+        let mut file: AlertsFile =
+            serde_saphyr::from_str(text).map_err(|e| crate::config::parse_error(path, &e))?;
+        file.source = Some(path.into());
+        file.validate()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+        Ok(file)
+    }
+
+    /// Cross-checks that serde cannot: unique names, receivers that exist, a root receiver.
+    fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &self.rules {
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(format!(
+                    "rule name `{}` must be letters, digits and underscores",
+                    r.name
+                ));
+            }
+            if !seen.insert(&r.name) {
+                return Err(format!("rule `{}` is defined twice", r.name));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for r in &self.receivers {
+            if !names.insert(r.name.as_str()) {
+                return Err(format!("receiver `{}` is defined twice", r.name));
+            }
+            if r.email.is_none() && r.slack.is_none() && r.pagerduty.is_none() && r.webhook.is_none()
+            {
+                return Err(format!(
+                    "receiver `{}` has no integration: give it email, slack, pagerduty or webhook",
+                    r.name
+                ));
+            }
+        }
+        if self.route.receiver.is_none() {
+            return Err("route.receiver is required (the default receiver)".into());
+        }
+        fn walk(
+            route: &Route,
+            names: &std::collections::BTreeSet<&str>,
+            at: &str,
+        ) -> Result<(), String> {
+            if let Some(r) = &route.receiver
+                && !names.contains(r.as_str())
+            {
+                let known: Vec<&str> = names.iter().copied().collect();
+                return Err(format!(
+                    "{at}: receiver `{r}` is not defined under receivers (defined: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+            for (i, child) in route.routes.iter().enumerate() {
+                walk(child, names, &format!("{at}.routes[{i}]"))?;
+            }
+            Ok(())
+        }
+        walk(&self.route, &names, "route")
+    }
+
+    pub fn receiver(&self, name: &str) -> Option<&Receiver> {
+        self.receivers.iter().find(|r| r.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_parse_thresholds_and_baselines() {
+        let e = Expr::parse("dbagent_connections_exhaustion_ratio > 0.9").unwrap();
+        assert_eq!(e.metric, "dbagent_connections_exhaustion_ratio");
+        assert_eq!(e.cmp, Cmp::Gt);
+        assert_eq!(e.threshold, Threshold::Value(0.9));
+        let e = Expr::parse("dbagent_statement_mean_seconds{datname!=\"template1\", user=~\"app.*\"} >= 3x baseline").unwrap();
+        assert_eq!(e.matchers.len(), 2);
+        assert_eq!(e.threshold, Threshold::BaselineRatio(3.0));
+        let e = Expr::parse("pg_database_size_bytes > 4 sigma baseline").unwrap();
+        assert_eq!(e.threshold, Threshold::BaselineSigma(4.0));
+        let e = Expr::parse("pg_up == 0").unwrap();
+        assert_eq!((e.cmp, e.threshold), (Cmp::Eq, Threshold::Value(0.0)));
+        for bad in [
+            "",
+            "> 1",
+            "pg_up",
+            "pg_up > lots",
+            "pg_up > 3x",
+            "pg_up{a=\"b\" > 1",
+            "pg_up{a~\"b\"} > 1",
+        ] {
+            assert!(Expr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn matchers_follow_alertmanager() {
+        let mut labels = BTreeMap::new();
+        labels.insert("severity".to_string(), "critical".to_string());
+        assert!(Matcher::parse("severity=\"critical\"").unwrap().matches(&labels));
+        assert!(Matcher::parse("severity=critical").unwrap().matches(&labels));
+        assert!(!Matcher::parse("severity!=\"critical\"").unwrap().matches(&labels));
+        assert!(Matcher::parse("severity=~\"crit.*\"").unwrap().matches(&labels));
+        assert!(!Matcher::parse("severity=~\"crit\"").unwrap().matches(&labels));
+        assert!(Matcher::parse("team!~\"db.*\"").unwrap().matches(&labels));
+        assert!(Matcher::parse("team=\"\"").unwrap().matches(&labels));
+        assert!(Matcher::parse("=x").is_err());
+    }
+
+    #[test]
+    fn the_shipped_alerts_file_parses() {
+        let f = AlertsFile::parse(EXAMPLE, Path::new("config/alerts.yml")).unwrap();
+        assert!(f.rules.len() >= 15, "{}", f.rules.len());
+    }
+
+    #[test]
+    fn unknown_receivers_and_keys_are_located_errors() {
+        let text = "route:\n  receiver: nobody\nreceivers:\n  - name: hook\n    webhook: { url: \"http://127.0.0.1:1/\" }\n";
+        let e = AlertsFile::parse(text, Path::new("a.yml")).unwrap_err().to_string();
+        assert!(e.contains("receiver `nobody` is not defined") && e.contains("hook"), "{e}");
+        let text = "rules:\n  - name: X\n    expr: pg_up == 0\n    fro: 5m\nroute:\n  receiver: hook\n";
+        let e = AlertsFile::parse(text, Path::new("a.yml")).unwrap_err().to_string();
+        assert!(e.starts_with("a.yml:4:"), "{e}");
+        assert!(e.contains("for"), "{e}");
+        let text = "rules:\n  - name: X\n    expr: pg_up >> 0\nroute:\n  receiver: hook\n";
+        let e = AlertsFile::parse(text, Path::new("a.yml")).unwrap_err().to_string();
+        assert!(e.starts_with("a.yml:3:"), "{e}");
+    }
+
+    /// The shipped alerts.yml.
+    pub const EXAMPLE: &str = include_str!("../../config/alerts.yml");
+}
