@@ -4,4 +4,10 @@
 //! notifications go to the durable outbox (`crate::notify`). Everything is persisted in
 //! state.db, so a restart neither re-pages nor forgets to resolve.
 
+pub mod engine;
 pub mod rules;
+pub mod silence;
+pub mod store;
+
+#[cfg(test)]
+mod tests;

@@ -143,7 +143,11 @@ impl Matcher {
     /// Parses `name="value"` (also `name=value`, and the other operators).
     pub fn parse(s: &str) -> Result<Matcher, String> {
         let s = s.trim();
-        let bad = || format!("invalid matcher `{s}`: write it like severity=\"critical\", name!=\"x\" or name=~\"re.*\"");
+        let bad = || {
+            format!(
+                "invalid matcher `{s}`: write it like severity=\"critical\", name!=\"x\" or name=~\"re.*\""
+            )
+        };
         let pos = s.find(['=', '!']).ok_or_else(bad)?;
         let name = s[..pos].trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -261,7 +265,9 @@ impl Expr {
             .unwrap_or(text.len());
         let metric = text[..name_end].to_string();
         if metric.is_empty() || metric.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!("expr `{text}` does not start with a metric name; {help}"));
+            return Err(format!(
+                "expr `{text}` does not start with a metric name; {help}"
+            ));
         }
         let mut rest = text[name_end..].trim_start();
         let mut matchers = Vec::new();
@@ -271,7 +277,8 @@ impl Expr {
                 .ok_or_else(|| format!("expr `{text}`: missing `}}`; {help}"))?;
             for part in split_matchers(&r[..close]) {
                 if !part.trim().is_empty() {
-                    matchers.push(Matcher::parse(&part).map_err(|e| format!("expr `{text}`: {e}"))?);
+                    matchers
+                        .push(Matcher::parse(&part).map_err(|e| format!("expr `{text}`: {e}"))?);
                 }
             }
             rest = r[close + 1..].trim_start();
@@ -286,7 +293,11 @@ impl Expr {
         ]
         .iter()
         .find_map(|(tok, c)| rest.strip_prefix(tok).map(|a| (*c, a.trim())))
-        .ok_or_else(|| format!("expr `{text}`: expected a comparison (> >= < <= == !=) after the metric; {help}"))?;
+        .ok_or_else(|| {
+            format!(
+                "expr `{text}`: expected a comparison (> >= < <= == !=) after the metric; {help}"
+            )
+        })?;
         let words: Vec<&str> = after.split_whitespace().collect();
         let number = |w: &str| -> Result<f64, String> {
             w.parse::<f64>()
@@ -304,7 +315,11 @@ impl Expr {
             }
             [n, "x", "baseline"] => Threshold::BaselineRatio(number(n)?),
             [n, "sigma", "baseline"] => Threshold::BaselineSigma(number(n)?),
-            _ => return Err(format!("expr `{text}`: cannot read the threshold `{after}`; {help}")),
+            _ => {
+                return Err(format!(
+                    "expr `{text}`: cannot read the threshold `{after}`; {help}"
+                ));
+            }
         };
         Ok(Expr {
             metric,
@@ -388,11 +403,10 @@ impl AlertsFile {
         let mut file: AlertsFile =
             serde_saphyr::from_str(text).map_err(|e| crate::config::parse_error(path, &e))?;
         file.source = Some(path.into());
-        file.validate()
-            .map_err(|message| ConfigError::Invalid {
-                path: path.into(),
-                message,
-            })?;
+        file.validate().map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })?;
         Ok(file)
     }
 
@@ -420,7 +434,10 @@ impl AlertsFile {
             if !names.insert(r.name.as_str()) {
                 return Err(format!("receiver `{}` is defined twice", r.name));
             }
-            if r.email.is_none() && r.slack.is_none() && r.pagerduty.is_none() && r.webhook.is_none()
+            if r.email.is_none()
+                && r.slack.is_none()
+                && r.pagerduty.is_none()
+                && r.webhook.is_none()
             {
                 return Err(format!(
                     "receiver `{}` has no integration: give it email, slack, pagerduty or webhook",
@@ -496,11 +513,31 @@ mod tests {
     fn matchers_follow_alertmanager() {
         let mut labels = BTreeMap::new();
         labels.insert("severity".to_string(), "critical".to_string());
-        assert!(Matcher::parse("severity=\"critical\"").unwrap().matches(&labels));
-        assert!(Matcher::parse("severity=critical").unwrap().matches(&labels));
-        assert!(!Matcher::parse("severity!=\"critical\"").unwrap().matches(&labels));
-        assert!(Matcher::parse("severity=~\"crit.*\"").unwrap().matches(&labels));
-        assert!(!Matcher::parse("severity=~\"crit\"").unwrap().matches(&labels));
+        assert!(
+            Matcher::parse("severity=\"critical\"")
+                .unwrap()
+                .matches(&labels)
+        );
+        assert!(
+            Matcher::parse("severity=critical")
+                .unwrap()
+                .matches(&labels)
+        );
+        assert!(
+            !Matcher::parse("severity!=\"critical\"")
+                .unwrap()
+                .matches(&labels)
+        );
+        assert!(
+            Matcher::parse("severity=~\"crit.*\"")
+                .unwrap()
+                .matches(&labels)
+        );
+        assert!(
+            !Matcher::parse("severity=~\"crit\"")
+                .unwrap()
+                .matches(&labels)
+        );
         assert!(Matcher::parse("team!~\"db.*\"").unwrap().matches(&labels));
         assert!(Matcher::parse("team=\"\"").unwrap().matches(&labels));
         assert!(Matcher::parse("=x").is_err());
@@ -515,14 +552,24 @@ mod tests {
     #[test]
     fn unknown_receivers_and_keys_are_located_errors() {
         let text = "route:\n  receiver: nobody\nreceivers:\n  - name: hook\n    webhook: { url: \"http://127.0.0.1:1/\" }\n";
-        let e = AlertsFile::parse(text, Path::new("a.yml")).unwrap_err().to_string();
-        assert!(e.contains("receiver `nobody` is not defined") && e.contains("hook"), "{e}");
-        let text = "rules:\n  - name: X\n    expr: pg_up == 0\n    fro: 5m\nroute:\n  receiver: hook\n";
-        let e = AlertsFile::parse(text, Path::new("a.yml")).unwrap_err().to_string();
+        let e = AlertsFile::parse(text, Path::new("a.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("receiver `nobody` is not defined") && e.contains("hook"),
+            "{e}"
+        );
+        let text =
+            "rules:\n  - name: X\n    expr: pg_up == 0\n    fro: 5m\nroute:\n  receiver: hook\n";
+        let e = AlertsFile::parse(text, Path::new("a.yml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("a.yml:4:"), "{e}");
         assert!(e.contains("for"), "{e}");
         let text = "rules:\n  - name: X\n    expr: pg_up >> 0\nroute:\n  receiver: hook\n";
-        let e = AlertsFile::parse(text, Path::new("a.yml")).unwrap_err().to_string();
+        let e = AlertsFile::parse(text, Path::new("a.yml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("a.yml:3:"), "{e}");
     }
 

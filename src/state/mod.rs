@@ -50,6 +50,30 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
             PRIMARY KEY (series_id, season, slot)
         ) WITHOUT ROWID;",
     ),
+    // 2: alert state (src/alert): instances and groups as JSON rows, rewritten after each
+    // evaluation; silences (times in Unix milliseconds).
+    (
+        "alerts",
+        "CREATE TABLE alert_instances (
+            fingerprint TEXT PRIMARY KEY,
+            rule        TEXT NOT NULL,
+            state       TEXT NOT NULL,
+            data        TEXT NOT NULL
+        );
+        CREATE TABLE alert_groups (
+            key   TEXT PRIMARY KEY,
+            data  TEXT NOT NULL
+        );
+        CREATE TABLE silences (
+            id          TEXT PRIMARY KEY,
+            matchers    TEXT    NOT NULL,
+            starts_ms   INTEGER NOT NULL,
+            ends_ms     INTEGER NOT NULL,
+            created_by  TEXT    NOT NULL,
+            comment     TEXT    NOT NULL,
+            expired     INTEGER NOT NULL DEFAULT 0
+        );",
+    ),
 ];
 
 /// The schema version this build writes (the number of migrations).
