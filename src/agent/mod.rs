@@ -3,6 +3,7 @@
 //! ([`poll`]), the snapshot every HTTP request reads ([`snapshot`]), the HTTP endpoint, and a
 //! clean shutdown on SIGTERM or Ctrl-C.
 
+pub mod evaluate;
 pub mod poll;
 pub mod snapshot;
 
@@ -27,6 +28,8 @@ pub enum AgentError {
     Serve(std::io::Error),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Runs the agent until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
@@ -37,21 +40,49 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         watch::channel(Arc::new(Snapshot::starting(config.monitor.interval)));
     let cancel = CancellationToken::new();
 
-    // The baseline store is opened first: an unusable state_dir stops the agent at start.
+    // The state (baselines, alert state, silences) and the alerts file are opened first: an
+    // unusable state_dir or an invalid alerts.yml stops the agent at start with one line.
     let store = crate::baseline::BaselineStore::open(
         &config.state_dir,
         config.monitor.baseline_min_samples,
     )?;
-    let (baseline_tx, baseline_rx) = tokio::sync::mpsc::channel(4);
-    let learner = std::thread::Builder::new()
-        .name("dbagent-baselines".into())
-        .spawn(move || learn(store, baseline_rx))
-        .map_err(AgentError::Signals)?;
-
-    let server =
-        crate::http::Server::bind(&config.http, snapshot_rx.clone(), config_rx.clone()).await?;
+    let db = crate::state::StateDb::open(&config.state_dir)?;
+    let alerts = evaluate::load_alerts(&config.alerts_file)?;
+    match &alerts {
+        Some(f) => {
+            tracing::info!(alerts = %config.alerts_file.display(), rules = f.rules.len(), "Alert rules loaded")
+        }
+        None => {
+            tracing::warn!(alerts = %config.alerts_file.display(), "No alerts file: alerting is off")
+        }
+    }
+    let engine_state = crate::alert::store::load(&db)?;
+    let (alert_tx, alert_rx) = watch::channel(Arc::new(evaluate::AlertSnapshot::default()));
+    let (eval_tx, eval_rx) = tokio::sync::mpsc::channel(4);
+    let server = crate::http::Server::bind(
+        &config.http,
+        snapshot_rx.clone(),
+        config_rx.clone(),
+        alert_rx,
+    )
+    .await?;
     let addr = server.local_addr().map_err(AgentError::Serve)?;
     let scheme = if server.is_tls() { "https" } else { "http" };
+    let evaluator = evaluate::Evaluator {
+        store,
+        db,
+        alerts,
+        alerts_path: config.alerts_file.clone(),
+        engine_state,
+        sink: outbox_sink(&config)?,
+        external_url: format!("{scheme}://{addr}"),
+        config_rx: config_rx.clone(),
+        snapshot_tx: alert_tx,
+    };
+    let evaluation = std::thread::Builder::new()
+        .name("dbagent-evaluate".into())
+        .spawn(move || evaluator.run(eval_rx))
+        .map_err(AgentError::Signals)?;
     tracing::info!(
         metrics = %format!("{scheme}://{addr}/metrics"),
         interval_s = config.monitor.interval.as_secs(),
@@ -66,7 +97,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signals)?;
 
-    let poller = poll::PollLoop::new(config_rx.clone(), snapshot_tx, Some(baseline_tx));
+    let poller = poll::PollLoop::new(config_rx.clone(), snapshot_tx, Some(eval_tx));
     let poll_task = tokio::spawn(poller.run(cancel.clone()));
     let http_task = tokio::spawn(server.serve(cancel.clone()));
 
@@ -81,7 +112,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     // The poll loop owns the baseline sender: once it has stopped, the learner drains what is
     // queued, commits and ends.
     let _ = poll_task.await;
-    let _ = tokio::task::spawn_blocking(move || learner.join()).await;
+    let _ = tokio::task::spawn_blocking(move || evaluation.join()).await;
     match http_task.await {
         Ok(Ok(())) | Err(_) => {}
         Ok(Err(e)) => return Err(AgentError::Serve(e)),
@@ -110,43 +141,14 @@ fn reload(path: &std::path::Path, tx: &watch::Sender<Arc<Config>>) {
     }
 }
 
-/// How long a series that is no longer observed (a query that left the top N) keeps its
-/// baseline.
-const BASELINE_RETENTION: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
-
-/// The baseline learner: a thread of its own (SQLite is blocking), fed one batch per poll.
-/// A failed write is logged once per state change; the agent goes on serving metrics.
-fn learn(
-    mut store: crate::baseline::BaselineStore,
-    mut rx: tokio::sync::mpsc::Receiver<(jiff::Timestamp, poll::BaselineSamples)>,
-) {
-    let mut failing = false;
-    let mut last_prune: Option<std::time::Instant> = None;
-    while let Some((at, samples)) = rx.blocking_recv() {
-        match store.observe(at, &samples) {
-            Ok(()) => {
-                if failing {
-                    tracing::info!(state = %store.path().display(), "Baselines are being recorded again");
-                }
-                failing = false;
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::error!(error = %e, "Cannot record baselines; metrics are still served");
-                }
-                failing = true;
-            }
-        }
-        if last_prune.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(3600)) {
-            last_prune = Some(std::time::Instant::now());
-            match store.prune(at, BASELINE_RETENTION) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    series = n,
-                    "Dropped baselines of series not seen for 14 days"
-                ),
-                Err(e) => tracing::warn!(error = %e, "Cannot prune old baselines"),
-            }
+/// The durable outbox the evaluator hands notifications to.
+fn outbox_sink(_config: &Config) -> Result<Box<dyn evaluate::Sink>, AgentError> {
+    struct LogOnly;
+    impl evaluate::Sink for LogOnly {
+        fn enqueue(&mut self, n: &crate::notify::Notification) -> Result<(), String> {
+            tracing::warn!(receiver = %n.receiver, "No outbox yet: notification not delivered");
+            Ok(())
         }
     }
+    Ok(Box::new(LogOnly))
 }

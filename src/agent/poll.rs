@@ -21,8 +21,7 @@ use crate::collect::{self, Collector, Ctx, Family, Output};
 use crate::config::Config;
 use crate::pg::{PgTarget, ServerVersion, SessionOptions};
 
-/// Samples of baseline-flagged series from one poll: `(series key, value)`.
-pub type BaselineSamples = Vec<(String, f64)>;
+use super::evaluate::PollResult;
 
 /// One collector and what the loop remembers about it.
 struct Slot {
@@ -49,7 +48,7 @@ pub struct PollLoop {
     slots: Vec<Slot>,
     conn: Option<Connection>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
-    baseline_tx: Option<tokio::sync::mpsc::Sender<(jiff::Timestamp, BaselineSamples)>>,
+    eval_tx: Option<tokio::sync::mpsc::Sender<PollResult>>,
     polls_total: u64,
     overruns_total: u64,
     connect_errors_total: u64,
@@ -63,7 +62,7 @@ impl PollLoop {
     pub fn new(
         config_rx: watch::Receiver<Arc<Config>>,
         snapshot_tx: watch::Sender<Arc<Snapshot>>,
-        baseline_tx: Option<tokio::sync::mpsc::Sender<(jiff::Timestamp, BaselineSamples)>>,
+        eval_tx: Option<tokio::sync::mpsc::Sender<PollResult>>,
     ) -> PollLoop {
         let config = config_rx.borrow().clone();
         PollLoop {
@@ -82,7 +81,7 @@ impl PollLoop {
                 .collect(),
             conn: None,
             snapshot_tx,
-            baseline_tx,
+            eval_tx,
             polls_total: 0,
             overruns_total: 0,
             connect_errors_total: 0,
@@ -363,12 +362,13 @@ impl PollLoop {
             started: self.started,
         };
         self.snapshot_tx.send_replace(Arc::new(snapshot));
-        if up
-            && !baseline.is_empty()
-            && let Some(tx) = &self.baseline_tx
-        {
-            // A learner that falls behind drops samples rather than slowing the poll.
-            let _ = tx.try_send((now, baseline));
+        if let Some(tx) = &self.eval_tx {
+            // An evaluator that falls behind skips a poll rather than slowing the loop down.
+            let _ = tx.try_send(PollResult {
+                at: now,
+                baseline,
+                families,
+            });
         }
     }
 

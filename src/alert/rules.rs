@@ -375,6 +375,9 @@ fn matchers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Matcher>, D::Error> {
         .collect()
 }
 
+/// The shipped alerts.yml, printed by `dbagent config example --alerts`.
+pub const EXAMPLE: &str = include_str!("../../config/alerts.yml");
+
 /// Defaults of the route tree's root (Alertmanager's).
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
@@ -573,6 +576,5 @@ mod tests {
         assert!(e.starts_with("a.yml:3:"), "{e}");
     }
 
-    /// The shipped alerts.yml.
-    pub const EXAMPLE: &str = include_str!("../../config/alerts.yml");
+    use super::EXAMPLE;
 }

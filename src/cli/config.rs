@@ -16,13 +16,21 @@ pub enum ConfigCommand {
         json: bool,
     },
     /// Print an annotated example configuration with every key and its default
-    Example,
+    Example {
+        /// Print the example alerts.yml (rules, routes, receivers) instead
+        #[arg(long)]
+        alerts: bool,
+    },
 }
 
 pub fn run(cli: &Cli, cmd: &ConfigCommand) -> ExitCode {
     match cmd {
-        ConfigCommand::Example => {
-            print!("{EXAMPLE}");
+        ConfigCommand::Example { alerts } => {
+            if *alerts {
+                print!("{}", crate::alert::rules::EXAMPLE);
+            } else {
+                print!("{EXAMPLE}");
+            }
             ExitCode::SUCCESS
         }
         ConfigCommand::Validate { json } => validate(cli, *json),
@@ -31,10 +39,37 @@ pub fn run(cli: &Cli, cmd: &ConfigCommand) -> ExitCode {
 
 fn validate(cli: &Cli, json: bool) -> ExitCode {
     let path = cli.config_path();
-    match cli.load_config() {
-        Ok(config) => {
+    // dbagent.yml first, then the alerts file it names (when it exists: without one, alerting
+    // is off, which is valid).
+    let loaded = cli.load_config().and_then(|config| {
+        let alerts = crate::agent::evaluate::load_alerts(&config.alerts_file)?;
+        Ok((config, alerts))
+    });
+    match loaded {
+        Ok((config, alerts)) => {
+            let alerts_summary = match &alerts {
+                Some(f) => format!(
+                    "{} ({} rules, {} receivers): valid",
+                    config.alerts_file.display(),
+                    f.rules.len(),
+                    f.receivers.len()
+                ),
+                None => format!(
+                    "{} (not found: alerting is off)",
+                    config.alerts_file.display()
+                ),
+            };
             if json {
-                let out = json!({ "valid": true, "path": path, "config": config });
+                let out = json!({
+                    "valid": true,
+                    "path": path,
+                    "config": config,
+                    "alerts": alerts.as_ref().map(|f| json!({
+                        "path": config.alerts_file,
+                        "rules": f.rules.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                        "receivers": f.receivers.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                    })),
+                });
                 println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             } else {
                 println!("{}: valid", path.display());
@@ -42,7 +77,7 @@ fn validate(cli: &Cli, json: bool) -> ExitCode {
                 println!("  repository.path:   {}", config.repository.path.display());
                 println!("  state_dir:         {}", config.state_dir.display());
                 println!("  http.listen:       {}", config.http.listen);
-                println!("  alerts_file:       {}", config.alerts_file.display());
+                println!("  alerts_file:       {alerts_summary}");
             }
             ExitCode::SUCCESS
         }

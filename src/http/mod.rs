@@ -23,6 +23,7 @@ use base64::Engine as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::evaluate::AlertSnapshot;
 use crate::agent::snapshot::Snapshot;
 use crate::config::{Config, HttpConfig};
 
@@ -41,6 +42,7 @@ pub enum HttpError {
 #[derive(Clone)]
 struct AppState {
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    alerts: watch::Receiver<Arc<AlertSnapshot>>,
     config: watch::Receiver<Arc<Config>>,
     scrapes: Arc<AtomicU64>,
     /// How long the previous /metrics answer took to build, in nanoseconds.
@@ -60,6 +62,7 @@ impl Server {
         http: &HttpConfig,
         snapshot: watch::Receiver<Arc<Snapshot>>,
         config: watch::Receiver<Arc<Config>>,
+        alerts: watch::Receiver<Arc<AlertSnapshot>>,
     ) -> Result<Server, HttpError> {
         let listener = tokio::net::TcpListener::bind(http.listen)
             .await
@@ -73,6 +76,7 @@ impl Server {
         };
         let state = AppState {
             snapshot,
+            alerts,
             config,
             scrapes: Arc::new(AtomicU64::new(0)),
             last_scrape_ns: Arc::new(AtomicU64::new(0)),
@@ -151,8 +155,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
                 .unwrap_or(0.0)
         })
         .unwrap_or(-1.0);
-    let mut body = String::with_capacity(snap.metrics.len() + 512);
+    let alerts = s.alerts.borrow().clone();
+    let mut body = String::with_capacity(snap.metrics.len() + 4096);
     body.push_str(&snap.metrics);
+    body.push_str(&crate::collect::metrics::render(&alerts.families));
     body.push_str(
         "# HELP dbagent_scrapes_total Requests to /metrics served (from the last poll, never computed per request).\n\
          # TYPE dbagent_scrapes_total counter\n",
@@ -187,6 +193,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn status(State(s): State<AppState>) -> Response {
     let snap = s.snapshot.borrow().clone();
+    let alerts = s.alerts.borrow().clone();
     let config = s.config.borrow().clone();
     let repo_path = config.repository.path.clone();
     let repository = tokio::task::spawn_blocking(move || repository_status(&repo_path))
@@ -206,7 +213,10 @@ async fn status(State(s): State<AppState>) -> Response {
         "poll_interval_seconds": snap.interval.as_secs_f64(),
         "collectors": snap.collectors,
         "repository": repository,
-        "alerts": { "firing": [] },
+        "alerts": {
+            "disabled": alerts.disabled,
+            "active": alerts.active,
+        },
         "sections": snap.sections,
     });
     axum::Json(body).into_response()
