@@ -253,7 +253,8 @@ run_size() { # N
   hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$hf" --export-markdown "$tmp/hyperfine-$n.md" \
     -n dbagent "curl -s -o /dev/null ${urls[0]}/metrics" \
     -n exporter "curl -s -o /dev/null ${urls[1]}/metrics" \
-    -n exporter+tables "curl -s -o /dev/null ${urls[2]}/metrics" >/dev/null
+    -n exporter+tables "curl -s -o /dev/null ${urls[2]}/metrics" \
+    -n "curl baseline" "curl -s -o /dev/null ${urls[0]}/healthz" >/dev/null
   load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
   local res=$tmp/monitor-$n.json
@@ -270,7 +271,10 @@ run_size() { # N
   done
   local poll
   poll=$(dbagent_poll_json "$scrapes/$n-dbagent.prom")
-  jq --argjson p "$poll" '.dbagent.last_poll = $p' "$res" >"$res.new" && mv "$res.new" "$res"
+  jq --argjson p "$poll" --slurpfile hf "$hf" '.dbagent.last_poll_15s = $p
+    | .curl_baseline = ($hf[0].results[] | select(.command == "curl baseline")
+        | { what: "curl of dbagent /healthz: process start and connection", mean_s: .mean,
+            stddev_s: .stddev, min_s: .min })' "$res" >"$res.new" && mv "$res.new" "$res"
   for i in 0 1 2; do mon_stop "${pids[$i]}"; done
 
   # Database time. dbagent: a fresh agent polling every 2 s; its first poll (connection, every
@@ -291,10 +295,13 @@ run_size() { # N
   p1=$(metric "$url2" dbagent_polls_total)
   p1=${p1%.*}
   read -r steady_ms steady_calls < <(db_time dbagent)
+  curl -s -o "$tmp/steady-poll-$n.prom" "$url2/metrics"
   mon_stop "$pid2"
   jq --argjson fms "$first_ms" --argjson fcalls "$first_calls" --argjson ms "$steady_ms" \
-    --argjson calls "$steady_calls" --argjson polls "$((p1 - p0))" --argjson fp "$(dbagent_poll_json "$first_scrape")" '
-    .dbagent.db = { unit: "poll", first_poll_ms: $fms, first_poll_calls: $fcalls, first_poll: $fp,
+    --argjson calls "$steady_calls" --argjson polls "$((p1 - p0))" --argjson fp "$(dbagent_poll_json "$first_scrape")" \
+    --argjson sp "$(dbagent_poll_json "$tmp/steady-poll-$n.prom")" '
+    .dbagent.steady_poll = $sp
+    | .dbagent.db = { unit: "poll", first_poll_ms: $fms, first_poll_calls: $fcalls, first_poll: $fp,
                     polls: $polls, total_ms: $ms, calls: $calls,
                     ms_per_unit: ($ms / $polls), calls_per_unit: ($calls / $polls) }' "$res" >"$res.new" \
     && mv "$res.new" "$res"
@@ -322,7 +329,8 @@ run_size() { # N
       && mv "$res.new" "$res"
   done
   jq --argjson n "$n" --arg lb "$load_before" --arg la "$load_after" \
-    '{ tables: $n, load_average_before: $lb, load_average_after: $la, targets: . }' "$res" >"$res.new" \
+    '{ tables: $n, load_average_before: $lb, load_average_after: $la, curl_baseline: .curl_baseline,
+       targets: del(.curl_baseline) }' "$res" >"$res.new" \
     && mv "$res.new" "$res"
 }
 
@@ -364,7 +372,9 @@ jq -s --arg date "$(date -u +%FT%TZ)" --arg machine "$machine" --arg pg "$bench_
     (.targets | to_entries[] | .key as $k | .value |
       "| \($k) | \(.scrape_time.mean_s | ms) ms ± \(.scrape_time.stddev_s | ms) | \(.scrape_time.min_s | ms) ms | \(.vmrss_kib | mib) / \(.vmhwm_kib | mib) MiB | \(.bytes / 1000 | round) kB | \(.series) | \(.per_table_series) (\(.relnames)) | \(if .promtool.exit_status == 0 and .promtool.complaints == 0 then "pass" else "exit \(.promtool.exit_status), \(.promtool.complaints) complaints" end) | \(.db.ms_per_unit * 100 | round / 100) ms (\(.db.calls_per_unit * 10 | round / 10) statements) |"),
     "",
-    (.targets.dbagent | "dbagent: last poll \(.last_poll.poll_duration_s | ms) ms (\(.last_poll.collectors | to_entries | map("\(.key) \(.value | ms)") | join(", ")) ms); first poll (with the 5-minute collectors) \(.db.first_poll.poll_duration_s | ms) ms, \(.db.first_poll_ms) ms of database time in \(.db.first_poll_calls) statements (\(.db.first_poll.collectors | to_entries | map("\(.key) \(.value | ms)") | join(", ")) ms).")
+    "Scrape time includes starting curl: \(.curl_baseline.mean_s | ms) ms ± \(.curl_baseline.stddev_s | ms) for a curl of dbagent'"'"'s /healthz.",
+    "",
+    (.targets.dbagent | "dbagent: a poll at 2 s (after \(.db.polls) more) took \(.steady_poll.poll_duration_s | ms) ms (collectors, concurrent on one connection: \(.steady_poll.collectors | to_entries | map("\(.key) \(.value | ms)") | join(", ")) ms); its first poll (with the 5-minute collectors such as bloat) \(.db.first_poll.poll_duration_s | ms) ms, \(.db.first_poll_ms) ms of database time in \(.db.first_poll_calls) statements (\(.db.first_poll.collectors | to_entries | map("\(.key) \(.value | ms)") | join(", ")) ms).")
   ' "$out/monitor.json"
   echo
   echo "promtool complaints, first lines (full lists in target/bench/monitor/*.promtool.txt):"
