@@ -17,9 +17,9 @@
 # (planning time not included), divided by the polls or scrapes.
 #
 # The cluster lives in MONITOR_DIR (default /var/tmp/dbagent-bench-monitor) on 127.0.0.1:
-# MONITOR_PORT (default 54340), is kept for the next run (tables are only ever added) and is
-# stopped at exit, like every process this script starts (by PID). Results: target/bench/
-# monitor.md and monitor.json, scrapes in target/bench/monitor/.
+# MONITOR_PORT (default 54340), is kept for the next run (tables are added or dropped to reach
+# each size) and is stopped at exit, like every process this script starts (by PID). Results:
+# target/bench/monitor.md and monitor.json, scrapes in target/bench/monitor/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/deps.sh
@@ -88,7 +88,7 @@ answers() { curl -sf -o /dev/null "$1/metrics"; }
 polls_at_least() { local v; v=$(metric "$1" dbagent_polls_total); [ -n "$v" ] && [ "${v%.*}" -ge "$2" ]; }
 
 mon_sql() { # DB SQL
-  as_pg "$bench_pgbin/psql" -X -q -A -t -h "$BENCH_DIR" -p "$BENCH_PORT" -U postgres -d "$1" \
+  as_pg env PGOPTIONS="-c client_min_messages=warning" "$bench_pgbin/psql" -X -q -A -t -h "$BENCH_DIR" -p "$BENCH_PORT" -U postgres -d "$1" \
     -v ON_ERROR_STOP=1 -c "$2"
 }
 
@@ -141,11 +141,23 @@ CONF
   bench_pg_version=$(mon_sql postgres "SHOW server_version")
 }
 
-# grow_tables N: bench.t00001 .. bench.tN (id int primary key, v text, 5 rows), ANALYZEd.
+# grow_tables N: bench.t00001 .. bench.tN (id int primary key, v text, 5 rows), ANALYZEd; tables
+# past N (from a run with a larger size) are dropped.
 grow_tables() {
   local want=$1 have t0=$SECONDS
   have=$(mon_sql bench "SELECT count(*) FROM pg_tables WHERE schemaname = 'bench'")
-  [ "$have" -ge "$want" ] && return 0
+  [ "$have" = "$want" ] && return 0
+  if [ "$have" -gt "$want" ]; then
+    echo "==> dropping tables $((want + 1)) .. $have"
+    mon_sql bench "DO \$\$ BEGIN
+      FOR i IN $((want + 1)) .. $have LOOP
+        EXECUTE format('DROP TABLE bench.%I', 't' || lpad(i::text, 5, '0'));
+        IF i % 500 = 0 THEN COMMIT; END IF;
+      END LOOP;
+    END \$\$" >/dev/null
+    mon_sql postgres "CHECKPOINT" >/dev/null
+    return 0
+  fi
   echo "==> creating tables $((have + 1)) .. $want (COMMIT every 500), then ANALYZE"
   mon_sql bench "DO \$\$ BEGIN
     FOR i IN $((have + 1)) .. $want LOOP
@@ -200,6 +212,15 @@ db_time() {
     FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = '$1'"
 }
 
+# top_statements ROLE DIVISOR: ROLE's 3 costliest statements since the last reset, as JSON.
+top_statements() {
+  mon_sql postgres "SELECT coalesce(json_agg(t), '[]') FROM (
+      SELECT round((total_exec_time / $2)::numeric, 2) AS ms_per_unit, calls,
+             left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS query
+      FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = '$1'
+      ORDER BY total_exec_time DESC LIMIT 3) t"
+}
+
 # Describe one scrape in JSON: size, series, per-table series, promtool.
 scrape_json() { # FILE
   local f=$1 lint rc=0
@@ -242,7 +263,8 @@ run_size() { # N
   pids+=("$mon_pid") urls+=("$url")
   start_exporter exporter-tables "$p_tab" exporter_tables --extend.query-path="$queries"
   pids+=("$mon_pid") urls+=("$url")
-  wait_until 120 "dbagent's first poll" polls_at_least "${urls[0]}" 1
+  # Two polls: the statements collector reports deltas from its second poll on.
+  wait_until 120 "dbagent's second poll" polls_at_least "${urls[0]}" 2
   wait_until 60 "the exporter" answers "${urls[1]}"
   wait_until 120 "the exporter with per-table queries" answers "${urls[2]}"
   sleep 1
@@ -295,12 +317,14 @@ run_size() { # N
   p1=$(metric "$url2" dbagent_polls_total)
   p1=${p1%.*}
   read -r steady_ms steady_calls < <(db_time dbagent)
+  local top
+  top=$(top_statements dbagent $((p1 - p0)))
   curl -s -o "$tmp/steady-poll-$n.prom" "$url2/metrics"
   mon_stop "$pid2"
   jq --argjson fms "$first_ms" --argjson fcalls "$first_calls" --argjson ms "$steady_ms" \
     --argjson calls "$steady_calls" --argjson polls "$((p1 - p0))" --argjson fp "$(dbagent_poll_json "$first_scrape")" \
-    --argjson sp "$(dbagent_poll_json "$tmp/steady-poll-$n.prom")" '
-    .dbagent.steady_poll = $sp
+    --argjson sp "$(dbagent_poll_json "$tmp/steady-poll-$n.prom")" --argjson top "$top" '
+    .dbagent.steady_poll = $sp | .dbagent.db_top_statements = $top
     | .dbagent.db = { unit: "poll", first_poll_ms: $fms, first_poll_calls: $fcalls, first_poll: $fp,
                     polls: $polls, total_ms: $ms, calls: $calls,
                     ms_per_unit: ($ms / $polls), calls_per_unit: ($calls / $polls) }' "$res" >"$res.new" \
@@ -322,10 +346,12 @@ run_size() { # N
     reset_statements
     for _ in $(seq "$POLLS"); do curl -s -o /dev/null "$eurl/metrics"; done
     read -r ms calls < <(db_time "$role")
+    top=$(top_statements "$role" "$POLLS")
     mon_stop "$epid"
-    jq --arg k "$k" --argjson ms "$ms" --argjson calls "$calls" --argjson n "$POLLS" '
+    jq --arg k "$k" --argjson ms "$ms" --argjson calls "$calls" --argjson n "$POLLS" --argjson top "$top" '
       .[$k].db = { unit: "scrape", scrapes: $n, total_ms: $ms, calls: $calls,
-                   ms_per_unit: ($ms / $n), calls_per_unit: ($calls / $n) }' "$res" >"$res.new" \
+                   ms_per_unit: ($ms / $n), calls_per_unit: ($calls / $n) }
+      | .[$k].db_top_statements = $top' "$res" >"$res.new" \
       && mv "$res.new" "$res"
   done
   jq --argjson n "$n" --arg lb "$load_before" --arg la "$load_after" \
@@ -376,6 +402,12 @@ jq -s --arg date "$(date -u +%FT%TZ)" --arg machine "$machine" --arg pg "$bench_
     "",
     (.targets.dbagent | "dbagent: a poll at 2 s (after \(.db.polls) more) took \(.steady_poll.poll_duration_s | ms) ms (collectors, concurrent on one connection: \(.steady_poll.collectors | to_entries | map("\(.key) \(.value | ms)") | join(", ")) ms); its first poll (with the 5-minute collectors such as bloat) \(.db.first_poll.poll_duration_s | ms) ms, \(.db.first_poll_ms) ms of database time in \(.db.first_poll_calls) statements (\(.db.first_poll.collectors | to_entries | map("\(.key) \(.value | ms)") | join(", ")) ms).")
   ' "$out/monitor.json"
+  echo
+  echo "Costliest statements (database time per poll or scrape):"
+  echo
+  jq -r '.sizes[] | .tables as $n | .targets | to_entries[] |
+    "- \($n) tables, \(.key): " + (.value.db_top_statements | map("\(.ms_per_unit) ms `\(.query | .[0:70])...`") | join("; "))' \
+    "$out/monitor.json"
   echo
   echo "promtool complaints, first lines (full lists in target/bench/monitor/*.promtool.txt):"
   echo
