@@ -2,8 +2,13 @@
 # scripts/bench.sh: measure dbagent side by side with the tools SREs use instead. Raw results go
 # to target/bench/ (*.md, *.json) and are summarised in BENCHMARKS.md by hand.
 #
-#   scripts/bench.sh            all benchmarks (check, backup, wal-push)
+#   scripts/bench.sh            all benchmarks (check, monitor, backup, wal-push)
 #   scripts/bench.sh check      `dbagent check` vs check_postgres, on the quickstart sandbox cluster
+#   scripts/bench.sh monitor    `dbagent run` /metrics vs prometheus-postgres-exporter (default
+#                               collectors, and with per-table queries), 1,000 and 10,000 tables:
+#                               scrape time, RSS, scrape size, promtool, database time per poll;
+#                               own cluster on 127.0.0.1:54340 in /var/tmp/dbagent-bench-monitor
+#                               (see scripts/bench/monitor.sh for MONITOR_* settings)
 #   scripts/bench.sh backup     `dbagent backup` vs `pgbackrest backup --type=full` (both zstd)
 #                               vs plain `pg_basebackup -Ft -X fetch`, on the benchmark cluster
 #   scripts/bench.sh wal-push   64 real WAL segments pushed one process per segment:
@@ -20,8 +25,8 @@ source scripts/lib/deps.sh
 
 what=${1:-all}
 case "$what" in
-  all | check | backup | wal-push) ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  all | check | monitor | backup | wal-push) ;;
+  *) sed -n '2,21p' "$0"; exit 2 ;;
 esac
 out=target/bench
 mkdir -p "$out"
@@ -53,6 +58,11 @@ check_postgres --action=txn_wraparound $cp_args >/dev/null; true"
   echo "==> peak memory of one dbagent check"
   /usr/bin/time -f "max RSS %M KiB, %e s" "$dbagent" --config "$conf" check >/dev/null
   unset PGPASSFILE
+fi
+
+if wants monitor; then
+  # A process of its own: its cluster, trap and variables are not the backup benchmark's.
+  bash scripts/bench/monitor.sh
 fi
 
 wants backup || wants wal-push || exit 0

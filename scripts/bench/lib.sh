@@ -1,5 +1,7 @@
 # scripts/bench/lib.sh: the benchmark cluster and the helpers of `scripts/bench.sh backup` and
-# `scripts/bench.sh wal-push`. Sourced by scripts/bench.sh, after scripts/lib/deps.sh.
+# `scripts/bench.sh wal-push`. Sourced by scripts/bench.sh, after scripts/lib/deps.sh; also by
+# scripts/bench/monitor.sh, which sets BENCH_DIR and BENCH_PORT to its own cluster first and
+# uses as_pg, bench_start, bench_cleanup and bench_dbagent_setup.
 #
 # The benchmark cluster: PostgreSQL 15 in $BENCH_DIR/data (default /var/tmp/dbagent-bench, outside
 # the work tree so that `cargo clean` does not take 1.5 GB of pgbench data with it, and where the
