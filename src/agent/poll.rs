@@ -383,7 +383,7 @@ impl PollLoop {
         );
         let mut durations = Family::gauge(
             "dbagent_collector_duration_seconds",
-            "How long the collector's last run took.",
+            "How long the collector's last run took, including waiting for the poll connection it shares with the other collectors (they run concurrently on one connection).",
         );
         for s in &self.slots {
             let name = s.collector.name();
