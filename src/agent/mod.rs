@@ -42,12 +42,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
 
     // The state (baselines, alert state, silences) and the alerts file are opened first: an
     // unusable state_dir or an invalid alerts.yml stops the agent at start with one line.
+    let alerts = evaluate::load_alerts(&config.alerts_file)?;
     let store = crate::baseline::BaselineStore::open(
         &config.state_dir,
         config.monitor.baseline_min_samples,
     )?;
     let db = crate::state::StateDb::open(&config.state_dir)?;
-    let alerts = evaluate::load_alerts(&config.alerts_file)?;
     match &alerts {
         Some(f) => {
             tracing::info!(alerts = %config.alerts_file.display(), rules = f.rules.len(), "Alert rules loaded")

@@ -7,6 +7,7 @@
 //! - `check` uses the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also
 //!   for an unreadable configuration).
 
+mod alerts;
 mod backup;
 mod backups;
 mod baselines;
@@ -82,6 +83,9 @@ pub enum Command {
     /// Show the baselines learned for each monitored series (usual level and spread)
     #[command(subcommand)]
     Baselines(baselines::BaselinesCommand),
+    /// Firing and pending alerts, silences
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Archive one WAL file durably (archive_command = 'dbagent --config FILE wal-push %p')
     WalPush(wal_push::WalPushArgs),
     /// Restore one WAL file from the archive (restore_command = 'dbagent --config FILE wal-get %f %p')
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Backup(ref args) => backup::run(&cli, args),
         Command::Backups(ref cmd) => backups::run(&cli, cmd),
         Command::Baselines(ref cmd) => baselines::run(&cli, cmd),
+        Command::Alerts(ref cmd) => alerts::run(&cli, cmd),
         Command::WalPush(ref args) => wal_push::run(&cli, args),
         Command::WalGet(ref args) => wal_get::run(&cli, args),
     }

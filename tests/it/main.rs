@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alerts;
 mod backup;
 mod backups_cmd;
 mod baselines;
