@@ -40,9 +40,19 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         watch::channel(Arc::new(Snapshot::starting(config.monitor.interval)));
     let cancel = CancellationToken::new();
 
-    // The state (baselines, alert state, silences) and the alerts file are opened first: an
-    // unusable state_dir or an invalid alerts.yml stops the agent at start with one line.
+    // What can be checked without side effects comes first (alerts.yml, the listen address),
+    // then the state (baselines, alert state, silences): a bad file, a busy port or an
+    // unusable state_dir stops the agent at start with one line.
     let alerts = evaluate::load_alerts(&config.alerts_file)?;
+    let (alert_tx, alert_rx) = watch::channel(Arc::new(evaluate::AlertSnapshot::default()));
+    let (eval_tx, eval_rx) = tokio::sync::mpsc::channel(4);
+    let server = crate::http::Server::bind(
+        &config.http,
+        snapshot_rx.clone(),
+        config_rx.clone(),
+        alert_rx,
+    )
+    .await?;
     let store = crate::baseline::BaselineStore::open(
         &config.state_dir,
         config.monitor.baseline_min_samples,
@@ -57,15 +67,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         }
     }
     let engine_state = crate::alert::store::load(&db)?;
-    let (alert_tx, alert_rx) = watch::channel(Arc::new(evaluate::AlertSnapshot::default()));
-    let (eval_tx, eval_rx) = tokio::sync::mpsc::channel(4);
-    let server = crate::http::Server::bind(
-        &config.http,
-        snapshot_rx.clone(),
-        config_rx.clone(),
-        alert_rx,
-    )
-    .await?;
     let addr = server.local_addr().map_err(AgentError::Serve)?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     let evaluator = evaluate::Evaluator {

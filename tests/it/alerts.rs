@@ -71,8 +71,6 @@ fn run_fires_a_rule_and_alerts_list_shows_it() {
 #[test]
 fn silences_are_created_listed_and_expired_from_the_cli() {
     let agent = Agent::new("host=127.0.0.1 port=1");
-    let yaml = agent.yaml();
-    agent.set_yaml(&format!("{yaml}state_dir: STATE\n"));
     let run = agent.run(&["alerts", "silences"]);
     assert_eq!(
         (run.code, run.stdout.trim()),
@@ -136,8 +134,6 @@ fn silences_are_created_listed_and_expired_from_the_cli() {
 #[test]
 fn config_validate_checks_alerts_yml_with_located_errors() {
     let agent = Agent::new("host=127.0.0.1 port=1");
-    let yaml = agent.yaml();
-    agent.set_yaml(&format!("{yaml}state_dir: STATE\n"));
     let run = agent.run(&["config", "validate"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(

@@ -47,10 +47,10 @@ impl Run {
 }
 
 impl Agent {
-    /// A config with this conninfo and a repository inside the scratch dir.
+    /// A config with this conninfo, and a repository and state_dir inside the scratch dir.
     pub fn new(conninfo: &str) -> Agent {
         Agent::with_yaml(&format!(
-            "postgres:\n  conninfo: \"{}\"\n  connect_timeout: 3s\nrepository:\n  path: REPO\n",
+            "postgres:\n  conninfo: \"{}\"\n  connect_timeout: 3s\nrepository:\n  path: REPO\nstate_dir: STATE\n",
             conninfo.replace('"', "\\\"")
         ))
     }
