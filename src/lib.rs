@@ -14,5 +14,6 @@ pub mod http;
 pub mod logging;
 pub mod pg;
 pub mod repo;
+pub mod restore;
 pub mod state;
 pub mod wal;
