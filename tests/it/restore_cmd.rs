@@ -317,7 +317,7 @@ pg_test!(
         assert_eq!(json["outcome"]["timeline"], 2, "{json}");
         assert_eq!(first.query("SELECT count(*) FROM t"), "200");
         first.query("INSERT INTO t SELECT g, 'two' FROM generate_series(201, 250) g");
-        let lsn = first.query("SELECT pg_current_wal_lsn()::text");
+        let lsn = first.query("SELECT pg_current_wal_insert_lsn()::text");
         let expected = first.query("SELECT count(*) || '/' || sum(i) FROM t");
         first.query("INSERT INTO t SELECT g, 'later' FROM generate_series(251, 300) g");
         switch_and_wait(|s| first.query(s));
@@ -362,7 +362,9 @@ pg_test!(
         );
         assert_eq!(
             second.query("SELECT count(*) || '/' || sum(i) FROM t"),
-            expected
+            expected,
+            "{json}\n{}",
+            std::fs::read_to_string(scratch.path("b").join("restore.log")).unwrap_or_default()
         );
         assert_eq!(
             second.query("SELECT count(*) FROM t WHERE tl = 'later'"),
