@@ -469,8 +469,10 @@ pub fn start_and_follow(
     let mut gone_since: Option<Instant> = None;
     loop {
         // New log lines.
-        if let Ok(mut f) = std::fs::File::open(&log) {
-            if f.seek(io::SeekFrom::Start(offset)).is_ok() {
+        if let Ok(mut f) = std::fs::File::open(&log)
+            && f.seek(io::SeekFrom::Start(offset)).is_ok()
+        {
+            {
                 let mut reader = io::BufReader::new(f);
                 let mut line = String::new();
                 while let Ok(n) = reader.read_line(&mut line) {
@@ -583,9 +585,7 @@ fn finish(
     let tail = if done && plan.action != Some(Action::Shutdown) {
         "; the server is still running: stop it with pg_ctl stop before restoring again".to_string()
     } else {
-        format!(
-            "; the server is stopped and was not promoted. Fix the cause and resume recovery with pg_ctl start, or restore again"
-        )
+        "; the server is stopped and was not promoted. Fix the cause and resume recovery with pg_ctl start, or restore again".to_string()
     };
     Err(RestoreError::Recovery(format!(
         "{why}{tail} (log {})",

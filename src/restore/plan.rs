@@ -613,6 +613,9 @@ fn timeline_of(path: &[TimelineStep], segno: u64, seg_size: u64) -> u32 {
         .map_or(path[0].timeline, |s| s.timeline)
 }
 
+/// Whether a backup ends early enough for the target.
+type BackupFilter = Box<dyn Fn(&BackupManifest) -> bool>;
+
 /// Chooses the backup for `target`, with the one-line reason.
 fn choose_backup(
     backups: &[BackupManifest],
@@ -624,7 +627,7 @@ fn choose_backup(
         .last()
         .ok_or_else(|| PlanError::NoBackups(repo.root().to_path_buf()))?;
     // The position the backup must end before, when it is known in advance.
-    let limit: Option<(String, Box<dyn Fn(&BackupManifest) -> bool>)> = match &req.target {
+    let limit: Option<(String, BackupFilter)> = match &req.target {
         Target::Time(t) => {
             let t = *t;
             Some((
@@ -643,8 +646,7 @@ fn choose_backup(
             let l = p.lsn;
             (
                 format!("restore point {n} (LSN {l}, {})", p.time),
-                Box::new(move |m: &BackupManifest| m.stop_lsn <= l)
-                    as Box<dyn Fn(&BackupManifest) -> bool>,
+                Box::new(move |m: &BackupManifest| m.stop_lsn <= l) as BackupFilter,
             )
         }),
         _ => None,
