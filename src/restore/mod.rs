@@ -561,9 +561,6 @@ fn finish(
         port,
     };
     if done && reached {
-        // The prefetch spool has served its purpose.
-        let _ =
-            std::fs::remove_dir_all(plan.to.join("pg_wal").join(crate::wal::prefetch::SPOOL_DIR));
         return Ok(outcome);
     }
     let why = if state.not_reached {

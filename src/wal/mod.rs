@@ -7,7 +7,6 @@
 pub mod get;
 pub mod header;
 pub mod name;
-pub mod prefetch;
 pub mod push;
 
 use std::io;
