@@ -16,5 +16,6 @@ pub mod logging;
 pub mod notify;
 pub mod pg;
 pub mod repo;
+pub mod restore;
 pub mod state;
 pub mod wal;

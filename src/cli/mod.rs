@@ -13,6 +13,8 @@ mod backups;
 mod baselines;
 mod check;
 mod config;
+mod restore;
+mod restore_point;
 mod run;
 mod wal_get;
 mod wal_push;
@@ -31,7 +33,8 @@ Exit codes:
   1  the command failed (stderr says what failed and what to do)
   2  bad usage
   check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios plugin convention)
-  wal-get: 0 restored, 1 not in the archive, 126 archive unreadable (recovery aborts)";
+  wal-get: 0 restored, 1 not in the archive, 126 archive unreadable (recovery aborts)
+  restore: 0 restored (with --start: the requested target was reached), 1 refused or failed";
 
 /// Keeps a PostgreSQL cluster recoverable and watched: backups, WAL archive, point-in-time
 /// restore, monitoring and alerting in one sidecar.
@@ -86,6 +89,10 @@ pub enum Command {
     /// Firing and pending alerts, silences
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// Point-in-time restore into a directory: plan proven first, then extract, configure, start
+    Restore(restore::RestoreArgs),
+    /// Create a named restore point on the server and record it for `restore --target name:NAME`
+    RestorePoint(restore_point::RestorePointArgs),
     /// Archive one WAL file durably (archive_command = 'dbagent --config FILE wal-push %p')
     WalPush(wal_push::WalPushArgs),
     /// Restore one WAL file from the archive (restore_command = 'dbagent --config FILE wal-get %f %p')
@@ -109,6 +116,8 @@ pub fn main() -> ExitCode {
         Command::Backups(ref cmd) => backups::run(&cli, cmd),
         Command::Baselines(ref cmd) => baselines::run(&cli, cmd),
         Command::Alerts(ref cmd) => alerts::run(&cli, cmd),
+        Command::Restore(ref args) => restore::run(&cli, args),
+        Command::RestorePoint(ref args) => restore_point::run(&cli, args),
         Command::WalPush(ref args) => wal_push::run(&cli, args),
         Command::WalGet(ref args) => wal_get::run(&cli, args),
     }

@@ -22,5 +22,6 @@ mod collect_statements;
 mod collect_vacuum;
 mod config_cmd;
 mod connection;
+mod restore_cmd;
 mod run;
 mod wal;

@@ -162,6 +162,26 @@ impl Agent {
         output(cmd)
     }
 
+    /// Runs the copy of dbagent that the `postgres` OS user can execute (as the current
+    /// user), so that a restore_command it writes (its own path) works for the server.
+    pub fn run_copy(&self, args: &[&str]) -> Run {
+        output(self.command_copy(args))
+    }
+
+    /// A command for the postgres-executable copy of dbagent with this config.
+    pub fn command_copy(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(dbagent_for_postgres());
+        clean_env(&mut cmd);
+        cmd.env("HOME", self.dir.path())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
     /// Sets an environment variable for the runs of this agent.
     pub fn env(&mut self, key: &str, value: &str) -> &mut Agent {
         self.env.push((key.into(), value.into()));

@@ -1,0 +1,628 @@
+//! Point-in-time restore: [`plan::make`] computes and proves a [`plan::RestorePlan`] without
+//! writing anything; [`execute`] extracts the backup and writes the recovery settings;
+//! [`start_and_follow`] starts the restored server as its data directory's owner, follows
+//! recovery through its log and reports where it ended. `dbagent restore`, `drill` and the
+//! guided restore all go through these three steps.
+
+pub mod extract;
+pub mod plan;
+pub mod points;
+pub mod recovery;
+
+use std::io::{self, BufRead, Seek};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backup::manifest;
+use crate::repo::Repo;
+use crate::wal::Lsn;
+use plan::{Action, RestorePlan, Target};
+
+pub use plan::{PlanError, Request};
+
+/// Why a restore failed after its plan was proven.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{source}; {cleanup}")]
+    Extract {
+        source: extract::ExtractError,
+        cleanup: String,
+    },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Start(String),
+    #[error("{0}")]
+    Recovery(String),
+}
+
+fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> RestoreError + 'a {
+    move |source| RestoreError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// What [`execute`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Executed {
+    pub files: Vec<String>,
+    pub members: u64,
+    pub stored_bytes: u64,
+    pub seconds: f64,
+}
+
+/// Removes everything inside `dir` (not `dir` itself).
+fn empty_dir(dir: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates `dir` (mode 0700) and its parents.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Hands everything under `dir` (and `dir`) to `uid:gid`, not following symlinks.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Carries out `plan`: extracts the backup (verifying every archive's checksum as it goes),
+/// points tablespaces at their locations, writes the recovery settings and hands the files to
+/// the data directory's owner. On any failure what was written is removed again.
+pub fn execute(
+    repo: &Repo,
+    plan: &RestorePlan,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Executed, RestoreError> {
+    let started = Instant::now();
+    // The plan was proven moments ago; the one thing that could have changed meanwhile and
+    // must never be overwritten is a server starting in the directory.
+    if let Some(pid) = plan::running_postmaster(&plan.to) {
+        return Err(PlanError::InUse {
+            dir: plan.to.clone(),
+            pid,
+        }
+        .into());
+    }
+    if plan.replaces_existing {
+        progress(&format!(
+            "removing the current contents of {} (--force)",
+            plan.to.display()
+        ));
+        empty_dir(&plan.to).map_err(io_err(&plan.to, "empty (--force)"))?;
+    }
+    let result = extract_all(repo, plan, progress);
+    match result {
+        Ok(mut done) => {
+            done.seconds = started.elapsed().as_secs_f64();
+            Ok(done)
+        }
+        Err(e) => {
+            let mut failed = Vec::new();
+            for dir in std::iter::once(&plan.to).chain(plan.tablespaces.iter().map(|t| &t.location))
+            {
+                if let Err(err) = empty_dir(dir) {
+                    failed.push(format!("{}: {err}", dir.display()));
+                }
+            }
+            let cleanup = if failed.is_empty() {
+                format!("nothing was left in {}", plan.to.display())
+            } else {
+                format!(
+                    "could not remove what was written ({}); remove it by hand",
+                    failed.join(", ")
+                )
+            };
+            Err(match e {
+                RestoreError::Extract { source, .. } => RestoreError::Extract { source, cleanup },
+                RestoreError::Io {
+                    path,
+                    action,
+                    source,
+                } => RestoreError::Extract {
+                    source: extract::ExtractError::Io {
+                        path,
+                        action,
+                        source,
+                    },
+                    cleanup,
+                },
+                other => other,
+            })
+        }
+    }
+}
+
+fn extract_all(
+    repo: &Repo,
+    plan: &RestorePlan,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Executed, RestoreError> {
+    let m = &plan.manifest;
+    let dir = manifest::backup_dir(repo, &m.id);
+    create_private_dir(&plan.to).map_err(io_err(&plan.to, "create"))?;
+    for t in &plan.tablespaces {
+        create_private_dir(&t.location).map_err(io_err(&t.location, "create"))?;
+    }
+    let mut done = Executed {
+        files: Vec::new(),
+        members: 0,
+        stored_bytes: 0,
+        seconds: 0.0,
+    };
+    for file in &m.files {
+        if file.name == "backup_manifest" {
+            continue;
+        }
+        let dest = match &file.tablespace {
+            None => plan.to.clone(),
+            Some(t) => plan
+                .tablespaces
+                .iter()
+                .find(|p| p.oid == t.oid)
+                .map(|p| p.location.clone())
+                .ok_or_else(|| {
+                    RestoreError::Recovery(format!(
+                        "the plan has no location for tablespace {} (OID {})",
+                        t.name, t.oid
+                    ))
+                })?,
+        };
+        let t0 = Instant::now();
+        let x = extract::extract_archive(&dir.join(&file.name), file, m.compression, &dest)
+            .map_err(|source| RestoreError::Extract {
+                source,
+                cleanup: String::new(),
+            })?;
+        progress(&format!(
+            "extracted {} into {} ({} members, SHA-256 verified, {:.1} s)",
+            file.name,
+            dest.display(),
+            x.members,
+            t0.elapsed().as_secs_f64()
+        ));
+        done.files.push(x.file);
+        done.members += x.members;
+        done.stored_bytes += x.stored_bytes;
+    }
+    let locations: Vec<(u32, PathBuf)> = plan
+        .tablespaces
+        .iter()
+        .map(|t| (t.oid, t.location.clone()))
+        .collect();
+    extract::rewrite_tablespace_map(&plan.to, &locations)
+        .map_err(io_err(&plan.to, "rewrite tablespace_map in"))?;
+    recovery::write(&plan.to, &plan.settings, &m.id)
+        .map_err(io_err(&plan.to, "write the recovery settings in"))?;
+    if let Some(o) = &plan.owner {
+        chown_tree(&plan.to, o.uid, o.gid).map_err(io_err(&plan.to, "chown"))?;
+        for t in &plan.tablespaces {
+            chown_tree(&t.location, o.uid, o.gid).map_err(io_err(&t.location, "chown"))?;
+        }
+    }
+    Ok(done)
+}
+
+/// A PostgreSQL program of major version `major`: in `bin_dir`, else
+/// /usr/lib/postgresql/<major>/bin, else PATH; its `--version` must match.
+pub fn find_program(bin_dir: Option<&Path>, major: u32, program: &str) -> Result<PathBuf, String> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = bin_dir {
+        candidates.push(dir.join(program));
+    }
+    candidates.push(PathBuf::from(format!(
+        "/usr/lib/postgresql/{major}/bin/{program}"
+    )));
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(program)));
+    }
+    let mut seen = Vec::new();
+    for c in candidates {
+        if !c.is_file() {
+            continue;
+        }
+        let version = Command::new(&c)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let found = version
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.split('.').next())
+            .and_then(|v| v.parse::<u32>().ok());
+        if found == Some(major) {
+            return Ok(c);
+        }
+        seen.push(format!("{} ({version})", c.display()));
+    }
+    Err(format!(
+        "no {program} of PostgreSQL {major} found{}; install the PostgreSQL {major} server package or set postgres.bin_dir",
+        if seen.is_empty() {
+            String::new()
+        } else {
+            format!(" (found {})", seen.join(", "))
+        }
+    ))
+}
+
+/// The log file the restored server writes while dbagent follows it.
+pub fn log_path(plan: &RestorePlan) -> PathBuf {
+    plan.to.join("restore.log")
+}
+
+/// The command that starts the restored server, as a user would type it.
+pub fn start_command(plan: &RestorePlan, pg_ctl: &Path) -> String {
+    let sudo = match &plan.owner {
+        Some(o) => format!("sudo -u {} ", recovery::shell_quote(&o.user)),
+        None => String::new(),
+    };
+    format!(
+        "{sudo}{} -D {} -l {} start",
+        recovery::shell_quote(&pg_ctl.display().to_string()),
+        recovery::shell_quote(&plan.to.display().to_string()),
+        recovery::shell_quote(&log_path(plan).display().to_string())
+    )
+}
+
+/// Where recovery ended, as the server reported it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// `promoted` (running, read-write), `paused` (running, in recovery), `shut_down`.
+    pub state: String,
+    pub reached_target: bool,
+    pub lsn: Option<Lsn>,
+    /// The time of the last transaction replayed, as the server logged it.
+    pub last_transaction_time: Option<String>,
+    pub timeline: u32,
+    /// The server's line saying where it stopped (`recovery stopping before commit ...`).
+    pub stop: Option<String>,
+    pub segments_restored: u64,
+    pub seconds: f64,
+    pub log: PathBuf,
+    pub port: Option<u16>,
+}
+
+/// What the log said so far.
+#[derive(Debug, Default)]
+struct LogState {
+    restored: u64,
+    last_restored: Option<String>,
+    consistent: bool,
+    stop: Option<String>,
+    redo_done: Option<Lsn>,
+    last_tx: Option<String>,
+    new_tli: Option<u32>,
+    archive_recovery_complete: bool,
+    ready: bool,
+    paused: bool,
+    shutdown_at_target: bool,
+    not_reached: bool,
+    fatal: Vec<String>,
+}
+
+fn quoted(line: &str) -> Option<&str> {
+    let start = line.find('"')? + 1;
+    let end = start + line[start..].find('"')?;
+    Some(&line[start..end])
+}
+
+fn lsn_after(line: &str, key: &str) -> Option<Lsn> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let token: String = rest
+        .trim_start()
+        .trim_start_matches('"')
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || *c == '/')
+        .collect();
+    Lsn::parse(&token)
+}
+
+impl LogState {
+    fn feed(&mut self, line: &str) {
+        if line.contains("restored log file \"") && line.contains("from archive") {
+            self.restored += 1;
+            self.last_restored = quoted(line).map(str::to_string);
+        } else if line.contains("consistent recovery state reached") {
+            self.consistent = true;
+        } else if line.contains("recovery stopping ") {
+            let at = line.find("recovery stopping ").unwrap_or(0);
+            self.stop = Some(line[at..].trim().to_string());
+        } else if line.contains("redo done at ") {
+            self.redo_done = lsn_after(line, "redo done at ");
+        } else if let Some(at) = line.find("last completed transaction was at log time ") {
+            self.last_tx = Some(
+                line[at + "last completed transaction was at log time ".len()..]
+                    .trim()
+                    .to_string(),
+            );
+        } else if let Some(at) = line.find("selected new timeline ID: ") {
+            self.new_tli = line[at + "selected new timeline ID: ".len()..]
+                .trim()
+                .parse()
+                .ok();
+        } else if line.contains("archive recovery complete") {
+            self.archive_recovery_complete = true;
+        } else if line.contains("database system is ready to accept connections") {
+            self.ready = true;
+        } else if line.contains("pausing at the end of recovery")
+            || line.contains("recovery has paused")
+        {
+            self.paused = true;
+        } else if line.contains("shutdown at recovery target") {
+            self.shutdown_at_target = true;
+        }
+        if line.contains("recovery ended before configured recovery target was reached") {
+            self.not_reached = true;
+        }
+        if line.contains("FATAL:") || line.contains("PANIC:") {
+            self.fatal.push(line.trim().to_string());
+        }
+    }
+}
+
+/// Whether the process `pid` is alive.
+fn alive(pid: i32) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Ok(()) | Err(Errno::EPERM)
+    ) && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Starts the restored server with `pg_ctl` as the data directory's owner and follows its
+/// log until recovery ends: promoted, paused or shut down at the target (success when the
+/// requested target was reached), or the server stopped (failure, with its FATAL lines).
+pub fn start_and_follow(
+    plan: &RestorePlan,
+    pg_ctl: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome, RestoreError> {
+    let started = Instant::now();
+    let log = log_path(plan);
+    let mut cmd = Command::new(pg_ctl);
+    cmd.arg("-D")
+        .arg(&plan.to)
+        .arg("-l")
+        .arg(&log)
+        .arg("-W")
+        .arg("start")
+        .current_dir(&plan.to)
+        .env("LC_MESSAGES", "C")
+        .stdin(Stdio::null());
+    if let Some(o) = &plan.owner {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(o.uid).gid(o.gid);
+        cmd.env("HOME", &plan.to);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| RestoreError::Start(format!("cannot run {}: {e}", pg_ctl.display())))?;
+    if !out.status.success() {
+        return Err(RestoreError::Start(format!(
+            "{} start failed ({}): {}; the data directory {} is restored: fix the cause and run `{}`",
+            pg_ctl.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            plan.to.display(),
+            start_command(plan, pg_ctl)
+        )));
+    }
+    let port = plan
+        .settings
+        .iter()
+        .find(|s| s.name == "port")
+        .and_then(|s| s.value.parse().ok());
+    progress(&format!(
+        "started PostgreSQL in {} (log {}), following recovery",
+        plan.to.display(),
+        log.display()
+    ));
+    let mut state = LogState::default();
+    let mut offset = 0u64;
+    let mut pid: Option<i32> = None;
+    let mut last_report = Instant::now();
+    let mut reported = 0u64;
+    let mut gone_since: Option<Instant> = None;
+    loop {
+        // New log lines.
+        if let Ok(mut f) = std::fs::File::open(&log)
+            && f.seek(io::SeekFrom::Start(offset)).is_ok()
+        {
+            {
+                let mut reader = io::BufReader::new(f);
+                let mut line = String::new();
+                while let Ok(n) = reader.read_line(&mut line) {
+                    if n == 0 || !line.ends_with('\n') {
+                        break;
+                    }
+                    offset += n as u64;
+                    state.feed(&line);
+                    line.clear();
+                }
+            }
+        }
+        if state.restored > reported && last_report.elapsed() >= Duration::from_secs(1) {
+            progress(&format!(
+                "replayed {} of about {} WAL segments (last {})",
+                state.restored,
+                plan.wal.segments,
+                state.last_restored.as_deref().unwrap_or("?")
+            ));
+            reported = state.restored;
+            last_report = Instant::now();
+        }
+        if pid.is_none() {
+            pid = std::fs::read_to_string(plan.to.join("postmaster.pid"))
+                .ok()
+                .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()));
+        }
+        let running = pid.is_some_and(alive);
+        let promoted = state.ready && (state.archive_recovery_complete || state.new_tli.is_some());
+        let done = promoted || (running && state.paused) || (state.shutdown_at_target && !running);
+        if done || (!running && (pid.is_some() || started.elapsed() > Duration::from_secs(30))) {
+            // Give the log a moment to be complete when the server has just exited.
+            if !running && !done && gone_since.is_none() {
+                gone_since = Some(Instant::now());
+            }
+            if done || gone_since.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
+                return finish(plan, state, done, promoted, port, log, started);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn finish(
+    plan: &RestorePlan,
+    state: LogState,
+    done: bool,
+    promoted: bool,
+    port: Option<u16>,
+    log: PathBuf,
+    started: Instant,
+) -> Result<Outcome, RestoreError> {
+    let reached = match plan.target.kind {
+        "latest" => promoted && !state.not_reached,
+        "immediate" => state.stop.is_some() || (promoted && state.consistent),
+        _ => state.stop.is_some() && !state.not_reached,
+    };
+    let state_name = if promoted {
+        "promoted"
+    } else if state.paused {
+        "paused"
+    } else if state.shutdown_at_target {
+        "shut_down"
+    } else {
+        "stopped"
+    };
+    let outcome = Outcome {
+        state: state_name.into(),
+        reached_target: reached,
+        lsn: state
+            .stop
+            .as_deref()
+            .and_then(|s| lsn_after(s, "(LSN) "))
+            .or(state.redo_done),
+        last_transaction_time: state.last_tx.clone().or_else(|| {
+            state
+                .stop
+                .as_deref()
+                .and_then(|s| s.split_once(", time ").map(|(_, t)| t.trim().to_string()))
+        }),
+        timeline: state.new_tli.unwrap_or(plan.timeline.target_timeline),
+        stop: state.stop.clone(),
+        segments_restored: state.restored,
+        seconds: started.elapsed().as_secs_f64(),
+        log: log.clone(),
+        port,
+    };
+    if done && reached {
+        return Ok(outcome);
+    }
+    let why = if state.not_reached {
+        format!(
+            "recovery ended before reaching {}: the archive has no WAL beyond {} (the target is later than the newest archived WAL, or on another timeline)",
+            plan.target.description,
+            state.last_restored.as_deref().unwrap_or("the backup")
+        )
+    } else if let Some(f) = state.fatal.last() {
+        format!("recovery aborted: {f}")
+    } else if done {
+        format!(
+            "recovery ended ({state_name}) without the server saying it reached {}",
+            plan.target.description
+        )
+    } else {
+        "the server stopped during recovery without a FATAL message".into()
+    };
+    let tail = if done && plan.action != Some(Action::Shutdown) {
+        "; the server is still running: stop it with pg_ctl stop before restoring again".to_string()
+    } else {
+        "; the server is stopped and was not promoted. Fix the cause and resume recovery with pg_ctl start, or restore again".to_string()
+    };
+    Err(RestoreError::Recovery(format!(
+        "{why}{tail} (log {})",
+        log.display()
+    )))
+}
+
+/// The target of a plan, for callers that branch on it (drill).
+pub fn is_latest(plan: &RestorePlan) -> bool {
+    plan.target.kind == Target::Latest.kind()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_server_log() {
+        let mut s = LogState::default();
+        for line in [
+            "2026-11-21 10:00:00.000 UTC [1] LOG:  restored log file \"000000010000000000000003\" from archive",
+            "2026-11-21 10:00:00.000 UTC [1] LOG:  consistent recovery state reached at 0/3000100",
+            "2026-11-21 10:00:00.000 UTC [1] LOG:  recovery stopping after WAL location (LSN) \"0/3000208\"",
+            "2026-11-21 10:00:00.000 UTC [1] LOG:  redo done at 0/3000208 system usage: CPU: user: 0.00 s",
+            "2026-11-21 10:00:00.000 UTC [1] LOG:  last completed transaction was at log time 2026-11-21 09:59:00.1+00",
+            "2026-11-21 10:00:00.000 UTC [1] LOG:  selected new timeline ID: 2",
+            "2026-11-21 10:00:00.000 UTC [1] LOG:  archive recovery complete",
+            "2026-11-21 10:00:00.000 UTC [1] LOG:  database system is ready to accept connections",
+        ] {
+            s.feed(line);
+        }
+        assert_eq!(s.restored, 1);
+        assert_eq!(s.last_restored.as_deref(), Some("000000010000000000000003"));
+        assert!(s.consistent && s.ready && s.archive_recovery_complete);
+        assert_eq!(s.new_tli, Some(2));
+        assert_eq!(s.redo_done, Some(Lsn(0x3000208)));
+        assert_eq!(
+            lsn_after(s.stop.as_deref().unwrap(), "(LSN) "),
+            Some(Lsn(0x3000208))
+        );
+        assert_eq!(s.last_tx.as_deref(), Some("2026-11-21 09:59:00.1+00"));
+    }
+}

@@ -1,0 +1,1148 @@
+//! The restore plan: everything `dbagent restore` will do, computed and proven before anything
+//! is written. It parses the target, chooses the backup (and says why in one line), follows
+//! the timeline history from the backup's timeline to the target timeline, and proves that
+//! every WAL segment from the backup's start to the target is in the archive, naming the
+//! first one that is not. It also checks that the destination is not used by a running server
+//! and is empty (unless `--force`). The plan only reads; [`super::execute`] acts on it, so
+//! `--dry-run`, `drill` and the guided restore share this one code path.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::points;
+use crate::backup::manifest::{self, BackupManifest};
+use crate::backup::verify::WalRange;
+use crate::repo::{Compression, Repo, RepoError};
+use crate::wal::{self, Lsn, WalFileKind, WalName, name::segment_name};
+
+/// Why a restore cannot be planned. Every message names the object and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("invalid --target `{given}`: {why}")]
+    BadTarget { given: String, why: String },
+    #[error(
+        "the time `{0}` has no UTC offset or zone and the server's time zone is unknown: add an offset (e.g. `+01:00` or `Z`) or a zone (`[Europe/Paris]`), or pass --timezone"
+    )]
+    TimeWithoutZone(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("the repository {0} has no complete backup: take one with `dbagent backup`")]
+    NoBackups(PathBuf),
+    #[error(
+        "backup {id} is not in the repository (or incomplete); `dbagent backups list` shows the complete ones"
+    )]
+    UnknownBackup { id: String },
+    #[error("no backup can reach {target}: the oldest backup ({id}) ended at {ended}, after it")]
+    NoBackupBefore {
+        target: String,
+        id: String,
+        ended: String,
+    },
+    #[error(
+        "backup {id} ended at {ended}, after the target {target}: choose an older backup (`dbagent backups list`) or a later target"
+    )]
+    BackupAfterTarget {
+        id: String,
+        ended: String,
+        target: String,
+    },
+    #[error(
+        "WAL segment {segment} is missing from the archive {archive}: the restore needs every segment from {first} to {last} ({missing} of {count} missing). Nothing was written. Find the segment (another repository, the server's pg_wal) and `dbagent wal-push` it, or choose a target before it"
+    )]
+    MissingWal {
+        segment: String,
+        archive: PathBuf,
+        first: String,
+        last: String,
+        missing: u64,
+        count: u64,
+    },
+    #[error(
+        "timeline history file {file} is missing from the archive {archive}: recovery to timeline {tli} needs it; push it with `dbagent wal-push` from the server's pg_wal, or pass --timeline current"
+    )]
+    MissingHistory {
+        file: String,
+        archive: PathBuf,
+        tli: u32,
+    },
+    #[error("{file} in the archive is damaged: {detail}")]
+    BadHistory { file: String, detail: String },
+    #[error(
+        "backup {id} is on timeline {backup_tli}, which is not an ancestor of timeline {target_tli} at the backup's position: {why}; pass --timeline {backup_tli} (or current) or choose another backup"
+    )]
+    NotAnAncestor {
+        id: String,
+        backup_tli: u32,
+        target_tli: u32,
+        why: String,
+    },
+    #[error(
+        "{dir} is the data directory of a running PostgreSQL server (postmaster.pid names live process {pid}); dbagent never restores into a running server's directory: stop that server or choose another --to"
+    )]
+    InUse { dir: PathBuf, pid: i32 },
+    #[error(
+        "{dir} is not empty ({entries} entries); restore into an empty or new directory, or pass --force to replace its contents"
+    )]
+    NotEmpty { dir: PathBuf, entries: usize },
+    #[error(
+        "tablespace {name} (OID {oid}) would be restored to {dir}, which is not empty: map it elsewhere with --tablespace-map {oid}=DIR (or {name}=DIR), or empty it (--force does not apply to tablespaces)"
+    )]
+    TablespaceNotEmpty {
+        oid: u32,
+        name: String,
+        dir: PathBuf,
+    },
+    #[error(
+        "--tablespace-map {key}=...: backup {id} has no tablespace with that OID or name (it has: {have})"
+    )]
+    UnknownTablespace {
+        key: String,
+        id: String,
+        have: String,
+    },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Repo(#[from] RepoError),
+}
+
+fn io_err<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> PlanError + 'a {
+    move |source| PlanError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// Where recovery should stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Replay every archived segment, then promote.
+    Latest,
+    /// Stop as soon as the backup is consistent.
+    Immediate,
+    Time(jiff::Timestamp),
+    Lsn(Lsn),
+    Xid(u64),
+    Name(String),
+}
+
+impl Target {
+    /// Parses `latest`, `immediate`, `time:TS`, `lsn:LSN`, `xid:XID` or `name:NAME`. A time
+    /// without an offset or zone is read in `zone` when given, else refused (never guessed).
+    pub fn parse(s: &str, zone: Option<&jiff::tz::TimeZone>) -> Result<Target, PlanError> {
+        let bad = |why: &str| PlanError::BadTarget {
+            given: s.to_string(),
+            why: why.to_string(),
+        };
+        match s {
+            "latest" => return Ok(Target::Latest),
+            "immediate" => return Ok(Target::Immediate),
+            _ => {}
+        }
+        let Some((kind, value)) = s.split_once(':') else {
+            return Err(bad(
+                "expected latest, immediate, time:TS, lsn:LSN, xid:XID or name:NAME",
+            ));
+        };
+        let value = value.trim();
+        match kind {
+            "time" => parse_time(value, zone).map(Target::Time),
+            "lsn" => Lsn::parse(value)
+                .map(Target::Lsn)
+                .ok_or_else(|| bad("an LSN looks like 0/3000028")),
+            "xid" => value
+                .parse::<u64>()
+                .ok()
+                .filter(|x| *x >= 3)
+                .map(Target::Xid)
+                .ok_or_else(|| bad("a transaction ID is a number (txid_current()), at least 3")),
+            "name" => {
+                if points::valid_name(value) {
+                    Ok(Target::Name(value.to_string()))
+                } else {
+                    Err(bad(
+                        "a restore point name is 1 to 63 letters, digits, `-`, `_` or `.`",
+                    ))
+                }
+            }
+            _ => Err(bad(
+                "expected latest, immediate, time:TS, lsn:LSN, xid:XID or name:NAME",
+            )),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Latest => "latest",
+            Target::Immediate => "immediate",
+            Target::Time(_) => "time",
+            Target::Lsn(_) => "lsn",
+            Target::Xid(_) => "xid",
+            Target::Name(_) => "name",
+        }
+    }
+
+    /// The value as written in the recovery settings (time in UTC).
+    pub fn value(&self) -> Option<String> {
+        match self {
+            Target::Latest | Target::Immediate => None,
+            Target::Time(t) => Some(pg_time(*t)),
+            Target::Lsn(l) => Some(l.to_string()),
+            Target::Xid(x) => Some(x.to_string()),
+            Target::Name(n) => Some(n.clone()),
+        }
+    }
+
+    /// `time 2026-11-21 09:15:00+00`, `the newest archived WAL`, ...
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Latest => "the newest archived WAL".into(),
+            Target::Immediate => "the end of the backup (consistency)".into(),
+            other => format!("{} {}", other.kind(), other.value().unwrap_or_default()),
+        }
+    }
+}
+
+/// A timestamp as PostgreSQL reads it for recovery_target_time, in UTC with microseconds.
+pub fn pg_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
+}
+
+/// `2026-11-21 10:15:00+01`, RFC 3339 (`2026-11-21T10:15:00Z`), or with a zone
+/// (`2026-11-21T10:15:00[Europe/Paris]`); a bare civil time only with `zone`.
+pub fn parse_time(
+    value: &str,
+    zone: Option<&jiff::tz::TimeZone>,
+) -> Result<jiff::Timestamp, PlanError> {
+    let value = value.trim();
+    if value.contains('[')
+        && let Ok(z) = value.parse::<jiff::Zoned>()
+    {
+        return Ok(z.timestamp());
+    }
+    if let Ok(t) = value.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    // PostgreSQL's own output has a two-digit offset (`+01`), which jiff also reads; try the
+    // common `UTC` suffix too.
+    if let Some(rest) = value
+        .strip_suffix(" UTC")
+        .or_else(|| value.strip_suffix(" GMT"))
+        && let Ok(dt) = rest.parse::<jiff::civil::DateTime>()
+        && let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::UTC)
+    {
+        return Ok(z.timestamp());
+    }
+    match value.parse::<jiff::civil::DateTime>() {
+        Ok(dt) => {
+            match zone {
+                Some(tz) => dt.to_zoned(tz.clone()).map(|z| z.timestamp()).map_err(|e| {
+                    PlanError::BadTarget {
+                        given: format!("time:{value}"),
+                        why: e.to_string(),
+                    }
+                }),
+                None => Err(PlanError::TimeWithoutZone(value.to_string())),
+            }
+        }
+        Err(e) => Err(PlanError::BadTarget {
+            given: format!("time:{value}"),
+            why: format!(
+                "not a time ({e}); write e.g. `2026-11-21 10:15:00+01` or `2026-11-21T09:15:00Z`"
+            ),
+        }),
+    }
+}
+
+/// Whether `time` (a target) needs a zone to be read: no offset, no zone.
+pub fn time_needs_zone(target: &str) -> bool {
+    matches!(
+        target.strip_prefix("time:").map(|v| parse_time(v, None)),
+        Some(Err(PlanError::TimeWithoutZone(_)))
+    )
+}
+
+/// recovery_target_action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[default]
+    Promote,
+    Pause,
+    Shutdown,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Promote => "promote",
+            Action::Pause => "pause",
+            Action::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// recovery_target_timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimelineChoice {
+    Latest,
+    Current,
+    Id(u32),
+}
+
+impl TimelineChoice {
+    pub fn parse(s: &str) -> Result<TimelineChoice, String> {
+        match s {
+            "latest" => Ok(TimelineChoice::Latest),
+            "current" => Ok(TimelineChoice::Current),
+            n => n
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(TimelineChoice::Id)
+                .ok_or_else(|| format!("`{n}` is not latest, current or a timeline number")),
+        }
+    }
+
+    fn setting(self) -> String {
+        match self {
+            TimelineChoice::Latest => "latest".into(),
+            TimelineChoice::Current => "current".into(),
+            TimelineChoice::Id(n) => n.to_string(),
+        }
+    }
+}
+
+/// What the caller asks for: the validated options of `dbagent restore` (or of a drill).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The data directory to restore into (absolute).
+    pub to: PathBuf,
+    pub target: Target,
+    pub backup: Option<String>,
+    pub action: Action,
+    pub exclusive: bool,
+    pub timeline: TimelineChoice,
+    pub force: bool,
+    /// `OID or NAME` → directory.
+    pub tablespace_map: Vec<(String, PathBuf)>,
+    /// The restore_command to write (calls `dbagent --config ABS wal-get %f %p`).
+    pub restore_command: String,
+    /// `port = N` in postgresql.auto.conf.
+    pub port: Option<u16>,
+    /// `archive_mode = off` in postgresql.auto.conf.
+    pub no_archive: bool,
+    /// Notes from the caller to show with the plan (e.g. where a time zone came from).
+    pub notes: Vec<String>,
+}
+
+/// The backup the plan restores.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupSummary {
+    pub id: String,
+    pub label: Option<String>,
+    pub start_time: jiff::Timestamp,
+    pub stop_time: jiff::Timestamp,
+    pub start_lsn: Lsn,
+    pub stop_lsn: Lsn,
+    pub timeline: u32,
+    pub pg_major: u32,
+    pub size_bytes: u64,
+    pub stored_bytes: u64,
+    pub compression: Compression,
+}
+
+/// One timeline on the way from the backup to the target: WAL in `[begin, end)` is read from
+/// this timeline (`end` none for the target timeline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineStep {
+    pub timeline: u32,
+    pub begin: Lsn,
+    pub end: Option<Lsn>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePlan {
+    /// recovery_target_timeline as written: latest, current or a number.
+    pub requested: String,
+    pub target_timeline: u32,
+    pub path: Vec<TimelineStep>,
+    /// The history files recovery reads (`00000002.history`), all present in the archive.
+    pub history_files: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WalPlan {
+    pub first: String,
+    pub last: String,
+    pub segments: u64,
+    /// Uncompressed bytes to replay (segments × segment size).
+    pub bytes: u64,
+    pub stored_bytes: u64,
+    /// Why the range ends where it does.
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TablespacePlan {
+    pub oid: u32,
+    pub name: String,
+    pub original_location: String,
+    pub location: PathBuf,
+    pub file: String,
+}
+
+/// One recovery setting written to postgresql.auto.conf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+}
+
+/// The OS account that owns the restored files (when dbagent runs as root).
+#[derive(Debug, Clone, Serialize)]
+pub struct Owner {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Everything a restore will do. `--dry-run --json` prints exactly this.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestorePlan {
+    pub to: PathBuf,
+    pub target: PlanTarget,
+    pub backup: BackupSummary,
+    /// One line: why this backup.
+    pub backup_choice: String,
+    pub action: Option<Action>,
+    pub inclusive: bool,
+    pub timeline: TimelinePlan,
+    pub wal: WalPlan,
+    pub tablespaces: Vec<TablespacePlan>,
+    /// `--force` on a non-empty directory: its current contents are removed first.
+    pub replaces_existing: bool,
+    pub settings: Vec<Setting>,
+    pub owner: Option<Owner>,
+    /// A rough estimate: extraction at ~200 MB/s plus replay at ~100 MB/s plus start-up.
+    pub estimated_seconds: u64,
+    pub notes: Vec<String>,
+    /// The manifest of the chosen backup (for execute; not printed).
+    #[serde(skip)]
+    pub manifest: BackupManifest,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanTarget {
+    pub kind: &'static str,
+    pub value: Option<String>,
+    pub description: String,
+    /// For `name:` targets: the recorded restore point, when dbagent created it.
+    pub restore_point: Option<points::RestorePoint>,
+}
+
+/// The state of a directory the restore would write to.
+#[derive(Debug)]
+struct DirState {
+    entries: usize,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+fn inspect_dir(dir: &Path) -> Result<DirState, PlanError> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            let entries = std::fs::read_dir(dir).map_err(io_err(dir, "list"))?.count();
+            Ok(DirState {
+                entries,
+                uid: Some(m.uid()),
+                gid: Some(m.gid()),
+            })
+        }
+        Ok(_) => Err(PlanError::Io {
+            path: dir.to_path_buf(),
+            action: "restore into",
+            source: std::io::Error::other("it exists and is not a directory"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DirState {
+            entries: 0,
+            uid: None,
+            gid: None,
+        }),
+        Err(e) => Err(io_err(dir, "inspect")(e)),
+    }
+}
+
+/// The PID in `dir/postmaster.pid` when it names a live PostgreSQL process.
+pub fn running_postmaster(dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    use nix::errno::Errno;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(_) => return None,
+    }
+    // A stale file whose PID now belongs to another program is not a running server; when
+    // /proc cannot tell, assume it is one (refusing is the safe side).
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => {
+            let comm = comm.trim();
+            (comm == "postgres" || comm == "postmaster").then_some(pid)
+        }
+        Err(_) => Some(pid),
+    }
+}
+
+/// Parses a timeline history file: `(parent timeline, switch point)` per line.
+pub fn parse_history(text: &str) -> Result<Vec<(u32, Lsn)>, String> {
+    let mut out: Vec<(u32, Lsn)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let tli = fields
+            .next()
+            .and_then(|f| f.parse::<u32>().ok())
+            .ok_or_else(|| format!("line {}: no timeline number", i + 1))?;
+        let lsn = fields
+            .next()
+            .and_then(Lsn::parse)
+            .ok_or_else(|| format!("line {}: no switch point LSN", i + 1))?;
+        if let Some(&(prev_tli, prev_lsn)) = out.last()
+            && (tli <= prev_tli || lsn < prev_lsn)
+        {
+            return Err(format!("line {}: timelines or LSNs go backwards", i + 1));
+        }
+        out.push((tli, lsn));
+    }
+    Ok(out)
+}
+
+/// The history file of timeline `tli` from the archive; `Ok(None)` when absent.
+fn read_history(repo: &Repo, tli: u32) -> Result<Option<Vec<(u32, Lsn)>>, PlanError> {
+    let file = format!("{tli:08X}.history");
+    let name = WalName::parse(&file).ok_or_else(|| PlanError::BadHistory {
+        file: file.clone(),
+        detail: "bad name".into(),
+    })?;
+    let found = wal::find(repo, &name).map_err(io_err(&repo.wal_dir(), "read the WAL archive"))?;
+    let Some((path, c)) = found else {
+        return Ok(None);
+    };
+    let bytes = wal::read_stored(&path, c).map_err(io_err(&path, "read"))?;
+    let text = String::from_utf8_lossy(&bytes);
+    parse_history(&text)
+        .map(Some)
+        .map_err(|detail| PlanError::BadHistory { file, detail })
+}
+
+/// The timeline recovery will end on, as PostgreSQL picks it: for `latest`, the highest
+/// consecutive timeline after the backup's that has a history file in the archive.
+fn target_timeline(repo: &Repo, backup_tli: u32, choice: TimelineChoice) -> Result<u32, PlanError> {
+    match choice {
+        TimelineChoice::Current => Ok(backup_tli),
+        TimelineChoice::Id(n) => Ok(n),
+        TimelineChoice::Latest => {
+            let mut newest = backup_tli;
+            while read_history(repo, newest + 1)?.is_some() {
+                newest += 1;
+            }
+            Ok(newest)
+        }
+    }
+}
+
+/// The steps from timeline 1 to `target`, from its history file.
+fn timeline_path(repo: &Repo, target: u32) -> Result<(Vec<TimelineStep>, Vec<String>), PlanError> {
+    if target == 1 {
+        return Ok((
+            vec![TimelineStep {
+                timeline: 1,
+                begin: Lsn(0),
+                end: None,
+            }],
+            Vec::new(),
+        ));
+    }
+    let file = format!("{target:08X}.history");
+    let history = read_history(repo, target)?.ok_or_else(|| PlanError::MissingHistory {
+        file: file.clone(),
+        archive: repo.wal_dir(),
+        tli: target,
+    })?;
+    let mut steps = Vec::new();
+    let mut begin = Lsn(0);
+    for (tli, switch) in history {
+        steps.push(TimelineStep {
+            timeline: tli,
+            begin,
+            end: Some(switch),
+        });
+        begin = switch;
+    }
+    steps.push(TimelineStep {
+        timeline: target,
+        begin,
+        end: None,
+    });
+    Ok((steps, vec![file]))
+}
+
+/// The timeline segment `segno` is read from: the newest step that has begun by then (the
+/// segment holding a switch point is read from the new timeline, as PostgreSQL does).
+fn timeline_of(path: &[TimelineStep], segno: u64, seg_size: u64) -> u32 {
+    path.iter()
+        .rev()
+        .find(|s| s.begin.segno(seg_size) <= segno)
+        .map_or(path[0].timeline, |s| s.timeline)
+}
+
+/// Whether a backup ends early enough for the target.
+type BackupFilter = Box<dyn Fn(&BackupManifest) -> bool>;
+
+/// Chooses the backup for `target`, with the one-line reason.
+fn choose_backup(
+    backups: &[BackupManifest],
+    req: &Request,
+    point: Option<&points::RestorePoint>,
+    repo: &Repo,
+) -> Result<(BackupManifest, String), PlanError> {
+    let newest = backups
+        .last()
+        .ok_or_else(|| PlanError::NoBackups(repo.root().to_path_buf()))?;
+    // The position the backup must end before, when it is known in advance.
+    let limit: Option<(String, BackupFilter)> = match &req.target {
+        Target::Time(t) => {
+            let t = *t;
+            Some((
+                format!("target time {}", pg_time(t)),
+                Box::new(move |m: &BackupManifest| m.stop_time <= t),
+            ))
+        }
+        Target::Lsn(l) => {
+            let l = *l;
+            Some((
+                format!("target LSN {l}"),
+                Box::new(move |m: &BackupManifest| m.stop_lsn <= l),
+            ))
+        }
+        Target::Name(n) => point.map(|p| {
+            let l = p.lsn;
+            (
+                format!("restore point {n} (LSN {l}, {})", p.time),
+                Box::new(move |m: &BackupManifest| m.stop_lsn <= l) as BackupFilter,
+            )
+        }),
+        _ => None,
+    };
+    if let Some(id) = &req.backup {
+        let m = backups
+            .iter()
+            .find(|m| &m.id == id)
+            .cloned()
+            .ok_or_else(|| PlanError::UnknownBackup { id: id.clone() })?;
+        if let Some((what, ok)) = &limit
+            && !ok(&m)
+        {
+            return Err(PlanError::BackupAfterTarget {
+                id: m.id.clone(),
+                ended: format!("{} (LSN {})", m.stop_time, m.stop_lsn),
+                target: what.clone(),
+            });
+        }
+        return Ok((m, format!("backup {id} was chosen with --backup")));
+    }
+    match (&req.target, limit) {
+        (_, Some((what, ok))) => {
+            let m = backups
+                .iter()
+                .rev()
+                .find(|m| ok(m))
+                .cloned()
+                .ok_or_else(|| PlanError::NoBackupBefore {
+                    target: what.clone(),
+                    id: backups[0].id.clone(),
+                    ended: format!("{} (LSN {})", backups[0].stop_time, backups[0].stop_lsn),
+                })?;
+            let why = format!(
+                "the newest complete backup that ended before the {what}: it ended at {} (LSN {})",
+                m.stop_time, m.stop_lsn
+            );
+            Ok((m, why))
+        }
+        (Target::Xid(_), None) => Ok((
+            newest.clone(),
+            "the newest complete backup: where transaction IDs fall cannot be known in advance; if the transaction committed before this backup ended, pass an older --backup".into(),
+        )),
+        (Target::Name(n), None) => Ok((
+            newest.clone(),
+            format!("the newest complete backup: restore point {n} is not recorded in the repository (not created with `dbagent restore-point`), so its position is unknown; if it is older than this backup, pass an older --backup"),
+        )),
+        _ => Ok((newest.clone(), "the newest complete backup".into())),
+    }
+}
+
+/// Computes and proves the plan. Reads the repository and the destination; writes nothing.
+pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
+    let mut notes = req.notes.clone();
+    // Option combinations first: cheap, and the errors are usage errors.
+    let has_target = !matches!(req.target, Target::Latest);
+    if !has_target && req.action != Action::Promote {
+        return Err(PlanError::Usage(
+            "--action applies only with a recovery target: recovery to `latest` always ends by promoting when the archive ends".into(),
+        ));
+    }
+    if req.exclusive
+        && !matches!(
+            req.target,
+            Target::Time(_) | Target::Lsn(_) | Target::Xid(_)
+        )
+    {
+        return Err(PlanError::Usage(
+            "--exclusive applies to time:, lsn: and xid: targets only".into(),
+        ));
+    }
+    if !req.to.is_absolute() {
+        return Err(PlanError::Usage(format!(
+            "--to {} must be an absolute path",
+            req.to.display()
+        )));
+    }
+
+    // Safety invariant 4, first half: never a running server's directory, never a non-empty
+    // one without --force.
+    if let Some(pid) = running_postmaster(&req.to) {
+        return Err(PlanError::InUse {
+            dir: req.to.clone(),
+            pid,
+        });
+    }
+    let dir = inspect_dir(&req.to)?;
+    if dir.entries > 0 && !req.force {
+        return Err(PlanError::NotEmpty {
+            dir: req.to.clone(),
+            entries: dir.entries,
+        });
+    }
+
+    let backups = manifest::list(repo)?;
+    let point = match &req.target {
+        Target::Name(n) => points::find(repo, n)?,
+        _ => None,
+    };
+    let (m, backup_choice) = choose_backup(&backups, req, point.as_ref(), repo)?;
+    if let Target::Lsn(l) = &req.target
+        && *l < m.stop_lsn
+    {
+        return Err(PlanError::BackupAfterTarget {
+            id: m.id.clone(),
+            ended: format!("LSN {}", m.stop_lsn),
+            target: format!("target LSN {l}"),
+        });
+    }
+    let range = WalRange::of(&m).map_err(|detail| RepoError::Corrupt {
+        path: manifest::backup_dir(repo, &m.id).join(manifest::MANIFEST_FILE),
+        detail,
+    })?;
+    let seg = range.seg_size;
+
+    // Timelines: the path from the backup's timeline to the target timeline.
+    let target_tli = target_timeline(repo, m.timeline, req.timeline)?;
+    let (path, history_files) = timeline_path(repo, target_tli)?;
+    match path.iter().find(|s| s.timeline == m.timeline) {
+        None => {
+            return Err(PlanError::NotAnAncestor {
+                id: m.id.clone(),
+                backup_tli: m.timeline,
+                target_tli,
+                why: format!(
+                    "timeline {target_tli}'s history does not contain timeline {}",
+                    m.timeline
+                ),
+            });
+        }
+        Some(step) => {
+            if let Some(end) = step.end
+                && m.stop_lsn > end
+            {
+                return Err(PlanError::NotAnAncestor {
+                    id: m.id.clone(),
+                    backup_tli: m.timeline,
+                    target_tli,
+                    why: format!(
+                        "timeline {} ended at {end}, before the backup's stop LSN {}",
+                        m.timeline, m.stop_lsn
+                    ),
+                });
+            }
+        }
+    }
+    if target_tli != m.timeline {
+        notes.push(format!(
+            "recovery follows the timeline history {} from timeline {} to {target_tli}",
+            history_files.join(", "),
+            m.timeline
+        ));
+    }
+
+    // Which segments are in the archive (one listing, not one lookup per segment).
+    let listed =
+        wal::list_segments(repo).map_err(io_err(&repo.wal_dir(), "list the WAL archive"))?;
+    let available: HashSet<(u32, u64)> = listed
+        .iter()
+        .filter(|w| w.kind == WalFileKind::Segment)
+        .map(|w| (w.tli, w.segno(seg)))
+        .collect();
+    let first = range.first;
+    let newest_on_path = available
+        .iter()
+        .filter(|(tli, segno)| *segno >= first && timeline_of(&path, *segno, seg) == *tli)
+        .map(|(_, segno)| *segno)
+        .max();
+    let (last, end) = match (&req.target, &point) {
+        (Target::Immediate, _) => (range.last, "the backup's end (consistency)".to_string()),
+        (Target::Lsn(l), _) => (
+            l.segno(seg).max(range.last),
+            format!("the segment holding target LSN {l}"),
+        ),
+        (Target::Name(n), Some(p)) => (
+            p.lsn.segno(seg).max(range.last),
+            format!("the segment holding restore point {n} (LSN {})", p.lsn),
+        ),
+        _ => {
+            let newest = newest_on_path.unwrap_or(range.last).max(range.last);
+            let why = match req.target {
+                Target::Latest => "the newest archived segment on the target timeline".to_string(),
+                _ => format!(
+                    "the newest archived segment: where {} falls in the WAL is only known during replay",
+                    req.target.describe()
+                ),
+            };
+            (newest, why)
+        }
+    };
+    let count = last - first + 1;
+    let mut missing = Vec::new();
+    let mut stored_bytes = 0u64;
+    for segno in first..=last {
+        let tli = timeline_of(&path, segno, seg);
+        if !available.contains(&(tli, segno)) {
+            missing.push(segment_name(tli, segno, seg));
+            continue;
+        }
+        if let Some(w) = WalName::parse(&segment_name(tli, segno, seg))
+            && let Ok(Some((p, _))) = wal::find(repo, &w)
+            && let Ok(meta) = std::fs::metadata(&p)
+        {
+            stored_bytes += meta.len();
+        }
+    }
+    let first_name = segment_name(timeline_of(&path, first, seg), first, seg);
+    let last_name = segment_name(timeline_of(&path, last, seg), last, seg);
+    if let Some(segment) = missing.first() {
+        return Err(PlanError::MissingWal {
+            segment: segment.clone(),
+            archive: repo.wal_dir(),
+            first: first_name,
+            last: last_name,
+            missing: missing.len() as u64,
+            count,
+        });
+    }
+    if let Target::Name(n) = &req.target
+        && point.is_none()
+    {
+        notes.push(format!(
+            "restore point {n} is not recorded by dbagent: if it does not exist in the WAL, recovery ends without reaching it and the restore fails"
+        ));
+    }
+
+    // Tablespaces: original locations unless mapped; always empty.
+    let mut tablespaces = Vec::new();
+    let all_ts: Vec<_> = m
+        .files
+        .iter()
+        .filter_map(|f| f.tablespace.as_ref().map(|t| (f, t)))
+        .collect();
+    for (key, _) in &req.tablespace_map {
+        if !all_ts
+            .iter()
+            .any(|(_, t)| t.oid.to_string() == *key || t.name == *key)
+        {
+            return Err(PlanError::UnknownTablespace {
+                key: key.clone(),
+                id: m.id.clone(),
+                have: if all_ts.is_empty() {
+                    "none".into()
+                } else {
+                    all_ts
+                        .iter()
+                        .map(|(_, t)| format!("{} = {}", t.oid, t.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            });
+        }
+    }
+    for (f, t) in all_ts {
+        let location = req
+            .tablespace_map
+            .iter()
+            .find(|(k, _)| *k == t.oid.to_string() || *k == t.name)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| PathBuf::from(&t.location));
+        if !location.is_absolute() {
+            return Err(PlanError::Usage(format!(
+                "tablespace {} would go to {}, which is not an absolute path",
+                t.name,
+                location.display()
+            )));
+        }
+        if location.starts_with(&req.to) {
+            notes.push(format!(
+                "tablespace {} is restored inside the data directory ({})",
+                t.name,
+                location.display()
+            ));
+        }
+        let state = inspect_dir(&location)?;
+        if state.entries > 0 {
+            return Err(PlanError::TablespaceNotEmpty {
+                oid: t.oid,
+                name: t.name.clone(),
+                dir: location,
+            });
+        }
+        tablespaces.push(TablespacePlan {
+            oid: t.oid,
+            name: t.name.clone(),
+            original_location: t.location.clone(),
+            location,
+            file: f.name.clone(),
+        });
+    }
+
+    // Who will own the files: the server must run as the owner of its data directory.
+    let owner = if nix::unistd::geteuid().is_root() {
+        match (dir.uid, dir.gid) {
+            (Some(uid), Some(gid)) if uid != 0 => {
+                let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| uid.to_string(), |u| u.name);
+                Some(Owner { user, uid, gid })
+            }
+            _ => {
+                let pg = nix::unistd::User::from_name("postgres").ok().flatten().ok_or_else(|| {
+                    PlanError::Usage(format!(
+                        "dbagent runs as root and PostgreSQL refuses to: create {} owned by the PostgreSQL OS user first (there is no `postgres` user to default to)",
+                        req.to.display()
+                    ))
+                })?;
+                Some(Owner {
+                    user: pg.name,
+                    uid: pg.uid.as_raw(),
+                    gid: pg.gid.as_raw(),
+                })
+            }
+        }
+    } else {
+        None
+    };
+
+    let inclusive = !req.exclusive;
+    let settings = settings(req, has_target);
+    let wal_bytes = count * seg;
+    let estimated_seconds = 5 + m.size() / (200 << 20) + wal_bytes / (100 << 20);
+    let value = req.target.value();
+    Ok(RestorePlan {
+        to: req.to.clone(),
+        target: PlanTarget {
+            kind: req.target.kind(),
+            value,
+            description: req.target.describe(),
+            restore_point: point,
+        },
+        backup: BackupSummary {
+            id: m.id.clone(),
+            label: m.label.clone(),
+            start_time: m.start_time,
+            stop_time: m.stop_time,
+            start_lsn: m.start_lsn,
+            stop_lsn: m.stop_lsn,
+            timeline: m.timeline,
+            pg_major: m.pg_major,
+            size_bytes: m.size(),
+            stored_bytes: m.stored_size(),
+            compression: m.compression,
+        },
+        backup_choice,
+        action: has_target.then_some(req.action),
+        inclusive,
+        timeline: TimelinePlan {
+            requested: req.timeline.setting(),
+            target_timeline: target_tli,
+            path,
+            history_files,
+        },
+        wal: WalPlan {
+            first: first_name,
+            last: last_name,
+            segments: count,
+            bytes: wal_bytes,
+            stored_bytes,
+            end,
+        },
+        tablespaces,
+        replaces_existing: dir.entries > 0,
+        settings,
+        owner,
+        estimated_seconds,
+        notes,
+        manifest: m,
+    })
+}
+
+/// The recovery settings for `req`.
+fn settings(req: &Request, has_target: bool) -> Vec<Setting> {
+    let mut out = vec![Setting {
+        name: "restore_command".into(),
+        value: req.restore_command.clone(),
+    }];
+    let mut push = |name: &str, value: String| {
+        out.push(Setting {
+            name: name.into(),
+            value,
+        })
+    };
+    match &req.target {
+        Target::Latest => {}
+        Target::Immediate => push("recovery_target", "immediate".into()),
+        Target::Time(t) => push("recovery_target_time", pg_time(*t)),
+        Target::Lsn(l) => push("recovery_target_lsn", l.to_string()),
+        Target::Xid(x) => push("recovery_target_xid", x.to_string()),
+        Target::Name(n) => push("recovery_target_name", n.clone()),
+    }
+    if has_target {
+        if matches!(
+            req.target,
+            Target::Time(_) | Target::Lsn(_) | Target::Xid(_)
+        ) {
+            push(
+                "recovery_target_inclusive",
+                if req.exclusive { "off" } else { "on" }.into(),
+            );
+        }
+        push("recovery_target_action", req.action.as_str().into());
+    }
+    push("recovery_target_timeline", req.timeline.setting());
+    if let Some(port) = req.port {
+        push("port", port.to_string());
+    }
+    if req.no_archive {
+        push("archive_mode", "off".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_target_kind() {
+        assert_eq!(Target::parse("latest", None).unwrap(), Target::Latest);
+        assert_eq!(Target::parse("immediate", None).unwrap(), Target::Immediate);
+        assert_eq!(
+            Target::parse("lsn:0/3000028", None).unwrap(),
+            Target::Lsn(Lsn(0x3000028))
+        );
+        assert_eq!(Target::parse("xid:1234", None).unwrap(), Target::Xid(1234));
+        assert_eq!(
+            Target::parse("name:before-x", None).unwrap(),
+            Target::Name("before-x".into())
+        );
+        for bad in [
+            "",
+            "lsn:zz",
+            "xid:-1",
+            "name:a b",
+            "when:now",
+            "time:yesterday",
+        ] {
+            assert!(Target::parse(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_need_an_offset_or_a_zone() {
+        let want: jiff::Timestamp = "2026-11-21T09:15:00Z".parse().unwrap();
+        for ok in [
+            "time:2026-11-21 10:15:00+01",
+            "time:2026-11-21T10:15:00+01:00",
+            "time:2026-11-21T09:15:00Z",
+            "time:2026-11-21T10:15:00[Europe/Paris]",
+            "time:2026-11-21 09:15:00 UTC",
+        ] {
+            assert_eq!(Target::parse(ok, None).unwrap(), Target::Time(want), "{ok}");
+        }
+        let err = Target::parse("time:2026-11-21 10:15:00", None).unwrap_err();
+        assert!(matches!(err, PlanError::TimeWithoutZone(_)), "{err}");
+        assert!(time_needs_zone("time:2026-11-21 10:15:00"));
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        assert_eq!(
+            Target::parse("time:2026-11-21 10:15:00", Some(&paris)).unwrap(),
+            Target::Time(want)
+        );
+        assert_eq!(pg_time(want), "2026-11-21 09:15:00.000000+00");
+    }
+
+    #[test]
+    fn history_files_parse_and_segments_follow_the_switch() {
+        let h = parse_history(
+            "1\t0/5000060\tno recovery target specified\n\n2\t0/9000000\tat restore point \"x\"\n",
+        )
+        .unwrap();
+        assert_eq!(h, vec![(1, Lsn(0x5000060)), (2, Lsn(0x9000000))]);
+        assert!(parse_history("2\t0/5\n1\t0/6\n").is_err());
+        let path = vec![
+            TimelineStep {
+                timeline: 1,
+                begin: Lsn(0),
+                end: Some(Lsn(0x5000060)),
+            },
+            TimelineStep {
+                timeline: 2,
+                begin: Lsn(0x5000060),
+                end: Some(Lsn(0x9000000)),
+            },
+            TimelineStep {
+                timeline: 3,
+                begin: Lsn(0x9000000),
+                end: None,
+            },
+        ];
+        let seg = 16 << 20;
+        assert_eq!(timeline_of(&path, 4, seg), 1);
+        assert_eq!(timeline_of(&path, 5, seg), 2);
+        assert_eq!(timeline_of(&path, 8, seg), 2);
+        assert_eq!(timeline_of(&path, 9, seg), 3);
+        assert_eq!(timeline_of(&path, 100, seg), 3);
+    }
+}
