@@ -472,7 +472,7 @@ impl Worker {
             .map(|(key, rows)| self.serve_endpoint(key, rows, receivers));
         futures_util::future::join_all(work).await;
 
-        let (depth, oldest, next_due) = self.db(|c| gauges(c)).await?;
+        let (depth, oldest, next_due) = self.db(gauges).await?;
         self.metrics.set_depth(depth, oldest);
         Ok(next_due.map(|ms| Duration::from_millis((ms - now_ms()).max(0) as u64)))
     }
@@ -605,7 +605,7 @@ impl Worker {
                 .await?;
                 self.metrics
                     .bump(&row.receiver, integration, |c| c.retries += 1);
-                if attempts == 1 || attempts % 10 == 0 {
+                if attempts == 1 || attempts.is_multiple_of(10) {
                     tracing::warn!(
                         receiver = row.receiver,
                         integration,

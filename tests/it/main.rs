@@ -21,5 +21,6 @@ mod collect_statements;
 mod collect_vacuum;
 mod config_cmd;
 mod connection;
+mod notify;
 mod run;
 mod wal;
