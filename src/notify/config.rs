@@ -4,6 +4,7 @@
 //! settings of delivery (retry backoff, give-up age, history kept).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,10 @@ pub struct Email {
     pub username: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string", skip_serializing)]
     pub password: Option<String>,
+    /// A PEM file of extra CA certificates to trust for the SMTP server (a relay with a
+    /// private CA); the public web roots are trusted either way.
+    #[serde(default, deserialize_with = "de::opt_path")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How the SMTP connection is secured.
@@ -102,6 +107,7 @@ impl fmt::Debug for Email {
             .field("tls", &self.tls)
             .field("username", &self.username)
             .field("password", &redacted(&self.password))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -214,6 +220,7 @@ mod tests {
                 tls: EmailTls::Starttls,
                 username: Some("user".into()),
                 password: Some("PASSWORD-SECRET".into()),
+                ca_file: None,
             }),
             slack: Some(Slack {
                 webhook_url: "https://hooks.slack.com/services/SLACK-SECRET".into(),

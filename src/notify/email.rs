@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::config::{Email, EmailTls};
@@ -71,15 +72,31 @@ fn host_port(cfg: &Email) -> Result<(String, u16), String> {
 fn transport(cfg: &Email) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), String> {
     super::http::install_crypto_provider();
     let (host, port) = host_port(cfg)?;
-    let tls_err = |e: lettre::transport::smtp::Error| format!("cannot set up TLS to {host}: {e}");
-    let builder = match cfg.tls {
-        EmailTls::Starttls => {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host).map_err(tls_err)?
+    let tls = |host: &str| -> Result<TlsParameters, String> {
+        let mut b = TlsParameters::builder(host.to_string());
+        if let Some(path) = &cfg.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read email.ca_file {}: {e}", path.display()))?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| {
+                format!(
+                    "email.ca_file {} is not a PEM certificate: {e}",
+                    path.display()
+                )
+            })?;
+            b = b.add_root_certificate(cert);
         }
-        EmailTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&host).map_err(tls_err)?,
-        EmailTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
+        b.build_rustls()
+            .map_err(|e| format!("cannot set up TLS to {host}: {e}"))
     };
-    let mut builder = builder.port(port).timeout(Some(TIMEOUT));
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+        .port(port)
+        .timeout(Some(TIMEOUT));
+    builder = match cfg.tls {
+        // STARTTLS required: nothing (credentials, mail) goes out if the upgrade fails.
+        EmailTls::Starttls => builder.tls(Tls::Required(tls(&host)?)),
+        EmailTls::Tls => builder.tls(Tls::Wrapper(tls(&host)?)),
+        EmailTls::None => builder.tls(Tls::None),
+    };
     if let Some(user) = &cfg.username {
         builder = builder.credentials(Credentials::new(
             user.clone(),
@@ -268,6 +285,7 @@ mod tests {
             tls,
             username: Some("user".into()),
             password: Some("hunter2".into()),
+            ca_file: None,
         }
     }
 

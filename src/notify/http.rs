@@ -230,6 +230,26 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn notify_connection_errors_retry_and_never_show_the_url() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{port}/services/T0/B0/SECRETPART?token=SECRET");
+        let client = client().unwrap();
+        match post_json(&client, &url, &serde_json::json!({}), Some("SECRET-TOKEN")).await {
+            Delivery::Retry {
+                after: None,
+                reason,
+            } => {
+                assert!(reason.starts_with("cannot connect"), "{reason}");
+                assert!(!reason.contains("SECRET"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn notify_answer_is_one_short_line() {
         let long = "x ".repeat(500);

@@ -165,6 +165,20 @@ pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
+/// When to try again after `attempts` failed attempts: the backoff, or the receiver's
+/// Retry-After when that is longer (capped at [`super::http::MAX_RETRY_AFTER`]).
+pub fn retry_delay(
+    attempts: u32,
+    retry_after: Option<Duration>,
+    config: &OutboxConfig,
+) -> Duration {
+    let delay = backoff(attempts, config.initial_backoff, config.max_backoff);
+    match retry_after {
+        Some(after) => delay.max(after.min(super::http::MAX_RETRY_AFTER)),
+        None => delay,
+    }
+}
+
 /// The minimum spacing between two messages to the same endpoint.
 fn pacing(integration: Integration) -> Duration {
     match integration {
@@ -585,14 +599,7 @@ impl Worker {
                 Ok(())
             }
             Delivery::Retry { after, reason } => {
-                let mut delay = backoff(
-                    attempts,
-                    self.config.initial_backoff,
-                    self.config.max_backoff,
-                );
-                if let Some(after) = after {
-                    delay = delay.max(after.min(super::http::MAX_RETRY_AFTER));
-                }
+                let delay = retry_delay(attempts, after, &self.config);
                 let due = now_ms() + delay.as_millis() as i64;
                 let r = reason.clone();
                 self.db(move |c| {
@@ -670,6 +677,15 @@ fn expand(
     now: i64,
     max_age_ms: i64,
 ) -> rusqlite::Result<(Vec<(i64, String, String)>, Vec<(String, String)>)> {
+    // Most rounds have nothing new: check without taking the write lock.
+    let any: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM notify_outbox WHERE expanded = 0)",
+        [],
+        |r| r.get(0),
+    )?;
+    if !any {
+        return Ok((Vec::new(), Vec::new()));
+    }
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let rows: Vec<(i64, String, String, String, i64)> = {
         let mut st = tx.prepare(
@@ -866,6 +882,19 @@ pub(crate) mod tests {
         }
         assert!(backoff(1, initial, max) <= Duration::from_secs(1));
         assert!(backoff(100, initial, max) >= Duration::from_secs(150));
+    }
+
+    #[test]
+    fn notify_retry_after_wins_when_longer_than_the_backoff() {
+        let c = OutboxConfig::default();
+        let d = retry_delay(1, Some(Duration::from_secs(30)), &c);
+        assert_eq!(d, Duration::from_secs(30));
+        // A short Retry-After does not shorten the backoff.
+        let d = retry_delay(9, Some(Duration::from_secs(1)), &c);
+        assert!(d >= Duration::from_secs(128), "{d:?}");
+        // An absurd one is capped.
+        let d = retry_delay(1, Some(Duration::from_secs(86400)), &c);
+        assert_eq!(d, crate::notify::http::MAX_RETRY_AFTER);
     }
 
     fn webhook_receiver(name: &str) -> Receiver {

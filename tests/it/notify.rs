@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::recorder::{Mode, Recorder};
-use crate::support::smtp::SmtpServer;
+use crate::support::smtp::{SmtpServer, SmtpTls};
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -139,6 +139,7 @@ async fn notify_email_arrives_over_real_smtp_to_every_recipient_with_text_and_ht
         tls: EmailTls::None,
         username: None,
         password: None,
+        ca_file: None,
     });
     let firing = notification("mail", "HighCacheMiss", &["app", "billing"], Status::Firing);
     let resolved = notification(
@@ -212,6 +213,66 @@ async fn notify_email_arrives_over_real_smtp_to_every_recipient_with_text_and_ht
             .iter()
             .any(|m| m.subject == "[FIRING:1] DbagentTest (severity=info)")
     );
+}
+
+fn mail_receiver(port: u16, tls: EmailTls, ca_file: Option<std::path::PathBuf>) -> Receiver {
+    let mut r = receiver("mail");
+    r.email = Some(Email {
+        smarthost: format!("localhost:{port}"),
+        from: "dbagent@example.com".into(),
+        to: vec!["dba@example.com".into()],
+        tls,
+        username: None,
+        password: None,
+        ca_file,
+    });
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_email_starttls_and_implicit_tls_verify_the_server_and_starttls_is_required() {
+    let n = notification("mail", "HighCacheMiss", &["app"], Status::Firing);
+    for (server_tls, client_tls) in [
+        (SmtpTls::Starttls, EmailTls::Starttls),
+        (SmtpTls::Implicit, EmailTls::Tls),
+    ] {
+        let smtp = SmtpServer::start_with(server_tls);
+        // Trusting the server's CA: delivered over TLS.
+        let r = mail_receiver(smtp.port, client_tls, Some(smtp.ca_file()));
+        let d = dbagent::notify::deliver(&r, Integration::Email, &n).await;
+        assert!(
+            matches!(d, dbagent::notify::Delivery::Delivered { .. }),
+            "{server_tls:?}: {d:?}"
+        );
+        // Not trusting it: nothing is sent, and it is retried.
+        let r = mail_receiver(smtp.port, client_tls, None);
+        let d = dbagent::notify::deliver(&r, Integration::Email, &n).await;
+        assert!(
+            matches!(d, dbagent::notify::Delivery::Retry { .. }),
+            "{server_tls:?}: {d:?}"
+        );
+        let mails = tokio::task::spawn_blocking(move || {
+            let m = smtp.wait_messages(1, Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(300));
+            (m.len(), smtp.wait_messages(1, Duration::ZERO).len())
+        })
+        .await
+        .unwrap();
+        assert_eq!(mails, (1, 1), "{server_tls:?}");
+    }
+    // A server that does not offer STARTTLS gets nothing when STARTTLS is required.
+    let smtp = SmtpServer::start();
+    let r = mail_receiver(smtp.port, EmailTls::Starttls, None);
+    let d = dbagent::notify::deliver(&r, Integration::Email, &n).await;
+    assert!(
+        matches!(d, dbagent::notify::Delivery::Retry { .. }),
+        "{d:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let none = tokio::task::spawn_blocking(move || smtp.wait_messages(0, Duration::ZERO).len())
+        .await
+        .unwrap();
+    assert_eq!(none, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! A real SMTP server for the email receiver's tests: aiosmtpd (Debian's python3-aiosmtpd,
 //! installed by scripts/lib/deps.sh) on a free loopback port, storing what it receives in a
-//! Maildir; messages are read back with Python's own email parser.
+//! Maildir; messages are read back with Python's own email parser. It can offer STARTTLS or
+//! implicit TLS with a certificate from a throwaway CA made with openssl.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -47,17 +48,52 @@ fn python() -> &'static str {
     );
 }
 
+/// How the server secures connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP, no STARTTLS offered.
+    None,
+    /// STARTTLS offered and required before MAIL.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
 impl SmtpServer {
     pub fn start() -> SmtpServer {
+        SmtpServer::start_with(SmtpTls::None)
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate (for localhost and
+    /// 127.0.0.1); only for servers started with TLS.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn start_with(tls: SmtpTls) -> SmtpServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let dir = tempfile::tempdir().expect("tempdir");
         let maildir = dir.path().join("maildir");
+        let mut tls_args: Vec<String> = Vec::new();
+        if tls != SmtpTls::None {
+            make_certificates(dir.path());
+            let (c, k) = if tls == SmtpTls::Starttls {
+                ("--tlscert", "--tlskey")
+            } else {
+                ("--smtpscert", "--smtpskey")
+            };
+            for (flag, file) in [(c, "cert.pem"), (k, "key.pem")] {
+                tls_args.push(flag.to_string());
+                tls_args.push(dir.path().join(file).display().to_string());
+            }
+        }
         let child = Command::new(python())
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(&tls_args)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdout(Stdio::null())
@@ -110,6 +146,77 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A CA and a server certificate for localhost/127.0.0.1 signed by it, in `dir`.
+fn make_certificates(dir: &Path) {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext.cnf");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dbagent test CA",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "req.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
