@@ -40,7 +40,7 @@ install_pg18() {
 }
 
 install_test_deps() {
-  apt_install postgresql-15 postgresql-client-15 openssl ca-certificates python3-pip prometheus
+  apt_install postgresql-15 postgresql-client-15 openssl ca-certificates python3-pip prometheus python3-aiosmtpd
   install_pg18
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     echo "the postgres OS user is missing (it comes with the postgresql-15 package)" >&2

@@ -1,6 +1,11 @@
 //! The `receivers:` section of alerts.yml: where notifications go. Secrets (SMTP password,
 //! Slack webhook URL, PagerDuty routing key, webhook bearer token) come from `${ENV}` and are
-//! never serialized, logged or printed.
+//! never serialized, logged or printed: their `Debug` shows `<redacted>`. Also the `outbox:`
+//! settings of delivery (retry backoff, give-up age, history kept).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +28,7 @@ pub struct Receiver {
 }
 
 /// Email over SMTP.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Email {
     /// `host:port` of the SMTP server.
@@ -40,6 +45,10 @@ pub struct Email {
     pub username: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string", skip_serializing)]
     pub password: Option<String>,
+    /// A PEM file of extra CA certificates to trust for the SMTP server (a relay with a
+    /// private CA); the public web roots are trusted either way.
+    #[serde(default, deserialize_with = "de::opt_path")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How the SMTP connection is secured.
@@ -53,7 +62,7 @@ pub enum EmailTls {
 }
 
 /// Slack incoming webhook.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Slack {
     #[serde(deserialize_with = "de::string", skip_serializing)]
@@ -63,7 +72,7 @@ pub struct Slack {
 }
 
 /// PagerDuty Events API v2.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PagerDuty {
     #[serde(deserialize_with = "de::string", skip_serializing)]
@@ -74,11 +83,177 @@ pub struct PagerDuty {
 }
 
 /// A generic webhook receiving Alertmanager's webhook JSON (version 4).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     #[serde(deserialize_with = "de::string")]
     pub url: String,
     #[serde(default, deserialize_with = "de::opt_string", skip_serializing)]
     pub bearer_token: Option<String>,
+}
+
+const REDACTED: &str = "<redacted>";
+
+fn redacted<T>(v: &Option<T>) -> Option<&'static str> {
+    v.as_ref().map(|_| REDACTED)
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Email")
+            .field("smarthost", &self.smarthost)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Slack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slack")
+            .field("webhook_url", &REDACTED)
+            .field("channel", &self.channel)
+            .finish()
+    }
+}
+
+impl fmt::Debug for PagerDuty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PagerDuty")
+            .field("routing_key", &REDACTED)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .field("bearer_token", &redacted(&self.bearer_token))
+            .finish()
+    }
+}
+
+/// The `outbox:` section of alerts.yml: how delivery retries. Every key has a default.
+///
+/// ```yaml
+/// outbox:
+///   max_age: 24h          # give up (error log line, dbagent_notifications_failed_total) after this
+///   initial_backoff: 1s   # first retry delay; doubles per attempt, with jitter
+///   max_backoff: 5m       # longest retry delay (a longer Retry-After is honoured, up to 1h)
+///   history: 1000         # delivered or given-up notifications kept in state.db
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    #[serde(
+        default = "outbox_defaults::max_age",
+        deserialize_with = "de::duration",
+        serialize_with = "ser_duration"
+    )]
+    pub max_age: Duration,
+    #[serde(
+        default = "outbox_defaults::initial_backoff",
+        deserialize_with = "de::duration",
+        serialize_with = "ser_duration"
+    )]
+    pub initial_backoff: Duration,
+    #[serde(
+        default = "outbox_defaults::max_backoff",
+        deserialize_with = "de::duration",
+        serialize_with = "ser_duration"
+    )]
+    pub max_backoff: Duration,
+    #[serde(default = "outbox_defaults::history")]
+    pub history: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            max_age: outbox_defaults::max_age(),
+            initial_backoff: outbox_defaults::initial_backoff(),
+            max_backoff: outbox_defaults::max_backoff(),
+            history: outbox_defaults::history(),
+        }
+    }
+}
+
+mod outbox_defaults {
+    use std::time::Duration;
+
+    pub fn max_age() -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
+    pub fn initial_backoff() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn max_backoff() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn history() -> u32 {
+        1000
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_secrets_never_in_debug_or_serialized_output() {
+        let r = Receiver {
+            name: "all".into(),
+            email: Some(Email {
+                smarthost: "smtp.example.com:587".into(),
+                from: "a@example.com".into(),
+                to: vec!["b@example.com".into()],
+                tls: EmailTls::Starttls,
+                username: Some("user".into()),
+                password: Some("PASSWORD-SECRET".into()),
+                ca_file: None,
+            }),
+            slack: Some(Slack {
+                webhook_url: "https://hooks.slack.com/services/SLACK-SECRET".into(),
+                channel: None,
+            }),
+            pagerduty: Some(PagerDuty {
+                routing_key: "ROUTING-SECRET".into(),
+                url: None,
+            }),
+            webhook: Some(Webhook {
+                url: "http://127.0.0.1:9099/hook".into(),
+                bearer_token: Some("TOKEN-SECRET".into()),
+            }),
+        };
+        let debug = format!("{r:?} {r:#?}");
+        let json = serde_json::to_string(&r).unwrap();
+        for out in [&debug, &json] {
+            assert!(!out.contains("SECRET"), "{out}");
+        }
+        assert!(debug.contains("<redacted>"));
+        assert!(json.contains("smtp.example.com"));
+    }
+
+    #[test]
+    fn notify_outbox_config_defaults_and_durations() {
+        let c: OutboxConfig = serde_saphyr::from_str("{}").unwrap();
+        assert_eq!(c, OutboxConfig::default());
+        assert_eq!(c.max_age, Duration::from_secs(86400));
+        let c: OutboxConfig =
+            serde_saphyr::from_str("max_age: 2h\ninitial_backoff: 500ms\n").unwrap();
+        assert_eq!(c.max_age, Duration::from_secs(7200));
+        assert_eq!(c.initial_backoff, Duration::from_millis(500));
+        assert_eq!(c.max_backoff, Duration::from_secs(300));
+        assert!(serde_saphyr::from_str::<OutboxConfig>("max_agee: 2h").is_err());
+    }
 }

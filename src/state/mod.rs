@@ -74,6 +74,43 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
             expired     INTEGER NOT NULL DEFAULT 0
         );",
     ),
+    // 3: the notification outbox (src/notify/outbox.rs). `notify_outbox`: one row per enqueued
+    // notification, stored before anything is sent (`expanded`: 0 not yet split into
+    // deliveries, 1 split, 2 given up before it could be split). `notify_delivery`: one row per
+    // (notification, integration), and for PagerDuty per alert (`dedup_key` = fingerprint);
+    // `state` pending → delivered | failed. Finished rows are kept as a bounded history. Times
+    // are Unix milliseconds.
+    (
+        "notify_outbox",
+        "CREATE TABLE notify_outbox (
+            id            INTEGER PRIMARY KEY,
+            receiver      TEXT    NOT NULL,
+            group_key     TEXT    NOT NULL,
+            status        TEXT    NOT NULL CHECK (status IN ('firing', 'resolved')),
+            notification  TEXT    NOT NULL,
+            created_ms    INTEGER NOT NULL,
+            expanded      INTEGER NOT NULL DEFAULT 0 CHECK (expanded IN (0, 1, 2))
+        );
+        CREATE INDEX notify_outbox_expanded ON notify_outbox (expanded, id);
+        CREATE TABLE notify_delivery (
+            id            INTEGER PRIMARY KEY,
+            outbox_id     INTEGER NOT NULL REFERENCES notify_outbox (id) ON DELETE CASCADE,
+            receiver      TEXT    NOT NULL,
+            group_key     TEXT    NOT NULL,
+            integration   TEXT    NOT NULL CHECK (integration IN ('email', 'slack', 'pagerduty', 'webhook')),
+            dedup_key     TEXT,
+            state         TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+            attempts      INTEGER NOT NULL DEFAULT 0,
+            created_ms    INTEGER NOT NULL,
+            due_ms        INTEGER NOT NULL,
+            done_ms       INTEGER,
+            last_error    TEXT,
+            answer        TEXT
+        );
+        CREATE INDEX notify_delivery_due ON notify_delivery (state, due_ms);
+        CREATE INDEX notify_delivery_order ON notify_delivery (receiver, group_key, integration, state);
+        CREATE INDEX notify_delivery_outbox ON notify_delivery (outbox_id);",
+    ),
 ];
 
 /// The schema version this build writes (the number of migrations).

@@ -1,11 +1,13 @@
 //! Helpers shared by every integration test: throwaway PostgreSQL clusters and the dbagent
-//! command under test.
+//! command under test; HTTP recorders and an SMTP server for alert delivery.
 
 #![allow(dead_code)]
 
 pub mod cluster;
 pub mod collect;
 pub mod dbagent;
+pub mod recorder;
 pub mod restore;
 pub mod sessions;
 pub mod sidecar;
+pub mod smtp;
