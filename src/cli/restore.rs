@@ -171,6 +171,7 @@ fn request(cli: &Cli, config: &Config, args: &RestoreArgs) -> anyhow::Result<Req
         port: args.port,
         no_archive: args.no_archive,
         notes,
+        extra_settings: Vec::new(),
     })
 }
 
