@@ -125,3 +125,29 @@ pg_test!(
         );
     }
 );
+
+#[test]
+fn restore_guided_without_a_terminal_refuses_and_prints_the_command() {
+    let agent = Agent::new("host=127.0.0.1");
+    let run = agent.run(&[
+        "restore",
+        "--guided",
+        "--target",
+        "lsn:0/3000028",
+        "--backup",
+        "20261121T100000Z",
+        "--start",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("needs a terminal"), "{}", run.stderr);
+    let expected = format!(
+        "dbagent --config {} restore --to DIR --target lsn:0/3000028 --backup 20261121T100000Z --start",
+        agent.config_path().display()
+    );
+    assert!(
+        run.stderr.contains(&expected),
+        "{}\nexpected: {expected}",
+        run.stderr
+    );
+}
