@@ -6,27 +6,41 @@ use std::time::Duration;
 
 use super::server::human_seconds;
 use super::{CheckResult, Status};
+use crate::backup::manifest;
 use crate::config::Config;
 use crate::drill::{self, LastDrill};
+use crate::repo::Repo;
 
 const NAME: &str = "last_drill";
 
-/// The `last_drill` check for the configured state_dir.
-pub fn check(config: &Config) -> CheckResult {
-    match drill::last(&config.state_dir) {
-        Ok(last) => grade(
-            last.as_ref(),
-            jiff::Timestamp::now(),
-            config.check.drill_age_warning,
-            config.check.drill_age_critical,
-        ),
-        Err(e) => CheckResult::problem(
-            NAME,
-            Status::Unknown,
-            format!("cannot read the last drill: {e}"),
-            "fix the state database named above, then run dbagent drill",
-        ),
+/// The `last_drill` check for the configured state_dir. Before the repository holds a
+/// backup there is nothing to drill (and `last_backup` already warns): no line then, unless a
+/// drill was recorded.
+pub fn check(config: &Config) -> Option<CheckResult> {
+    let last = match drill::last(&config.state_dir) {
+        Ok(last) => last,
+        Err(e) => {
+            return Some(CheckResult::problem(
+                NAME,
+                Status::Unknown,
+                format!("cannot read the last drill: {e}"),
+                "fix the state database named above, then run dbagent drill",
+            ));
+        }
+    };
+    if last.is_none() {
+        let repo = Repo::at(&config.repository.path);
+        let has_backup = manifest::list(&repo).is_ok_and(|b| !b.is_empty());
+        if !has_backup {
+            return None;
+        }
     }
+    Some(grade(
+        last.as_ref(),
+        jiff::Timestamp::now(),
+        config.check.drill_age_warning,
+        config.check.drill_age_critical,
+    ))
 }
 
 /// OK when the last drill passed recently; WARNING when there is none or it is older than

@@ -197,7 +197,7 @@ pub async fn run(config: &Config) -> Report {
     let (mut checks, server) = server::run(config).await;
     let sysid = server.as_ref().and_then(|s| s.system_identifier.as_deref());
     checks.extend(repository::checks(config, sysid));
-    checks.push(drill::check(config));
+    checks.extend(drill::check(config));
     Report::new(checks, server, started.elapsed())
 }
 

@@ -235,7 +235,7 @@ fn carry_out(
         "pg_ctl",
     );
     let start_command = restore::start_command(
-        &plan,
+        plan,
         pg_ctl.as_deref().unwrap_or(std::path::Path::new("pg_ctl")),
     );
     if args.dry_run {
@@ -243,7 +243,7 @@ fn carry_out(
             let out = json!({"dry_run": true, "plan": plan, "start_command": start_command});
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            print!("{}", render(&plan));
+            print!("{}", render(plan));
             println!(
                 "dry run: nothing was written; to start it after a real restore: {start_command}"
             );
@@ -261,7 +261,7 @@ fn carry_out(
     };
     let terminal = std::io::stderr().is_terminal();
     if !args.json {
-        eprint!("{}", render(&plan));
+        eprint!("{}", render(plan));
     }
     let mut progress = |line: &str| {
         if terminal || !args.json {
@@ -270,7 +270,7 @@ fn carry_out(
             tracing::info!("{line}");
         }
     };
-    let executed = restore::execute(&repo, &plan, &mut progress)?;
+    let executed = restore::execute(repo, plan, &mut progress)?;
     progress(&format!(
         "backup {} extracted into {} in {:.1} s; recovery settings and recovery.signal written",
         plan.backup.id,
@@ -278,7 +278,7 @@ fn carry_out(
         executed.seconds
     ));
     let outcome = match &pg_ctl {
-        Some(pg_ctl) => Some(restore::start_and_follow(&plan, pg_ctl, &mut progress)?),
+        Some(pg_ctl) => Some(restore::start_and_follow(plan, pg_ctl, &mut progress)?),
         None => None,
     };
     if args.json {
@@ -434,11 +434,18 @@ fn with_answers(args: &RestoreArgs, a: &guided::Answers) -> RestoreArgs {
 
 fn guided_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     let config_path = cli.config.as_deref();
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+    let missing = if !std::io::stdin().is_terminal() {
+        Some("stdin")
+    } else if !std::io::stderr().is_terminal() {
+        Some("stderr")
+    } else {
+        None
+    };
+    if let Some(which) = missing {
         let mut plain = args.clone();
         plain.guided = false;
         return Err(anyhow!(
-            "--guided needs a terminal (stdin is not a TTY); the same restore without questions: {}",
+            "--guided needs a terminal ({which} is not a TTY); the same restore without questions: {}",
             command_line(config_path, &plain)
         ));
     }
