@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod drill;
 pub mod http;
 pub mod logging;
 pub mod notify;

@@ -5,6 +5,7 @@
 //! Overall status: CRITICAL if any check is critical, else WARNING if any warns, else UNKNOWN if
 //! any could not be evaluated, else OK.
 
+mod drill;
 mod repository;
 mod server;
 
@@ -196,6 +197,7 @@ pub async fn run(config: &Config) -> Report {
     let (mut checks, server) = server::run(config).await;
     let sysid = server.as_ref().and_then(|s| s.system_identifier.as_deref());
     checks.extend(repository::checks(config, sysid));
+    checks.extend(drill::check(config));
     Report::new(checks, server, started.elapsed())
 }
 

@@ -13,6 +13,7 @@ mod backups;
 mod baselines;
 mod check;
 mod config;
+mod drill;
 mod restore;
 mod restore_point;
 mod run;
@@ -34,7 +35,9 @@ Exit codes:
   2  bad usage
   check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios plugin convention)
   wal-get: 0 restored, 1 not in the archive, 126 archive unreadable (recovery aborts)
-  restore: 0 restored (with --start: the requested target was reached), 1 refused or failed";
+  restore: 0 restored (with --start: the requested target was reached), 1 refused or failed
+           (--guided without a terminal: 1, and the equivalent command line is printed)
+  drill: 0 the restore drill passed, 1 it failed (recorded; check reports last_drill CRITICAL)";
 
 /// Keeps a PostgreSQL cluster recoverable and watched: backups, WAL archive, point-in-time
 /// restore, monitoring and alerting in one sidecar.
@@ -91,6 +94,8 @@ pub enum Command {
     Alerts(alerts::AlertsCommand),
     /// Point-in-time restore into a directory: plan proven first, then extract, configure, start
     Restore(restore::RestoreArgs),
+    /// Prove the newest backup restores: restore to scratch, replay, verify, time it (RTO), record
+    Drill(drill::DrillArgs),
     /// Create a named restore point on the server and record it for `restore --target name:NAME`
     RestorePoint(restore_point::RestorePointArgs),
     /// Archive one WAL file durably (archive_command = 'dbagent --config FILE wal-push %p')
@@ -118,6 +123,7 @@ pub fn main() -> ExitCode {
         Command::Alerts(ref cmd) => alerts::run(&cli, cmd),
         Command::Restore(ref args) => restore::run(&cli, args),
         Command::RestorePoint(ref args) => restore_point::run(&cli, args),
+        Command::Drill(ref args) => drill::run(&cli, args),
         Command::WalPush(ref args) => wal_push::run(&cli, args),
         Command::WalGet(ref args) => wal_get::run(&cli, args),
     }

@@ -14,9 +14,9 @@ use crate::config::Config;
 use crate::pg::PgTarget;
 use crate::repo::Repo;
 use crate::restore::plan::{self, Action, RestorePlan, Target, TimelineChoice};
-use crate::restore::{self, Request, recovery};
+use crate::restore::{self, Request, guided, recovery};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
 Targets: latest (replay all archived WAL), immediate (stop when the backup is consistent),
 time:TS (`time:2026-11-21 10:15:00+01`, RFC 3339, or `...[Europe/Paris]`; a time without an
@@ -31,21 +31,28 @@ and recovery.signal plus the recovery settings (restore_command = dbagent wal-ge
 written. With --start the server is started as the data directory's owner and followed until
 recovery ends; otherwise the pg_ctl command to start it is printed.
 
+--guided asks for each choice on a terminal (backups and recorded restore points are listed
+with their times; a bad value is asked again), shows the proven plan, asks to confirm, then
+runs the same code path as the flags. Without a terminal it refuses and prints the equivalent
+command line.
+
 Exit codes: 0 success (with --start: the server reached the requested target); 1 failure
-(one line on stderr: what failed and what to do; a refused plan writes nothing); 2 bad usage.")]
+(one line on stderr: what failed and what to do; a refused plan writes nothing; --guided
+without a terminal or cancelled); 2 bad usage.")]
 pub struct RestoreArgs {
     /// The data directory to restore into (created if missing)
-    #[arg(long, value_name = "DIR")]
-    pub to: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "guided")]
+    pub to: Option<PathBuf>,
     /// Where recovery stops: latest | immediate | time:TS | lsn:LSN | xid:XID | name:NAME
-    #[arg(long, default_value = "latest", value_name = "TARGET")]
-    pub target: String,
+    /// [default: latest]
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
     /// Restore this backup instead of the newest one that can reach the target
     #[arg(long, value_name = "ID")]
     pub backup: Option<String>,
-    /// What the server does at the target (recovery_target_action)
-    #[arg(long, value_enum, default_value = "promote")]
-    pub action: Action,
+    /// What the server does at the target (recovery_target_action) [default: promote]
+    #[arg(long, value_enum)]
+    pub action: Option<Action>,
     /// Stop just before the target instead of just after it (time, lsn and xid targets)
     #[arg(long)]
     pub exclusive: bool,
@@ -77,10 +84,25 @@ pub struct RestoreArgs {
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Ask for each choice on the terminal (backup, target, destination, action, start), show
+    /// the plan and confirm; flags given are not asked. Needs a terminal
+    #[arg(long)]
+    pub guided: bool,
+}
+
+impl RestoreArgs {
+    fn target(&self) -> &str {
+        self.target.as_deref().unwrap_or("latest")
+    }
 }
 
 pub fn run(cli: &Cli, args: &RestoreArgs) -> ExitCode {
-    match restore_cmd(cli, args) {
+    let result = if args.guided {
+        guided_cmd(cli, args)
+    } else {
+        restore_cmd(cli, args)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             print_error(&e.context("restore"));
@@ -100,10 +122,10 @@ fn zone_for(
             .with_context(|| format!("--timezone {name} is not a known time zone"))?;
         return Ok(Some(tz));
     }
-    if !plan::time_needs_zone(&args.target) {
+    if !plan::time_needs_zone(args.target()) {
         return Ok(None);
     }
-    let value = args.target.trim_start_matches("time:").to_string();
+    let value = args.target().trim_start_matches("time:").to_string();
     let target = PgTarget::new(&config.postgres.conninfo, config.session_options())?;
     let asked = runtime()?.block_on(async {
         let client = target.connect().await?;
@@ -132,22 +154,6 @@ fn zone_for(
 fn request(cli: &Cli, config: &Config, args: &RestoreArgs) -> anyhow::Result<Request> {
     let mut notes = Vec::new();
     let zone = zone_for(config, args, &mut notes)?;
-    let target = Target::parse(&args.target, zone.as_ref())?;
-    let timeline = TimelineChoice::parse(&args.timeline).map_err(|e| anyhow!("--timeline {e}"))?;
-    let to = if args.to.is_absolute() {
-        args.to.clone()
-    } else {
-        std::env::current_dir()
-            .context("cannot read the current directory")?
-            .join(&args.to)
-    };
-    let mut tablespace_map = Vec::new();
-    for m in &args.tablespace_map {
-        let (k, v) = m
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--tablespace-map {m}: expected OID=DIR or NAME=DIR"))?;
-        tablespace_map.push((k.to_string(), PathBuf::from(v)));
-    }
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .context("cannot find the path of this dbagent binary for restore_command")?;
@@ -158,19 +164,52 @@ fn request(cli: &Cli, config: &Config, args: &RestoreArgs) -> anyhow::Result<Req
             config_path.display()
         )
     })?;
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    request_from(
+        args,
+        zone.as_ref(),
+        notes,
+        &cwd,
+        recovery::restore_command(&exe, &config_path),
+    )
+}
+
+/// The [`Request`] of these flags, with the I/O already done (time zone, paths).
+fn request_from(
+    args: &RestoreArgs,
+    zone: Option<&jiff::tz::TimeZone>,
+    notes: Vec<String>,
+    cwd: &std::path::Path,
+    restore_command: String,
+) -> anyhow::Result<Request> {
+    let target = Target::parse(args.target(), zone)?;
+    let timeline = TimelineChoice::parse(&args.timeline).map_err(|e| anyhow!("--timeline {e}"))?;
+    let to = args
+        .to
+        .as_ref()
+        .ok_or_else(|| anyhow!("--to DIR is required"))?;
+    let to = cwd.join(to);
+    let mut tablespace_map = Vec::new();
+    for m in &args.tablespace_map {
+        let (k, v) = m
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--tablespace-map {m}: expected OID=DIR or NAME=DIR"))?;
+        tablespace_map.push((k.to_string(), PathBuf::from(v)));
+    }
     Ok(Request {
         to,
         target,
         backup: args.backup.clone(),
-        action: args.action,
+        action: args.action.unwrap_or_default(),
         exclusive: args.exclusive,
         timeline,
         force: args.force,
         tablespace_map,
-        restore_command: recovery::restore_command(&exe, &config_path),
+        restore_command,
         port: args.port,
         no_archive: args.no_archive,
         notes,
+        extra_settings: Vec::new(),
     })
 }
 
@@ -179,13 +218,24 @@ fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     let repo = Repo::at(&config.repository.path);
     let req = request(cli, &config, args)?;
     let plan = plan::make(&repo, &req)?;
+    carry_out(&config, &repo, args, &plan)
+}
+
+/// Prints (`--dry-run`) or executes a proven plan: the one code path of the flags and of
+/// `--guided`.
+fn carry_out(
+    config: &Config,
+    repo: &Repo,
+    args: &RestoreArgs,
+    plan: &RestorePlan,
+) -> anyhow::Result<()> {
     let pg_ctl = restore::find_program(
         config.postgres.bin_dir.as_deref(),
         plan.backup.pg_major,
         "pg_ctl",
     );
     let start_command = restore::start_command(
-        &plan,
+        plan,
         pg_ctl.as_deref().unwrap_or(std::path::Path::new("pg_ctl")),
     );
     if args.dry_run {
@@ -193,7 +243,7 @@ fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
             let out = json!({"dry_run": true, "plan": plan, "start_command": start_command});
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            print!("{}", render(&plan));
+            print!("{}", render(plan));
             println!(
                 "dry run: nothing was written; to start it after a real restore: {start_command}"
             );
@@ -211,7 +261,7 @@ fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     };
     let terminal = std::io::stderr().is_terminal();
     if !args.json {
-        eprint!("{}", render(&plan));
+        eprint!("{}", render(plan));
     }
     let mut progress = |line: &str| {
         if terminal || !args.json {
@@ -220,7 +270,7 @@ fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
             tracing::info!("{line}");
         }
     };
-    let executed = restore::execute(&repo, &plan, &mut progress)?;
+    let executed = restore::execute(repo, plan, &mut progress)?;
     progress(&format!(
         "backup {} extracted into {} in {:.1} s; recovery settings and recovery.signal written",
         plan.backup.id,
@@ -228,7 +278,7 @@ fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
         executed.seconds
     ));
     let outcome = match &pg_ctl {
-        Some(pg_ctl) => Some(restore::start_and_follow(&plan, pg_ctl, &mut progress)?),
+        Some(pg_ctl) => Some(restore::start_and_follow(plan, pg_ctl, &mut progress)?),
         None => None,
     };
     if args.json {
@@ -270,6 +320,185 @@ fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The prompts of `--guided` on the terminal (dialoguer, on stderr so that stdout stays
+/// for `--json`).
+struct TerminalPrompter {
+    term: dialoguer::console::Term,
+}
+
+fn prompt_err(e: dialoguer::Error) -> std::io::Error {
+    match e {
+        dialoguer::Error::IO(e) => e,
+    }
+}
+
+impl guided::Prompter for TerminalPrompter {
+    fn select(&mut self, prompt: &str, items: &[String], default: usize) -> std::io::Result<usize> {
+        dialoguer::Select::new()
+            .with_prompt(prompt)
+            .items(items)
+            .default(default)
+            .interact_on(&self.term)
+            .map_err(prompt_err)
+    }
+
+    fn input(&mut self, prompt: &str, default: Option<&str>) -> std::io::Result<String> {
+        let mut input = dialoguer::Input::<String>::new()
+            .with_prompt(prompt)
+            .allow_empty(true);
+        if let Some(d) = default {
+            input = input.default(d.to_string());
+        }
+        input.interact_text_on(&self.term).map_err(prompt_err)
+    }
+
+    fn confirm(&mut self, prompt: &str, default: bool) -> std::io::Result<bool> {
+        dialoguer::Confirm::new()
+            .with_prompt(prompt)
+            .default(default)
+            .interact_on(&self.term)
+            .map_err(prompt_err)
+    }
+
+    fn say(&mut self, text: &str) {
+        let _ = self.term.write_line(text);
+    }
+}
+
+/// The non-interactive command equivalent to `args` (as given or as answered).
+fn command_line(config: Option<&std::path::Path>, args: &RestoreArgs) -> String {
+    let q = |s: &str| recovery::shell_quote(s);
+    let mut out = vec!["dbagent".to_string()];
+    if let Some(c) = config {
+        out.push(format!("--config {}", q(&c.display().to_string())));
+    }
+    out.push("restore".into());
+    out.push(format!(
+        "--to {}",
+        args.to
+            .as_ref()
+            .map_or_else(|| "DIR".to_string(), |t| q(&t.display().to_string()))
+    ));
+    if let Some(t) = &args.target {
+        out.push(format!("--target {}", q(t)));
+    }
+    if let Some(b) = &args.backup {
+        out.push(format!("--backup {}", q(b)));
+    }
+    if let Some(a) = args.action {
+        out.push(format!("--action {}", a.as_str()));
+    }
+    if args.exclusive {
+        out.push("--exclusive".into());
+    }
+    if args.timeline != "latest" {
+        out.push(format!("--timeline {}", q(&args.timeline)));
+    }
+    if let Some(z) = &args.timezone {
+        out.push(format!("--timezone {}", q(z)));
+    }
+    for m in &args.tablespace_map {
+        out.push(format!("--tablespace-map {}", q(m)));
+    }
+    if let Some(p) = args.port {
+        out.push(format!("--port {p}"));
+    }
+    for (on, flag) in [
+        (args.no_archive, "--no-archive"),
+        (args.start, "--start"),
+        (args.dry_run, "--dry-run"),
+        (args.force, "--force"),
+        (args.json, "--json"),
+    ] {
+        if on {
+            out.push(flag.into());
+        }
+    }
+    out.join(" ")
+}
+
+/// `--guided` answers applied to the flags.
+fn with_answers(args: &RestoreArgs, a: &guided::Answers) -> RestoreArgs {
+    let mut out = args.clone();
+    out.guided = false;
+    out.to = Some(a.to.clone());
+    out.target = Some(a.target.clone());
+    out.backup = a.backup.clone();
+    out.action = a.action;
+    out.exclusive = a.exclusive;
+    out.start = a.start;
+    out
+}
+
+fn guided_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
+    let config_path = cli.config.as_deref();
+    let missing = if !std::io::stdin().is_terminal() {
+        Some("stdin")
+    } else if !std::io::stderr().is_terminal() {
+        Some("stderr")
+    } else {
+        None
+    };
+    if let Some(which) = missing {
+        let mut plain = args.clone();
+        plain.guided = false;
+        return Err(anyhow!(
+            "--guided needs a terminal ({which} is not a TTY); the same restore without questions: {}",
+            command_line(config_path, &plain)
+        ));
+    }
+    let config = cli.load_config()?;
+    let repo = Repo::at(&config.repository.path);
+    let zone = match &args.timezone {
+        Some(name) => Some(
+            jiff::tz::TimeZone::get(name)
+                .with_context(|| format!("--timezone {name} is not a known time zone"))?,
+        ),
+        None => None,
+    };
+    let given = guided::Given {
+        to: args.to.clone(),
+        target: args.target.clone(),
+        backup: args.backup.clone(),
+        action: args.action,
+        exclusive: args.exclusive,
+        start: args.start,
+        force: args.force,
+    };
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let mut p = TerminalPrompter {
+        term: dialoguer::console::Term::stderr(),
+    };
+    let answers = guided::ask(&mut p, &repo, &given, zone.as_ref(), &cwd)?;
+    let flags = with_answers(args, &answers);
+    let req = request(cli, &config, &flags)?;
+    let plan = plan::make(&repo, &req)?;
+    use guided::Prompter;
+    p.say("");
+    p.say(render(&plan).trim_end());
+    let same = command_line(config_path, &flags);
+    p.say(&format!("the same restore without questions: {same}"));
+    let go = if flags.dry_run {
+        true
+    } else {
+        p.confirm(
+            &format!(
+                "Restore backup {} into {}{}?",
+                plan.backup.id,
+                plan.to.display(),
+                if flags.start { " and start it" } else { "" }
+            ),
+            false,
+        )?
+    };
+    if !go {
+        return Err(anyhow!(
+            "cancelled; nothing was written (the same restore without questions: {same})"
+        ));
+    }
+    carry_out(&config, &repo, &flags, &plan)
 }
 
 fn human_duration(secs: u64) -> String {
@@ -358,4 +587,80 @@ pub fn render(p: &RestorePlan) -> String {
         out.push_str(&format!("  note:        {n}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Command;
+    use crate::restore::guided::{Given, Scripted::*, ScriptedPrompter};
+    use clap::Parser;
+    use std::path::Path;
+
+    fn parse(line: &str) -> RestoreArgs {
+        match Cli::try_parse_from(line.split_whitespace())
+            .unwrap()
+            .command
+        {
+            Command::Restore(a) => a,
+            other => panic!("not restore: {other:?}"),
+        }
+    }
+
+    fn given(args: &RestoreArgs) -> Given {
+        Given {
+            to: args.to.clone(),
+            target: args.target.clone(),
+            backup: args.backup.clone(),
+            action: args.action,
+            exclusive: args.exclusive,
+            start: args.start,
+            force: args.force,
+        }
+    }
+
+    #[test]
+    fn guided_answers_make_the_same_request_as_the_flags() {
+        let repo_dir = tempfile::tempdir().unwrap();
+        let repo = Repo::at(repo_dir.path());
+        let args = parse("dbagent restore --guided --port 5499 --no-archive");
+        let mut p = ScriptedPrompter::new([
+            Select(0),                 // the newest backup that reaches the target
+            Select(3),                 // lsn
+            Input("0/XYZ".into()),     // refused, asked again
+            Input("0/3000028".into()), // accepted
+            Confirm(false),            // inclusive
+            Input("restored".into()),  // relative destination
+            Select(1),                 // pause
+            Confirm(true),             // start
+        ]);
+        let cwd = Path::new("/srv");
+        let answers = guided::ask(&mut p, &repo, &given(&args), None, cwd).unwrap();
+        let flags = with_answers(&args, &answers);
+        let line = command_line(Some(Path::new("/etc/dbagent/dbagent.yml")), &flags);
+        assert_eq!(
+            line,
+            "dbagent --config /etc/dbagent/dbagent.yml restore --to /srv/restored --target lsn:0/3000028 --action pause --port 5499 --no-archive --start"
+        );
+        let typed = parse(&line);
+        let from_guided = request_from(&flags, None, Vec::new(), cwd, "rc".into()).unwrap();
+        let from_flags = request_from(&typed, None, Vec::new(), cwd, "rc".into()).unwrap();
+        assert_eq!(from_guided, from_flags);
+        assert_eq!(from_flags.target, Target::Lsn(crate::wal::Lsn(0x3000028)));
+        assert_eq!(from_flags.action, Action::Pause);
+        assert_eq!(from_flags.to, PathBuf::from("/srv/restored"));
+        assert!(from_flags.no_archive && from_flags.port == Some(5499));
+        assert_eq!(typed.start, flags.start);
+    }
+
+    #[test]
+    fn guided_refusal_command_keeps_the_flags_given() {
+        let args = parse("dbagent restore --guided --target name:before-upgrade --backup B1");
+        let mut plain = args.clone();
+        plain.guided = false;
+        assert_eq!(
+            command_line(Some(Path::new("/etc/d.yml")), &plain),
+            "dbagent --config /etc/d.yml restore --to DIR --target name:before-upgrade --backup B1"
+        );
+    }
 }

@@ -331,6 +331,20 @@ pub struct CheckConfig {
         serialize_with = "ser::duration"
     )]
     pub backup_age_critical: Duration,
+    /// WARNING when the last successful restore drill is older than this (or none has run).
+    #[serde(
+        default = "defaults::drill_age_warning",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub drill_age_warning: Duration,
+    /// CRITICAL past this (and whenever the last drill failed).
+    #[serde(
+        default = "defaults::drill_age_critical",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub drill_age_critical: Duration,
 }
 
 impl Default for CheckConfig {
@@ -340,6 +354,8 @@ impl Default for CheckConfig {
             archive_lag_critical: defaults::archive_lag_critical(),
             backup_age_warning: defaults::backup_age_warning(),
             backup_age_critical: defaults::backup_age_critical(),
+            drill_age_warning: defaults::drill_age_warning(),
+            drill_age_critical: defaults::drill_age_critical(),
         }
     }
 }
@@ -399,6 +415,12 @@ mod defaults {
     }
     pub fn backup_age_critical() -> Duration {
         Duration::from_secs(50 * 3600)
+    }
+    pub fn drill_age_warning() -> Duration {
+        Duration::from_secs(8 * 86400)
+    }
+    pub fn drill_age_critical() -> Duration {
+        Duration::from_secs(15 * 86400)
     }
     pub fn lock_wait() -> Duration {
         Duration::ZERO
@@ -503,6 +525,11 @@ impl Config {
             return Err(invalid(
                 "check.archive_lag_warning must not be longer than check.archive_lag_critical"
                     .into(),
+            ));
+        }
+        if self.check.drill_age_warning > self.check.drill_age_critical {
+            return Err(invalid(
+                "check.drill_age_warning must not be longer than check.drill_age_critical".into(),
             ));
         }
         if self.retention.full == 0 {
@@ -619,6 +646,8 @@ mod tests {
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:9188");
         assert_eq!(c.postgres.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.check.archive_lag_warning, Duration::from_secs(300));
+        assert_eq!(c.check.drill_age_warning, Duration::from_secs(8 * 86400));
+        assert_eq!(c.check.drill_age_critical, Duration::from_secs(15 * 86400));
         assert_eq!(c.alerts_file, PathBuf::from("/etc/dbagent/alerts.yml"));
     }
 

@@ -5,6 +5,7 @@
 //! guided restore all go through these three steps.
 
 pub mod extract;
+pub mod guided;
 pub mod plan;
 pub mod points;
 pub mod recovery;

@@ -324,7 +324,7 @@ impl TimelineChoice {
 }
 
 /// What the caller asks for: the validated options of `dbagent restore` (or of a drill).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// The data directory to restore into (absolute).
     pub to: PathBuf,
@@ -344,6 +344,9 @@ pub struct Request {
     pub no_archive: bool,
     /// Notes from the caller to show with the plan (e.g. where a time zone came from).
     pub notes: Vec<String>,
+    /// Further settings for postgresql.auto.conf, written after the recovery settings (a
+    /// drill's loopback-only listener, for example).
+    pub extra_settings: Vec<Setting>,
 }
 
 /// The backup the plan restores.
@@ -482,6 +485,26 @@ fn inspect_dir(dir: &Path) -> Result<DirState, PlanError> {
         }),
         Err(e) => Err(io_err(dir, "inspect")(e)),
     }
+}
+
+/// Whether `dir` may be restored into: not a running server's directory, and empty (or
+/// missing) unless `force`. The same test [`make`] applies first; the guided restore uses it
+/// to re-ask for a destination.
+pub fn check_destination(dir: &Path, force: bool) -> Result<(), PlanError> {
+    if let Some(pid) = running_postmaster(dir) {
+        return Err(PlanError::InUse {
+            dir: dir.to_path_buf(),
+            pid,
+        });
+    }
+    let state = inspect_dir(dir)?;
+    if state.entries > 0 && !force {
+        return Err(PlanError::NotEmpty {
+            dir: dir.to_path_buf(),
+            entries: state.entries,
+        });
+    }
+    Ok(())
 }
 
 /// The PID in `dir/postmaster.pid` when it names a live PostgreSQL process.
@@ -1058,6 +1081,7 @@ fn settings(req: &Request, has_target: bool) -> Vec<Setting> {
     if req.no_archive {
         push("archive_mode", "off".into());
     }
+    out.extend(req.extra_settings.iter().cloned());
     out
 }
 

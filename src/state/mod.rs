@@ -1,6 +1,6 @@
 //! The agent's local store: one SQLite database, `state.db` in `state_dir`, holding what the
-//! agent learns and must remember across restarts (baselines now; alert state, the
-//! notification outbox, silences, job history and drill results later).
+//! agent learns and must remember across restarts (baselines, alert state, silences,
+//! restore drill results; the notification outbox and job history later).
 //!
 //! One place for the schema: [`MIGRATIONS`], applied forward-only and recorded in
 //! `PRAGMA user_version` (the number of migrations applied). Adding a table is appending one
@@ -110,6 +110,25 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         CREATE INDEX notify_delivery_due ON notify_delivery (state, due_ms);
         CREATE INDEX notify_delivery_order ON notify_delivery (receiver, group_key, integration, state);
         CREATE INDEX notify_delivery_outbox ON notify_delivery (outbox_id);",
+    ),
+    // 4: restore drills (src/drill): one row per `dbagent drill` run. Times are Unix
+    // milliseconds; result 'ok' or 'failed' (with the reason); rto_seconds from the start of
+    // the restore to the restored server answering queries; replayed_to_lsn where recovery
+    // ended.
+    (
+        "drills",
+        "CREATE TABLE drills (
+            id               INTEGER PRIMARY KEY,
+            started_ms       INTEGER NOT NULL,
+            finished_ms      INTEGER NOT NULL,
+            backup_id        TEXT,
+            result           TEXT    NOT NULL CHECK (result IN ('ok', 'failed')),
+            reason           TEXT,
+            rto_seconds      REAL,
+            replayed_to_lsn  TEXT,
+            verify           TEXT
+        );
+        CREATE INDEX drills_finished ON drills (finished_ms);",
     ),
 ];
 

@@ -33,7 +33,7 @@ pub fn archived_cluster(v: PgVersion) -> (Agent, Cluster) {
 
 pub fn configure(agent: &Agent, pg: &Cluster, wal_timeout: &str) {
     agent.set_yaml(&format!(
-        "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\nrepository:\n  path: REPO\nbackup:\n  wal_timeout: {wal_timeout}\n",
+        "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\nrepository:\n  path: REPO\nstate_dir: STATE\nbackup:\n  wal_timeout: {wal_timeout}\n",
         pg.conninfo(),
         pg.version().bin_dir().display()
     ));

@@ -22,6 +22,7 @@ mod collect_statements;
 mod collect_vacuum;
 mod config_cmd;
 mod connection;
+mod drill;
 mod notify;
 mod restore_cmd;
 mod run;

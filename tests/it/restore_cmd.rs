@@ -103,7 +103,7 @@ fn free_port() -> u16 {
 }
 
 /// Switches WAL and waits until the segment is archived.
-fn switch_and_wait(pg_query: impl Fn(&str) -> String) {
+pub fn switch_and_wait(pg_query: impl Fn(&str) -> String) {
     pg_query("SELECT pg_logical_emit_message(false, 'dbagent-test', 'switch')");
     let name = pg_query("SELECT pg_walfile_name(pg_current_wal_lsn())");
     pg_query("SELECT pg_switch_wal()");

@@ -1,0 +1,94 @@
+//! `dbagent drill [--json] [--keep] [--scratch DIR]`: restore the newest backup into a scratch
+//! directory, replay the archive, verify and time it (see [`crate::drill`]); the result is
+//! recorded in the state database for `dbagent check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::{Cli, print_error};
+use crate::drill;
+use crate::restore::recovery;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Restores the newest complete backup into a scratch directory (under state_dir/drill, or
+--scratch), owned by the PostgreSQL OS user when dbagent runs as root; verifies the extracted
+files with pg_verifybackup against PostgreSQL's backup_manifest (PostgreSQL 13+); starts the
+copy on a free loopback port (archive_mode off, its own private socket), replays to the newest
+archived WAL and promotes; checks that it answers queries and that its system identifier is
+the repository's; records the result, backup, RTO (start of the restore to the first answered
+query) and replayed-to LSN in state.db; stops the copy and removes it (unless --keep).
+`dbagent check` reports the last drill as `last_drill`.
+
+Exit codes: 0 the drill passed; 1 it failed (one line on stderr names the problem; the
+failure is recorded, so `check` reports last_drill CRITICAL); 2 bad usage.")]
+pub struct DrillArgs {
+    /// Make the scratch copy in DIR instead of state_dir/drill
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// Keep the scratch copy (the server is stopped) for inspection
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli, args: &DrillArgs) -> ExitCode {
+    match drill_cmd(cli, args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            print_error(&e.context("drill"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn drill_cmd(cli: &Cli, args: &DrillArgs) -> anyhow::Result<bool> {
+    let config = cli.load_config()?;
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context("cannot find the path of this dbagent binary for restore_command")?;
+    let config_path = cli.config_path();
+    let config_path = config_path.canonicalize().with_context(|| {
+        format!(
+            "cannot resolve the configuration path {}",
+            config_path.display()
+        )
+    })?;
+    let opts = drill::Options {
+        scratch: args.scratch.clone(),
+        keep: args.keep,
+        restore_command: recovery::restore_command(&exe, &config_path),
+    };
+    let mut progress = |line: &str| eprintln!("drill: {line}");
+    let report = drill::run(&config, &opts, &mut progress);
+    drill::record(&config.state_dir, &report)
+        .context("the drill ran but its result could not be recorded")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.ok {
+        println!(
+            "drill passed: backup {} restored and replayed to {} in an RTO of {:.1} s ({}); recorded in {}",
+            report.backup_id.as_deref().unwrap_or("?"),
+            report.replayed_to_lsn.as_deref().unwrap_or("?"),
+            report.rto_seconds.unwrap_or_default(),
+            report.verify.as_deref().unwrap_or("not verified"),
+            config.state_dir.join(crate::state::STATE_FILE).display()
+        );
+    }
+    if !report.ok {
+        eprintln!(
+            "dbagent: error: drill failed{}: {}",
+            report
+                .backup_id
+                .as_deref()
+                .map_or(String::new(), |id| format!(" for backup {id}")),
+            report.reason.as_deref().unwrap_or("unknown reason")
+        );
+    }
+    Ok(report.ok)
+}
