@@ -16,8 +16,13 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use super::config::{Email, EmailTls};
 use super::{AlertInfo, Delivery, Notification, Status};
 
-/// How long one SMTP command may take.
+/// How long connecting may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the whole SMTP transaction may take. lettre's async transport applies its timeout
+/// to connecting only, so a server that stops answering mid-dialogue would otherwise hang the
+/// delivery for ever.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The message for `n` (subject, from, to, text and HTML parts).
 pub fn message(cfg: &Email, n: &Notification) -> Result<Message, String> {
@@ -116,7 +121,19 @@ pub async fn send(cfg: &Email, n: &Notification) -> Delivery {
         Ok(t) => t,
         Err(e) => return Delivery::Failed(e),
     };
-    match transport.send(msg).await {
+    let sent = match tokio::time::timeout(SEND_TIMEOUT, transport.send(msg)).await {
+        Ok(sent) => sent,
+        Err(_) => {
+            return Delivery::Retry {
+                after: None,
+                reason: format!(
+                    "SMTP server {server} did not finish the transaction in {}s",
+                    SEND_TIMEOUT.as_secs()
+                ),
+            };
+        }
+    };
+    match sent {
         Ok(resp) => Delivery::Delivered {
             answer: format!(
                 "{} {}",

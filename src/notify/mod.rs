@@ -5,6 +5,17 @@
 //!
 //! The alert engine (`crate::alert`) decides *what* to send and *when* (grouping, repeat,
 //! silences, inhibition); this module only delivers, exactly once per enqueued notification.
+//!
+//! Wiring (for `dbagent run`):
+//! ```text
+//! let metrics = notify::OutboxMetrics::new();                  // families() for /metrics
+//! let worker = tokio::spawn(notify::outbox::run(
+//!     state_dir, receivers_rx /* watch<Arc<Vec<Receiver>>> */, outbox_config, cancel, metrics.clone()));
+//! let outbox = notify::Outbox::open(&state_dir)?;              // the engine's side
+//! outbox.enqueue(&notification)?;                              // blocking: SQLite insert
+//! // shutdown: cancel, then await the worker (it finishes at most one send per endpoint)
+//! ```
+//! `send_test` serves `dbagent alerts test --receiver R`; `outbox::recent` lists deliveries.
 
 pub mod config;
 pub mod email;

@@ -37,6 +37,9 @@ const POLL: Duration = Duration::from_secs(1);
 /// How many due deliveries one round picks up.
 const BATCH: usize = 500;
 
+/// How long a paced endpoint may keep one round busy.
+const ROUND_BUDGET: Duration = Duration::from_secs(5);
+
 /// How often finished rows beyond `outbox.history` are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -479,7 +482,16 @@ impl Worker {
                 .find(|r| r.name == d.receiver)
                 .map(|r| endpoint(r, d.integration))
                 .unwrap_or_else(|| format!("unknown\0{}", d.receiver));
-            by_endpoint.entry(key).or_default().push(d);
+            let rows = by_endpoint.entry(key).or_default();
+            // A paced endpoint with a backlog must not hold up the others' next round: take
+            // what fits in ROUND_BUDGET; the rest stays due for the next round, in order.
+            let fits = match pacing(d.integration).as_millis() {
+                0 => usize::MAX,
+                ms => ((ROUND_BUDGET.as_millis() / ms) as usize).max(1),
+            };
+            if rows.len() < fits {
+                rows.push(d);
+            }
         }
         let work = by_endpoint
             .into_iter()

@@ -276,6 +276,39 @@ async fn notify_email_starttls_and_implicit_tls_verify_the_server_and_starttls_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_email_authenticates_and_a_wrong_password_fails_for_good() {
+    let smtp = SmtpServer::start_with(SmtpTls::Auth("dbagent", "pa55word"));
+    let n = notification("mail", "HighCacheMiss", &["app"], Status::Firing);
+    let mut r = mail_receiver(smtp.port, EmailTls::None, None);
+    let email = r.email.as_mut().unwrap();
+    email.smarthost = format!("127.0.0.1:{}", smtp.port);
+    email.username = Some("dbagent".into());
+    email.password = Some("wrong-pa55word".into());
+    let d = dbagent::notify::deliver(&r, Integration::Email, &n).await;
+    match &d {
+        dbagent::notify::Delivery::Failed(reason) => {
+            assert!(reason.contains("535"), "{reason}");
+            assert!(!reason.contains("pa55word"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    r.email.as_mut().unwrap().password = Some("pa55word".into());
+    let d = dbagent::notify::deliver(&r, Integration::Email, &n).await;
+    assert!(
+        matches!(d, dbagent::notify::Delivery::Delivered { .. }),
+        "{d:?}"
+    );
+    let mails = tokio::task::spawn_blocking(move || smtp.wait_messages(1, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails[0].subject,
+        "[FIRING:1] HighCacheMiss (severity=warning)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_slack_gets_block_kit_firing_then_a_new_resolved_message() {
     let slack = Recorder::start(200, "ok").await;
     let state = tempfile::tempdir().unwrap();

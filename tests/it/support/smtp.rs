@@ -53,6 +53,8 @@ fn python() -> &'static str {
 pub enum SmtpTls {
     /// Plain SMTP, no STARTTLS offered.
     None,
+    /// Plain SMTP that requires AUTH with this user and password (allowed without TLS: loopback).
+    Auth(&'static str, &'static str),
     /// STARTTLS offered and required before MAIL.
     Starttls,
     /// TLS from the first byte (SMTPS).
@@ -78,7 +80,7 @@ impl SmtpServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let maildir = dir.path().join("maildir");
         let mut tls_args: Vec<String> = Vec::new();
-        if tls != SmtpTls::None {
+        if matches!(tls, SmtpTls::Starttls | SmtpTls::Implicit) {
             make_certificates(dir.path());
             let (c, k) = if tls == SmtpTls::Starttls {
                 ("--tlscert", "--tlskey")
@@ -90,12 +92,20 @@ impl SmtpServer {
                 tls_args.push(dir.path().join(file).display().to_string());
             }
         }
-        let child = Command::new(python())
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(&tls_args)
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
+        let mut cmd = Command::new(python());
+        if let SmtpTls::Auth(user, password) = tls {
+            cmd.args(["-c", AUTH_SERVER])
+                .arg(port.to_string())
+                .arg(&maildir)
+                .args([user, password]);
+        } else {
+            cmd.args(["-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(&tls_args)
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(&maildir);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -219,6 +229,22 @@ fn make_certificates(dir: &Path) {
         );
     }
 }
+
+/// aiosmtpd with an authenticator, which its command line cannot set up.
+const AUTH_SERVER: &str = r#"
+import sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, maildir, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode(), sys.argv[4].encode()
+def check(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == user and data.password == password
+    return AuthResult(success=ok, handled=False)
+Controller(Mailbox(maildir), hostname='127.0.0.1', port=port, authenticator=check,
+           auth_required=True, auth_require_tls=False).start()
+while True:
+    time.sleep(3600)
+"#;
 
 const PARSE: &str = r#"
 import email, email.policy, json, sys
