@@ -61,6 +61,18 @@ pub struct Evaluator {
     pub external_url: String,
     pub config_rx: watch::Receiver<Arc<Config>>,
     pub snapshot_tx: watch::Sender<Arc<AlertSnapshot>>,
+    /// The receivers the delivery worker uses (updated on reload).
+    pub receivers_tx: watch::Sender<Arc<Vec<crate::notify::Receiver>>>,
+    /// Delivery counters, published with the alert metrics.
+    pub outbox_metrics: crate::notify::OutboxMetrics,
+}
+
+impl Sink for crate::notify::Outbox {
+    fn enqueue(&mut self, n: &Notification) -> Result<(), String> {
+        crate::notify::Outbox::enqueue(self, n)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// How long a series that is no longer observed keeps its baseline.
@@ -129,6 +141,11 @@ impl Evaluator {
                 if file.is_none() && self.alerts.is_some() {
                     tracing::warn!(alerts = %path.display(), "The alerts file is gone; alerting is off");
                 }
+                self.receivers_tx.send_replace(Arc::new(
+                    file.as_ref()
+                        .map(|f| f.receivers.clone())
+                        .unwrap_or_default(),
+                ));
                 self.alerts = file;
                 self.alerts_path = path.to_path_buf();
             }
@@ -168,7 +185,10 @@ impl Evaluator {
     }
 
     fn publish(&self) {
-        let mut snap = AlertSnapshot::default();
+        let mut snap = AlertSnapshot {
+            families: self.outbox_metrics.families(),
+            ..AlertSnapshot::default()
+        };
         let Some(file) = &self.alerts else {
             snap.disabled = Some(format!(
                 "no alerts file at {}; alerting is off",

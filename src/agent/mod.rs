@@ -30,6 +30,8 @@ pub enum AgentError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Outbox(String),
 }
 
 /// Runs the agent until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
@@ -67,6 +69,19 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         }
     }
     let engine_state = crate::alert::store::load(&db)?;
+    let outbox = crate::notify::Outbox::open(&config.state_dir)
+        .map_err(|e| AgentError::Outbox(e.to_string()))?;
+    let outbox_metrics = crate::notify::OutboxMetrics::new();
+    let (receivers_tx, receivers_rx) = watch::channel(Arc::new(
+        alerts
+            .as_ref()
+            .map(|f| f.receivers.clone())
+            .unwrap_or_default(),
+    ));
+    let outbox_config = alerts
+        .as_ref()
+        .map(|f| f.outbox.clone())
+        .unwrap_or_default();
     let addr = server.local_addr().map_err(AgentError::Serve)?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     let evaluator = evaluate::Evaluator {
@@ -75,7 +90,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         alerts,
         alerts_path: config.alerts_file.clone(),
         engine_state,
-        sink: outbox_sink(&config)?,
+        sink: Box::new(outbox),
+        receivers_tx,
+        outbox_metrics: outbox_metrics.clone(),
         external_url: format!("{scheme}://{addr}"),
         config_rx: config_rx.clone(),
         snapshot_tx: alert_tx,
@@ -100,6 +117,14 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
 
     let poller = poll::PollLoop::new(config_rx.clone(), snapshot_tx, Some(eval_tx));
     let poll_task = tokio::spawn(poller.run(cancel.clone()));
+    // Delivery: the outbox worker sends what the evaluator stored, with retries.
+    let delivery_task = tokio::spawn(crate::notify::outbox::run(
+        config.state_dir.clone(),
+        receivers_rx,
+        outbox_config,
+        cancel.clone(),
+        outbox_metrics,
+    ));
     let http_task = tokio::spawn(server.serve(cancel.clone()));
 
     loop {
@@ -114,6 +139,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     // queued, commits and ends.
     let _ = poll_task.await;
     let _ = tokio::task::spawn_blocking(move || evaluation.join()).await;
+    match delivery_task.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "The delivery worker stopped with an error"),
+        Ok(Ok(())) | Err(_) => {}
+    }
     match http_task.await {
         Ok(Ok(())) | Err(_) => {}
         Ok(Err(e)) => return Err(AgentError::Serve(e)),
@@ -140,16 +169,4 @@ fn reload(path: &std::path::Path, tx: &watch::Sender<Arc<Config>>) {
             tracing::error!(config = %path.display(), error = %e, "SIGHUP: the configuration was rejected; keeping the previous one");
         }
     }
-}
-
-/// The durable outbox the evaluator hands notifications to.
-fn outbox_sink(_config: &Config) -> Result<Box<dyn evaluate::Sink>, AgentError> {
-    struct LogOnly;
-    impl evaluate::Sink for LogOnly {
-        fn enqueue(&mut self, n: &crate::notify::Notification) -> Result<(), String> {
-            tracing::warn!(receiver = %n.receiver, "No outbox yet: notification not delivered");
-            Ok(())
-        }
-    }
-    Ok(Box::new(LogOnly))
 }

@@ -35,6 +35,9 @@ pub struct AlertsFile {
     pub inhibit_rules: Vec<InhibitRule>,
     #[serde(default)]
     pub receivers: Vec<Receiver>,
+    /// How the durable outbox retries and when it gives up.
+    #[serde(default)]
+    pub outbox: crate::notify::OutboxConfig,
     /// The file this was loaded from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,

@@ -56,6 +56,15 @@ Matchers: name=value, name!=value, name=~regex, name!~regex (Alertmanager's).")]
         /// The silence id (from `alerts silence` or `alerts silences`)
         id: String,
     },
+    /// Send a test notification through a receiver now and show its answer (exit 1 if any
+    /// integration failed)
+    Test {
+        /// The receiver's name in alerts.yml
+        #[arg(long)]
+        receiver: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cli: &Cli, cmd: &AlertsCommand) -> ExitCode {
@@ -73,6 +82,7 @@ pub fn run(cli: &Cli, cmd: &AlertsCommand) -> ExitCode {
             silences(cli, *all, *json).context("alerts silences")
         }
         AlertsCommand::Expire { id } => expire(cli, id).context("alerts expire"),
+        AlertsCommand::Test { receiver, json } => test(cli, receiver, *json).context("alerts test"),
     };
     match result {
         Ok(code) => code,
@@ -283,4 +293,58 @@ fn expire(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
     }
     println!("silence {id} expired");
     Ok(ExitCode::SUCCESS)
+}
+
+fn test(cli: &Cli, name: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let Some(file) = crate::agent::evaluate::load_alerts(&config.alerts_file)? else {
+        bail!(
+            "no alerts file at {}; receivers are defined there",
+            config.alerts_file.display()
+        );
+    };
+    let Some(receiver) = file.receiver(name) else {
+        let known: Vec<&str> = file.receivers.iter().map(|r| r.name.as_str()).collect();
+        bail!(
+            "no receiver `{name}` in {} (receivers: {})",
+            config.alerts_file.display(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let results = super::runtime()?.block_on(crate::notify::send_test(receiver));
+    let ok = results.iter().all(|(_, r)| r.is_ok());
+    if json {
+        let out: Vec<_> = results
+            .iter()
+            .map(|(i, r)| match r {
+                Ok(answer) => json!({"integration": i.as_str(), "ok": true, "answer": answer}),
+                Err(e) => json!({"integration": i.as_str(), "ok": false, "error": e}),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"receiver": name, "ok": ok, "results": out}))?
+        );
+    } else {
+        for (i, r) in &results {
+            match r {
+                Ok(answer) => println!("{name}/{i}: delivered: {answer}"),
+                Err(e) => println!("{name}/{i}: FAILED: {e}"),
+            }
+        }
+    }
+    if !ok && !json {
+        eprintln!(
+            "dbagent: error: alerts test: receiver {name} did not accept the test notification (see above)"
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
