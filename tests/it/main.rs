@@ -25,3 +25,4 @@ mod connection;
 mod restore_cmd;
 mod run;
 mod wal;
+mod wal_prefetch;
