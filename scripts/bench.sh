@@ -2,7 +2,7 @@
 # scripts/bench.sh: measure dbagent side by side with the tools SREs use instead. Raw results go
 # to target/bench/ (*.md, *.json) and are summarised in BENCHMARKS.md by hand.
 #
-#   scripts/bench.sh            all benchmarks (check, monitor, backup, wal-push)
+#   scripts/bench.sh            all benchmarks (check, monitor, backup, wal-push, restore)
 #   scripts/bench.sh check      `dbagent check` vs check_postgres, on the quickstart sandbox cluster
 #   scripts/bench.sh monitor    `dbagent run` /metrics vs prometheus-postgres-exporter (default
 #                               collectors, and with per-table queries), 1,000 and 10,000 tables:
@@ -13,6 +13,12 @@
 #                               vs plain `pg_basebackup -Ft -X fetch`, on the benchmark cluster
 #   scripts/bench.sh wal-push   64 real WAL segments pushed one process per segment:
 #                               `dbagent wal-push` vs `pgbackrest archive-push` (both zstd)
+#   scripts/bench.sh restore    extraction of the full backup: `dbagent restore --target immediate`
+#                               vs `pgbackrest restore` (both zstd, from the repositories of
+#                               `backup`, taken first when missing); and 64 segments fetched one
+#                               process per segment as restore_command runs them: `dbagent
+#                               wal-get` (prefetch 8, and 0) vs `pgbackrest archive-get` (from the
+#                               repositories of `wal-push`, filled first when missing)
 #
 # backup and wal-push use a dedicated PostgreSQL 15 cluster on 127.0.0.1:54339 filled with
 # `pgbench -i -s 100` (about 1.5 GB), created in /var/tmp/dbagent-bench on the first run and
@@ -25,8 +31,8 @@ source scripts/lib/deps.sh
 
 what=${1:-all}
 case "$what" in
-  all | check | monitor | backup | wal-push) ;;
-  *) sed -n '2,21p' "$0"; exit 2 ;;
+  all | check | monitor | backup | wal-push | restore) ;;
+  *) sed -n '2,27p' "$0"; exit 2 ;;
 esac
 out=target/bench
 mkdir -p "$out"
@@ -65,7 +71,7 @@ if wants monitor; then
   bash scripts/bench/monitor.sh
 fi
 
-wants backup || wants wal-push || exit 0
+wants backup || wants wal-push || wants restore || exit 0
 
 # ---------------------------------------------------------------------------------------------
 # backup and wal-push: the benchmark cluster
@@ -280,7 +286,11 @@ if wants wal-push; then
   } >"$out/wal-push.md"
 fi
 
-for f in backup wal-push; do
+if wants restore; then
+  source scripts/bench/restore.sh
+fi
+
+for f in backup wal-push restore; do
   if wants "$f" && [ -f "$out/$f.md" ]; then
     echo
     cat "$out/$f.md"

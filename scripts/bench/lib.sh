@@ -134,6 +134,7 @@ bench_dbagent_setup() {
   fi
   install -m 0755 target/release/dbagent "$BENCH_DIR/bin/dbagent"
   install -m 0755 scripts/bench/push-each.sh "$BENCH_DIR/bin/push-each.sh"
+  install -m 0755 scripts/bench/get-each.sh "$BENCH_DIR/bin/get-each.sh"
   bench_dbagent=$BENCH_DIR/bin/dbagent
   if ! bench_write_dbagent_yml "$BENCH_DIR/dbagent.yml" "$BENCH_DIR/dbagent-repo" "$BENCH_DIR/dbagent-state" \
     || ! bench_write_dbagent_yml "$BENCH_DIR/dbagent-walpush.yml" "$BENCH_DIR/dbagent-walpush-repo" \

@@ -139,9 +139,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     // queued, commits and ends.
     let _ = poll_task.await;
     let _ = tokio::task::spawn_blocking(move || evaluation.join()).await;
-    match delivery_task.await {
-        Ok(Err(e)) => tracing::error!(error = %e, "The delivery worker stopped with an error"),
-        Ok(Ok(())) | Err(_) => {}
+    if let Ok(Err(e)) = delivery_task.await {
+        tracing::error!(error = %e, "The delivery worker stopped with an error");
     }
     match http_task.await {
         Ok(Ok(())) | Err(_) => {}

@@ -102,6 +102,9 @@ pub enum Command {
     WalPush(wal_push::WalPushArgs),
     /// Restore one WAL file from the archive (restore_command = 'dbagent --config FILE wal-get %f %p')
     WalGet(wal_get::WalGetArgs),
+    /// Fetch WAL segments ahead into wal-get's spool (started by wal-get itself)
+    #[command(hide = true)]
+    WalPrefetchWorker(wal_get::PrefetchWorkerArgs),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Drill(ref args) => drill::run(&cli, args),
         Command::WalPush(ref args) => wal_push::run(&cli, args),
         Command::WalGet(ref args) => wal_get::run(&cli, args),
+        Command::WalPrefetchWorker(ref args) => wal_get::run_worker(&cli, args),
     }
 }
 

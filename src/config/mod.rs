@@ -98,6 +98,14 @@ pub struct RepositoryConfig {
         serialize_with = "ser::duration"
     )]
     pub lock_wait: Duration,
+    /// How many WAL segments `wal-get` fetches ahead of the one PostgreSQL asks for, in a
+    /// detached background process, so that replay rather than retrieval is the limit. 0 = off.
+    #[serde(default = "defaults::prefetch")]
+    pub prefetch: u32,
+    /// Where prefetched segments wait; default `<directory of %p>/dbagent-prefetch`, i.e.
+    /// inside pg_wal (same filesystem as the destination, left out of base backups).
+    #[serde(default, deserialize_with = "de::opt_path")]
+    pub prefetch_dir: Option<PathBuf>,
 }
 
 /// `backup:`: how `dbagent backup` takes a backup.
@@ -422,6 +430,10 @@ mod defaults {
     pub fn drill_age_critical() -> Duration {
         Duration::from_secs(15 * 86400)
     }
+    pub fn prefetch() -> u32 {
+        8
+    }
+
     pub fn lock_wait() -> Duration {
         Duration::ZERO
     }
@@ -507,6 +519,9 @@ impl Config {
         let mut config: Config = serde_saphyr::from_str(text).map_err(|e| parse_error(path, &e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.repository.path = resolve(base, &config.repository.path);
+        if let Some(dir) = &config.repository.prefetch_dir {
+            config.repository.prefetch_dir = Some(resolve(base, dir));
+        }
         config.state_dir = resolve(base, &config.state_dir);
         config.alerts_file = resolve(base, &config.alerts_file);
         config.postgres.pgdata = config.postgres.pgdata.map(|p| resolve(base, &p));

@@ -7,7 +7,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::name::WalName;
+use super::name::{WalFileKind, WalName};
+use super::prefetch::{self, StoredId};
 use super::{find, stored_path};
 use crate::repo::{Compression, Repo, compress};
 
@@ -32,8 +33,39 @@ impl GetError {
     }
 }
 
+/// Prefetch settings of one wal-get (see [`prefetch`]).
+#[derive(Debug, Clone)]
+pub struct Prefetch {
+    /// How many segments to fetch ahead; 0 = off.
+    pub depth: u32,
+    /// The spool directory.
+    pub spool: PathBuf,
+    /// The configuration file the worker is started with.
+    pub config: PathBuf,
+}
+
+/// What one wal-get did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Got {
+    pub bytes: u64,
+    /// Handed out from the prefetch spool rather than decompressed from the archive now.
+    pub from_spool: bool,
+}
+
 /// Restores `name` from the archive to `dest`, atomically (temp file + rename).
 pub fn get(repo: &Repo, name: &str, dest: &Path) -> Result<u64, GetError> {
+    get_with(repo, name, dest, None).map(|g| g.bytes)
+}
+
+/// [`get`], with prefetch: a segment is taken from the spool when a checked copy of the very
+/// stored file the archive holds now is there, and the next segments are requested. The
+/// archive is looked up exactly as without prefetch, so the exit codes are the same.
+pub fn get_with(
+    repo: &Repo,
+    name: &str,
+    dest: &Path,
+    prefetch: Option<&Prefetch>,
+) -> Result<Got, GetError> {
     let not_found = || GetError::NotFound {
         name: name.to_string(),
         archive: repo.wal_dir(),
@@ -55,7 +87,7 @@ pub fn get(repo: &Repo, name: &str, dest: &Path) -> Result<u64, GetError> {
             )));
         }
     }
-    repo.info().map_err(|e| unavailable(e.to_string()))?;
+    let info = repo.info().map_err(|e| unavailable(e.to_string()))?;
     let Some(wal_name) = WalName::parse(name) else {
         return Err(not_found());
     };
@@ -80,6 +112,31 @@ pub fn get(repo: &Repo, name: &str, dest: &Path) -> Result<u64, GetError> {
             )));
         }
     };
+    // The stored file itself must be readable: a spooled copy never hides an archive that
+    // cannot be read.
+    let stored_meta = std::fs::metadata(&stored)
+        .map_err(|e| unavailable(format!("cannot read {}: {e}", stored.display())))?;
+    let prefetch = prefetch.filter(|p| p.depth > 0 && wal_name.kind == WalFileKind::Segment);
+    if let (Some(p), Some(info)) = (prefetch, info.as_ref()) {
+        if let Err(e) = prefetch::request(&p.spool, &wal_name, &p.config) {
+            tracing::debug!(spool = %p.spool.display(), "No prefetch: {e}");
+        }
+        let id = StoredId::of(&stored_meta, c);
+        let taken = prefetch::take(&p.spool, &wal_name, &id, info, dest);
+        prefetch::clean(&p.spool, &wal_name, p.depth, info.wal_segment_size);
+        match taken {
+            Ok(Some(bytes)) => {
+                return Ok(Got {
+                    bytes,
+                    from_spool: true,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(spool = %p.spool.display(), "Prefetched {name} not used: {e}");
+            }
+        }
+    }
     let file_name = dest
         .file_name()
         .and_then(|n| n.to_str())
@@ -100,7 +157,10 @@ pub fn get(repo: &Repo, name: &str, dest: &Path) -> Result<u64, GetError> {
         Ok(n)
     })();
     match result {
-        Ok(n) => Ok(n),
+        Ok(bytes) => Ok(Got {
+            bytes,
+            from_spool: false,
+        }),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(unavailable(format!(

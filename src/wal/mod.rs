@@ -7,6 +7,7 @@
 pub mod get;
 pub mod header;
 pub mod name;
+pub mod prefetch;
 pub mod push;
 
 use std::io;

@@ -27,3 +27,4 @@ mod notify;
 mod restore_cmd;
 mod run;
 mod wal;
+mod wal_prefetch;

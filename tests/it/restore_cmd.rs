@@ -634,3 +634,31 @@ pg_test!(unreadable_repository_during_replay_aborts_recovery, |v| {
     let control = String::from_utf8_lossy(&cd.output().unwrap().stdout).into_owned();
     assert!(control.contains("in archive recovery"), "{control}");
 });
+
+pg_test!(restore_with_prefetch_on_reaches_the_same_data, |v| {
+    let (agent, pg) = archived_cluster(v);
+    agent.set_yaml(&format!(
+        "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\nrepository:\n  path: REPO\n  prefetch: 3\nbackup:\n  wal_timeout: 60s\n",
+        pg.conninfo(),
+        pg.version().bin_dir().display()
+    ));
+    agent.share_with_postgres();
+    let init = pgbench(&pg, &["-i", "-s", "1", "-q"]).output().unwrap();
+    assert!(init.status.success());
+    take_backup(&agent);
+    // Several segments to replay, so that prefetched ones are used.
+    for _ in 0..5 {
+        let run = pgbench(&pg, &["-n", "-t", "300"]).output().unwrap();
+        assert!(run.status.success());
+        switch_and_wait(|s| pg.psql(s));
+    }
+    let expected = pg.psql(CHECKSUM);
+    let scratch = Scratch::new();
+    let dir = scratch.path("prefetched");
+    let (restored, json) = restore_started(&agent, v, &dir, "latest", &["--no-archive"]);
+    assert_eq!(restored.query(CHECKSUM), expected, "{}", json["outcome"]);
+    assert!(
+        dir.join("pg_wal/dbagent-prefetch/want").exists(),
+        "wal-get did not prefetch during replay"
+    );
+});

@@ -12,7 +12,7 @@ use crate::support::cluster::{Cluster, ClusterOptions, SUPERUSER, SUPERUSER_PASS
 use crate::support::dbagent::{Agent, chown_to_postgres};
 
 /// Writes some WAL, switches to a new segment and copies the completed one into `dir`.
-fn complete_segment(pg: &Cluster, dir: &Path) -> PathBuf {
+pub(crate) fn complete_segment(pg: &Cluster, dir: &Path) -> PathBuf {
     pg.psql("CREATE TABLE IF NOT EXISTS filler (i int, t text)");
     let name = pg.psql(
         "INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 5000) g; \
@@ -31,7 +31,7 @@ fn complete_segment(pg: &Cluster, dir: &Path) -> PathBuf {
     dest
 }
 
-fn stored_files(repo: &Path) -> Vec<PathBuf> {
+pub(crate) fn stored_files(repo: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(repo.join("wal")) else {
         return out;
@@ -358,7 +358,7 @@ pg_test!(wal_get_exit_codes_tell_absent_from_unreadable, |v| {
     assert!(run.code > 125, "{}", run.all());
 });
 
-fn set_mode(p: &Path, mode: u32) {
+pub(crate) fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
