@@ -238,6 +238,8 @@ impl PollLoop {
             dbname: &conn.dbname,
             config: monitor,
             now: jiff::Timestamp::now(),
+            repository: Some(&self.config.repository.path),
+            state_dir: Some(&self.config.state_dir),
         };
         let now = Instant::now();
         let due: Vec<bool> = self

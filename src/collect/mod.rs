@@ -19,6 +19,7 @@ pub mod databases;
 pub mod locks;
 pub mod metrics;
 pub mod pgstattuple;
+pub mod recovery;
 pub mod replication;
 pub mod statements;
 pub mod vacuum;
@@ -43,6 +44,9 @@ pub struct Ctx<'a> {
     pub config: &'a MonitorConfig,
     /// When the poll started.
     pub now: jiff::Timestamp,
+    /// The repository and the agent's state directory (for the recovery signals), if known.
+    pub repository: Option<&'a std::path::Path>,
+    pub state_dir: Option<&'a std::path::Path>,
 }
 
 /// What a collector produced in one poll.
@@ -120,5 +124,6 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(statements::Statements::new()),
         Box::new(bloat::Bloat),
         Box::new(pgstattuple::PgStatTuple),
+        Box::new(recovery::Recovery),
     ]
 }

@@ -406,3 +406,24 @@ pg_test!(
         );
     }
 );
+
+pg_test!(run_exports_backup_age_rpo_and_backup_duration, |v| {
+    let (agent, pg) = crate::backup::archived_cluster(v);
+    crate::backup::take_backup(&agent);
+    pg.psql("CREATE TABLE t AS SELECT 1 AS x");
+    pg.psql("SELECT pg_switch_wal()");
+    let sidecar = Sidecar::start(&agent);
+    let m = sidecar.wait_metrics("the recovery signals", Duration::from_secs(30), |m| {
+        sample(m, "dbagent_backups") == Some(1.0) && sample(m, "dbagent_rpo_seconds").is_some()
+    });
+    let age = sample(&m, "dbagent_backup_age_seconds").unwrap();
+    assert!((0.0..120.0).contains(&age), "{age}");
+    assert!(sample(&m, "dbagent_backup_duration_seconds").unwrap() > 0.0);
+    assert!(sample(&m, "dbagent_backup_last_success_timestamp_seconds").unwrap() > 1.7e9);
+    let rpo = sample(&m, "dbagent_rpo_seconds").unwrap();
+    assert!((0.0..120.0).contains(&rpo), "{rpo}");
+    assert!(
+        sample(&m, "dbagent_drill_age_seconds").is_none(),
+        "no drill yet"
+    );
+});

@@ -60,6 +60,8 @@ impl Poller {
             dbname: &self.dbname,
             config: &self.config,
             now: jiff::Timestamp::now(),
+            repository: None,
+            state_dir: None,
         };
         self.rt.block_on(collector.collect(&ctx))
     }
