@@ -14,6 +14,7 @@ mod baselines;
 mod check;
 mod config;
 mod drill;
+mod generate;
 mod restore;
 mod restore_point;
 mod run;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Firing and pending alerts, silences
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// Print the man page or shell completions (man, bash, zsh, fish), generated from this CLI
+    #[command(subcommand)]
+    Generate(generate::GenerateCommand),
     /// Point-in-time restore into a directory: plan proven first, then extract, configure, start
     Restore(restore::RestoreArgs),
     /// Prove the newest backup restores: restore to scratch, replay, verify, time it (RTO), record
@@ -124,6 +128,7 @@ pub fn main() -> ExitCode {
         Command::Backups(ref cmd) => backups::run(&cli, cmd),
         Command::Baselines(ref cmd) => baselines::run(&cli, cmd),
         Command::Alerts(ref cmd) => alerts::run(&cli, cmd),
+        Command::Generate(ref cmd) => generate::run(cmd),
         Command::Restore(ref args) => restore::run(&cli, args),
         Command::RestorePoint(ref args) => restore_point::run(&cli, args),
         Command::Drill(ref args) => drill::run(&cli, args),

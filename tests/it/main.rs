@@ -23,6 +23,7 @@ mod collect_vacuum;
 mod config_cmd;
 mod connection;
 mod drill;
+mod generate;
 mod notify;
 mod restore_cmd;
 mod run;
