@@ -8,31 +8,27 @@ use rusqlite::params;
 use super::engine::{EngineState, Group, Instance};
 use crate::state::{StateDb, StateError};
 
-/// Loads the saved state (empty when none).
-pub fn load(db: &StateDb) -> Result<EngineState, StateError> {
-    let mut state = EngineState::default();
+/// The `data` column of every row of `table`.
+fn rows(db: &StateDb, table: &str) -> Result<Vec<String>, StateError> {
     let mut stmt = db
         .conn()
-        .prepare("SELECT data FROM alert_instances")
+        .prepare(&format!("SELECT data FROM {table}"))
         .map_err(|e| db.err(e))?;
     let rows = stmt
         .query_map([], |r| r.get::<_, String>(0))
         .map_err(|e| db.err(e))?;
-    for row in rows {
-        let text = row.map_err(|e| db.err(e))?;
+    rows.map(|r| r.map_err(|e| db.err(e))).collect()
+}
+
+/// Loads the saved state (empty when none). A row that no longer parses is dropped.
+pub fn load(db: &StateDb) -> Result<EngineState, StateError> {
+    let mut state = EngineState::default();
+    for text in rows(db, "alert_instances")? {
         if let Ok(i) = serde_json::from_str::<Instance>(&text) {
             state.instances.insert(i.fingerprint.clone(), i);
         }
     }
-    let mut stmt = db
-        .conn()
-        .prepare("SELECT data FROM alert_groups")
-        .map_err(|e| db.err(e))?;
-    let rows = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(|e| db.err(e))?;
-    for row in rows {
-        let text = row.map_err(|e| db.err(e))?;
+    for text in rows(db, "alert_groups")? {
         if let Ok(g) = serde_json::from_str::<Group>(&text) {
             state.groups.insert(g.key.clone(), g);
         }
@@ -42,12 +38,11 @@ pub fn load(db: &StateDb) -> Result<EngineState, StateError> {
 
 /// Replaces the saved state with `state`, atomically.
 pub fn save(db: &mut StateDb, state: &EngineState) -> Result<(), StateError> {
-    let encode = |v: &dyn erased::Encode| v.json();
-    let tx = db
-        .conn_mut()
-        .transaction()
-        .map_err(|e| StateError::from_sqlite(std::path::Path::new("state.db"), e))?;
+    fn json<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+    }
     let result = (|| -> rusqlite::Result<()> {
+        let tx = db.conn_mut().transaction()?;
         tx.execute("DELETE FROM alert_instances", [])?;
         tx.execute("DELETE FROM alert_groups", [])?;
         {
@@ -55,30 +50,21 @@ pub fn save(db: &mut StateDb, state: &EngineState) -> Result<(), StateError> {
                 "INSERT INTO alert_instances (fingerprint, rule, state, data) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for i in state.instances.values() {
-                let st = serde_json::to_value(i.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                ins.execute(params![i.fingerprint, i.rule, st, encode(i)])?;
+                let st = json(&i.state);
+                ins.execute(params![
+                    i.fingerprint,
+                    i.rule,
+                    st.trim_matches('"'),
+                    json(i)
+                ])?;
             }
             let mut grp =
                 tx.prepare_cached("INSERT INTO alert_groups (key, data) VALUES (?1, ?2)")?;
             for g in state.groups.values() {
-                grp.execute(params![g.key, encode(g)])?;
+                grp.execute(params![g.key, json(g)])?;
             }
         }
         tx.commit()
     })();
     result.map_err(|e| db.err(e))
-}
-
-mod erased {
-    pub trait Encode {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Encode for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_else(|_| "null".into())
-        }
-    }
 }

@@ -98,24 +98,7 @@ pub fn backup_dir(repo: &Repo, id: &str) -> PathBuf {
 /// Reads the manifest of the backup in `dir`; `Ok(None)` when there is none (an interrupted
 /// backup, which does not exist).
 pub fn read_manifest(dir: &Path) -> Result<Option<BackupManifest>, RepoError> {
-    let path = dir.join(MANIFEST_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(RepoError::Io {
-                path,
-                action: "read",
-                source,
-            });
-        }
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| RepoError::Corrupt {
-            path,
-            detail: e.to_string(),
-        })
+    crate::repo::read_json(&dir.join(MANIFEST_FILE))
 }
 
 /// Every complete backup, oldest first. Hidden directories (in-progress work) and directories

@@ -242,6 +242,28 @@ impl Repo {
     }
 }
 
+/// Reads a JSON file of the repository (a manifest, a restore point): `Ok(None)` when it does
+/// not exist, `Io` when it cannot be read, `Corrupt` when it does not parse.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, RepoError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(RepoError::Io {
+                path: path.to_path_buf(),
+                action: "read",
+                source,
+            });
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| RepoError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,24 +111,7 @@ pub fn find(repo: &Repo, name: &str) -> Result<Option<RestorePoint>, RepoError> 
     if !valid_name(name) {
         return Ok(None);
     }
-    let path = points_dir(repo).join(format!("{name}.json"));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(RepoError::Io {
-                path,
-                action: "read",
-                source,
-            });
-        }
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| RepoError::Corrupt {
-            path,
-            detail: e.to_string(),
-        })
+    crate::repo::read_json(&points_dir(repo).join(format!("{name}.json")))
 }
 
 /// Every recorded restore point, oldest first.

@@ -2,9 +2,6 @@
 //! render together passes `promtool check metrics` (counters end in `_total`, units in names,
 //! HELP and TYPE for every family, no duplicate names).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use dbagent::collect::{self, Kind, metrics};
 
 use crate::pg_test;
@@ -38,24 +35,9 @@ fn render_all(poller: &Poller) -> String {
 
 /// `promtool check metrics` on `text`: its complaints, empty when there are none.
 fn promtool(text: &str) -> String {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (from the prometheus package) must be installed");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("writing to promtool");
-    let out = child.wait_with_output().expect("promtool");
-    let mut complaints = String::from_utf8_lossy(&out.stdout).into_owned();
-    complaints.push_str(&String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() && complaints.is_empty() {
-        complaints = format!("promtool exited with {}", out.status);
+    let (ok, complaints) = crate::support::sidecar::promtool_check(text);
+    if !ok && complaints.is_empty() {
+        return "promtool failed without saying why".into();
     }
     complaints
 }
