@@ -379,7 +379,7 @@ fn matchers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Matcher>, D::Error> {
 }
 
 /// The shipped alerts.yml, printed by `dbagent config example --alerts`.
-pub const EXAMPLE: &str = include_str!("../../config/alerts.yml");
+pub const EXAMPLE: &str = include_str!("../../alerts.yml");
 
 /// Defaults of the route tree's root (Alertmanager's).
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
@@ -393,7 +393,7 @@ impl AlertsFile {
             if source.kind() == std::io::ErrorKind::NotFound {
                 ConfigError::Invalid {
                     path: path.into(),
-                    message: "alerts file not found; set alerts_file in dbagent.yml, or copy config/alerts.yml (`dbagent config example --alerts`)".into(),
+                    message: "alerts file not found; set alerts_file in dbagent.yml, or copy alerts.yml from the dbagent repository (`dbagent config example --alerts`)".into(),
                 }
             } else {
                 ConfigError::Read {
@@ -551,7 +551,7 @@ mod tests {
 
     #[test]
     fn the_shipped_alerts_file_parses() {
-        let f = AlertsFile::parse(EXAMPLE, Path::new("config/alerts.yml")).unwrap();
+        let f = AlertsFile::parse(EXAMPLE, Path::new("alerts.yml")).unwrap();
         assert!(f.rules.len() >= 15, "{}", f.rules.len());
     }
 
