@@ -18,5 +18,6 @@ pub mod notify;
 pub mod pg;
 pub mod repo;
 pub mod restore;
+pub mod schedule;
 pub mod state;
 pub mod wal;

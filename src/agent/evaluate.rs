@@ -20,6 +20,9 @@ use crate::state::StateDb;
 /// One poll's input.
 pub struct PollResult {
     pub at: jiff::Timestamp,
+    /// Whether this agent led at the time of the poll: rules with `scope: cluster` are
+    /// evaluated by the leader only.
+    pub leader: bool,
     /// Baseline-flagged series: (series key, value).
     pub baseline: Vec<(String, f64)>,
     /// Every family of the poll (what rules read). Empty when the server was unreachable,
@@ -156,8 +159,28 @@ impl Evaluator {
     }
 
     fn evaluate(&mut self, poll: &PollResult) -> Result<(), String> {
-        let Some(file) = &self.alerts else {
+        let Some(all) = &self.alerts else {
             return Ok(());
+        };
+        // A follower evaluates node rules only. Instances of cluster rules it had while it led
+        // are dropped without a notification: the new leader owns them now (it fires them
+        // again if their condition holds, and resolves them when it clears).
+        let follower_file;
+        let file = if poll.leader {
+            all
+        } else {
+            let before = self.engine_state.instances.len();
+            self.engine_state
+                .instances
+                .retain(|_, inst| !all.is_cluster_rule(&inst.rule));
+            if self.engine_state.instances.len() != before {
+                tracing::info!(
+                    dropped = before - self.engine_state.instances.len(),
+                    "Not the leader: cluster-wide alerts are left to the leader"
+                );
+            }
+            follower_file = all.node_rules_only();
+            &follower_file
         };
         let engine = Engine {
             file,

@@ -4,6 +4,7 @@
 //! clean shutdown on SIGTERM or Ctrl-C.
 
 pub mod evaluate;
+pub mod leader;
 pub mod poll;
 pub mod snapshot;
 
@@ -115,7 +116,27 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signals)?;
 
-    let poller = poll::PollLoop::new(config_rx.clone(), snapshot_tx, Some(eval_tx));
+    // Leadership (an advisory lock on the primary) and the scheduled jobs the leader runs.
+    let (leader_tx, leader_rx) = watch::channel(leader::Leadership::default());
+    let leader_task = tokio::spawn(leader::run(config_rx.clone(), leader_tx, cancel.clone()));
+    let (schedule_tx, schedule_rx) =
+        watch::channel(Arc::new(crate::schedule::ScheduleSnapshot::default()));
+    let scheduler = crate::schedule::Scheduler {
+        config_rx: config_rx.clone(),
+        leader_rx: leader_rx.clone(),
+        config_path: std::path::absolute(&config_path).unwrap_or_else(|_| config_path.clone()),
+        exe: std::env::current_exe().map_err(AgentError::Signals)?,
+        snapshot_tx: schedule_tx,
+    };
+    let schedule_task = tokio::spawn(scheduler.run(cancel.clone()));
+
+    let poller = poll::PollLoop::new(
+        config_rx.clone(),
+        snapshot_tx,
+        Some(eval_tx),
+        Some(schedule_rx),
+        Some(leader_rx),
+    );
     let poll_task = tokio::spawn(poller.run(cancel.clone()));
     // Delivery: the outbox worker sends what the evaluator stored, with retries.
     let delivery_task = tokio::spawn(crate::notify::outbox::run(
@@ -135,6 +156,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         }
     }
     cancel.cancel();
+    // A running job is stopped and recorded as failed before the agent exits.
+    let _ = schedule_task.await;
+    let _ = leader_task.await;
     // The poll loop owns the baseline sender: once it has stopped, the learner drains what is
     // queued, commits and ends.
     let _ = poll_task.await;

@@ -49,6 +49,11 @@ pub struct PollLoop {
     conn: Option<Connection>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
     eval_tx: Option<tokio::sync::mpsc::Sender<PollResult>>,
+    /// The scheduler's families (dbagent_leader, dbagent_job_*) and status, merged into every
+    /// poll so that rules can read them too.
+    schedule_rx: Option<watch::Receiver<Arc<crate::schedule::ScheduleSnapshot>>>,
+    /// Whether this agent leads (cluster-wide rules are evaluated by the leader only).
+    leader_rx: Option<watch::Receiver<crate::agent::leader::Leadership>>,
     polls_total: u64,
     overruns_total: u64,
     connect_errors_total: u64,
@@ -63,6 +68,8 @@ impl PollLoop {
         config_rx: watch::Receiver<Arc<Config>>,
         snapshot_tx: watch::Sender<Arc<Snapshot>>,
         eval_tx: Option<tokio::sync::mpsc::Sender<PollResult>>,
+        schedule_rx: Option<watch::Receiver<Arc<crate::schedule::ScheduleSnapshot>>>,
+        leader_rx: Option<watch::Receiver<crate::agent::leader::Leadership>>,
     ) -> PollLoop {
         let config = config_rx.borrow().clone();
         PollLoop {
@@ -82,6 +89,8 @@ impl PollLoop {
             conn: None,
             snapshot_tx,
             eval_tx,
+            schedule_rx,
+            leader_rx,
             polls_total: 0,
             overruns_total: 0,
             connect_errors_total: 0,
@@ -333,6 +342,11 @@ impl PollLoop {
             }
         }
         families.extend(self.own_metrics(took));
+        if let Some(rx) = &self.schedule_rx {
+            let schedule = rx.borrow().clone();
+            families.extend(schedule.families.iter().cloned());
+            sections.insert("schedule", schedule.status.clone());
+        }
         let text = collect::metrics::render(&families);
         let collectors = self
             .slots
@@ -367,6 +381,7 @@ impl PollLoop {
         if let Some(tx) = &self.eval_tx {
             // An evaluator that falls behind skips a poll rather than slowing the loop down.
             let _ = tx.try_send(PollResult {
+                leader: self.leader_rx.as_ref().is_none_or(|rx| rx.borrow().leader),
                 at: now,
                 baseline,
                 families,

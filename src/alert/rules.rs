@@ -66,6 +66,36 @@ pub struct Rule {
     /// false turns the rule off without deleting it.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// `node` (default): every agent evaluates it about its own server. `cluster`: a signal
+    /// that is the same seen from every node (the repository, backups, drills, database
+    /// sizes); only the leader evaluates it, so it is sent once for the cluster.
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+/// Which agents evaluate a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Node,
+    Cluster,
+}
+
+impl AlertsFile {
+    /// The file as a follower evaluates it: without the cluster-scoped rules.
+    pub fn node_rules_only(&self) -> AlertsFile {
+        let mut f = self.clone();
+        f.rules.retain(|r| r.scope == Scope::Node);
+        f
+    }
+
+    /// Whether `rule` is evaluated by the leader only.
+    pub fn is_cluster_rule(&self, rule: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.name == rule && r.scope == Scope::Cluster)
+    }
 }
 
 fn yes() -> bool {

@@ -426,7 +426,7 @@ pub(super) fn utc(t: jiff::Timestamp) -> String {
 }
 
 /// `42s`, `3m05s`, `1h02m05s`.
-fn human_duration(secs: f64) -> String {
+pub(super) fn human_duration(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s}s"),

@@ -15,6 +15,7 @@ mod check;
 mod config;
 mod drill;
 mod generate;
+mod jobs;
 mod restore;
 mod restore_point;
 mod run;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Firing and pending alerts, silences
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// History of the jobs `dbagent run` ran on its schedule (backup, verify, expire, drill)
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
     /// Print the man page or shell completions (man, bash, zsh, fish), generated from this CLI
     #[command(subcommand)]
     Generate(generate::GenerateCommand),
@@ -129,6 +133,7 @@ pub fn main() -> ExitCode {
         Command::Baselines(ref cmd) => baselines::run(&cli, cmd),
         Command::Alerts(ref cmd) => alerts::run(&cli, cmd),
         Command::Generate(ref cmd) => generate::run(cmd),
+        Command::Jobs(ref cmd) => jobs::run(&cli, cmd),
         Command::Restore(ref args) => restore::run(&cli, args),
         Command::RestorePoint(ref args) => restore_point::run(&cli, args),
         Command::Drill(ref args) => drill::run(&cli, args),

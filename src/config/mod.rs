@@ -8,6 +8,7 @@
 
 pub(crate) mod de;
 pub mod expand;
+pub mod schedule;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,10 @@ pub struct Config {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub monitor: MonitorConfig,
+    #[serde(default)]
+    pub schedule: schedule::ScheduleConfig,
+    #[serde(default)]
+    pub ha: schedule::HaConfig,
     /// The file this was loaded from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -664,6 +669,42 @@ mod tests {
         assert_eq!(c.check.drill_age_warning, Duration::from_secs(8 * 86400));
         assert_eq!(c.check.drill_age_critical, Duration::from_secs(15 * 86400));
         assert_eq!(c.alerts_file, PathBuf::from("/etc/dbagent/alerts.yml"));
+        let d = schedule::ScheduleConfig::default();
+        assert_eq!(c.schedule.timezone, d.timezone);
+        assert_eq!(c.schedule.on_missed, d.on_missed);
+        assert_eq!(c.schedule.timeout, d.timeout);
+        assert!(c.schedule.backup.is_none());
+        assert_eq!(c.ha.lock_key, schedule::HaConfig::default().lock_key);
+    }
+
+    #[test]
+    fn schedule_and_ha_keys_are_validated_at_their_line() {
+        let base = "postgres:\n  conninfo: host=/tmp\nrepository:\n  path: /r\n";
+        let c = parse(&format!(
+            "{base}schedule:\n  timezone: Europe/Paris\n  on_missed: skip\n  backup: \"*/10 * * * * *\"\n  drill: \"@weekly\"\nha:\n  leader_conninfo: \"host=a,b target_session_attrs=read-write\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.schedule.on_missed, schedule::OnMissed::Skip);
+        assert!(c.schedule.backup.is_some() && c.schedule.drill.is_some());
+        assert!(c.ha.leader_conninfo.is_some());
+        let err = parse(&format!("{base}schedule:\n  backup: \"0 25 * * *\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":6:") && err.contains("hour field: 25 is outside 0-23"),
+            "{err}"
+        );
+        let err = parse(&format!("{base}schedule:\n  timezone: Mars/Base\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown time zone"), "{err}");
+        let err = parse(&format!("{base}schedule:\n  on_missed: later\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("on_missed") || err.contains("run_once"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -130,6 +130,31 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         );
         CREATE INDEX drills_finished ON drills (finished_ms);",
     ),
+    // 5: scheduled jobs (src/schedule): one row per run started by `dbagent run` (status
+    // 'running' until it ends; rows left 'running' by an agent that died are marked 'failed'
+    // at the next start), and per job the last scheduled time considered (what "missed while
+    // the agent was down" is measured from). Times are Unix milliseconds.
+    (
+        "jobs",
+        "CREATE TABLE jobs (
+            id            INTEGER PRIMARY KEY,
+            kind          TEXT    NOT NULL,
+            trigger       TEXT    NOT NULL CHECK (trigger IN ('schedule', 'missed')),
+            scheduled_ms  INTEGER,
+            started_ms    INTEGER NOT NULL,
+            finished_ms   INTEGER,
+            status        TEXT    NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+            pid           INTEGER,
+            detail        TEXT,
+            output        TEXT
+        );
+        CREATE INDEX jobs_started ON jobs (started_ms);
+        CREATE INDEX jobs_kind ON jobs (kind, started_ms);
+        CREATE TABLE schedule_marks (
+            kind          TEXT PRIMARY KEY,
+            last_fire_ms  INTEGER NOT NULL
+        );",
+    ),
 ];
 
 /// The schema version this build writes (the number of migrations).
