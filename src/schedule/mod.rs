@@ -153,18 +153,28 @@ impl Scheduler {
                 }
             };
             drop(db);
-            // Sleep until `next`, in slices, waking early for a configuration change.
-            let wait = (next - jiff::Timestamp::now())
-                .total(jiff::Unit::Millisecond)
-                .unwrap_or(0.0)
-                .max(0.0);
-            if wait > 0.0 {
-                let slice = Duration::from_millis(wait as u64).min(MAX_SLEEP);
+            // Sleep until `next`, in slices (a wall-clock change is noticed within one), and
+            // start over when the configuration changes.
+            let mut reconfigured = false;
+            loop {
+                let wait = (next - jiff::Timestamp::now())
+                    .total(jiff::Unit::Millisecond)
+                    .unwrap_or(0.0);
+                if wait <= 0.0 {
+                    break;
+                }
+                let slice = Duration::from_millis(wait as u64 + 1).min(MAX_SLEEP);
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(slice) => {}
-                    r = config_rx.changed() => { if r.is_err() { return } }
+                    r = config_rx.changed() => {
+                        if r.is_err() { return }
+                        reconfigured = true;
+                        break;
+                    }
                 }
+            }
+            if reconfigured {
                 continue;
             }
             let Some(db) = self.db().await else { continue };

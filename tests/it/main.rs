@@ -24,6 +24,7 @@ mod config_cmd;
 mod connection;
 mod drill;
 mod generate;
+mod ha;
 mod notify;
 mod restore_cmd;
 mod run;

@@ -20,12 +20,12 @@ use crate::support::dbagent::Agent;
 
 /// A scratch parent directory the postgres OS user can enter, removed at the end; restored
 /// data directories go inside it.
-struct Scratch {
+pub(crate) struct Scratch {
     dir: tempfile::TempDir,
 }
 
 impl Scratch {
-    fn new() -> Scratch {
+    pub(crate) fn new() -> Scratch {
         let dir = tempfile::Builder::new()
             .prefix("dbagent-restore-")
             .tempdir_in("/tmp")
@@ -34,13 +34,13 @@ impl Scratch {
         Scratch { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
 
 /// A server started by `dbagent restore --start`; stopped (immediately) when dropped.
-struct Restored {
+pub(crate) struct Restored {
     v: PgVersion,
     data: PathBuf,
     port: u16,
@@ -54,7 +54,7 @@ impl Restored {
         cmd.output().unwrap()
     }
 
-    fn query(&self, sql: &str) -> String {
+    pub(crate) fn query(&self, sql: &str) -> String {
         let mut cmd = Command::new(self.v.bin("psql"));
         cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
             .args([
@@ -124,7 +124,7 @@ pub fn switch_and_wait(pg_query: impl Fn(&str) -> String) {
 const CHECKSUM: &str = "SELECT (SELECT coalesce(sum(abalance), 0)::text || '/' || count(*) FROM pgbench_accounts) || '/' || (SELECT count(*) FROM pgbench_history)";
 
 /// `dbagent restore --start --json` into `dir`; returns the server and the JSON output.
-fn restore_started(
+pub(crate) fn restore_started(
     agent: &Agent,
     v: PgVersion,
     dir: &Path,
