@@ -28,5 +28,6 @@ mod ha;
 mod notify;
 mod restore_cmd;
 mod run;
+mod schedule;
 mod wal;
 mod wal_prefetch;
