@@ -187,10 +187,10 @@ impl Cron {
         let start = after.to_zoned(tz.clone());
         let mut date = start.date();
         for _ in 0..(366 * 5) {
-            if self.day_matches(date) {
-                if let Some(t) = self.first_in_day(date, &start, tz) {
-                    return Some(t);
-                }
+            if self.day_matches(date)
+                && let Some(t) = self.first_in_day(date, &start, tz)
+            {
+                return Some(t);
             }
             date = date.tomorrow().ok()?;
         }
