@@ -33,6 +33,21 @@ pub fn fully_archived(current_wal_file: &str, newest_archived: &str) -> bool {
     current_wal_file.len() == 24 && current_wal_file <= newest
 }
 
+/// The newest file of the WAL archive (by name: timeline, then position) and when it was
+/// archived (its mtime), if the archive holds any.
+pub fn newest_archived(repo: &Repo) -> std::io::Result<Option<(String, jiff::Timestamp)>> {
+    let segments = crate::wal::list_segments(repo)?;
+    let Some(newest) = segments.iter().max_by(|a, b| a.name.cmp(&b.name)) else {
+        return Ok(None);
+    };
+    let Some((file, _)) = crate::wal::find(repo, newest)? else {
+        return Ok(None);
+    };
+    let mtime = std::fs::metadata(&file)?.modified()?;
+    let t = jiff::Timestamp::try_from(mtime).map_err(std::io::Error::other)?;
+    Ok(Some((newest.name.clone(), t)))
+}
+
 fn read(repo: Option<PathBuf>, state_dir: Option<PathBuf>) -> Result<Seen, String> {
     let now = jiff::Timestamp::now();
     let age = |t: jiff::Timestamp| (now - t).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0);
@@ -52,14 +67,10 @@ fn read(repo: Option<PathBuf>, state_dir: Option<PathBuf>) -> Result<Seen, Strin
                 backups.len(),
             ));
         }
-        let segments = crate::wal::list_segments(&repo)
-            .map_err(|e| format!("cannot list the WAL archive in {}: {e}", path.display()))?;
-        if let Some(newest) = segments.iter().max_by(|a, b| a.name.cmp(&b.name))
-            && let Ok(Some((file, _))) = crate::wal::find(&repo, newest)
-            && let Ok(mtime) = std::fs::metadata(&file).and_then(|m| m.modified())
-            && let Ok(t) = jiff::Timestamp::try_from(mtime)
+        if let Some((name, t)) = newest_archived(&repo)
+            .map_err(|e| format!("cannot list the WAL archive in {}: {e}", path.display()))?
         {
-            seen.wal = Some((newest.name.clone(), age(t)));
+            seen.wal = Some((name, age(t)));
         }
     }
     if let Some(dir) = state_dir {

@@ -25,6 +25,7 @@ mod connection;
 mod drill;
 mod generate;
 mod notify;
+mod objectives;
 mod restore_cmd;
 mod run;
 mod wal;
