@@ -260,3 +260,204 @@ pg_test!(
         );
     }
 );
+
+/// The metric names of the sample lines of a `/metrics` text.
+fn exported_names(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every metric name in a PromQL expression: all of ours start with `pg_` or `dbagent_`
+/// (label names and functions never do).
+fn names_in_expr(expr: &str) -> Vec<String> {
+    let re = regex_lite::Regex::new(r"\b(?:pg|dbagent)_[a-z0-9_]+").expect("regex");
+    re.find_iter(expr).map(|m| m.as_str().to_string()).collect()
+}
+
+/// Metrics that exist only in situations this test does not create, and why.
+const SITUATIONAL: &[(&str, &str)] = &[
+    (
+        "dbagent_archiver_last_failure_age_seconds",
+        "only after archive_command failed once (pg_stat_archiver.last_failed_time is set)",
+    ),
+    (
+        "dbagent_table_exact_dead_tuple_bytes",
+        "only with monitor.pgstattuple_interval set and the pgstattuple extension created",
+    ),
+    ("dbagent_table_exact_free_bytes", "as above (pgstattuple)"),
+    ("dbagent_table_exact_bloat_ratio", "as above (pgstattuple)"),
+    (
+        "dbagent_index_exact_leaf_density_ratio",
+        "as above (pgstattuple)",
+    ),
+    (
+        "dbagent_pgstattuple_skipped_relations",
+        "as above (pgstattuple)",
+    ),
+    (
+        "pg_stat_checkpointer_num_done_total",
+        "PostgreSQL 18+ only (this test runs PostgreSQL 15)",
+    ),
+    (
+        "pg_stat_checkpointer_restartpoints_timed_total",
+        "PostgreSQL 17+ only (this test runs PostgreSQL 15)",
+    ),
+    (
+        "pg_stat_checkpointer_restartpoints_req_total",
+        "PostgreSQL 17+ only",
+    ),
+    (
+        "pg_stat_checkpointer_restartpoints_done_total",
+        "PostgreSQL 17+ only",
+    ),
+];
+
+/// The metric names of README's metrics reference: the first column of the table that
+/// follows the `### Metrics reference` heading.
+fn readme_metric_names() -> std::collections::BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let section = readme
+        .split("### Metrics reference")
+        .nth(1)
+        .expect("README has a `### Metrics reference` section");
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .map(|c| c.trim().trim_matches('`').to_string())
+        .filter(|c| c.starts_with("pg_") || c.starts_with("dbagent_"))
+        .collect()
+}
+
+/// A primary with a streaming standby, a sidecar on each, a backup, a drill, alerts routed to
+/// a recorder, a bloated table and queries in pg_stat_statements: the metric names exported
+/// then are what the Grafana dashboard and README may name.
+#[test]
+fn the_dashboard_and_the_readme_name_only_metrics_dbagent_exports() {
+    use crate::support::cluster::PgVersion;
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/dbagent-dashboard.json"
+        ))
+        .expect("read the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut wanted = std::collections::BTreeSet::new();
+    for p in panels {
+        let id = p["id"].as_u64().expect("every panel has a numeric id");
+        assert!(ids.insert(id), "panel id {id} is used twice");
+        for t in p["targets"].as_array().into_iter().flatten() {
+            assert_eq!(t["datasource"]["uid"], "${DS_PROMETHEUS}", "{t}");
+            let expr = t["expr"].as_str().expect("expr");
+            assert!(expr.contains("instance=~\"$instance\""), "{expr}");
+            wanted.extend(names_in_expr(expr));
+        }
+    }
+    let vars: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(vars, ["DS_PROMETHEUS", "instance"]);
+    assert!(wanted.len() > 40, "{wanted:?}");
+
+    let rt = recorder_runtime();
+    let rec = rt.block_on(Recorder::start(200, "ok"));
+    let (agent, primary) = archived_cluster(PgVersion::V15);
+    let yaml = |pg: &Cluster, alerts: &str| {
+        format!(
+            "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\n  connect_timeout: 2s\nrepository:\n  path: REPO\nstate_dir: STATE\nbackup:\n  wal_timeout: 60s\nmonitor:\n  interval: 1s\n  slow_interval: 1s\n  bloat_min_size: 0\nalerts_file: {alerts}\n",
+            pg.conninfo(),
+            pg.version().bin_dir().display()
+        )
+    };
+    agent.set_yaml(&yaml(&primary, "alerts.yml"));
+    agent.share_with_postgres();
+    std::fs::write(
+        agent.dir().join("alerts.yml"),
+        format!(
+            "rules:\n  - name: Always\n    expr: pg_up == 1\nroute:\n  receiver: hook\n  group_wait: 0s\nreceivers:\n  - name: hook\n    webhook: {{ url: \"{}\" }}\n",
+            rec.url("/hook")
+        ),
+    )
+    .expect("write alerts.yml");
+    primary.psql(
+        "CREATE TABLE t (id int PRIMARY KEY, pad text);\n\
+         INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;\n\
+         DELETE FROM t WHERE id % 2 = 0; ANALYZE t;",
+    );
+    take_backup(&agent);
+    let drill = agent.run_copy(&["drill", "--json"]);
+    assert_eq!(drill.code, 0, "{}", drill.all());
+    let standby = primary.start_replica();
+    let standby_agent = crate::support::dbagent::Agent::with_yaml(&yaml(&standby, "none.yml"));
+
+    let sidecar = Sidecar::start(&agent);
+    let standby_sidecar = Sidecar::start(&standby_agent);
+    let known: std::collections::BTreeSet<&str> = SITUATIONAL.iter().map(|(n, _)| *n).collect();
+    // Writes and queries keep replication lag and pg_stat_statements series coming.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let exported = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = primary.try_psql(
+                    "UPDATE t SET pad = pad WHERE id < 50; SELECT count(*) FROM t WHERE pad <> ''",
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let mut exported = exported_names(&sidecar.metrics());
+            exported.extend(exported_names(&standby_sidecar.metrics()));
+            let missing: Vec<&String> = wanted.difference(&exported).collect();
+            if missing.is_empty() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                break exported;
+            }
+            if Instant::now() > deadline {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!(
+                    "the dashboard names metrics dbagent does not export: {missing:?}\nprimary /metrics:\n{}\nstandby /metrics:\n{}",
+                    sidecar.metrics(),
+                    standby_sidecar.metrics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    if let Ok(path) = std::env::var("DBAGENT_DUMP_METRICS") {
+        std::fs::write(
+            path,
+            format!("{}\n{}", sidecar.metrics(), standby_sidecar.metrics()),
+        )
+        .expect("dump /metrics");
+    }
+
+    // README's metrics reference lists exactly what is exported (plus the situational ones).
+    let documented = readme_metric_names();
+    let undocumented: Vec<&String> = exported.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported but missing from README's metrics reference: {undocumented:?}"
+    );
+    let unknown: Vec<&String> = documented
+        .iter()
+        .filter(|n| !exported.contains(*n) && !known.contains(n.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "README's metrics reference names metrics that are not exported: {unknown:?}"
+    );
+}
