@@ -103,6 +103,7 @@ unix_socket_directories = '$sandbox'
 wal_level = replica
 archive_mode = on
 archive_command = '$dbagent --config $conf wal-push %p'
+archive_timeout = '60s'
 shared_preload_libraries = 'pg_stat_statements'
 max_wal_senders = 5
 CONF

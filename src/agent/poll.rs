@@ -445,6 +445,16 @@ impl PollLoop {
             )
             .with(&[], self.started.as_second() as f64),
             Family::gauge(
+                "dbagent_rpo_target_seconds",
+                "The recovery point objective (objectives.rpo) that dbagent_rpo_seconds is held to.",
+            )
+            .with(&[], self.config.objectives.rpo.as_secs_f64()),
+            Family::gauge(
+                "dbagent_rto_target_seconds",
+                "The recovery time objective (objectives.rto) that dbagent_drill_rto_seconds is held to.",
+            )
+            .with(&[], self.config.objectives.rto.as_secs_f64()),
+            Family::gauge(
                 "dbagent_build_info",
                 "Always 1; the version label is the dbagent version.",
             )

@@ -99,12 +99,15 @@ fn human(v: f64) -> String {
     }
 }
 
-/// Replaces `{{ $labels.NAME }}`, `{{ $value }}` and `{{ $baseline }}`.
+/// Replaces `{{ $labels.NAME }}`, `{{ $value }}`, `{{ $baseline }}` and `{{ $threshold }}`
+/// (what the value was compared with: the number, or the other metric's value times its
+/// factor; empty for baseline thresholds).
 pub fn expand(
     template: &str,
     labels: &BTreeMap<String, String>,
     value: f64,
     baseline: Option<f64>,
+    threshold: Option<f64>,
 ) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -119,6 +122,8 @@ pub fn expand(
             human(value)
         } else if inner == "$baseline" {
             baseline.map_or_else(|| "(learning)".to_string(), human)
+        } else if inner == "$threshold" {
+            threshold.map_or_else(String::new, human)
         } else if let Some(name) = inner.strip_prefix("$labels.") {
             labels.get(name.trim()).cloned().unwrap_or_default()
         } else {
@@ -129,6 +134,43 @@ pub fn expand(
     }
     out.push_str(rest);
     out
+}
+
+/// The samples of the metric on the right of a comparison, ready to be matched with the
+/// samples on the left: PromQL's one-to-one matching on identical label sets, or one series
+/// without labels that every series on the left is compared with.
+enum RightSide {
+    Scalar(f64),
+    ByLabels(BTreeMap<BTreeMap<String, String>, f64>),
+}
+
+impl RightSide {
+    fn of(selector: &super::rules::Selector, families: &[Family]) -> RightSide {
+        let mut by_labels = BTreeMap::new();
+        for family in families.iter().filter(|f| f.name == selector.metric) {
+            for sample in &family.samples {
+                let labels: BTreeMap<String, String> = sample
+                    .labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), v.clone()))
+                    .collect();
+                if all_match(&selector.matchers, &labels) {
+                    by_labels.insert(labels, sample.value);
+                }
+            }
+        }
+        match by_labels.iter().next() {
+            Some((labels, v)) if by_labels.len() == 1 && labels.is_empty() => RightSide::Scalar(*v),
+            _ => RightSide::ByLabels(by_labels),
+        }
+    }
+
+    fn partner(&self, labels: &BTreeMap<String, String>) -> Option<f64> {
+        match self {
+            RightSide::Scalar(v) => Some(*v),
+            RightSide::ByLabels(m) => m.get(labels).copied(),
+        }
+    }
 }
 
 /// The engine over one alerts file.
@@ -148,6 +190,10 @@ impl Engine<'_> {
     ) {
         let mut seen = BTreeSet::new();
         for rule in self.file.rules.iter().filter(|r| r.enabled) {
+            let right = match &rule.expr.threshold {
+                Threshold::Metric { selector, .. } => Some(RightSide::of(selector, families)),
+                _ => None,
+            };
             for family in families.iter().filter(|f| f.name == rule.expr.metric) {
                 for sample in &family.samples {
                     let mut labels: BTreeMap<String, String> = sample
@@ -158,6 +204,16 @@ impl Engine<'_> {
                     if !all_match(&rule.expr.matchers, &labels) {
                         continue;
                     }
+                    // What this sample is compared with, when it is another metric's sample.
+                    let partner = match (&rule.expr.threshold, &right) {
+                        (Threshold::Metric { factor, .. }, Some(right)) => {
+                            match right.partner(&labels) {
+                                Some(v) => Some(factor * v),
+                                None => continue,
+                            }
+                        }
+                        _ => None,
+                    };
                     let series = family.series_key(sample);
                     for (k, v) in &rule.labels {
                         labels.insert(k.clone(), v.clone());
@@ -168,6 +224,10 @@ impl Engine<'_> {
                         baseline(&series, now)
                     } else {
                         None
+                    };
+                    let threshold = match rule.expr.threshold {
+                        Threshold::Value(t) => Some(t),
+                        _ => partner,
                     };
                     let active = value.is_finite()
                         && match rule.expr.threshold {
@@ -180,6 +240,8 @@ impl Engine<'_> {
                                 .as_ref()
                                 .and_then(|b| b.z_score(value))
                                 .is_some_and(|z| rule.expr.cmp.holds(z, n)),
+                            Threshold::Metric { .. } => partner
+                                .is_some_and(|t| t.is_finite() && rule.expr.cmp.holds(value, t)),
                         };
                     if !active {
                         continue;
@@ -192,7 +254,7 @@ impl Engine<'_> {
                         .map(|(k, v)| {
                             (
                                 k.clone(),
-                                expand(v, &labels, value, base.as_ref().map(|b| b.mean)),
+                                expand(v, &labels, value, base.as_ref().map(|b| b.mean), threshold),
                             )
                         })
                         .collect();

@@ -10,10 +10,18 @@
 //! THRESHOLD: a number                 e.g. dbagent_connections_exhaustion_ratio > 0.9
 //!          | N x baseline             value above N times the learned mean
 //!          | N sigma baseline         value more than N standard deviations from the mean
+//!          | [N x] METRIC{matchers}   another metric of the same poll, e.g.
+//!                                     dbagent_rpo_seconds > dbagent_rpo_target_seconds
 //! ```
 //!
 //! Baseline thresholds only apply once the series' baseline is ready (enough samples); until
 //! then the rule does not fire for that series, and `dbagent alerts list` says it is learning.
+//!
+//! A metric on the right is matched like a PromQL comparison of two vectors: each series on
+//! the left is compared with the series on the right that has exactly the same labels; when
+//! the right side is a single series without labels (a configured target such as
+//! `dbagent_rpo_target_seconds`), every series on the left is compared with it. A series with
+//! no partner on the right does not fire.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -156,6 +164,13 @@ pub enum MatchOp {
     NotRe,
 }
 
+/// Two matchers are equal when they read the same (the regex follows from the value).
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Matcher) -> bool {
+        self.name == other.name && self.op == other.op && self.value == other.value
+    }
+}
+
 impl Matcher {
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
         let regex = match op {
@@ -270,13 +285,66 @@ impl Cmp {
 }
 
 /// What a sample is compared with.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Threshold {
     Value(f64),
     /// value OP N x the baseline mean.
     BaselineRatio(f64),
     /// (value - mean) / stddev OP N.
     BaselineSigma(f64),
+    /// value OP factor x the matching sample of another metric.
+    Metric {
+        factor: f64,
+        selector: Selector,
+    },
+}
+
+/// `METRIC{matchers}`: the series of one metric that satisfy the matchers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selector {
+    pub metric: String,
+    pub matchers: Vec<Matcher>,
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.metric)?;
+        if !self.matchers.is_empty() {
+            let m: Vec<String> = self.matchers.iter().map(Matcher::to_string).collect();
+            write!(f, "{{{}}}", m.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+const EXPR_HELP: &str = "write it like `metric_name{label=\"value\"} > 0.9`, `metric > 3x baseline`, `metric > 4 sigma baseline` or `metric > other_metric`";
+
+/// Reads `METRIC{matchers}` at the start of `s`; returns it and what follows.
+fn parse_selector<'s>(s: &'s str, text: &str) -> Result<(Selector, &'s str), String> {
+    let s = s.trim_start();
+    let name_end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(s.len());
+    let metric = s[..name_end].to_string();
+    if metric.is_empty() || metric.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!(
+            "expr `{text}`: expected a metric name at `{s}`; {EXPR_HELP}"
+        ));
+    }
+    let mut rest = s[name_end..].trim_start();
+    let mut matchers = Vec::new();
+    if let Some(r) = rest.strip_prefix('{') {
+        let close = r
+            .find('}')
+            .ok_or_else(|| format!("expr `{text}`: missing `}}`; {EXPR_HELP}"))?;
+        for part in split_matchers(&r[..close]) {
+            if !part.trim().is_empty() {
+                matchers.push(Matcher::parse(&part).map_err(|e| format!("expr `{text}`: {e}"))?);
+            }
+        }
+        rest = r[close + 1..].trim_start();
+    }
+    Ok((Selector { metric, matchers }, rest))
 }
 
 /// A parsed `expr`.
@@ -292,30 +360,13 @@ pub struct Expr {
 impl Expr {
     pub fn parse(s: &str) -> Result<Expr, String> {
         let text = s.trim().to_string();
-        let help = "write it like `metric_name{label=\"value\"} > 0.9`, `metric > 3x baseline` or `metric > 4 sigma baseline`";
-        let name_end = text
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-            .unwrap_or(text.len());
-        let metric = text[..name_end].to_string();
-        if metric.is_empty() || metric.starts_with(|c: char| c.is_ascii_digit()) {
+        let help = EXPR_HELP;
+        if text.is_empty() || text.starts_with(|c: char| !(c.is_ascii_alphabetic() || c == '_')) {
             return Err(format!(
                 "expr `{text}` does not start with a metric name; {help}"
             ));
         }
-        let mut rest = text[name_end..].trim_start();
-        let mut matchers = Vec::new();
-        if let Some(r) = rest.strip_prefix('{') {
-            let close = r
-                .find('}')
-                .ok_or_else(|| format!("expr `{text}`: missing `}}`; {help}"))?;
-            for part in split_matchers(&r[..close]) {
-                if !part.trim().is_empty() {
-                    matchers
-                        .push(Matcher::parse(&part).map_err(|e| format!("expr `{text}`: {e}"))?);
-                }
-            }
-            rest = r[close + 1..].trim_start();
-        }
+        let (left, rest) = parse_selector(&text, &text)?;
         let (cmp, after) = [
             (">=", Cmp::Ge),
             ("<=", Cmp::Le),
@@ -336,18 +387,47 @@ impl Expr {
             w.parse::<f64>()
                 .map_err(|_| format!("expr `{text}`: `{w}` is not a number; {help}"))
         };
+        let is_name = |w: &str| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
         let threshold = match words.as_slice() {
-            [n] if n.ends_with('x') && n.len() > 1 => {
+            [] => {
                 return Err(format!(
-                    "expr `{text}`: `{n}` needs `baseline` after it (e.g. `3x baseline`)"
+                    "expr `{text}`: nothing to compare with after `{}`; {help}",
+                    cmp.as_str()
                 ));
             }
-            [n] => Threshold::Value(number(n)?),
-            [n, "baseline"] if n.ends_with('x') => {
+            ["baseline", ..] => {
+                return Err(format!(
+                    "expr `{text}`: `baseline` needs a factor before it (e.g. `3x baseline` or `4 sigma baseline`)"
+                ));
+            }
+            [n] if n.ends_with('x') && n.len() > 1 && !is_name(n) => {
+                return Err(format!(
+                    "expr `{text}`: `{n}` needs `baseline` or a metric after it (e.g. `3x baseline`)"
+                ));
+            }
+            // Every metric dbagent exports has a prefix (`pg_`, `dbagent_`): a bare word
+            // without `_` is a mistyped number (`lots`), not a metric that never exists.
+            [n] if !is_name(n) || n.parse::<f64>().is_ok() || !n.contains(['_', ':', '{']) => {
+                Threshold::Value(number(n)?)
+            }
+            [n, "baseline"] if n.ends_with('x') && !is_name(n) => {
                 Threshold::BaselineRatio(number(n.trim_end_matches('x'))?)
             }
             [n, "x", "baseline"] => Threshold::BaselineRatio(number(n)?),
             [n, "sigma", "baseline"] => Threshold::BaselineSigma(number(n)?),
+            [first, ..] if is_name(first) => Threshold::Metric {
+                factor: 1.0,
+                selector: right_selector(after, &text)?,
+            },
+            [n, "x", ..] => Threshold::Metric {
+                factor: number(n)?,
+                // `after` starts with `n`, then blanks, then `x`.
+                selector: right_selector(after[n.len()..].trim_start()[1..].trim(), &text)?,
+            },
+            [n, ..] if n.ends_with('x') && n.len() > 1 => Threshold::Metric {
+                factor: number(n.trim_end_matches('x'))?,
+                selector: right_selector(after[n.len()..].trim(), &text)?,
+            },
             _ => {
                 return Err(format!(
                     "expr `{text}`: cannot read the threshold `{after}`; {help}"
@@ -355,8 +435,8 @@ impl Expr {
             }
         };
         Ok(Expr {
-            metric,
-            matchers,
+            metric: left.metric,
+            matchers: left.matchers,
             cmp,
             threshold,
             text,
@@ -364,17 +444,43 @@ impl Expr {
     }
 
     pub fn uses_baseline(&self) -> bool {
-        !matches!(self.threshold, Threshold::Value(_))
+        matches!(
+            self.threshold,
+            Threshold::BaselineRatio(_) | Threshold::BaselineSigma(_)
+        )
     }
 
-    /// `> 0.9`, `> 3x baseline`: for messages.
+    /// `> 0.9`, `> 3x baseline`, `> dbagent_rpo_target_seconds`: for messages.
     pub fn condition(&self) -> String {
-        match self.threshold {
+        match &self.threshold {
             Threshold::Value(v) => format!("{} {v}", self.cmp.as_str()),
             Threshold::BaselineRatio(v) => format!("{} {v}x baseline", self.cmp.as_str()),
             Threshold::BaselineSigma(v) => format!("{} {v} sigma baseline", self.cmp.as_str()),
+            Threshold::Metric { factor, selector } if *factor == 1.0 => {
+                format!("{} {selector}", self.cmp.as_str())
+            }
+            Threshold::Metric { factor, selector } => {
+                format!("{} {factor}x {selector}", self.cmp.as_str())
+            }
         }
     }
+}
+
+/// The metric on the right of the comparison: a selector and nothing after it.
+fn right_selector(s: &str, text: &str) -> Result<Selector, String> {
+    let (sel, rest) = parse_selector(s, text)?;
+    if sel.metric == "baseline" {
+        return Err(format!(
+            "expr `{text}`: `baseline` needs a factor before it (e.g. `3x baseline`)"
+        ));
+    }
+    if !rest.trim().is_empty() {
+        return Err(format!(
+            "expr `{text}`: unexpected `{}` after `{sel}`; {EXPR_HELP}",
+            rest.trim()
+        ));
+    }
+    Ok(sel)
 }
 
 /// Splits `a="x,y", b="z"` on commas outside quotes.
@@ -546,6 +652,73 @@ mod tests {
     }
 
     #[test]
+    fn the_right_side_may_be_another_metric() {
+        let e = Expr::parse("dbagent_rpo_seconds > dbagent_rpo_target_seconds").unwrap();
+        assert_eq!(e.metric, "dbagent_rpo_seconds");
+        let Threshold::Metric { factor, selector } = &e.threshold else {
+            panic!("{:?}", e.threshold);
+        };
+        assert_eq!(*factor, 1.0);
+        assert_eq!(selector.metric, "dbagent_rpo_target_seconds");
+        assert!(selector.matchers.is_empty());
+        assert!(!e.uses_baseline());
+        assert_eq!(e.condition(), "> dbagent_rpo_target_seconds");
+
+        let e = Expr::parse(
+            "pg_stat_activity_sessions{state=\"active\"} >= 0.8 x pg_settings_max_connections",
+        )
+        .unwrap();
+        assert_eq!(e.matchers.len(), 1);
+        let Threshold::Metric { factor, selector } = &e.threshold else {
+            panic!("{:?}", e.threshold);
+        };
+        assert_eq!(
+            (*factor, selector.metric.as_str()),
+            (0.8, "pg_settings_max_connections")
+        );
+        assert_eq!(e.condition(), ">= 0.8x pg_settings_max_connections");
+
+        let e = Expr::parse("a_bytes < 2x b_bytes{datname=\"x, y\", k!~\"z.*\"}").unwrap();
+        let Threshold::Metric { factor, selector } = &e.threshold else {
+            panic!("{:?}", e.threshold);
+        };
+        assert_eq!(*factor, 2.0);
+        assert_eq!(selector.matchers.len(), 2);
+        assert_eq!(selector.matchers[0].value, "x, y");
+
+        // Numbers stay numbers (also the ones Rust reads as names: inf, NaN).
+        assert_eq!(
+            Expr::parse("pg_up > inf").unwrap().threshold,
+            Threshold::Value(f64::INFINITY)
+        );
+        for (bad, why) in [
+            ("a > b c", "unexpected `c`"),
+            ("a > b{x=\"1\"", "missing `}`"),
+            ("a > baseline", "needs a factor"),
+            ("a > 2x", "needs `baseline` or a metric"),
+            ("a > two x b", "unexpected `x b`"),
+            ("a > lots", "`lots` is not a number"),
+            ("a > 2 x 3", "expected a metric name"),
+            ("a >", "nothing to compare"),
+        ] {
+            let e = Expr::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_bad_metric_comparison_is_a_located_error() {
+        let text = "rules:\n  - name: X\n    expr: dbagent_rpo_seconds > dbagent_rpo_target_seconds extra\nroute:\n  receiver: hook\n";
+        let e = AlertsFile::parse(text, Path::new("a.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a.yml:3:") && e.contains("unexpected `extra`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn matchers_follow_alertmanager() {
         let mut labels = BTreeMap::new();
         labels.insert("severity".to_string(), "critical".to_string());
@@ -583,6 +756,18 @@ mod tests {
     fn the_shipped_alerts_file_parses() {
         let f = AlertsFile::parse(EXAMPLE, Path::new("alerts.yml")).unwrap();
         assert!(f.rules.len() >= 15, "{}", f.rules.len());
+        // The recovery objectives are compared with the configured targets, not constants.
+        for (rule, target) in [
+            ("RpoAboveTarget", "dbagent_rpo_target_seconds"),
+            ("RtoAboveTarget", "dbagent_rto_target_seconds"),
+        ] {
+            let r = f.rules.iter().find(|r| r.name == rule).expect(rule);
+            assert!(
+                matches!(&r.expr.threshold, Threshold::Metric { selector, .. } if selector.metric == target),
+                "{rule}: {}",
+                r.expr.text
+            );
+        }
     }
 
     #[test]

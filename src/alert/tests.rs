@@ -279,3 +279,86 @@ fn fingerprints_are_stable_and_label_order_free() {
     assert_eq!(fp.len(), 16);
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn a_metric_on_the_right_matches_identical_labels_or_one_unlabelled_series() {
+    let file = AlertsFile::parse(
+        "\
+rules:
+  - name: OverTarget
+    expr: m_age > m_target
+    annotations: { summary: \"{{ $value }} over {{ $threshold }}\" }
+  - name: OverLimit
+    expr: m_used > 0.5 x m_limit
+route:
+  receiver: hook
+  group_wait: 0s
+receivers:
+  - name: hook
+    webhook: { url: \"http://127.0.0.1:1/\" }
+",
+        Path::new("test.yml"),
+    )
+    .unwrap();
+    let engine = Engine {
+        file: &file,
+        external_url: "",
+    };
+    let mut state = EngineState::default();
+    let mut target = Family::gauge("m_target", "test");
+    target.push(&[], 300.0);
+    let families = [
+        fam("m_age", &[("a", 100.0), ("b", 400.0)]),
+        target,
+        // One-to-one on labels: a is over half its limit, b is not, c has no limit.
+        fam("m_used", &[("a", 6.0), ("b", 4.0), ("c", 100.0)]),
+        fam("m_limit", &[("a", 10.0), ("b", 10.0)]),
+    ];
+    engine.evaluate(&mut state, at(0), &families, &no_baseline);
+    let firing: Vec<(String, String)> = state
+        .instances
+        .values()
+        .map(|i| (i.rule.clone(), i.labels["db"].clone()))
+        .collect();
+    assert_eq!(firing.len(), 2, "{firing:?}");
+    assert!(
+        firing.contains(&("OverTarget".into(), "b".into())),
+        "{firing:?}"
+    );
+    assert!(
+        firing.contains(&("OverLimit".into(), "a".into())),
+        "{firing:?}"
+    );
+    let over = state
+        .instances
+        .values()
+        .find(|i| i.rule == "OverTarget")
+        .unwrap();
+    assert_eq!(over.annotations["summary"], "400 over 300");
+
+    // Without the target series nothing is compared and the instance resolves.
+    engine.evaluate(
+        &mut state,
+        at(10),
+        &[fam("m_age", &[("b", 400.0)])],
+        &no_baseline,
+    );
+    let over = state
+        .instances
+        .values()
+        .find(|i| i.rule == "OverTarget")
+        .unwrap();
+    assert_eq!(over.state, State::Resolved);
+    // The right side with several unlabelled-looking series is matched by labels, so a
+    // labelled target does not apply to an unlabelled left side.
+    let mut state = EngineState::default();
+    let mut age = Family::gauge("m_age", "test");
+    age.push(&[], 1000.0);
+    engine.evaluate(
+        &mut state,
+        at(0),
+        &[age, fam("m_target", &[("a", 1.0), ("b", 1.0)])],
+        &no_baseline,
+    );
+    assert!(state.instances.is_empty(), "{:?}", state.instances);
+}

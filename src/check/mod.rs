@@ -6,6 +6,7 @@
 //! any could not be evaluated, else OK.
 
 mod drill;
+mod objectives;
 mod repository;
 mod server;
 
@@ -104,6 +105,9 @@ pub struct ServerInfo {
     pub in_recovery: bool,
     /// pg_control's system identifier, when the role may read it.
     pub system_identifier: Option<String>,
+    /// The WAL file holding the write position (a primary), for the `rpo` check.
+    #[serde(skip)]
+    pub current_wal_file: Option<String>,
 }
 
 /// Counts of checks per status.
@@ -198,6 +202,8 @@ pub async fn run(config: &Config) -> Report {
     let sysid = server.as_ref().and_then(|s| s.system_identifier.as_deref());
     checks.extend(repository::checks(config, sysid));
     checks.extend(drill::check(config));
+    let current_wal_file = server.as_ref().and_then(|s| s.current_wal_file.as_deref());
+    checks.extend(objectives::checks(config, current_wal_file));
     Report::new(checks, server, started.elapsed())
 }
 

@@ -25,6 +25,10 @@ struct Facts {
     database: String,
     pgss_created: bool,
     max_wal_size: String,
+    /// archive_timeout in seconds (0 = off).
+    archive_timeout: i64,
+    /// The WAL file holding the server's write position (None on a standby).
+    current_wal_file: Option<String>,
 }
 
 /// Settings are read through pg_settings, which hides superuser-only settings from a role
@@ -37,7 +41,9 @@ const FACTS_SQL: &str = "SELECT current_user::text, quote_ident(current_user), r
     (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), \
     current_setting('data_checksums'), current_database()::text, \
     EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'), \
-    current_setting('max_wal_size') \
+    current_setting('max_wal_size'), \
+    (SELECT setting::bigint FROM pg_settings WHERE name = 'archive_timeout'), \
+    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END \
     FROM pg_roles r WHERE r.rolname = current_user";
 
 /// Runs the server checks; returns them and what was learned about the server (if reachable).
@@ -108,6 +114,7 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
             .await
             .ok()
             .map(|r| r.get(0)),
+        current_wal_file: facts.current_wal_file.clone(),
     };
     checks.push(check_version(&version, &facts));
     checks.extend(check_privileges(&client, &version, &facts).await);
@@ -117,6 +124,7 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
     checks.push(check_archive_command(config, &facts));
     checks.push(check_archiver(&client, &target, &facts).await);
     checks.push(check_archive_lag(&client, &target, config, &facts).await);
+    checks.push(check_archive_timeout(config, &facts));
     checks.push(check_pg_stat_statements(&client, &facts).await);
     checks.push(check_data_checksums(&facts));
     checks.push(check_checkpoints(&client, &target, &version, &facts).await);
@@ -150,6 +158,8 @@ async fn read_facts(client: &Client) -> Result<Facts, tokio_postgres::Error> {
         database: r.get(12),
         pgss_created: r.get(13),
         max_wal_size: r.get(14),
+        archive_timeout: r.get::<_, Option<i64>>(15).unwrap_or(0),
+        current_wal_file: r.get(16),
     })
 }
 
@@ -546,6 +556,64 @@ async fn check_archive_lag(
     }
 }
 
+/// Whether the settings can meet the RPO target: PostgreSQL archives a segment when it is
+/// full (16 MiB by default) or when archive_timeout forces a switch, so without
+/// archive_timeout (or with one above the target) a quiet hour leaves committed work in pg_wal
+/// only, for longer than the target.
+fn check_archive_timeout(config: &Config, f: &Facts) -> CheckResult {
+    let name = "archive_timeout";
+    if f.archive_mode == "off" || f.in_recovery {
+        return CheckResult::ok(name, "not applicable (nothing is being archived here)");
+    }
+    let target = config.objectives.rpo.as_secs();
+    let timeout = u64::try_from(f.archive_timeout).unwrap_or(0);
+    let rpo = human_seconds(target as f64);
+    let advice = suggested_archive_timeout(target);
+    let fix = format!(
+        "ALTER SYSTEM SET archive_timeout = '{advice}s'; SELECT pg_reload_conf(); (or raise objectives.rpo if the target is wrong)"
+    );
+    if timeout == 0 {
+        CheckResult::problem(
+            name,
+            Status::Warning,
+            format!(
+                "RPO target {rpo} cannot be met: archive_timeout is 0 (off), so a WAL segment is archived only once {} of WAL fill it, which a quiet database may take hours to write; set archive_timeout = '{advice}s' or anything less than the target",
+                segment_size_hint()
+            ),
+            fix,
+        )
+    } else if timeout >= target {
+        CheckResult::problem(
+            name,
+            Status::Warning,
+            format!(
+                "RPO target {rpo} cannot be met: archive_timeout is {}, not less than the target (archiving the segment takes time too); set archive_timeout = '{advice}s' or anything less than the target",
+                human_seconds(timeout as f64)
+            ),
+            fix,
+        )
+    } else {
+        CheckResult::ok(
+            name,
+            format!(
+                "archive_timeout is {}, within the RPO target {rpo}",
+                human_seconds(timeout as f64)
+            ),
+        )
+    }
+}
+
+/// 60 s, or half the target when that is shorter (at least 1 s): short enough to leave time
+/// for archiving within the target, long enough not to switch segments needlessly (each
+/// switch archives a whole segment, though a mostly empty one compresses to almost nothing).
+fn suggested_archive_timeout(target_secs: u64) -> u64 {
+    (target_secs / 2).clamp(1, 60)
+}
+
+fn segment_size_hint() -> &'static str {
+    "16 MiB (the default segment size)"
+}
+
 async fn check_pg_stat_statements(client: &Client, f: &Facts) -> CheckResult {
     let name = "pg_stat_statements";
     let loaded = match &f.preload {
@@ -659,4 +727,17 @@ pub(crate) fn human_seconds(secs: f64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs))
         .to_string()
         .replace(' ', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suggested_archive_timeout;
+
+    #[test]
+    fn archive_timeout_advice_leaves_room_within_the_target() {
+        assert_eq!(suggested_archive_timeout(300), 60);
+        assert_eq!(suggested_archive_timeout(60), 30);
+        assert_eq!(suggested_archive_timeout(5), 2);
+        assert_eq!(suggested_archive_timeout(1), 1);
+    }
 }

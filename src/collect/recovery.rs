@@ -2,7 +2,14 @@
 //! PostgreSQL: the newest complete backup (when it finished, how long it took, its age), the
 //! newest archived WAL segment (its age is the recovery point objective as far as the archive
 //! can tell) and the last restore drill (result, measured RTO, age). Alert rules read the ages
-//! directly (`dbagent_backup_age_seconds > 93600`).
+//! directly (`dbagent_backup_age_seconds > 93600`) or compare them with the configured
+//! objectives (`dbagent_rpo_seconds > dbagent_rpo_target_seconds`).
+//!
+//! RPO is the age of the newest archived WAL, as long as the server has written WAL the archive
+//! lacks. On a primary whose current WAL file is the newest archived one (the server switched
+//! and archived its last segment and has written nothing important since, as an idle cluster
+//! with archive_timeout does), nothing is at risk and RPO is 0: otherwise a quiet night would
+//! read as an ever-growing RPO and page someone for data that does not exist.
 
 use std::path::PathBuf;
 
@@ -16,6 +23,29 @@ struct Seen {
     backup: Option<(f64, f64, f64, usize)>,
     wal: Option<(String, f64)>,
     drill: Option<crate::drill::LastDrill>,
+}
+
+/// Whether everything the server wrote is archived: its current WAL file (the one holding the
+/// write position; at a segment boundary the previous one) is not newer than the newest
+/// archived file. Names compare as text: timeline, then log, then segment, fixed-width hex.
+pub fn fully_archived(current_wal_file: &str, newest_archived: &str) -> bool {
+    let newest = newest_archived.get(..24).unwrap_or(newest_archived);
+    current_wal_file.len() == 24 && current_wal_file <= newest
+}
+
+/// The newest file of the WAL archive (by name: timeline, then position) and when it was
+/// archived (its mtime), if the archive holds any.
+pub fn newest_archived(repo: &Repo) -> std::io::Result<Option<(String, jiff::Timestamp)>> {
+    let segments = crate::wal::list_segments(repo)?;
+    let Some(newest) = segments.iter().max_by(|a, b| a.name.cmp(&b.name)) else {
+        return Ok(None);
+    };
+    let Some((file, _)) = crate::wal::find(repo, newest)? else {
+        return Ok(None);
+    };
+    let mtime = std::fs::metadata(&file)?.modified()?;
+    let t = jiff::Timestamp::try_from(mtime).map_err(std::io::Error::other)?;
+    Ok(Some((newest.name.clone(), t)))
 }
 
 fn read(repo: Option<PathBuf>, state_dir: Option<PathBuf>) -> Result<Seen, String> {
@@ -37,14 +67,10 @@ fn read(repo: Option<PathBuf>, state_dir: Option<PathBuf>) -> Result<Seen, Strin
                 backups.len(),
             ));
         }
-        let segments = crate::wal::list_segments(&repo)
-            .map_err(|e| format!("cannot list the WAL archive in {}: {e}", path.display()))?;
-        if let Some(newest) = segments.iter().max_by(|a, b| a.name.cmp(&b.name))
-            && let Ok(Some((file, _))) = crate::wal::find(&repo, newest)
-            && let Ok(mtime) = std::fs::metadata(&file).and_then(|m| m.modified())
-            && let Ok(t) = jiff::Timestamp::try_from(mtime)
+        if let Some((name, t)) = newest_archived(&repo)
+            .map_err(|e| format!("cannot list the WAL archive in {}: {e}", path.display()))?
         {
-            seen.wal = Some((newest.name.clone(), age(t)));
+            seen.wal = Some((name, age(t)));
         }
     }
     if let Some(dir) = state_dir {
@@ -62,6 +88,18 @@ impl Collector for Recovery {
         Box::pin(async move {
             let repo = ctx.repository.map(PathBuf::from);
             let state = ctx.state_dir.map(PathBuf::from);
+            // A standby has no write position of its own; its RPO is the archive's age.
+            let current_wal_file: Option<String> = if ctx.in_recovery {
+                None
+            } else {
+                Some(
+                    ctx.client
+                        .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
+                        .await
+                        .map_err(|e| CollectError::query("current WAL file", &e))?
+                        .get(0),
+                )
+            };
             let seen = tokio::task::spawn_blocking(move || read(repo, state))
                 .await
                 .map_err(|e| CollectError::Other(e.to_string()))?
@@ -95,14 +133,18 @@ impl Collector for Recovery {
                     .with(&[], age),
                 );
             }
-            if let Some((_, age)) = &seen.wal {
+            if let Some((newest, age)) = &seen.wal {
+                let rpo = match &current_wal_file {
+                    Some(current) if fully_archived(current, newest) => 0.0,
+                    _ => *age,
+                };
                 families.push(
                     Family::gauge(
                         "dbagent_rpo_seconds",
-                        "Age of the newest WAL segment in the archive: the data at risk if the server were lost now (recovery point).",
+                        "Age of the newest WAL segment in the archive while the server has WAL the archive lacks (0 when everything it wrote is archived): the data at risk if the server were lost now (recovery point).",
                     )
                     .with_baseline()
-                    .with(&[], *age),
+                    .with(&[], rpo),
                 );
             }
             if let Some(d) = &seen.drill {
@@ -145,5 +187,25 @@ impl Collector for Recovery {
             }
             Ok(Output::families(families))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fully_archived;
+
+    #[test]
+    fn rpo_is_zero_only_when_the_current_wal_file_is_archived() {
+        let n = "000000010000000000000005";
+        assert!(fully_archived(n, n));
+        assert!(fully_archived(
+            n,
+            "000000010000000000000005.00000028.backup"
+        ));
+        assert!(fully_archived("000000010000000000000004", n));
+        assert!(!fully_archived("000000010000000000000006", n));
+        // A newer timeline on the server than in the archive: not archived.
+        assert!(!fully_archived("000000020000000000000005", n));
+        assert!(!fully_archived("", n));
     }
 }

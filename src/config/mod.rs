@@ -51,6 +51,7 @@ pub struct Config {
     pub schedule: schedule::ScheduleConfig,
     #[serde(default)]
     pub ha: schedule::HaConfig,
+    pub objectives: ObjectivesConfig,
     /// The file this was loaded from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -312,6 +313,38 @@ impl Default for MonitorConfig {
     }
 }
 
+/// `objectives:`: the recovery objectives the cluster is run to. `dbagent check` and the
+/// shipped alert rules compare the measured RPO (`dbagent_rpo_seconds`) and the RTO of the last
+/// restore drill (`dbagent_drill_rto_seconds`) with them; `dbagent run` exports them as
+/// `dbagent_rpo_target_seconds` and `dbagent_rto_target_seconds`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectivesConfig {
+    /// Recovery point objective: how much committed work may be lost when the server is lost.
+    #[serde(
+        default = "defaults::rpo",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub rpo: Duration,
+    /// Recovery time objective: how long a restore may take until the database answers again.
+    #[serde(
+        default = "defaults::rto",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub rto: Duration,
+}
+
+impl Default for ObjectivesConfig {
+    fn default() -> Self {
+        ObjectivesConfig {
+            rpo: defaults::rpo(),
+            rto: defaults::rto(),
+        }
+    }
+}
+
 /// `check:`: thresholds of `dbagent check`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -438,6 +471,12 @@ mod defaults {
     pub fn prefetch() -> u32 {
         8
     }
+    pub fn rpo() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn rto() -> Duration {
+        Duration::from_secs(30 * 60)
+    }
 
     pub fn lock_wait() -> Duration {
         Duration::ZERO
@@ -550,6 +589,11 @@ impl Config {
         if self.check.drill_age_warning > self.check.drill_age_critical {
             return Err(invalid(
                 "check.drill_age_warning must not be longer than check.drill_age_critical".into(),
+            ));
+        }
+        if self.objectives.rpo.is_zero() || self.objectives.rto.is_zero() {
+            return Err(invalid(
+                "objectives.rpo and objectives.rto must be more than 0s".into(),
             ));
         }
         if self.retention.full == 0 {
@@ -669,6 +713,8 @@ mod tests {
         assert_eq!(c.check.drill_age_warning, Duration::from_secs(8 * 86400));
         assert_eq!(c.check.drill_age_critical, Duration::from_secs(15 * 86400));
         assert_eq!(c.alerts_file, PathBuf::from("/etc/dbagent/alerts.yml"));
+        assert_eq!(c.objectives.rpo, Duration::from_secs(300));
+        assert_eq!(c.objectives.rto, Duration::from_secs(1800));
         let d = schedule::ScheduleConfig::default();
         assert_eq!(c.schedule.timezone, d.timezone);
         assert_eq!(c.schedule.on_missed, d.on_missed);
@@ -705,6 +751,28 @@ mod tests {
             err.contains("on_missed") || err.contains("run_once"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn objectives_are_durations_and_unknown_keys_are_errors() {
+        let base = "postgres:\n  conninfo: host=/tmp\nrepository:\n  path: /r\n";
+        let c = parse(&format!("{base}objectives:\n  rpo: 1m\n  rto: 2h\n")).unwrap();
+        assert_eq!(c.objectives.rpo, Duration::from_secs(60));
+        assert_eq!(c.objectives.rto, Duration::from_secs(7200));
+        let c = parse(base).unwrap();
+        assert_eq!(c.objectives.rpo, Duration::from_secs(300));
+        let err = parse(&format!("{base}objectives:\n  rpo_target: 1m\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":6:3: unknown key `rpo_target`")
+                && err.contains("valid keys here: rpo, rto"),
+            "{err}"
+        );
+        let err = parse(&format!("{base}objectives:\n  rto: 0s\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 0s"), "{err}");
     }
 
     #[test]

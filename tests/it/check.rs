@@ -6,13 +6,14 @@ use crate::support::cluster::{Cluster, ClusterOptions, PgVersion};
 use crate::support::dbagent::Agent;
 
 /// A cluster set up the way dbagent wants it: archiving through dbagent wal-push,
-/// pg_stat_statements, checksums.
+/// pg_stat_statements, checksums, and an archive_timeout within the default RPO target (5m).
 fn configured(v: PgVersion) -> Cluster {
     Cluster::start(
         v,
         ClusterOptions {
             archive_mode: true,
             archive_command: Some("/usr/local/bin/dbagent wal-push %p".into()),
+            extra_conf: vec![("archive_timeout".into(), "60s".into())],
             ..ClusterOptions::default()
         },
     )
@@ -42,6 +43,23 @@ pg_test!(
         pg.set_conf("archive_mode", "on");
         pg.set_conf("archive_command", "/usr/local/bin/dbagent wal-push %p");
         pg.restart();
+        // Archiving works, but without archive_timeout the RPO target (5m) cannot be met.
+        let run = agent.run(&["check"]);
+        assert_eq!(run.code, 1, "{}", run.all());
+        let line = run.check_line("archive_timeout");
+        assert!(
+            line.starts_with("WARNING")
+                && line.contains("RPO target 5m cannot be met: archive_timeout is 0 (off)")
+                && line.contains("ALTER SYSTEM SET archive_timeout = '60s'"),
+            "{line}"
+        );
+        pg.set_conf("archive_timeout", "60s");
+        pg.reload();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while pg.psql("SHOW archive_timeout") != "1min" {
+            assert!(std::time::Instant::now() < deadline, "reload never applied");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let run = agent.run(&["check"]);
         assert_eq!(run.code, 0, "{}", run.all());
         assert!(run.stdout.starts_with("DBAGENT OK"), "{}", run.stdout);
@@ -52,6 +70,7 @@ pg_test!(
             "archiving",
             "archive_lag",
             "checkpoints",
+            "archive_timeout",
             "repository",
         ] {
             assert!(

@@ -26,6 +26,7 @@ mod drill;
 mod generate;
 mod ha;
 mod notify;
+mod objectives;
 mod restore_cmd;
 mod run;
 mod schedule;

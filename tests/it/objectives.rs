@@ -1,0 +1,463 @@
+//! Recovery objectives end to end, on real clusters: `dbagent_rpo_seconds` grows while
+//! archiving is broken, the shipped RPO rule (compared with `objectives.rpo`) fires to a
+//! webhook, `check` grades `rpo` and advises on `archive_timeout`; after the fix the RPO drops
+//! back and the alert resolves. A restore drill slower than `objectives.rto` makes `check` warn
+//! (`rto`) and the shipped RTO rule fire.
+
+use std::time::{Duration, Instant};
+
+use dbagent::alert::rules::{AlertsFile, EXAMPLE};
+
+use crate::backup::{archived_cluster, take_backup};
+use crate::pg_test;
+use crate::restore_cmd::switch_and_wait;
+use crate::support::cluster::Cluster;
+use crate::support::dbagent::{Run, run_in};
+use crate::support::recorder::{Recorded, Recorder};
+use crate::support::sidecar::{Sidecar, sample};
+
+/// The expression of a rule of the shipped alerts.yml, so the test proves the rule we ship.
+fn shipped_expr(rule: &str) -> String {
+    let file = AlertsFile::parse(EXAMPLE, std::path::Path::new("alerts.yml"))
+        .expect("the shipped alerts.yml parses");
+    file.rules
+        .iter()
+        .find(|r| r.name == rule)
+        .unwrap_or_else(|| panic!("no rule {rule} in the shipped alerts.yml"))
+        .expr
+        .text
+        .clone()
+}
+
+/// An alerts.yml with one shipped rule (its `for:` shortened to 0s) routed to `url`.
+fn alerts_with(rule: &str, url: &str) -> String {
+    format!(
+        "rules:\n  - name: {rule}\n    expr: {expr}\n    labels: {{ severity: critical }}\n    annotations: {{ summary: \"{{{{ $value }}}} over {{{{ $threshold }}}}\" }}\nroute:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook: {{ url: \"{url}\" }}\n",
+        expr = shipped_expr(rule)
+    )
+}
+
+fn recorder_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime for the recorder")
+}
+
+/// Waits until the recorder accepted a notification with this status; returns it.
+fn wait_notification(rec: &Recorder, status: &str, sidecar: &Sidecar) -> Recorded {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(r) = rec
+            .accepted()
+            .into_iter()
+            .find(|r| r.body["status"] == status)
+        {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {status} notification; got {:#?}\nlog:\n{}",
+            rec.accepted().iter().map(|r| &r.body).collect::<Vec<_>>(),
+            sidecar.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The status and message of one check of `check --json`.
+fn check_item(run: &Run, name: &str) -> (String, String) {
+    let j = run.json();
+    let c = j["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {j}"))
+        .clone();
+    (
+        c["status"].as_str().unwrap_or_default().to_string(),
+        format!(
+            "{}; fix: {}",
+            c["message"].as_str().unwrap_or_default(),
+            c["action"].as_str().unwrap_or_default()
+        ),
+    )
+}
+
+/// Sets a server parameter, reloads, and waits until new sessions see `shown`.
+fn set_and_reload(pg: &mut Cluster, key: &str, value: &str, shown: &str) {
+    pg.set_conf(key, value);
+    pg.reload();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.psql(&format!("SHOW {key}")) != shown {
+        assert!(Instant::now() < deadline, "{key} = {value} never applied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pg_test!(
+    rpo_grows_while_archiving_is_broken_fires_the_rpo_alert_and_drops_back_after_the_fix,
+    |v| {
+        let rt = recorder_runtime();
+        let rec = rt.block_on(Recorder::start(200, "ok"));
+        let (agent, mut pg) = archived_cluster(v);
+        // The sidecar runs with a 5s RPO target, so the alert fires within seconds of the
+        // break. `check` reads a second config with a 1h target: its rpo verdict then depends
+        // on archiving only, not on how many seconds passed since the last switch.
+        let yaml = |rpo: &str| {
+            format!(
+                "postgres:\n  conninfo: \"{}\"\n  connect_timeout: 2s\nrepository:\n  path: {}\nstate_dir: {}\nmonitor:\n  interval: 1s\nobjectives:\n  rpo: {rpo}\n  rto: 30m\n",
+                pg.conninfo(),
+                agent.repo().display(),
+                agent.dir().join("state").display()
+            )
+        };
+        agent.set_yaml(&yaml("5s"));
+        let check_config = agent.dir().join("check.yml");
+        std::fs::write(&check_config, yaml("1h")).expect("write check.yml");
+        agent.share_with_postgres();
+        let check = || {
+            run_in(
+                agent.dir(),
+                &[
+                    "--config",
+                    check_config.to_str().expect("utf-8"),
+                    "check",
+                    "--json",
+                ],
+                &[],
+            )
+        };
+        std::fs::write(
+            agent.dir().join("alerts.yml"),
+            alerts_with("RpoAboveTarget", &rec.url("/hook")),
+        )
+        .expect("write alerts.yml");
+
+        // Archiving works.
+        pg.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+        switch_and_wait(|s| pg.psql(s));
+        let run = check();
+        let (status, msg) = check_item(&run, "rpo");
+        assert_eq!(status, "ok", "{msg}");
+        // archive_timeout is off: no RPO target can be promised, and check says what to set.
+        let (status, msg) = check_item(&run, "archive_timeout");
+        assert_eq!(status, "warning", "{msg}");
+        assert!(
+            msg.contains("RPO target 1h cannot be met: archive_timeout is 0 (off)")
+                && msg.contains("ALTER SYSTEM SET archive_timeout = '60s'"),
+            "{msg}"
+        );
+        let sidecar = Sidecar::start(&agent);
+        let m = sidecar.wait_metrics("the RPO", Duration::from_secs(30), |m| {
+            sample(m, "dbagent_rpo_seconds").is_some()
+        });
+        assert_eq!(sample(&m, "dbagent_rpo_target_seconds"), Some(5.0), "{m}");
+        assert_eq!(
+            sample(&m, "dbagent_rto_target_seconds"),
+            Some(1800.0),
+            "{m}"
+        );
+
+        // Break archiving, write and switch: the archive falls behind the server.
+        set_and_reload(&mut pg, "archive_command", "false", "false");
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000); SELECT pg_switch_wal()");
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000)");
+        let first = sidecar.wait_metrics(
+            "the RPO to pass the 5s target",
+            Duration::from_secs(60),
+            |m| sample(m, "dbagent_rpo_seconds").is_some_and(|r| r > 5.0),
+        );
+        let first = sample(&first, "dbagent_rpo_seconds").unwrap_or_default();
+        sidecar.wait_metrics("the RPO to keep growing", Duration::from_secs(30), |m| {
+            sample(m, "dbagent_rpo_seconds").is_some_and(|r| r > first + 1.0)
+        });
+        let firing = wait_notification(&rec, "firing", &sidecar);
+        let alert = &firing.body["alerts"][0];
+        assert_eq!(alert["labels"]["alertname"], "RpoAboveTarget", "{alert}");
+        assert!(
+            alert["annotations"]["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(" over 5"),
+            "{alert}"
+        );
+        // With the 5s target `check` is CRITICAL on rpo (archiving is broken: the age only grows).
+        let run = agent.run(&["check", "--json"]);
+        assert_eq!(run.code, 2, "{}", run.all());
+        let (status, msg) = check_item(&run, "rpo");
+        assert_eq!(status, "critical", "{msg}");
+        assert!(msg.contains("above the target 5s"), "{msg}");
+
+        // Fix it: the backlog is archived, the RPO drops back and the alert resolves.
+        let command = agent.archive_command();
+        set_and_reload(&mut pg, "archive_command", &command, &command);
+        switch_and_wait(|s| pg.psql(s));
+        sidecar.wait_metrics("the RPO to drop back", Duration::from_secs(60), |m| {
+            sample(m, "dbagent_rpo_seconds").is_some_and(|r| r < 5.0)
+        });
+        let resolved = wait_notification(&rec, "resolved", &sidecar);
+        assert_eq!(
+            resolved.body["alerts"][0]["fingerprint"],
+            firing.body["alerts"][0]["fingerprint"]
+        );
+        let (status, msg) = check_item(&check(), "rpo");
+        assert_eq!(status, "ok", "{msg}");
+    }
+);
+
+pg_test!(
+    a_drill_slower_than_the_rto_target_warns_in_check_and_fires_the_rto_alert,
+    |v| {
+        let rt = recorder_runtime();
+        let rec = rt.block_on(Recorder::start(200, "ok"));
+        let (agent, pg) = archived_cluster(v);
+        // A target no real restore meets, so the measured RTO is above it.
+        let yaml = |rto: &str| {
+            format!(
+                "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\n  connect_timeout: 2s\nrepository:\n  path: REPO\nstate_dir: STATE\nbackup:\n  wal_timeout: 60s\nmonitor:\n  interval: 1s\nobjectives:\n  rto: {rto}\n",
+                pg.conninfo(),
+                pg.version().bin_dir().display()
+            )
+        };
+        agent.set_yaml(&yaml("30m"));
+        agent.share_with_postgres();
+        pg.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+        take_backup(&agent);
+        let drill = agent.run_copy(&["drill", "--json"]);
+        assert_eq!(drill.code, 0, "{}", drill.all());
+        let measured = drill.json()["rto_seconds"].as_f64().unwrap_or_default();
+        assert!(measured > 0.0, "{}", drill.stdout);
+
+        let run = agent.run(&["check", "--json"]);
+        let (status, msg) = check_item(&run, "rto");
+        assert_eq!(status, "ok", "{msg}");
+        assert!(msg.contains("within the RTO target 30m"), "{msg}");
+
+        agent.set_yaml(&yaml("1ms"));
+        let run = agent.run(&["check", "--json"]);
+        let (status, msg) = check_item(&run, "rto");
+        assert_eq!(status, "warning", "{msg}");
+        assert!(msg.contains("above the RTO target"), "{msg}");
+
+        std::fs::write(
+            agent.dir().join("alerts.yml"),
+            alerts_with("RtoAboveTarget", &rec.url("/hook")),
+        )
+        .expect("write alerts.yml");
+        let sidecar = Sidecar::start(&agent);
+        let m = sidecar.wait_metrics("the drill's RTO", Duration::from_secs(30), |m| {
+            sample(m, "dbagent_drill_rto_seconds").is_some()
+        });
+        assert_eq!(sample(&m, "dbagent_rto_target_seconds"), Some(0.001), "{m}");
+        let firing = wait_notification(&rec, "firing", &sidecar);
+        assert_eq!(
+            firing.body["alerts"][0]["labels"]["alertname"], "RtoAboveTarget",
+            "{:#?}",
+            firing.body
+        );
+    }
+);
+
+/// The metric names of the sample lines of a `/metrics` text.
+fn exported_names(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every metric name in a PromQL expression: all of ours start with `pg_` or `dbagent_`
+/// (label names and functions never do).
+fn names_in_expr(expr: &str) -> Vec<String> {
+    let re = regex_lite::Regex::new(r"\b(?:pg|dbagent)_[a-z0-9_]+").expect("regex");
+    re.find_iter(expr).map(|m| m.as_str().to_string()).collect()
+}
+
+/// Metrics that exist only in situations this test does not create, and why.
+const SITUATIONAL: &[(&str, &str)] = &[
+    (
+        "dbagent_archiver_last_failure_age_seconds",
+        "only after archive_command failed once (pg_stat_archiver.last_failed_time is set)",
+    ),
+    (
+        "dbagent_table_exact_dead_tuple_bytes",
+        "only with monitor.pgstattuple_interval set and the pgstattuple extension created",
+    ),
+    ("dbagent_table_exact_free_bytes", "as above (pgstattuple)"),
+    ("dbagent_table_exact_bloat_ratio", "as above (pgstattuple)"),
+    (
+        "dbagent_index_exact_leaf_density_ratio",
+        "as above (pgstattuple)",
+    ),
+    (
+        "dbagent_pgstattuple_skipped_relations",
+        "as above (pgstattuple)",
+    ),
+    (
+        "pg_stat_checkpointer_num_done_total",
+        "PostgreSQL 18+ only (this test runs PostgreSQL 15)",
+    ),
+    (
+        "pg_stat_checkpointer_restartpoints_timed_total",
+        "PostgreSQL 17+ only (this test runs PostgreSQL 15)",
+    ),
+    (
+        "pg_stat_checkpointer_restartpoints_req_total",
+        "PostgreSQL 17+ only",
+    ),
+    (
+        "pg_stat_checkpointer_restartpoints_done_total",
+        "PostgreSQL 17+ only",
+    ),
+];
+
+/// The metric names of README's metrics reference: the first column of the table that
+/// follows the `### Metrics reference` heading.
+fn readme_metric_names() -> std::collections::BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let section = readme
+        .split("### Metrics reference")
+        .nth(1)
+        .expect("README has a `### Metrics reference` section");
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .map(|c| c.trim().trim_matches('`').to_string())
+        .filter(|c| c.starts_with("pg_") || c.starts_with("dbagent_"))
+        .collect()
+}
+
+/// A primary with a streaming standby, a sidecar on each, a backup, a drill, alerts routed to
+/// a recorder, a bloated table and queries in pg_stat_statements: the metric names exported
+/// then are what the Grafana dashboard and README may name.
+#[test]
+fn the_dashboard_and_the_readme_name_only_metrics_dbagent_exports() {
+    use crate::support::cluster::PgVersion;
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/dbagent-dashboard.json"
+        ))
+        .expect("read the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut wanted = std::collections::BTreeSet::new();
+    for p in panels {
+        let id = p["id"].as_u64().expect("every panel has a numeric id");
+        assert!(ids.insert(id), "panel id {id} is used twice");
+        for t in p["targets"].as_array().into_iter().flatten() {
+            assert_eq!(t["datasource"]["uid"], "${DS_PROMETHEUS}", "{t}");
+            let expr = t["expr"].as_str().expect("expr");
+            assert!(expr.contains("instance=~\"$instance\""), "{expr}");
+            wanted.extend(names_in_expr(expr));
+        }
+    }
+    let vars: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(vars, ["DS_PROMETHEUS", "instance"]);
+    assert!(wanted.len() > 40, "{wanted:?}");
+
+    let rt = recorder_runtime();
+    let rec = rt.block_on(Recorder::start(200, "ok"));
+    let (agent, primary) = archived_cluster(PgVersion::V15);
+    let yaml = |pg: &Cluster, alerts: &str| {
+        format!(
+            "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\n  connect_timeout: 2s\nrepository:\n  path: REPO\nstate_dir: STATE\nbackup:\n  wal_timeout: 60s\nmonitor:\n  interval: 1s\n  slow_interval: 1s\n  bloat_min_size: 0\nalerts_file: {alerts}\n",
+            pg.conninfo(),
+            pg.version().bin_dir().display()
+        )
+    };
+    agent.set_yaml(&yaml(&primary, "alerts.yml"));
+    agent.share_with_postgres();
+    std::fs::write(
+        agent.dir().join("alerts.yml"),
+        format!(
+            "rules:\n  - name: Always\n    expr: pg_up == 1\nroute:\n  receiver: hook\n  group_wait: 0s\nreceivers:\n  - name: hook\n    webhook: {{ url: \"{}\" }}\n",
+            rec.url("/hook")
+        ),
+    )
+    .expect("write alerts.yml");
+    primary.psql(
+        "CREATE TABLE t (id int PRIMARY KEY, pad text);\n\
+         INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;\n\
+         DELETE FROM t WHERE id % 2 = 0; ANALYZE t;",
+    );
+    take_backup(&agent);
+    let drill = agent.run_copy(&["drill", "--json"]);
+    assert_eq!(drill.code, 0, "{}", drill.all());
+    let standby = primary.start_replica();
+    let standby_agent = crate::support::dbagent::Agent::with_yaml(&yaml(&standby, "none.yml"));
+
+    let sidecar = Sidecar::start(&agent);
+    let standby_sidecar = Sidecar::start(&standby_agent);
+    let known: std::collections::BTreeSet<&str> = SITUATIONAL.iter().map(|(n, _)| *n).collect();
+    // Writes and queries keep replication lag and pg_stat_statements series coming.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let exported = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = primary.try_psql(
+                    "UPDATE t SET pad = pad WHERE id < 50; SELECT count(*) FROM t WHERE pad <> ''",
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let mut exported = exported_names(&sidecar.metrics());
+            exported.extend(exported_names(&standby_sidecar.metrics()));
+            let missing: Vec<&String> = wanted.difference(&exported).collect();
+            if missing.is_empty() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                break exported;
+            }
+            if Instant::now() > deadline {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!(
+                    "the dashboard names metrics dbagent does not export: {missing:?}\nprimary /metrics:\n{}\nstandby /metrics:\n{}",
+                    sidecar.metrics(),
+                    standby_sidecar.metrics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    if let Ok(path) = std::env::var("DBAGENT_DUMP_METRICS") {
+        std::fs::write(
+            path,
+            format!("{}\n{}", sidecar.metrics(), standby_sidecar.metrics()),
+        )
+        .expect("dump /metrics");
+    }
+
+    // README's metrics reference lists exactly what is exported (plus the situational ones).
+    let documented = readme_metric_names();
+    let undocumented: Vec<&String> = exported.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported but missing from README's metrics reference: {undocumented:?}"
+    );
+    let unknown: Vec<&String> = documented
+        .iter()
+        .filter(|n| !exported.contains(*n) && !known.contains(n.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "README's metrics reference names metrics that are not exported: {unknown:?}"
+    );
+}
