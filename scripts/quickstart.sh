@@ -147,6 +147,11 @@ repository:
 state_dir: $sandbox/state
 http:
   listen: 127.0.0.1:$http_port
+# dbagent run takes these by itself (\`dbagent jobs list\` shows the runs).
+schedule:
+  backup: "0 * * * *"
+  expire: "30 * * * *"
+  verify: "15 */6 * * *"
 YML
 mkdir -p "$sandbox/repo" "$sandbox/state"
 [ "$(id -u)" = 0 ] && chown -R postgres: "$sandbox/repo" "$sandbox/state" "$conf"
@@ -197,6 +202,7 @@ Try next:
   curl -s http://127.0.0.1:$http_port/api/v1/status
   $dbagent --config $conf baselines show
   $dbagent --config $conf backups list
+  $dbagent --config $conf jobs list          (hourly backups run by the sidecar; dbagent_leader is 1)
   $dbagent --config $conf backups verify
   $dbagent --config $conf backup --label before-migration
   $dbagent --config $conf check --json

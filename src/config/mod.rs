@@ -51,6 +51,7 @@ pub struct Config {
     pub schedule: schedule::ScheduleConfig,
     #[serde(default)]
     pub ha: schedule::HaConfig,
+    #[serde(default)]
     pub objectives: ObjectivesConfig,
     /// The file this was loaded from (not a key).
     #[serde(skip)]

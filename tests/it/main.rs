@@ -20,6 +20,7 @@ mod collect_pgstattuple;
 mod collect_replication;
 mod collect_statements;
 mod collect_vacuum;
+mod compose;
 mod config_cmd;
 mod connection;
 mod drill;

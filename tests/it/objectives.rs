@@ -377,7 +377,7 @@ fn the_dashboard_and_the_readme_name_only_metrics_dbagent_exports() {
     let (agent, primary) = archived_cluster(PgVersion::V15);
     let yaml = |pg: &Cluster, alerts: &str| {
         format!(
-            "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\n  connect_timeout: 2s\nrepository:\n  path: REPO\nstate_dir: STATE\nbackup:\n  wal_timeout: 60s\nmonitor:\n  interval: 1s\n  slow_interval: 1s\n  bloat_min_size: 0\nalerts_file: {alerts}\n",
+            "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\n  connect_timeout: 2s\nrepository:\n  path: REPO\nstate_dir: STATE\nbackup:\n  wal_timeout: 60s\nmonitor:\n  interval: 1s\n  slow_interval: 1s\n  bloat_min_size: 0\nalerts_file: {alerts}\nschedule:\n  expire: \"*/2 * * * * *\"\n",
             pg.conninfo(),
             pg.version().bin_dir().display()
         )
