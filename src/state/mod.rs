@@ -130,6 +130,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         );
         CREATE INDEX drills_finished ON drills (finished_ms);",
     ),
+    // 5: reserved for the job history (`jobs`), developed on another branch. This no-op keeps
+    // the numbering; when that branch merges, its migration takes this slot.
+    ("reserved_jobs", "SELECT 1;"),
+    // 6: the advisor's samples (src/advise/store.rs): cumulative table and index counters per
+    // sample, with the stats-reset and postmaster-start markers that split them into segments.
+    ("advisor", crate::advise::store::MIGRATION),
 ];
 
 /// The schema version this build writes (the number of migrations).

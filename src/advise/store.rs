@@ -1,0 +1,304 @@
+//! The advisor's history in `state.db` (migration 6): one row per sample (when, which
+//! database, the stats-reset and postmaster-start markers), and one row per table and per
+//! index of that sample with its cumulative counters. Usage over a window is computed from
+//! consecutive samples (see [`super::window`]); storing cumulative counters rather than deltas
+//! keeps every sample self-contained, so a missed or failed sample costs one interval of
+//! coverage and never corrupts the rest.
+
+use std::path::Path;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::sample::{IndexStat, Sample, TableStat};
+use crate::state::{StateDb, StateError};
+
+/// The schema, appended to `state::MIGRATIONS` as entry 6.
+pub const MIGRATION: &str = "CREATE TABLE advisor_samples (
+        id                INTEGER PRIMARY KEY,
+        dbname            TEXT    NOT NULL,
+        taken_ms          INTEGER NOT NULL,
+        stats_reset       REAL,
+        postmaster_start  REAL    NOT NULL,
+        in_recovery       INTEGER NOT NULL
+    );
+    CREATE INDEX advisor_samples_taken ON advisor_samples (dbname, taken_ms);
+    CREATE TABLE advisor_tables (
+        sample_id         INTEGER NOT NULL REFERENCES advisor_samples (id) ON DELETE CASCADE,
+        relid             INTEGER NOT NULL,
+        schemaname        TEXT    NOT NULL,
+        relname           TEXT    NOT NULL,
+        seq_scan          REAL    NOT NULL,
+        seq_tup_read      REAL    NOT NULL,
+        idx_scan          REAL    NOT NULL,
+        idx_tup_fetch     REAL    NOT NULL,
+        n_live_tup        REAL    NOT NULL,
+        n_dead_tup        REAL    NOT NULL,
+        autovacuum_count  REAL    NOT NULL,
+        size_bytes        REAL    NOT NULL,
+        reltuples         REAL    NOT NULL,
+        last_seq_scan     REAL,
+        PRIMARY KEY (sample_id, relid)
+    ) WITHOUT ROWID;
+    CREATE TABLE advisor_indexes (
+        sample_id         INTEGER NOT NULL REFERENCES advisor_samples (id) ON DELETE CASCADE,
+        indexrelid        INTEGER NOT NULL,
+        relid             INTEGER NOT NULL,
+        schemaname        TEXT    NOT NULL,
+        relname           TEXT    NOT NULL,
+        indexrelname      TEXT    NOT NULL,
+        idx_scan          REAL    NOT NULL,
+        size_bytes        REAL    NOT NULL,
+        enforces          TEXT,
+        last_idx_scan     REAL,
+        PRIMARY KEY (sample_id, indexrelid)
+    ) WITHOUT ROWID;";
+
+/// Stores `sample`, and drops the samples of its database older than `keep_since`.
+pub fn save(
+    state_dir: &Path,
+    sample: &Sample,
+    keep_since: jiff::Timestamp,
+) -> Result<(), StateError> {
+    let mut db = StateDb::open(state_dir)?;
+    let path = db.path().to_path_buf();
+    let err = |e| StateError::from_sqlite(&path, e);
+    let tx = db.conn_mut().transaction().map_err(err)?;
+    tx.execute(
+        "INSERT INTO advisor_samples (dbname, taken_ms, stats_reset, postmaster_start, in_recovery) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            sample.dbname,
+            sample.taken.as_millisecond(),
+            sample.stats_reset,
+            sample.postmaster_start,
+            sample.in_recovery
+        ],
+    )
+    .map_err(err)?;
+    let id = tx.last_insert_rowid();
+    {
+        let mut t = tx
+            .prepare(
+                "INSERT INTO advisor_tables (sample_id, relid, schemaname, relname, seq_scan, \
+                 seq_tup_read, idx_scan, idx_tup_fetch, n_live_tup, n_dead_tup, autovacuum_count, \
+                 size_bytes, reltuples, last_seq_scan) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .map_err(err)?;
+        for s in &sample.tables {
+            t.execute(params![
+                id,
+                s.relid,
+                s.schema,
+                s.name,
+                s.seq_scan,
+                s.seq_tup_read,
+                s.idx_scan,
+                s.idx_tup_fetch,
+                s.n_live_tup,
+                s.n_dead_tup,
+                s.autovacuum_count,
+                s.size_bytes,
+                s.reltuples,
+                s.last_seq_scan
+            ])
+            .map_err(err)?;
+        }
+        let mut i = tx
+            .prepare(
+                "INSERT INTO advisor_indexes (sample_id, indexrelid, relid, schemaname, relname, \
+                 indexrelname, idx_scan, size_bytes, enforces, last_idx_scan) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .map_err(err)?;
+        for s in &sample.indexes {
+            i.execute(params![
+                id,
+                s.indexrelid,
+                s.relid,
+                s.schema,
+                s.table,
+                s.name,
+                s.idx_scan,
+                s.size_bytes,
+                s.enforces,
+                s.last_idx_scan
+            ])
+            .map_err(err)?;
+        }
+    }
+    tx.execute(
+        "DELETE FROM advisor_samples WHERE dbname = ?1 AND taken_ms < ?2",
+        params![sample.dbname, keep_since.as_millisecond()],
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)
+}
+
+/// The stored samples of `dbname` taken at or after `since`, oldest first. No database yet
+/// (or one an older dbagent wrote, without the advisor's tables) is no history.
+pub fn load(
+    state_dir: &Path,
+    dbname: &str,
+    since: jiff::Timestamp,
+) -> Result<Vec<Sample>, StateError> {
+    let db = match StateDb::open_read_only(state_dir) {
+        Ok(db) => db,
+        Err(StateError::Missing { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let err = |e| db.err(e);
+    let has_tables: Option<i64> = db
+        .conn()
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'advisor_samples'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    if has_tables.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut samples = Vec::new();
+    let mut stmt = db
+        .conn()
+        .prepare(
+            "SELECT id, taken_ms, stats_reset, postmaster_start, in_recovery FROM advisor_samples \
+             WHERE dbname = ?1 AND taken_ms >= ?2 ORDER BY taken_ms, id",
+        )
+        .map_err(err)?;
+    let heads: Vec<(i64, i64, Option<f64>, f64, bool)> = stmt
+        .query_map(params![dbname, since.as_millisecond()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    let mut tstmt = db
+        .conn()
+        .prepare(
+            "SELECT relid, schemaname, relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, \
+             n_live_tup, n_dead_tup, autovacuum_count, size_bytes, reltuples, last_seq_scan \
+             FROM advisor_tables WHERE sample_id = ?1",
+        )
+        .map_err(err)?;
+    let mut istmt = db
+        .conn()
+        .prepare(
+            "SELECT indexrelid, relid, schemaname, relname, indexrelname, idx_scan, size_bytes, \
+             enforces, last_idx_scan FROM advisor_indexes WHERE sample_id = ?1",
+        )
+        .map_err(err)?;
+    for (id, taken_ms, stats_reset, postmaster_start, in_recovery) in heads {
+        let tables = tstmt
+            .query_map([id], |r| {
+                Ok(TableStat {
+                    relid: r.get(0)?,
+                    schema: r.get(1)?,
+                    name: r.get(2)?,
+                    seq_scan: r.get(3)?,
+                    seq_tup_read: r.get(4)?,
+                    idx_scan: r.get(5)?,
+                    idx_tup_fetch: r.get(6)?,
+                    n_live_tup: r.get(7)?,
+                    n_dead_tup: r.get(8)?,
+                    autovacuum_count: r.get(9)?,
+                    size_bytes: r.get(10)?,
+                    reltuples: r.get(11)?,
+                    last_seq_scan: r.get(12)?,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let indexes = istmt
+            .query_map([id], |r| {
+                Ok(IndexStat {
+                    indexrelid: r.get(0)?,
+                    relid: r.get(1)?,
+                    schema: r.get(2)?,
+                    table: r.get(3)?,
+                    name: r.get(4)?,
+                    idx_scan: r.get(5)?,
+                    size_bytes: r.get(6)?,
+                    enforces: r.get(7)?,
+                    last_idx_scan: r.get(8)?,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let taken =
+            jiff::Timestamp::from_millisecond(taken_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        samples.push(Sample {
+            taken,
+            dbname: dbname.to_string(),
+            stats_reset,
+            postmaster_start,
+            in_recovery,
+            tables,
+            indexes,
+        });
+    }
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advise_store_round_trips_and_prunes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let mk = |at: jiff::Timestamp, scans: f64| Sample {
+            taken: at,
+            dbname: "app".into(),
+            stats_reset: Some(1.5),
+            postmaster_start: 100.0,
+            in_recovery: false,
+            tables: vec![TableStat {
+                relid: 1,
+                schema: "public".into(),
+                name: "t".into(),
+                seq_scan: scans,
+                seq_tup_read: 10.0,
+                idx_scan: 0.0,
+                idx_tup_fetch: 0.0,
+                n_live_tup: 5.0,
+                n_dead_tup: 0.0,
+                autovacuum_count: 0.0,
+                size_bytes: 8192.0,
+                reltuples: 5.0,
+                last_seq_scan: None,
+            }],
+            indexes: vec![IndexStat {
+                indexrelid: 2,
+                relid: 1,
+                schema: "public".into(),
+                table: "t".into(),
+                name: "t_pkey".into(),
+                idx_scan: scans,
+                size_bytes: 16384.0,
+                enforces: Some("primary key".into()),
+                last_idx_scan: Some(3.0),
+            }],
+        };
+        let a = mk(t0, 1.0);
+        let b = mk(t0 + jiff::SignedDuration::from_secs(60), 2.0);
+        save(tmp.path(), &a, t0).unwrap();
+        save(tmp.path(), &b, t0).unwrap();
+        assert_eq!(
+            load(tmp.path(), "app", t0).unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        assert!(load(tmp.path(), "other", t0).unwrap().is_empty());
+        // A later save prunes what is older than keep_since.
+        let c = mk(t0 + jiff::SignedDuration::from_secs(120), 3.0);
+        save(tmp.path(), &c, t0 + jiff::SignedDuration::from_secs(30)).unwrap();
+        assert_eq!(load(tmp.path(), "app", t0).unwrap(), vec![b, c]);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(load(empty.path(), "app", t0).unwrap().is_empty());
+    }
+}

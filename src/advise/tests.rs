@@ -1,0 +1,1 @@
+//! Unit tests of the findings on hand-made samples.
