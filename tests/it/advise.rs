@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::pg_test;
 use crate::support::cluster::{Cluster, ClusterOptions};
 use crate::support::dbagent::Agent;
+use crate::support::sidecar::{Sidecar, promtool_check, sample};
 
 /// An agent whose advisor calls an index unused after 1 s of observation, and looks at tables
 /// from 1 MB.
@@ -310,5 +311,66 @@ pg_test!(
         let hint = find(&advice, "missing_index", "public.claims")
             .unwrap_or_else(|| panic!("no hint with pg_read_all_data: {advice:#}"));
         assert_eq!(hint["evidence"]["columns"], serde_json::json!(["county"]));
+    }
+);
+
+pg_test!(
+    advise_findings_are_served_by_the_agent_and_shared_with_the_command,
+    |v| {
+        let pg = Cluster::start(v, ClusterOptions::default());
+        pg.psql(
+            "CREATE TABLE items (id int PRIMARY KEY, sku int, shelf int);\n\
+             INSERT INTO items SELECT i, i, i % 40 FROM generate_series(1, 5000) i;\n\
+             CREATE INDEX items_shelf ON items (shelf);\n\
+             CREATE INDEX items_shelf_copy ON items (shelf);\n\
+             ANALYZE items;",
+        );
+        let agent = Agent::with_yaml(&format!(
+            "postgres:\n  conninfo: \"{}\"\nrepository:\n  path: REPO\nstate_dir: STATE\n\
+             monitor:\n  interval: 1s\n  advisor_interval: 1s\n  advisor_min_observed: 2s\n",
+            pg.conninfo()
+        ));
+        let sidecar = Sidecar::start(&agent);
+        let unused = "dbagent_advisor_findings{kind=\"unused_index\"}";
+        let metrics = sidecar.wait_metrics("two unused indexes", Duration::from_secs(60), |m| {
+            sample(m, unused) == Some(2.0)
+        });
+        assert_eq!(
+            sample(
+                &metrics,
+                "dbagent_advisor_findings{kind=\"duplicate_index\"}"
+            ),
+            Some(1.0),
+            "{metrics}"
+        );
+        assert!(
+            sample(&metrics, "dbagent_advisor_unused_index_bytes").unwrap() > 0.0,
+            "{metrics}"
+        );
+        assert!(sample(&metrics, "dbagent_advisor_largest_unused_index_bytes").unwrap() > 0.0);
+        let (ok, out) = promtool_check(&metrics);
+        assert!(ok && out.trim().is_empty(), "promtool:\n{out}");
+
+        let (status, body) = sidecar.get("/api/v1/status");
+        assert_eq!(status, 200);
+        let json: Value = serde_json::from_str(&body).unwrap();
+        let advice = &json["sections"]["advisor"];
+        let objects: Vec<&str> = findings(advice, "unused_index")
+            .iter()
+            .map(|f| f["object"].as_str().unwrap())
+            .collect();
+        assert!(objects.contains(&"public.items_shelf"), "{advice:#}");
+        assert!(!objects.contains(&"public.items_pkey"), "{advice:#}");
+
+        // The command reads the agent's samples: its window holds more than its own.
+        let advice = advise(&agent);
+        assert!(
+            advice["window"]["samples"].as_u64().unwrap() >= 3,
+            "{advice:#}"
+        );
+        assert!(
+            find(&advice, "unused_index", "public.items_shelf").is_some(),
+            "{advice:#}"
+        );
     }
 );
