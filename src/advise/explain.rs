@@ -224,6 +224,46 @@ pub async fn explain(
     Err("EXPLAIN returned no plan".into())
 }
 
+/// The shape of a plan: its nodes (depth first) with the relations and indexes they use, without costs or
+/// row estimates (which move with statistics), and a short hash of it to tell plans apart.
+pub fn plan_shape(plan: &serde_json::Value) -> (String, String) {
+    use sha2::{Digest, Sha256};
+    let root = match plan {
+        serde_json::Value::Array(a) => a.first().and_then(|p| p.get("Plan")),
+        other => other.get("Plan"),
+    };
+    let mut parts = Vec::new();
+    if let Some(root) = root {
+        shape(root, &mut parts);
+    }
+    let text = parts.join(" > ");
+    let hash = Sha256::digest(text.as_bytes());
+    (hex::encode(&hash[..8]), text)
+}
+
+fn shape(node: &serde_json::Value, out: &mut Vec<String>) {
+    let get = |k: &str| node.get(k).and_then(|v| v.as_str());
+    let mut part = get("Node Type").unwrap_or("?").to_string();
+    if let Some(s) = get("Strategy") {
+        part = format!("{s} {part}");
+    }
+    if let Some(j) = get("Join Type").filter(|j| *j != "Inner") {
+        part.push_str(&format!(" ({j})"));
+    }
+    if let Some(i) = get("Index Name") {
+        part.push_str(&format!(" using {i}"));
+    }
+    if let Some(r) = get("Relation Name") {
+        part.push_str(&format!(" on {r}"));
+    }
+    out.push(part);
+    if let Some(children) = node.get("Plans").and_then(|v| v.as_array()) {
+        for c in children {
+            shape(c, out);
+        }
+    }
+}
+
 /// A sequential scan with a filter, found in a plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeqScanFilter {
@@ -376,6 +416,24 @@ mod tests {
         assert!(s.contains("force_generic_plan"), "{s}");
         assert!(script(&v15, "SELECT 1", "y").contains("EXECUTE y;"));
         assert_eq!(parameter_count("a = $12 and b = $3"), 12);
+    }
+
+    #[test]
+    fn advise_plan_shape_ignores_costs_and_tells_plans_apart() {
+        let a = serde_json::json!([{ "Plan": { "Node Type": "Aggregate", "Strategy": "Plain",
+            "Total Cost": 10.0, "Plans": [{ "Node Type": "Index Scan",
+            "Index Name": "claims_county", "Relation Name": "claims", "Plan Rows": 200.0 }] } }]);
+        let mut b = a.clone();
+        b[0]["Plan"]["Total Cost"] = serde_json::json!(99.0);
+        assert_eq!(plan_shape(&a), plan_shape(&b));
+        let (_, text) = plan_shape(&a);
+        assert_eq!(
+            text,
+            "Plain Aggregate > Index Scan using claims_county on claims"
+        );
+        let seq = serde_json::json!([{ "Plan": { "Node Type": "Aggregate", "Strategy": "Plain",
+            "Plans": [{ "Node Type": "Seq Scan", "Relation Name": "claims" }] } }]);
+        assert_ne!(plan_shape(&a).0, plan_shape(&seq).0);
     }
 
     #[test]

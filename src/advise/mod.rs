@@ -10,7 +10,9 @@
 //! - `missing_index`: a slow statement whose generic plan scans a large table sequentially
 //!   with a selective filter: the filtered columns (a hint, not a proof);
 //! - `autovacuum`: dead tuples that stay high through the window (autovacuum settings to
-//!   review).
+//!   review);
+//! - `plan_change`: the generic plan of a top statement changed in the window, with its mean
+//!   time before and after (the captured plan is the generic one, a proxy for what runs).
 //!
 //! Findings are ordered by an estimated impact in bytes (see [`Impact`]). The pieces:
 //! [`sample`] (the SQL), [`store`] (history), [`window`] (usage across resets), [`explain`]
@@ -57,15 +59,17 @@ pub enum Kind {
     UnusedIndex,
     DuplicateIndex,
     Autovacuum,
+    PlanChange,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::SeqScanHotspot,
         Kind::MissingIndex,
         Kind::UnusedIndex,
         Kind::DuplicateIndex,
         Kind::Autovacuum,
+        Kind::PlanChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +79,7 @@ impl Kind {
             Kind::UnusedIndex => "unused_index",
             Kind::DuplicateIndex => "duplicate_index",
             Kind::Autovacuum => "autovacuum",
+            Kind::PlanChange => "plan_change",
         }
     }
 }
@@ -82,7 +87,8 @@ impl Kind {
 /// How much a finding weighs, in bytes: for hot spots and missing indexes, the bytes read by
 /// sequential scans per hour (reading is work repeated every hour); for unused and duplicate
 /// indexes, their size on disk (space, plus the writes that maintain them); for autovacuum,
-/// the estimated bytes of dead tuples. Findings are sorted by `bytes`, largest first.
+/// the estimated bytes of dead tuples; plan changes have no byte estimate (0) and come last.
+/// Findings are sorted by `bytes`, largest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct Impact {
     pub bytes: f64,
@@ -199,6 +205,8 @@ pub struct Inputs<'a> {
     pub defs: &'a [IndexDef],
     pub statements: &'a [explain::Statement],
     pub hints: &'a [PlanHint],
+    /// Plans captured in the window (stored ones and this run's), oldest first.
+    pub plans: &'a [store::PlanCapture],
     pub since: jiff::Timestamp,
 }
 
@@ -216,27 +224,6 @@ pub async fn advise(
     let now = reading.sample.taken;
     let since = now - signed(opts.window);
     let mut notes = Vec::new();
-    let mut samples = match state_dir {
-        Some(dir) => {
-            let dir: PathBuf = dir.to_path_buf();
-            let current = reading.sample.clone();
-            let keep_since = now - signed(opts.retention);
-            let dbname = current.dbname.clone();
-            tokio::task::spawn_blocking(move || {
-                let history = store::load(&dir, &dbname, since)?;
-                store::save(&dir, &current, keep_since)?;
-                Ok::<_, crate::state::StateError>(history)
-            })
-            .await
-            .map_err(|e| AdviseError::Other(format!("the state task failed: {e}")))??
-        }
-        None => {
-            notes.push("no state directory: only this sample is used".into());
-            Vec::new()
-        }
-    };
-    samples.push(reading.sample.clone());
-
     let mut statements = Vec::new();
     match explain::top_statements(client, opts.explain_top).await {
         Ok(s) => statements = s,
@@ -246,6 +233,7 @@ pub async fn advise(
     }
     let mut hints = Vec::new();
     let mut skipped = Vec::new();
+    let mut plans: Vec<store::PlanCapture> = Vec::new();
     let current = &reading.sample;
     let by_name: HashMap<(&str, &str), &TableStat> = current
         .tables
@@ -266,6 +254,15 @@ pub async fn advise(
         let name = format!("dbagent_advise_{}_{n}", std::process::id());
         match explain::explain(client, version, &s.query, &name).await {
             Ok(plan) => {
+                let (plan_hash, plan_shape) = explain::plan_shape(&plan);
+                plans.push(store::PlanCapture {
+                    taken: now,
+                    queryid: s.queryid.clone(),
+                    plan_hash,
+                    plan_shape,
+                    calls: s.calls,
+                    total_seconds: s.total_seconds,
+                });
                 for scan in explain::seq_scans(&plan) {
                     let schema = scan.schema.clone().unwrap_or_else(|| "public".into());
                     if let Some(t) = by_name.get(&(schema.as_str(), scan.relation.as_str())) {
@@ -322,8 +319,35 @@ pub async fn advise(
                 .into(),
         );
     }
+    let mut captures = Vec::new();
+    let (mut samples, history_plans) = match state_dir {
+        Some(dir) => {
+            let dir: PathBuf = dir.to_path_buf();
+            let current = reading.sample.clone();
+            let keep_since = now - signed(opts.retention);
+            let dbname = current.dbname.clone();
+            let fresh = plans.clone();
+            tokio::task::spawn_blocking(move || {
+                let history = store::load(&dir, &dbname, since)?;
+                let history_plans = store::load_plans(&dir, &dbname, since)?;
+                store::save(&dir, &current, &fresh, keep_since)?;
+                Ok::<_, crate::state::StateError>((history, history_plans))
+            })
+            .await
+            .map_err(|e| AdviseError::Other(format!("the state task failed: {e}")))??
+        }
+        None => {
+            notes.push("no state directory: only this sample is used".into());
+            (Vec::new(), Vec::new())
+        }
+    };
+    samples.push(reading.sample.clone());
+    captures.extend(history_plans);
+    captures.extend(plans);
+
     let inputs = Inputs {
         samples: &samples,
+        plans: &captures,
         defs: &reading.defs,
         statements: &statements,
         hints: &hints,
@@ -440,6 +464,7 @@ pub fn findings(inputs: &Inputs, opts: &Options) -> Vec<Finding> {
     out.extend(unused(inputs, opts, &coverage));
     out.extend(duplicates(inputs));
     out.extend(autovacuum(inputs));
+    out.extend(plan_changes(inputs));
     out.sort_by(|a, b| {
         b.impact
             .bytes
@@ -910,6 +935,90 @@ fn autovacuum(inputs: &Inputs) -> Vec<Finding> {
                  ALTER TABLE {object} SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000);"
             ),
             note: Some(note.to_string()),
+        });
+    }
+    out
+}
+
+/// Mean seconds per call between two captures, when calls happened and nothing was reset.
+fn mean_between(a: &store::PlanCapture, b: &store::PlanCapture) -> Option<f64> {
+    let calls = b.calls - a.calls;
+    let seconds = b.total_seconds - a.total_seconds;
+    (calls > 0.0 && seconds >= 0.0).then(|| seconds / calls)
+}
+
+/// Statements whose captured plan changed in the window, with their mean time under the
+/// previous plan (between its captures, else its cumulative mean at the last of them) and under
+/// the new one (between the first capture of the new plan and the newest capture). Only the
+/// newest change of each statement, and only once calls under the new plan were measured.
+fn plan_changes(inputs: &Inputs) -> Vec<Finding> {
+    let mut by_query: BTreeMap<&str, Vec<&store::PlanCapture>> = BTreeMap::new();
+    for c in inputs.plans {
+        by_query.entry(c.queryid.as_str()).or_default().push(c);
+    }
+    let mut out = Vec::new();
+    for (queryid, caps) in by_query {
+        let Some(k) = (1..caps.len())
+            .rev()
+            .find(|&i| caps[i].plan_hash != caps[i - 1].plan_hash)
+        else {
+            continue;
+        };
+        let old = caps[k - 1];
+        let old_first = caps[..k]
+            .iter()
+            .rev()
+            .take_while(|c| c.plan_hash == old.plan_hash)
+            .last()
+            .copied()
+            .unwrap_or(old);
+        let newest = caps[caps.len() - 1];
+        let Some(after) = mean_between(caps[k], newest) else {
+            continue;
+        };
+        let before = mean_between(old_first, old)
+            .or_else(|| (old.calls > 0.0).then(|| old.total_seconds / old.calls));
+        let Some(before) = before else {
+            continue;
+        };
+        let ratio = if before > 0.0 { after / before } else { 0.0 };
+        let query = inputs
+            .statements
+            .iter()
+            .find(|s| s.queryid == queryid)
+            .map(|s| s.query.clone());
+        out.push(Finding {
+            kind: Kind::PlanChange,
+            object: format!("queryid {queryid}"),
+            summary: format!(
+                "the plan of statement {queryid} changed around {}: mean {:.4}s before, {:.4}s after ({ratio:.1}x)",
+                caps[k].taken.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                before,
+                after
+            ),
+            impact: Impact {
+                bytes: 0.0,
+                text: format!("mean {before:.4}s -> {after:.4}s ({ratio:.1}x)"),
+            },
+            evidence: json!({
+                "queryid": queryid,
+                "query": query,
+                "changed_at": caps[k].taken,
+                "plan_before": old.plan_shape,
+                "plan_after": newest.plan_shape,
+                "mean_seconds_before": before,
+                "mean_seconds_after": after,
+                "mean_ratio": ratio,
+                "calls_after": newest.calls - caps[k].calls,
+            }),
+            action: format!(
+                "-- compare the plan with real values, and the statistics of its tables:\nEXPLAIN (ANALYZE, BUFFERS) {};  -- on a replica or off-peak: ANALYZE executes it",
+                query.as_deref().map(str::trim).unwrap_or("<the statement>")
+            ),
+            note: Some(
+                "The captured plan is the generic plan dbagent asks for, a proxy for what the application's sessions run. A plan change often follows an index change, new statistics (ANALYZE) or data growth."
+                    .into(),
+            ),
         });
     }
     out

@@ -12,6 +12,7 @@ fn label(kind: Kind) -> &'static str {
         Kind::UnusedIndex => "UNUSED INDEX",
         Kind::DuplicateIndex => "DUPLICATE INDEX",
         Kind::Autovacuum => "AUTOVACUUM",
+        Kind::PlanChange => "PLAN CHANGE",
     }
 }
 

@@ -51,12 +51,34 @@ pub const MIGRATION: &str = "CREATE TABLE advisor_samples (
         enforces          TEXT,
         last_idx_scan     REAL,
         PRIMARY KEY (sample_id, indexrelid)
+    ) WITHOUT ROWID;
+    CREATE TABLE advisor_plans (
+        sample_id         INTEGER NOT NULL REFERENCES advisor_samples (id) ON DELETE CASCADE,
+        queryid           TEXT    NOT NULL,
+        plan_hash         TEXT    NOT NULL,
+        plan_shape        TEXT    NOT NULL,
+        calls             REAL    NOT NULL,
+        total_seconds     REAL    NOT NULL,
+        PRIMARY KEY (sample_id, queryid)
     ) WITHOUT ROWID;";
 
-/// Stores `sample`, and drops the samples of its database older than `keep_since`.
+/// The generic plan of a statement captured with a sample, and its cumulative counters from
+/// pg_stat_statements at that moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanCapture {
+    pub taken: jiff::Timestamp,
+    pub queryid: String,
+    pub plan_hash: String,
+    pub plan_shape: String,
+    pub calls: f64,
+    pub total_seconds: f64,
+}
+
+/// Stores `sample` with the plans captured with it, and drops the samples of its database older than `keep_since`.
 pub fn save(
     state_dir: &Path,
     sample: &Sample,
+    plans: &[PlanCapture],
     keep_since: jiff::Timestamp,
 ) -> Result<(), StateError> {
     let mut db = StateDb::open(state_dir)?;
@@ -123,6 +145,23 @@ pub fn save(
                 s.size_bytes,
                 s.enforces,
                 s.last_idx_scan
+            ])
+            .map_err(err)?;
+        }
+        let mut p = tx
+            .prepare(
+                "INSERT OR REPLACE INTO advisor_plans (sample_id, queryid, plan_hash, plan_shape, \
+                 calls, total_seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(err)?;
+        for c in plans {
+            p.execute(params![
+                id,
+                c.queryid,
+                c.plan_hash,
+                c.plan_shape,
+                c.calls,
+                c.total_seconds
             ])
             .map_err(err)?;
         }
@@ -244,6 +283,56 @@ pub fn load(
     Ok(samples)
 }
 
+/// The plans captured for `dbagent`'s samples of `dbname` since `since`, oldest first.
+pub fn load_plans(
+    state_dir: &Path,
+    dbname: &str,
+    since: jiff::Timestamp,
+) -> Result<Vec<PlanCapture>, StateError> {
+    let db = match StateDb::open_read_only(state_dir) {
+        Ok(db) => db,
+        Err(StateError::Missing { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let err = |e| db.err(e);
+    let has_table: Option<i64> = db
+        .conn()
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'advisor_plans'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    if has_table.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = db
+        .conn()
+        .prepare(
+            "SELECT s.taken_ms, p.queryid, p.plan_hash, p.plan_shape, p.calls, p.total_seconds \
+             FROM advisor_plans p JOIN advisor_samples s ON s.id = p.sample_id \
+             WHERE s.dbname = ?1 AND s.taken_ms >= ?2 ORDER BY s.taken_ms, s.id",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![dbname, since.as_millisecond()], |r| {
+            Ok(PlanCapture {
+                taken: jiff::Timestamp::from_millisecond(r.get(0)?)
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                queryid: r.get(1)?,
+                plan_hash: r.get(2)?,
+                plan_shape: r.get(3)?,
+                calls: r.get(4)?,
+                total_seconds: r.get(5)?,
+            })
+        })
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,8 +376,17 @@ mod tests {
         };
         let a = mk(t0, 1.0);
         let b = mk(t0 + jiff::SignedDuration::from_secs(60), 2.0);
-        save(tmp.path(), &a, t0).unwrap();
-        save(tmp.path(), &b, t0).unwrap();
+        save(tmp.path(), &a, &[], t0).unwrap();
+        let plan = PlanCapture {
+            taken: b.taken,
+            queryid: "42".into(),
+            plan_hash: "ab".into(),
+            plan_shape: "Seq Scan on t".into(),
+            calls: 3.0,
+            total_seconds: 1.5,
+        };
+        save(tmp.path(), &b, std::slice::from_ref(&plan), t0).unwrap();
+        assert_eq!(load_plans(tmp.path(), "app", t0).unwrap(), vec![plan]);
         assert_eq!(
             load(tmp.path(), "app", t0).unwrap(),
             vec![a.clone(), b.clone()]
@@ -296,7 +394,13 @@ mod tests {
         assert!(load(tmp.path(), "other", t0).unwrap().is_empty());
         // A later save prunes what is older than keep_since.
         let c = mk(t0 + jiff::SignedDuration::from_secs(120), 3.0);
-        save(tmp.path(), &c, t0 + jiff::SignedDuration::from_secs(30)).unwrap();
+        save(
+            tmp.path(),
+            &c,
+            &[],
+            t0 + jiff::SignedDuration::from_secs(30),
+        )
+        .unwrap();
         assert_eq!(load(tmp.path(), "app", t0).unwrap(), vec![b, c]);
         let empty = tempfile::tempdir().unwrap();
         assert!(load(empty.path(), "app", t0).unwrap().is_empty());

@@ -18,7 +18,8 @@ Findings: seq_scan_hotspot (a table read mostly by sequential scans, many times 
 the statements that name it), missing_index (a hint from the generic plan of a slow SELECT),
 unused_index (no scan in the window; indexes enforcing a primary key, unique or exclusion
 constraint are never reported), duplicate_index (same definition, or a btree prefix of another),
-autovacuum (dead rows that stay high). Each comes with its evidence and SQL to review; dbagent
+autovacuum (dead rows that stay high), plan_change (a top statement's generic plan changed; mean
+time before and after). Each comes with its evidence and SQL to review; dbagent
 never runs that SQL, and never runs EXPLAIN ANALYZE.
 
 Every run stores its sample in STATE_DIR/state.db; usage is the change between samples, so the

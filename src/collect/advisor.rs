@@ -2,7 +2,8 @@
 //! index usage into state.db and computes the findings of `dbagent advise` (see
 //! [`crate::advise`]), published as `sections.advisor` of `/api/v1/status` and as a few
 //! bounded metrics: findings by kind, bytes in unused indexes, the largest unused index and
-//! the largest table that is a sequential-scan hot spot. No per-index or per-table series.
+//! the largest table that is a sequential-scan hot spot, and the mean-time ratio of statements
+//! whose plan changed (top statements only). No per-index or per-table series.
 
 use std::time::Duration;
 
@@ -47,12 +48,35 @@ pub fn families(a: &advise::Advice) -> Vec<Family> {
             "Size of the largest table that is a sequential-scan hot spot in the advisor's window (0 when none).",
         )
         .with(&[], largest(Kind::SeqScanHotspot, "size_bytes")),
+        plan_ratio(a),
         Family::gauge(
             "dbagent_advisor_observed_seconds",
             "How much of the advisor's window its samples cover (statistics resets and server changes excluded).",
         )
         .with(&[], a.window.coverage.observed_seconds),
     ]
+}
+
+/// Mean time after / before the newest plan change of each statement whose generic plan changed
+/// in the window (bounded by `monitor.advisor_explain_top`: only explained statements).
+fn plan_ratio(a: &advise::Advice) -> Family {
+    let mut f = Family::gauge(
+        "dbagent_advisor_plan_change_mean_ratio",
+        "For statements whose captured (generic) plan changed in the advisor's window: mean time per call under the new plan divided by the mean under the previous one.",
+    );
+    for finding in a.findings.iter().filter(|f| f.kind == Kind::PlanChange) {
+        let (Some(queryid), Some(ratio)) = (
+            finding.evidence["queryid"].as_str(),
+            finding.evidence["mean_ratio"].as_f64(),
+        ) else {
+            continue;
+        };
+        f.push(
+            &[("queryid", queryid), ("datname", a.dbname.as_str())],
+            ratio,
+        );
+    }
+    f
 }
 
 impl Collector for Advisor {

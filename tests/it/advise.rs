@@ -374,3 +374,52 @@ pg_test!(
         );
     }
 );
+
+pg_test!(
+    advise_plan_change_is_captured_when_an_index_goes_away,
+    |v| {
+        let pg = Cluster::start(v, ClusterOptions::default());
+        pg.psql(
+            "CREATE TABLE claims (id bigint PRIMARY KEY, county int NOT NULL, year int NOT NULL, \
+           amount numeric NOT NULL, note text NOT NULL);\n\
+         INSERT INTO claims SELECT i, i % 1000, 2000 + i % 25, i % 977, md5(i::text) \
+           FROM generate_series(1, 200000) i;\n\
+         CREATE INDEX claims_county ON claims (county);\n\
+         ANALYZE claims;",
+        );
+        let agent = agent(&pg);
+        query_claims(&pg, 10);
+        advise(&agent);
+        query_claims(&pg, 10);
+        let before = advise(&agent);
+        assert!(findings(&before, "plan_change").is_empty(), "{before:#}");
+
+        pg.psql("DROP INDEX claims_county;");
+        advise(&agent);
+        query_claims(&pg, 10);
+        let after = advise(&agent);
+        let changes = findings(&after, "plan_change");
+        assert_eq!(changes.len(), 1, "{after:#}");
+        let ev = &changes[0]["evidence"];
+        assert!(
+            ev["plan_before"]
+                .as_str()
+                .unwrap()
+                .contains("using claims_county"),
+            "{ev:#}"
+        );
+        assert!(
+            ev["plan_after"]
+                .as_str()
+                .unwrap()
+                .contains("Seq Scan on claims"),
+            "{ev:#}"
+        );
+        assert_eq!(ev["calls_after"], 10.0, "{ev:#}");
+        assert!(
+            ev["query"].as_str().unwrap().contains("WHERE county = $1"),
+            "{ev:#}"
+        );
+        assert!(ev["mean_ratio"].as_f64().unwrap() > 0.0, "{ev:#}");
+    }
+);
