@@ -243,7 +243,7 @@ pub async fn advise(
     let mut scans_found: Vec<(explain::Statement, i64, explain::SeqScanFilter)> = Vec::new();
     // EXPLAINs share the agent's poll, which has a time limit of its own.
     let deadline = std::time::Instant::now() + EXPLAIN_BUDGET;
-    for (n, s) in statements.iter().enumerate() {
+    for s in &statements {
         if !explain::explainable(&s.query) {
             continue;
         }
@@ -251,8 +251,11 @@ pub async fn advise(
             skipped.push(json!({ "queryid": s.queryid, "reason": "the advisor's EXPLAIN time budget for this run is spent" }));
             continue;
         }
-        let name = format!("dbagent_advise_{}_{n}", std::process::id());
-        match explain::explain(client, version, &s.query, &name).await {
+        // One constant name: each statement is deallocated right after its EXPLAIN, and a
+        // name that changed per run would add pg_stat_statements entries (PREPARE is keyed
+        // by its text before PostgreSQL 16).
+        let name = "dbagent_advise_plan";
+        match explain::explain(client, version, &s.query, name).await {
             Ok(plan) => {
                 let (plan_hash, plan_shape) = explain::plan_shape(&plan);
                 plans.push(store::PlanCapture {

@@ -174,7 +174,37 @@ pub fn save(
     tx.commit().map_err(err)
 }
 
-/// The stored samples of `dbname` taken at or after `since`, oldest first. No database yet
+/// At most this many samples (plus those around resets) are loaded for one window.
+const MAX_SAMPLES: usize = 300;
+
+type Head = (i64, i64, Option<f64>, f64, bool);
+
+/// Keeps at most about `max` samples: the first, the last, an even stride between, and both
+/// samples around every stats reset or server change. The counters are cumulative, so the
+/// change over skipped samples is the sum of their steps; only resets need their neighbours.
+fn thin(heads: Vec<Head>, max: usize) -> Vec<Head> {
+    if heads.len() <= max {
+        return heads;
+    }
+    let stride = heads.len().div_ceil(max.max(2) - 1);
+    let last = heads.len() - 1;
+    heads
+        .iter()
+        .enumerate()
+        .filter(|(i, h)| {
+            let marker_change = |a: &Head, b: &Head| a.2 != b.2 || (a.3 - b.3).abs() > 0.5;
+            *i == 0
+                || *i == last
+                || i % stride == 0
+                || (*i > 0 && marker_change(&heads[i - 1], h))
+                || (*i < last && marker_change(h, &heads[i + 1]))
+        })
+        .map(|(_, h)| *h)
+        .collect()
+}
+
+/// The stored samples of `dbname` taken at or after `since`, oldest first (thinned to about
+/// `MAX_SAMPLES`, see [`thin`]). No database yet
 /// (or one an older dbagent wrote, without the advisor's tables) is no history.
 pub fn load(
     state_dir: &Path,
@@ -207,7 +237,7 @@ pub fn load(
              WHERE dbname = ?1 AND taken_ms >= ?2 ORDER BY taken_ms, id",
         )
         .map_err(err)?;
-    let heads: Vec<(i64, i64, Option<f64>, f64, bool)> = stmt
+    let heads: Vec<Head> = stmt
         .query_map(params![dbname, since.as_millisecond()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
@@ -229,6 +259,7 @@ pub fn load(
              enforces, last_idx_scan FROM advisor_indexes WHERE sample_id = ?1",
         )
         .map_err(err)?;
+    let heads = thin(heads, MAX_SAMPLES);
     for (id, taken_ms, stats_reset, postmaster_start, in_recovery) in heads {
         let tables = tstmt
             .query_map([id], |r| {
@@ -336,6 +367,20 @@ pub fn load_plans(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advise_thinning_keeps_ends_stride_and_reset_neighbours() {
+        let heads: Vec<Head> = (0..1000)
+            .map(|i| (i, i * 1000, (i >= 501).then_some(5.0), 1.0, false))
+            .collect();
+        let kept = thin(heads.clone(), 100);
+        assert!(kept.len() <= 104, "{}", kept.len());
+        assert_eq!(kept.first().unwrap().0, 0);
+        assert_eq!(kept.last().unwrap().0, 999);
+        let ids: Vec<i64> = kept.iter().map(|h| h.0).collect();
+        assert!(ids.contains(&500) && ids.contains(&501), "{ids:?}");
+        assert_eq!(thin(heads[..50].to_vec(), 100).len(), 50);
+    }
 
     #[test]
     fn advise_store_round_trips_and_prunes() {
