@@ -3,6 +3,7 @@
 //! The library holds the logic (configuration, PostgreSQL access, checks, ...); the `cli`
 //! module is the thin command-line layer over it. See README.md for the user's manual.
 
+pub mod advise;
 pub mod agent;
 pub mod alert;
 pub mod backup;

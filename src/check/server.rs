@@ -270,7 +270,8 @@ async fn check_privileges(client: &Client, v: &ServerVersion, f: &Facts) -> Vec<
 }
 
 /// Bloat estimates need pg_stats for every table, and pg_stats hides the rows of tables the
-/// role may not SELECT: OK for a superuser or a member of pg_read_all_data (14+).
+/// role may not SELECT; the advisor's EXPLAIN of the slowest statements (missing-index hints)
+/// needs SELECT on their tables too. OK for a superuser or a member of pg_read_all_data (14+).
 async fn check_stats_visibility(
     client: &Client,
     target: &PgTarget,
@@ -282,7 +283,7 @@ async fn check_stats_visibility(
         return CheckResult::ok(
             name,
             format!(
-                "role {} is a superuser: pg_stats shows every table's statistics",
+                "role {} is a superuser: pg_stats shows every table's statistics and the advisor may EXPLAIN every statement",
                 f.role
             ),
         );
@@ -300,7 +301,7 @@ async fn check_stats_visibility(
                 return CheckResult::ok(
                     name,
                     format!(
-                        "role {} is a member of {group}: pg_stats shows every table's statistics",
+                        "role {} is a member of {group}: pg_stats shows every table's statistics and the advisor may EXPLAIN every statement",
                         f.role
                     ),
                 );
@@ -326,7 +327,8 @@ async fn check_stats_visibility(
     let message = format!(
         "role {} is neither a superuser nor a member of pg_read_all_data: pg_stats hides the \
          statistics of tables it may not SELECT ({hidden} of {total} tables in database {}), \
-         so their bloat is not estimated",
+         so their bloat is not estimated, and the advisor cannot EXPLAIN the statements that \
+         read them (no missing-index hints for those)",
         f.role, f.database
     );
     match read_all {

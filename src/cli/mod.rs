@@ -7,6 +7,7 @@
 //! - `check` uses the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also
 //!   for an unreadable configuration).
 
+mod advise;
 mod alerts;
 mod backup;
 mod backups;
@@ -80,6 +81,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Health of the cluster, WAL archiving and the repository, one line per check (Nagios exit codes)
     Check(check::CheckArgs),
+    /// Query and index advice: sequential-scan hot spots, unused, duplicate and missing indexes
+    Advise(advise::AdviseArgs),
     /// Validate the configuration or print an annotated example
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -127,6 +130,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(ref args) => run::run(&cli, args),
         Command::Check(ref args) => check::run(&cli, args),
+        Command::Advise(ref args) => advise::run(&cli, args),
         Command::Config(ref cmd) => config::run(&cli, cmd),
         Command::Backup(ref args) => backup::run(&cli, args),
         Command::Backups(ref cmd) => backups::run(&cli, cmd),

@@ -11,6 +11,7 @@
 //!   text in a label;
 //! - it never scans table data: statistics views and planner statistics only.
 
+pub mod advisor;
 pub mod archiver;
 pub mod bloat;
 pub mod checkpoints;
@@ -125,5 +126,6 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(bloat::Bloat),
         Box::new(pgstattuple::PgStatTuple),
         Box::new(recovery::Recovery),
+        Box::new(advisor::Advisor),
     ]
 }

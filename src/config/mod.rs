@@ -296,6 +296,46 @@ pub struct MonitorConfig {
     /// A baseline is used for alerting only once it has this many samples.
     #[serde(default = "defaults::baseline_min_samples")]
     pub baseline_min_samples: u64,
+    /// How often `dbagent run` samples table and index usage for the advisor (0s = off).
+    #[serde(
+        default = "defaults::advisor_interval",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub advisor_interval: Duration,
+    /// The advisor's window: usage is judged over this much history (`advise --since`).
+    #[serde(
+        default = "defaults::advisor_window",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub advisor_window: Duration,
+    /// An index is called unused only after the window has been observed this long.
+    #[serde(
+        default = "defaults::advisor_min_observed",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub advisor_min_observed: Duration,
+    /// How long advisor samples are kept in state.db (at least the window).
+    #[serde(
+        default = "defaults::advisor_retention",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub advisor_retention: Duration,
+    /// Hot spots and missing-index hints skip smaller tables.
+    #[serde(
+        default = "defaults::advisor_min_table_size",
+        deserialize_with = "de::size"
+    )]
+    pub advisor_min_table_size: u64,
+    /// A hot spot reads the table in full at least this many times in the window.
+    #[serde(default = "defaults::advisor_hotspot_min_scans")]
+    pub advisor_hotspot_min_scans: f64,
+    /// Statements explained for missing-index hints: top N by mean and by total time.
+    #[serde(default = "defaults::advisor_explain_top")]
+    pub advisor_explain_top: usize,
 }
 
 impl Default for MonitorConfig {
@@ -310,6 +350,13 @@ impl Default for MonitorConfig {
             bloat_min_size: defaults::bloat_min_size(),
             pgstattuple_interval: Duration::ZERO,
             baseline_min_samples: defaults::baseline_min_samples(),
+            advisor_interval: defaults::advisor_interval(),
+            advisor_window: defaults::advisor_window(),
+            advisor_min_observed: defaults::advisor_min_observed(),
+            advisor_retention: defaults::advisor_retention(),
+            advisor_min_table_size: defaults::advisor_min_table_size(),
+            advisor_hotspot_min_scans: defaults::advisor_hotspot_min_scans(),
+            advisor_explain_top: defaults::advisor_explain_top(),
         }
     }
 }
@@ -441,6 +488,27 @@ mod defaults {
     }
     pub fn baseline_min_samples() -> u64 {
         40
+    }
+    pub fn advisor_interval() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn advisor_window() -> Duration {
+        Duration::from_secs(7 * 86400)
+    }
+    pub fn advisor_min_observed() -> Duration {
+        Duration::from_secs(86400)
+    }
+    pub fn advisor_retention() -> Duration {
+        Duration::from_secs(35 * 86400)
+    }
+    pub fn advisor_min_table_size() -> u64 {
+        10 << 20
+    }
+    pub fn advisor_hotspot_min_scans() -> f64 {
+        10.0
+    }
+    pub fn advisor_explain_top() -> usize {
+        10
     }
     pub fn listen() -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9188)

@@ -155,6 +155,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
             last_fire_ms  INTEGER NOT NULL
         );",
     ),
+    // 6: the advisor's samples (src/advise/store.rs): cumulative table and index counters per
+    // sample, with the stats-reset and postmaster-start markers that split them into segments.
+    ("advisor", crate::advise::store::MIGRATION),
 ];
 
 /// The schema version this build writes (the number of migrations).

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod advise;
 mod alerts;
 mod backup;
 mod backups_cmd;

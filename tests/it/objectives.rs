@@ -281,6 +281,10 @@ fn names_in_expr(expr: &str) -> Vec<String> {
 /// Metrics that exist only in situations this test does not create, and why.
 const SITUATIONAL: &[(&str, &str)] = &[
     (
+        "dbagent_advisor_plan_change_mean_ratio",
+        "only for statements whose captured plan changed in the advisor's window",
+    ),
+    (
         "dbagent_archiver_last_failure_age_seconds",
         "only after archive_command failed once (pg_stat_archiver.last_failed_time is set)",
     ),
