@@ -77,7 +77,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The sidecar: poll PostgreSQL, keep baselines, serve /metrics, /readyz and /api/v1/status
+    /// The sidecar: poll, baselines, alerts, scheduled jobs (when leader), /metrics and /api/v1/status
     Run(run::RunArgs),
     /// Health of the cluster, WAL archiving and the repository, one line per check (Nagios exit codes)
     Check(check::CheckArgs),

@@ -1,4 +1,4 @@
-//! `dbagent run`: the sidecar (poll, serve /metrics, and later alert and schedule). Logic in
+//! `dbagent run`: the sidecar (poll, baselines, alerts, scheduled jobs, HTTP). Logic in
 //! `crate::agent`; this file is the command's flags and its exit code.
 
 use std::process::ExitCode;
@@ -12,6 +12,10 @@ use super::{Cli, print_error};
 #[command(after_help = "\
 Runs until SIGTERM or Ctrl-C (exit 0). SIGHUP re-reads the configuration file; a file that
 does not load is rejected with an error line and the running configuration is kept.
+When it leads (it holds the advisory lock ha.lock_key on the primary; dbagent_leader 1) it also
+runs the jobs of schedule: (backup, verify, expire, drill) and the alert rules of scope
+cluster; `dbagent jobs list` shows the runs. A running job is stopped at shutdown and recorded
+as failed.
 Exit 1 when it cannot start (bad configuration, the listen address in use, unreadable TLS files).")]
 pub struct RunArgs {
     /// Listen on this address instead of http.listen (e.g. 127.0.0.1:0 for a free port)
