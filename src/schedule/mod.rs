@@ -35,6 +35,9 @@ use crate::state::StateDb;
 use cron::Cron;
 use history::JobKind;
 
+/// How long a job may take to end after SIGTERM (timeout, shutdown) before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// The most output of a job kept in its history row.
 const OUTPUT_LIMIT: usize = 16 * 1024;
 
@@ -113,6 +116,12 @@ impl Scheduler {
 
     async fn job_loop(&self, kind: JobKind, cancel: CancellationToken, changed: Arc<Notify>) {
         let mut config_rx = self.config_rx.clone();
+        // Missed runs are only run by a leader: wait for the first election to decide.
+        let mut leader_rx = self.leader_rx.clone();
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = leader_rx.wait_for(|l| l.since.is_some()) => {}
+        }
         let mut first = true;
         loop {
             let config = config_rx.borrow_and_update().clone();
@@ -359,19 +368,38 @@ impl Scheduler {
             buf
         };
         let timeout = config.schedule.timeout;
+        let pid = child.id();
         let waited = async {
             let (out, err, status) = tokio::join!(read_out, read_err, child.wait());
             (out, err, status)
         };
+        tokio::pin!(waited);
+        // Stopping a job: SIGTERM, then what it reports within a grace period (a job that had
+        // just finished is recorded as it ended, not as stopped).
+        let stop = |why: String| {
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            why
+        };
         let (out, err, status) = tokio::select! {
-            r = tokio::time::timeout(timeout, waited) => match r {
+            r = tokio::time::timeout(timeout, &mut waited) => match r {
                 Ok(r) => r,
                 Err(_) => {
-                    return (false, Some(format!("stopped after schedule.timeout ({})", humantime::format_duration(timeout))), String::new());
+                    let why = stop(format!("stopped after schedule.timeout ({})", humantime::format_duration(timeout)));
+                    let _ = tokio::time::timeout(STOP_GRACE, &mut waited).await;
+                    return (false, Some(why), String::new());
                 }
             },
             _ = cancel.cancelled() => {
-                return (false, Some("stopped: the agent was shutting down".into()), String::new());
+                let why = stop("stopped: the agent was shutting down".into());
+                match tokio::time::timeout(STOP_GRACE, &mut waited).await {
+                    Ok((out, err, Ok(s))) if s.success() => (out, err, Ok(s)),
+                    _ => return (false, Some(why), String::new()),
+                }
             }
         };
         let out = String::from_utf8_lossy(&out).into_owned();
