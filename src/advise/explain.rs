@@ -53,12 +53,7 @@ pub async fn top_statements(
     n: usize,
 ) -> Result<Vec<Statement>, String> {
     let ext = client
-        .query_opt(
-            "SELECT quote_ident(n.nspname), e.extversion FROM pg_catalog.pg_extension e \
-             JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
-             WHERE e.extname = 'pg_stat_statements'",
-            &[],
-        )
+        .query_opt(crate::pg::sql::PG_STAT_STATEMENTS_EXTENSION, &[])
         .await
         .map_err(|e| crate::pg::error_detail(&e))?;
     let Some(ext) = ext else {

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::sample::{IndexStat, Sample, TableStat};
 use crate::state::{StateDb, StateError};
@@ -211,24 +211,13 @@ pub fn load(
     dbname: &str,
     since: jiff::Timestamp,
 ) -> Result<Vec<Sample>, StateError> {
-    let db = match StateDb::open_read_only(state_dir) {
-        Ok(db) => db,
-        Err(StateError::Missing { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(db) = StateDb::open_existing(state_dir)? else {
+        return Ok(Vec::new());
     };
-    let err = |e| db.err(e);
-    let has_tables: Option<i64> = db
-        .conn()
-        .query_row(
-            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'advisor_samples'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    if has_tables.is_none() {
+    if !db.has_table("advisor_samples")? {
         return Ok(Vec::new());
     }
+    let err = |e| db.err(e);
     let mut samples = Vec::new();
     let mut stmt = db
         .conn()
@@ -320,24 +309,13 @@ pub fn load_plans(
     dbname: &str,
     since: jiff::Timestamp,
 ) -> Result<Vec<PlanCapture>, StateError> {
-    let db = match StateDb::open_read_only(state_dir) {
-        Ok(db) => db,
-        Err(StateError::Missing { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(db) = StateDb::open_existing(state_dir)? else {
+        return Ok(Vec::new());
     };
-    let err = |e| db.err(e);
-    let has_table: Option<i64> = db
-        .conn()
-        .query_row(
-            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'advisor_plans'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    if has_table.is_none() {
+    if !db.has_table("advisor_plans")? {
         return Ok(Vec::new());
     }
+    let err = |e| db.err(e);
     let mut stmt = db
         .conn()
         .prepare(

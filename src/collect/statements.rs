@@ -284,12 +284,7 @@ impl Collector for Statements {
         Box::pin(async move {
             let ext = ctx
                 .client
-                .query_opt(
-                    "SELECT quote_ident(n.nspname), e.extversion FROM pg_catalog.pg_extension e \
-                     JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
-                     WHERE e.extname = 'pg_stat_statements'",
-                    &[],
-                )
+                .query_opt(crate::pg::sql::PG_STAT_STATEMENTS_EXTENSION, &[])
                 .await
                 .map_err(|e| CollectError::query("pg_extension", &e))?;
             let Some(ext) = ext else {

@@ -594,20 +594,10 @@ pub fn record(state_dir: &Path, report: &Report) -> Result<(), StateError> {
 
 /// The last recorded drill; `None` when there is no state database or no drill yet.
 pub fn last(state_dir: &Path) -> Result<Option<LastDrill>, StateError> {
-    let db = match StateDb::open_read_only(state_dir) {
-        Ok(db) => db,
-        Err(StateError::Missing { .. }) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(db) = StateDb::open_existing(state_dir)? else {
+        return Ok(None);
     };
-    let has_table: bool = db
-        .conn()
-        .query_row(
-            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'drills'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| db.err(e))?;
-    if !has_table {
+    if !db.has_table("drills")? {
         return Ok(None);
     }
     db.conn()

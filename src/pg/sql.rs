@@ -114,6 +114,12 @@ pub fn archive_library_setting(v: &ServerVersion) -> Option<&'static str> {
     (v.major() >= 15).then_some("archive_library")
 }
 
+/// The schema (quoted) and version of pg_stat_statements in the connected database; no row
+/// when the extension is not created there.
+pub const PG_STAT_STATEMENTS_EXTENSION: &str = "SELECT quote_ident(n.nspname), e.extversion FROM pg_catalog.pg_extension e \
+     JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+     WHERE e.extname = 'pg_stat_statements'";
+
 /// The role that lets a least-privilege role read every table's statistics (pg_stats) for
 /// bloat estimates: pg_read_all_data exists from 14; before that only a superuser can.
 pub fn read_all_stats_role(v: &ServerVersion) -> Option<&'static str> {

@@ -308,20 +308,10 @@ pub fn read(
     kind: Option<JobKind>,
     limit: usize,
 ) -> Result<Option<Vec<JobRecord>>, StateError> {
-    let db = match StateDb::open_read_only(state_dir) {
-        Ok(db) => db,
-        Err(StateError::Missing { .. }) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(db) = StateDb::open_existing(state_dir)? else {
+        return Ok(None);
     };
-    let has_table: bool = db
-        .conn()
-        .query_row(
-            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'jobs'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| db.err(e))?;
-    if !has_table {
+    if !db.has_table("jobs")? {
         return Ok(Some(Vec::new()));
     }
     list(&db, kind, limit).map(Some)

@@ -161,7 +161,6 @@ impl Scheduler {
                     r = config_rx.changed() => { if r.is_err() { return } continue }
                 }
             };
-            drop(db);
             // Sleep until `next`, in slices (a wall-clock change is noticed within one), and
             // start over when the configuration changes.
             let mut reconfigured = false;
@@ -186,7 +185,6 @@ impl Scheduler {
             if reconfigured {
                 continue;
             }
-            let Some(db) = self.db().await else { continue };
             // Mark it considered first: a crash during the run is not a "missed" run later.
             if let Err(e) = history::set_mark(&lock(&db), kind, next) {
                 tracing::error!(job = kind.as_str(), error = %e, "Cannot record the schedule mark");

@@ -386,6 +386,27 @@ impl StateDb {
 
     /// The schema version of the database (for a read-only open it may be below
     /// [`SCHEMA_VERSION`] when an older dbagent wrote it).
+    /// [`StateDb::open_read_only`] for readers to whom "no database yet" means "nothing
+    /// recorded": `Ok(None)` then.
+    pub fn open_existing(state_dir: &Path) -> Result<Option<StateDb>, StateError> {
+        match StateDb::open_read_only(state_dir) {
+            Ok(db) => Ok(Some(db)),
+            Err(StateError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the table exists (a database an older dbagent wrote may lack newer tables).
+    pub fn has_table(&self, name: &str) -> Result<bool, StateError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     pub fn version(&self) -> i64 {
         self.version
     }

@@ -61,7 +61,7 @@ pub fn wait_until_promoted(pg: &Cluster) {
 
 /// A cluster whose archive_command fails, so a backup waits for its WAL with every file
 /// written: the moment an interruption is most dangerous.
-fn stalled_archiving_cluster(v: PgVersion, wal_timeout: &str) -> (Agent, Cluster) {
+pub fn stalled_archiving_cluster(v: PgVersion, wal_timeout: &str) -> (Agent, Cluster) {
     let agent = Agent::new("host=127.0.0.1");
     agent.share_with_postgres();
     let pg = Cluster::start(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::pg_test;
 use crate::restore_cmd::{Scratch, restore_started};
+use crate::schedule::jobs;
 use crate::support::cluster::{Cluster, ClusterOptions, PgVersion};
 use crate::support::dbagent::Agent;
 use crate::support::recorder::Recorder;
@@ -49,12 +50,6 @@ fn wait_leader(s: &Sidecar, want: f64, what: &str) {
     s.wait_metrics(what, Duration::from_secs(60), |m| {
         sample(m, "dbagent_leader") == Some(want)
     });
-}
-
-fn jobs(agent: &Agent) -> Vec<serde_json::Value> {
-    let run = agent.run(&["jobs", "list", "--json"]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    run.json().as_array().cloned().unwrap_or_default()
 }
 
 fn backups(agent: &Agent) -> Vec<serde_json::Value> {

@@ -6,13 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backup::configure;
+use crate::backup::{configure, stalled_archiving_cluster};
 use crate::pg_test;
 use crate::support::cluster::{Cluster, ClusterOptions, PgVersion};
 use crate::support::dbagent::Agent;
 use crate::support::sidecar::{Sidecar, promtool_check, sample};
 
-fn jobs(agent: &Agent) -> Vec<serde_json::Value> {
+pub(crate) fn jobs(agent: &Agent) -> Vec<serde_json::Value> {
     let run = agent.run(&["jobs", "list", "--json"]);
     assert_eq!(run.code, 0, "{}", run.all());
     run.json().as_array().cloned().unwrap_or_default()
@@ -155,16 +155,7 @@ pg_test!(
     |v| {
         // archive_command fails, so the scheduled backup waits for its WAL with every file
         // written: the worst moment to die.
-        let agent = Agent::new("host=127.0.0.1");
-        agent.share_with_postgres();
-        let pg = Cluster::start(
-            v,
-            ClusterOptions {
-                archive_mode: true,
-                archive_command: Some("/bin/false".into()),
-                ..ClusterOptions::default()
-            },
-        );
+        let (agent, pg) = stalled_archiving_cluster(v, "10m");
         with_schedule(&agent, &pg, "  backup: \"*/2 * * * * *\"\n");
         let sidecar = Sidecar::start(&agent);
         sidecar.wait_metrics("a scheduled backup running", Duration::from_secs(60), |m| {
