@@ -367,12 +367,7 @@ pub struct BackupSummary {
 
 /// One timeline on the way from the backup to the target: WAL in `[begin, end)` is read from
 /// this timeline (`end` none for the target timeline).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TimelineStep {
-    pub timeline: u32,
-    pub begin: Lsn,
-    pub end: Option<Lsn>,
-}
+pub use crate::wal::timeline::Step as TimelineStep;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelinePlan {
@@ -530,32 +525,7 @@ pub fn running_postmaster(dir: &Path) -> Option<i32> {
     }
 }
 
-/// Parses a timeline history file: `(parent timeline, switch point)` per line.
-pub fn parse_history(text: &str) -> Result<Vec<(u32, Lsn)>, String> {
-    let mut out: Vec<(u32, Lsn)> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let tli = fields
-            .next()
-            .and_then(|f| f.parse::<u32>().ok())
-            .ok_or_else(|| format!("line {}: no timeline number", i + 1))?;
-        let lsn = fields
-            .next()
-            .and_then(Lsn::parse)
-            .ok_or_else(|| format!("line {}: no switch point LSN", i + 1))?;
-        if let Some(&(prev_tli, prev_lsn)) = out.last()
-            && (tli <= prev_tli || lsn < prev_lsn)
-        {
-            return Err(format!("line {}: timelines or LSNs go backwards", i + 1));
-        }
-        out.push((tli, lsn));
-    }
-    Ok(out)
-}
+pub use crate::wal::timeline::parse_history;
 
 /// The history file of timeline `tli` from the archive; `Ok(None)` when absent.
 fn read_history(repo: &Repo, tli: u32) -> Result<Option<Vec<(u32, Lsn)>>, PlanError> {
@@ -627,14 +597,7 @@ fn timeline_path(repo: &Repo, target: u32) -> Result<(Vec<TimelineStep>, Vec<Str
     Ok((steps, vec![file]))
 }
 
-/// The timeline segment `segno` is read from: the newest step that has begun by then (the
-/// segment holding a switch point is read from the new timeline, as PostgreSQL does).
-fn timeline_of(path: &[TimelineStep], segno: u64, seg_size: u64) -> u32 {
-    path.iter()
-        .rev()
-        .find(|s| s.begin.segno(seg_size) <= segno)
-        .map_or(path[0].timeline, |s| s.timeline)
-}
+use crate::wal::timeline::timeline_of;
 
 /// Whether a backup ends early enough for the target.
 type BackupFilter = Box<dyn Fn(&BackupManifest) -> bool>;
@@ -1135,38 +1098,5 @@ mod tests {
             Target::Time(want)
         );
         assert_eq!(pg_time(want), "2026-11-21 09:15:00.000000+00");
-    }
-
-    #[test]
-    fn history_files_parse_and_segments_follow_the_switch() {
-        let h = parse_history(
-            "1\t0/5000060\tno recovery target specified\n\n2\t0/9000000\tat restore point \"x\"\n",
-        )
-        .unwrap();
-        assert_eq!(h, vec![(1, Lsn(0x5000060)), (2, Lsn(0x9000000))]);
-        assert!(parse_history("2\t0/5\n1\t0/6\n").is_err());
-        let path = vec![
-            TimelineStep {
-                timeline: 1,
-                begin: Lsn(0),
-                end: Some(Lsn(0x5000060)),
-            },
-            TimelineStep {
-                timeline: 2,
-                begin: Lsn(0x5000060),
-                end: Some(Lsn(0x9000000)),
-            },
-            TimelineStep {
-                timeline: 3,
-                begin: Lsn(0x9000000),
-                end: None,
-            },
-        ];
-        let seg = 16 << 20;
-        assert_eq!(timeline_of(&path, 4, seg), 1);
-        assert_eq!(timeline_of(&path, 5, seg), 2);
-        assert_eq!(timeline_of(&path, 8, seg), 2);
-        assert_eq!(timeline_of(&path, 9, seg), 3);
-        assert_eq!(timeline_of(&path, 100, seg), 3);
     }
 }

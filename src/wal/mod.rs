@@ -9,6 +9,7 @@ pub mod header;
 pub mod name;
 pub mod prefetch;
 pub mod push;
+pub mod timeline;
 
 use std::io;
 use std::path::{Path, PathBuf};

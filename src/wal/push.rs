@@ -137,6 +137,9 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
         action: "write",
         source,
     })?;
+    if name.kind == WalFileKind::History {
+        record_timeline(repo, &name, data, path, opts);
+    }
     match created {
         durable::Created::Created => Ok(PushOutcome {
             name: name.name.clone(),
@@ -191,6 +194,43 @@ fn compare_existing(
             stored,
         }),
     }
+}
+
+/// Records the timeline whose history file was just archived (when it began, where, and
+/// whether a restore or a promotion created it). Best effort: a record that cannot be written
+/// must not stop archiving, so a failure is logged and the push still succeeds.
+fn record_timeline(repo: &Repo, name: &WalName, data: &[u8], path: &Path, opts: &PushOptions) {
+    let text = String::from_utf8_lossy(data);
+    let dir = data_dir(path, opts);
+    if let Err(e) = super::timeline::record_archived_history(repo, name.tli, &text, dir.as_deref())
+    {
+        tracing::warn!(
+            file = %name.name,
+            repository = %repo.root().display(),
+            "Could not record timeline {} in the repository: {e}",
+            name.tli
+        );
+    }
+}
+
+/// The data directory of the server that runs this push: the working directory
+/// (archive_command runs in the data directory), else the file's `pg_wal/..`, else
+/// `postgres.pgdata`.
+fn data_dir(path: &Path, opts: &PushOptions) -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.push(cwd);
+    }
+    if let Some(pgdata) = path.parent().and_then(Path::parent) {
+        candidates.push(pgdata.to_path_buf());
+    }
+    if let Some(pgdata) = &opts.pgdata {
+        candidates.push(pgdata.clone());
+    }
+    candidates
+        .into_iter()
+        .find(|d| d.join("PG_VERSION").is_file())
+        .map(|d| std::fs::canonicalize(&d).unwrap_or(d))
 }
 
 /// The major version from PG_VERSION: archive_command runs in the data directory.
