@@ -391,6 +391,8 @@ pg_test!(preflight_refuses_before_writing_anything, |v| {
     pg.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
     let backup = take_backup(&agent);
     let id = backup["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let bare_time = pg.psql("SELECT to_char(now(), 'YYYY-MM-DD HH24:MI:SS')");
     for _ in 0..3 {
         pg.psql("INSERT INTO t SELECT generate_series(1, 1000)");
         switch_and_wait(|s| pg.psql(s));
@@ -426,10 +428,25 @@ pg_test!(preflight_refuses_before_writing_anything, |v| {
         "--to",
         &dest_s,
         "--target",
-        "time:2999-01-01 00:00:00",
+        &format!("time:{}", bare_time.trim()),
         "--dry-run",
     ]);
     assert_eq!(bare.code, 0, "{}", bare.all());
+    // A time in the future is refused at plan time, naming what can be restored to.
+    let future = agent.run_copy(&[
+        "restore",
+        "--to",
+        &dest_s,
+        "--target",
+        "time:2999-01-01 00:00:00+00",
+        "--dry-run",
+    ]);
+    assert_eq!(future.code, 1, "{}", future.all());
+    assert!(
+        future.stderr.contains("in the future") && future.stderr.contains("earliest point"),
+        "{}",
+        future.stderr
+    );
     assert!(
         bare.stdout.contains("server's time zone"),
         "{}",
