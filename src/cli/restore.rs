@@ -300,9 +300,10 @@ fn carry_out(
         None => None,
     };
     if let Some((busy, chosen)) = moved {
-        progress(&format!(
-            "port {busy} is in use by another server: the restored server listens on port {chosen} instead (--port to choose one)"
-        ));
+        // Said even with --json: whoever connects next needs the port.
+        eprintln!(
+            "restore: port {busy} is in use by another server: the restored server listens on port {chosen} instead (--port to choose one)"
+        );
     }
     let outcome = match &pg_ctl {
         Some(pg_ctl) => {
