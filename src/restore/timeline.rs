@@ -526,3 +526,282 @@ pub fn decide(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Property tests of the pure planning step: for any set of timelines, histories and
+    //! targets, the path is an ancestor chain through the backup, never through a copy unless
+    //! asked, every segment up to the target along it is proven or named missing, and a target
+    //! that several histories hold is refused.
+
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::backup::manifest::BackupManifest;
+    use crate::repo::Compression;
+    use crate::restore::plan::{self, Action, DirFacts, Facts, PlanError, Request};
+    use crate::wal::timeline::{ArchivedTimeline, TimelineRecord};
+
+    const SEG: u64 = 16 << 20;
+
+    fn at(secs: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    /// One generated timeline: parent index, switch segment offset, copy?, last segment offset,
+    /// whether one of its segments is missing.
+    type Gen = (usize, u64, bool, u64, Option<u64>);
+
+    fn build(gens: &[Gen]) -> Timelines {
+        let mut tl = Timelines {
+            seg_size: SEG,
+            timelines: BTreeMap::new(),
+        };
+        // Timeline 1 from segment 0.
+        let mut starts: Vec<u64> = vec![0];
+        let mut t1 = ArchivedTimeline {
+            tli: 1,
+            history: Some(Vec::new()),
+            ..ArchivedTimeline::default()
+        };
+        for s in 0..=12 {
+            t1.segments.insert(s, at(s as i64 * 10 + 5));
+        }
+        tl.timelines.insert(1, t1);
+        for (i, &(parent, switch_off, copy, len, hole)) in gens.iter().enumerate() {
+            let tli = i as u32 + 2;
+            let parent = (parent % (i + 1)) as u32 + 1;
+            let pstart = starts[parent as usize - 1];
+            let switch = pstart + 1 + switch_off;
+            starts.push(switch);
+            let switch_lsn = Lsn(switch * SEG + 0x60);
+            let mut history = tl.timelines[&parent].history.clone().unwrap_or_default();
+            history.push((parent, switch_lsn));
+            let began = at(switch as i64 * 10 + 7);
+            let mut t = ArchivedTimeline {
+                tli,
+                history: Some(history),
+                record: Some(TimelineRecord {
+                    timeline: tli,
+                    parent: Some(parent),
+                    switch_lsn: Some(switch_lsn),
+                    began,
+                    host: "h".into(),
+                    data_directory: None,
+                    origin: if copy {
+                        Origin::Copy
+                    } else {
+                        Origin::Promotion
+                    },
+                    restored_from: None,
+                }),
+                history_archived_at: Some(began),
+                ..ArchivedTimeline::default()
+            };
+            for s in switch..=switch + len {
+                if Some(s) != hole.map(|h| switch + h) {
+                    t.segments.insert(s, at(s as i64 * 10 + 8 + tli as i64));
+                }
+            }
+            tl.timelines.insert(tli, t);
+        }
+        tl
+    }
+
+    fn manifest() -> BackupManifest {
+        BackupManifest {
+            format: 1,
+            id: "B".into(),
+            label: None,
+            system_identifier: "1".into(),
+            pg_version: "15.0".into(),
+            pg_major: 15,
+            timeline: 1,
+            start_lsn: Lsn(SEG + 0x28),
+            stop_lsn: Lsn(SEG + 0x100),
+            wal_start: "000000010000000000000001".into(),
+            wal_stop: "000000010000000000000001".into(),
+            wal_segment_size: SEG,
+            start_time: at(10),
+            stop_time: at(12),
+            compression: Compression::None,
+            compressed_by: "dbagent".into(),
+            files: Vec::new(),
+            dbagent_version: "test".into(),
+        }
+    }
+
+    fn facts(tl: Timelines) -> Facts {
+        Facts {
+            now: at(100_000),
+            repo_root: PathBuf::from("/repo"),
+            wal_dir: PathBuf::from("/repo/wal"),
+            running_pid: None,
+            dir: DirFacts::default(),
+            backups: vec![manifest()],
+            point: None,
+            point_names: Vec::new(),
+            timelines: tl,
+            tablespace_dirs: Vec::new(),
+            root: false,
+            dir_owner_name: None,
+            postgres_user: None,
+        }
+    }
+
+    fn request(target: Target, timeline: TimelineChoice) -> Request {
+        Request {
+            to: PathBuf::from("/restore/here"),
+            target,
+            backup: None,
+            action: Action::Promote,
+            exclusive: false,
+            timeline,
+            force: false,
+            tablespace_map: Vec::new(),
+            restore_command: "true".into(),
+            port: None,
+            no_archive: true,
+            in_place: false,
+            notes: Vec::new(),
+            extra_settings: Vec::new(),
+        }
+    }
+
+    /// Timelines not under a copy that descend from the backup (timeline 1 at its end).
+    fn not_copy(tl: &Timelines, tli: u32) -> bool {
+        tl.descends_at(1, tli, manifest().stop_lsn)
+            && tl.path(tli).is_some_and(|p| {
+                p.iter()
+                    .all(|s| tl.get(s.timeline).and_then(|t| t.origin()) != Some(Origin::Copy))
+            })
+    }
+
+    fn target_strategy() -> impl Strategy<Value = Target> {
+        prop_oneof![
+            Just(Target::Latest),
+            Just(Target::Immediate),
+            (1u64..40, 0u64..SEG).prop_map(|(s, o)| Target::Lsn(Lsn(s * SEG + o))),
+            (20i64..400).prop_map(|s| Target::Time(at(s))),
+            Just(Target::Xid(1000)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn timeline_decisions_follow_one_history_and_prove_every_segment(
+            gens in proptest::collection::vec(
+                (0usize..5, 0u64..8, proptest::bool::weighted(0.35), 0u64..12,
+                 proptest::option::weighted(0.15, 0u64..12)),
+                0..5,
+            ),
+            target in target_strategy(),
+            pick in proptest::option::weighted(0.2, 1u32..7),
+        ) {
+            let tl = build(&gens);
+            let choice = pick.map_or(TimelineChoice::Latest, TimelineChoice::Id);
+            let req = request(target.clone(), choice);
+            let f = facts(tl.clone());
+            match plan::decide(&req, &f) {
+                Ok(p) => {
+                    let path = &p.timeline.path;
+                    // An ancestor chain ending at the chosen timeline, through the backup.
+                    prop_assert_eq!(Some(path.clone()), tl.path(p.timeline.target_timeline));
+                    prop_assert_eq!(path.first().map(|s| s.timeline), Some(1));
+                    for w in path.windows(2) {
+                        prop_assert_eq!(w[0].end, Some(w[1].begin));
+                        prop_assert_eq!(
+                            tl.get(w[1].timeline).and_then(|t| t.parent()),
+                            Some((w[0].timeline, w[1].begin))
+                        );
+                    }
+                    if pick.is_none() {
+                        prop_assert!(not_copy(&tl, p.timeline.target_timeline), "followed a copy: {:?}", p.timeline);
+                    }
+                    // Every segment from the backup's start to the plan's end is archived on
+                    // the timeline the path reads it from.
+                    let first = 1u64;
+                    let last = crate::wal::WalName::parse(&p.wal.last).unwrap().segno(SEG);
+                    for segno in first..=last {
+                        let on = timeline_of(path, segno, SEG);
+                        prop_assert!(tl.has_segment(on, segno), "segment {} of {} not archived", segno, on);
+                    }
+                    if let Target::Lsn(l) = &target {
+                        prop_assert!(last >= l.segno(SEG));
+                    }
+                    // A time that two uncopied histories were both written at is never decided.
+                    if let (Target::Time(t), None) = (&target, pick) {
+                        let live: Vec<u32> = tl.timelines.keys().copied().filter(|&x| {
+                            not_copy(&tl, x)
+                                && (x == 1 || tl.get(x).and_then(|a| a.began()).is_some_and(|b| b <= *t))
+                                && tl.get(x).and_then(|a| a.last_archived()).is_some_and(|l| l >= *t)
+                        }).collect();
+                        prop_assert!(live.len() <= 1, "time {} on {:?} decided {:?}", t, live, p.timeline);
+                        if let [one] = live.as_slice() {
+                            prop_assert!(path.iter().any(|s| s.timeline == *one));
+                        }
+                    }
+                    // An LSN that two uncopied histories each wrote is never decided.
+                    if let (Target::Lsn(l), None) = (&target, pick) {
+                        let holders: std::collections::BTreeSet<u32> = tl.timelines.keys().copied()
+                            .filter(|&x| not_copy(&tl, x))
+                            .filter_map(|x| {
+                                let path = tl.path(x)?;
+                                let on = timeline_at(&path, *l);
+                                let reaches = on != x || tl.get(x)?.segments.range(l.segno(SEG)..).next().is_some();
+                                reaches.then_some(on)
+                            })
+                            .collect();
+                        prop_assert!(holders.len() <= 1, "lsn {} held by {:?}", l, holders);
+                        prop_assert_eq!(holders.iter().next().copied(), Some(timeline_at(path, *l)));
+                    }
+                }
+                Err(PlanError::MissingWal { segment, .. }) => {
+                    // The named segment is truly absent.
+                    let w = crate::wal::WalName::parse(&segment).unwrap();
+                    prop_assert!(!tl.has_segment(w.tli, w.segno(SEG)), "{} is archived", segment);
+                }
+                Err(PlanError::AmbiguousTimeline { candidates, options, .. }) => {
+                    prop_assert!(pick.is_none());
+                    prop_assert!(options.contains("--timeline"), "{}", options);
+                    prop_assert!(candidates.contains("timeline"), "{}", candidates);
+                }
+                Err(PlanError::Unreachable { .. })
+                | Err(PlanError::NotAnAncestor { .. })
+                | Err(PlanError::MissingHistory { .. })
+                | Err(PlanError::NoBackupBefore { .. })
+                | Err(PlanError::BackupAfterTarget { .. }) => {}
+                Err(e) => prop_assert!(false, "unexpected refusal: {}", e),
+            }
+        }
+    }
+
+    #[test]
+    fn a_copy_that_kept_running_is_left_out_and_a_second_promotion_is_ambiguous() {
+        // Timeline 1 runs on; timeline 2 (a copy) branched at segment 3 and ran on.
+        let copy = build(&[(0, 2, true, 8, None)]);
+        let p = plan::decide(
+            &request(Target::Latest, TimelineChoice::Latest),
+            &facts(copy),
+        )
+        .unwrap();
+        assert_eq!(p.timeline.target_timeline, 1);
+        assert!(p.timeline.left_out.iter().any(|l| l.contains("copy")));
+        // The same branch recorded as a promotion: two histories went on.
+        let split = build(&[(0, 2, false, 8, None)]);
+        let err = plan::decide(
+            &request(Target::Latest, TimelineChoice::Latest),
+            &facts(split),
+        )
+        .unwrap_err();
+        assert!(matches!(err, PlanError::AmbiguousTimeline { .. }), "{err}");
+        assert!(
+            err.to_string().contains("--timeline 1 or --timeline 2"),
+            "{err}"
+        );
+    }
+}
