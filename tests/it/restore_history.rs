@@ -228,6 +228,13 @@ pg_test!(
         load(&pg, 1);
         let latest = pg.psql(CHECKSUM);
         switch_and_wait(|s| pg.psql(s));
+        // check judges the archive along the primary's history, not the copy's.
+        let check = agent.run(&["check"]);
+        let line = check.check_line("archive_continuity");
+        assert!(
+            line.starts_with("OK") && line.contains("timeline 1)"),
+            "{line}"
+        );
         pg.stop();
         assert_ne!(moment.checksum, rp.checksum);
 
