@@ -518,3 +518,56 @@ pg_test!(unreachable_targets_are_refused_at_plan_time, |v| {
     );
     refuse("lsn:FF/0", &["cannot restore to LSN FF/0"]);
 });
+
+pg_test!(
+    a_restore_in_place_keeps_archiving_and_a_copy_does_not,
+    |v| {
+        let (agent, mut pg) = archived_cluster(v);
+        pgbench_init(&pg);
+        take_backup(&agent);
+        switch_and_wait(|s| pg.psql(s));
+        let pgdata = pg.data_dir().to_path_buf();
+        agent.set_yaml(
+            &format!("{}postgres_pgdata_marker: x\n", agent.yaml())
+                .replace("postgres_pgdata_marker: x\n", "")
+                .replace(
+                    "  bin_dir:",
+                    &format!("  pgdata: {}\n  bin_dir:", pgdata.display()),
+                ),
+        );
+        pg.stop();
+        let plan_of = |to: &Path, extra: &[&str]| -> Value {
+            let mut args = vec![
+                "restore",
+                "--to",
+                to.to_str().unwrap(),
+                "--dry-run",
+                "--json",
+            ];
+            args.extend_from_slice(extra);
+            let run = agent.run_copy(&args);
+            assert_eq!(run.code, 0, "{}", run.all());
+            run.json()["plan"].clone()
+        };
+        let in_place = plan_of(&pgdata, &["--force"]);
+        assert_eq!(in_place["in_place"], true, "{in_place}");
+        assert_eq!(in_place["archive"], true, "{in_place}");
+        assert!(
+            !in_place["settings"].to_string().contains("archive_mode"),
+            "{in_place}"
+        );
+        let in_place_off = plan_of(&pgdata, &["--force", "--no-archive"]);
+        assert_eq!(in_place_off["archive"], false);
+        let scratch = Scratch::new();
+        let copy = plan_of(&scratch.path("copy"), &[]);
+        assert_eq!(copy["in_place"], false);
+        assert_eq!(copy["archive"], false);
+        assert!(
+            copy["settings"].to_string().contains("archive_mode"),
+            "{copy}"
+        );
+        let asked = plan_of(&scratch.path("copy"), &["--archive"]);
+        assert_eq!(asked["archive"], true);
+        pg.start_again();
+    }
+);
