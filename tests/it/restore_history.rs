@@ -527,14 +527,10 @@ pg_test!(
         take_backup(&agent);
         switch_and_wait(|s| pg.psql(s));
         let pgdata = pg.data_dir().to_path_buf();
-        agent.set_yaml(
-            &format!("{}postgres_pgdata_marker: x\n", agent.yaml())
-                .replace("postgres_pgdata_marker: x\n", "")
-                .replace(
-                    "  bin_dir:",
-                    &format!("  pgdata: {}\n  bin_dir:", pgdata.display()),
-                ),
-        );
+        agent.set_yaml(&agent.yaml().replace(
+            "  bin_dir:",
+            &format!("  pgdata: {}\n  bin_dir:", pgdata.display()),
+        ));
         pg.stop();
         let plan_of = |to: &Path, extra: &[&str]| -> Value {
             let mut args = vec![
