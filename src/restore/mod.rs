@@ -744,6 +744,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_segment_replayed_off_the_chosen_path_is_caught() {
+        use crate::restore::timeline::tests::{build, facts, request};
+        // Timeline 2, a copy, branched from 1 at segment 3; timeline 1 ran on.
+        let tl = build(&[(0, 2, true, 8, None)]);
+        let plan = plan::decide(
+            &request(Target::Latest, plan::TimelineChoice::Latest),
+            &facts(tl),
+        )
+        .unwrap();
+        assert_eq!(plan.timeline.target_timeline, 1);
+        let mut s = LogState::default();
+        for seg in ["000000010000000000000002", "000000010000000000000004"] {
+            s.feed(&format!("LOG:  restored log file \"{seg}\" from archive"));
+        }
+        assert_eq!(off_history(&plan, &s), None);
+        s.feed("LOG:  restored log file \"000000020000000000000005\" from archive");
+        let off = off_history(&plan, &s).unwrap();
+        assert!(off.contains("000000020000000000000005"), "{off}");
+    }
+
+    #[test]
     fn reads_the_server_log() {
         let mut s = LogState::default();
         for line in [

@@ -528,7 +528,7 @@ pub fn decide(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Property tests of the pure planning step: for any set of timelines, histories and
     //! targets, the path is an ancestor chain through the backup, never through a copy unless
     //! asked, every segment up to the target along it is proven or named missing, and a target
@@ -553,9 +553,9 @@ mod tests {
 
     /// One generated timeline: parent index, switch segment offset, copy?, last segment offset,
     /// whether one of its segments is missing.
-    type Gen = (usize, u64, bool, u64, Option<u64>);
+    pub(crate) type Gen = (usize, u64, bool, u64, Option<u64>);
 
-    fn build(gens: &[Gen]) -> Timelines {
+    pub(crate) fn build(gens: &[Gen]) -> Timelines {
         let mut tl = Timelines {
             seg_size: SEG,
             timelines: BTreeMap::new(),
@@ -634,7 +634,7 @@ mod tests {
         }
     }
 
-    fn facts(tl: Timelines) -> Facts {
+    pub(crate) fn facts(tl: Timelines) -> Facts {
         Facts {
             now: at(100_000),
             repo_root: PathBuf::from("/repo"),
@@ -652,7 +652,7 @@ mod tests {
         }
     }
 
-    fn request(target: Target, timeline: TimelineChoice) -> Request {
+    pub(crate) fn request(target: Target, timeline: TimelineChoice) -> Request {
         Request {
             to: PathBuf::from("/restore/here"),
             target,
