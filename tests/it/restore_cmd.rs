@@ -15,8 +15,9 @@ use serde_json::Value;
 
 use crate::backup::{archived_cluster, take_backup};
 use crate::pg_test;
-use crate::support::cluster::{Cluster, PgVersion, SUPERUSER, SUPERUSER_PASSWORD};
+use crate::support::cluster::{PgVersion, SUPERUSER, SUPERUSER_PASSWORD};
 use crate::support::dbagent::Agent;
+use crate::support::moments::{CHECKSUM, capture, pgbench, pgbench_init};
 
 /// A scratch parent directory the postgres OS user can enter, removed at the end; restored
 /// data directories go inside it.
@@ -121,8 +122,6 @@ pub fn switch_and_wait(pg_query: impl Fn(&str) -> String) {
     }
 }
 
-pub(crate) const CHECKSUM: &str = "SELECT (SELECT coalesce(sum(abalance), 0)::text || '/' || count(*) FROM pgbench_accounts) || '/' || (SELECT count(*) FROM pgbench_history)";
-
 /// `dbagent restore --start --json` into `dir`; returns the server and the JSON output.
 pub(crate) fn restore_started(
     agent: &Agent,
@@ -163,41 +162,9 @@ pub(crate) fn restore_started(
     (restored, json)
 }
 
-pub(crate) fn pgbench(pg: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(pg.version().bin("pgbench"));
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &pg.port().to_string(),
-        "-U",
-        SUPERUSER,
-    ])
-    .args(args)
-    .arg("postgres")
-    .env("PGPASSWORD", SUPERUSER_PASSWORD)
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    cmd
-}
-
-/// One recorded moment: every target kind pointing at the same state of the data.
-struct Moment {
-    checksum: String,
-    time: String,
-    lsn: String,
-    xid: String,
-    name: String,
-}
-
 pg_test!(randomized_pitr_restores_every_target_kind_exactly, |v| {
     let (agent, pg) = archived_cluster(v);
-    let init = pgbench(&pg, &["-i", "-s", "1", "-q"]).output().unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    pgbench_init(&pg);
     take_backup(&agent);
     let mut bench = pgbench(&pg, &["-n", "-c", "2", "-T", "8"]).spawn().unwrap();
 
@@ -212,52 +179,10 @@ pg_test!(randomized_pitr_restores_every_target_kind_exactly, |v| {
             .wrapping_add(1442695040888963407);
         (seed >> 33) % 1500
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&pg.conninfo(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-    });
-    let q = |sql: &str| -> String {
-        rt.block_on(async {
-            let rows = client.simple_query(sql).await.unwrap();
-            rows.iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                    _ => None,
-                })
-                .unwrap_or_default()
-        })
-    };
     let mut moments = Vec::new();
     for i in 0..2 {
         std::thread::sleep(Duration::from_millis(1000 + next()));
-        // Writers wait while the moment is recorded, so every kind of target names one state.
-        q("BEGIN");
-        q("LOCK TABLE pgbench_accounts, pgbench_history IN EXCLUSIVE MODE");
-        let checksum = q(CHECKSUM);
-        let time = q(
-            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-        );
-        let lsn = q("SELECT pg_current_wal_insert_lsn()::text");
-        let name = format!("moment-{i}");
-        let rp = agent.run(&["restore-point", &name, "--json"]);
-        assert_eq!(rp.code, 0, "{}", rp.all());
-        assert_eq!(rp.json()["name"], name.as_str());
-        let xid = q("SELECT txid_current()::text");
-        q("COMMIT");
-        moments.push(Moment {
-            checksum,
-            time,
-            lsn,
-            xid,
-            name,
-        });
+        moments.push(capture(&agent, &pg, &format!("moment-{i}")));
     }
     let out = bench.wait().unwrap();
     assert!(out.success());

@@ -10,90 +10,10 @@ use serde_json::Value;
 
 use crate::backup::{archived_cluster, configure, take_backup, wait_until_promoted};
 use crate::pg_test;
-use crate::restore_cmd::{CHECKSUM, Restored, Scratch, pgbench, restore_started, switch_and_wait};
-use crate::support::cluster::{Cluster, PgVersion};
+use crate::restore_cmd::{Restored, Scratch, restore_started, switch_and_wait};
+use crate::support::cluster::PgVersion;
 use crate::support::dbagent::Agent;
-
-/// A session that can hold a transaction open across statements (the moment's lock).
-struct Session {
-    rt: tokio::runtime::Runtime,
-    client: tokio_postgres::Client,
-}
-
-impl Session {
-    fn new(pg: &Cluster) -> Session {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&pg.conninfo(), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-        });
-        Session { rt, client }
-    }
-
-    fn q(&self, sql: &str) -> String {
-        self.rt.block_on(async {
-            let rows = self.client.simple_query(sql).await.unwrap();
-            rows.iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                    _ => None,
-                })
-                .unwrap_or_default()
-        })
-    }
-}
-
-/// One recorded moment: every target kind pointing at the same state of the data.
-#[derive(Debug, Clone)]
-struct Moment {
-    checksum: String,
-    time: String,
-    lsn: String,
-    xid: String,
-    name: String,
-}
-
-/// Records a moment while writers wait: the data's checksum, the time, the LSN, a restore point
-/// and a transaction ID all name the same state.
-fn capture(agent: &Agent, pg: &Cluster, name: &str) -> Moment {
-    let s = Session::new(pg);
-    s.q("BEGIN");
-    s.q("LOCK TABLE pgbench_accounts, pgbench_history IN EXCLUSIVE MODE");
-    let checksum = s.q(CHECKSUM);
-    let time = s.q(
-        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-    );
-    let lsn = s.q("SELECT pg_current_wal_insert_lsn()::text");
-    let rp = agent.run(&["restore-point", name, "--json"]);
-    assert_eq!(rp.code, 0, "{}", rp.all());
-    let xid = s.q("SELECT txid_current()::text");
-    s.q("COMMIT");
-    Moment {
-        checksum,
-        time,
-        lsn,
-        xid,
-        name: name.to_string(),
-    }
-}
-
-/// Runs pgbench against `pg` for `secs` seconds (two clients), waiting for it.
-fn load(pg: &Cluster, secs: u32) {
-    let out = pgbench(pg, &["-n", "-c", "2", "-T", &secs.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pgbench: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::support::moments::{CHECKSUM, Moment, capture, load, pgbench_init};
 
 /// Whether the archive holds the history file of timeline `tli`.
 fn history_archived(repo: &Path, tli: u32) -> bool {
@@ -197,15 +117,6 @@ fn archive_listing(repo: &Path) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-fn pgbench_init(pg: &Cluster) {
-    let init = pgbench(pg, &["-i", "-s", "1", "-q"]).output().unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
 }
 
 pg_test!(

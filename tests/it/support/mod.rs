@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod collect;
 pub mod dbagent;
+pub mod moments;
 pub mod recorder;
 pub mod restore;
 pub mod sessions;
