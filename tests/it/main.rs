@@ -34,3 +34,4 @@ mod run;
 mod schedule;
 mod wal;
 mod wal_prefetch;
+mod wal_verify;
