@@ -245,7 +245,9 @@ pub fn render(r: &Report) -> String {
         ),
         None => "no WAL needed yet".to_string(),
     };
-    if r.ok {
+    if r.ok && r.range.is_none() {
+        out.push_str("wal verify: OK: nothing to verify yet (no backup, and no WAL archived)\n");
+    } else if r.ok {
         out.push_str(&format!(
             "wal verify: OK: {range}, all present and intact; {cache}\n"
         ));
