@@ -124,8 +124,9 @@ fn check_continuity(repo: &Repo, backups: &[BackupManifest]) -> CheckResult {
             "dbagent backups verify",
         );
     };
-    let segments = match wal::list_segments(repo) {
-        Ok(s) => s,
+    let first = start.segno(seg);
+    let timelines = match crate::wal::timeline::Timelines::read(repo, seg) {
+        Ok(t) => t,
         Err(e) => {
             return CheckResult::problem(
                 name,
@@ -135,16 +136,40 @@ fn check_continuity(repo: &Repo, backups: &[BackupManifest]) -> CheckResult {
             );
         }
     };
-    let first = start.segno(seg);
-    let mut present: Vec<u64> = segments
-        .iter()
-        .filter(|w| w.kind == wal::WalFileKind::Segment || w.kind == wal::WalFileKind::Partial)
-        .map(|w| w.segno(seg))
-        .filter(|n| *n >= first)
-        .collect();
-    present.sort_unstable();
-    present.dedup();
-    let Some(&last) = present.last() else {
+    // Judged along the history a `latest` restore from the oldest backup follows: a test
+    // copy's segments never fill a gap in the cluster's own history.
+    let decision = crate::restore::timeline::decide(
+        &timelines,
+        crate::restore::timeline::BackupPos {
+            timeline: oldest.timeline,
+            stop_lsn: oldest.stop_lsn,
+            stop_time: oldest.stop_time,
+        },
+        &crate::restore::plan::Target::Latest,
+        None,
+        crate::restore::plan::TimelineChoice::Latest,
+    );
+    let tli = match decision {
+        Ok(d) => d.timeline,
+        Err(crate::restore::timeline::Refusal::Ambiguous { candidates, .. }) => {
+            return CheckResult::problem(
+                name,
+                Status::Warning,
+                format!(
+                    "several histories went on after backup {}: {}",
+                    oldest.id,
+                    candidates
+                        .iter()
+                        .map(|c| c.describe())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                "find out which one the application runs on; restores need --timeline N until then",
+            );
+        }
+        Err(_) => oldest.timeline,
+    };
+    let Some((_, last, _)) = timelines.newest_on_path(tli, first) else {
         return CheckResult::problem(
             name,
             Status::Critical,
@@ -155,27 +180,30 @@ fn check_continuity(repo: &Repo, backups: &[BackupManifest]) -> CheckResult {
             "check WAL archiving (the archiving check above)",
         );
     };
-    for (expected, n) in (first..).zip(present.iter()) {
-        if *n != expected {
-            let missing = wal::name::segment_name(oldest.timeline, expected, seg);
-            return CheckResult::problem(
-                name,
-                Status::Critical,
-                format!(
-                    "WAL segment {missing} is missing from the archive: recovery from backup {} cannot go past it",
-                    oldest.id
-                ),
-                "take a new backup now (dbagent backup); then find why the segment was lost",
-            );
-        }
+    let missing = timelines.missing_on_path(tli, first, last);
+    if let Some(missing) = missing.first() {
+        return CheckResult::problem(
+            name,
+            Status::Critical,
+            format!(
+                "WAL segment {missing} is missing from the archive: recovery from backup {} cannot go past it",
+                oldest.id
+            ),
+            "take a new backup now (dbagent backup); then find why the segment was lost",
+        );
     }
+    let path = timelines.path(tli).unwrap_or_default();
     CheckResult::ok(
         name,
         format!(
-            "WAL continuous from {} (backup {}) to {} ({} segments)",
+            "WAL continuous from {} (backup {}) to {} ({} segments, timeline {tli})",
             oldest.wal_start,
             oldest.id,
-            wal::name::segment_name(oldest.timeline, last, seg),
+            wal::name::segment_name(
+                crate::wal::timeline::timeline_of(&path, last, seg),
+                last,
+                seg
+            ),
             last - first + 1
         ),
     )

@@ -56,8 +56,10 @@ pub struct RestoreArgs {
     /// Stop just before the target instead of just after it (time, lsn and xid targets)
     #[arg(long)]
     pub exclusive: bool,
-    /// recovery_target_timeline: latest, current or a number
-    #[arg(long, default_value = "latest", value_name = "TLI")]
+    /// Which timeline to follow: auto (the history that held the target, decided from the
+    /// archive's timeline histories; test copies are never followed), current (the backup's) or
+    /// a number. `latest` is read as auto
+    #[arg(long, default_value = "auto", value_name = "TLI")]
     pub timeline: String,
     /// Time zone for a time target written without an offset (e.g. Europe/Paris)
     #[arg(long, value_name = "ZONE")]
@@ -68,8 +70,13 @@ pub struct RestoreArgs {
     /// Port of the restored server (written to postgresql.auto.conf)
     #[arg(long)]
     pub port: Option<u16>,
-    /// The restored server does not archive (archive_mode = off): for a copy whose new
-    /// timeline must not enter the repository
+    /// The restored server archives into the source repository. The default for a restore
+    /// into the cluster's own postgres.pgdata (the new primary must archive); any other
+    /// directory is a copy and does not archive unless asked (its timeline is then recorded as
+    /// a copy, which later restores of the cluster never follow)
+    #[arg(long, conflicts_with = "no_archive")]
+    pub archive: bool,
+    /// The restored server does not archive (archive_mode = off), even in place
     #[arg(long)]
     pub no_archive: bool,
     /// Start the server, follow recovery and report where it ended
@@ -170,8 +177,15 @@ fn request(cli: &Cli, config: &Config, args: &RestoreArgs) -> anyhow::Result<Req
         zone.as_ref(),
         notes,
         &cwd,
+        config.postgres.pgdata.as_deref(),
         recovery::restore_command(&exe, &config_path),
     )
+}
+
+/// Whether two paths name the same directory (resolved when they exist).
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let canon = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    canon(a) == canon(b)
 }
 
 /// The [`Request`] of these flags, with the I/O already done (time zone, paths).
@@ -180,6 +194,7 @@ fn request_from(
     zone: Option<&jiff::tz::TimeZone>,
     notes: Vec<String>,
     cwd: &std::path::Path,
+    pgdata: Option<&std::path::Path>,
     restore_command: String,
 ) -> anyhow::Result<Request> {
     let target = Target::parse(args.target(), zone)?;
@@ -189,6 +204,8 @@ fn request_from(
         .as_ref()
         .ok_or_else(|| anyhow!("--to DIR is required"))?;
     let to = cwd.join(to);
+    let in_place = pgdata.is_some_and(|d| same_dir(d, &to));
+    let no_archive = args.no_archive || (!in_place && !args.archive);
     let mut tablespace_map = Vec::new();
     for m in &args.tablespace_map {
         let (k, v) = m
@@ -207,7 +224,8 @@ fn request_from(
         tablespace_map,
         restore_command,
         port: args.port,
-        no_archive: args.no_archive,
+        no_archive,
+        in_place,
         notes,
         extra_settings: Vec::new(),
     })
@@ -277,8 +295,24 @@ fn carry_out(
         plan.to.display(),
         executed.seconds
     ));
+    let moved = match &pg_ctl {
+        Some(_) => restore::move_off_busy_port(plan)?,
+        None => None,
+    };
+    if let Some((busy, chosen)) = moved {
+        // Said even with --json: whoever connects next needs the port.
+        eprintln!(
+            "restore: port {busy} is in use by another server: the restored server listens on port {chosen} instead (--port to choose one)"
+        );
+    }
     let outcome = match &pg_ctl {
-        Some(pg_ctl) => Some(restore::start_and_follow(plan, pg_ctl, &mut progress)?),
+        Some(pg_ctl) => {
+            let mut o = restore::start_and_follow(plan, pg_ctl, &mut progress)?;
+            if let Some((_, chosen)) = moved {
+                o.port = Some(chosen);
+            }
+            Some(o)
+        }
         None => None,
     };
     if args.json {
@@ -393,7 +427,7 @@ fn command_line(config: Option<&std::path::Path>, args: &RestoreArgs) -> String 
     if args.exclusive {
         out.push("--exclusive".into());
     }
-    if args.timeline != "latest" {
+    if args.timeline != "auto" && args.timeline != "latest" {
         out.push(format!("--timeline {}", q(&args.timeline)));
     }
     if let Some(z) = &args.timezone {
@@ -406,6 +440,7 @@ fn command_line(config: Option<&std::path::Path>, args: &RestoreArgs) -> String 
         out.push(format!("--port {p}"));
     }
     for (on, flag) in [
+        (args.archive, "--archive"),
         (args.no_archive, "--no-archive"),
         (args.start, "--start"),
         (args.dry_run, "--dry-run"),
@@ -539,7 +574,19 @@ pub fn render(p: &RestorePlan) -> String {
     out.push_str(&format!(
         "  timelines:   {} (recovery_target_timeline = {})\n",
         path.join(" -> "),
-        p.timeline.requested
+        p.timeline.target_timeline
+    ));
+    out.push_str(&format!("  because:     {}\n", p.timeline.why));
+    for l in &p.timeline.left_out {
+        out.push_str(&format!("  left out:    {l}\n"));
+    }
+    out.push_str(&format!(
+        "  archiving:   {}\n",
+        if p.archive {
+            "on: the restored server archives its new timeline into the source repository"
+        } else {
+            "off (archive_mode = off): the restored copy never writes into the source repository; --archive to change"
+        }
     ));
     out.push_str(&format!(
         "  WAL:         {} .. {}: {} segments, {} to replay ({} stored), all archived; ends at {}\n",
@@ -643,8 +690,8 @@ mod tests {
             "dbagent --config /etc/dbagent/dbagent.yml restore --to /srv/restored --target lsn:0/3000028 --action pause --port 5499 --no-archive --start"
         );
         let typed = parse(&line);
-        let from_guided = request_from(&flags, None, Vec::new(), cwd, "rc".into()).unwrap();
-        let from_flags = request_from(&typed, None, Vec::new(), cwd, "rc".into()).unwrap();
+        let from_guided = request_from(&flags, None, Vec::new(), cwd, None, "rc".into()).unwrap();
+        let from_flags = request_from(&typed, None, Vec::new(), cwd, None, "rc".into()).unwrap();
         assert_eq!(from_guided, from_flags);
         assert_eq!(from_flags.target, Target::Lsn(crate::wal::Lsn(0x3000028)));
         assert_eq!(from_flags.action, Action::Pause);

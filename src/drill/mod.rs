@@ -251,6 +251,7 @@ fn drive(
         restore_command: opts.restore_command.clone(),
         port: Some(port),
         no_archive: true,
+        in_place: false,
         notes: Vec::new(),
         extra_settings: vec![
             // Reachable on loopback and through a socket only the server's OS user can open.
@@ -451,6 +452,9 @@ fn verify_backup(repo: &Repo, plan: &RestorePlan, verifier: &Path) -> Result<(),
     if !plan.tablespaces.is_empty() {
         cmd.arg("--ignore").arg("tablespace_map");
     }
+    // The marker `dbagent restore` leaves is not part of the backup.
+    cmd.arg("--ignore")
+        .arg(crate::wal::timeline::RESTORE_MARKER);
     cmd.arg(&plan.to)
         .env("LC_MESSAGES", "C")
         .stdin(Stdio::null());

@@ -9,6 +9,7 @@ pub mod guided;
 pub mod plan;
 pub mod points;
 pub mod recovery;
+pub mod timeline;
 
 use std::io::{self, BufRead, Seek};
 use std::path::{Path, PathBuf};
@@ -232,6 +233,18 @@ fn extract_all(
         .map_err(io_err(&plan.to, "rewrite tablespace_map in"))?;
     recovery::write(&plan.to, &plan.settings, &m.id)
         .map_err(io_err(&plan.to, "write the recovery settings in"))?;
+    // Tells wal-push, when this server archives a new timeline, that a restore created it
+    // (and whether it is the cluster itself or a copy).
+    crate::wal::timeline::write_marker(
+        &plan.to,
+        &crate::wal::timeline::RestoreMarker {
+            backup: m.id.clone(),
+            restored_at: jiff::Timestamp::now(),
+            in_place: plan.in_place,
+            archive: plan.archive,
+        },
+    )
+    .map_err(io_err(&plan.to, "write the restore marker in"))?;
     if let Some(o) = &plan.owner {
         chown_tree(&plan.to, o.uid, o.gid).map_err(io_err(&plan.to, "chown"))?;
         for t in &plan.tablespaces {
@@ -285,6 +298,66 @@ pub fn find_program(bin_dir: Option<&Path>, major: u32, program: &str) -> Result
     ))
 }
 
+/// The port a data directory's server listens on: the last `port` setting of
+/// postgresql.auto.conf, else of postgresql.conf, else 5432.
+pub fn configured_port(data: &Path) -> u16 {
+    let last_port = |file: &str| -> Option<u16> {
+        let text = std::fs::read_to_string(data.join(file)).ok()?;
+        text.lines().rev().find_map(|l| {
+            let l = l.split('#').next()?.trim();
+            let (k, v) = l
+                .split_once('=')
+                .or_else(|| l.split_once(char::is_whitespace))?;
+            (k.trim() == "port")
+                .then(|| v.trim().trim_matches('\'').parse::<u16>().ok())
+                .flatten()
+        })
+    };
+    last_port("postgresql.auto.conf")
+        .or_else(|| last_port("postgresql.conf"))
+        .unwrap_or(5432)
+}
+
+/// Whether something holds TCP `port` on the loopback address.
+pub fn port_in_use(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+        || std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_millis(300),
+        )
+        .is_ok()
+}
+
+/// Before `--start` without `--port`: when the port the restored server would use is held by
+/// another server (the source, typically), picks a free loopback port and appends it to
+/// postgresql.auto.conf. Returns `(busy, chosen)` when it moved.
+pub fn move_off_busy_port(plan: &RestorePlan) -> Result<Option<(u16, u16)>, RestoreError> {
+    if plan.settings.iter().any(|s| s.name == "port") {
+        return Ok(None);
+    }
+    let busy = configured_port(&plan.to);
+    if !port_in_use(busy) {
+        return Ok(None);
+    }
+    let chosen = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| RestoreError::Start(format!("cannot find a free port: {e}")))?;
+    let auto = plan.to.join("postgresql.auto.conf");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&auto)
+        .map_err(io_err(&auto, "open"))?;
+    use std::io::Write;
+    writeln!(
+        f,
+        "port = {chosen}    # dbagent restore --start: port {busy} is in use by another server"
+    )
+    .and_then(|()| f.sync_all())
+    .map_err(io_err(&auto, "write"))?;
+    Ok(Some((busy, chosen)))
+}
+
 /// The log file the restored server writes while dbagent follows it.
 pub fn log_path(plan: &RestorePlan) -> PathBuf {
     plan.to.join("restore.log")
@@ -326,6 +399,8 @@ pub struct Outcome {
 #[derive(Debug, Default)]
 struct LogState {
     restored: u64,
+    /// Every WAL segment restored from the archive, by name.
+    restored_segments: Vec<String>,
     last_restored: Option<String>,
     consistent: bool,
     stop: Option<String>,
@@ -362,6 +437,11 @@ impl LogState {
         if line.contains("restored log file \"") && line.contains("from archive") {
             self.restored += 1;
             self.last_restored = quoted(line).map(str::to_string);
+            if let Some(name) = quoted(line)
+                && name.len() == 24
+            {
+                self.restored_segments.push(name.to_string());
+            }
         } else if line.contains("consistent recovery state reached") {
             self.consistent = true;
         } else if line.contains("recovery stopping ") {
@@ -561,10 +641,27 @@ fn finish(
         log: log.clone(),
         port,
     };
-    if done && reached {
+    let off_path = if done {
+        off_history(plan, &state)
+    } else {
+        None
+    };
+    if done && reached && off_path.is_none() {
         return Ok(outcome);
     }
-    let why = if state.not_reached {
+    let why = if let Some(off) = off_path {
+        format!(
+            "recovery left the chosen history (timeline {}, path {}): {off}; the restored data is not from the history that held {}",
+            plan.timeline.target_timeline,
+            plan.timeline
+                .path
+                .iter()
+                .map(|s| s.timeline.to_string())
+                .collect::<Vec<_>>()
+                .join(" -> "),
+            plan.target.description
+        )
+    } else if state.not_reached {
         format!(
             "recovery ended before reaching {}: the archive has no WAL beyond {} (the target is later than the newest archived WAL, or on another timeline)",
             plan.target.description,
@@ -591,6 +688,52 @@ fn finish(
     )))
 }
 
+/// Whether recovery replayed WAL off the plan's timeline path: a segment read from another
+/// timeline than the path assigns to it, or a new timeline whose history does not continue
+/// the path. `None` when it stayed on the path.
+fn off_history(plan: &RestorePlan, state: &LogState) -> Option<String> {
+    use crate::wal::timeline::timeline_of;
+    let path = &plan.timeline.path;
+    let seg = plan.manifest.wal_segment_size;
+    for name in &state.restored_segments {
+        let Some(w) = crate::wal::WalName::parse(name) else {
+            continue;
+        };
+        let want = timeline_of(path, w.segno(seg), seg);
+        if w.tli != want {
+            return Some(format!(
+                "segment {name} was replayed, but the path reads that position from timeline {want}"
+            ));
+        }
+    }
+    let new_tli = state.new_tli?;
+    let history = plan
+        .to
+        .join("pg_wal")
+        .join(format!("{new_tli:08X}.history"));
+    let text = std::fs::read_to_string(&history).ok()?;
+    let lines = crate::wal::timeline::parse_history(&text).ok()?;
+    let Some(&(parent, _)) = lines.last() else {
+        return Some(format!("{} is empty", history.display()));
+    };
+    if !path.iter().any(|s| s.timeline == parent) {
+        return Some(format!(
+            "the new timeline {new_tli} branched from timeline {parent}, which is not on the path"
+        ));
+    }
+    for (tli, switch) in &lines[..lines.len() - 1] {
+        if !path
+            .iter()
+            .any(|s| s.timeline == *tli && s.end == Some(*switch))
+        {
+            return Some(format!(
+                "the new timeline's history passes timeline {tli} until {switch}, which the path does not"
+            ));
+        }
+    }
+    None
+}
+
 /// The target of a plan, for callers that branch on it (drill).
 pub fn is_latest(plan: &RestorePlan) -> bool {
     plan.target.kind == Target::Latest.kind()
@@ -599,6 +742,27 @@ pub fn is_latest(plan: &RestorePlan) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segment_replayed_off_the_chosen_path_is_caught() {
+        use crate::restore::timeline::tests::{build, facts, request};
+        // Timeline 2, a copy, branched from 1 at segment 3; timeline 1 ran on.
+        let tl = build(&[(0, 2, true, 8, None)]);
+        let plan = plan::decide(
+            &request(Target::Latest, plan::TimelineChoice::Latest),
+            &facts(tl),
+        )
+        .unwrap();
+        assert_eq!(plan.timeline.target_timeline, 1);
+        let mut s = LogState::default();
+        for seg in ["000000010000000000000002", "000000010000000000000004"] {
+            s.feed(&format!("LOG:  restored log file \"{seg}\" from archive"));
+        }
+        assert_eq!(off_history(&plan, &s), None);
+        s.feed("LOG:  restored log file \"000000020000000000000005\" from archive");
+        let off = off_history(&plan, &s).unwrap();
+        assert!(off.contains("000000020000000000000005"), "{off}");
+    }
 
     #[test]
     fn reads_the_server_log() {

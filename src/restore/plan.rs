@@ -6,7 +6,6 @@
 //! and is empty (unless `--force`). The plan only reads; [`super::execute`] acts on it, so
 //! `--dry-run`, `drill` and the guided restore share this one code path.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -15,7 +14,8 @@ use super::points;
 use crate::backup::manifest::{self, BackupManifest};
 use crate::backup::verify::WalRange;
 use crate::repo::{Compression, Repo, RepoError};
-use crate::wal::{self, Lsn, WalFileKind, WalName, name::segment_name};
+use crate::wal::timeline::{Timelines, timeline_of};
+use crate::wal::{Lsn, name::segment_name};
 
 /// Why a restore cannot be planned. Every message names the object and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +34,36 @@ pub enum PlanError {
         "backup {id} is not in the repository (or incomplete); `dbagent backups list` shows the complete ones"
     )]
     UnknownBackup { id: String },
-    #[error("no backup can reach {target}: the oldest backup ({id}) ended at {ended}, after it")]
+    #[error(
+        "no backup can reach {target}: the oldest backup ({id}) ended at {ended}, after it; {latest}"
+    )]
     NoBackupBefore {
         target: String,
         id: String,
         ended: String,
+        latest: String,
+    },
+    #[error(
+        "restore point `{name}` is not recorded in the repository ({known}); {hint}`dbagent restore-point --list` shows them. A restore point created with pg_create_restore_point outside dbagent cannot be placed on a timeline: target its LSN with --target lsn:LSN"
+    )]
+    UnknownPoint {
+        name: String,
+        known: String,
+        hint: String,
+    },
+    #[error("cannot restore to {what}: {why}; {latest}. Nothing was written")]
+    Unreachable {
+        what: String,
+        why: String,
+        latest: String,
+    },
+    #[error(
+        "the archive alone cannot tell which history holds {what}: candidates are {candidates}. Nothing was written; choose one with {options}"
+    )]
+    AmbiguousTimeline {
+        what: String,
+        candidates: String,
+        options: String,
     },
     #[error(
         "backup {id} ended at {ended}, after the target {target}: choose an older backup (`dbagent backups list`) or a later target"
@@ -303,20 +328,20 @@ pub enum TimelineChoice {
 impl TimelineChoice {
     pub fn parse(s: &str) -> Result<TimelineChoice, String> {
         match s {
-            "latest" => Ok(TimelineChoice::Latest),
+            "auto" | "latest" => Ok(TimelineChoice::Latest),
             "current" => Ok(TimelineChoice::Current),
             n => n
                 .parse::<u32>()
                 .ok()
                 .filter(|n| *n >= 1)
                 .map(TimelineChoice::Id)
-                .ok_or_else(|| format!("`{n}` is not latest, current or a timeline number")),
+                .ok_or_else(|| format!("`{n}` is not auto, current or a timeline number")),
         }
     }
 
-    fn setting(self) -> String {
+    pub fn setting(self) -> String {
         match self {
-            TimelineChoice::Latest => "latest".into(),
+            TimelineChoice::Latest => "auto".into(),
             TimelineChoice::Current => "current".into(),
             TimelineChoice::Id(n) => n.to_string(),
         }
@@ -342,6 +367,9 @@ pub struct Request {
     pub port: Option<u16>,
     /// `archive_mode = off` in postgresql.auto.conf.
     pub no_archive: bool,
+    /// The destination is the cluster's own data directory (`postgres.pgdata`): the restored
+    /// server is the cluster's new primary, not a copy.
+    pub in_place: bool,
     /// Notes from the caller to show with the plan (e.g. where a time zone came from).
     pub notes: Vec<String>,
     /// Further settings for postgresql.auto.conf, written after the recovery settings (a
@@ -377,6 +405,10 @@ pub struct TimelinePlan {
     pub path: Vec<TimelineStep>,
     /// The history files recovery reads (`00000002.history`), all present in the archive.
     pub history_files: Vec<String>,
+    /// Why this timeline: the history that held the target.
+    pub why: String,
+    /// Timelines of the archive that were left out and why (test copies, other branches).
+    pub left_out: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -430,6 +462,11 @@ pub struct RestorePlan {
     pub tablespaces: Vec<TablespacePlan>,
     /// `--force` on a non-empty directory: its current contents are removed first.
     pub replaces_existing: bool,
+    /// Whether the restored server archives into the source repository (`archive_mode` is
+    /// left as the backup had it); otherwise `archive_mode = off` is written.
+    pub archive: bool,
+    /// Restored into the cluster's own data directory (its timelines are the cluster's).
+    pub in_place: bool,
     pub settings: Vec<Setting>,
     pub owner: Option<Owner>,
     /// A rough estimate: extraction at ~200 MB/s plus replay at ~100 MB/s plus start-up.
@@ -449,20 +486,12 @@ pub struct PlanTarget {
     pub restore_point: Option<points::RestorePoint>,
 }
 
-/// The state of a directory the restore would write to.
-#[derive(Debug)]
-struct DirState {
-    entries: usize,
-    uid: Option<u32>,
-    gid: Option<u32>,
-}
-
-fn inspect_dir(dir: &Path) -> Result<DirState, PlanError> {
+pub fn inspect_dir(dir: &Path) -> Result<DirFacts, PlanError> {
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {
             let entries = std::fs::read_dir(dir).map_err(io_err(dir, "list"))?.count();
-            Ok(DirState {
+            Ok(DirFacts {
                 entries,
                 uid: Some(m.uid()),
                 gid: Some(m.gid()),
@@ -473,7 +502,7 @@ fn inspect_dir(dir: &Path) -> Result<DirState, PlanError> {
             action: "restore into",
             source: std::io::Error::other("it exists and is not a directory"),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DirState {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DirFacts {
             entries: 0,
             uid: None,
             gid: None,
@@ -527,91 +556,24 @@ pub fn running_postmaster(dir: &Path) -> Option<i32> {
 
 pub use crate::wal::timeline::parse_history;
 
-/// The history file of timeline `tli` from the archive; `Ok(None)` when absent.
-fn read_history(repo: &Repo, tli: u32) -> Result<Option<Vec<(u32, Lsn)>>, PlanError> {
-    let file = format!("{tli:08X}.history");
-    let name = WalName::parse(&file).ok_or_else(|| PlanError::BadHistory {
-        file: file.clone(),
-        detail: "bad name".into(),
-    })?;
-    let found = wal::find(repo, &name).map_err(io_err(&repo.wal_dir(), "read the WAL archive"))?;
-    let Some((path, c)) = found else {
-        return Ok(None);
-    };
-    let bytes = wal::read_stored(&path, c).map_err(io_err(&path, "read"))?;
-    let text = String::from_utf8_lossy(&bytes);
-    parse_history(&text)
-        .map(Some)
-        .map_err(|detail| PlanError::BadHistory { file, detail })
-}
-
-/// The timeline recovery will end on, as PostgreSQL picks it: for `latest`, the highest
-/// consecutive timeline after the backup's that has a history file in the archive.
-fn target_timeline(repo: &Repo, backup_tli: u32, choice: TimelineChoice) -> Result<u32, PlanError> {
-    match choice {
-        TimelineChoice::Current => Ok(backup_tli),
-        TimelineChoice::Id(n) => Ok(n),
-        TimelineChoice::Latest => {
-            let mut newest = backup_tli;
-            while read_history(repo, newest + 1)?.is_some() {
-                newest += 1;
-            }
-            Ok(newest)
-        }
-    }
-}
-
-/// The steps from timeline 1 to `target`, from its history file.
-fn timeline_path(repo: &Repo, target: u32) -> Result<(Vec<TimelineStep>, Vec<String>), PlanError> {
-    if target == 1 {
-        return Ok((
-            vec![TimelineStep {
-                timeline: 1,
-                begin: Lsn(0),
-                end: None,
-            }],
-            Vec::new(),
-        ));
-    }
-    let file = format!("{target:08X}.history");
-    let history = read_history(repo, target)?.ok_or_else(|| PlanError::MissingHistory {
-        file: file.clone(),
-        archive: repo.wal_dir(),
-        tli: target,
-    })?;
-    let mut steps = Vec::new();
-    let mut begin = Lsn(0);
-    for (tli, switch) in history {
-        steps.push(TimelineStep {
-            timeline: tli,
-            begin,
-            end: Some(switch),
-        });
-        begin = switch;
-    }
-    steps.push(TimelineStep {
-        timeline: target,
-        begin,
-        end: None,
-    });
-    Ok((steps, vec![file]))
-}
-
-use crate::wal::timeline::timeline_of;
-
 /// Whether a backup ends early enough for the target.
 type BackupFilter = Box<dyn Fn(&BackupManifest) -> bool>;
 
-/// Chooses the backup for `target`, with the one-line reason.
+/// Chooses the backup for `target`, with the one-line reason. Backups on a test copy's
+/// timeline (or any timeline that `eligible` rejects) are never chosen without `--backup`.
 fn choose_backup(
-    backups: &[BackupManifest],
+    facts: &Facts,
     req: &Request,
-    point: Option<&points::RestorePoint>,
-    repo: &Repo,
+    eligible: &dyn Fn(&BackupManifest) -> bool,
 ) -> Result<(BackupManifest, String), PlanError> {
-    let newest = backups
-        .last()
-        .ok_or_else(|| PlanError::NoBackups(repo.root().to_path_buf()))?;
+    let backups = &facts.backups;
+    let point = facts.point.as_ref();
+    let newest_ok = backups
+        .iter()
+        .rev()
+        .find(|m| eligible(m))
+        .or(backups.last())
+        .ok_or_else(|| PlanError::NoBackups(facts.repo_root.clone()))?;
     // The position the backup must end before, when it is known in advance.
     let limit: Option<(String, BackupFilter)> = match &req.target {
         Target::Time(t) => {
@@ -659,12 +621,13 @@ fn choose_backup(
             let m = backups
                 .iter()
                 .rev()
-                .find(|m| ok(m))
+                .find(|m| ok(m) && eligible(m))
                 .cloned()
                 .ok_or_else(|| PlanError::NoBackupBefore {
                     target: what.clone(),
                     id: backups[0].id.clone(),
                     ended: format!("{} (LSN {})", backups[0].stop_time, backups[0].stop_lsn),
+                    latest: facts.latest_restorable(),
                 })?;
             let why = format!(
                 "the newest complete backup that ended before the {what}: it ended at {} (LSN {})",
@@ -673,21 +636,139 @@ fn choose_backup(
             Ok((m, why))
         }
         (Target::Xid(_), None) => Ok((
-            newest.clone(),
+            newest_ok.clone(),
             "the newest complete backup: where transaction IDs fall cannot be known in advance; if the transaction committed before this backup ended, pass an older --backup".into(),
         )),
-        (Target::Name(n), None) => Ok((
-            newest.clone(),
-            format!("the newest complete backup: restore point {n} is not recorded in the repository (not created with `dbagent restore-point`), so its position is unknown; if it is older than this backup, pass an older --backup"),
-        )),
-        _ => Ok((newest.clone(), "the newest complete backup".into())),
+        _ => Ok((newest_ok.clone(), "the newest complete backup".into())),
     }
 }
 
-/// Computes and proves the plan. Reads the repository and the destination; writes nothing.
-pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
-    let mut notes = req.notes.clone();
-    // Option combinations first: cheap, and the errors are usage errors.
+/// Everything the plan depends on, read from the repository and the destination in one step
+/// ([`gather`]); [`decide`] computes the plan from it alone.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub now: jiff::Timestamp,
+    pub repo_root: PathBuf,
+    pub wal_dir: PathBuf,
+    /// The live PostgreSQL process using the destination, if any.
+    pub running_pid: Option<i32>,
+    pub dir: DirFacts,
+    /// Complete backups, oldest first.
+    pub backups: Vec<BackupManifest>,
+    /// For `name:` targets: the recorded restore point of that name.
+    pub point: Option<points::RestorePoint>,
+    /// Every recorded restore point name (for "did you mean").
+    pub point_names: Vec<String>,
+    pub timelines: Timelines,
+    /// State of every tablespace location the plan may restore to.
+    pub tablespace_dirs: Vec<(PathBuf, DirFacts)>,
+    /// When running as root: the owner of the destination (name) and the `postgres` user.
+    pub root: bool,
+    pub dir_owner_name: Option<String>,
+    pub postgres_user: Option<Owner>,
+}
+
+/// The state of a directory the restore would write to.
+#[derive(Debug, Clone, Default)]
+pub struct DirFacts {
+    pub entries: usize,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl Facts {
+    /// "the earliest point is the end of backup X (time); the latest is ..." for refusals.
+    fn latest_restorable(&self) -> String {
+        let earliest = self.backups.first().map_or_else(
+            || "no backup".to_string(),
+            |m| format!("{} (end of backup {})", m.stop_time, m.id),
+        );
+        let latest = self
+            .timelines
+            .timelines
+            .values()
+            .filter_map(|t| t.last_archived())
+            .max()
+            .map_or_else(
+                || "the end of the newest backup".to_string(),
+                |t| format!("about {t} (the newest archived WAL)"),
+            );
+        format!("the earliest point that can be restored to now is {earliest}, the latest {latest}")
+    }
+}
+
+/// Reads the repository and the destination into [`Facts`]. Writes nothing.
+pub fn gather(repo: &Repo, req: &Request) -> Result<Facts, PlanError> {
+    let backups = manifest::list(repo)?;
+    let all_points = points::list(repo)?;
+    let point = match &req.target {
+        Target::Name(n) => all_points.iter().find(|p| &p.name == n).cloned(),
+        _ => None,
+    };
+    let seg_size = match repo.info()? {
+        Some(info) => info.wal_segment_size,
+        None => 16 << 20,
+    };
+    let timelines = Timelines::read(repo, seg_size).map_err(io_err(
+        &repo.wal_dir(),
+        "read the timelines of the WAL archive",
+    ))?;
+    let dir = inspect_dir(&req.to)?;
+    let mut locations: Vec<PathBuf> = req.tablespace_map.iter().map(|(_, d)| d.clone()).collect();
+    for m in &backups {
+        for f in &m.files {
+            if let Some(t) = &f.tablespace {
+                locations.push(PathBuf::from(&t.location));
+            }
+        }
+    }
+    locations.sort();
+    locations.dedup();
+    let mut tablespace_dirs = Vec::new();
+    for l in locations {
+        if l.is_absolute() {
+            let state = inspect_dir(&l)?;
+            tablespace_dirs.push((l, state));
+        }
+    }
+    let root = nix::unistd::geteuid().is_root();
+    let dir_owner_name = dir.uid.filter(|_| root).and_then(|uid| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    });
+    let postgres_user = if root {
+        nix::unistd::User::from_name("postgres")
+            .ok()
+            .flatten()
+            .map(|pg| Owner {
+                user: pg.name,
+                uid: pg.uid.as_raw(),
+                gid: pg.gid.as_raw(),
+            })
+    } else {
+        None
+    };
+    Ok(Facts {
+        now: jiff::Timestamp::now(),
+        repo_root: repo.root().to_path_buf(),
+        wal_dir: repo.wal_dir(),
+        running_pid: running_postmaster(&req.to),
+        dir,
+        backups,
+        point,
+        point_names: all_points.into_iter().map(|p| p.name).collect(),
+        timelines,
+        tablespace_dirs,
+        root,
+        dir_owner_name,
+        postgres_user,
+    })
+}
+
+/// Checks the combination of options, before anything is read.
+fn check_usage(req: &Request) -> Result<(), PlanError> {
     let has_target = !matches!(req.target, Target::Latest);
     if !has_target && req.action != Action::Promote {
         return Err(PlanError::Usage(
@@ -710,29 +791,118 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
             req.to.display()
         )));
     }
+    Ok(())
+}
+
+/// Computes and proves the plan. Reads the repository and the destination; writes nothing.
+pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
+    check_usage(req)?;
+    let facts = gather(repo, req)?;
+    decide(req, &facts)
+}
+
+/// The closest recorded name to `name` (edit distance at most a third of its length).
+fn did_you_mean<'a>(name: &str, names: &'a [String]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let cost = usize::from(ca != *cb);
+                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    names
+        .iter()
+        .map(|n| (distance(name, n), n))
+        .filter(|(d, _)| *d <= name.len().max(3) / 3 + 1)
+        .min()
+        .map(|(_, n)| n.as_str())
+}
+
+/// Decides and proves the plan from [`Facts`] alone: the pure part of restore planning.
+pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
+    check_usage(req)?;
+    let mut notes = req.notes.clone();
+    let has_target = !matches!(req.target, Target::Latest);
 
     // Safety invariant 4, first half: never a running server's directory, never a non-empty
     // one without --force.
-    if let Some(pid) = running_postmaster(&req.to) {
+    if let Some(pid) = facts.running_pid {
         return Err(PlanError::InUse {
             dir: req.to.clone(),
             pid,
         });
     }
-    let dir = inspect_dir(&req.to)?;
+    let dir = &facts.dir;
     if dir.entries > 0 && !req.force {
         return Err(PlanError::NotEmpty {
             dir: req.to.clone(),
             entries: dir.entries,
         });
     }
+    if facts.backups.is_empty() {
+        return Err(PlanError::NoBackups(facts.repo_root.clone()));
+    }
 
-    let backups = manifest::list(repo)?;
-    let point = match &req.target {
-        Target::Name(n) => points::find(repo, n)?,
-        _ => None,
+    // Targets that cannot be reached are refused before anything else.
+    if let Target::Name(n) = &req.target
+        && facts.point.is_none()
+    {
+        return Err(PlanError::UnknownPoint {
+            name: n.clone(),
+            known: if facts.point_names.is_empty() {
+                "none is recorded".into()
+            } else {
+                format!("recorded: {}", facts.point_names.join(", "))
+            },
+            hint: did_you_mean(n, &facts.point_names)
+                .map(|m| format!("did you mean `{m}`? "))
+                .unwrap_or_default(),
+        });
+    }
+    if let Target::Time(t) = &req.target
+        && *t > facts.now
+    {
+        return Err(PlanError::Unreachable {
+            what: format!("time {}", pg_time(*t)),
+            why: format!(
+                "it is in the future (now is {})",
+                facts.now.strftime("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            latest: facts.latest_restorable(),
+        });
+    }
+
+    let tl = &facts.timelines;
+    let seg_hint = tl.seg_size;
+    // A backup taken on a test copy's timeline is not part of the cluster's history.
+    let copy_tli = |tli: u32| {
+        tl.path(tli).is_some_and(|p| {
+            p.iter().any(|s| {
+                tl.get(s.timeline).and_then(|t| t.origin())
+                    == Some(crate::wal::timeline::Origin::Copy)
+            })
+        })
     };
-    let (m, backup_choice) = choose_backup(&backups, req, point.as_ref(), repo)?;
+    let point_tli = facts.point.as_ref().map(|p| (p.timeline, p.lsn));
+    let eligible = |m: &BackupManifest| {
+        if matches!(req.timeline, TimelineChoice::Id(_)) {
+            return true;
+        }
+        if copy_tli(m.timeline) {
+            return false;
+        }
+        match point_tli {
+            Some((ptli, _)) => tl.descends_at(m.timeline, ptli, m.stop_lsn) || ptli == m.timeline,
+            None => true,
+        }
+    };
+    let (m, backup_choice) = choose_backup(facts, req, &eligible)?;
     if let Target::Lsn(l) = &req.target
         && *l < m.stop_lsn
     {
@@ -743,40 +913,52 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
         });
     }
     let range = WalRange::of(&m).map_err(|detail| RepoError::Corrupt {
-        path: manifest::backup_dir(repo, &m.id).join(manifest::MANIFEST_FILE),
+        path: facts
+            .repo_root
+            .join("backups")
+            .join(&m.id)
+            .join(manifest::MANIFEST_FILE),
         detail,
     })?;
     let seg = range.seg_size;
+    if seg != seg_hint && !tl.timelines.is_empty() {
+        return Err(PlanError::Usage(format!(
+            "backup {} says the WAL segment size is {seg}, the repository says {seg_hint}",
+            m.id
+        )));
+    }
 
-    // Timelines: the path from the backup's timeline to the target timeline.
-    let target_tli = target_timeline(repo, m.timeline, req.timeline)?;
-    let (path, history_files) = timeline_path(repo, target_tli)?;
-    match path.iter().find(|s| s.timeline == m.timeline) {
-        None => {
-            return Err(PlanError::NotAnAncestor {
-                id: m.id.clone(),
-                backup_tli: m.timeline,
-                target_tli,
-                why: format!(
-                    "timeline {target_tli}'s history does not contain timeline {}",
-                    m.timeline
-                ),
+    // Timelines: decided from the target and the archive's histories.
+    let decision = super::timeline::decide(
+        tl,
+        super::timeline::BackupPos {
+            timeline: m.timeline,
+            stop_lsn: m.stop_lsn,
+            stop_time: m.stop_time,
+        },
+        &req.target,
+        point_tli,
+        req.timeline,
+    )
+    .map_err(|r| refusal(r, &m, facts))?;
+    let target_tli = decision.timeline;
+    let path = decision.path.clone();
+    let history_files: Vec<String> = path
+        .iter()
+        .skip(1)
+        .map(|s| format!("{:08X}.history", s.timeline))
+        .collect();
+    for (file, step) in history_files.iter().zip(path.iter().skip(1)) {
+        if tl
+            .get(step.timeline)
+            .and_then(|t| t.history.as_ref())
+            .is_none()
+        {
+            return Err(PlanError::MissingHistory {
+                file: file.clone(),
+                archive: facts.wal_dir.clone(),
+                tli: step.timeline,
             });
-        }
-        Some(step) => {
-            if let Some(end) = step.end
-                && m.stop_lsn > end
-            {
-                return Err(PlanError::NotAnAncestor {
-                    id: m.id.clone(),
-                    backup_tli: m.timeline,
-                    target_tli,
-                    why: format!(
-                        "timeline {} ended at {end}, before the backup's stop LSN {}",
-                        m.timeline, m.stop_lsn
-                    ),
-                });
-            }
         }
     }
     if target_tli != m.timeline {
@@ -787,21 +969,10 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
         ));
     }
 
-    // Which segments are in the archive (one listing, not one lookup per segment).
-    let listed =
-        wal::list_segments(repo).map_err(io_err(&repo.wal_dir(), "list the WAL archive"))?;
-    let available: HashSet<(u32, u64)> = listed
-        .iter()
-        .filter(|w| w.kind == WalFileKind::Segment)
-        .map(|w| (w.tli, w.segno(seg)))
-        .collect();
+    // Which segments the restore needs, all along the chosen path.
     let first = range.first;
-    let newest_on_path = available
-        .iter()
-        .filter(|(tli, segno)| *segno >= first && timeline_of(&path, *segno, seg) == *tli)
-        .map(|(_, segno)| *segno)
-        .max();
-    let (last, end) = match (&req.target, &point) {
+    let newest_on_path = tl.newest_on_path(target_tli, first).map(|(_, s, _)| s);
+    let (last, end) = match (&req.target, &facts.point) {
         (Target::Immediate, _) => (range.last, "the backup's end (consistency)".to_string()),
         (Target::Lsn(l), _) => (
             l.segno(seg).max(range.last),
@@ -814,9 +985,11 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
         _ => {
             let newest = newest_on_path.unwrap_or(range.last).max(range.last);
             let why = match req.target {
-                Target::Latest => "the newest archived segment on the target timeline".to_string(),
+                Target::Latest => {
+                    format!("the newest archived segment on timeline {target_tli}'s history")
+                }
                 _ => format!(
-                    "the newest archived segment: where {} falls in the WAL is only known during replay",
+                    "the newest archived segment on timeline {target_tli}'s history: where {} falls in the WAL is only known during replay",
                     req.target.describe()
                 ),
             };
@@ -827,16 +1000,10 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
     let mut missing = Vec::new();
     let mut stored_bytes = 0u64;
     for segno in first..=last {
-        let tli = timeline_of(&path, segno, seg);
-        if !available.contains(&(tli, segno)) {
-            missing.push(segment_name(tli, segno, seg));
-            continue;
-        }
-        if let Some(w) = WalName::parse(&segment_name(tli, segno, seg))
-            && let Ok(Some((p, _))) = wal::find(repo, &w)
-            && let Ok(meta) = std::fs::metadata(&p)
-        {
-            stored_bytes += meta.len();
+        let on = timeline_of(&path, segno, seg);
+        match tl.get(on).and_then(|t| t.segments.get(&segno).map(|_| t)) {
+            Some(t) => stored_bytes += t.stored_bytes.get(&segno).copied().unwrap_or(0),
+            None => missing.push(segment_name(on, segno, seg)),
         }
     }
     let first_name = segment_name(timeline_of(&path, first, seg), first, seg);
@@ -844,19 +1011,22 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
     if let Some(segment) = missing.first() {
         return Err(PlanError::MissingWal {
             segment: segment.clone(),
-            archive: repo.wal_dir(),
+            archive: facts.wal_dir.clone(),
             first: first_name,
             last: last_name,
             missing: missing.len() as u64,
             count,
         });
     }
-    if let Target::Name(n) = &req.target
-        && point.is_none()
+    // A time target must lie within what is archived on the chosen history.
+    if let Target::Time(t) = &req.target
+        && *t < m.stop_time
     {
-        notes.push(format!(
-            "restore point {n} is not recorded by dbagent: if it does not exist in the WAL, recovery ends without reaching it and the restore fails"
-        ));
+        return Err(PlanError::BackupAfterTarget {
+            id: m.id.clone(),
+            ended: m.stop_time.to_string(),
+            target: format!("target time {}", pg_time(*t)),
+        });
     }
 
     // Tablespaces: original locations unless mapped; always empty.
@@ -907,8 +1077,12 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
                 location.display()
             ));
         }
-        let state = inspect_dir(&location)?;
-        if state.entries > 0 {
+        let entries = facts
+            .tablespace_dirs
+            .iter()
+            .find(|(l, _)| *l == location)
+            .map_or(0, |(_, s)| s.entries);
+        if entries > 0 {
             return Err(PlanError::TablespaceNotEmpty {
                 oid: t.oid,
                 name: t.name.clone(),
@@ -925,35 +1099,29 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
     }
 
     // Who will own the files: the server must run as the owner of its data directory.
-    let owner = if nix::unistd::geteuid().is_root() {
+    let owner = if facts.root {
         match (dir.uid, dir.gid) {
-            (Some(uid), Some(gid)) if uid != 0 => {
-                let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| uid.to_string(), |u| u.name);
-                Some(Owner { user, uid, gid })
-            }
-            _ => {
-                let pg = nix::unistd::User::from_name("postgres").ok().flatten().ok_or_else(|| {
-                    PlanError::Usage(format!(
-                        "dbagent runs as root and PostgreSQL refuses to: create {} owned by the PostgreSQL OS user first (there is no `postgres` user to default to)",
-                        req.to.display()
-                    ))
-                })?;
-                Some(Owner {
-                    user: pg.name,
-                    uid: pg.uid.as_raw(),
-                    gid: pg.gid.as_raw(),
-                })
-            }
+            (Some(uid), Some(gid)) if uid != 0 => Some(Owner {
+                user: facts
+                    .dir_owner_name
+                    .clone()
+                    .unwrap_or_else(|| uid.to_string()),
+                uid,
+                gid,
+            }),
+            _ => Some(facts.postgres_user.clone().ok_or_else(|| {
+                PlanError::Usage(format!(
+                    "dbagent runs as root and PostgreSQL refuses to: create {} owned by the PostgreSQL OS user first (there is no `postgres` user to default to)",
+                    req.to.display()
+                ))
+            })?),
         }
     } else {
         None
     };
 
     let inclusive = !req.exclusive;
-    let settings = settings(req, has_target);
+    let settings = settings(req, has_target, target_tli);
     let wal_bytes = count * seg;
     let estimated_seconds = 5 + m.size() / (200 << 20) + wal_bytes / (100 << 20);
     let value = req.target.value();
@@ -963,7 +1131,7 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
             kind: req.target.kind(),
             value,
             description: req.target.describe(),
-            restore_point: point,
+            restore_point: facts.point.clone(),
         },
         backup: BackupSummary {
             id: m.id.clone(),
@@ -986,6 +1154,8 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
             target_timeline: target_tli,
             path,
             history_files,
+            why: decision.why,
+            left_out: decision.left_out,
         },
         wal: WalPlan {
             first: first_name,
@@ -997,6 +1167,8 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
         },
         tablespaces,
         replaces_existing: dir.entries > 0,
+        archive: !req.no_archive,
+        in_place: req.in_place,
         settings,
         owner,
         estimated_seconds,
@@ -1005,8 +1177,47 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
     })
 }
 
+/// The plan error for a timeline refusal.
+fn refusal(r: super::timeline::Refusal, m: &BackupManifest, facts: &Facts) -> PlanError {
+    use super::timeline::Refusal;
+    match r {
+        Refusal::Ambiguous { what, candidates } => PlanError::AmbiguousTimeline {
+            what,
+            candidates: candidates
+                .iter()
+                .map(|c| c.describe())
+                .collect::<Vec<_>>()
+                .join("; "),
+            options: candidates
+                .iter()
+                .map(|c| format!("--timeline {}", c.timeline))
+                .collect::<Vec<_>>()
+                .join(" or "),
+        },
+        Refusal::NotADescendant { tli, why } => PlanError::NotAnAncestor {
+            id: m.id.clone(),
+            backup_tli: m.timeline,
+            target_tli: tli,
+            why,
+        },
+        Refusal::NoHistory { tli } => PlanError::MissingHistory {
+            file: format!("{tli:08X}.history"),
+            archive: facts.wal_dir.clone(),
+            tli,
+        },
+        Refusal::Unreachable { what, latest } => PlanError::Unreachable {
+            what,
+            why: "no history of the archive reaches it after the backup".into(),
+            latest: format!(
+                "{}; where each history ends: {latest}",
+                facts.latest_restorable()
+            ),
+        },
+    }
+}
+
 /// The recovery settings for `req`.
-fn settings(req: &Request, has_target: bool) -> Vec<Setting> {
+fn settings(req: &Request, has_target: bool, timeline: u32) -> Vec<Setting> {
     let mut out = vec![Setting {
         name: "restore_command".into(),
         value: req.restore_command.clone(),
@@ -1037,7 +1248,7 @@ fn settings(req: &Request, has_target: bool) -> Vec<Setting> {
         }
         push("recovery_target_action", req.action.as_str().into());
     }
-    push("recovery_target_timeline", req.timeline.setting());
+    push("recovery_target_timeline", timeline.to_string());
     if let Some(port) = req.port {
         push("port", port.to_string());
     }

@@ -245,6 +245,8 @@ pub struct ArchivedTimeline {
     pub record: Option<TimelineRecord>,
     /// Complete segments of this timeline in the archive: segment number → when archived.
     pub segments: BTreeMap<u64, jiff::Timestamp>,
+    /// Stored (compressed) size of each complete segment.
+    pub stored_bytes: BTreeMap<u64, u64>,
     /// `.partial` segments of this timeline (segment numbers).
     pub partials: BTreeSet<u64>,
 }
@@ -331,8 +333,11 @@ impl Timelines {
                     let t = out.entry(name.tli);
                     match name.kind {
                         WalFileKind::Segment => {
-                            let at = mtime(&file.path())?;
+                            let meta = std::fs::metadata(file.path())?;
+                            let at = jiff::Timestamp::try_from(meta.modified()?)
+                                .map_err(io::Error::other)?;
                             t.segments.insert(name.segno(seg_size), at);
+                            t.stored_bytes.insert(name.segno(seg_size), meta.len());
                         }
                         WalFileKind::Partial => {
                             t.partials.insert(name.segno(seg_size));

@@ -30,6 +30,7 @@ mod ha;
 mod notify;
 mod objectives;
 mod restore_cmd;
+mod restore_history;
 mod run;
 mod schedule;
 mod wal;

@@ -41,9 +41,9 @@ impl Scratch {
 
 /// A server started by `dbagent restore --start`; stopped (immediately) when dropped.
 pub(crate) struct Restored {
-    v: PgVersion,
-    data: PathBuf,
-    port: u16,
+    pub(crate) v: PgVersion,
+    pub(crate) data: PathBuf,
+    pub(crate) port: u16,
 }
 
 impl Restored {
@@ -121,7 +121,7 @@ pub fn switch_and_wait(pg_query: impl Fn(&str) -> String) {
     }
 }
 
-const CHECKSUM: &str = "SELECT (SELECT coalesce(sum(abalance), 0)::text || '/' || count(*) FROM pgbench_accounts) || '/' || (SELECT count(*) FROM pgbench_history)";
+pub(crate) const CHECKSUM: &str = "SELECT (SELECT coalesce(sum(abalance), 0)::text || '/' || count(*) FROM pgbench_accounts) || '/' || (SELECT count(*) FROM pgbench_history)";
 
 /// `dbagent restore --start --json` into `dir`; returns the server and the JSON output.
 pub(crate) fn restore_started(
@@ -163,7 +163,7 @@ pub(crate) fn restore_started(
     (restored, json)
 }
 
-fn pgbench(pg: &Cluster, args: &[&str]) -> Command {
+pub(crate) fn pgbench(pg: &Cluster, args: &[&str]) -> Command {
     let mut cmd = Command::new(pg.version().bin("pgbench"));
     cmd.args([
         "-h",
@@ -311,9 +311,11 @@ pg_test!(
         pg.psql("INSERT INTO t SELECT g, 'one' FROM generate_series(101, 200) g");
         switch_and_wait(|s| pg.psql(s));
 
-        // Restore and promote; this server keeps archiving into the same repository.
+        // Restore and promote; with --archive this copy archives into the same repository
+        // (its timeline recorded as a copy).
         let scratch = Scratch::new();
-        let (first, json) = restore_started(&agent, v, &scratch.path("a"), "latest", &[]);
+        let (first, json) =
+            restore_started(&agent, v, &scratch.path("a"), "latest", &["--archive"]);
         assert_eq!(json["outcome"]["timeline"], 2, "{json}");
         assert_eq!(first.query("SELECT count(*) FROM t"), "200");
         first.query("INSERT INTO t SELECT g, 'two' FROM generate_series(201, 250) g");
@@ -330,13 +332,31 @@ pg_test!(
                 || agent.repo().join("wal").join("00000002.history").exists()
         );
 
-        // A point on timeline 2: the plan follows 00000002.history from the backup's timeline 1.
+        // A point on the copy's timeline 2 is not followed by default (a copy is not the
+        // cluster's history) ...
+        let refused = agent.run_copy(&[
+            "restore",
+            "--to",
+            scratch.path("b").to_str().unwrap(),
+            "--target",
+            &format!("lsn:{lsn}"),
+            "--dry-run",
+        ]);
+        assert_eq!(refused.code, 1, "{}", refused.all());
+        assert!(
+            refused.stderr.contains("cannot restore to LSN"),
+            "{}",
+            refused.stderr
+        );
+        // ... but with --timeline 2 the plan follows 00000002.history from timeline 1.
         let dry = agent.run_copy(&[
             "restore",
             "--to",
             scratch.path("b").to_str().unwrap(),
             "--target",
             &format!("lsn:{lsn}"),
+            "--timeline",
+            "2",
             "--dry-run",
             "--json",
         ]);
@@ -358,7 +378,7 @@ pg_test!(
             v,
             &scratch.path("b"),
             &format!("lsn:{lsn}"),
-            &["--no-archive"],
+            &["--timeline", "2"],
         );
         assert_eq!(
             second.query("SELECT count(*) || '/' || sum(i) FROM t"),
@@ -391,6 +411,8 @@ pg_test!(preflight_refuses_before_writing_anything, |v| {
     pg.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
     let backup = take_backup(&agent);
     let id = backup["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let bare_time = pg.psql("SELECT to_char(now(), 'YYYY-MM-DD HH24:MI:SS')");
     for _ in 0..3 {
         pg.psql("INSERT INTO t SELECT generate_series(1, 1000)");
         switch_and_wait(|s| pg.psql(s));
@@ -426,10 +448,25 @@ pg_test!(preflight_refuses_before_writing_anything, |v| {
         "--to",
         &dest_s,
         "--target",
-        "time:2999-01-01 00:00:00",
+        &format!("time:{}", bare_time.trim()),
         "--dry-run",
     ]);
     assert_eq!(bare.code, 0, "{}", bare.all());
+    // A time in the future is refused at plan time, naming what can be restored to.
+    let future = agent.run_copy(&[
+        "restore",
+        "--to",
+        &dest_s,
+        "--target",
+        "time:2999-01-01 00:00:00+00",
+        "--dry-run",
+    ]);
+    assert_eq!(future.code, 1, "{}", future.all());
+    assert!(
+        future.stderr.contains("in the future") && future.stderr.contains("earliest point"),
+        "{}",
+        future.stderr
+    );
     assert!(
         bare.stdout.contains("server's time zone"),
         "{}",
