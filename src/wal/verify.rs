@@ -428,18 +428,16 @@ pub fn gather(repo: &Repo) -> Result<Facts, VerifyError> {
                         let stored = stored_of(repo, &fpath, c, &meta);
                         let key = (name.tli, segno);
                         // Two compressions of one name: the one wal-get would use.
+                        let t = facts.timelines.timeline_mut(name.tli);
+                        t.segments.insert(segno, mtime(&meta));
                         if facts
                             .segments
                             .get(&key)
                             .is_none_or(|s| rank(c) < rank(s.compression))
                         {
+                            t.stored_bytes.insert(segno, stored.size);
                             facts.segments.insert(key, stored);
                         }
-                        facts
-                            .timelines
-                            .timeline_mut(name.tli)
-                            .segments
-                            .insert(segno, mtime(&meta));
                     }
                     WalFileKind::Partial => {
                         facts
@@ -1846,6 +1844,7 @@ mod tests {
             assert_eq!(got.history, want.history, "timeline {tli}");
             assert_eq!(got.record, want.record, "timeline {tli}");
             assert_eq!(got.partials, want.partials, "timeline {tli}");
+            assert_eq!(got.stored_bytes, want.stored_bytes, "timeline {tli}");
             assert_eq!(
                 got.segments.keys().collect::<Vec<_>>(),
                 want.segments.keys().collect::<Vec<_>>(),
