@@ -9,6 +9,7 @@ mod drill;
 mod objectives;
 mod repository;
 mod server;
+mod wal_verify;
 
 use std::time::{Duration, Instant};
 
@@ -202,6 +203,7 @@ pub async fn run(config: &Config) -> Report {
     let sysid = server.as_ref().and_then(|s| s.system_identifier.as_deref());
     checks.extend(repository::checks(config, sysid));
     checks.extend(drill::check(config));
+    checks.extend(wal_verify::check(config));
     let current_wal_file = server.as_ref().and_then(|s| s.current_wal_file.as_deref());
     checks.extend(objectives::checks(config, current_wal_file));
     Report::new(checks, server, started.elapsed())

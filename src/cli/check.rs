@@ -10,7 +10,8 @@ use crate::check::{self, Status};
 Checks: connection, server_version, role_pg_monitor, role_replication, role_functions,
 stats_visibility, wal_level, archive_mode, archive_command, archiving, archive_lag,
 pg_stat_statements, data_checksums, checkpoints, repository, repository_binding, last_backup,
-archive_continuity, last_drill (age and outcome of the last `dbagent drill`).
+archive_continuity, last_drill (age and outcome of the last `dbagent drill`), wal_verify
+(what the last `dbagent wal verify` found, and its age).
 
 Exit codes (Nagios plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 The first output line is the summary; then one line per check with what to do when not OK.")]

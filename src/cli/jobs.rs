@@ -1,5 +1,5 @@
 //! `dbagent jobs list`: the history of the jobs `dbagent run` ran on its schedule (backup,
-//! verify, expire, drill), read from the agent's state without writing.
+//! verify, expire, drill, wal_verify), read from the agent's state without writing.
 
 use std::process::ExitCode;
 
@@ -24,7 +24,7 @@ is schedule, or missed for the one run made at start-up for missed times.
 finished_at, duration_seconds, status, pid, detail (times RFC 3339 UTC, null when unknown).
 Exit 0 (also when nothing has run yet); 1 when the state database cannot be read.")]
     List {
-        /// Only this job: backup, verify, expire or drill
+        /// Only this job: backup, verify, expire, drill or wal_verify
         #[arg(long, value_name = "JOB")]
         job: Option<JobKind>,
         /// Show at most N runs
@@ -83,6 +83,7 @@ fn list(cli: &Cli, job: Option<JobKind>, limit: usize, json: bool) -> anyhow::Re
             ("verify", config.schedule.verify.is_some()),
             ("expire", config.schedule.expire.is_some()),
             ("drill", config.schedule.drill.is_some()),
+            ("wal_verify", config.schedule.wal_verify.is_some()),
         ]
         .iter()
         .filter(|(_, on)| *on)

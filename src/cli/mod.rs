@@ -20,6 +20,7 @@ mod jobs;
 mod restore;
 mod restore_point;
 mod run;
+mod wal;
 mod wal_get;
 mod wal_push;
 
@@ -40,7 +41,9 @@ Exit codes:
   wal-get: 0 restored, 1 not in the archive, 126 archive unreadable (recovery aborts)
   restore: 0 restored (with --start: the requested target was reached), 1 refused or failed
            (--guided without a terminal: 1, and the equivalent command line is printed)
-  drill: 0 the restore drill passed, 1 it failed (recorded; check reports last_drill CRITICAL)";
+  drill: 0 the restore drill passed, 1 it failed (recorded; check reports last_drill CRITICAL)
+  wal verify: 0 the WAL recovery needs is present and intact, 1 a segment is missing, damaged
+           or unreadable or histories disagree (each named), 2 the archive could not be verified";
 
 /// Keeps a PostgreSQL cluster recoverable and watched: backups, WAL archive, point-in-time
 /// restore, monitoring and alerting in one sidecar.
@@ -97,7 +100,7 @@ pub enum Command {
     /// Firing and pending alerts, silences
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
-    /// History of the jobs `dbagent run` ran on its schedule (backup, verify, expire, drill)
+    /// History of the jobs `dbagent run` ran on its schedule (backup, verify, expire, drill, wal_verify)
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     /// Print the man page or shell completions (man, bash, zsh, fish), generated from this CLI
@@ -109,6 +112,9 @@ pub enum Command {
     Drill(drill::DrillArgs),
     /// Create a named restore point on the server and record it for `restore --target name:NAME`
     RestorePoint(restore_point::RestorePointArgs),
+    /// Verify the WAL archive: needed segments present and intact, timeline histories in agreement
+    #[command(subcommand)]
+    Wal(wal::WalCommand),
     /// Archive one WAL file durably (archive_command = 'dbagent --config FILE wal-push %p')
     WalPush(wal_push::WalPushArgs),
     /// Restore one WAL file from the archive (restore_command = 'dbagent --config FILE wal-get %f %p')
@@ -141,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Restore(ref args) => restore::run(&cli, args),
         Command::RestorePoint(ref args) => restore_point::run(&cli, args),
         Command::Drill(ref args) => drill::run(&cli, args),
+        Command::Wal(ref cmd) => wal::run(&cli, cmd),
         Command::WalPush(ref args) => wal_push::run(&cli, args),
         Command::WalGet(ref args) => wal_get::run(&cli, args),
         Command::WalPrefetchWorker(ref args) => wal_get::run_worker(&cli, args),

@@ -24,6 +24,7 @@ pub mod recovery;
 pub mod replication;
 pub mod statements;
 pub mod vacuum;
+pub mod wal_verify;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -126,6 +127,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(bloat::Bloat),
         Box::new(pgstattuple::PgStatTuple),
         Box::new(recovery::Recovery),
+        Box::new(wal_verify::WalVerify),
         Box::new(advisor::Advisor),
     ]
 }

@@ -439,6 +439,14 @@ pub struct CheckConfig {
         serialize_with = "ser::duration"
     )]
     pub drill_age_critical: Duration,
+    /// `wal_verify`: WARNING when the last `dbagent wal verify` is older than this (or none
+    /// has run once the repository holds a backup).
+    #[serde(
+        default = "defaults::wal_verify_age_warning",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub wal_verify_age_warning: Duration,
 }
 
 impl Default for CheckConfig {
@@ -450,6 +458,7 @@ impl Default for CheckConfig {
             backup_age_critical: defaults::backup_age_critical(),
             drill_age_warning: defaults::drill_age_warning(),
             drill_age_critical: defaults::drill_age_critical(),
+            wal_verify_age_warning: defaults::wal_verify_age_warning(),
         }
     }
 }
@@ -536,6 +545,9 @@ mod defaults {
     }
     pub fn drill_age_critical() -> Duration {
         Duration::from_secs(15 * 86400)
+    }
+    pub fn wal_verify_age_warning() -> Duration {
+        Duration::from_secs(8 * 86400)
     }
     pub fn prefetch() -> u32 {
         8
@@ -781,6 +793,10 @@ mod tests {
         assert_eq!(c.check.archive_lag_warning, Duration::from_secs(300));
         assert_eq!(c.check.drill_age_warning, Duration::from_secs(8 * 86400));
         assert_eq!(c.check.drill_age_critical, Duration::from_secs(15 * 86400));
+        assert_eq!(
+            c.check.wal_verify_age_warning,
+            Duration::from_secs(8 * 86400)
+        );
         assert_eq!(c.alerts_file, PathBuf::from("/etc/dbagent/alerts.yml"));
         assert_eq!(c.objectives.rpo, Duration::from_secs(300));
         assert_eq!(c.objectives.rto, Duration::from_secs(1800));

@@ -38,6 +38,9 @@ pub struct ScheduleConfig {
     /// `dbagent drill`.
     #[serde(default, deserialize_with = "opt_cron")]
     pub drill: Option<Cron>,
+    /// `dbagent wal verify` (the WAL archive; results remembered, so frequent runs are cheap).
+    #[serde(default, deserialize_with = "opt_cron")]
+    pub wal_verify: Option<Cron>,
 }
 
 impl Default for ScheduleConfig {
@@ -50,6 +53,7 @@ impl Default for ScheduleConfig {
             verify: None,
             expire: None,
             drill: None,
+            wal_verify: None,
         }
     }
 }

@@ -17,14 +17,17 @@ pub enum JobKind {
     Verify,
     Expire,
     Drill,
+    /// `dbagent wal verify`.
+    WalVerify,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::Backup,
         JobKind::Verify,
         JobKind::Expire,
         JobKind::Drill,
+        JobKind::WalVerify,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +36,7 @@ impl JobKind {
             JobKind::Verify => "verify",
             JobKind::Expire => "expire",
             JobKind::Drill => "drill",
+            JobKind::WalVerify => "wal_verify",
         }
     }
 
@@ -43,6 +47,7 @@ impl JobKind {
             JobKind::Verify => &["backups", "verify", "--json"],
             JobKind::Expire => &["backups", "expire", "--json"],
             JobKind::Drill => &["drill", "--json"],
+            JobKind::WalVerify => &["wal", "verify", "--json", "--no-progress"],
         }
     }
 }
@@ -53,7 +58,9 @@ impl std::str::FromStr for JobKind {
         JobKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown job {s:?}; the jobs are backup, verify, expire, drill"))
+            .ok_or_else(|| {
+                format!("unknown job {s:?}; the jobs are backup, verify, expire, drill, wal_verify")
+            })
     }
 }
 

@@ -1,5 +1,5 @@
-//! The jobs `dbagent run` starts by itself: backup, verify, expire and drill on cron schedules
-//! (`schedule:` in dbagent.yml), run by the leader only (see `crate::agent::leader`).
+//! The jobs `dbagent run` starts by itself: backup, verify, expire, drill and wal_verify on
+//! cron schedules (`schedule:` in dbagent.yml), run by the leader only (see `crate::agent::leader`).
 //!
 //! - Each job has its own loop, so a job never overlaps itself: scheduled times that pass
 //!   while the previous run still goes on are recorded as skipped, not queued.
@@ -99,6 +99,7 @@ impl Scheduler {
             JobKind::Verify => s.verify.clone(),
             JobKind::Expire => s.expire.clone(),
             JobKind::Drill => s.drill.clone(),
+            JobKind::WalVerify => s.wal_verify.clone(),
         }
     }
 
@@ -577,6 +578,9 @@ fn result_detail(kind: JobKind, out: &str) -> Option<String> {
             .as_f64()
             .map(|r| format!("RTO {r:.1}s"))
             .or_else(|| v["backup_id"].as_str().map(str::to_string)),
+        JobKind::WalVerify => v["segments_needed"]
+            .as_u64()
+            .map(|n| format!("{n} WAL segments intact")),
         JobKind::Verify | JobKind::Expire => None,
     }
 }

@@ -158,6 +158,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     // 6: the advisor's samples (src/advise/store.rs): cumulative table and index counters per
     // sample, with the stats-reset and postmaster-start markers that split them into segments.
     ("advisor", crate::advise::store::MIGRATION),
+    // 7: `dbagent wal verify` (src/wal/verify.rs): the last result per stored WAL segment and
+    // the identity of the stored file it was computed from, and one row per run.
+    ("wal_verify", crate::wal::verify::MIGRATION),
 ];
 
 /// The schema version this build writes (the number of migrations).

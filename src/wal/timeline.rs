@@ -495,6 +495,49 @@ impl Timelines {
     }
 }
 
+/// Helpers for readers that build the facts themselves: `wal verify` must report what
+/// [`Timelines::read`] refuses (a damaged history file) or skips (a record that does not parse),
+/// so it lists the archive on its own and fills a `Timelines` with what it could read.
+impl Timelines {
+    /// No timeline yet, for a segment size.
+    pub fn new(seg_size: u64) -> Timelines {
+        Timelines {
+            seg_size,
+            timelines: BTreeMap::new(),
+        }
+    }
+
+    /// The facts about timeline `tli`, created empty (timeline 1 with its empty history) when
+    /// not known yet.
+    pub fn timeline_mut(&mut self, tli: u32) -> &mut ArchivedTimeline {
+        self.entry(tli)
+    }
+
+    /// The oldest complete segment along the path of `tli` from segment `from` on: its
+    /// timeline and number. Each timeline counts only in the stretch of the path it is read in,
+    /// as in [`Timelines::newest_on_path`].
+    pub fn oldest_on_path(&self, tli: u32, from: u64) -> Option<(u32, u64)> {
+        let path = self.path(tli)?;
+        let seg = self.seg_size;
+        for (i, step) in path.iter().enumerate() {
+            let lo = step.begin.segno(seg).max(from);
+            let hi = path.get(i + 1).map(|n| n.begin.segno(seg));
+            let Some(t) = self.timelines.get(&step.timeline) else {
+                continue;
+            };
+            let found = match hi {
+                Some(hi) if hi <= lo => None,
+                Some(hi) => t.segments.range(lo..hi).next(),
+                None => t.segments.range(lo..).next(),
+            };
+            if let Some((segno, _)) = found {
+                return Some((step.timeline, *segno));
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,3 +35,4 @@ mod run;
 mod schedule;
 mod wal;
 mod wal_prefetch;
+mod wal_verify;

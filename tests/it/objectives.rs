@@ -339,7 +339,8 @@ fn readme_metric_names() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// A primary with a streaming standby, a sidecar on each, a backup, a drill, alerts routed to
+/// A primary with a streaming standby, a sidecar on each, a backup, a drill, a WAL
+/// verification, alerts routed to
 /// a recorder, a bloated table and queries in pg_stat_statements: the metric names exported
 /// then are what the Grafana dashboard and README may name.
 #[test]
@@ -404,6 +405,8 @@ fn the_dashboard_and_the_readme_name_only_metrics_dbagent_exports() {
     take_backup(&agent);
     let drill = agent.run_copy(&["drill", "--json"]);
     assert_eq!(drill.code, 0, "{}", drill.all());
+    let verified = agent.run(&["wal", "verify", "--json"]);
+    assert_eq!(verified.code, 0, "{}", verified.all());
     let standby = primary.start_replica();
     let standby_agent = crate::support::dbagent::Agent::with_yaml(&yaml(&standby, "none.yml"));
 

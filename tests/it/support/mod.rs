@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod alerting;
 pub mod cluster;
 pub mod collect;
 pub mod dbagent;
