@@ -106,8 +106,9 @@ fn free_port() -> u16 {
 /// Switches WAL and waits until the segment is archived.
 pub fn switch_and_wait(pg_query: impl Fn(&str) -> String) {
     pg_query("SELECT pg_logical_emit_message(false, 'dbagent-test', 'switch')");
-    let name = pg_query("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    pg_query("SELECT pg_switch_wal()");
+    // The segment the switch closed (pg_current_wal_lsn() can still lag behind the message
+    // with synchronous_commit off, naming the previous segment).
+    let name = pg_query("SELECT pg_walfile_name(pg_switch_wal())");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let archived = pg_query("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
