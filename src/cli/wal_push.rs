@@ -14,7 +14,12 @@ Exit 0 only once the file is durable in the repository (written to a temp name, 
 linked into place, directory fsynced). Pushing an identical file again exits 0. Exit 1 when
 the file is not a complete WAL segment (or .partial/.history/.backup file) of this cluster,
 when different content is already archived under its name (never overwritten), or when
-it cannot be written (PostgreSQL then keeps the segment and retries).")]
+it cannot be written (PostgreSQL then keeps the segment and retries).
+The cluster is read from the control file of the data directory the command runs in (as
+archive_command does; else postgres.pgdata): the first push into an empty repository binds
+it to that cluster whatever the file is (a promoted standby offers its new timeline's
+history file first), and a file of another cluster is refused. Temp files a killed push
+left are removed.")]
 pub struct WalPushArgs {
     /// The WAL file to archive (PostgreSQL's %p)
     pub path: PathBuf,

@@ -4,6 +4,7 @@
 //! Both commands are short-lived and on PostgreSQL's critical path (one call per 16 MiB
 //! segment), so they are plain synchronous code: no async runtime, no thread pool.
 
+pub mod datadir;
 pub mod get;
 pub mod header;
 pub mod name;
