@@ -27,7 +27,8 @@ The mode is read from the working directory, which is the data directory when Po
 runs the command (else postgres.pgdata). A damaged stored copy is never written to DEST.
 With repository.prefetch > 0 (default 8) a segment request also starts a background process
 that fetches the next segments into repository.prefetch_dir (default pg_wal/dbagent-prefetch);
-a prefetched copy is handed out only while the archive still holds the same stored file.")]
+a prefetched copy is handed out only while the archive still holds the same stored file.
+The spool is removed once the server leaves recovery.")]
 pub struct WalGetArgs {
     /// The WAL file name PostgreSQL asks for (%f)
     pub name: String,
@@ -129,7 +130,14 @@ pub fn run_worker(cli: &Cli, args: &PrefetchWorkerArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let repo = Repo::at(&config.repository.path);
-    match prefetch::run_worker(&repo, &args.spool, config.repository.prefetch) {
+    // Started by wal-get, so in the data directory PostgreSQL runs restore_command in.
+    let datadir = DataDir::locate(config.postgres.pgdata.as_deref());
+    match prefetch::run_worker(
+        &repo,
+        &args.spool,
+        config.repository.prefetch,
+        datadir.as_ref(),
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::debug!(spool = %args.spool.display(), "Prefetch worker: {e}");
