@@ -9,6 +9,7 @@ mod drill;
 mod objectives;
 mod repository;
 mod server;
+pub mod standby;
 
 use std::time::{Duration, Instant};
 
