@@ -19,6 +19,14 @@ use crate::wal;
 
 const NAME: &str = "standby_replay";
 
+/// What the archive holds beyond the standby's replay position.
+enum Seen {
+    NoRepository,
+    CaughtUp,
+    /// Seconds stalled (beyond the apply delay) and what is waiting.
+    Behind(f64, wal::Unreplayed),
+}
+
 /// The `standby_replay` check (call it on a standby only).
 pub async fn check(client: &Client, target: &PgTarget, config: &Config) -> CheckResult {
     let state = match replay_state(client).await {
@@ -46,21 +54,38 @@ pub async fn check(client: &Client, target: &PgTarget, config: &Config) -> Check
     let repo = Repo::at(&config.repository.path);
     let path = config.repository.path.clone();
     let st = state.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        wal::unreplayed(&repo, st.replay, st.timeline, st.seg_size)
-            .map(|u| u.map(|u| (u.stalled_seconds(SystemTime::now(), st.apply_delay), u)))
+    let found = tokio::task::spawn_blocking(move || -> std::io::Result<Seen> {
+        if repo.info().map_err(std::io::Error::other)?.is_none() {
+            return Ok(Seen::NoRepository);
+        }
+        Ok(
+            match wal::unreplayed(&repo, st.replay, st.timeline, st.seg_size)? {
+                Some(u) => Seen::Behind(u.stalled_seconds(SystemTime::now(), st.apply_delay), u),
+                None => Seen::CaughtUp,
+            },
+        )
     })
     .await
     .map_err(std::io::Error::other)
     .and_then(|r| r);
     let (age, u) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => {
+        Ok(Seen::Behind(age, u)) => (age, u),
+        Ok(Seen::CaughtUp) => {
             return CheckResult::ok(
                 NAME,
                 format!(
                     "replay at {} has reached the end of the archive",
                     state.replay
+                ),
+            );
+        }
+        Ok(Seen::NoRepository) => {
+            return CheckResult::ok(
+                NAME,
+                format!(
+                    "replay at {}; the repository {} is not created yet, so there is no archive to compare with",
+                    state.replay,
+                    path.display()
                 ),
             );
         }

@@ -46,9 +46,17 @@ pub struct ControlData {
     pub catalog_version: u32,
     /// The major version, from `PG_VERSION` (or the control file format where it tells).
     pub pg_major: Option<u32>,
+    /// The data directory.
+    pub datadir: PathBuf,
+}
+
+impl ControlData {
     /// The WAL segment size, from the size of the segment files in `pg_wal` (every one is
-    /// exactly one segment long); `None` when pg_wal holds no segment file.
-    pub wal_segment_size: Option<u64>,
+    /// exactly one segment long); `None` when pg_wal holds no segment file. Lists pg_wal, so
+    /// it is asked only when needed (binding a repository from a history file).
+    pub fn wal_segment_size(&self) -> Option<u64> {
+        segment_size_in(&self.datadir.join("pg_wal"))
+    }
 }
 
 /// The server's mode, from its signal files.
@@ -108,7 +116,7 @@ impl DataDir {
         }
     }
 
-    /// Reads the control file (system identifier, format), `PG_VERSION` and the segment size.
+    /// Reads the control file (system identifier, format) and `PG_VERSION`.
     pub fn control(&self) -> Result<ControlData, DataDirError> {
         let path = self.path.join(CONTROL_FILE);
         let io_err = |source| DataDirError::Io {
@@ -142,7 +150,7 @@ impl DataDir {
             pg_control_version,
             catalog_version,
             pg_major,
-            wal_segment_size: segment_size_in(&self.path.join("pg_wal")),
+            datadir: self.path.clone(),
         })
     }
 }
@@ -180,13 +188,11 @@ fn major_of_control_version(version: u32) -> Option<u32> {
 fn segment_size_in(pg_wal: &Path) -> Option<u64> {
     std::fs::read_dir(pg_wal).ok()?.flatten().find_map(|e| {
         let name = e.file_name();
-        let is_segment = name
-            .to_str()
+        name.to_str()
             .and_then(WalName::parse)
-            .is_some_and(|w| w.kind == WalFileKind::Segment);
+            .filter(|w| w.kind == WalFileKind::Segment)?;
         let len = e.metadata().ok().filter(|m| m.is_file())?.len();
-        (is_segment && len.is_power_of_two() && ((1 << 20)..=(1 << 30)).contains(&len))
-            .then_some(len)
+        (len.is_power_of_two() && ((1 << 20)..=(1 << 30)).contains(&len)).then_some(len)
     })
 }
 
@@ -227,7 +233,7 @@ mod tests {
         assert_eq!(c.system_identifier, 7_400_000_000_000_000_001);
         assert_eq!(c.pg_control_version, 1300);
         assert_eq!(c.pg_major, Some(15));
-        assert_eq!(c.wal_segment_size, Some(16 << 20));
+        assert_eq!(c.wal_segment_size(), Some(16 << 20));
         assert_eq!(d.mode(), Mode::NotInRecovery);
         std::fs::write(dir.path().join(RECOVERY_SIGNAL), "").unwrap();
         assert_eq!(d.mode(), Mode::Restore);

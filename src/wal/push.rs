@@ -244,9 +244,10 @@ fn bind_from_control_file(
     let bound = repo.info()?;
     match (local, bound) {
         (Some(Ok(c)), bound) => {
-            let Some(seg_size) = c
-                .wal_segment_size
-                .or(bound.as_ref().map(|i| i.wal_segment_size))
+            let Some(seg_size) = bound
+                .as_ref()
+                .map(|i| i.wal_segment_size)
+                .or_else(|| c.wal_segment_size())
             else {
                 return Err(BindError::Refused(format!(
                     "the repository {} is not created yet and the WAL segment size of the cluster is unknown: its pg_wal holds no segment file",
