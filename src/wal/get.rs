@@ -152,8 +152,11 @@ pub fn get_with(
         .map_err(|e| unavailable(format!("cannot read {}: {e}", stored.display())))?;
     let prefetch = prefetch.filter(|p| p.depth > 0 && wal_name.kind == WalFileKind::Segment);
     if let (Some(p), Some(info)) = (prefetch, info.as_ref()) {
-        if let Err(e) = prefetch::request(&p.spool, &wal_name, &p.config) {
-            tracing::debug!(spool = %p.spool.display(), "No prefetch: {e}");
+        match prefetch::request(&p.spool, &wal_name, &p.config) {
+            Ok(()) => {
+                tracing::debug!(spool = %p.spool.display(), "Prefetch requested after {name}")
+            }
+            Err(e) => tracing::debug!(spool = %p.spool.display(), "No prefetch: {e}"),
         }
         let id = StoredId::of(&stored_meta, c);
         let taken = prefetch::take(&p.spool, &wal_name, &id, info, dest);

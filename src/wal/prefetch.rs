@@ -123,7 +123,7 @@ pub fn window(name: &WalName, depth: u32, seg_size: u64) -> Vec<String> {
 
 /// Checks that `len` bytes starting with `head` are segment `name` of this repository's
 /// cluster: the right size, a long page header with the cluster's system identifier, the
-/// segment size, the timeline and the WAL address the name implies.
+/// segment size and the WAL address the name implies, on the name's timeline or an earlier one.
 pub fn check_segment(head: &[u8], len: u64, name: &WalName, info: &RepoInfo) -> Result<(), String> {
     let seg_size = info.wal_segment_size;
     if len != seg_size {
@@ -140,7 +140,10 @@ pub fn check_segment(head: &[u8], len: u64, name: &WalName, info: &RepoInfo) -> 
         return Err(format!("segment size {} in the header", h.seg_size));
     }
     let addr = name.segno(seg_size) * seg_size;
-    if h.page_addr != addr || h.tli != name.tli {
+    // The first segment of a new timeline starts as a copy of the old timeline's, so its
+    // first page carries the older timeline: a header timeline after the name's is wrong, an
+    // earlier one is not (the rule wal-push applies too).
+    if h.page_addr != addr || h.tli > name.tli {
         return Err(format!(
             "the header is of timeline {} at {:X}, the name says timeline {} at {addr:X}",
             h.tli, h.page_addr, name.tli
@@ -503,6 +506,36 @@ mod tests {
             ]
         );
         assert!(window(&n, 0, 16 << 20).is_empty());
+    }
+
+    #[test]
+    fn a_segment_may_start_on_an_earlier_timeline_never_a_later_one() {
+        let info = RepoInfo {
+            format: crate::repo::FORMAT,
+            system_identifier: "42".into(),
+            pg_major: Some(15),
+            wal_segment_size: 16 << 20,
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let head = |tli: u32| {
+            let mut b = vec![0u8; LONG_HEADER_LEN];
+            b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+            b[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
+            b[4..8].copy_from_slice(&tli.to_le_bytes());
+            b[8..16].copy_from_slice(&0x0600_0000u64.to_le_bytes());
+            b[24..32].copy_from_slice(&42u64.to_le_bytes());
+            b[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+            b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+            b
+        };
+        // The first segment of timeline 2 is a copy of timeline 1's up to the switch.
+        let name = WalName::parse("000000020000000000000006").unwrap();
+        assert_eq!(check_segment(&head(1), 16 << 20, &name, &info), Ok(()));
+        assert_eq!(check_segment(&head(2), 16 << 20, &name, &info), Ok(()));
+        assert!(check_segment(&head(3), 16 << 20, &name, &info).is_err());
+        assert!(check_segment(&head(2), 8 << 20, &name, &info).is_err());
+        let other = WalName::parse("000000020000000000000007").unwrap();
+        assert!(check_segment(&head(2), 16 << 20, &other, &info).is_err());
     }
 
     #[test]

@@ -155,6 +155,17 @@ pg_test!(
             "{}",
             log_tail(&s1)
         );
+        // The first segment of timeline 2 starts as a copy of timeline 1's (its first page
+        // says timeline 1): wal-get hands it out all the same.
+        let history =
+            std::fs::read_to_string(s1.data_dir().join("pg_wal/00000002.history")).unwrap();
+        let switch = history.split_whitespace().nth(1).expect("a switch point");
+        let first_tl2 = s1.psql(&format!("SELECT pg_walfile_name('{switch}'::pg_lsn + 1)"));
+        assert!(first_tl2.starts_with("00000002"), "{first_tl2}");
+        let dest = history_first.dir().join("restored");
+        let run = history_first.run(&["wal-get", &first_tl2, dest.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        assert_eq!(std::fs::metadata(&dest).unwrap().len(), 16 << 20);
 
         // A segment of another cluster is still refused afterwards.
         let other = other_cluster(v);

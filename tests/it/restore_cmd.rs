@@ -644,8 +644,8 @@ pg_test!(unreadable_repository_during_replay_aborts_recovery, |v| {
 
 pg_test!(restore_with_prefetch_on_reaches_the_same_data, |v| {
     let (mut agent, pg) = archived_cluster(v);
-    // wal-get says where each segment came from at info level, into the restore log.
-    agent.env("DBAGENT_LOG", "info");
+    // wal-get says when it requests prefetch (debug), into the restore log.
+    agent.env("DBAGENT_LOG", "warn,dbagent::wal::get=debug");
     agent.set_yaml(&format!(
         "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\nrepository:\n  path: REPO\n  prefetch: 3\nbackup:\n  wal_timeout: 60s\n",
         pg.conninfo(),
@@ -667,8 +667,9 @@ pg_test!(restore_with_prefetch_on_reaches_the_same_data, |v| {
     let (restored, json) = restore_started(&agent, v, &dir, "latest", &["--no-archive"]);
     assert_eq!(restored.query(CHECKSUM), expected, "{}", json["outcome"]);
     let log = std::fs::read_to_string(dir.join("restore.log")).unwrap_or_default();
+    // Whether a spooled copy is used depends on how fast replay goes; the request does not.
     assert!(
-        log.contains("Restored from the prefetch spool"),
+        log.contains("Prefetch requested"),
         "wal-get did not prefetch during replay:\n{log}"
     );
     // Probing for the next timeline's history file at promotion is not a problem.
