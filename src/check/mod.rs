@@ -9,6 +9,7 @@ mod drill;
 mod objectives;
 mod repository;
 mod server;
+pub mod standby;
 mod wal_verify;
 
 use std::time::{Duration, Instant};

@@ -125,6 +125,9 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
     checks.push(check_archiver(&client, &target, &facts).await);
     checks.push(check_archive_lag(&client, &target, config, &facts).await);
     checks.push(check_archive_timeout(config, &facts));
+    if facts.in_recovery {
+        checks.push(super::standby::check(&client, &target, config).await);
+    }
     checks.push(check_pg_stat_statements(&client, &facts).await);
     checks.push(check_data_checksums(&facts));
     checks.push(check_checkpoints(&client, &target, &version, &facts).await);
@@ -477,12 +480,18 @@ async fn check_archiver(client: &Client, target: &PgTarget, f: &Facts) -> CheckR
             "archiving",
             Status::Critical,
             format!(
-                "WAL archiving is failing: segment {} failed at {} ({} failures so far); WAL accumulates in pg_wal until it succeeds",
+                "WAL archiving is failing: {} failed at {} ({} failures so far); WAL accumulates in pg_wal until it succeeds",
                 last_failed_wal.as_deref().unwrap_or("?"),
                 last_failed_time.as_deref().unwrap_or("?"),
                 failed
             ),
-            "read the server log for the archive_command error and run the command by hand as the postgres user",
+            format!(
+                "PostgreSQL retries this file and archives nothing after it until it succeeds; see why in the server log (wal-push's `dbagent: error:` line) or by running the archive_command by hand as the postgres user in the data directory ({}), then fix what it names",
+                last_failed_wal
+                    .as_deref()
+                    .map(|w| format!("`dbagent --config FILE wal-push pg_wal/{w}`"))
+                    .unwrap_or_else(|| "`dbagent --config FILE wal-push pg_wal/FILE`".into())
+            ),
         );
     }
     match (last_wal, age) {

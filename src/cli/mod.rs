@@ -38,7 +38,9 @@ Exit codes:
   1  the command failed (stderr says what failed and what to do)
   2  bad usage
   check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios plugin convention)
-  wal-get: 0 restored, 1 not in the archive, 126 archive unreadable (recovery aborts)
+  wal-get: 0 restored, 1 not in the archive; archive, configuration or DEST unusable or a
+           stored copy damaged: 75 in standby mode (PostgreSQL retries), 126 during a
+           restore (recovery aborts)
   restore: 0 restored (with --start: the requested target was reached), 1 refused or failed
            (--guided without a terminal: 1, and the equivalent command line is printed)
   drill: 0 the restore drill passed, 1 it failed (recorded; check reports last_drill CRITICAL)

@@ -1,23 +1,34 @@
 //! `dbagent wal-get NAME DEST`: restore_command = 'dbagent --config FILE wal-get %f %p'.
 
-use std::path::PathBuf;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{Cli, print_error};
+use super::Cli;
 use crate::repo::Repo;
-use crate::wal::get::{EXIT_UNAVAILABLE, Prefetch, get_with};
+use crate::wal::datadir::{DataDir, Mode};
+use crate::wal::get::{GetError, Prefetch, failure_exit_code, get_with};
+use crate::wal::name::{WalFileKind, WalName};
 use crate::wal::prefetch;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Use as restore_command = 'dbagent --config /etc/dbagent/dbagent.yml wal-get %f %p'.
-Exit codes: 0 restored (DEST written atomically); 1 the file is not in the archive (and
-the archive was readable): recovery ends there; 126 the repository or the configuration
-cannot be read, or DEST cannot be written: PostgreSQL aborts recovery instead of ending it
-short of its target.
+Exit codes:
+  0    restored (DEST written atomically, after checking it)
+  1    the file is not in the archive, and the archive was readable
+  75   standby mode (standby.signal in the data directory): the repository or the
+       configuration cannot be read, a stored copy is damaged, or DEST cannot be written.
+       PostgreSQL retries (it retries any status from 1 to 125), so the standby stays up
+       and replays on once the cause is fixed; one line on stderr (the server log) says why
+  126  the same failures during a restore (recovery.signal alone), or when the mode cannot
+       be told: PostgreSQL aborts recovery instead of ending it short of its target
+The mode is read from the working directory, which is the data directory when PostgreSQL
+runs the command (else postgres.pgdata). A damaged stored copy is never written to DEST.
 With repository.prefetch > 0 (default 8) a segment request also starts a background process
 that fetches the next segments into repository.prefetch_dir (default pg_wal/dbagent-prefetch);
-a prefetched copy is handed out only while the archive still holds the same stored file.")]
+a prefetched copy is handed out only while the archive still holds the same stored file.
+The spool is removed once the server leaves recovery.")]
 pub struct WalGetArgs {
     /// The WAL file name PostgreSQL asks for (%f)
     pub name: String,
@@ -26,13 +37,23 @@ pub struct WalGetArgs {
 }
 
 pub fn run(cli: &Cli, args: &WalGetArgs) -> ExitCode {
+    // The mode decides what a failure exits with, so it is read before anything can fail:
+    // PostgreSQL runs restore_command in the data directory.
+    let here = DataDir::locate(None);
     let config = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
-            print_error(&anyhow::Error::new(e).context("wal-get cannot read its configuration"));
-            return ExitCode::from(EXIT_UNAVAILABLE);
+            let mode = here.as_ref().map(DataDir::mode);
+            let cause = format!(
+                "cannot read the configuration {}: {e}",
+                cli.config_path().display()
+            );
+            return fail(mode, &args.name, None, cause);
         }
     };
+    let mode = here
+        .or_else(|| config.postgres.pgdata.as_deref().and_then(DataDir::at))
+        .map(|d| d.mode());
     let repo = Repo::at(&config.repository.path);
     let prefetch = Prefetch {
         depth: config.repository.prefetch,
@@ -49,21 +70,52 @@ pub fn run(cli: &Cli, args: &WalGetArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            let code = e.exit_code();
-            // Not-found is a normal answer during recovery (PostgreSQL probes for files that
-            // do not exist yet); say it at info level, errors always.
-            if code == 1 {
-                tracing::info!("{e}");
-                if !tracing::enabled!(tracing::Level::INFO) {
-                    eprintln!("dbagent: {e}");
-                }
-            } else {
-                print_error(&anyhow::Error::new(e).context("wal-get"));
-            }
-            ExitCode::from(code)
+        Err(e @ GetError::NotFound { .. }) => {
+            not_found(mode, &args.name, &e);
+            ExitCode::from(e.exit_code(mode))
         }
+        Err(e) => fail(mode, &args.name, Some(repo.root()), e),
     }
+}
+
+/// "Not in the archive" is a normal answer: PostgreSQL probes for the history file of the next
+/// timeline at every promotion and timeline check, and a standby asks for the next segment
+/// until it is archived. Said at info level (`-v`); on stderr (the server log) only where it
+/// tells something: the segment at which a restore ends.
+fn not_found(mode: Option<Mode>, name: &str, e: &GetError) {
+    let probe = WalName::parse(name).is_none_or(|w| w.kind != WalFileKind::Segment);
+    if probe || mode == Some(Mode::Standby) {
+        tracing::debug!("{e}");
+        return;
+    }
+    tracing::info!("{e}");
+    if !tracing::enabled!(tracing::Level::INFO) {
+        eprintln!("dbagent: {e}");
+    }
+}
+
+/// Reports a failure other than "not in the archive" in one line on stderr (PostgreSQL puts
+/// it in the server log), naming the file, the repository, the cause and what the exit code
+/// makes PostgreSQL do, and returns that exit code.
+fn fail(mode: Option<Mode>, name: &str, repo: Option<&Path>, cause: impl Display) -> ExitCode {
+    let code = failure_exit_code(mode);
+    let what = match repo {
+        Some(repo) => format!("wal-get {name} from repository {}", repo.display()),
+        None => format!("wal-get {name}"),
+    };
+    let consequence = match mode {
+        Some(Mode::Standby) => format!(
+            "standby mode, exit {code}: PostgreSQL retries, and the standby replays on once this is fixed"
+        ),
+        Some(Mode::Restore) => format!(
+            "restore, exit {code}: PostgreSQL aborts recovery rather than end it short of its target; fix this and start the server again"
+        ),
+        Some(Mode::NotInRecovery) | None => format!("exit {code}"),
+    };
+    let line = format!("dbagent: error: {what}: {cause}; {consequence}");
+    // One line, whatever the cause's text holds, so that the server log keeps it whole.
+    eprintln!("{}", line.replace('\n', " "));
+    ExitCode::from(code)
 }
 
 /// `dbagent wal-prefetch-worker SPOOL`: started (detached) by wal-get; not for people.
@@ -78,7 +130,14 @@ pub fn run_worker(cli: &Cli, args: &PrefetchWorkerArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let repo = Repo::at(&config.repository.path);
-    match prefetch::run_worker(&repo, &args.spool, config.repository.prefetch) {
+    // Started by wal-get, so in the data directory PostgreSQL runs restore_command in.
+    let datadir = DataDir::locate(config.postgres.pgdata.as_deref());
+    match prefetch::run_worker(
+        &repo,
+        &args.spool,
+        config.repository.prefetch,
+        datadir.as_ref(),
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::debug!(spool = %args.spool.display(), "Prefetch worker: {e}");

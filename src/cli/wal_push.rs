@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Cli, print_error};
+use crate::config::Config;
 use crate::repo::Repo;
+use crate::wal::datadir::{DataDir, Mode};
+use crate::wal::prefetch;
 use crate::wal::push::{PushOptions, push};
 
 #[derive(Debug, clap::Args)]
@@ -14,7 +17,12 @@ Exit 0 only once the file is durable in the repository (written to a temp name, 
 linked into place, directory fsynced). Pushing an identical file again exits 0. Exit 1 when
 the file is not a complete WAL segment (or .partial/.history/.backup file) of this cluster,
 when different content is already archived under its name (never overwritten), or when
-it cannot be written (PostgreSQL then keeps the segment and retries).")]
+it cannot be written (PostgreSQL then keeps the segment and retries).
+The cluster is read from the control file of the data directory the command runs in (as
+archive_command does; else postgres.pgdata): the first push into an empty repository binds
+it to that cluster whatever the file is (a promoted standby offers its new timeline's
+history file first), and a file of another cluster is refused. Temp files a killed push
+left are removed; wal-get's prefetch spool is removed once the server is out of recovery.")]
 pub struct WalPushArgs {
     /// The WAL file to archive (PostgreSQL's %p)
     pub path: PathBuf,
@@ -41,6 +49,7 @@ pub fn run(cli: &Cli, args: &WalPushArgs) -> ExitCode {
     };
     match push(&repo, &args.path, &opts) {
         Ok(outcome) => {
+            remove_prefetch_spool(&config);
             if outcome.already_archived {
                 tracing::info!(file = %outcome.name, "Already archived with identical content");
             } else {
@@ -52,5 +61,25 @@ pub fn run(cli: &Cli, args: &WalPushArgs) -> ExitCode {
             print_error(&anyhow::Error::new(e).context("wal-push"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A server that archives and is not in recovery no longer needs wal-get's prefetch spool
+/// (a promoted standby, a finished restore); the prefetch worker removes it when it sees the
+/// promotion, this catches what it missed. One stat when there is nothing to remove.
+fn remove_prefetch_spool(config: &Config) {
+    let Some(datadir) = DataDir::locate(config.postgres.pgdata.as_deref()) else {
+        return;
+    };
+    if datadir.mode() != Mode::NotInRecovery {
+        return;
+    }
+    // Where wal-get puts it: beside %p (pg_wal/RECOVERYXLOG) unless configured.
+    let spool = prefetch::spool_dir(
+        &datadir.path().join("pg_wal").join("RECOVERYXLOG"),
+        config.repository.prefetch_dir.as_deref(),
+    );
+    if spool.exists() && prefetch::remove_spool(&spool) {
+        tracing::info!(spool = %spool.display(), "Removed the WAL prefetch spool: recovery is over");
     }
 }

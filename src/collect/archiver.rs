@@ -21,7 +21,8 @@ impl Collector for Archiver {
                      extract(epoch FROM now() - last_archived_time)::float8, \
                      extract(epoch FROM now() - last_failed_time)::float8, \
                      coalesce(last_failed_time > last_archived_time \
-                              OR (last_failed_time IS NOT NULL AND last_archived_time IS NULL), false) \
+                              OR (last_failed_time IS NOT NULL AND last_archived_time IS NULL), false), \
+                     last_failed_wal \
                      FROM pg_stat_archiver",
                     &[],
                 )
@@ -32,6 +33,9 @@ impl Collector for Archiver {
             let last_age: Option<f64> = row.get(2);
             let failed_age: Option<f64> = row.get(3);
             let failing: bool = row.get(4);
+            // The file archiving is stuck on: PostgreSQL retries it and nothing after it is
+            // archived until it succeeds, so the alert can name it (one series at a time).
+            let failing_wal: Option<String> = row.get::<_, Option<String>>(5).filter(|_| failing);
             let mut families = vec![
                 Family::counter(
                     "pg_stat_archiver_archived_total",
@@ -45,9 +49,15 @@ impl Collector for Archiver {
                 .with(&[], failed),
                 Family::gauge(
                     "dbagent_archiver_failing",
-                    "1 when the last archive attempt failed (last_failed_time after last_archived_time).",
+                    "1 when the last archive attempt failed (last_failed_time after last_archived_time), labelled wal with the file that failed.",
                 )
-                .with(&[], if failing { 1.0 } else { 0.0 }),
+                .with(
+                    &failing_wal
+                        .as_deref()
+                        .map(|wal| vec![("wal", wal)])
+                        .unwrap_or_default(),
+                    if failing { 1.0 } else { 0.0 },
+                ),
             ];
             if let Some(age) = last_age {
                 families.push(

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pgstattuple;
 pub mod recovery;
 pub mod replication;
+pub mod standby;
 pub mod statements;
 pub mod vacuum;
 pub mod wal_verify;
@@ -121,6 +122,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(locks::Locks),
         Box::new(vacuum::Vacuum),
         Box::new(replication::Replication),
+        Box::new(standby::Standby),
         Box::new(checkpoints::Checkpoints),
         Box::new(archiver::Archiver),
         Box::new(statements::Statements::new()),

@@ -447,6 +447,21 @@ pub struct CheckConfig {
         serialize_with = "ser::duration"
     )]
     pub wal_verify_age_warning: Duration,
+    /// On a standby: WARNING when the archive has held WAL the standby has not replayed for
+    /// longer than this (beyond recovery_min_apply_delay): its restore_command keeps failing.
+    #[serde(
+        default = "defaults::replay_stall_warning",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub replay_stall_warning: Duration,
+    /// CRITICAL past this.
+    #[serde(
+        default = "defaults::replay_stall_critical",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub replay_stall_critical: Duration,
 }
 
 impl Default for CheckConfig {
@@ -459,6 +474,8 @@ impl Default for CheckConfig {
             drill_age_warning: defaults::drill_age_warning(),
             drill_age_critical: defaults::drill_age_critical(),
             wal_verify_age_warning: defaults::wal_verify_age_warning(),
+            replay_stall_warning: defaults::replay_stall_warning(),
+            replay_stall_critical: defaults::replay_stall_critical(),
         }
     }
 }
@@ -548,6 +565,12 @@ mod defaults {
     }
     pub fn wal_verify_age_warning() -> Duration {
         Duration::from_secs(8 * 86400)
+    }
+    pub fn replay_stall_warning() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn replay_stall_critical() -> Duration {
+        Duration::from_secs(30 * 60)
     }
     pub fn prefetch() -> u32 {
         8
@@ -664,6 +687,12 @@ impl Config {
         if self.check.archive_lag_warning > self.check.archive_lag_critical {
             return Err(invalid(
                 "check.archive_lag_warning must not be longer than check.archive_lag_critical"
+                    .into(),
+            ));
+        }
+        if self.check.replay_stall_warning > self.check.replay_stall_critical {
+            return Err(invalid(
+                "check.replay_stall_warning must not be longer than check.replay_stall_critical"
                     .into(),
             ));
         }

@@ -10,6 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// What [`create_new`] did.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,6 +24,61 @@ pub enum Created {
 /// The hidden temp path used while writing `name` in `dir`.
 pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// A temp file whose writer is still alive but that is older than this was left by a writer
+/// that hangs (or a recycled PID); removing it only makes that writer fail and retry.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
+
+/// Removes the temp files ([`temp_path`]) of `names` in `dir` that a killed writer left
+/// behind: those whose process is gone, and any older than [`STALE_TEMP_AGE`]. A temp file of
+/// this process or of a live writer is kept. Best effort (a writer that exits meanwhile
+/// removes its own); returns the paths removed.
+pub fn remove_stale_temps(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    let own = std::process::id();
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some((stem, pid)) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix('.'))
+            .and_then(|f| f.strip_suffix(".tmp"))
+            .and_then(|f| f.rsplit_once('.'))
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid == own || !names.contains(&stem) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        if (old || !process_alive(pid)) && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
+/// Whether a process with this PID exists (owned by anyone).
+fn process_alive(pid: u32) -> bool {
+    use nix::errno::Errno;
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None),
+        Err(Errno::ESRCH)
+    )
 }
 
 /// Creates `dir/name` with the bytes `write` produces, durably and without ever replacing an
@@ -128,5 +184,35 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a")]);
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_writers_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let files = [
+            format!(".seg.zst.{dead}.tmp"),
+            format!(".seg.zst.{}.tmp", live.id()),
+            format!(".seg.zst.{}.tmp", std::process::id()),
+            format!(".other.{dead}.tmp"),
+            "seg.zst".to_string(),
+        ];
+        for f in &files {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let removed = remove_stale_temps(dir.path(), &["seg.zst", "seg"]);
+        let mut live = live;
+        let _ = live.kill();
+        let _ = live.wait();
+        assert_eq!(removed, vec![dir.path().join(&files[0])]);
+        for f in &files[1..] {
+            assert!(dir.path().join(f).exists(), "{f} was removed");
+        }
     }
 }

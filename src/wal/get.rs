@@ -1,18 +1,36 @@
 //! `dbagent wal-get NAME DEST`, PostgreSQL's restore_command. Its exit code decides whether
-//! recovery goes on, ends, or aborts, so it is exact: 0 restored; 1 only when the file is
-//! certainly not in a readable archive; 126 (above 125, which makes PostgreSQL abort recovery
-//! rather than end it short of its target) whenever the archive cannot be read or the copy
-//! cannot be written.
+//! recovery goes on, ends, waits or aborts, so it is exact: 0 restored; 1 only when the file is
+//! certainly not in a readable archive; and whenever the archive cannot be read, a stored copy
+//! is damaged or the copy cannot be written, a code chosen by the server's mode:
+//!
+//! - in standby mode (`standby.signal`) PostgreSQL retries a failed restore_command for ever
+//!   (and tries streaming in between), so wal-get exits [`EXIT_RETRY`] (75, EX_TEMPFAIL; any
+//!   status from 1 to 125 is retried) and says why on stderr, which lands in the server log:
+//!   a repository outage never takes a standby down;
+//! - in a restore (`recovery.signal` alone), or when the mode cannot be told, it exits
+//!   [`EXIT_UNAVAILABLE`] (126; anything above 125 makes PostgreSQL abort recovery) rather
+//!   than let recovery end short of its target and promote.
+//!
+//! A damaged stored copy is never handed to PostgreSQL: it is decompressed into a temp file
+//! (the compression's own checksum is checked), a segment's size and page header are checked
+//! against its name and the repository, and only then is it renamed to DEST.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::datadir::Mode;
+use super::header::LONG_HEADER_LEN;
 use super::name::{WalFileKind, WalName};
 use super::prefetch::{self, StoredId};
 use super::{find, stored_path};
-use crate::repo::{Compression, Repo, compress};
+use crate::repo::{Compression, Repo, RepoInfo, compress};
 
-/// Exit status when the archive cannot be used: PostgreSQL aborts recovery on > 125.
+/// Exit status when the file is certainly not in the archive.
+pub const EXIT_NOT_FOUND: u8 = 1;
+/// Exit status of a failure in standby mode: EX_TEMPFAIL. PostgreSQL retries restore_command
+/// on any status from 1 to 125.
+pub const EXIT_RETRY: u8 = 75;
+/// Exit status of a failure during a restore: PostgreSQL aborts recovery on > 125.
 pub const EXIT_UNAVAILABLE: u8 = 126;
 
 /// Why a file could not be restored.
@@ -20,16 +38,32 @@ pub const EXIT_UNAVAILABLE: u8 = 126;
 pub enum GetError {
     #[error("{name} is not in the WAL archive {archive}")]
     NotFound { name: String, archive: PathBuf },
+    /// The archive (or DEST) cannot be used now.
     #[error("{0}")]
     Unavailable(String),
+    /// The stored copy is damaged; nothing was handed to PostgreSQL.
+    #[error(
+        "the archived copy {stored} is damaged: {why}; it was not handed to PostgreSQL (replace it from another copy of the repository)"
+    )]
+    Damaged { stored: PathBuf, why: String },
 }
 
 impl GetError {
-    pub fn exit_code(&self) -> u8 {
+    /// The exit status for this error when the server is in `mode` (`None`: unknown).
+    pub fn exit_code(&self, mode: Option<Mode>) -> u8 {
         match self {
-            GetError::NotFound { .. } => 1,
-            GetError::Unavailable(_) => EXIT_UNAVAILABLE,
+            GetError::NotFound { .. } => EXIT_NOT_FOUND,
+            GetError::Unavailable(_) | GetError::Damaged { .. } => failure_exit_code(mode),
         }
+    }
+}
+
+/// The exit status of any failure other than "not in the archive" in `mode`: a retry in
+/// standby mode, an abort otherwise (a restore, or a mode that cannot be told).
+pub fn failure_exit_code(mode: Option<Mode>) -> u8 {
+    match mode {
+        Some(Mode::Standby) => EXIT_RETRY,
+        Some(Mode::Restore | Mode::NotInRecovery) | None => EXIT_UNAVAILABLE,
     }
 }
 
@@ -118,8 +152,11 @@ pub fn get_with(
         .map_err(|e| unavailable(format!("cannot read {}: {e}", stored.display())))?;
     let prefetch = prefetch.filter(|p| p.depth > 0 && wal_name.kind == WalFileKind::Segment);
     if let (Some(p), Some(info)) = (prefetch, info.as_ref()) {
-        if let Err(e) = prefetch::request(&p.spool, &wal_name, &p.config) {
-            tracing::debug!(spool = %p.spool.display(), "No prefetch: {e}");
+        match prefetch::request(&p.spool, &wal_name, &p.config) {
+            Ok(()) => {
+                tracing::debug!(spool = %p.spool.display(), "Prefetch requested after {name}")
+            }
+            Err(e) => tracing::debug!(spool = %p.spool.display(), "No prefetch: {e}"),
         }
         let id = StoredId::of(&stored_meta, c);
         let taken = prefetch::take(&p.spool, &wal_name, &id, info, dest);
@@ -146,28 +183,95 @@ pub fn get_with(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{file_name}.dbagent.{}.tmp", std::process::id()));
-    let result = (|| -> io::Result<u64> {
-        let src = io::BufReader::with_capacity(1 << 20, std::fs::File::open(&stored)?);
-        let mut dec = compress::decoder(c, src)?;
-        let mut out = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-        let n = io::copy(&mut dec, &mut out)?;
-        out.flush()?;
-        drop(out);
-        std::fs::rename(&tmp, dest)?;
-        Ok(n)
-    })();
+    let result = restore_checked(&stored, c, &wal_name, info.as_ref(), &tmp, dest);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
     match result {
         Ok(bytes) => Ok(Got {
             bytes,
             from_spool: false,
         }),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(unavailable(format!(
-                "cannot restore {name} from {} to {}: {e}",
-                stored.display(),
-                dest.display()
-            )))
+        Err(Failure::Damaged(why)) => Err(GetError::Damaged { stored, why }),
+        Err(Failure::Read(e)) => Err(unavailable(format!(
+            "cannot read the archived copy {} of {name}: {e}",
+            stored.display()
+        ))),
+        Err(Failure::Write(e)) => Err(unavailable(format!(
+            "cannot write {name} to {}: {e}",
+            dest.display()
+        ))),
+    }
+}
+
+/// Why restoring one stored copy failed.
+enum Failure {
+    /// The stored copy cannot be read.
+    Read(io::Error),
+    /// It does not decompress, or is not what its name says.
+    Damaged(String),
+    /// The temp file or DEST cannot be written.
+    Write(io::Error),
+}
+
+/// Decompresses `stored` into `tmp`, checks it and renames it to `dest`.
+fn restore_checked(
+    stored: &Path,
+    c: Compression,
+    name: &WalName,
+    info: Option<&RepoInfo>,
+    tmp: &Path,
+    dest: &Path,
+) -> Result<u64, Failure> {
+    let src =
+        io::BufReader::with_capacity(1 << 20, std::fs::File::open(stored).map_err(Failure::Read)?);
+    let mut dec = compress::decoder(c, src).map_err(|e| Failure::Damaged(e.to_string()))?;
+    let mut out =
+        io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp).map_err(Failure::Write)?);
+    let mut head = Vec::with_capacity(LONG_HEADER_LEN);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The file was opened, so a failing read is almost always bad content (a
+            // decompression or checksum error); either way it is not handed out.
+            Err(e) => return Err(Failure::Damaged(e.to_string())),
+        };
+        if head.len() < LONG_HEADER_LEN {
+            let take = (LONG_HEADER_LEN - head.len()).min(n);
+            head.extend_from_slice(&buf[..take]);
         }
+        out.write_all(&buf[..n]).map_err(Failure::Write)?;
+        total += n as u64;
+    }
+    out.flush().map_err(Failure::Write)?;
+    drop(out);
+    check_content(name, &head, total, tmp, info).map_err(Failure::Damaged)?;
+    std::fs::rename(tmp, dest).map_err(Failure::Write)?;
+    Ok(total)
+}
+
+/// What can be checked of a restored file without trusting it: a segment's size and page
+/// header (cluster, segment size, timeline and address against its name); a history file is
+/// text.
+fn check_content(
+    name: &WalName,
+    head: &[u8],
+    len: u64,
+    restored: &Path,
+    info: Option<&RepoInfo>,
+) -> Result<(), String> {
+    match (name.kind, info) {
+        (WalFileKind::Segment, Some(info)) => prefetch::check_segment(head, len, name, info),
+        (WalFileKind::History | WalFileKind::BackupHistory, _) => {
+            let text = std::fs::read(restored).map_err(|e| e.to_string())?;
+            std::str::from_utf8(&text)
+                .map(drop)
+                .map_err(|_| "not a text file".to_string())
+        }
+        _ => Ok(()),
     }
 }

@@ -4,6 +4,7 @@
 //! Both commands are short-lived and on PostgreSQL's critical path (one call per 16 MiB
 //! segment), so they are plain synchronous code: no async runtime, no thread pool.
 
+pub mod datadir;
 pub mod get;
 pub mod header;
 pub mod name;
@@ -110,4 +111,97 @@ pub fn list_segments(repo: &Repo) -> io::Result<Vec<WalName>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// What the archive holds after a standby's replay position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreplayed {
+    /// The first archived segment after the replay position (the one the standby needs next).
+    pub first: String,
+    /// How many archived segments lie after the replay position.
+    pub segments: usize,
+    /// When the first of them was archived (its stored copy's modification time).
+    pub archived_at: std::time::SystemTime,
+}
+
+impl Unreplayed {
+    /// How long, at `now`, the archive has held this WAL beyond an apply delay of
+    /// `apply_delay` seconds (a delayed standby lags on purpose).
+    pub fn stalled_seconds(&self, now: std::time::SystemTime, apply_delay: f64) -> f64 {
+        let age = now
+            .duration_since(self.archived_at)
+            .map_or(0.0, |d| d.as_secs_f64());
+        (age - apply_delay).max(0.0)
+    }
+}
+
+/// The archived segments a standby replaying at `replay` on timeline `timeline` has not
+/// replayed: segments that start at or after `replay` (the one holding it mid-way was fetched
+/// already; at a segment boundary the next one was not), on that timeline or a later one (a
+/// standby follows a newer timeline; an older one is history it left). `Ok(None)` when there
+/// are none.
+pub fn unreplayed(
+    repo: &Repo,
+    replay: Lsn,
+    timeline: u32,
+    seg_size: u64,
+) -> io::Result<Option<Unreplayed>> {
+    let after: Vec<WalName> = list_segments(repo)?
+        .into_iter()
+        .filter(|w| {
+            w.kind == WalFileKind::Segment
+                && w.tli >= timeline
+                && w.segno(seg_size).saturating_mul(seg_size) >= replay.0
+        })
+        .collect();
+    let Some(first) = after.iter().min_by_key(|w| (w.segno(seg_size), w.tli)) else {
+        return Ok(None);
+    };
+    let Some((path, _)) = find(repo, first)? else {
+        return Ok(None);
+    };
+    Ok(Some(Unreplayed {
+        first: first.name.clone(),
+        segments: after.len(),
+        archived_at: std::fs::metadata(&path)?.modified()?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreplayed_wal_starts_at_the_replay_position() {
+        const SEG: u64 = 16 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::at(dir.path());
+        let tl1 = dir.path().join("wal/0000000100000000");
+        let tl2 = dir.path().join("wal/0000000200000000");
+        std::fs::create_dir_all(&tl1).unwrap();
+        std::fs::create_dir_all(&tl2).unwrap();
+        for n in 3..=5 {
+            std::fs::write(tl1.join(format!("00000001000000000000000{n}.zst")), b"").unwrap();
+        }
+        std::fs::write(tl2.join("000000020000000000000006.zst"), b"").unwrap();
+        let at = |lsn: u64, tli| unreplayed(&repo, Lsn(lsn), tli, SEG).unwrap();
+        // Mid-way through segment 4: 5 and 6 (a later timeline) are ahead.
+        let u = at(4 * SEG + 100, 1).unwrap();
+        assert_eq!(
+            (u.first.as_str(), u.segments),
+            ("000000010000000000000005", 2)
+        );
+        // At the start of segment 4 (3 replayed to its end): 4 has not been fetched.
+        assert_eq!(at(4 * SEG, 1).unwrap().first, "000000010000000000000004");
+        // On timeline 2, timeline 1's segments are history it left.
+        let u = at(4 * SEG + 100, 2).unwrap();
+        assert_eq!(
+            (u.first.as_str(), u.segments),
+            ("000000020000000000000006", 1)
+        );
+        assert_eq!(at(7 * SEG, 1), None);
+        let later = u.archived_at + std::time::Duration::from_secs(100);
+        assert_eq!(u.stalled_seconds(later, 30.0).round(), 70.0);
+        assert_eq!(u.stalled_seconds(later, 300.0), 0.0);
+    }
 }

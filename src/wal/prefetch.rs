@@ -14,14 +14,23 @@
 //! prefetch), and when its size and page header match the segment asked for. On any doubt it
 //! is removed and the segment is fetched from the archive. Worker files are fsynced before
 //! they get their final name, so a crash cannot leave a torn file under a valid name.
+//!
+//! The spool is removed when recovery ends, so that a promoted server does not keep up to
+//! `depth` segments it will never read in its pg_wal. The worker stays up to [`LINGER`] after
+//! the last new request (a later wal-get hands it the next request instead of starting another
+//! worker), watching the data directory it runs in: when the server was in recovery and its
+//! signal files are gone (promoted), it removes the spool. What it misses (a server promoted
+//! long after its last archive fetch) the next `wal-push` removes: archive_command runs on a
+//! primary, and wal-push calls [`remove_spool`] when its data directory is not in recovery.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::datadir::{DataDir, Mode};
 use super::find;
 use super::header::{LONG_HEADER_LEN, SegmentHeader};
 use super::name::{WalFileKind, WalName, segment_name};
@@ -33,6 +42,13 @@ const LOCK_FILE: &str = "lock";
 const WANT_FILE: &str = "want";
 /// Temp files older than this were left by a worker that died; they are removed.
 const STALE_TEMP: Duration = Duration::from_secs(600);
+/// How long a worker stays after the last new request, for the next one and to notice the end
+/// of recovery.
+pub const LINGER: Duration = Duration::from_secs(30);
+/// How often a lingering worker looks for a new request and at the signal files.
+const POLL: Duration = Duration::from_millis(200);
+/// At most this many passes per worker (a wal-get that keeps asking gets a new one then).
+const MAX_PASSES: usize = 10_000;
 
 /// Where prefetched segments for `dest` wait: the configured directory, or
 /// `<directory of dest>/dbagent-prefetch`; always absolute (the worker may run elsewhere).
@@ -107,7 +123,7 @@ pub fn window(name: &WalName, depth: u32, seg_size: u64) -> Vec<String> {
 
 /// Checks that `len` bytes starting with `head` are segment `name` of this repository's
 /// cluster: the right size, a long page header with the cluster's system identifier, the
-/// segment size, the timeline and the WAL address the name implies.
+/// segment size and the WAL address the name implies, on the name's timeline or an earlier one.
 pub fn check_segment(head: &[u8], len: u64, name: &WalName, info: &RepoInfo) -> Result<(), String> {
     let seg_size = info.wal_segment_size;
     if len != seg_size {
@@ -124,7 +140,10 @@ pub fn check_segment(head: &[u8], len: u64, name: &WalName, info: &RepoInfo) -> 
         return Err(format!("segment size {} in the header", h.seg_size));
     }
     let addr = name.segno(seg_size) * seg_size;
-    if h.page_addr != addr || h.tli != name.tli {
+    // The first segment of a new timeline starts as a copy of the old timeline's, so its
+    // first page carries the older timeline: a header timeline after the name's is wrong, an
+    // earlier one is not (the rule wal-push applies too).
+    if h.page_addr != addr || h.tli > name.tli {
         return Err(format!(
             "the header is of timeline {} at {:X}, the name says timeline {} at {addr:X}",
             h.tli, h.page_addr, name.tli
@@ -310,9 +329,16 @@ enum Fetched {
 }
 
 /// The worker: holds the spool lock, fetches the window after `SPOOL/want` in parallel, and
-/// goes on while wal-get keeps asking for new segments. Exits at once when another worker
-/// holds the lock.
-pub fn run_worker(repo: &Repo, spool: &Path, depth: u32) -> io::Result<()> {
+/// goes on while wal-get keeps asking for new segments; then stays [`LINGER`] for a new
+/// request. `datadir` is the data directory of the server it fetches for: when that server
+/// was in recovery and has left it, the worker removes the spool and exits. Exits at once when
+/// another worker holds the lock.
+pub fn run_worker(
+    repo: &Repo,
+    spool: &Path,
+    depth: u32,
+    datadir: Option<&DataDir>,
+) -> io::Result<()> {
     if depth == 0 {
         return Ok(());
     }
@@ -325,17 +351,35 @@ pub fn run_worker(repo: &Repo, spool: &Path, depth: u32) -> io::Result<()> {
         Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
+    // Only a server seen in recovery can be seen leaving it.
+    let watched = datadir.filter(|d| d.mode() != Mode::NotInRecovery);
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(depth as usize)
         .max(1);
     let mut done = String::new();
-    // Bounded: a wal-get that keeps asking gets at most this many passes from one worker.
-    for _ in 0..10_000 {
-        let want = std::fs::read_to_string(spool.join(WANT_FILE)).unwrap_or_default();
+    let mut passes = 0;
+    let mut idle_since = Instant::now();
+    while passes < MAX_PASSES {
+        let want = match std::fs::read_to_string(spool.join(WANT_FILE)) {
+            Ok(w) => w,
+            // The spool was removed (by wal-push after a promotion, or by hand).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(_) => String::new(),
+        };
         if want == done {
-            break;
+            if watched.is_some_and(|d| d.mode() == Mode::NotInRecovery) {
+                drop(lock);
+                remove_spool(spool);
+                return Ok(());
+            }
+            if idle_since.elapsed() >= LINGER {
+                break;
+            }
+            std::thread::sleep(POLL);
+            continue;
         }
+        passes += 1;
         let Some(requested) = WalName::parse(want.trim()) else {
             break;
         };
@@ -370,9 +414,32 @@ pub fn run_worker(repo: &Repo, spool: &Path, depth: u32) -> io::Result<()> {
             }
         });
         done = want;
+        idle_since = Instant::now();
     }
     drop(lock);
     Ok(())
+}
+
+/// Removes the spool: the files prefetch made (entries, temp files, `lock`, `want`), then the
+/// directory if nothing else is in it (a configured prefetch_dir may hold other things). Best
+/// effort; true when the directory is gone.
+pub fn remove_spool(spool: &Path) -> bool {
+    let entries = match std::fs::read_dir(spool) {
+        Ok(e) => e,
+        Err(e) => return e.kind() == io::ErrorKind::NotFound,
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let ours = entry_segment(file).is_some()
+            || file == LOCK_FILE
+            || file == WANT_FILE
+            || (file.starts_with('.') && file.ends_with(".tmp"));
+        if ours {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    std::fs::remove_dir(spool).is_ok()
 }
 
 /// Fetches `name` into the spool unless it is there already.
@@ -439,6 +506,36 @@ mod tests {
             ]
         );
         assert!(window(&n, 0, 16 << 20).is_empty());
+    }
+
+    #[test]
+    fn a_segment_may_start_on_an_earlier_timeline_never_a_later_one() {
+        let info = RepoInfo {
+            format: crate::repo::FORMAT,
+            system_identifier: "42".into(),
+            pg_major: Some(15),
+            wal_segment_size: 16 << 20,
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let head = |tli: u32| {
+            let mut b = vec![0u8; LONG_HEADER_LEN];
+            b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+            b[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
+            b[4..8].copy_from_slice(&tli.to_le_bytes());
+            b[8..16].copy_from_slice(&0x0600_0000u64.to_le_bytes());
+            b[24..32].copy_from_slice(&42u64.to_le_bytes());
+            b[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+            b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+            b
+        };
+        // The first segment of timeline 2 is a copy of timeline 1's up to the switch.
+        let name = WalName::parse("000000020000000000000006").unwrap();
+        assert_eq!(check_segment(&head(1), 16 << 20, &name, &info), Ok(()));
+        assert_eq!(check_segment(&head(2), 16 << 20, &name, &info), Ok(()));
+        assert!(check_segment(&head(3), 16 << 20, &name, &info).is_err());
+        assert!(check_segment(&head(2), 8 << 20, &name, &info).is_err());
+        let other = WalName::parse("000000020000000000000007").unwrap();
+        assert!(check_segment(&head(2), 16 << 20, &other, &info).is_err());
     }
 
     #[test]

@@ -2,10 +2,16 @@
 //! in the repository; the same content twice is fine; different content under an archived
 //! name, a file that is not a complete WAL segment (or history/partial/backup file) of this
 //! cluster, or any write error is a non-zero exit with nothing half-written left visible.
+//!
+//! Which cluster archives is read from the control file of the data directory archive_command
+//! runs in (or `postgres.pgdata`), so the first push into an empty repository binds it to that
+//! cluster whatever the file is: a promoted standby offers its new timeline's history file
+//! first, and PostgreSQL offers nothing else until that is archived.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::datadir::{ControlData, DataDir, DataDirError};
 use super::header::SegmentHeader;
 use super::name::{WalFileKind, WalName};
 use super::{WalError, find, read_stored, stored_path};
@@ -18,7 +24,8 @@ pub struct PushOptions {
     pub level: i32,
     /// Compression threads for one segment (zstd splits a 16 MiB segment into jobs).
     pub threads: u32,
-    /// The data directory, to learn the major version when the repository is created.
+    /// The configured data directory (`postgres.pgdata`): where the control file is read when
+    /// wal-push does not run in a data directory.
     pub pgdata: Option<PathBuf>,
 }
 
@@ -62,6 +69,7 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
         Some(unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)?)
     };
     let data: &[u8] = map.as_deref().unwrap_or(&[]);
+    let local = local_cluster(path, opts);
 
     match name.kind {
         WalFileKind::Segment | WalFileKind::Partial => {
@@ -86,7 +94,20 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
                     header.tli, name.tli
                 )));
             }
-            let major = pg_major(path, opts).or_else(|| header.pg_major());
+            let control = local.as_ref().and_then(|c| c.as_ref().ok());
+            if let Some(c) = control
+                && c.system_identifier != header.system_identifier
+            {
+                return Err(refuse(format!(
+                    "its header says it belongs to the cluster with system identifier {}, but the cluster archiving it has system identifier {} (control file {}); a segment of another cluster was put into this pg_wal: move it away",
+                    header.system_identifier,
+                    c.system_identifier,
+                    c.path.display()
+                )));
+            }
+            let major = control
+                .and_then(|c| c.pg_major)
+                .or_else(|| header.pg_major());
             let info = repo.bind(header.system_identifier, major, seg_size)?;
             if info.wal_segment_size != seg_size {
                 return Err(refuse(format!(
@@ -99,12 +120,10 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
             if data.len() > 1 << 20 || std::str::from_utf8(data).is_err() {
                 return Err(refuse("not a text history file".into()));
             }
-            if repo.info()?.is_none() {
-                return Err(refuse(format!(
-                    "the repository {} is not created yet and a history file does not say which cluster it belongs to; it is created by the first WAL segment or backup",
-                    repo.root().display()
-                )));
-            }
+            bind_from_control_file(repo, &local).map_err(|e| match e {
+                BindError::Refused(why) => refuse(why),
+                BindError::Wal(e) => e,
+            })?;
         }
     }
 
@@ -121,6 +140,7 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
         action: "create",
         source,
     })?;
+    remove_stale_temps(&dir, &name);
     let file_name = target
         .file_name()
         .and_then(|n| n.to_str())
@@ -233,17 +253,75 @@ fn data_dir(path: &Path, opts: &PushOptions) -> Option<PathBuf> {
         .map(|d| std::fs::canonicalize(&d).unwrap_or(d))
 }
 
-/// The major version from PG_VERSION: archive_command runs in the data directory.
-fn pg_major(path: &Path, opts: &PushOptions) -> Option<u32> {
-    let mut candidates = vec![PathBuf::from("PG_VERSION")];
-    if let Some(pgdata) = path.parent().and_then(Path::parent) {
-        candidates.push(pgdata.join("PG_VERSION"));
+/// The control file of the cluster that archives: in the data directory archive_command runs
+/// in, the one holding `pg_wal/PATH`, or `postgres.pgdata`. `None` when there is none.
+fn local_cluster(path: &Path, opts: &PushOptions) -> Option<Result<ControlData, DataDirError>> {
+    let beside = path
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "pg_wal"))
+        .and_then(Path::parent);
+    DataDir::locate(beside.into_iter().chain(opts.pgdata.as_deref())).map(|d| d.control())
+}
+
+enum BindError {
+    Refused(String),
+    Wal(WalError),
+}
+
+impl From<crate::repo::RepoError> for BindError {
+    fn from(e: crate::repo::RepoError) -> BindError {
+        BindError::Wal(e.into())
     }
-    if let Some(pgdata) = &opts.pgdata {
-        candidates.push(pgdata.join("PG_VERSION"));
+}
+
+/// A history or backup history file does not say which cluster wrote it; the control file of
+/// the cluster archiving it does. Binds an empty repository to that cluster, or checks that
+/// the repository is its own (a file of another cluster is refused).
+fn bind_from_control_file(
+    repo: &Repo,
+    local: &Option<Result<ControlData, DataDirError>>,
+) -> Result<(), BindError> {
+    let bound = repo.info()?;
+    match (local, bound) {
+        (Some(Ok(c)), bound) => {
+            let Some(seg_size) = bound
+                .as_ref()
+                .map(|i| i.wal_segment_size)
+                .or_else(|| c.wal_segment_size())
+            else {
+                return Err(BindError::Refused(format!(
+                    "the repository {} is not created yet and the WAL segment size of the cluster is unknown: its pg_wal holds no segment file",
+                    repo.root().display()
+                )));
+            };
+            repo.bind(c.system_identifier, c.pg_major, seg_size)?;
+            Ok(())
+        }
+        (Some(Err(e)), Some(_)) => {
+            tracing::warn!("Cannot check which cluster this file belongs to: {e}");
+            Ok(())
+        }
+        (None, Some(_)) => Ok(()),
+        (Some(Err(e)), None) => Err(BindError::Refused(format!(
+            "the repository {} is not created yet and the cluster archiving this file is unknown: {e}; make the control file readable by the user running wal-push",
+            repo.root().display()
+        ))),
+        (None, None) => Err(BindError::Refused(format!(
+            "the repository {} is not created yet and this file does not say which cluster it belongs to, nor is wal-push running in a data directory (archive_command runs in one); set postgres.pgdata",
+            repo.root().display()
+        ))),
     }
-    candidates
+}
+
+/// Removes the temp files a killed earlier push of `name` left in `dir` (see
+/// [`durable::remove_stale_temps`]); they hold nothing anyone reads.
+fn remove_stale_temps(dir: &Path, name: &WalName) {
+    let stored: Vec<String> = Compression::ALL
         .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .and_then(|v| v.trim().parse().ok())
+        .map(|c| format!("{}{}", name.name, c.suffix()))
+        .collect();
+    let stored: Vec<&str> = stored.iter().map(String::as_str).collect();
+    for path in durable::remove_stale_temps(dir, &stored) {
+        tracing::info!(file = %path.display(), "Removed a temp file a killed wal-push left");
+    }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod advise;
 mod alerts;
+mod archive_modes;
 mod backup;
 mod backups_cmd;
 mod baselines;

@@ -14,9 +14,11 @@ use crate::support::dbagent::{Agent, chown_to_postgres};
 /// Writes some WAL, switches to a new segment and copies the completed one into `dir`.
 pub(crate) fn complete_segment(pg: &Cluster, dir: &Path) -> PathBuf {
     pg.psql("CREATE TABLE IF NOT EXISTS filler (i int, t text)");
+    // The insert position: with synchronous_commit off (the kit's setting) the write position
+    // can still be at the start of the segment, which names the previous one.
     let name = pg.psql(
         "INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 5000) g; \
-         SELECT pg_walfile_name(pg_current_wal_lsn())",
+         SELECT pg_walfile_name(pg_current_wal_insert_lsn())",
     );
     let name = name
         .lines()

@@ -15,6 +15,8 @@ pub struct Poller {
     in_recovery: bool,
     dbname: String,
     pub config: MonitorConfig,
+    /// The repository the collectors that read it see (none by default).
+    pub repository: Option<std::path::PathBuf>,
 }
 
 impl Poller {
@@ -48,6 +50,7 @@ impl Poller {
             in_recovery,
             dbname,
             config: MonitorConfig::default(),
+            repository: None,
         }
     }
 
@@ -60,7 +63,7 @@ impl Poller {
             dbname: &self.dbname,
             config: &self.config,
             now: jiff::Timestamp::now(),
-            repository: None,
+            repository: self.repository.as_deref(),
             state_dir: None,
         };
         self.rt.block_on(collector.collect(&ctx))

@@ -149,11 +149,24 @@ impl Agent {
     /// Runs dbagent as the `postgres` OS user (when root), e.g. to meet permissions root
     /// would bypass.
     pub fn run_as_postgres(&self, args: &[&str]) -> Run {
+        self.run_as_postgres_maybe_in(None, args)
+    }
+
+    /// Runs dbagent as the `postgres` OS user (when root) with `dir` as the working directory:
+    /// PostgreSQL runs archive_command and restore_command in its data directory.
+    pub fn run_as_postgres_in(&self, dir: &Path, args: &[&str]) -> Run {
+        self.run_as_postgres_maybe_in(Some(dir), args)
+    }
+
+    fn run_as_postgres_maybe_in(&self, dir: Option<&Path>, args: &[&str]) -> Run {
         let mut full = vec!["--config", self.config.to_str().expect("utf-8 path")];
         full.extend_from_slice(args);
         let mut cmd = Command::new(dbagent_for_postgres());
         clean_env(&mut cmd);
         cmd.env("HOME", self.dir.path()).args(&full);
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
         if nix::unistd::geteuid().is_root() {
             let pg = postgres_user();
             use std::os::unix::process::CommandExt;
