@@ -10,6 +10,7 @@ pub mod name;
 pub mod prefetch;
 pub mod push;
 pub mod timeline;
+pub mod xacts;
 
 use std::io;
 use std::path::{Path, PathBuf};
