@@ -337,6 +337,94 @@ pg_test!(
 );
 
 pg_test!(
+    rpo_check_and_drill_follow_the_primarys_history_after_a_copy_archived_a_newer_timeline,
+    |v| {
+        let (agent, mut pg) = archived_cluster(v);
+        agent.set_yaml(&objectives_yaml(&agent, &pg, "5s"));
+        agent.share_with_postgres();
+        pg.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+        let backup = take_backup(&agent);
+        let id = backup["id"].as_str().expect("backup id").to_string();
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000)");
+        switch_and_wait(|s| pg.psql(s));
+
+        // A copy restored from the backup elsewhere, promoted, archiving timeline 2 into the
+        // same repository.
+        let copy = crate::support::restore::promoted_copy_archiving(
+            v,
+            &agent.repo(),
+            &id,
+            &agent.restore_command(),
+            &agent.archive_command(),
+        );
+        copy.psql("INSERT INTO t SELECT generate_series(1, 500)");
+        switch_and_wait(|s| copy.psql(s));
+        let history = agent.repo().join("wal");
+        assert!(
+            std::fs::read_dir(&history)
+                .expect("wal dir")
+                .filter_map(|e| e.ok())
+                .any(|e| e
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("00000002.history")),
+            "the copy archived timeline 2"
+        );
+
+        // The primary keeps writing on timeline 1 with archiving broken: its commits are at
+        // risk whatever timeline 2's file names say.
+        set_and_reload(&mut pg, "archive_command", "false", "false");
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000); SELECT pg_switch_wal()");
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000)");
+        let msg = wait_rpo_check(&agent, "critical");
+        assert!(
+            msg.contains("above the target 5s")
+                && msg.contains("not counted: timeline 2")
+                && msg.contains("00000001"),
+            "{msg}"
+        );
+        let sidecar = Sidecar::start(&agent);
+        sidecar.wait_metrics(
+            "the RPO to pass the 5s target",
+            Duration::from_secs(60),
+            |m| sample(m, "dbagent_rpo_seconds").is_some_and(|r| r > 5.0),
+        );
+        let (_, body) = sidecar.get("/api/v1/status");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+        assert_eq!(
+            status["repository"]["newest_wal"]["timeline"], 1,
+            "{status}"
+        );
+        drop(sidecar);
+
+        // The drill restores along the newest timeline today: it must not pass on the copy's
+        // branch, and it says which branch it replayed.
+        let drill = agent.run_copy(&["drill", "--json"]);
+        let json = drill.json();
+        assert_eq!(json["primary_timeline"], 1, "{json}");
+        if json["ok"] == true {
+            assert_eq!(json["replayed_timeline"], 1, "{json}");
+        } else {
+            assert_eq!(drill.code, 1, "{}", drill.all());
+            let reason = json["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("replayed timeline 2")
+                    && reason.contains("not on the primary's timeline history 1 (from the server)")
+                    && reason.contains("a promotion on host"),
+                "{reason}"
+            );
+        }
+
+        // Archiving fixed: the primary's backlog arrives and RPO is back within the target.
+        let command = agent.archive_command();
+        set_and_reload(&mut pg, "archive_command", &command, &command);
+        switch_and_wait(|s| pg.psql(s));
+        let msg = wait_rpo_check(&agent, "ok");
+        assert!(msg.contains("not counted: timeline 2"), "{msg}");
+    }
+);
+
+pg_test!(
     a_drill_slower_than_the_rto_target_warns_in_check_and_fires_the_rto_alert,
     |v| {
         let rt = recorder_runtime();
