@@ -34,7 +34,7 @@ use tokio_postgres::Client;
 use crate::repo::Repo;
 use crate::wal::name::{Lsn, segment_name};
 use crate::wal::timeline::Timelines;
-use crate::wal::xacts::{self, XactState, full_xid};
+use crate::wal::xacts::{Follower, XactState, full_xid};
 
 /// At most this many transaction IDs assigned after the archive are asked about per poll;
 /// beyond them, the first one counts as committed (the archive is far behind anyway).
@@ -155,16 +155,13 @@ pub struct ArchiveView {
     pub other_timelines: Vec<OtherTimeline>,
 }
 
-/// The archive's transaction state for a (timeline, newest segment), kept between polls.
-pub type XactCache = ((u32, u64), Result<Option<XactState>, String>);
-
-/// Reads the archive for a server on `tli`. `cache` keeps the transaction state of the last
-/// newest segment between calls (the sidecar), so each archived segment is read once.
+/// Reads the archive for a server on `tli`. `follower` follows the archive's transactions
+/// between calls (the sidecar keeps it), so each archived segment is read once.
 pub fn read_archive(
     repo: &Repo,
     seg_size: u64,
     tli: u32,
-    cache: &mut Option<XactCache>,
+    follower: &mut Option<Follower>,
 ) -> std::io::Result<ArchiveView> {
     let timelines = Timelines::read(repo, seg_size)?;
     let history_missing = timelines.path(tli).is_none();
@@ -178,15 +175,12 @@ pub fn read_archive(
         });
     let other_timelines = other_timelines(&timelines, tli);
     let xacts = newest.as_ref().map(|n| {
-        let key = (tli, n.segno);
-        match cache {
-            Some((k, v)) if *k == key => v.clone(),
-            _ => {
-                let v = xacts::state_at(repo, &timelines, tli, n.segno).map_err(|e| e.to_string());
-                *cache = Some((key, v.clone()));
-                v
-            }
-        }
+        let f = match follower {
+            Some(f) if f.timeline() == tli => f,
+            _ => follower.insert(Follower::new(tli, seg_size)),
+        };
+        f.advance(repo, &timelines, n.segno)
+            .map_err(|e| e.to_string())
     });
     Ok(ArchiveView {
         newest,
@@ -520,8 +514,8 @@ struct Sample {
 pub struct Tracker {
     timeline: Option<u32>,
     samples: VecDeque<Sample>,
-    /// The archive's transaction state for the newest segment read, kept between polls.
-    pub cache: Option<XactCache>,
+    /// Follows the archive's transactions between polls.
+    pub follower: Option<Follower>,
 }
 
 impl Tracker {

@@ -25,16 +25,16 @@ struct Seen {
     backup: Option<(f64, f64, f64, usize)>,
     archive: Option<Result<crate::rpo::ArchiveView, String>>,
     drill: Option<crate::drill::LastDrill>,
-    cache: Option<XactCache>,
+    follower: Option<Follower>,
 }
 
-use crate::rpo::XactCache;
+use crate::wal::xacts::Follower;
 
 fn read(
     repo: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     server: Option<(u64, u32)>,
-    mut cache: Option<XactCache>,
+    mut follower: Option<Follower>,
 ) -> Result<Seen, String> {
     let now = jiff::Timestamp::now();
     let age = |t: jiff::Timestamp| (now - t).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0);
@@ -42,7 +42,7 @@ fn read(
         backup: None,
         archive: None,
         drill: None,
-        cache: None,
+        follower: None,
     };
     if let Some(path) = repo {
         let repo = Repo::at(&path);
@@ -57,12 +57,12 @@ fn read(
         }
         if let Some((seg_size, tli)) = server {
             seen.archive = Some(
-                crate::rpo::read_archive(&repo, seg_size, tli, &mut cache)
+                crate::rpo::read_archive(&repo, seg_size, tli, &mut follower)
                     .map_err(|e| format!("cannot read the WAL archive in {}: {e}", path.display())),
             );
         }
     }
-    seen.cache = cache;
+    seen.follower = follower;
     if let Some(dir) = state_dir {
         seen.drill = crate::drill::last(&dir).map_err(|e| e.to_string())?;
     }
@@ -91,12 +91,12 @@ impl Collector for Recovery {
                 None
             };
             let key = server.as_ref().map(|s| (s.seg_size, s.timeline));
-            let cache = self.tracker.cache.take();
-            let mut seen = tokio::task::spawn_blocking(move || read(repo, state, key, cache))
+            let follower = self.tracker.follower.take();
+            let mut seen = tokio::task::spawn_blocking(move || read(repo, state, key, follower))
                 .await
                 .map_err(|e| CollectError::Other(e.to_string()))?
                 .map_err(CollectError::Other)?;
-            self.tracker.cache = seen.cache.take();
+            self.tracker.follower = seen.follower.take();
             let rpo = match (&server, seen.archive.take()) {
                 (Some(server), Some(Ok(archive))) => {
                     let rpo = crate::rpo::assess(

@@ -92,12 +92,14 @@ struct Snapshot {
 }
 
 /// A record being assembled across a segment boundary.
+#[derive(Debug)]
 struct Carry {
     start: u64,
     bytes: Vec<u8>,
 }
 
 /// Reads records from consecutive segments fed one at a time (one segment in memory).
+#[derive(Debug)]
 pub struct Scanner {
     seg_size: u64,
     /// Where the next segment must start for the stream to continue.
@@ -259,6 +261,13 @@ impl Scanner {
             RM_XLOG_ID if info & 0xF0 == XLOG_SWITCH => return true,
             RM_STANDBY_ID if info & 0xF0 == XLOG_RUNNING_XACTS => {
                 if let Some(s) = main_data(rec).and_then(parse_running_xacts) {
+                    // Completions below everything this snapshot lists can no longer matter.
+                    let floor = s
+                        .xids
+                        .iter()
+                        .copied()
+                        .fold(s.next_xid, |m, x| if xid_precedes(x, m) { x } else { m });
+                    self.done.retain(|x| !xid_precedes(*x, floor));
                     self.snapshot = Some(Snapshot { lsn: at, ..s });
                     self.max_xid_after = None;
                 }
@@ -460,46 +469,108 @@ fn parse_xact_end(d: &[u8], has_info: bool) -> Option<(jiff::Timestamp, Vec<u32>
 
 /// The segments read back from the newest one, at most, to find a standby snapshot.
 const LOOKBACK: [u64; 3] = [1, 4, 16];
+/// At most this many new segments are read to catch up; further behind, start afresh.
+const MAX_CATCH_UP: u64 = 256;
 
-/// The transactions as of the end of archived segment `last` along the path of timeline
-/// `tli`: `Ok(None)` when the last segments hold no standby snapshot (or a gap stops the
-/// search), an error when a segment cannot be read.
-pub fn state_at(
-    repo: &Repo,
-    timelines: &Timelines,
+/// Follows the archive along the path of one timeline as it grows, so that each archived
+/// segment is read once: the sidecar keeps one between polls. The first call (and one after a
+/// gap) looks back from the newest segment for a standby snapshot.
+#[derive(Debug)]
+pub struct Follower {
     tli: u32,
-    last: u64,
-) -> io::Result<Option<XactState>> {
-    let seg = timelines.seg_size;
-    let Some(path) = timelines.path(tli) else {
-        return Ok(None);
-    };
-    for back in LOOKBACK {
-        let first = last.saturating_sub(back - 1);
-        let mut scanner = Scanner::new(seg);
-        for segno in first..=last {
-            let on = timeline_of(&path, segno, seg);
-            let Some(name) = WalName::parse(&segment_name(on, segno, seg)) else {
-                continue;
-            };
-            let Some((file, c)) = super::find(repo, &name)? else {
-                // A gap: only what follows it can be read as one stream.
-                scanner = Scanner::new(seg);
-                continue;
-            };
-            let bytes = super::read_stored(&file, c)?;
-            if let Err(e) = scanner.feed(segno * seg, &bytes) {
-                return Err(io::Error::other(format!("{}: {e}", file.display())));
-            }
-        }
-        if let Some(state) = scanner.finish() {
-            return Ok(Some(state));
-        }
-        if first == 0 {
-            break;
+    /// The last segment fed, when the scanner continues from it.
+    last: Option<u64>,
+    scanner: Scanner,
+}
+
+impl Follower {
+    pub fn new(tli: u32, seg_size: u64) -> Follower {
+        Follower {
+            tli,
+            last: None,
+            scanner: Scanner::new(seg_size),
         }
     }
-    Ok(None)
+
+    pub fn timeline(&self) -> u32 {
+        self.tli
+    }
+
+    /// The transactions as of the end of archived segment `last` along the path of the
+    /// follower's timeline: `Ok(None)` when no standby snapshot was found (or a gap stops the
+    /// search), an error when a segment cannot be read.
+    pub fn advance(
+        &mut self,
+        repo: &Repo,
+        timelines: &Timelines,
+        last: u64,
+    ) -> io::Result<Option<XactState>> {
+        let seg = timelines.seg_size;
+        let Some(path) = timelines.path(self.tli) else {
+            self.last = None;
+            return Ok(None);
+        };
+        let read = |segno: u64| -> io::Result<Option<Vec<u8>>> {
+            let on = timeline_of(&path, segno, seg);
+            let Some(name) = WalName::parse(&segment_name(on, segno, seg)) else {
+                return Ok(None);
+            };
+            match super::find(repo, &name)? {
+                Some((file, c)) => super::read_stored(&file, c).map(Some),
+                None => Ok(None),
+            }
+        };
+        let feed = |scanner: &mut Scanner, segno: u64, bytes: &[u8]| {
+            scanner
+                .feed(segno * seg, bytes)
+                .map_err(|e| io::Error::other(format!("archived WAL segment {segno:X}: {e}")))
+        };
+        if self.last == Some(last) {
+            return Ok(self.scanner.finish());
+        }
+        if let Some(prev) = self.last
+            && prev < last
+            && last - prev <= MAX_CATCH_UP
+        {
+            let mut contiguous = true;
+            for segno in prev + 1..=last {
+                match read(segno) {
+                    Ok(Some(bytes)) => feed(&mut self.scanner, segno, &bytes)?,
+                    Ok(None) => {
+                        contiguous = false;
+                        break;
+                    }
+                    Err(e) => {
+                        self.last = None;
+                        return Err(e);
+                    }
+                }
+            }
+            if contiguous {
+                self.last = Some(last);
+                return Ok(self.scanner.finish());
+            }
+        }
+        self.last = None;
+        for back in LOOKBACK {
+            let first = last.saturating_sub(back - 1);
+            let mut scanner = Scanner::new(seg);
+            for segno in first..=last {
+                match read(segno)? {
+                    Some(bytes) => feed(&mut scanner, segno, &bytes)?,
+                    // A gap: only what follows it can be read as one stream.
+                    None => scanner = Scanner::new(seg),
+                }
+            }
+            let found = scanner.finish();
+            self.scanner = scanner;
+            self.last = Some(last);
+            if found.is_some() || first == 0 {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -745,6 +816,46 @@ pub(crate) mod tests {
         let mut s = Scanner::new(SEG);
         s.feed(segs[1].0, &segs[1].1).unwrap();
         assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn the_follower_reads_each_new_segment_once_and_looks_back_after_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::at(dir.path());
+        let store = |segno: u64, bytes: &[u8]| {
+            let name = segment_name(1, segno, SEG);
+            let d = repo.wal_dir().join(&name[..16]);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(&name), bytes).unwrap();
+        };
+        let mut b = Builder::new(1);
+        b.insert(90, 10);
+        b.commit(90, &[]);
+        b.running(100, &[99]);
+        b.insert(100, 10);
+        b.switch();
+        b.insert(101, 10);
+        b.commit(100, &[]);
+        b.switch();
+        b.commit(99, &[]);
+        b.insert(102, 10);
+        b.switch();
+        let segs = b.segments();
+        store(1, &segs[0].1);
+        store(2, &segs[1].1);
+        let timelines = || Timelines::read(&repo, SEG).unwrap();
+        let mut f = Follower::new(1, SEG);
+        let st = f.advance(&repo, &timelines(), 2).unwrap().unwrap();
+        assert_eq!((st.next_xid, st.running.clone()), (102, vec![99, 101]));
+        // The next segment is read on its own: removing the first two changes nothing.
+        store(3, &segs[2].1);
+        std::fs::remove_dir_all(repo.wal_dir().join(&segment_name(1, 1, SEG)[..16])).unwrap();
+        store(3, &segs[2].1);
+        let st = f.advance(&repo, &timelines(), 3).unwrap().unwrap();
+        assert_eq!((st.next_xid, st.running.clone()), (103, vec![101, 102]));
+        // Afresh (no snapshot in the last segments left): nothing can be said.
+        let mut fresh = Follower::new(1, SEG);
+        assert_eq!(fresh.advance(&repo, &timelines(), 3).unwrap(), None);
     }
 
     #[test]
