@@ -184,8 +184,7 @@ impl Scanner {
                     }
                 }
                 None => {
-                    let mut sink = Vec::new();
-                    let (next, left) = seg.read(off, rem_len as usize, &mut sink)?;
+                    let (next, left) = seg.read_into(off, rem_len as usize, None)?;
                     if left > 0 {
                         return Ok(());
                     }
@@ -222,6 +221,17 @@ impl Scanner {
                     Lsn(at)
                 )));
             }
+            if !matches!(rec[17], RM_XLOG_ID | RM_XACT_ID | RM_STANDBY_ID) {
+                // Only its transaction ID matters: step over the body without copying it (a
+                // body running into the next segment is skipped there, by its xlp_rem_len).
+                self.track_xid(u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]));
+                let (next, left) = seg.read_into(next, total - RECORD_HEADER, None)?;
+                if left > 0 {
+                    return Ok(());
+                }
+                off = next;
+                continue;
+            }
             let (next, left) = seg.read(next, total - RECORD_HEADER, &mut rec)?;
             if left > 0 {
                 self.carry = Some(Carry {
@@ -243,6 +253,16 @@ impl Scanner {
         self.carry = Some(Carry { start: at, bytes });
     }
 
+    /// A record of transaction `xid` was logged: it had been assigned.
+    fn track_xid(&mut self, xid: u32) {
+        if xid >= FIRST_NORMAL_XID && self.snapshot.is_some() {
+            self.max_xid_after = Some(match self.max_xid_after {
+                Some(m) if !xid_precedes(m, xid) => m,
+                _ => xid,
+            });
+        }
+    }
+
     /// Handles one complete record; true when it ends the segment (a WAL switch).
     fn record(&mut self, at: u64, rec: &[u8]) -> bool {
         if rec.len() < RECORD_HEADER {
@@ -251,12 +271,7 @@ impl Scanner {
         let xid = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
         let info = rec[16];
         let rmid = rec[17];
-        if xid >= FIRST_NORMAL_XID && self.snapshot.is_some() {
-            self.max_xid_after = Some(match self.max_xid_after {
-                Some(m) if !xid_precedes(m, xid) => m,
-                _ => xid,
-            });
-        }
+        self.track_xid(xid);
         match rmid {
             RM_XLOG_ID if info & 0xF0 == XLOG_SWITCH => return true,
             RM_STANDBY_ID if info & 0xF0 == XLOG_RUNNING_XACTS => {
@@ -354,11 +369,16 @@ impl Segment<'_> {
 
     /// Appends up to `n` bytes of record data from offset `off` to `out`, skipping page
     /// headers; returns the offset after them and how many bytes the segment did not have.
-    fn read(
+    fn read(&self, off: u64, n: usize, out: &mut Vec<u8>) -> Result<(u64, usize), ScanError> {
+        self.read_into(off, n, Some(out))
+    }
+
+    /// [`Segment::read`], or only stepping over the bytes without `out`.
+    fn read_into(
         &self,
         mut off: u64,
         mut n: usize,
-        out: &mut Vec<u8>,
+        mut out: Option<&mut Vec<u8>>,
     ) -> Result<(u64, usize), ScanError> {
         let size = self.buf.len() as u64;
         while n > 0 {
@@ -371,7 +391,9 @@ impl Segment<'_> {
             }
             let page_end = (off / self.page + 1) * self.page;
             let take = n.min((page_end - off) as usize);
-            out.extend_from_slice(&self.buf[off as usize..off as usize + take]);
+            if let Some(out) = out.as_deref_mut() {
+                out.extend_from_slice(&self.buf[off as usize..off as usize + take]);
+            }
             off += take as u64;
             n -= take;
         }
