@@ -19,6 +19,7 @@ pub mod notify;
 pub mod pg;
 pub mod repo;
 pub mod restore;
+pub mod rpo;
 pub mod schedule;
 pub mod state;
 pub mod wal;

@@ -255,6 +255,8 @@ pub fn expire(
         return Ok(ExpireReport::new(&ExpirePlan::default(), &[], dry_run));
     }
     let _lock = repo.lock("expire", lock_wait)?;
+    // A drill restoring a backup holds it in use: wait for it (or fail naming it).
+    let _in_use = repo.lock_for_delete("expire", lock_wait)?;
     let backups = manifest::list(repo)?;
     let (wal, temps) = scan_wal(repo)?;
     let names: Vec<WalName> = wal.iter().map(|w| w.name.clone()).collect();
@@ -868,9 +870,12 @@ mod tests {
         assert_eq!(r.leftovers_removed.len(), 1);
         let after: Vec<String> = tree(repo.root())
             .into_iter()
-            .filter(|p| p != "lock")
+            .filter(|p| p != "lock" && p != "lock.use")
             .collect();
-        let before: Vec<String> = before.into_iter().filter(|p| p != "lock").collect();
+        let before: Vec<String> = before
+            .into_iter()
+            .filter(|p| p != "lock" && p != "lock.use")
+            .collect();
         assert_eq!(before, after);
     }
 
@@ -976,5 +981,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("locked by backup"), "{err}");
+    }
+
+    #[test]
+    fn a_backup_in_use_by_a_drill_stops_expire_but_not_a_backup() {
+        let (_d, repo) = synthetic_repo();
+        let drill = repo.lock_in_use("drill", Duration::ZERO).unwrap();
+        // Two drills may share the backups; a backup does not wait for either.
+        let _second = repo.lock_in_use("drill", Duration::ZERO).unwrap();
+        drop(repo.lock("backup", Duration::ZERO).unwrap());
+        let err = expire(
+            &repo,
+            &retention(1, None),
+            Duration::ZERO,
+            ts("2026-11-25T00:00:00Z"),
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("locked by drill"), "{err}");
+        assert!(repo.backups_dir().join("20261121T000000Z").exists());
+        drop(drill);
+        drop(_second);
+        let r = expire(
+            &repo,
+            &retention(1, None),
+            Duration::ZERO,
+            ts("2026-11-25T00:00:00Z"),
+            false,
+        )
+        .unwrap();
+        assert!(!r.removed.is_empty());
+        // While expire deletes, no drill can start.
+        let _lock = repo.lock_for_delete("expire", Duration::ZERO).unwrap();
+        let err = repo.lock_in_use("drill", Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("locked by expire"), "{err}");
     }
 }

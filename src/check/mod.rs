@@ -107,9 +107,6 @@ pub struct ServerInfo {
     pub in_recovery: bool,
     /// pg_control's system identifier, when the role may read it.
     pub system_identifier: Option<String>,
-    /// The WAL file holding the write position (a primary), for the `rpo` check.
-    #[serde(skip)]
-    pub current_wal_file: Option<String>,
 }
 
 /// Counts of checks per status.
@@ -200,13 +197,20 @@ impl Report {
 /// Runs every check against the configured cluster and repository.
 pub async fn run(config: &Config) -> Report {
     let started = Instant::now();
-    let (mut checks, server) = server::run(config).await;
+    let (mut checks, server, client) = server::run(config).await;
+    let wal = match &client {
+        Some(c) => Some(crate::rpo::ServerWal::read(c).await),
+        None => None,
+    };
     let sysid = server.as_ref().and_then(|s| s.system_identifier.as_deref());
-    checks.extend(repository::checks(config, sysid));
+    let timeline = wal
+        .as_ref()
+        .and_then(|w| w.as_ref().ok())
+        .map(|w| w.timeline);
+    checks.extend(repository::checks(config, sysid, timeline));
     checks.extend(drill::check(config));
     checks.extend(wal_verify::check(config));
-    let current_wal_file = server.as_ref().and_then(|s| s.current_wal_file.as_deref());
-    checks.extend(objectives::checks(config, current_wal_file));
+    checks.extend(objectives::checks(config, client.as_ref(), wal.as_ref(), sysid).await);
     Report::new(checks, server, started.elapsed())
 }
 

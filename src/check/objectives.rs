@@ -1,33 +1,91 @@
-//! The recovery-objective checks: `rpo` (the data at risk now, from the WAL archive and the
-//! server's write position, against `objectives.rpo`) and `rto` (the recovery time measured by
-//! the last successful restore drill, against `objectives.rto`). Whether the settings can meet
-//! the RPO target at all is the server check `archive_timeout`.
+//! The recovery-objective checks: `rpo` (the data at risk now, against `objectives.rpo`: the
+//! same answer as `dbagent_rpo_seconds`, see [`crate::rpo`], computed once without the
+//! sidecar's poll history) and `rto` (the recovery time measured by the last successful
+//! restore drill, against `objectives.rto`). Whether the settings can meet the RPO target at
+//! all is the server check `archive_timeout`.
+
+use tokio_postgres::Client;
 
 use super::server::human_seconds;
 use super::{CheckResult, Status};
-use crate::collect::recovery::{fully_archived, newest_archived};
 use crate::config::Config;
 use crate::repo::Repo;
+use crate::rpo::{self, Basis, Rpo, ServerWal};
 
-/// `rpo` once the repository exists, `rto` once a successful drill measured one.
-/// `current_wal_file` is the WAL file holding the server's write position (a reachable
-/// primary).
-pub fn checks(config: &Config, current_wal_file: Option<&str>) -> Vec<CheckResult> {
+/// `rpo` (with the server's WAL facts when it is reachable, from the archive alone when not),
+/// `rto` once a successful drill measured one. Before the repository exists `rpo` is reported
+/// only once nothing archived for longer than the target (the `repository` check covers a
+/// fresh cluster); against a repository of another cluster it cannot be judged.
+pub async fn checks(
+    config: &Config,
+    client: Option<&Client>,
+    server: Option<&Result<ServerWal, String>>,
+    server_sysid: Option<&str>,
+) -> Vec<CheckResult> {
     let mut out = Vec::new();
-    let repo = Repo::at(&config.repository.path);
-    if matches!(repo.info(), Ok(Some(_))) {
-        let newest = newest_archived(&repo).map_err(|e| {
+    let target = config.objectives.rpo.as_secs_f64();
+    let repo_path = config.repository.path.clone();
+    let archive_error = |e: String| {
+        CheckResult::problem(
+            "rpo",
+            Status::Unknown,
             format!(
-                "cannot list the WAL archive in {}: {e}",
-                config.repository.path.display()
-            )
-        });
-        out.push(grade_rpo(
-            newest,
-            current_wal_file,
-            jiff::Timestamp::now(),
-            config.objectives.rpo.as_secs_f64(),
-        ));
+                "cannot read the WAL archive in {}: {e}",
+                repo_path.display()
+            ),
+            "fix the repository's permissions or storage",
+        )
+    };
+    match (client, server) {
+        (Some(client), Some(Ok(server))) => {
+            let repo = Repo::at(&config.repository.path);
+            let info = repo.info().ok().flatten();
+            if let (Some(info), Some(sysid)) = (&info, server_sysid)
+                && info.system_identifier != sysid
+            {
+                out.push(CheckResult::problem(
+                    "rpo",
+                    Status::Unknown,
+                    format!(
+                        "the repository belongs to cluster {}, this server is {sysid}: its archive says nothing about this server's data",
+                        info.system_identifier
+                    ),
+                    "point repository.path at this cluster's own repository (see repository_binding)",
+                ));
+                return out;
+            }
+            let (seg, tli) = (server.seg_size, server.timeline);
+            let archive = tokio::task::spawn_blocking(move || {
+                rpo::read_archive(&repo, seg, tli, &mut None).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            match archive {
+                Ok(archive) => {
+                    let now = jiff::Timestamp::now();
+                    let rpo = rpo::assess(client, server, &archive, None, now).await;
+                    if info.is_some() || rpo.seconds > target {
+                        out.push(grade_rpo(&rpo, target));
+                    }
+                }
+                Err(e) => out.push(archive_error(e)),
+            }
+        }
+        (Some(_), Some(Err(e))) => out.push(CheckResult::problem(
+            "rpo",
+            Status::Unknown,
+            format!("cannot read the server's WAL position and transaction counter: {e}"),
+            "see the role_* checks above (pg_monitor is needed)",
+        )),
+        _ => {
+            let repo = Repo::at(&config.repository.path);
+            match offline(&repo) {
+                Ok(Some(r)) => out.push(r(target)),
+                Ok(None) => {}
+                Err(e) => out.push(archive_error(e)),
+            }
+        }
     }
     if let Ok(Some(d)) = crate::drill::last(&config.state_dir)
         && d.ok
@@ -38,66 +96,71 @@ pub fn checks(config: &Config, current_wal_file: Option<&str>) -> Vec<CheckResul
     out
 }
 
-/// OK when everything the server wrote is archived or the newest archived WAL is younger
-/// than the target; CRITICAL past the target; WARNING when nothing is archived yet.
-pub fn grade_rpo(
-    newest: Result<Option<(String, jiff::Timestamp)>, String>,
-    current_wal_file: Option<&str>,
-    now: jiff::Timestamp,
-    target: f64,
-) -> CheckResult {
-    const NAME: &str = "rpo";
-    let goal = human_seconds(target);
-    let (name, archived_at) = match newest {
-        Err(e) => {
-            return CheckResult::problem(
-                NAME,
-                Status::Unknown,
-                e,
-                "fix the repository's permissions or storage",
-            );
-        }
-        Ok(None) => {
-            return CheckResult::problem(
-                NAME,
-                Status::Warning,
-                format!(
-                    "no WAL is archived yet, so nothing bounds the data at risk (target {goal})"
-                ),
-                "make archive_command call dbagent wal-push (see archive_command and archiving)",
-            );
-        }
-        Ok(Some(n)) => n,
+type Grader = Box<dyn FnOnce(f64) -> CheckResult>;
+
+/// The server cannot be asked: the age of the newest archived WAL on the history of the
+/// archive's newest timeline that is not a copy, which is the most the archive can say.
+fn offline(repo: &Repo) -> Result<Option<Grader>, String> {
+    let Some(info) = repo.info().map_err(|e| e.to_string())? else {
+        return Ok(None);
     };
-    let age = (now - archived_at)
+    let timelines = crate::wal::timeline::Timelines::read(repo, info.wal_segment_size)
+        .map_err(|e| e.to_string())?;
+    let Some(tli) = timelines.newest_not_copy() else {
+        return Ok(None);
+    };
+    let Some((t, segno, at)) = timelines.newest_on_path(tli, 0) else {
+        return Ok(None);
+    };
+    let name = crate::wal::name::segment_name(t, segno, info.wal_segment_size);
+    let age = (jiff::Timestamp::now() - at)
         .total(jiff::Unit::Second)
         .unwrap_or(0.0)
         .max(0.0);
-    let ago = human_seconds(age);
-    if let Some(current) = current_wal_file
-        && fully_archived(current, &name)
-    {
-        return CheckResult::ok(
-            NAME,
-            format!(
-                "RPO 0s: everything the server wrote is archived (newest {name}, {ago} ago); target {goal}"
-            ),
+    Ok(Some(Box::new(move |target| {
+        let ago = human_seconds(age);
+        let goal = human_seconds(target);
+        let msg = format!(
+            "the server cannot be asked, so only the archive speaks: its newest WAL on timeline {tli}'s history is {name}, archived {ago} ago (RPO at most that if the server wrote since); target {goal}"
         );
-    }
-    if age > target {
+        if age > target {
+            CheckResult::problem(
+                "rpo",
+                Status::Critical,
+                msg,
+                "restore the connection to the server (see connection) so check can tell what is unarchived; if the server is lost, this is the data at risk",
+            )
+        } else {
+            CheckResult::ok("rpo", msg)
+        }
+    })))
+}
+
+/// OK within the target; CRITICAL above it. Nothing archived yet on the server's history is a
+/// WARNING while still within the target (archiving may simply not have had its first
+/// segment), CRITICAL once past it.
+pub fn grade_rpo(rpo: &Rpo, target: f64) -> CheckResult {
+    const NAME: &str = "rpo";
+    let goal = human_seconds(target);
+    let value = human_seconds(rpo.seconds);
+    let msg = format!("RPO {value}: {}; target {goal}", rpo.detail);
+    let fix = "see the archiving, archive_lag and archive_timeout checks (the server log has archive_command's errors); dbagent_rpo_seconds shows when it recovers";
+    if rpo.seconds > target {
         CheckResult::problem(
             NAME,
             Status::Critical,
-            format!(
-                "RPO {ago} is above the target {goal}: the newest archived WAL ({name}) is {ago} old and the server has written WAL since"
-            ),
-            "see the archiving, archive_lag and archive_timeout checks (the server log has archive_command's errors); dbagent_rpo_seconds shows when it recovers",
+            format!("RPO {value} is above the target {goal}: {}", rpo.detail),
+            fix,
+        )
+    } else if rpo.basis == Basis::NothingArchived {
+        CheckResult::problem(
+            NAME,
+            Status::Warning,
+            msg,
+            "make archive_command call dbagent wal-push (see archive_command and archiving)",
         )
     } else {
-        CheckResult::ok(
-            NAME,
-            format!("RPO {ago} (newest archived WAL {name}), within the target {goal}"),
-        )
+        CheckResult::ok(NAME, msg)
     }
 }
 
@@ -125,40 +188,39 @@ pub fn grade_rto(rto: f64, target: f64) -> CheckResult {
 mod tests {
     use super::*;
 
-    const SEG: &str = "000000010000000000000005";
+    fn rpo(seconds: f64, basis: Basis) -> Rpo {
+        Rpo {
+            seconds,
+            at_risk_since: None,
+            basis,
+            detail: "details".into(),
+            server_timeline: 1,
+            server_position: crate::wal::Lsn(0x3000000),
+            newest_archived: None,
+            oldest_unarchived_xid: None,
+            other_timelines: Vec::new(),
+        }
+    }
 
     #[test]
-    fn rpo_is_graded_against_the_target_and_zero_when_all_is_archived() {
-        let now = jiff::Timestamp::now();
-        let ago = |s: i64| now - jiff::SignedDuration::from_secs(s);
-        let newest = |s| Ok(Some((SEG.to_string(), ago(s))));
-        let next = "000000010000000000000006";
-
-        let r = grade_rpo(newest(600), Some(next), now, 300.0);
+    fn rpo_is_graded_against_the_target() {
+        let r = grade_rpo(&rpo(600.0, Basis::ArchiveAge), 300.0);
         assert_eq!(r.status, Status::Critical, "{}", r.message);
         assert!(
-            r.message.contains("RPO 10m is above the target 5m") && r.message.contains(SEG),
+            r.message.contains("RPO 10m is above the target 5m"),
             "{}",
             r.message
         );
-        let r = grade_rpo(newest(60), Some(next), now, 300.0);
-        assert_eq!(r.status, Status::Ok, "{}", r.message);
-        // An idle primary whose last segment is archived risks nothing, however old it is.
-        let r = grade_rpo(newest(86_400), Some(SEG), now, 300.0);
+        let r = grade_rpo(&rpo(0.0, Basis::NoUnarchivedCommit), 300.0);
         assert_eq!(r.status, Status::Ok, "{}", r.message);
         assert!(r.message.starts_with("RPO 0s"), "{}", r.message);
-        // Unknown position (standby, server down): the archive's age decides.
         assert_eq!(
-            grade_rpo(newest(600), None, now, 300.0).status,
-            Status::Critical
-        );
-        assert_eq!(
-            grade_rpo(Ok(None), None, now, 300.0).status,
+            grade_rpo(&rpo(60.0, Basis::NothingArchived), 300.0).status,
             Status::Warning
         );
         assert_eq!(
-            grade_rpo(Err("boom".into()), None, now, 300.0).status,
-            Status::Unknown
+            grade_rpo(&rpo(600.0, Basis::NothingArchived), 300.0).status,
+            Status::Critical
         );
     }
 

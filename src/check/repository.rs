@@ -1,6 +1,8 @@
 //! The repository checks: the configured path exists and is writable (or, before the first
 //! backup or wal-push, can be created) and belongs to this cluster; the newest backup is
-//! recent enough; and the WAL archive has no gap from the oldest backup to the newest segment.
+//! recent enough; and the WAL archive has no gap from the oldest backup to the newest segment
+//! along the server's own timeline history (segments of another branch, such as a copy
+//! restored elsewhere that archived into this repository, fill no gap).
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,10 +11,16 @@ use super::{CheckResult, Status};
 use crate::backup::manifest::{self, BackupManifest};
 use crate::config::Config;
 use crate::repo::Repo;
+use crate::wal::timeline::Timelines;
 use crate::wal::{self, WalName};
 
 /// Every repository check, in order.
-pub fn checks(config: &Config, server_sysid: Option<&str>) -> Vec<CheckResult> {
+/// `timeline` is the server's (when it could be asked).
+pub fn checks(
+    config: &Config,
+    server_sysid: Option<&str>,
+    timeline: Option<u32>,
+) -> Vec<CheckResult> {
     let mut out = vec![check(&config.repository.path)];
     let repo = Repo::at(&config.repository.path);
     let info = match repo.info() {
@@ -70,7 +78,7 @@ pub fn checks(config: &Config, server_sysid: Option<&str>) -> Vec<CheckResult> {
         &config.check.backup_age_warning,
         &config.check.backup_age_critical,
     ));
-    out.push(check_continuity(&repo, &backups));
+    out.push(check_continuity(&repo, &backups, timeline));
     out
 }
 
@@ -109,8 +117,10 @@ fn check_backup_age(backups: &[BackupManifest], warn: &Duration, crit: &Duration
 }
 
 /// Every segment from the oldest backup's first WAL segment to the newest archived one must
-/// be in the archive (on some timeline), or point-in-time recovery stops at the gap.
-fn check_continuity(repo: &Repo, backups: &[BackupManifest]) -> CheckResult {
+/// be in the archive, along the server's timeline history (`timeline`; when the server could
+/// not be asked, the archive's newest timeline that is not a copy), or point-in-time recovery
+/// stops at the gap.
+fn check_continuity(repo: &Repo, backups: &[BackupManifest], timeline: Option<u32>) -> CheckResult {
     let name = "archive_continuity";
     let Some(oldest) = backups.first() else {
         return CheckResult::ok(name, "no backup yet, nothing to replay");
@@ -124,8 +134,7 @@ fn check_continuity(repo: &Repo, backups: &[BackupManifest]) -> CheckResult {
             "dbagent backups verify",
         );
     };
-    let first = start.segno(seg);
-    let timelines = match crate::wal::timeline::Timelines::read(repo, seg) {
+    let timelines = match Timelines::read(repo, seg) {
         Ok(t) => t,
         Err(e) => {
             return CheckResult::problem(
@@ -136,57 +145,41 @@ fn check_continuity(repo: &Repo, backups: &[BackupManifest]) -> CheckResult {
             );
         }
     };
-    // Judged along the history a `latest` restore from the oldest backup follows: a test
-    // copy's segments never fill a gap in the cluster's own history.
-    let decision = crate::restore::timeline::decide(
-        &timelines,
-        crate::restore::timeline::BackupPos {
-            timeline: oldest.timeline,
-            stop_lsn: oldest.stop_lsn,
-            stop_time: oldest.stop_time,
-        },
-        &crate::restore::plan::Target::Latest,
-        None,
-        crate::restore::plan::TimelineChoice::Latest,
-    );
-    let tli = match decision {
-        Ok(d) => d.timeline,
-        Err(crate::restore::timeline::Refusal::Ambiguous { candidates, .. }) => {
-            return CheckResult::problem(
-                name,
-                Status::Warning,
-                format!(
-                    "several histories went on after backup {}: {}",
-                    oldest.id,
-                    candidates
-                        .iter()
-                        .map(|c| c.describe())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-                "find out which one the application runs on; restores need --timeline N until then",
-            );
-        }
-        Err(_) => oldest.timeline,
-    };
+    let tli = timeline
+        .or_else(|| timelines.newest_not_copy())
+        .unwrap_or(oldest.timeline);
+    let history = timelines.path_text(tli);
+    if timelines.path(tli).is_none() {
+        return CheckResult::problem(
+            name,
+            Status::Critical,
+            format!(
+                "the history file of timeline {tli} ({:08X}.history) is not in the archive: recovery cannot follow the server's history",
+                tli
+            ),
+            "check that archive_command archives .history files (the server log says why it failed)",
+        );
+    }
+    let first = start.segno(seg);
     let Some((_, last, _)) = timelines.newest_on_path(tli, first) else {
         return CheckResult::problem(
             name,
             Status::Critical,
             format!(
-                "no WAL archived since backup {} started ({})",
+                "no WAL archived on the server's timeline history {history} since backup {} started ({})",
                 oldest.id, oldest.wal_start
             ),
             "check WAL archiving (the archiving check above)",
         );
     };
     let missing = timelines.missing_on_path(tli, first, last);
-    if let Some(missing) = missing.first() {
+    if let Some(m) = missing.first() {
         return CheckResult::problem(
             name,
             Status::Critical,
             format!(
-                "WAL segment {missing} is missing from the archive: recovery from backup {} cannot go past it",
+                "WAL segment {m} is missing from the archive ({} missing on the timeline history {history}): recovery from backup {} cannot go past it",
+                missing.len(),
                 oldest.id
             ),
             "take a new backup now (dbagent backup); then find why the segment was lost",
@@ -196,14 +189,10 @@ fn check_continuity(repo: &Repo, backups: &[BackupManifest]) -> CheckResult {
     CheckResult::ok(
         name,
         format!(
-            "WAL continuous from {} (backup {}) to {} ({} segments, timeline {tli})",
+            "WAL continuous from {} (backup {}) to {} along the timeline history {history} ({} segments)",
             oldest.wal_start,
             oldest.id,
-            wal::name::segment_name(
-                crate::wal::timeline::timeline_of(&path, last, seg),
-                last,
-                seg
-            ),
+            wal::name::segment_name(wal::timeline::timeline_of(&path, last, seg), last, seg),
             last - first + 1
         ),
     )

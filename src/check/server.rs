@@ -27,8 +27,6 @@ struct Facts {
     max_wal_size: String,
     /// archive_timeout in seconds (0 = off).
     archive_timeout: i64,
-    /// The WAL file holding the server's write position (None on a standby).
-    current_wal_file: Option<String>,
 }
 
 /// Settings are read through pg_settings, which hides superuser-only settings from a role
@@ -42,12 +40,12 @@ const FACTS_SQL: &str = "SELECT current_user::text, quote_ident(current_user), r
     current_setting('data_checksums'), current_database()::text, \
     EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'), \
     current_setting('max_wal_size'), \
-    (SELECT setting::bigint FROM pg_settings WHERE name = 'archive_timeout'), \
-    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END \
+    (SELECT setting::bigint FROM pg_settings WHERE name = 'archive_timeout') \
     FROM pg_roles r WHERE r.rolname = current_user";
 
-/// Runs the server checks; returns them and what was learned about the server (if reachable).
-pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
+/// Runs the server checks; returns them, what was learned about the server and the connection
+/// (if reachable) for the checks that ask it more.
+pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>, Option<Client>) {
     let target = match PgTarget::new(&config.postgres.conninfo, config.session_options()) {
         Ok(t) => t,
         Err(e) => {
@@ -58,6 +56,7 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
                     e.to_string(),
                     "fix postgres.conninfo or the PG* environment variables",
                 )],
+                None,
                 None,
             );
         }
@@ -74,6 +73,7 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
                     action: None,
                 }],
                 None,
+                None,
             );
         }
     };
@@ -89,14 +89,14 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
         Ok(v) => v,
         Err(e) => {
             checks.push(unknown("server_version", &target, &e));
-            return (checks, None);
+            return (checks, None, None);
         }
     };
     let facts = match read_facts(&client).await {
         Ok(f) => f,
         Err(e) => {
             checks.push(unknown("settings", &target, &e));
-            return (checks, None);
+            return (checks, None, None);
         }
     };
     let info = ServerInfo {
@@ -114,7 +114,6 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
             .await
             .ok()
             .map(|r| r.get(0)),
-        current_wal_file: facts.current_wal_file.clone(),
     };
     checks.push(check_version(&version, &facts));
     checks.extend(check_privileges(&client, &version, &facts).await);
@@ -131,7 +130,7 @@ pub async fn run(config: &Config) -> (Vec<CheckResult>, Option<ServerInfo>) {
     checks.push(check_pg_stat_statements(&client, &facts).await);
     checks.push(check_data_checksums(&facts));
     checks.push(check_checkpoints(&client, &target, &version, &facts).await);
-    (checks, Some(info))
+    (checks, Some(info), Some(client))
 }
 
 fn unknown(name: &'static str, target: &PgTarget, e: &tokio_postgres::Error) -> CheckResult {
@@ -162,7 +161,6 @@ async fn read_facts(client: &Client) -> Result<Facts, tokio_postgres::Error> {
         pgss_created: r.get(13),
         max_wal_size: r.get(14),
         archive_timeout: r.get::<_, Option<i64>>(15).unwrap_or(0),
-        current_wal_file: r.get(16),
     })
 }
 

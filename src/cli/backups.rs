@@ -56,7 +56,8 @@ retention.window, or when it is the newest backup that stopped before the window
 (replaying WAL from it reaches the window's start). WAL older than the oldest kept backup's
 start is removed; timeline history files never are, and with no backups nothing is. Also
 removes leftovers of interrupted backups and WAL temp files older than an hour. Holds the
-repository lock (waiting up to repository.lock_wait).")]
+repository lock and waits for running drills (each up to repository.lock_wait), so it never
+deletes a backup a drill is restoring.")]
     Expire {
         /// Print what would be removed, remove nothing
         #[arg(long)]

@@ -17,9 +17,13 @@ Restores the newest complete backup into a scratch directory (under state_dir/dr
 --scratch), owned by the PostgreSQL OS user when dbagent runs as root; verifies the extracted
 files with pg_verifybackup against PostgreSQL's backup_manifest (PostgreSQL 13+); starts the
 copy on a free loopback port (archive_mode off, its own private socket), replays to the newest
-archived WAL and promotes; checks that it answers queries and that its system identifier is
-the repository's; records the result, backup, RTO (start of the restore to the first answered
-query) and replayed-to LSN in state.db; stops the copy and removes it (unless --keep).
+archived WAL and promotes; checks that it answers queries, that its system identifier is the
+repository's, that it does not archive, and that the timeline it replayed is on the primary's
+timeline history (asked of the server, else the archive's newest timeline that is not a copy):
+a drill that replayed another branch fails naming it; records the result, backup, RTO (start
+of the restore to the first answered query) and replayed-to LSN in state.db; stops the copy
+and removes it (unless --keep). While it runs it holds the backups in use (REPO/lock.use):
+`dbagent backups expire` waits for it (repository.lock_wait) or fails naming it.
 `dbagent check` reports the last drill as `last_drill`.
 
 Exit codes: 0 the drill passed; 1 it failed (one line on stderr names the problem; the

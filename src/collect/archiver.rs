@@ -1,7 +1,7 @@
 //! WAL archiving health from `pg_stat_archiver`: archived and failed counts, and how long ago
-//! the last segment was archived (the age of the newest archived WAL is the RPO when archiving
-//! is the only copy of recent WAL). On a standby the view only counts what the standby itself
-//! archived (archive_mode = always).
+//! the last segment was archived. The RPO itself (committed work the archive lacks, along the
+//! server's timeline history) is the recovery collector's, see [`crate::rpo`]. On a standby the
+//! view only counts what the standby itself archived (archive_mode = always).
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
 

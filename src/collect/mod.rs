@@ -128,7 +128,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(statements::Statements::new()),
         Box::new(bloat::Bloat),
         Box::new(pgstattuple::PgStatTuple),
-        Box::new(recovery::Recovery),
+        Box::new(recovery::Recovery::default()),
         Box::new(wal_verify::WalVerify),
         Box::new(advisor::Advisor),
     ]

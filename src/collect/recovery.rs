@@ -1,15 +1,14 @@
-//! Recovery objectives as signals, from the repository and the agent's state rather than from
-//! PostgreSQL: the newest complete backup (when it finished, how long it took, its age), the
-//! newest archived WAL segment (its age is the recovery point objective as far as the archive
-//! can tell) and the last restore drill (result, measured RTO, age). Alert rules read the ages
+//! Recovery objectives as signals, from the repository, the server and the agent's state: the
+//! newest complete backup (when it finished, how long it took, its age), the recovery point
+//! (`dbagent_rpo_seconds`, see [`crate::rpo`]: how long committed work has been waiting for the
+//! archive, 0 when nothing committed is unarchived, judged along the server's own timeline
+//! history) and the last restore drill (result, measured RTO, age). Alert rules read the ages
 //! directly (`dbagent_backup_age_seconds > 93600`) or compare them with the configured
 //! objectives (`dbagent_rpo_seconds > dbagent_rpo_target_seconds`).
 //!
-//! RPO is the age of the newest archived WAL, as long as the server has written WAL the archive
-//! lacks. On a primary whose current WAL file is the newest archived one (the server switched
-//! and archived its last segment and has written nothing important since, as an idle cluster
-//! with archive_timeout does), nothing is at risk and RPO is 0: otherwise a quiet night would
-//! read as an ever-growing RPO and page someone for data that does not exist.
+//! The collector keeps the poll history that dates the oldest unarchived commit
+//! ([`crate::rpo::Tracker`]) and adds the RPO's details to `/api/v1/status` (section
+//! `recovery`).
 
 use std::path::PathBuf;
 
@@ -17,44 +16,33 @@ use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
 use crate::repo::Repo;
 
 /// The `recovery` collector.
-pub struct Recovery;
+#[derive(Default)]
+pub struct Recovery {
+    tracker: crate::rpo::Tracker,
+}
 
 struct Seen {
     backup: Option<(f64, f64, f64, usize)>,
-    wal: Option<(String, f64)>,
+    archive: Option<Result<crate::rpo::ArchiveView, String>>,
     drill: Option<crate::drill::LastDrill>,
+    follower: Option<Follower>,
 }
 
-/// Whether everything the server wrote is archived: its current WAL file (the one holding the
-/// write position; at a segment boundary the previous one) is not newer than the newest
-/// archived file. Names compare as text: timeline, then log, then segment, fixed-width hex.
-pub fn fully_archived(current_wal_file: &str, newest_archived: &str) -> bool {
-    let newest = newest_archived.get(..24).unwrap_or(newest_archived);
-    current_wal_file.len() == 24 && current_wal_file <= newest
-}
+use crate::wal::xacts::Follower;
 
-/// The newest file of the WAL archive (by name: timeline, then position) and when it was
-/// archived (its mtime), if the archive holds any.
-pub fn newest_archived(repo: &Repo) -> std::io::Result<Option<(String, jiff::Timestamp)>> {
-    let segments = crate::wal::list_segments(repo)?;
-    let Some(newest) = segments.iter().max_by(|a, b| a.name.cmp(&b.name)) else {
-        return Ok(None);
-    };
-    let Some((file, _)) = crate::wal::find(repo, newest)? else {
-        return Ok(None);
-    };
-    let mtime = std::fs::metadata(&file)?.modified()?;
-    let t = jiff::Timestamp::try_from(mtime).map_err(std::io::Error::other)?;
-    Ok(Some((newest.name.clone(), t)))
-}
-
-fn read(repo: Option<PathBuf>, state_dir: Option<PathBuf>) -> Result<Seen, String> {
+fn read(
+    repo: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    server: Option<(u64, u32)>,
+    mut follower: Option<Follower>,
+) -> Result<Seen, String> {
     let now = jiff::Timestamp::now();
     let age = |t: jiff::Timestamp| (now - t).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0);
     let mut seen = Seen {
         backup: None,
-        wal: None,
+        archive: None,
         drill: None,
+        follower: None,
     };
     if let Some(path) = repo {
         let repo = Repo::at(&path);
@@ -67,12 +55,14 @@ fn read(repo: Option<PathBuf>, state_dir: Option<PathBuf>) -> Result<Seen, Strin
                 backups.len(),
             ));
         }
-        if let Some((name, t)) = newest_archived(&repo)
-            .map_err(|e| format!("cannot list the WAL archive in {}: {e}", path.display()))?
-        {
-            seen.wal = Some((name, age(t)));
+        if let Some((seg_size, tli)) = server {
+            seen.archive = Some(
+                crate::rpo::read_archive(&repo, seg_size, tli, &mut follower)
+                    .map_err(|e| format!("cannot read the WAL archive in {}: {e}", path.display())),
+            );
         }
     }
+    seen.follower = follower;
     if let Some(dir) = state_dir {
         seen.drill = crate::drill::last(&dir).map_err(|e| e.to_string())?;
     }
@@ -88,22 +78,45 @@ impl Collector for Recovery {
         Box::pin(async move {
             let repo = ctx.repository.map(PathBuf::from);
             let state = ctx.state_dir.map(PathBuf::from);
-            // A standby has no write position of its own; its RPO is the archive's age.
-            let current_wal_file: Option<String> = if ctx.in_recovery {
-                None
-            } else {
+            let server = if repo.is_some() {
                 Some(
-                    ctx.client
-                        .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
+                    crate::rpo::ServerWal::read(ctx.client)
                         .await
-                        .map_err(|e| CollectError::query("current WAL file", &e))?
-                        .get(0),
+                        .map_err(|detail| CollectError::Query {
+                            what: "WAL position and transaction counter",
+                            detail,
+                        })?,
                 )
+            } else {
+                None
             };
-            let seen = tokio::task::spawn_blocking(move || read(repo, state))
+            let key = server.as_ref().map(|s| (s.seg_size, s.timeline));
+            let follower = self.tracker.follower.take();
+            let mut seen = tokio::task::spawn_blocking(move || read(repo, state, key, follower))
                 .await
                 .map_err(|e| CollectError::Other(e.to_string()))?
                 .map_err(CollectError::Other)?;
+            self.tracker.follower = seen.follower.take();
+            let rpo = match (&server, seen.archive.take()) {
+                (Some(server), Some(Ok(archive))) => {
+                    let rpo = crate::rpo::assess(
+                        ctx.client,
+                        server,
+                        &archive,
+                        Some(&self.tracker),
+                        ctx.now,
+                    )
+                    .await;
+                    let covered = archive
+                        .newest
+                        .as_ref()
+                        .map(|n| crate::wal::Lsn((n.segno + 1) * server.seg_size));
+                    self.tracker.record(ctx.now, server, covered);
+                    Some(rpo)
+                }
+                (_, Some(Err(e))) => return Err(CollectError::Other(e)),
+                _ => None,
+            };
             let mut families = Vec::new();
             let count = seen.backup.as_ref().map_or(0, |b| b.3);
             families.push(
@@ -133,18 +146,14 @@ impl Collector for Recovery {
                     .with(&[], age),
                 );
             }
-            if let Some((newest, age)) = &seen.wal {
-                let rpo = match &current_wal_file {
-                    Some(current) if fully_archived(current, newest) => 0.0,
-                    _ => *age,
-                };
+            if let Some(rpo) = &rpo {
                 families.push(
                     Family::gauge(
                         "dbagent_rpo_seconds",
-                        "Age of the newest WAL segment in the archive while the server has WAL the archive lacks (0 when everything it wrote is archived): the data at risk if the server were lost now (recovery point).",
+                        "How long committed work has been waiting for the WAL archive: the data at risk if the server were lost now (recovery point), judged along the server's own timeline history. 0 when every committed transaction is archived; counts from the oldest WAL the archive lacks when nothing is archived yet.",
                     )
                     .with_baseline()
-                    .with(&[], rpo),
+                    .with(&[], rpo.seconds),
                 );
             }
             if let Some(d) = &seen.drill {
@@ -185,27 +194,10 @@ impl Collector for Recovery {
                     }
                 }
             }
-            Ok(Output::families(families))
+            Ok(Output {
+                families,
+                status: rpo.and_then(|r| serde_json::to_value(r).ok()),
+            })
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fully_archived;
-
-    #[test]
-    fn rpo_is_zero_only_when_the_current_wal_file_is_archived() {
-        let n = "000000010000000000000005";
-        assert!(fully_archived(n, n));
-        assert!(fully_archived(
-            n,
-            "000000010000000000000005.00000028.backup"
-        ));
-        assert!(fully_archived("000000010000000000000004", n));
-        assert!(!fully_archived("000000010000000000000006", n));
-        // A newer timeline on the server than in the archive: not archived.
-        assert!(!fully_archived("000000020000000000000005", n));
-        assert!(!fully_archived("", n));
     }
 }

@@ -98,7 +98,8 @@ pub struct RepositoryConfig {
     /// 0 = the algorithm's default (zstd 3, gzip 6).
     #[serde(default)]
     pub compression_level: i32,
-    /// How long a backup or expire waits for another one holding the repository lock.
+    /// How long a backup or expire waits for another one holding the repository lock (and
+    /// expire for running drills, a drill for a running expire).
     #[serde(
         default = "defaults::lock_wait",
         deserialize_with = "de::duration",

@@ -3,10 +3,14 @@
 //! execute steps as `dbagent restore` (target latest, promote, no archiving from the copy),
 //! verifies the extracted files against PostgreSQL's own `backup_manifest` with
 //! `pg_verifybackup` (PostgreSQL 13 and later), starts the copy on a free loopback port,
-//! follows recovery to the newest archived WAL, checks that the server answers queries and
-//! that its system identifier is the repository's, then stops it and removes the scratch copy.
-//! Every run, passed or failed, is recorded in the state database ([`record`]); `dbagent
-//! check` reports the last one ([`last`]).
+//! follows recovery to the newest archived WAL, checks that the server answers queries, that
+//! its system identifier is the repository's, that it does not archive, and that the timeline
+//! history it replayed is the primary's (safety invariant 9: a drill that replayed another
+//! branch, such as a copy restored elsewhere that archived into this repository, fails naming
+//! it), then stops it and removes the scratch copy. While it uses the backup and the archive
+//! it holds them in use ([`Repo::lock_in_use`]), so `backups expire` waits for it or fails
+//! naming it. Every run, passed or failed, is recorded in the state database ([`record`]);
+//! `dbagent check` reports the last one ([`last`]).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -22,6 +26,7 @@ use crate::repo::Repo;
 use crate::restore::plan::{self, Action, Owner, RestorePlan, Setting, Target, TimelineChoice};
 use crate::restore::{self, PlanError, Request, RestoreError};
 use crate::state::{StateDb, StateError};
+use crate::wal::timeline::Timelines;
 
 /// The scratch directory under `state_dir` when `--scratch` is not given.
 pub const DEFAULT_SCRATCH: &str = "drill";
@@ -61,7 +66,14 @@ pub struct Report {
     pub rto_seconds: Option<f64>,
     /// Where recovery ended.
     pub replayed_to_lsn: Option<String>,
+    /// The timeline the restored copy took when it was promoted (its own, new one).
     pub timeline: Option<u32>,
+    /// The timeline whose WAL recovery replayed last (the one it branched from).
+    pub replayed_timeline: Option<u32>,
+    /// The primary's timeline, against whose history the replay is checked.
+    pub primary_timeline: Option<u32>,
+    /// The primary's timeline history (`1→2`) and where its timeline was learned.
+    pub primary_history: Option<String>,
     pub segments_replayed: Option<u64>,
     /// `pg_verifybackup passed`, or why it was skipped.
     pub verify: Option<String>,
@@ -101,6 +113,9 @@ pub fn run(config: &Config, opts: &Options, progress: &mut dyn FnMut(&str)) -> R
         rto_seconds: None,
         replayed_to_lsn: None,
         timeline: None,
+        replayed_timeline: None,
+        primary_timeline: None,
+        primary_history: None,
         segments_replayed: None,
         verify: None,
         system_identifier: None,
@@ -182,6 +197,13 @@ fn drive(
                 repo.root().display()
             ))
         })?;
+    // Expire must not delete the backup and WAL this drill restores: hold them in use.
+    let _in_use = repo
+        .lock_in_use("drill", config.repository.lock_wait)
+        .map_err(|e| failed(e.to_string()))?;
+    let primary = primary_timeline(config, &repo, info.wal_segment_size, progress)?;
+    report.primary_timeline = Some(primary.timeline);
+    report.primary_history = Some(format!("{} ({})", primary.history, primary.source));
     let backups = manifest::list(&repo).map_err(|e| failed(e.to_string()))?;
     let newest = backups
         .last()
@@ -264,6 +286,15 @@ fn drive(
         ],
     };
     let plan = plan::make(&repo, &req)?;
+    if !plan
+        .settings
+        .iter()
+        .any(|s| s.name == "archive_mode" && s.value == "off")
+    {
+        return Err(failed(
+            "the drill's restore plan does not set archive_mode = off: the copy could archive into the source repository, so it is not started",
+        ));
+    }
     progress(&format!(
         "plan proven: WAL {} .. {} ({} segments) all archived",
         plan.wal.first, plan.wal.last, plan.wal.segments
@@ -316,6 +347,8 @@ fn drive(
     report.replayed_to_lsn = outcome.lsn.map(|l| l.to_string());
     report.timeline = Some(outcome.timeline);
     report.segments_replayed = Some(outcome.segments_restored);
+    let replayed = replayed_history(&plan, &outcome);
+    report.replayed_timeline = Some(replayed.timeline);
 
     let user = crate::pg::PgTarget::new(&config.postgres.conninfo, config.session_options())
         .map(|t| t.info().user.clone())
@@ -337,6 +370,28 @@ fn drive(
             answers.system_identifier, info.system_identifier
         )));
     }
+    if answers.archive_mode != "off" {
+        return Err(failed(format!(
+            "the restored copy runs with archive_mode = {}: a drill must never archive into the source repository",
+            answers.archive_mode
+        )));
+    }
+    let timelines = Timelines::read(&repo, info.wal_segment_size).map_err(|e| {
+        failed(format!(
+            "cannot read the archive's timelines in {}: {e}",
+            repo.root().display()
+        ))
+    })?;
+    check_replayed_history(&timelines, &primary, &replayed)?;
+    progress(&format!(
+        "replayed timeline {} up to {}, on the primary's timeline history {} ({})",
+        replayed.timeline,
+        replayed
+            .end
+            .map_or_else(|| "its end".to_string(), |l| l.to_string()),
+        primary.history,
+        primary.source
+    ));
     progress(&format!(
         "the restored server answers queries ({} relations, {} databases, system identifier {} matches the repository); RTO {rto:.1} s, replayed to {}",
         answers.relations,
@@ -344,6 +399,135 @@ fn drive(
         answers.system_identifier,
         report.replayed_to_lsn.as_deref().unwrap_or("?")
     ));
+    Ok(())
+}
+
+/// The primary's timeline and its history in the archive.
+struct Primary {
+    timeline: u32,
+    /// `1→2`
+    history: String,
+    /// Where the timeline was learned.
+    source: String,
+}
+
+/// Asks the configured server for its timeline; when it cannot be asked, takes the archive's
+/// newest timeline that is not a recorded copy. Fails when that timeline's history is not in
+/// the archive (the replay could not be checked against it).
+fn primary_timeline(
+    config: &Config,
+    repo: &Repo,
+    seg_size: u64,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Primary, DrillError> {
+    let asked = ask_server_timeline(config);
+    let timelines = Timelines::read(repo, seg_size).map_err(|e| {
+        failed(format!(
+            "cannot read the archive's timelines in {}: {e}",
+            repo.root().display()
+        ))
+    })?;
+    let (timeline, source) = match asked {
+        Ok(t) => (t, "from the server".to_string()),
+        Err(e) => {
+            let t = timelines.newest_not_copy().unwrap_or(1);
+            progress(&format!(
+                "cannot ask the server for its timeline ({e}); checking the replay against timeline {t}, the archive's newest that is not a copy"
+            ));
+            (
+                t,
+                format!(
+                    "the archive's newest timeline that is not a copy; the server could not be asked: {e}"
+                ),
+            )
+        }
+    };
+    if timelines.path(timeline).is_none() {
+        return Err(failed(format!(
+            "the primary is on timeline {timeline} but {timeline:08X}.history is not in the archive ({}), so the drill cannot check that it replays the primary's history: check that archive_command archives .history files, then run the drill again",
+            repo.wal_dir().display()
+        )));
+    }
+    Ok(Primary {
+        timeline,
+        history: timelines.path_text(timeline),
+        source,
+    })
+}
+
+fn ask_server_timeline(config: &Config) -> Result<u32, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    rt.block_on(async {
+        let target = crate::pg::PgTarget::new(&config.postgres.conninfo, config.session_options())
+            .map_err(|e| e.to_string())?;
+        let client = target.connect().await.map_err(|e| e.to_string())?;
+        crate::rpo::ServerWal::read(&client)
+            .await
+            .map(|w| w.timeline)
+    })
+}
+
+/// The timeline the restored copy replayed last and where it stopped replaying it.
+struct Replayed {
+    timeline: u32,
+    end: Option<crate::wal::Lsn>,
+}
+
+/// Read from the copy's own history file (written when it was promoted: its last line is the
+/// timeline it replayed and where it left it); the plan's target timeline when there is none.
+fn replayed_history(plan: &RestorePlan, outcome: &restore::Outcome) -> Replayed {
+    let file = plan
+        .to
+        .join("pg_wal")
+        .join(format!("{:08X}.history", outcome.timeline));
+    if let Ok(text) = std::fs::read_to_string(&file)
+        && let Ok(lines) = crate::wal::timeline::parse_history(&text)
+        && let Some(&(tli, end)) = lines.last()
+    {
+        return Replayed {
+            timeline: tli,
+            end: Some(end),
+        };
+    }
+    Replayed {
+        timeline: plan.timeline.target_timeline,
+        end: outcome.lsn,
+    }
+}
+
+/// Safety invariant 9: the replayed timeline must be on the primary's history, and replayed
+/// no further than the primary's history followed it.
+fn check_replayed_history(
+    timelines: &Timelines,
+    primary: &Primary,
+    replayed: &Replayed,
+) -> Result<(), DrillError> {
+    let path = timelines.path(primary.timeline).unwrap_or_default();
+    let foreign = |why: String| {
+        failed(format!(
+            "the drill replayed timeline {}, {}, {why} {} ({}): a restore to `latest` would bring back that branch's data instead of the primary's; `dbagent restore --timeline {}` restores the primary's history",
+            replayed.timeline,
+            timelines.describe(replayed.timeline),
+            primary.history,
+            primary.source,
+            primary.timeline
+        ))
+    };
+    let Some(step) = path.iter().find(|s| s.timeline == replayed.timeline) else {
+        return Err(foreign(
+            "which is not on the primary's timeline history".into(),
+        ));
+    };
+    if let (Some(left), Some(end)) = (step.end, replayed.end)
+        && end > left
+    {
+        return Err(foreign(format!(
+            "up to {end}, past {left} where the primary's history leaves it; the primary's timeline history is"
+        )));
+    }
     Ok(())
 }
 
@@ -496,6 +680,7 @@ struct Answers {
     databases: i64,
     system_identifier: String,
     in_recovery: bool,
+    archive_mode: String,
 }
 
 /// Connects to the restored server through its socket and asks what the drill verifies.
@@ -538,7 +723,8 @@ fn query_restored(socket_dir: &Path, port: u16, user: &str) -> Result<Answers, D
         let row = client
             .query_one(
                 "SELECT (SELECT count(*) FROM pg_class), (SELECT count(*) FROM pg_database), \
-                 (SELECT system_identifier::text FROM pg_control_system()), pg_is_in_recovery()",
+                 (SELECT system_identifier::text FROM pg_control_system()), pg_is_in_recovery(), \
+                 current_setting('archive_mode')",
                 &[],
             )
             .await
@@ -548,6 +734,7 @@ fn query_restored(socket_dir: &Path, port: u16, user: &str) -> Result<Answers, D
             databases: row.get(1),
             system_identifier: row.get(2),
             in_recovery: row.get(3),
+            archive_mode: row.get(4),
         })
     })
 }
@@ -630,6 +817,66 @@ pub fn last(state_dir: &Path) -> Result<Option<LastDrill>, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::Lsn;
+    use crate::wal::timeline::ArchivedTimeline;
+
+    fn timelines() -> Timelines {
+        let mut t = Timelines {
+            seg_size: 16 << 20,
+            ..Timelines::default()
+        };
+        let mut add = |tli: u32, history: Vec<(u32, Lsn)>| {
+            t.timelines.insert(
+                tli,
+                ArchivedTimeline {
+                    tli,
+                    history: Some(history),
+                    ..ArchivedTimeline::default()
+                },
+            );
+        };
+        // 1 → 2 at 0/5000000 (the primary's failover); 3 branched from 1 at 0/4000000 (a copy).
+        add(1, vec![]);
+        add(2, vec![(1, Lsn(0x5000000))]);
+        add(3, vec![(1, Lsn(0x4000000))]);
+        t
+    }
+
+    fn primary(tli: u32) -> Primary {
+        Primary {
+            timeline: tli,
+            history: timelines().path_text(tli),
+            source: "from the server".into(),
+        }
+    }
+
+    #[test]
+    fn a_replay_off_the_primarys_history_fails_naming_the_branch() {
+        let t = timelines();
+        let replayed = |timeline, end: u64| Replayed {
+            timeline,
+            end: Some(Lsn(end)),
+        };
+        // On the primary's history: timeline 2 to its end, timeline 1 up to the switch.
+        assert!(check_replayed_history(&t, &primary(2), &replayed(2, 0x9000000)).is_ok());
+        assert!(check_replayed_history(&t, &primary(2), &replayed(1, 0x4800000)).is_ok());
+        // Timeline 1 past where the primary left it is the old primary's WAL after failover.
+        let e = check_replayed_history(&t, &primary(2), &replayed(1, 0x6000000)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("past 0/5000000 where the primary's history leaves it"),
+            "{e}"
+        );
+        // Another branch.
+        let e = check_replayed_history(&t, &primary(2), &replayed(3, 0x7000000)).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("replayed timeline 3")
+                && e.contains("not on the primary's timeline history 1→2 (from the server)")
+                && e.contains("--timeline 2"),
+            "{e}"
+        );
+    }
 
     fn report(ok: bool, finished: jiff::Timestamp) -> Report {
         Report {
@@ -641,6 +888,9 @@ mod tests {
             rto_seconds: ok.then_some(12.5),
             replayed_to_lsn: Some("0/5000060".into()),
             timeline: Some(2),
+            replayed_timeline: Some(1),
+            primary_timeline: Some(1),
+            primary_history: Some("1 (from the server)".into()),
             segments_replayed: Some(3),
             verify: Some("pg_verifybackup passed".into()),
             system_identifier: None,

@@ -196,7 +196,8 @@ async fn status(State(s): State<AppState>) -> Response {
     let alerts = s.alerts.borrow().clone();
     let config = s.config.borrow().clone();
     let repo_path = config.repository.path.clone();
-    let repository = tokio::task::spawn_blocking(move || repository_status(&repo_path))
+    let recovery = snap.sections.get("recovery").cloned();
+    let repository = tokio::task::spawn_blocking(move || repository_status(&repo_path, recovery))
         .await
         .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
     let now = jiff::Timestamp::now();
@@ -222,9 +223,13 @@ async fn status(State(s): State<AppState>) -> Response {
     axum::Json(body).into_response()
 }
 
-/// The newest backup and the newest archived WAL segment of the repository (its age is the
-/// recovery point objective as far as the archive can tell).
-fn repository_status(path: &std::path::Path) -> serde_json::Value {
+/// The newest backup of the repository, and the newest archived WAL segment on the server's
+/// timeline history with the RPO, exactly as the last poll's `dbagent_rpo_seconds` has them
+/// (the `recovery` section holds the details).
+fn repository_status(
+    path: &std::path::Path,
+    recovery: Option<serde_json::Value>,
+) -> serde_json::Value {
     let repo = crate::repo::Repo::at(path);
     let now = jiff::Timestamp::now();
     let age = |t: jiff::Timestamp| (now - t).total(jiff::Unit::Second).unwrap_or(0.0);
@@ -240,19 +245,15 @@ fn repository_status(path: &std::path::Path) -> serde_json::Value {
         }),
         Err(e) => return serde_json::json!({ "path": path, "error": e.to_string() }),
     };
-    let newest_wal = crate::wal::list_segments(&repo)
-        .ok()
-        .and_then(|segs| segs.into_iter().max_by(|a, b| a.name.cmp(&b.name)))
-        .and_then(|name| {
-            let (file, _) = crate::wal::find(&repo, &name).ok()??;
-            let mtime = std::fs::metadata(&file).ok()?.modified().ok()?;
-            let t = jiff::Timestamp::try_from(mtime).ok()?;
-            Some(serde_json::json!({
-                "segment": name.name,
-                "archived_at": t,
-                "rpo_seconds": age(t),
-            }))
-        });
+    let newest_wal = recovery.as_ref().map(|r| {
+        let newest = &r["newest_archived"];
+        serde_json::json!({
+            "segment": newest["segment"],
+            "timeline": newest["timeline"],
+            "archived_at": newest["archived_at"],
+            "rpo_seconds": r["seconds"],
+        })
+    });
     serde_json::json!({
         "path": path,
         "last_backup": last_backup,

@@ -1,7 +1,10 @@
-//! The repository lock: runs that must not overlap (two backups, a backup and an expire) take
+//! The repository locks: runs that must not overlap (two backups, a backup and an expire) take
 //! an exclusive lock on `REPO/lock`; a second run waits up to `repository.lock_wait` and then
-//! fails with a message naming the holder. The kernel releases the lock when the holder dies,
-//! so a killed run never leaves the repository locked.
+//! fails with a message naming the holder. Runs that read a backup and its WAL for a long
+//! time (a drill) hold `REPO/lock.use` shared, which only a run that deletes (expire) takes
+//! exclusively: expire cannot remove what a drill is restoring, and a drill never stops a
+//! backup. The kernel releases a lock when its holder dies, so a killed run never leaves the
+//! repository locked.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -15,11 +18,23 @@ use super::RepoError;
 pub struct RepoLock {
     file: File,
     path: PathBuf,
+    /// Other readers may still hold it: the holder text is left for them.
+    shared: bool,
 }
 
 impl RepoLock {
     /// Takes the exclusive lock for `what` (e.g. "backup"), waiting up to `wait`.
     pub fn acquire(path: &Path, what: &str, wait: Duration) -> Result<RepoLock, RepoError> {
+        RepoLock::take(path, what, wait, false)
+    }
+
+    /// Takes the lock shared with other readers for `what` (e.g. "drill"), waiting up to
+    /// `wait` for an exclusive holder to finish.
+    pub fn acquire_shared(path: &Path, what: &str, wait: Duration) -> Result<RepoLock, RepoError> {
+        RepoLock::take(path, what, wait, true)
+    }
+
+    fn take(path: &Path, what: &str, wait: Duration, shared: bool) -> Result<RepoLock, RepoError> {
         let io = |source| RepoError::Io {
             path: path.to_path_buf(),
             action: "open the repository lock",
@@ -37,7 +52,12 @@ impl RepoLock {
         }
         let deadline = Instant::now() + wait;
         loop {
-            match file.try_lock() {
+            let attempt = if shared {
+                file.try_lock_shared()
+            } else {
+                file.try_lock()
+            };
+            match attempt {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
                     if Instant::now() >= deadline {
@@ -68,6 +88,7 @@ impl RepoLock {
         Ok(RepoLock {
             file,
             path: path.to_path_buf(),
+            shared,
         })
     }
 
@@ -78,7 +99,9 @@ impl RepoLock {
 
 impl Drop for RepoLock {
     fn drop(&mut self) {
-        let _ = self.file.set_len(0);
+        if !self.shared {
+            let _ = self.file.set_len(0);
+        }
         let _ = self.file.unlock();
     }
 }

@@ -106,6 +106,11 @@ impl Repo {
         self.root.join("lock")
     }
 
+    /// The lock that runs using a backup hold shared and expire exclusively.
+    pub fn use_lock_path(&self) -> PathBuf {
+        self.root.join("lock.use")
+    }
+
     /// Reads repo.json; `Ok(None)` when the repository has not been created yet.
     pub fn info(&self) -> Result<Option<RepoInfo>, RepoError> {
         let path = self.info_path();
@@ -239,6 +244,19 @@ impl Repo {
             source,
         })?;
         RepoLock::acquire(&self.lock_path(), what, wait)
+    }
+
+    /// Holds the backups and WAL in use against deletion (shared with other users): a drill
+    /// restoring a backup takes it, so that expire waits or fails instead of deleting what it
+    /// restores. Backups do not take it, so a drill never stops a backup.
+    pub fn lock_in_use(&self, what: &str, wait: Duration) -> Result<RepoLock, RepoError> {
+        RepoLock::acquire_shared(&self.use_lock_path(), what, wait)
+    }
+
+    /// Waits for every run using backups to finish and keeps new ones out: taken by expire
+    /// (after [`Repo::lock`]) before it deletes anything.
+    pub fn lock_for_delete(&self, what: &str, wait: Duration) -> Result<RepoLock, RepoError> {
+        RepoLock::acquire(&self.use_lock_path(), what, wait)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod prefetch;
 pub mod push;
 pub mod timeline;
 pub mod verify;
+pub mod xacts;
 
 use std::io;
 use std::path::{Path, PathBuf};

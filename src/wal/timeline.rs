@@ -538,6 +538,68 @@ impl Timelines {
     }
 }
 
+/// Helpers for the readers that judge WAL along a server's history (RPO, `check`, `drill`).
+impl Timelines {
+    /// Where timeline `tli` came from, for messages: "a copy restored on host X at T, data
+    /// directory D, from backup B", "a promotion on host X at T", or what is known without a
+    /// record.
+    pub fn describe(&self, tli: u32) -> String {
+        let Some(t) = self.timelines.get(&tli) else {
+            return "not in the archive".into();
+        };
+        match &t.record {
+            Some(r) => {
+                let what = match r.origin {
+                    Origin::Copy => "a copy restored",
+                    Origin::Restore => "a restore in place",
+                    Origin::Promotion => "a promotion",
+                };
+                let mut out = format!(
+                    "{what} on host {} at {}",
+                    r.host,
+                    r.began.round(jiff::Unit::Second).unwrap_or(r.began)
+                );
+                if let Some(d) = &r.data_directory {
+                    out.push_str(&format!(", data directory {d}"));
+                }
+                if let Some(b) = &r.restored_from {
+                    out.push_str(&format!(", from backup {b}"));
+                }
+                out
+            }
+            None => match t.history_archived_at {
+                Some(at) => format!(
+                    "no record of its origin; its history file was archived at {}",
+                    at.round(jiff::Unit::Second).unwrap_or(at)
+                ),
+                None => "no history file in the archive".into(),
+            },
+        }
+    }
+
+    /// The newest timeline that is not a recorded copy: the primary's, as far as the archive
+    /// can tell when the primary cannot be asked.
+    pub fn newest_not_copy(&self) -> Option<u32> {
+        self.timelines
+            .values()
+            .rev()
+            .find(|t| t.origin() != Some(Origin::Copy))
+            .map(|t| t.tli)
+    }
+
+    /// The path of `tli` as text: `1→2→5`.
+    pub fn path_text(&self, tli: u32) -> String {
+        match self.path(tli) {
+            Some(p) => p
+                .iter()
+                .map(|s| s.timeline.to_string())
+                .collect::<Vec<_>>()
+                .join("→"),
+            None => format!("{tli} (history file missing)"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

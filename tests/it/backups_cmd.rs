@@ -143,6 +143,7 @@ fn tree(root: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     walk(root, root, &mut out);
     out.remove("lock");
+    out.remove("lock.use");
     out
 }
 

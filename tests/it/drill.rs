@@ -52,6 +52,22 @@ pg_test!(
         assert!(json["rto_seconds"].as_f64().unwrap() > 0.0, "{json}");
         assert!(json["replayed_to_lsn"].as_str().is_some(), "{json}");
         assert_eq!(json["verify"], "pg_verifybackup passed", "{json}");
+        // It replayed the primary's own history (timeline 1, asked of the server).
+        assert_eq!(json["primary_timeline"], 1, "{json}");
+        assert_eq!(json["replayed_timeline"], 1, "{json}");
+        assert!(
+            json["primary_history"]
+                .as_str()
+                .unwrap()
+                .contains("from the server"),
+            "{json}"
+        );
+        assert!(
+            run.stderr
+                .contains("on the primary's timeline history 1 (from the server)"),
+            "{}",
+            run.stderr
+        );
         assert!(json["relations"].as_i64().unwrap() > 100, "{json}");
         assert!(
             run.stderr.contains("drill: "),
@@ -123,6 +139,59 @@ pg_test!(
             line.starts_with("CRITICAL") && line.contains("failed"),
             "{line}"
         );
+    }
+);
+
+pg_test!(
+    expire_fails_naming_a_running_drill_and_the_drill_passes,
+    |v| {
+        use std::io::{BufRead, BufReader};
+        let (agent, _pg, id) = drilled_cluster(v);
+        let mut drill = agent
+            .command_copy(&["drill", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start dbagent drill");
+        let stderr = drill.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                all.push(line);
+            }
+            all.join("\n")
+        });
+        // Once the plan is proven the drill holds the backup in use.
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            let proven = line.contains("plan proven");
+            seen.push(line);
+            if proven {
+                break;
+            }
+        }
+        assert!(
+            seen.iter().any(|l| l.contains("plan proven")),
+            "the drill never proved its plan: {seen:#?}"
+        );
+        let expire = agent.run(&["backups", "expire"]);
+        assert_ne!(expire.code, 0, "{}", expire.all());
+        assert!(
+            expire.stderr.contains("locked by drill (pid"),
+            "{}",
+            expire.stderr
+        );
+        let out = drill.wait_with_output().expect("wait for the drill");
+        let log = reader.join().expect("stderr reader");
+        assert!(out.status.success(), "{log}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("drill JSON");
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["backup_id"], id.as_str());
+        // With the drill done, expire runs.
+        let expire = agent.run(&["backups", "expire"]);
+        assert_eq!(expire.code, 0, "{}", expire.all());
     }
 );
 

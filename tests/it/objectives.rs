@@ -208,6 +208,222 @@ pg_test!(
     }
 );
 
+/// A config for `agent` against `pg` with this RPO target, a 1s poll and the server's binaries.
+fn objectives_yaml(agent: &crate::support::dbagent::Agent, pg: &Cluster, rpo: &str) -> String {
+    format!(
+        "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\n  connect_timeout: 2s\nrepository:\n  path: {}\nstate_dir: {}\nbackup:\n  wal_timeout: 60s\nmonitor:\n  interval: 1s\nobjectives:\n  rpo: {rpo}\n  rto: 30m\n",
+        pg.conninfo(),
+        pg.version().bin_dir().display(),
+        agent.repo().display(),
+        agent.dir().join("state").display()
+    )
+}
+
+/// Runs `check --json` until its `rpo` check has `status`, or panics with the last answer.
+fn wait_rpo_check(agent: &crate::support::dbagent::Agent, status: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (got, msg) = check_item(&agent.run(&["check", "--json"]), "rpo");
+        if got == status {
+            return msg;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rpo check stayed {got}, never {status}: {msg}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pg_test!(
+    an_idle_primary_risks_nothing_but_an_unarchived_commit_counts,
+    |v| {
+        let (agent, pg) = archived_cluster(v);
+        // A 1s target: anything but RPO 0 is above it.
+        agent.set_yaml(&objectives_yaml(&agent, &pg, "1s"));
+        agent.share_with_postgres();
+        pg.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+        take_backup(&agent);
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000)");
+        switch_and_wait(|s| pg.psql(s));
+        // An idle server still writes: a checkpoint and its standby snapshot, which
+        // archive_timeout does not switch for. None of it is a transaction.
+        pg.psql("CHECKPOINT");
+        let run = agent.run(&["check", "--json"]);
+        let (status, msg) = check_item(&run, "rpo");
+        assert_eq!(status, "ok", "{msg}");
+        assert!(
+            msg.starts_with("RPO 0s") && msg.contains("holds no commit"),
+            "{msg}"
+        );
+        let sidecar = Sidecar::start(&agent);
+        let m = sidecar.wait_metrics("the RPO", Duration::from_secs(30), |m| {
+            sample(m, "dbagent_rpo_seconds").is_some()
+        });
+        assert_eq!(sample(&m, "dbagent_rpo_seconds"), Some(0.0), "{m}");
+        let (code, body) = sidecar.get("/api/v1/status");
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+        assert_eq!(
+            status["repository"]["newest_wal"]["rpo_seconds"], 0.0,
+            "{status}"
+        );
+        assert_eq!(
+            status["sections"]["recovery"]["basis"], "no_unarchived_commit",
+            "{status}"
+        );
+
+        // One committed row the archive lacks (archive_timeout is off, nothing switches).
+        pg.psql("INSERT INTO t VALUES (-1)");
+        sidecar.wait_metrics(
+            "the RPO to count the unarchived commit",
+            Duration::from_secs(30),
+            |m| sample(m, "dbagent_rpo_seconds").is_some_and(|r| r > 0.0),
+        );
+        let msg = wait_rpo_check(&agent, "critical");
+        assert!(
+            msg.contains("committed transactions are not archived yet"),
+            "{msg}"
+        );
+        // Archived: nothing is at risk again.
+        switch_and_wait(|s| pg.psql(s));
+        sidecar.wait_metrics("the RPO to drop to 0", Duration::from_secs(30), |m| {
+            sample(m, "dbagent_rpo_seconds") == Some(0.0)
+        });
+        let msg = wait_rpo_check(&agent, "ok");
+        assert!(msg.starts_with("RPO 0s"), "{msg}");
+    }
+);
+
+pg_test!(
+    rpo_counts_from_the_oldest_unarchived_wal_when_archiving_never_worked,
+    |v| {
+        let rt = recorder_runtime();
+        let rec = rt.block_on(Recorder::start(200, "ok"));
+        let (agent, pg) = crate::backup::stalled_archiving_cluster(v, "60s");
+        agent.set_yaml(&objectives_yaml(&agent, &pg, "5s"));
+        agent.share_with_postgres();
+        std::fs::write(
+            agent.dir().join("alerts.yml"),
+            alerts_with("RpoAboveTarget", &rec.url("/hook")),
+        )
+        .expect("write alerts.yml");
+        pg.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i; SELECT pg_switch_wal()");
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000)");
+        assert!(
+            !agent.repo().join("repo.json").exists(),
+            "nothing may have been archived"
+        );
+        let sidecar = Sidecar::start(&agent);
+        sidecar.wait_metrics(
+            "the RPO to pass the 5s target with nothing archived",
+            Duration::from_secs(60),
+            |m| sample(m, "dbagent_rpo_seconds").is_some_and(|r| r > 5.0),
+        );
+        let firing = wait_notification(&rec, "firing", &sidecar);
+        assert_eq!(
+            firing.body["alerts"][0]["labels"]["alertname"], "RpoAboveTarget",
+            "{:#?}",
+            firing.body
+        );
+        let (status, msg) = check_item(&agent.run(&["check", "--json"]), "rpo");
+        assert_eq!(status, "critical", "{msg}");
+        assert!(
+            msg.contains("no WAL of the server's timeline history")
+                && msg.contains("oldest WAL the archive lacks"),
+            "{msg}"
+        );
+    }
+);
+
+pg_test!(
+    rpo_check_and_drill_follow_the_primarys_history_after_a_copy_archived_a_newer_timeline,
+    |v| {
+        let (agent, mut pg) = archived_cluster(v);
+        agent.set_yaml(&objectives_yaml(&agent, &pg, "5s"));
+        agent.share_with_postgres();
+        pg.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+        let backup = take_backup(&agent);
+        let id = backup["id"].as_str().expect("backup id").to_string();
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000)");
+        switch_and_wait(|s| pg.psql(s));
+
+        // A copy restored from the backup elsewhere, promoted, archiving timeline 2 into the
+        // same repository.
+        let copy = crate::support::restore::promoted_copy_archiving(
+            v,
+            &agent.repo(),
+            &id,
+            &agent.restore_command(),
+            &agent.archive_command(),
+        );
+        copy.psql("INSERT INTO t SELECT generate_series(1, 500)");
+        switch_and_wait(|s| copy.psql(s));
+        let history = agent.repo().join("wal");
+        assert!(
+            std::fs::read_dir(&history)
+                .expect("wal dir")
+                .filter_map(|e| e.ok())
+                .any(|e| e
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("00000002.history")),
+            "the copy archived timeline 2"
+        );
+
+        // The primary keeps writing on timeline 1 with archiving broken: its commits are at
+        // risk whatever timeline 2's file names say.
+        set_and_reload(&mut pg, "archive_command", "false", "false");
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000); SELECT pg_switch_wal()");
+        pg.psql("INSERT INTO t SELECT generate_series(1, 1000)");
+        let msg = wait_rpo_check(&agent, "critical");
+        assert!(
+            msg.contains("above the target 5s")
+                && msg.contains("not counted: timeline 2")
+                && msg.contains("00000001"),
+            "{msg}"
+        );
+        let sidecar = Sidecar::start(&agent);
+        sidecar.wait_metrics(
+            "the RPO to pass the 5s target",
+            Duration::from_secs(60),
+            |m| sample(m, "dbagent_rpo_seconds").is_some_and(|r| r > 5.0),
+        );
+        let (_, body) = sidecar.get("/api/v1/status");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+        assert_eq!(
+            status["repository"]["newest_wal"]["timeline"], 1,
+            "{status}"
+        );
+        drop(sidecar);
+
+        // The drill restores along the newest timeline today: it must not pass on the copy's
+        // branch, and it says which branch it replayed.
+        let drill = agent.run_copy(&["drill", "--json"]);
+        let json = drill.json();
+        assert_eq!(json["primary_timeline"], 1, "{json}");
+        if json["ok"] == true {
+            assert_eq!(json["replayed_timeline"], 1, "{json}");
+        } else {
+            assert_eq!(drill.code, 1, "{}", drill.all());
+            let reason = json["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("replayed timeline 2")
+                    && reason.contains("not on the primary's timeline history 1 (from the server)")
+                    && reason.contains("a promotion on host"),
+                "{reason}"
+            );
+        }
+
+        // Archiving fixed: the primary's backlog arrives and RPO is back within the target.
+        let command = agent.archive_command();
+        set_and_reload(&mut pg, "archive_command", &command, &command);
+        switch_and_wait(|s| pg.psql(s));
+        let msg = wait_rpo_check(&agent, "ok");
+        assert!(msg.contains("not counted: timeline 2"), "{msg}");
+    }
+);
+
 pg_test!(
     a_drill_slower_than_the_rto_target_warns_in_check_and_fires_the_rto_alert,
     |v| {

@@ -143,7 +143,7 @@ pg_test!(
         let check = agent.run(&["check"]);
         let line = check.check_line("archive_continuity");
         assert!(
-            line.starts_with("OK") && line.contains("timeline 1)"),
+            line.starts_with("OK") && line.contains("timeline history 1 ("),
             "{line}"
         );
         pg.stop();

@@ -70,3 +70,43 @@ pub fn extract_for_recovery(repo: &Path, id: &str, root: &Path, restore_command:
     ));
     std::fs::write(data.join("postgresql.auto.conf"), auto).unwrap();
 }
+
+/// A copy of the cluster restored elsewhere from backup `id` and promoted (to a new timeline),
+/// which archives into the same repository through `archive_command`: what a test copy set up
+/// by hand does to a shared archive. The restored data directory carries no restore marker,
+/// so its timeline is recorded as a promotion.
+pub fn promoted_copy_archiving(
+    v: crate::support::cluster::PgVersion,
+    repo: &Path,
+    id: &str,
+    restore_command: &str,
+    archive_command: &str,
+) -> crate::support::cluster::Cluster {
+    use crate::support::cluster::{Cluster, ClusterOptions};
+    let copy = Cluster::start_prepared(
+        v,
+        ClusterOptions {
+            archive_mode: true,
+            archive_command: Some(archive_command.to_string()),
+            ..ClusterOptions::default()
+        },
+        |root| {
+            extract_for_recovery(repo, id, root, restore_command);
+            // extract_for_recovery turns archiving off for the copy; this one archives.
+            let auto = root.join("data").join("postgresql.auto.conf");
+            let mut text = std::fs::read_to_string(&auto).expect("read postgresql.auto.conf");
+            text.push_str("archive_mode = on\n");
+            std::fs::write(&auto, text).expect("write postgresql.auto.conf");
+        },
+    );
+    for _ in 0..600 {
+        if copy.try_psql("SELECT pg_is_in_recovery()").as_deref() == Ok("f") {
+            return copy;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!(
+        "the restored copy did not finish recovery; log: {}",
+        copy.log_path().display()
+    );
+}
