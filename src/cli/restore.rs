@@ -235,6 +235,13 @@ fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     let config = cli.load_config()?;
     let repo = Repo::at(&config.repository.path);
     let req = request(cli, &config, args)?;
+    // Holds the backups and WAL in use from the plan to the end of replay, so that a
+    // concurrent `backups expire` waits (or fails) instead of deleting what is restored.
+    let _in_use = if args.dry_run {
+        None
+    } else {
+        Some(repo.lock_in_use("restore", config.repository.lock_wait)?)
+    };
     let plan = plan::make(&repo, &req)?;
     carry_out(&config, &repo, args, &plan)
 }
@@ -509,6 +516,11 @@ fn guided_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     let answers = guided::ask(&mut p, &repo, &given, zone.as_ref(), &cwd)?;
     let flags = with_answers(args, &answers);
     let req = request(cli, &config, &flags)?;
+    let _in_use = if flags.dry_run {
+        None
+    } else {
+        Some(repo.lock_in_use("restore", config.repository.lock_wait)?)
+    };
     let plan = plan::make(&repo, &req)?;
     use guided::Prompter;
     p.say("");
