@@ -6,65 +6,14 @@
 
 use std::time::{Duration, Instant};
 
-use dbagent::alert::rules::{AlertsFile, EXAMPLE};
-
 use crate::backup::{archived_cluster, take_backup};
 use crate::pg_test;
 use crate::restore_cmd::switch_and_wait;
+use crate::support::alerting::{alerts_with, recorder_runtime, wait_notification};
 use crate::support::cluster::Cluster;
 use crate::support::dbagent::{Run, run_in};
-use crate::support::recorder::{Recorded, Recorder};
+use crate::support::recorder::Recorder;
 use crate::support::sidecar::{Sidecar, sample};
-
-/// The expression of a rule of the shipped alerts.yml, so the test proves the rule we ship.
-fn shipped_expr(rule: &str) -> String {
-    let file = AlertsFile::parse(EXAMPLE, std::path::Path::new("alerts.yml"))
-        .expect("the shipped alerts.yml parses");
-    file.rules
-        .iter()
-        .find(|r| r.name == rule)
-        .unwrap_or_else(|| panic!("no rule {rule} in the shipped alerts.yml"))
-        .expr
-        .text
-        .clone()
-}
-
-/// An alerts.yml with one shipped rule (its `for:` shortened to 0s) routed to `url`.
-fn alerts_with(rule: &str, url: &str) -> String {
-    format!(
-        "rules:\n  - name: {rule}\n    expr: {expr}\n    labels: {{ severity: critical }}\n    annotations: {{ summary: \"{{{{ $value }}}} over {{{{ $threshold }}}}\" }}\nroute:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook: {{ url: \"{url}\" }}\n",
-        expr = shipped_expr(rule)
-    )
-}
-
-fn recorder_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime for the recorder")
-}
-
-/// Waits until the recorder accepted a notification with this status; returns it.
-fn wait_notification(rec: &Recorder, status: &str, sidecar: &Sidecar) -> Recorded {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(r) = rec
-            .accepted()
-            .into_iter()
-            .find(|r| r.body["status"] == status)
-        {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {status} notification; got {:#?}\nlog:\n{}",
-            rec.accepted().iter().map(|r| &r.body).collect::<Vec<_>>(),
-            sidecar.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// The status and message of one check of `check --json`.
 fn check_item(run: &Run, name: &str) -> (String, String) {
