@@ -457,27 +457,35 @@ impl Timelines {
     /// timeline, number and archive time. Each timeline counts only in the stretch of the path
     /// it is read in, so a segment of another branch is never taken for progress.
     pub fn newest_on_path(&self, tli: u32, from: u64) -> Option<(u32, u64, jiff::Timestamp)> {
+        self.stretches(tli, from)?
+            .into_iter()
+            .filter_map(|(t, range)| {
+                let (segno, at) = t.segments.range(range).next_back()?;
+                Some((t.tli, *segno, *at))
+            })
+            .max_by_key(|(_, segno, _)| *segno)
+    }
+
+    /// The stretches of the path of `tli` (from segment `from` on): each timeline with the
+    /// segment numbers it is read for. `None` when its history is unknown.
+    fn stretches(
+        &self,
+        tli: u32,
+        from: u64,
+    ) -> Option<Vec<(&ArchivedTimeline, std::ops::Range<u64>)>> {
         let path = self.path(tli)?;
         let seg = self.seg_size;
-        let mut best: Option<(u32, u64, jiff::Timestamp)> = None;
-        for (i, step) in path.iter().enumerate() {
-            let lo = step.begin.segno(seg).max(from);
-            let hi = path.get(i + 1).map(|n| n.begin.segno(seg));
-            let Some(t) = self.timelines.get(&step.timeline) else {
-                continue;
-            };
-            let found = match hi {
-                Some(hi) if hi <= lo => None,
-                Some(hi) => t.segments.range(lo..hi).next_back(),
-                None => t.segments.range(lo..).next_back(),
-            };
-            if let Some((segno, at)) = found
-                && best.is_none_or(|(_, b, _)| *segno > b)
-            {
-                best = Some((step.timeline, *segno, *at));
-            }
-        }
-        best
+        Some(
+            path.iter()
+                .enumerate()
+                .filter_map(|(i, step)| {
+                    let lo = step.begin.segno(seg).max(from);
+                    let hi = path.get(i + 1).map_or(u64::MAX, |n| n.begin.segno(seg));
+                    let t = self.timelines.get(&step.timeline)?;
+                    (hi > lo).then_some((t, lo..hi))
+                })
+                .collect(),
+        )
     }
 
     /// The first segment missing along the path of `tli` in `[first, last]`, and how many are.
@@ -517,24 +525,9 @@ impl Timelines {
     /// timeline and number. Each timeline counts only in the stretch of the path it is read in,
     /// as in [`Timelines::newest_on_path`].
     pub fn oldest_on_path(&self, tli: u32, from: u64) -> Option<(u32, u64)> {
-        let path = self.path(tli)?;
-        let seg = self.seg_size;
-        for (i, step) in path.iter().enumerate() {
-            let lo = step.begin.segno(seg).max(from);
-            let hi = path.get(i + 1).map(|n| n.begin.segno(seg));
-            let Some(t) = self.timelines.get(&step.timeline) else {
-                continue;
-            };
-            let found = match hi {
-                Some(hi) if hi <= lo => None,
-                Some(hi) => t.segments.range(lo..hi).next(),
-                None => t.segments.range(lo..).next(),
-            };
-            if let Some((segno, _)) = found {
-                return Some((step.timeline, *segno));
-            }
-        }
-        None
+        self.stretches(tli, from)?
+            .into_iter()
+            .find_map(|(t, range)| t.segments.range(range).next().map(|(s, _)| (t.tli, *s)))
     }
 }
 
