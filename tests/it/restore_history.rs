@@ -428,6 +428,15 @@ pg_test!(unreachable_targets_are_refused_at_plan_time, |v| {
         &["in the future", "earliest point", "latest"],
     );
     refuse("lsn:FF/0", &["cannot restore to LSN FF/0"]);
+    // After the newest archived WAL (but not in the future): nothing archived reaches it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_archive = pg.psql(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    refuse(
+        &format!("time:{after_archive}"),
+        &["cannot restore to time", "newest archived WAL"],
+    );
 });
 
 pg_test!(
