@@ -47,14 +47,17 @@ fn log_tail(pg: &Cluster) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// Waits (a minute at most) until `pg` has archived `wal` or a later file.
+/// Waits (a minute at most) until `pg` has archived `wal`. Its `.done` status file says so:
+/// `pg_stat_archiver.last_archived_wal` names the file archived last, which after a promotion
+/// can be an older timeline's segment that the end-of-recovery checkpoint marked ready later.
 fn wait_archived(pg: &Cluster, wal: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let done_file = pg
+        .data_dir()
+        .join("pg_wal/archive_status")
+        .join(format!("{wal}.done"));
     loop {
-        let done = pg.psql(&format!(
-            "SELECT coalesce(last_archived_wal, '') >= '{wal}' FROM pg_stat_archiver"
-        ));
-        if done == "t" {
+        if done_file.exists() {
             return;
         }
         assert!(

@@ -111,8 +111,13 @@ pub fn switch_and_wait(pg_query: impl Fn(&str) -> String) {
     let name = pg_query("SELECT pg_walfile_name(pg_switch_wal())");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // The segment's `.done` status says it is archived; last_archived_wal names the file
+        // archived last, which after a promotion can be an older timeline's segment.
+        let done = pg_query(&format!(
+            "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name = '{name}.done'"
+        ));
         let archived = pg_query("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-        if archived.as_str() >= name.as_str() {
+        if done == "1" || archived.as_str() >= name.as_str() {
             return;
         }
         assert!(
