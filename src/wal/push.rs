@@ -221,7 +221,7 @@ fn compare_existing(
 /// must not stop archiving, so a failure is logged and the push still succeeds.
 fn record_timeline(repo: &Repo, name: &WalName, data: &[u8], path: &Path, opts: &PushOptions) {
     let text = String::from_utf8_lossy(data);
-    let dir = data_dir(path, opts);
+    let dir = local_data_dir(path, opts).map(|d| d.path().to_path_buf());
     if let Err(e) = super::timeline::record_archived_history(repo, name.tli, &text, dir.as_deref())
     {
         tracing::warn!(
@@ -233,34 +233,21 @@ fn record_timeline(repo: &Repo, name: &WalName, data: &[u8], path: &Path, opts: 
     }
 }
 
-/// The data directory of the server that runs this push: the working directory
-/// (archive_command runs in the data directory), else the file's `pg_wal/..`, else
-/// `postgres.pgdata`.
-fn data_dir(path: &Path, opts: &PushOptions) -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        candidates.push(cwd);
-    }
-    if let Some(pgdata) = path.parent().and_then(Path::parent) {
-        candidates.push(pgdata.to_path_buf());
-    }
-    if let Some(pgdata) = &opts.pgdata {
-        candidates.push(pgdata.clone());
-    }
-    candidates
-        .into_iter()
-        .find(|d| d.join("PG_VERSION").is_file())
-        .map(|d| std::fs::canonicalize(&d).unwrap_or(d))
-}
-
 /// The control file of the cluster that archives: in the data directory archive_command runs
 /// in, the one holding `pg_wal/PATH`, or `postgres.pgdata`. `None` when there is none.
 fn local_cluster(path: &Path, opts: &PushOptions) -> Option<Result<ControlData, DataDirError>> {
+    local_data_dir(path, opts).map(|d| d.control())
+}
+
+/// The data directory of the server that runs this push: the working directory
+/// (archive_command runs in the data directory), else the one holding `pg_wal/PATH`, else
+/// `postgres.pgdata`.
+fn local_data_dir(path: &Path, opts: &PushOptions) -> Option<DataDir> {
     let beside = path
         .parent()
         .filter(|p| p.file_name().is_some_and(|n| n == "pg_wal"))
         .and_then(Path::parent);
-    DataDir::locate(beside.into_iter().chain(opts.pgdata.as_deref())).map(|d| d.control())
+    DataDir::locate(beside.into_iter().chain(opts.pgdata.as_deref()))
 }
 
 enum BindError {
