@@ -1,7 +1,10 @@
-//! The `dbagent` binary: everything lives in the library; this only hands over the exit code.
+//! The `dbagent` binary: the command line and the terminal. Everything else lives in the
+//! library (`src/lib.rs`); the library cannot reach this layer.
+
+mod cli;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    dbagent::cli::main()
+    cli::main()
 }

@@ -428,7 +428,7 @@ pub fn quote_ident(s: &str) -> String {
 
 /// `1.5 GiB`-style bytes for summaries.
 fn bytes(n: f64) -> String {
-    crate::cli::human_bytes(n.max(0.0) as u64)
+    crate::units::human_bytes(n.max(0.0) as u64)
 }
 
 fn hours(seconds: f64) -> f64 {

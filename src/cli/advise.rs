@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{Cli, print_error, runtime};
-use crate::advise::{self, Options};
-use crate::pg::{PgTarget, ServerVersion, SessionOptions};
+use dbagent::advise::{self, Options};
+use dbagent::pg::{PgTarget, ServerVersion, SessionOptions};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -36,7 +36,7 @@ pub struct AdviseArgs {
 }
 
 fn parse_since(s: &str) -> Result<Duration, String> {
-    let d = crate::config::de::parse_duration(s)?;
+    let d = dbagent::config::de::parse_duration(s)?;
     if d.is_zero() {
         return Err("the window must be longer than 0s".into());
     }

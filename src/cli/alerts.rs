@@ -10,10 +10,10 @@ use serde_json::json;
 
 use super::backups::{table, utc};
 use super::{Cli, print_error};
-use crate::alert::engine::State;
-use crate::alert::rules::Matcher;
-use crate::alert::silence;
-use crate::state::{StateDb, StateError};
+use dbagent::alert::engine::State;
+use dbagent::alert::rules::Matcher;
+use dbagent::alert::silence;
+use dbagent::state::{StateDb, StateError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AlertsCommand {
@@ -104,7 +104,7 @@ fn open_read_only(cli: &Cli) -> anyhow::Result<Option<StateDb>> {
 
 fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
     let state = match open_read_only(cli)? {
-        Some(db) => crate::alert::store::load(&db)?,
+        Some(db) => dbagent::alert::store::load(&db)?,
         None => Default::default(),
     };
     let mut active: Vec<_> = state
@@ -179,7 +179,7 @@ fn silence_cmd(
         .iter()
         .map(|m| Matcher::parse(m).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let length = crate::config::parse_duration(duration).map_err(anyhow::Error::msg)?;
+    let length = dbagent::config::parse_duration(duration).map_err(anyhow::Error::msg)?;
     if length.is_zero() {
         bail!("--for must be longer than 0s");
     }
@@ -297,7 +297,7 @@ fn expire(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
 
 fn test(cli: &Cli, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let Some(file) = crate::agent::evaluate::load_alerts(&config.alerts_file)? else {
+    let Some(file) = dbagent::agent::evaluate::load_alerts(&config.alerts_file)? else {
         bail!(
             "no alerts file at {}; receivers are defined there",
             config.alerts_file.display()
@@ -315,7 +315,7 @@ fn test(cli: &Cli, name: &str, json: bool) -> anyhow::Result<ExitCode> {
             }
         );
     };
-    let results = super::runtime()?.block_on(crate::notify::send_test(receiver));
+    let results = super::runtime()?.block_on(dbagent::notify::send_test(receiver));
     let ok = results.iter().all(|(_, r)| r.is_ok());
     if json {
         let out: Vec<_> = results

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Cli, human_bytes, print_error, runtime};
-use crate::backup::manifest::BackupManifest;
-use crate::backup::take::{BackupOptions, Progress, server_facts, take};
-use crate::pg::PgTarget;
-use crate::repo::{Compression, Repo};
+use dbagent::backup::manifest::BackupManifest;
+use dbagent::backup::take::{BackupOptions, Progress, server_facts, take};
+use dbagent::pg::PgTarget;
+use dbagent::repo::{Compression, Repo};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -100,7 +100,7 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
     };
     let repo = Repo::at(&config.repository.path);
     let progress: Box<dyn Progress> = if args.no_progress {
-        Box::new(crate::backup::take::NoProgress)
+        Box::new(dbagent::backup::take::NoProgress)
     } else if std::io::stderr().is_terminal() {
         Box::new(Bar::new())
     } else {

@@ -9,11 +9,11 @@ use anyhow::{Context, anyhow};
 use serde::Serialize;
 
 use super::{Cli, human_bytes, print_error};
-use crate::backup::expire::{self, ExpireReport};
-use crate::backup::manifest::{self, BackupManifest};
-use crate::backup::verify::{self, Problem, VerifyReport};
-use crate::config::Config;
-use crate::repo::Repo;
+use dbagent::backup::expire::{self, ExpireReport};
+use dbagent::backup::manifest::{self, BackupManifest};
+use dbagent::backup::verify::{self, Problem, VerifyReport};
+use dbagent::config::Config;
+use dbagent::repo::Repo;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BackupsCommand {

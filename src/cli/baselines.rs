@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::backups::{table, utc};
 use super::{Cli, print_error};
-use crate::baseline::{Baseline, BaselineStore};
-use crate::state::StateError;
+use dbagent::baseline::{Baseline, BaselineStore};
+use dbagent::state::StateError;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BaselinesCommand {
@@ -156,7 +156,7 @@ fn num(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baseline::Season;
+    use dbagent::baseline::Season;
 
     #[test]
     fn baselines_numbers_are_compact() {

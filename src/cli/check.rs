@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::{Cli, print_error, runtime};
-use crate::check::{self, Status};
+use dbagent::check::{self, Status};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::{Cli, print_error};
-use crate::config::EXAMPLE;
+use dbagent::config::EXAMPLE;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, cmd: &ConfigCommand) -> ExitCode {
     match cmd {
         ConfigCommand::Example { alerts } => {
             if *alerts {
-                print!("{}", crate::alert::rules::EXAMPLE);
+                print!("{}", dbagent::alert::rules::EXAMPLE);
             } else {
                 print!("{EXAMPLE}");
             }
@@ -42,7 +42,7 @@ fn validate(cli: &Cli, json: bool) -> ExitCode {
     // dbagent.yml first, then the alerts file it names (when it exists: without one, alerting
     // is off, which is valid).
     let loaded = cli.load_config().and_then(|config| {
-        let alerts = crate::agent::evaluate::load_alerts(&config.alerts_file)?;
+        let alerts = dbagent::agent::evaluate::load_alerts(&config.alerts_file)?;
         Ok((config, alerts))
     });
     match loaded {

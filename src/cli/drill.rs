@@ -1,5 +1,5 @@
 //! `dbagent drill [--json] [--keep] [--scratch DIR]`: restore the newest backup into a scratch
-//! directory, replay the archive, verify and time it (see [`crate::drill`]); the result is
+//! directory, replay the archive, verify and time it (see [`dbagent::drill`]); the result is
 //! recorded in the state database for `dbagent check`.
 
 use std::path::PathBuf;
@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{Cli, print_error};
-use crate::drill;
-use crate::restore::recovery;
+use dbagent::drill;
+use dbagent::restore::recovery;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -81,7 +81,7 @@ fn drill_cmd(cli: &Cli, args: &DrillArgs) -> anyhow::Result<bool> {
             report.replayed_to_lsn.as_deref().unwrap_or("?"),
             report.rto_seconds.unwrap_or_default(),
             report.verify.as_deref().unwrap_or("not verified"),
-            config.state_dir.join(crate::state::STATE_FILE).display()
+            config.state_dir.join(dbagent::state::STATE_FILE).display()
         );
     }
     if !report.ok {

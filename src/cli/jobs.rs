@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 
 use super::backups::{human_duration, table, utc};
 use super::{Cli, print_error};
-use crate::schedule::history::{self, JobKind};
+use dbagent::schedule::history::{self, JobKind};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobsCommand {
@@ -25,7 +26,7 @@ finished_at, duration_seconds, status, pid, detail (times RFC 3339 UTC, null whe
 Exit 0 (also when nothing has run yet); 1 when the state database cannot be read.")]
     List {
         /// Only this job: backup, verify, expire, drill or wal_verify
-        #[arg(long, value_name = "JOB")]
+        #[arg(long, value_name = "JOB", value_parser = job_kind_parser())]
         job: Option<JobKind>,
         /// Show at most N runs
         #[arg(long, value_name = "N", default_value_t = 50)]
@@ -36,13 +37,14 @@ Exit 0 (also when nothing has run yet); 1 when the state database cannot be read
     },
 }
 
-impl clap::ValueEnum for JobKind {
-    fn value_variants<'a>() -> &'a [Self] {
-        &JobKind::ALL
-    }
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.as_str()))
-    }
+/// `--job NAME`: one of the job kinds' names, checked by clap (so `--help` lists them).
+fn job_kind_parser() -> impl clap::builder::TypedValueParser<Value = JobKind> {
+    clap::builder::PossibleValuesParser::new(JobKind::ALL.map(JobKind::as_str)).map(|name| {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or(JobKind::ALL[0])
+    })
 }
 
 pub fn run(cli: &Cli, cmd: &JobsCommand) -> ExitCode {

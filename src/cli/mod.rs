@@ -24,13 +24,15 @@ mod wal;
 mod wal_get;
 mod wal_push;
 
+pub(crate) mod logging;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::logging::{self, LogFormat};
+use dbagent::config::{Config, DEFAULT_CONFIG_PATH};
+use logging::LogFormat;
 
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -164,7 +166,7 @@ impl Cli {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
     }
 
-    pub fn load_config(&self) -> Result<Config, crate::config::ConfigError> {
+    pub fn load_config(&self) -> Result<Config, dbagent::config::ConfigError> {
         Config::load(&self.config_path())
     }
 }
@@ -182,18 +184,4 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
 }
 
-/// `512 B`, `3.0 KiB`, `1.5 GiB`.
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [
-        ("TiB", 1 << 40),
-        ("GiB", 1 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-    ];
-    for (unit, size) in UNITS {
-        if n >= size {
-            return format!("{:.1} {unit}", n as f64 / size as f64);
-        }
-    }
-    format!("{n} B")
-}
+pub(crate) use dbagent::units::human_bytes;

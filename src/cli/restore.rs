@@ -10,11 +10,11 @@ use anyhow::{Context, anyhow};
 use serde_json::json;
 
 use super::{Cli, human_bytes, print_error, runtime};
-use crate::config::Config;
-use crate::pg::PgTarget;
-use crate::repo::Repo;
-use crate::restore::plan::{self, Action, RestorePlan, Target, TimelineChoice};
-use crate::restore::{self, Request, guided, recovery};
+use dbagent::config::Config;
+use dbagent::pg::PgTarget;
+use dbagent::repo::Repo;
+use dbagent::restore::plan::{self, Action, RestorePlan, Target, TimelineChoice};
+use dbagent::restore::{self, Request, guided, recovery};
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
@@ -652,7 +652,7 @@ pub fn render(p: &RestorePlan) -> String {
 mod tests {
     use super::*;
     use crate::cli::Command;
-    use crate::restore::guided::{Given, Scripted::*, ScriptedPrompter};
+    use dbagent::restore::guided::{Given, Scripted::*, ScriptedPrompter};
     use clap::Parser;
     use std::path::Path;
 
@@ -705,7 +705,7 @@ mod tests {
         let from_guided = request_from(&flags, None, Vec::new(), cwd, None, "rc".into()).unwrap();
         let from_flags = request_from(&typed, None, Vec::new(), cwd, None, "rc".into()).unwrap();
         assert_eq!(from_guided, from_flags);
-        assert_eq!(from_flags.target, Target::Lsn(crate::wal::Lsn(0x3000028)));
+        assert_eq!(from_flags.target, Target::Lsn(dbagent::wal::Lsn(0x3000028)));
         assert_eq!(from_flags.action, Action::Pause);
         assert_eq!(from_flags.to, PathBuf::from("/srv/restored"));
         assert!(from_flags.no_archive && from_flags.port == Some(5499));

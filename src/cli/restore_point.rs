@@ -8,10 +8,10 @@ use anyhow::{Context, anyhow};
 use serde_json::json;
 
 use super::{Cli, print_error, runtime};
-use crate::pg::PgTarget;
-use crate::repo::Repo;
-use crate::restore::points::{self, RestorePoint};
-use crate::wal::Lsn;
+use dbagent::pg::PgTarget;
+use dbagent::repo::Repo;
+use dbagent::restore::points::{self, RestorePoint};
+use dbagent::wal::Lsn;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -108,7 +108,7 @@ fn create(cli: &Cli, name: &str, json: bool) -> anyhow::Result<()> {
         let switched = match client.query_one("SELECT pg_switch_wal()::text", &[]).await {
             Ok(_) => true,
             Err(e) => {
-                tracing::warn!(error = %crate::pg::error_detail(&e), "Cannot switch WAL; the restore point is archived when its segment fills");
+                tracing::warn!(error = %dbagent::pg::error_detail(&e), "Cannot switch WAL; the restore point is archived when its segment fills");
                 false
             }
         };
@@ -147,5 +147,5 @@ fn create(cli: &Cli, name: &str, json: bool) -> anyhow::Result<()> {
 
 /// `2026-11-21 10:15:00.123456+01` (PostgreSQL's timestamptz text) as a timestamp.
 fn parse_pg_timestamp(s: &str) -> Option<jiff::Timestamp> {
-    crate::restore::plan::parse_time(s, None).ok()
+    dbagent::restore::plan::parse_time(s, None).ok()
 }

@@ -1,5 +1,5 @@
 //! `dbagent run`: the sidecar (poll, baselines, alerts, scheduled jobs, HTTP). Logic in
-//! `crate::agent`; this file is the command's flags and its exit code.
+//! `dbagent::agent`; this file is the command's flags and its exit code.
 
 use std::process::ExitCode;
 
@@ -35,7 +35,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
             .thread_name("dbagent")
             .build()
             .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
-        rt.block_on(crate::agent::run(cli.config_path(), config))?;
+        rt.block_on(dbagent::agent::run(cli.config_path(), config))?;
         Ok(())
     })();
     match result {

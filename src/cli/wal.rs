@@ -1,6 +1,6 @@
 //! `dbagent wal verify [--json] [--full] [--no-progress]`: the WAL archive checked from the
 //! oldest kept backup to the newest archived segment, per timeline (see
-//! [`crate::wal::verify`]); the result is recorded in state.db for `check` and `/metrics`.
+//! [`dbagent::wal::verify`]); the result is recorded in state.db for `check` and `/metrics`.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::{Cli, print_error};
-use crate::repo::Repo;
-use crate::state::StateDb;
-use crate::wal::verify::{self, Coverage, Options, Report};
+use dbagent::repo::Repo;
+use dbagent::state::StateDb;
+use dbagent::wal::verify::{self, Coverage, Options, Report};
 
 /// Exit status when the archive has a problem.
 const EXIT_PROBLEMS: u8 = 1;

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::Cli;
-use crate::repo::Repo;
-use crate::wal::datadir::{DataDir, Mode};
-use crate::wal::get::{GetError, Prefetch, failure_exit_code, get_with};
-use crate::wal::name::{WalFileKind, WalName};
-use crate::wal::prefetch;
+use dbagent::repo::Repo;
+use dbagent::wal::datadir::{DataDir, Mode};
+use dbagent::wal::get::{GetError, Prefetch, failure_exit_code, get_with};
+use dbagent::wal::name::{WalFileKind, WalName};
+use dbagent::wal::prefetch;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\

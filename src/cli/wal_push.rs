@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Cli, print_error};
-use crate::config::Config;
-use crate::repo::Repo;
-use crate::wal::datadir::{DataDir, Mode};
-use crate::wal::prefetch;
-use crate::wal::push::{PushOptions, push};
+use dbagent::config::Config;
+use dbagent::repo::Repo;
+use dbagent::wal::datadir::{DataDir, Mode};
+use dbagent::wal::prefetch;
+use dbagent::wal::push::{PushOptions, push};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\

@@ -6,7 +6,7 @@
 //! the directory of the configuration file. The annotated example with every default is
 //! `config/dbagent.yml`, printed by `dbagent config example`.
 
-pub(crate) mod de;
+pub mod de;
 pub mod expand;
 pub mod schedule;
 

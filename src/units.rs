@@ -1,0 +1,19 @@
+//! Units and their formatting in operator output: bytes and durations, one way each.
+//!
+//! Layer: the lowest. Uses only the standard library; every other module may use it.
+
+/// `512 B`, `3.0 KiB`, `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (unit, size) in UNITS {
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} B")
+}
