@@ -118,17 +118,13 @@ pub struct RepositoryConfig {
 
 /// `backup:`: how `dbagent backup` takes a backup.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct BackupConfig {
     /// fast: checkpoint at once; spread: follow checkpoint_completion_target (gentler on I/O).
     #[serde(default)]
     pub checkpoint: Checkpoint,
     /// How long to wait for the backup's WAL to reach the archive before giving up.
-    #[serde(
-        default = "defaults::wal_timeout",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub wal_timeout: Duration,
     /// Compression threads; 0 = one per core.
     #[serde(default)]
@@ -143,7 +139,7 @@ impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
             checkpoint: Checkpoint::default(),
-            wal_timeout: defaults::wal_timeout(),
+            wal_timeout: Duration::from_secs(5 * 60),
             threads: 0,
             compress_on: CompressOn::default(),
         }
@@ -175,10 +171,9 @@ pub enum Checkpoint {
 
 /// `retention:`: what `dbagent backups expire` keeps. A backup is kept if either rule keeps it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Keep this many newest full backups (at least 1).
-    #[serde(default = "defaults::retention_full")]
     pub full: u32,
     /// Also keep every backup needed to restore to any point within this window (e.g. 7d).
     #[serde(
@@ -192,7 +187,7 @@ pub struct RetentionConfig {
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
-            full: defaults::retention_full(),
+            full: 2,
             window: None,
         }
     }
@@ -200,9 +195,9 @@ impl Default for RetentionConfig {
 
 /// `http:`: the sidecar's endpoint.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    #[serde(default = "defaults::listen", deserialize_with = "de::socket_addr")]
+    #[serde(deserialize_with = "de::socket_addr")]
     pub listen: SocketAddr,
     /// Require `Authorization: Bearer <token>` (use `${ENV}`; never logged).
     #[serde(default, deserialize_with = "de::opt_string", skip_serializing)]
@@ -218,7 +213,7 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            listen: defaults::listen(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9188)),
             bearer_token: None,
             basic_auth: None,
             tls: None,
@@ -248,44 +243,26 @@ pub struct HttpTls {
 
 /// `monitor:`: the poll loop of `dbagent run` and its collectors.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct MonitorConfig {
     /// How often the collectors poll the server.
-    #[serde(
-        default = "defaults::poll_interval",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub interval: Duration,
     /// statement_timeout of the agent's polling connection (a slow query never stacks polls).
-    #[serde(
-        default = "defaults::poll_statement_timeout",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub statement_timeout: Duration,
     /// lock_timeout of the polling connection.
-    #[serde(
-        default = "defaults::poll_lock_timeout",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub lock_timeout: Duration,
     /// How often the costlier collectors (bloat estimates) run.
-    #[serde(
-        default = "defaults::slow_interval",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub slow_interval: Duration,
     /// Per-query series: the top N statements by total and by mean time in the interval.
-    #[serde(default = "defaults::top_queries")]
     pub top_queries: usize,
     /// Per-table series: the top N tables by each signal, plus an `(other)` total.
-    #[serde(default = "defaults::top_tables")]
     pub top_tables: usize,
     /// Bloat estimates skip relations smaller than this.
-    #[serde(default = "defaults::bloat_min_size", deserialize_with = "de::size")]
+    #[serde(deserialize_with = "de::size")]
     pub bloat_min_size: u64,
     /// Exact bloat figures through pgstattuple this often (0s = off; it reads whole tables).
     #[serde(
@@ -295,69 +272,47 @@ pub struct MonitorConfig {
     )]
     pub pgstattuple_interval: Duration,
     /// A baseline is used for alerting only once it has this many samples.
-    #[serde(default = "defaults::baseline_min_samples")]
     pub baseline_min_samples: u64,
     /// How often `dbagent run` samples table and index usage for the advisor (0s = off).
-    #[serde(
-        default = "defaults::advisor_interval",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub advisor_interval: Duration,
     /// The advisor's window: usage is judged over this much history (`advise --since`).
-    #[serde(
-        default = "defaults::advisor_window",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub advisor_window: Duration,
     /// An index is called unused only after the window has been observed this long.
-    #[serde(
-        default = "defaults::advisor_min_observed",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub advisor_min_observed: Duration,
     /// How long advisor samples are kept in state.db (at least the window).
-    #[serde(
-        default = "defaults::advisor_retention",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub advisor_retention: Duration,
     /// Hot spots and missing-index hints skip smaller tables.
-    #[serde(
-        default = "defaults::advisor_min_table_size",
-        deserialize_with = "de::size"
-    )]
+    #[serde(deserialize_with = "de::size")]
     pub advisor_min_table_size: u64,
     /// A hot spot reads the table in full at least this many times in the window.
-    #[serde(default = "defaults::advisor_hotspot_min_scans")]
     pub advisor_hotspot_min_scans: f64,
     /// Statements explained for missing-index hints: top N by mean and by total time.
-    #[serde(default = "defaults::advisor_explain_top")]
     pub advisor_explain_top: usize,
 }
 
 impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
-            interval: defaults::poll_interval(),
-            statement_timeout: defaults::poll_statement_timeout(),
-            lock_timeout: defaults::poll_lock_timeout(),
-            slow_interval: defaults::slow_interval(),
-            top_queries: defaults::top_queries(),
-            top_tables: defaults::top_tables(),
-            bloat_min_size: defaults::bloat_min_size(),
+            interval: Duration::from_secs(15),
+            statement_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(1),
+            slow_interval: Duration::from_secs(300),
+            top_queries: 20,
+            top_tables: 50,
+            bloat_min_size: 10 << 20,
             pgstattuple_interval: Duration::ZERO,
-            baseline_min_samples: defaults::baseline_min_samples(),
-            advisor_interval: defaults::advisor_interval(),
-            advisor_window: defaults::advisor_window(),
-            advisor_min_observed: defaults::advisor_min_observed(),
-            advisor_retention: defaults::advisor_retention(),
-            advisor_min_table_size: defaults::advisor_min_table_size(),
-            advisor_hotspot_min_scans: defaults::advisor_hotspot_min_scans(),
-            advisor_explain_top: defaults::advisor_explain_top(),
+            baseline_min_samples: 40,
+            advisor_interval: Duration::from_secs(300),
+            advisor_window: Duration::from_secs(7 * 86400),
+            advisor_min_observed: Duration::from_secs(86400),
+            advisor_retention: Duration::from_secs(35 * 86400),
+            advisor_min_table_size: 10 << 20,
+            advisor_hotspot_min_scans: 10.0,
+            advisor_explain_top: 10,
         }
     }
 }
@@ -367,122 +322,77 @@ impl Default for MonitorConfig {
 /// restore drill (`dbagent_drill_rto_seconds`) with them; `dbagent run` exports them as
 /// `dbagent_rpo_target_seconds` and `dbagent_rto_target_seconds`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ObjectivesConfig {
     /// Recovery point objective: how much committed work may be lost when the server is lost.
-    #[serde(
-        default = "defaults::rpo",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub rpo: Duration,
     /// Recovery time objective: how long a restore may take until the database answers again.
-    #[serde(
-        default = "defaults::rto",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub rto: Duration,
 }
 
 impl Default for ObjectivesConfig {
     fn default() -> Self {
         ObjectivesConfig {
-            rpo: defaults::rpo(),
-            rto: defaults::rto(),
+            rpo: Duration::from_secs(5 * 60),
+            rto: Duration::from_secs(30 * 60),
         }
     }
 }
 
 /// `check:`: thresholds of `dbagent check`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CheckConfig {
     /// WARNING when the oldest WAL segment waiting to be archived is older than this.
-    #[serde(
-        default = "defaults::archive_lag_warning",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub archive_lag_warning: Duration,
     /// CRITICAL past this.
-    #[serde(
-        default = "defaults::archive_lag_critical",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub archive_lag_critical: Duration,
     /// WARNING when the newest complete backup is older than this.
-    #[serde(
-        default = "defaults::backup_age_warning",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub backup_age_warning: Duration,
     /// CRITICAL past this.
-    #[serde(
-        default = "defaults::backup_age_critical",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub backup_age_critical: Duration,
     /// WARNING when the last successful restore drill is older than this (or none has run).
-    #[serde(
-        default = "defaults::drill_age_warning",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub drill_age_warning: Duration,
     /// CRITICAL past this (and whenever the last drill failed).
-    #[serde(
-        default = "defaults::drill_age_critical",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub drill_age_critical: Duration,
     /// `wal_verify`: WARNING when the last `dbagent wal verify` is older than this (or none
     /// has run once the repository holds a backup).
-    #[serde(
-        default = "defaults::wal_verify_age_warning",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub wal_verify_age_warning: Duration,
     /// On a standby: WARNING when the archive has held WAL the standby has not replayed for
     /// longer than this (beyond recovery_min_apply_delay): its restore_command keeps failing.
-    #[serde(
-        default = "defaults::replay_stall_warning",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub replay_stall_warning: Duration,
     /// CRITICAL past this.
-    #[serde(
-        default = "defaults::replay_stall_critical",
-        deserialize_with = "de::duration",
-        serialize_with = "ser::duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
     pub replay_stall_critical: Duration,
 }
 
 impl Default for CheckConfig {
     fn default() -> Self {
         CheckConfig {
-            archive_lag_warning: defaults::archive_lag_warning(),
-            archive_lag_critical: defaults::archive_lag_critical(),
-            backup_age_warning: defaults::backup_age_warning(),
-            backup_age_critical: defaults::backup_age_critical(),
-            drill_age_warning: defaults::drill_age_warning(),
-            drill_age_critical: defaults::drill_age_critical(),
-            wal_verify_age_warning: defaults::wal_verify_age_warning(),
-            replay_stall_warning: defaults::replay_stall_warning(),
-            replay_stall_critical: defaults::replay_stall_critical(),
+            archive_lag_warning: Duration::from_secs(5 * 60),
+            archive_lag_critical: Duration::from_secs(30 * 60),
+            backup_age_warning: Duration::from_secs(26 * 3600),
+            backup_age_critical: Duration::from_secs(50 * 3600),
+            drill_age_warning: Duration::from_secs(8 * 86400),
+            drill_age_critical: Duration::from_secs(15 * 86400),
+            wal_verify_age_warning: Duration::from_secs(8 * 86400),
+            replay_stall_warning: Duration::from_secs(5 * 60),
+            replay_stall_critical: Duration::from_secs(30 * 60),
         }
     }
 }
 
 mod defaults {
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::path::PathBuf;
     use std::time::Duration;
 
@@ -492,105 +402,18 @@ mod defaults {
     pub fn alerts_file() -> PathBuf {
         PathBuf::from("alerts.yml")
     }
-    pub fn poll_interval() -> Duration {
-        Duration::from_secs(15)
-    }
-    pub fn poll_statement_timeout() -> Duration {
-        Duration::from_secs(10)
-    }
-    pub fn poll_lock_timeout() -> Duration {
-        Duration::from_secs(1)
-    }
-    pub fn slow_interval() -> Duration {
-        Duration::from_secs(300)
-    }
-    pub fn top_queries() -> usize {
-        20
-    }
-    pub fn top_tables() -> usize {
-        50
-    }
-    pub fn bloat_min_size() -> u64 {
-        10 << 20
-    }
-    pub fn baseline_min_samples() -> u64 {
-        40
-    }
-    pub fn advisor_interval() -> Duration {
-        Duration::from_secs(300)
-    }
-    pub fn advisor_window() -> Duration {
-        Duration::from_secs(7 * 86400)
-    }
-    pub fn advisor_min_observed() -> Duration {
-        Duration::from_secs(86400)
-    }
-    pub fn advisor_retention() -> Duration {
-        Duration::from_secs(35 * 86400)
-    }
-    pub fn advisor_min_table_size() -> u64 {
-        10 << 20
-    }
-    pub fn advisor_hotspot_min_scans() -> f64 {
-        10.0
-    }
-    pub fn advisor_explain_top() -> usize {
-        10
-    }
-    pub fn listen() -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9188)
-    }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(5)
     }
     pub fn statement_timeout() -> Duration {
         Duration::from_secs(30)
     }
-    pub fn archive_lag_warning() -> Duration {
-        Duration::from_secs(5 * 60)
-    }
-    pub fn archive_lag_critical() -> Duration {
-        Duration::from_secs(30 * 60)
-    }
-    pub fn backup_age_warning() -> Duration {
-        Duration::from_secs(26 * 3600)
-    }
-    pub fn backup_age_critical() -> Duration {
-        Duration::from_secs(50 * 3600)
-    }
-    pub fn drill_age_warning() -> Duration {
-        Duration::from_secs(8 * 86400)
-    }
-    pub fn drill_age_critical() -> Duration {
-        Duration::from_secs(15 * 86400)
-    }
-    pub fn wal_verify_age_warning() -> Duration {
-        Duration::from_secs(8 * 86400)
-    }
-    pub fn replay_stall_warning() -> Duration {
-        Duration::from_secs(5 * 60)
-    }
-    pub fn replay_stall_critical() -> Duration {
-        Duration::from_secs(30 * 60)
-    }
     pub fn prefetch() -> u32 {
         8
-    }
-    pub fn rpo() -> Duration {
-        Duration::from_secs(5 * 60)
-    }
-    pub fn rto() -> Duration {
-        Duration::from_secs(30 * 60)
     }
 
     pub fn lock_wait() -> Duration {
         Duration::ZERO
-    }
-    pub fn wal_timeout() -> Duration {
-        Duration::from_secs(5 * 60)
-    }
-    pub fn retention_full() -> u32 {
-        2
     }
 }
 

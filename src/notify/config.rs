@@ -149,55 +149,25 @@ impl fmt::Debug for Webhook {
 ///   history: 1000         # delivered or given-up notifications kept in state.db
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
-    #[serde(
-        default = "outbox_defaults::max_age",
-        deserialize_with = "de::duration",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser_duration")]
     pub max_age: Duration,
-    #[serde(
-        default = "outbox_defaults::initial_backoff",
-        deserialize_with = "de::duration",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser_duration")]
     pub initial_backoff: Duration,
-    #[serde(
-        default = "outbox_defaults::max_backoff",
-        deserialize_with = "de::duration",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser_duration")]
     pub max_backoff: Duration,
-    #[serde(default = "outbox_defaults::history")]
     pub history: u32,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
-            max_age: outbox_defaults::max_age(),
-            initial_backoff: outbox_defaults::initial_backoff(),
-            max_backoff: outbox_defaults::max_backoff(),
-            history: outbox_defaults::history(),
+            max_age: Duration::from_secs(24 * 3600),
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5 * 60),
+            history: 1000,
         }
-    }
-}
-
-mod outbox_defaults {
-    use std::time::Duration;
-
-    pub fn max_age() -> Duration {
-        Duration::from_secs(24 * 3600)
-    }
-    pub fn initial_backoff() -> Duration {
-        Duration::from_secs(1)
-    }
-    pub fn max_backoff() -> Duration {
-        Duration::from_secs(5 * 60)
-    }
-    pub fn history() -> u32 {
-        1000
     }
 }
 

@@ -177,25 +177,6 @@ impl PgTarget {
         Ok(client)
     }
 
-    /// A connection pool for the long-running agent.
-    pub fn pool(&self, max_size: usize) -> Result<deadpool_postgres::Pool, PgError> {
-        let tls = tls::connector(&self.info)?;
-        let manager = deadpool_postgres::Manager::from_config(
-            self.pg_config(),
-            tls,
-            deadpool_postgres::ManagerConfig {
-                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-            },
-        );
-        deadpool_postgres::Pool::builder(manager)
-            .max_size(max_size)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(self.connect_timeout()))
-            .create_timeout(Some(self.connect_timeout()))
-            .build()
-            .map_err(|e| self.failure(ConnectFailure::Other, e.to_string()))
-    }
-
     /// Wraps a query error with the server it came from.
     pub fn query_error(&self, what: &str, e: &tokio_postgres::Error) -> PgError {
         PgError::Query {

@@ -109,11 +109,6 @@ pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
     }
 }
 
-/// The setting that names an archive module instead of a command (15+); empty before 15.
-pub fn archive_library_setting(v: &ServerVersion) -> Option<&'static str> {
-    (v.major() >= 15).then_some("archive_library")
-}
-
 /// The schema (quoted) and version of pg_stat_statements in the connected database; no row
 /// when the extension is not created there.
 pub const PG_STAT_STATEMENTS_EXTENSION: &str = "SELECT quote_ident(n.nspname), e.extversion FROM pg_catalog.pg_extension e \

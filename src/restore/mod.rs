@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::backup::manifest;
 use crate::repo::Repo;
 use crate::wal::Lsn;
-use plan::{Action, RestorePlan, Target};
+use plan::{Action, RestorePlan};
 
 pub use plan::{PlanError, Request};
 
@@ -734,11 +734,6 @@ fn off_history(plan: &RestorePlan, state: &LogState) -> Option<String> {
     None
 }
 
-/// The target of a plan, for callers that branch on it (drill).
-pub fn is_latest(plan: &RestorePlan) -> bool {
-    plan.target.kind == Target::Latest.kind()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,7 +744,7 @@ mod tests {
         // Timeline 2, a copy, branched from 1 at segment 3; timeline 1 ran on.
         let tl = build(&[(0, 2, true, 8, None)]);
         let plan = plan::decide(
-            &request(Target::Latest, plan::TimelineChoice::Latest),
+            &request(plan::Target::Latest, plan::TimelineChoice::Latest),
             &facts(tl),
         )
         .unwrap();
