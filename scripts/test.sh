@@ -31,6 +31,13 @@ if [ "$lint" = 1 ]; then
   cargo fmt --all -- --check
   echo "==> cargo clippy --all-targets -- -D warnings"
   cargo clippy --all-targets --quiet -- -D warnings
+  # The rust-version Cargo.toml declares is a promise: check that it still builds there.
+  msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+  echo "==> cargo +$msrv check --all-targets (the declared rust-version)"
+  if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+    rustup toolchain install "$msrv" --profile minimal >/dev/null
+  fi
+  cargo +"$msrv" check --all-targets --quiet
 fi
 
 echo "==> tests"
