@@ -17,3 +17,11 @@ pub fn human_bytes(n: u64) -> String {
     }
     format!("{n} B")
 }
+
+/// `95` → `1m35s`, `3600` → `1h`; for messages (seconds are rounded).
+pub fn human_seconds(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    humantime::format_duration(std::time::Duration::from_secs(secs))
+        .to_string()
+        .replace(' ', "")
+}

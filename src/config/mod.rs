@@ -9,6 +9,7 @@
 pub mod de;
 pub mod expand;
 pub mod schedule;
+mod ser;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -591,24 +592,6 @@ mod defaults {
     }
     pub fn retention_full() -> u32 {
         2
-    }
-}
-
-mod ser {
-    use std::time::Duration;
-
-    pub fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub fn opt_duration<S: serde::Serializer>(
-        d: &Option<Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.collect_str(&humantime::format_duration(*d)),
-            None => s.serialize_none(),
-        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! that says which server, which user and what to do.
 
 pub mod conninfo;
-pub mod replay;
 pub mod sql;
 pub mod tls;
 pub mod version;

@@ -9,6 +9,7 @@ pub mod guided;
 pub mod plan;
 pub mod points;
 pub mod recovery;
+pub mod target;
 pub mod timeline;
 
 use std::io::{self, BufRead, Seek};

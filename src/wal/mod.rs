@@ -10,6 +10,7 @@ pub mod header;
 pub mod name;
 pub mod prefetch;
 pub mod push;
+pub mod replay;
 pub mod timeline;
 pub mod verify;
 pub mod xacts;
