@@ -1,6 +1,8 @@
 //! What the last poll saw, published once per poll and read by every HTTP request: the
 //! rendered /metrics text, readiness and the JSON of /api/v1/status. Requests never touch the
 //! database; they read the newest snapshot.
+//!
+//! Layer: foundation. Uses: metrics. Used by: agent, http.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! (reloaded on SIGHUP; a bad file is rejected and the old one kept), the poll loop
 //! ([`poll`]), the snapshot every HTTP request reads ([`snapshot`]), the HTTP endpoint, and a
 //! clean shutdown on SIGTERM or Ctrl-C.
+//!
+//! Layer: agent. Uses: alert, baseline, collect, config, http, leader, metrics, notify, pg,
+//! schedule, snapshot, state. Used by: the binary.
 
 pub mod evaluate;
 pub mod poll;

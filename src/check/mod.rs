@@ -4,6 +4,8 @@
 //!
 //! Overall status: CRITICAL if any check is critical, else WARNING if any warns, else UNKNOWN if
 //! any could not be evaluated, else OK.
+//!
+//! Layer: observation. Uses: backup, config, drill, pg, repo, rpo, units, wal. Used by: the binary.
 
 mod drill;
 mod objectives;

@@ -10,6 +10,9 @@
 //! - it bounds its label cardinality (top N plus an `(other)` total), and never puts query
 //!   text in a label;
 //! - it never scans table data: statistics views and planner statistics only.
+//!
+//! Layer: observation. Uses: advise, backup, config, drill, metrics, pg, repo, rpo, wal. Used by:
+//! agent.
 
 pub mod advisor;
 pub mod archiver;

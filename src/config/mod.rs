@@ -5,6 +5,9 @@
 //! (`${PGPASSWORD}`, `${SLACK_WEBHOOK_URL:-}`); see [`expand`]. Relative paths are relative to
 //! the directory of the configuration file. The annotated example with every default is
 //! `config/dbagent.yml`, printed by `dbagent config example`.
+//!
+//! Layer: configuration. Uses: cron, pg, repo. Used by: advise, agent, alert, backup, check,
+//! collect, drill, http, leader, notify, schedule.
 
 pub mod de;
 pub mod expand;

@@ -6,6 +6,8 @@
 //! Loopback by default. Optional bearer token or basic auth (every path but /healthz, which
 //! liveness probes call without credentials) and TLS from PEM files. Requests never query the
 //! database: they read the newest [`Snapshot`].
+//!
+//! Layer: service. Uses: backup, config, metrics, repo, snapshot. Used by: agent.
 
 mod tls;
 

@@ -16,6 +16,8 @@
 //! // shutdown: cancel, then await the worker (it finishes at most one send per endpoint)
 //! ```
 //! `send_test` serves `dbagent alerts test --receiver R`; `outbox::recent` lists deliveries.
+//!
+//! Layer: observation. Uses: config, metrics, state. Used by: agent, alert.
 
 pub mod config;
 mod deliver;

@@ -12,6 +12,9 @@
 //!   wal/<TLI>.history.<ext>          timeline history files
 //! ```
 //! Names starting with `.` are temp files of writes in progress; every reader ignores them.
+//!
+//! Layer: access. Uses: nothing of the crate. Used by: backup, check, collect, config, drill, http,
+//! restore, rpo, wal.
 
 pub mod compress;
 pub mod durable;

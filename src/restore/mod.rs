@@ -3,6 +3,8 @@
 //! [`start_and_follow`] starts the restored server as its data directory's owner, follows
 //! recovery through its log and reports where it ended. `dbagent restore`, `drill` and the
 //! guided restore all go through these three steps.
+//!
+//! Layer: operation. Uses: backup, repo, wal. Used by: drill.
 
 pub mod extract;
 pub mod guided;

@@ -14,6 +14,8 @@
 //! - Runs missed while the agent was down are counted from the last scheduled time the agent
 //!   considered (table `schedule_marks`): `schedule.on_missed: run_once` runs the job once at
 //!   start-up, `skip` records them as skipped and waits for the next time.
+//!
+//! Layer: service. Uses: config, cron, leader, metrics, state. Used by: agent.
 
 pub mod history;
 
