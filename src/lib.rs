@@ -1,7 +1,14 @@
 //! dbagent: one binary that keeps a PostgreSQL cluster recoverable and watched.
 //!
-//! The library holds the logic (configuration, PostgreSQL access, checks, ...); the `cli`
-//! module is the thin command-line layer over it. See README.md for the user's manual.
+//! The library holds the logic (configuration, PostgreSQL access, checks, ...); the binary
+//! (`src/main.rs` and its `cli` module) is the thin command-line layer over it, and nothing
+//! here reaches it. See README.md for the user's manual.
+//!
+//! The modules are layered, lowest first; each uses its own layer or lower ones, and no file
+//! is in an import cycle (`tests/it/layers.rs`, which holds the table, checks both):
+//! foundation (units, cron, metrics, snapshot) < access (pg, repo, state) < configuration
+//! (config) < operation (wal, backup, restore, rpo, drill, advise, baseline, leader) <
+//! observation (collect, check, notify) < alerting (alert) < service (http, schedule) < agent.
 
 pub mod advise;
 pub mod agent;
@@ -11,14 +18,18 @@ pub mod baseline;
 pub mod check;
 pub mod collect;
 pub mod config;
+pub mod cron;
 pub mod drill;
 pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod notify;
 pub mod pg;
 pub mod repo;
 pub mod restore;
 pub mod rpo;
 pub mod schedule;
+pub mod snapshot;
 pub mod state;
 pub mod units;
 pub mod wal;

@@ -25,6 +25,8 @@
 //! archive lacks: the oldest segment waiting for archive_command (`pg_ls_archive_statusdir`),
 //! or the server's start when none is waiting yet. So `dbagent_rpo_seconds` exists, and grows,
 //! on a cluster whose archiving never worked.
+//!
+//! Layer: operation. Uses: pg, repo, wal. Used by: check, collect, drill.
 
 use std::collections::VecDeque;
 

@@ -1,6 +1,6 @@
 //! Units and their formatting in operator output: bytes and durations, one way each.
 //!
-//! Layer: the lowest. Uses only the standard library; every other module may use it.
+//! Layer: foundation. Uses: nothing of the crate. Used by: advise, check.
 
 /// `512 B`, `3.0 KiB`, `1.5 GiB`.
 pub fn human_bytes(n: u64) -> String {
@@ -16,4 +16,12 @@ pub fn human_bytes(n: u64) -> String {
         }
     }
     format!("{n} B")
+}
+
+/// `95` → `1m35s`, `3600` → `1h`; for messages (seconds are rounded).
+pub fn human_seconds(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    humantime::format_duration(std::time::Duration::from_secs(secs))
+        .to_string()
+        .replace(' ', "")
 }

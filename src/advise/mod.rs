@@ -18,6 +18,8 @@
 //! [`sample`] (the SQL), [`store`] (history), [`window`] (usage across resets), [`explain`]
 //! (generic plans), [`report`] (the text report). `dbagent advise` and the `advisor` collector
 //! of `dbagent run` both call [`advise`].
+//!
+//! Layer: operation. Uses: config, pg, state, units. Used by: collect.
 
 pub mod explain;
 pub mod report;

@@ -12,56 +12,6 @@ use rusqlite::params;
 use super::sample::{IndexStat, Sample, TableStat};
 use crate::state::{StateDb, StateError};
 
-/// The schema, appended to `state::MIGRATIONS` as entry 6.
-pub const MIGRATION: &str = "CREATE TABLE advisor_samples (
-        id                INTEGER PRIMARY KEY,
-        dbname            TEXT    NOT NULL,
-        taken_ms          INTEGER NOT NULL,
-        stats_reset       REAL,
-        postmaster_start  REAL    NOT NULL,
-        in_recovery       INTEGER NOT NULL
-    );
-    CREATE INDEX advisor_samples_taken ON advisor_samples (dbname, taken_ms);
-    CREATE TABLE advisor_tables (
-        sample_id         INTEGER NOT NULL REFERENCES advisor_samples (id) ON DELETE CASCADE,
-        relid             INTEGER NOT NULL,
-        schemaname        TEXT    NOT NULL,
-        relname           TEXT    NOT NULL,
-        seq_scan          REAL    NOT NULL,
-        seq_tup_read      REAL    NOT NULL,
-        idx_scan          REAL    NOT NULL,
-        idx_tup_fetch     REAL    NOT NULL,
-        n_live_tup        REAL    NOT NULL,
-        n_dead_tup        REAL    NOT NULL,
-        autovacuum_count  REAL    NOT NULL,
-        size_bytes        REAL    NOT NULL,
-        reltuples         REAL    NOT NULL,
-        last_seq_scan     REAL,
-        PRIMARY KEY (sample_id, relid)
-    ) WITHOUT ROWID;
-    CREATE TABLE advisor_indexes (
-        sample_id         INTEGER NOT NULL REFERENCES advisor_samples (id) ON DELETE CASCADE,
-        indexrelid        INTEGER NOT NULL,
-        relid             INTEGER NOT NULL,
-        schemaname        TEXT    NOT NULL,
-        relname           TEXT    NOT NULL,
-        indexrelname      TEXT    NOT NULL,
-        idx_scan          REAL    NOT NULL,
-        size_bytes        REAL    NOT NULL,
-        enforces          TEXT,
-        last_idx_scan     REAL,
-        PRIMARY KEY (sample_id, indexrelid)
-    ) WITHOUT ROWID;
-    CREATE TABLE advisor_plans (
-        sample_id         INTEGER NOT NULL REFERENCES advisor_samples (id) ON DELETE CASCADE,
-        queryid           TEXT    NOT NULL,
-        plan_hash         TEXT    NOT NULL,
-        plan_shape        TEXT    NOT NULL,
-        calls             REAL    NOT NULL,
-        total_seconds     REAL    NOT NULL,
-        PRIMARY KEY (sample_id, queryid)
-    ) WITHOUT ROWID;";
-
 /// The generic plan of a statement captured with a sample, and its cumulative counters from
 /// pg_stat_statements at that moment.
 #[derive(Debug, Clone, PartialEq)]

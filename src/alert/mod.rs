@@ -3,6 +3,8 @@
 //! `keep_firing_for:`, the route tree groups them, silences and inhibition mute them, and the
 //! notifications go to the durable outbox (`crate::notify`). Everything is persisted in
 //! state.db, so a restart neither re-pages nor forgets to resolve.
+//!
+//! Layer: alerting. Uses: baseline, config, metrics, notify, state. Used by: agent.
 
 pub mod engine;
 pub mod rules;

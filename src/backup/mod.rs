@@ -1,4 +1,7 @@
 //! Backups: taking one (`run`), and the catalog of complete backups (`manifest`).
+//!
+//! Layer: operation. Uses: config, pg, repo, wal. Used by: check, collect, drill, http, restore,
+//! wal.
 
 pub mod expire;
 pub mod manifest;

@@ -21,6 +21,8 @@
 //! [`Baseline::season`]. Until the series has `min_samples` samples in all the baseline is
 //! learning: [`Baseline::ready`] is false and [`Baseline::z_score`] / [`Baseline::ratio`] give
 //! `None`, so rules cannot alert on it.
+//!
+//! Layer: operation. Uses: state. Used by: agent, alert.
 
 use std::collections::HashMap;
 use std::f64::consts::LN_2;

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use super::server::human_seconds;
 use super::{CheckResult, Status};
 use crate::backup::manifest;
 use crate::config::Config;
 use crate::drill::{self, LastDrill};
 use crate::repo::Repo;
+use crate::units::human_seconds;
 
 const NAME: &str = "last_drill";
 

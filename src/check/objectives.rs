@@ -6,11 +6,11 @@
 
 use tokio_postgres::Client;
 
-use super::server::human_seconds;
 use super::{CheckResult, Status};
 use crate::config::Config;
 use crate::repo::Repo;
 use crate::rpo::{self, Basis, Rpo, ServerWal};
+use crate::units::human_seconds;
 
 /// `rpo` (with the server's WAL facts when it is reachable, from the archive alone when not),
 /// `rto` once a successful drill measured one. Before the repository exists `rpo` is reported

@@ -6,6 +6,7 @@ use tokio_postgres::Client;
 use super::{CheckResult, ServerInfo, Status};
 use crate::config::Config;
 use crate::pg::{self, PgTarget, ServerVersion, sql};
+use crate::units::human_seconds;
 
 /// Settings and role facts read in one round trip; readable by any role.
 struct Facts {
@@ -728,14 +729,6 @@ async fn check_checkpoints(
             format!("{timed:.0} timed and {requested:.0} requested checkpoints"),
         )
     }
-}
-
-/// `95` → `1m35s`; for messages.
-pub(crate) fn human_seconds(secs: f64) -> String {
-    let secs = secs.max(0.0).round() as u64;
-    humantime::format_duration(std::time::Duration::from_secs(secs))
-        .to_string()
-        .replace(' ', "")
 }
 
 #[cfg(test)]

@@ -9,13 +9,13 @@ use std::time::SystemTime;
 
 use tokio_postgres::Client;
 
-use super::server::human_seconds;
 use super::{CheckResult, Status};
 use crate::config::Config;
 use crate::pg::PgTarget;
-use crate::pg::replay::replay_state;
 use crate::repo::Repo;
+use crate::units::human_seconds;
 use crate::wal;
+use crate::wal::replay::replay_state;
 
 const NAME: &str = "standby_replay";
 

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use super::server::human_seconds;
 use super::{CheckResult, Status};
 use crate::backup::manifest;
 use crate::config::Config;
 use crate::repo::Repo;
+use crate::units::human_seconds;
 use crate::wal::verify::{self, LastRun};
 
 const NAME: &str = "wal_verify";

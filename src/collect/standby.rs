@@ -5,8 +5,8 @@
 //! a standby whose agent knows the repository.
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
-use crate::pg::replay::replay_state;
 use crate::repo::Repo;
+use crate::wal::replay::replay_state;
 
 /// The `standby` collector.
 pub struct Standby;

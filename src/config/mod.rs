@@ -5,10 +5,14 @@
 //! (`${PGPASSWORD}`, `${SLACK_WEBHOOK_URL:-}`); see [`expand`]. Relative paths are relative to
 //! the directory of the configuration file. The annotated example with every default is
 //! `config/dbagent.yml`, printed by `dbagent config example`.
+//!
+//! Layer: configuration. Uses: cron, pg, repo. Used by: advise, agent, alert, backup, check,
+//! collect, drill, http, leader, notify, schedule.
 
 pub mod de;
 pub mod expand;
 pub mod schedule;
+mod ser;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -414,24 +418,6 @@ mod defaults {
 
     pub fn lock_wait() -> Duration {
         Duration::ZERO
-    }
-}
-
-mod ser {
-    use std::time::Duration;
-
-    pub fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub fn opt_duration<S: serde::Serializer>(
-        d: &Option<Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.collect_str(&humantime::format_duration(*d)),
-            None => s.serialize_none(),
-        }
     }
 }
 

@@ -11,6 +11,9 @@
 //! it holds them in use ([`Repo::lock_in_use`]), so `backups expire` waits for it or fails
 //! naming it. Every run, passed or failed, is recorded in the state database ([`record`]);
 //! `dbagent check` reports the last one ([`last`]).
+//!
+//! Layer: operation. Uses: backup, config, pg, repo, restore, rpo, state, wal. Used by: check,
+//! collect.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -4,9 +4,11 @@
 //! Every connection dbagent opens sets `application_name=dbagent` (unless the conninfo names
 //! another), a statement and lock timeout, and fails within the connect timeout with an error
 //! that says which server, which user and what to do.
+//!
+//! Layer: access. Uses: nothing of the crate. Used by: advise, agent, backup, check, collect,
+//! config, drill, leader, rpo.
 
 pub mod conninfo;
-pub mod replay;
 pub mod sql;
 pub mod tls;
 pub mod version;

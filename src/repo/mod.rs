@@ -12,9 +12,13 @@
 //!   wal/<TLI>.history.<ext>          timeline history files
 //! ```
 //! Names starting with `.` are temp files of writes in progress; every reader ignores them.
+//!
+//! Layer: access. Uses: nothing of the crate. Used by: backup, check, collect, config, drill, http,
+//! restore, rpo, wal.
 
 pub mod compress;
 pub mod durable;
+mod error;
 pub mod lock;
 
 use std::io;
@@ -24,42 +28,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use compress::Compression;
+pub use error::{FORMAT, RepoError};
 pub use lock::RepoLock;
-
-/// The repository format this build writes and reads.
-pub const FORMAT: u32 = 1;
-
-/// Why the repository cannot be used. Every message names the path.
-#[derive(Debug, thiserror::Error)]
-pub enum RepoError {
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: io::Error,
-    },
-    #[error("{path} is damaged: {detail}; restore it from a copy or move the repository aside")]
-    Corrupt { path: PathBuf, detail: String },
-    #[error(
-        "repository {path} belongs to another cluster (system identifier {repo}, this one is {found}); point repository.path at this cluster's repository"
-    )]
-    OtherCluster {
-        path: PathBuf,
-        repo: String,
-        found: String,
-    },
-    #[error(
-        "repository {path} has format {found}, this dbagent reads format {FORMAT}; upgrade dbagent"
-    )]
-    Format { path: PathBuf, found: u32 },
-    #[error("repository {path} is locked by {holder} (waited {}s for {what}); wait for it to finish or raise repository.lock_wait", waited.as_secs())]
-    Locked {
-        path: PathBuf,
-        what: String,
-        holder: String,
-        waited: Duration,
-    },
-}
 
 /// `repo.json`: which cluster this repository belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

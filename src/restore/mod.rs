@@ -3,12 +3,15 @@
 //! [`start_and_follow`] starts the restored server as its data directory's owner, follows
 //! recovery through its log and reports where it ended. `dbagent restore`, `drill` and the
 //! guided restore all go through these three steps.
+//!
+//! Layer: operation. Uses: backup, repo, wal. Used by: drill.
 
 pub mod extract;
 pub mod guided;
 pub mod plan;
 pub mod points;
 pub mod recovery;
+pub mod target;
 pub mod timeline;
 
 use std::io::{self, BufRead, Seek};

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use super::target::{Target, TimelineChoice};
+
 use super::points;
 use crate::backup::manifest::{self, BackupManifest};
 use crate::backup::verify::WalRange;
@@ -146,19 +148,6 @@ fn io_err<'a>(
         action,
         source,
     }
-}
-
-/// Where recovery should stop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// Replay every archived segment, then promote.
-    Latest,
-    /// Stop as soon as the backup is consistent.
-    Immediate,
-    Time(jiff::Timestamp),
-    Lsn(Lsn),
-    Xid(u64),
-    Name(String),
 }
 
 impl Target {
@@ -313,37 +302,6 @@ impl Action {
             Action::Promote => "promote",
             Action::Pause => "pause",
             Action::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// recovery_target_timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimelineChoice {
-    Latest,
-    Current,
-    Id(u32),
-}
-
-impl TimelineChoice {
-    pub fn parse(s: &str) -> Result<TimelineChoice, String> {
-        match s {
-            "auto" | "latest" => Ok(TimelineChoice::Latest),
-            "current" => Ok(TimelineChoice::Current),
-            n => n
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .map(TimelineChoice::Id)
-                .ok_or_else(|| format!("`{n}` is not auto, current or a timeline number")),
-        }
-    }
-
-    pub fn setting(self) -> String {
-        match self {
-            TimelineChoice::Latest => "auto".into(),
-            TimelineChoice::Current => "current".into(),
-            TimelineChoice::Id(n) => n.to_string(),
         }
     }
 }

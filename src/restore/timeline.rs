@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use super::plan::{Target, TimelineChoice};
+use super::target::{Target, TimelineChoice};
 use crate::wal::Lsn;
 use crate::wal::timeline::{Origin, Step, Timelines, timeline_at, timeline_of};
 

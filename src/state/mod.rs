@@ -7,6 +7,9 @@
 //! entry. The database runs in WAL mode, so inspection commands (opened with
 //! [`StateDb::open_read_only`]) read while `dbagent run` writes, and it stays inspectable with
 //! `sqlite3 state.db`. Every error names the file and says what to do.
+//!
+//! Layer: access. Uses: nothing of the crate. Used by: advise, agent, alert, baseline, drill,
+//! notify, schedule, wal.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io;
@@ -157,11 +160,101 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
     // 6: the advisor's samples (src/advise/store.rs): cumulative table and index counters per
     // sample, with the stats-reset and postmaster-start markers that split them into segments.
-    ("advisor", crate::advise::store::MIGRATION),
+    ("advisor", ADVISOR),
     // 7: `dbagent wal verify` (src/wal/verify.rs): the last result per stored WAL segment and
     // the identity of the stored file it was computed from, and one row per run.
-    ("wal_verify", crate::wal::verify::MIGRATION),
+    ("wal_verify", WAL_VERIFY),
 ];
+
+/// Migration 6, the advisor's samples (read and written by `advise::store`).
+const ADVISOR: &str = "CREATE TABLE advisor_samples (
+        id                INTEGER PRIMARY KEY,
+        dbname            TEXT    NOT NULL,
+        taken_ms          INTEGER NOT NULL,
+        stats_reset       REAL,
+        postmaster_start  REAL    NOT NULL,
+        in_recovery       INTEGER NOT NULL
+    );
+    CREATE INDEX advisor_samples_taken ON advisor_samples (dbname, taken_ms);
+    CREATE TABLE advisor_tables (
+        sample_id         INTEGER NOT NULL REFERENCES advisor_samples (id) ON DELETE CASCADE,
+        relid             INTEGER NOT NULL,
+        schemaname        TEXT    NOT NULL,
+        relname           TEXT    NOT NULL,
+        seq_scan          REAL    NOT NULL,
+        seq_tup_read      REAL    NOT NULL,
+        idx_scan          REAL    NOT NULL,
+        idx_tup_fetch     REAL    NOT NULL,
+        n_live_tup        REAL    NOT NULL,
+        n_dead_tup        REAL    NOT NULL,
+        autovacuum_count  REAL    NOT NULL,
+        size_bytes        REAL    NOT NULL,
+        reltuples         REAL    NOT NULL,
+        last_seq_scan     REAL,
+        PRIMARY KEY (sample_id, relid)
+    ) WITHOUT ROWID;
+    CREATE TABLE advisor_indexes (
+        sample_id         INTEGER NOT NULL REFERENCES advisor_samples (id) ON DELETE CASCADE,
+        indexrelid        INTEGER NOT NULL,
+        relid             INTEGER NOT NULL,
+        schemaname        TEXT    NOT NULL,
+        relname           TEXT    NOT NULL,
+        indexrelname      TEXT    NOT NULL,
+        idx_scan          REAL    NOT NULL,
+        size_bytes        REAL    NOT NULL,
+        enforces          TEXT,
+        last_idx_scan     REAL,
+        PRIMARY KEY (sample_id, indexrelid)
+    ) WITHOUT ROWID;
+    CREATE TABLE advisor_plans (
+        sample_id         INTEGER NOT NULL REFERENCES advisor_samples (id) ON DELETE CASCADE,
+        queryid           TEXT    NOT NULL,
+        plan_hash         TEXT    NOT NULL,
+        plan_shape        TEXT    NOT NULL,
+        calls             REAL    NOT NULL,
+        total_seconds     REAL    NOT NULL,
+        PRIMARY KEY (sample_id, queryid)
+    ) WITHOUT ROWID;";
+
+/// Migration 7, `dbagent wal verify` (read and written by `wal::verify`).
+///
+/// `wal_verified`: the last result per stored segment (`result` ok or damaged) and the identity
+/// of the stored file it was computed from (`stored` path relative to the repository, `size`,
+/// `mtime_ns`). `wal_verify_runs`: one row per `dbagent wal verify`, with its counts, the range
+/// it verified and its first problems (JSON). Times are Unix milliseconds.
+const WAL_VERIFY: &str = "CREATE TABLE wal_verified (
+            repository   TEXT    NOT NULL,
+            name         TEXT    NOT NULL,
+            stored       TEXT    NOT NULL,
+            size         INTEGER NOT NULL,
+            mtime_ns     INTEGER NOT NULL,
+            result       TEXT    NOT NULL CHECK (result IN ('ok', 'damaged')),
+            detail       TEXT,
+            verified_ms  INTEGER NOT NULL,
+            PRIMARY KEY (repository, name)
+        ) WITHOUT ROWID;
+        CREATE TABLE wal_verify_runs (
+            id                   INTEGER PRIMARY KEY,
+            repository           TEXT    NOT NULL,
+            started_ms           INTEGER NOT NULL,
+            finished_ms          INTEGER NOT NULL,
+            full                 INTEGER NOT NULL,
+            ok                   INTEGER NOT NULL,
+            segments_needed      INTEGER NOT NULL,
+            segments_ok          INTEGER NOT NULL,
+            segments_missing     INTEGER NOT NULL,
+            segments_damaged     INTEGER NOT NULL,
+            segments_unreadable  INTEGER NOT NULL,
+            history_conflicts    INTEGER NOT NULL,
+            segments_read        INTEGER NOT NULL,
+            segments_cached      INTEGER NOT NULL,
+            first_segment        TEXT,
+            last_segment         TEXT,
+            start_lsn            TEXT,
+            end_lsn              TEXT,
+            problems             TEXT    NOT NULL
+        );
+        CREATE INDEX wal_verify_runs_finished ON wal_verify_runs (repository, finished_ms);";
 
 /// The schema version this build writes (the number of migrations).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

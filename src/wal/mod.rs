@@ -3,6 +3,9 @@
 //!
 //! Both commands are short-lived and on PostgreSQL's critical path (one call per 16 MiB
 //! segment), so they are plain synchronous code: no async runtime, no thread pool.
+//!
+//! Layer: operation. Uses: backup, repo, state. Used by: backup, check, collect, drill, restore,
+//! rpo.
 
 pub mod datadir;
 pub mod get;
@@ -10,6 +13,7 @@ pub mod header;
 pub mod name;
 pub mod prefetch;
 pub mod push;
+pub mod replay;
 pub mod timeline;
 pub mod verify;
 pub mod xacts;

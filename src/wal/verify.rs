@@ -44,46 +44,6 @@ use crate::backup::manifest;
 use crate::repo::{Compression, Repo, RepoError, compress};
 use crate::state::{StateDb, StateError};
 
-/// The state.db migration of this module (appended to [`crate::state::MIGRATIONS`]).
-///
-/// `wal_verified`: the last result per stored segment (`result` ok or damaged) and the identity
-/// of the stored file it was computed from (`stored` path relative to the repository, `size`,
-/// `mtime_ns`). `wal_verify_runs`: one row per `dbagent wal verify`, with its counts, the range
-/// it verified and its first problems (JSON). Times are Unix milliseconds.
-pub const MIGRATION: &str = "CREATE TABLE wal_verified (
-            repository   TEXT    NOT NULL,
-            name         TEXT    NOT NULL,
-            stored       TEXT    NOT NULL,
-            size         INTEGER NOT NULL,
-            mtime_ns     INTEGER NOT NULL,
-            result       TEXT    NOT NULL CHECK (result IN ('ok', 'damaged')),
-            detail       TEXT,
-            verified_ms  INTEGER NOT NULL,
-            PRIMARY KEY (repository, name)
-        ) WITHOUT ROWID;
-        CREATE TABLE wal_verify_runs (
-            id                   INTEGER PRIMARY KEY,
-            repository           TEXT    NOT NULL,
-            started_ms           INTEGER NOT NULL,
-            finished_ms          INTEGER NOT NULL,
-            full                 INTEGER NOT NULL,
-            ok                   INTEGER NOT NULL,
-            segments_needed      INTEGER NOT NULL,
-            segments_ok          INTEGER NOT NULL,
-            segments_missing     INTEGER NOT NULL,
-            segments_damaged     INTEGER NOT NULL,
-            segments_unreadable  INTEGER NOT NULL,
-            history_conflicts    INTEGER NOT NULL,
-            segments_read        INTEGER NOT NULL,
-            segments_cached      INTEGER NOT NULL,
-            first_segment        TEXT,
-            last_segment         TEXT,
-            start_lsn            TEXT,
-            end_lsn              TEXT,
-            problems             TEXT    NOT NULL
-        );
-        CREATE INDEX wal_verify_runs_finished ON wal_verify_runs (repository, finished_ms);";
-
 /// Runs kept per repository in `wal_verify_runs`.
 const RUNS_KEPT: i64 = 100;
 /// Problems kept per run in `wal_verify_runs.problems` (the command prints them all).

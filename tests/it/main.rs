@@ -28,6 +28,7 @@ mod connection;
 mod drill;
 mod generate;
 mod ha;
+mod layers;
 mod notify;
 mod objectives;
 mod restore_cmd;

@@ -11,6 +11,8 @@
 //! Daylight-saving time: a wall-clock time that does not exist (skipped by a spring-forward
 //! change) fires at the same offset after the change, as `compatible` disambiguation does; a
 //! wall-clock time that occurs twice (fall back) fires once, at its first occurrence.
+//!
+//! Layer: foundation. Uses: nothing of the crate. Used by: config, schedule.
 
 use std::fmt;
 

@@ -5,6 +5,9 @@
 //! from that text, never computed per request. Names follow postgres_exporter's where the
 //! signal is the same, except that counters always end in `_total` (promtool requires it;
 //! postgres_exporter's own output fails `promtool check metrics` for that reason).
+//!
+//! Layer: foundation. Uses: nothing of the crate. Used by: agent, alert, collect, http, notify,
+//! schedule, snapshot.
 
 use std::fmt::Write as _;
 

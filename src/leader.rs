@@ -17,6 +17,8 @@
 //! After a failover the old primary's connection is gone, so the lock is too; the agent whose
 //! node was promoted finds its server is now a primary and takes the lock at its next try,
 //! which is within one poll interval.
+//!
+//! Layer: operation. Uses: config, pg. Used by: agent, schedule.
 
 use std::sync::Arc;
 use std::time::Duration;

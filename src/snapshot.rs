@@ -1,11 +1,15 @@
 //! What the last poll saw, published once per poll and read by every HTTP request: the
 //! rendered /metrics text, readiness and the JSON of /api/v1/status. Requests never touch the
 //! database; they read the newest snapshot.
+//!
+//! Layer: foundation. Uses: metrics. Used by: agent, http.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::metrics::Family;
 
 /// The state of one collector after the last poll.
 #[derive(Debug, Clone, Serialize)]
@@ -73,4 +77,14 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// What the evaluation thread publishes for /metrics and /api/v1/status.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSnapshot {
+    pub families: Vec<Family>,
+    /// Firing and pending instances, for the status API.
+    pub active: Vec<serde_json::Value>,
+    /// Why alerting is off, if it is.
+    pub disabled: Option<String>,
 }
