@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::stream::StreamJob;
 use super::watch::{FifoGate, GateError, PhaseProbe};
 use super::{BackupError, BackupOptions, Progress, ServerFacts, io_err};
-use crate::backup::manifest::BackupFile;
+use crate::backup::manifest::{BackupFile, Tablespace};
 use crate::config::Checkpoint;
 use crate::pg::{PgTarget, ResolvedConnInfo};
 use crate::repo::Compression;
@@ -58,10 +58,7 @@ impl PgBaseBackupRun<'_> {
         } else {
             ""
         };
-        let mut archives = vec![(format!("base.tar{sent_suffix}"), None)];
-        for ts in &facts.tablespaces {
-            archives.push((format!("{}.tar{sent_suffix}", ts.oid), Some(ts.clone())));
-        }
+        let archives = archives(&facts.tablespaces, sent_suffix);
         let server_compress = on_server.then(|| server_compress_spec(opts, threads));
         // Watch the directory before pg_basebackup starts: its emptiness check opens and closes
         // it, and at that moment the pipes go in.
@@ -119,11 +116,7 @@ impl PgBaseBackupRun<'_> {
         let mut readers = Vec::new();
         for (name, ts) in &archives {
             let fifo = pgbb_dir.join(name);
-            let stored_name = format!("{name}{}", opts.compression.suffix()).replacen(
-                &format!("{sent_suffix}{sent_suffix}"),
-                sent_suffix,
-                1,
-            );
+            let stored_name = stored_name(name, opts.compression, sent_suffix);
             let job = StreamJob {
                 on_server,
                 fifo,
@@ -246,6 +239,26 @@ fn server_compress_spec(opts: &BackupOptions, threads: u32) -> String {
     }
 }
 
+/// The archives pg_basebackup sends, under the names it writes them (`base.tar`, `<oid>.tar`,
+/// with the algorithm's suffix when the server compresses), each with its tablespace.
+fn archives(tablespaces: &[Tablespace], sent_suffix: &str) -> Vec<(String, Option<Tablespace>)> {
+    let mut archives = vec![(format!("base.tar{sent_suffix}"), None)];
+    for ts in tablespaces {
+        archives.push((format!("{}.tar{sent_suffix}", ts.oid), Some(ts.clone())));
+    }
+    archives
+}
+
+/// The name an archive is stored under in the repository: with the repository's compression
+/// suffix, once, whoever compressed it.
+fn stored_name(name: &str, compression: Compression, sent_suffix: &str) -> String {
+    format!("{name}{}", compression.suffix()).replacen(
+        &format!("{sent_suffix}{sent_suffix}"),
+        sent_suffix,
+        1,
+    )
+}
+
 /// Unblocks a reader still waiting in open() on `fifo` by opening and closing its write end.
 fn release_reader(fifo: &Path) {
     use std::os::unix::fs::OpenOptionsExt;
@@ -334,28 +347,6 @@ fn spawn_pg_basebackup(
     checkpoint: Checkpoint,
     server_compress: Option<&str>,
 ) -> Result<Child, BackupError> {
-    let mut conninfo = vec![
-        format!(
-            "host={}",
-            quote(info.hosts.first().map_or("localhost", String::as_str))
-        ),
-        format!("port={}", info.ports.first().copied().unwrap_or(5432)),
-        format!("user={}", quote(&info.user)),
-        format!("sslmode={}", info.sslmode.as_str()),
-        format!("application_name={app_name}"),
-    ];
-    for (k, v) in [
-        ("sslrootcert", &info.sslrootcert),
-        ("sslcert", &info.sslcert),
-        ("sslkey", &info.sslkey),
-    ] {
-        if let Some(v) = v {
-            conninfo.push(format!("{k}={}", quote(v)));
-        }
-    }
-    if let Some(t) = info.connect_timeout {
-        conninfo.push(format!("connect_timeout={}", t.as_secs()));
-    }
     let mut cmd = Command::new(bin);
     for (key, _) in std::env::vars() {
         if key.starts_with("PG") {
@@ -384,7 +375,7 @@ fn spawn_pg_basebackup(
         ))
         .arg(format!("--label={label}"))
         .args(server_compress.map(|c| format!("--compress={c}")))
-        .arg(format!("--dbname={}", conninfo.join(" ")))
+        .arg(format!("--dbname={}", conninfo(info, app_name)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -401,6 +392,171 @@ fn spawn_pg_basebackup(
     cmd.spawn().map_err(io_err(bin, "run"))
 }
 
+/// The connection string pg_basebackup gets (`--dbname`): where and as whom, never the
+/// password (that goes through PGPASSWORD).
+fn conninfo(info: &ResolvedConnInfo, app_name: &str) -> String {
+    let mut conninfo = vec![
+        format!(
+            "host={}",
+            quote(info.hosts.first().map_or("localhost", String::as_str))
+        ),
+        format!("port={}", info.ports.first().copied().unwrap_or(5432)),
+        format!("user={}", quote(&info.user)),
+        format!("sslmode={}", info.sslmode.as_str()),
+        format!("application_name={app_name}"),
+    ];
+    for (k, v) in [
+        ("sslrootcert", &info.sslrootcert),
+        ("sslcert", &info.sslcert),
+        ("sslkey", &info.sslkey),
+    ] {
+        if let Some(v) = v {
+            conninfo.push(format!("{k}={}", quote(v)));
+        }
+    }
+    if let Some(t) = info.connect_timeout {
+        conninfo.push(format!("connect_timeout={}", t.as_secs()));
+    }
+    conninfo.join(" ")
+}
+
 fn quote(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CompressOn;
+    use crate::pg::conninfo::ConnInfo;
+
+    fn opts(compression: Compression, level: i32) -> BackupOptions {
+        BackupOptions {
+            label: None,
+            compression,
+            level,
+            threads: 0,
+            compress_on: CompressOn::Auto,
+            checkpoint: Checkpoint::Fast,
+            wal_timeout: Duration::from_secs(60),
+            lock_wait: Duration::from_secs(0),
+            bin_dir: None,
+        }
+    }
+
+    fn ts(oid: u32) -> Tablespace {
+        Tablespace {
+            oid,
+            name: format!("ts{oid}"),
+            location: format!("/srv/ts{oid}"),
+        }
+    }
+
+    #[test]
+    fn server_compress_spec_uses_default_levels_and_workers_only_when_parallel() {
+        let zstd = opts(Compression::Zstd, 0);
+        assert_eq!(server_compress_spec(&zstd, 1), "server-zstd:level=3");
+        assert_eq!(
+            server_compress_spec(&zstd, 4),
+            "server-zstd:level=3,workers=4"
+        );
+        assert_eq!(
+            server_compress_spec(&opts(Compression::Zstd, 9), 1),
+            "server-zstd:level=9"
+        );
+        assert_eq!(
+            server_compress_spec(&opts(Compression::Lz4, 0), 4),
+            "server-lz4"
+        );
+        assert_eq!(
+            server_compress_spec(&opts(Compression::Lz4, 5), 4),
+            "server-lz4:level=5"
+        );
+        assert_eq!(
+            server_compress_spec(&opts(Compression::Gzip, 0), 1),
+            "server-gzip:level=6"
+        );
+        assert_eq!(server_compress_spec(&opts(Compression::None, 0), 1), "none");
+    }
+
+    #[test]
+    fn archives_are_base_then_one_per_tablespace_with_the_suffix_the_server_sends() {
+        let names = |suffix| {
+            archives(&[ts(16390), ts(16400)], suffix)
+                .into_iter()
+                .map(|(n, t)| (n, t.map(|t| t.oid)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(""),
+            vec![
+                ("base.tar".to_string(), None),
+                ("16390.tar".to_string(), Some(16390)),
+                ("16400.tar".to_string(), Some(16400)),
+            ]
+        );
+        assert_eq!(names(".zst")[0].0, "base.tar.zst");
+        assert_eq!(names(".zst")[2].0, "16400.tar.zst");
+    }
+
+    #[test]
+    fn stored_names_carry_the_repository_suffix_once_whoever_compressed() {
+        // dbagent compresses: the pipe carries plain tar.
+        assert_eq!(
+            stored_name("base.tar", Compression::Zstd, ""),
+            "base.tar.zst"
+        );
+        assert_eq!(
+            stored_name("16390.tar", Compression::Lz4, ""),
+            "16390.tar.lz4"
+        );
+        assert_eq!(stored_name("base.tar", Compression::None, ""), "base.tar");
+        // The server compresses: the pipe is already named after the algorithm.
+        assert_eq!(
+            stored_name("base.tar.zst", Compression::Zstd, ".zst"),
+            "base.tar.zst"
+        );
+        assert_eq!(
+            stored_name("16390.tar.lz4", Compression::Lz4, ".lz4"),
+            "16390.tar.lz4"
+        );
+    }
+
+    #[test]
+    fn conninfo_quotes_values_and_never_carries_the_password() {
+        let info = ConnInfo::parse(
+            "host=/var/run/postgresql port=5433 user=o'brien password=secret sslmode=require \
+             sslrootcert=/etc/ca.pem connect_timeout=3 dbname=app",
+        )
+        .and_then(|c| c.resolve(&|_| None))
+        .expect("conninfo");
+        assert_eq!(
+            conninfo(&info, "dbagent-backup-42"),
+            "host='/var/run/postgresql' port=5433 user='o\\'brien' sslmode=require \
+             application_name=dbagent-backup-42 sslrootcert='/etc/ca.pem' connect_timeout=3"
+        );
+    }
+
+    #[test]
+    fn quote_escapes_backslashes_and_quotes() {
+        assert_eq!(quote("plain"), "'plain'");
+        assert_eq!(quote(r"a\b'c"), r"'a\\b\'c'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn last_lines_prefers_errors_else_the_last_three() {
+        let log = |lines: &[&str]| Mutex::new(lines.iter().map(|l| l.to_string()).collect());
+        assert_eq!(
+            last_lines(&log(&[
+                "pg_basebackup: initiating base backup",
+                "pg_basebackup: error: could not connect",
+                "pg_basebackup: removing data directory",
+                "FATAL: role \"x\" does not exist",
+            ])),
+            "pg_basebackup: error: could not connect; FATAL: role \"x\" does not exist"
+        );
+        assert_eq!(last_lines(&log(&["a", "b", "c", "d"])), "b; c; d");
+        assert_eq!(last_lines(&log(&[])), "");
+    }
 }

@@ -44,19 +44,7 @@ pub async fn server_facts(target: &PgTarget) -> Result<ServerFacts, BackupError>
     // zstd exactly when the server was built with them, and base backups (15+) use the same
     // libraries.
     let wal_compression: Option<String> = row.get(5);
-    let server_compression = if version.major() >= 15 {
-        wal_compression
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|v| match v {
-                "zstd" => Some(Compression::Zstd),
-                "lz4" => Some(Compression::Lz4),
-                _ => None,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let server_compression = server_compression(version.major(), wal_compression.as_deref());
     let tablespaces = client
         .query(
             "SELECT oid::bigint, spcname::text, pg_tablespace_location(oid) FROM pg_tablespace \
@@ -86,4 +74,48 @@ pub async fn server_facts(target: &PgTarget) -> Result<ServerFacts, BackupError>
         tablespaces,
         server_compression,
     })
+}
+
+/// The algorithms a server of `major` can compress a base backup with, from the values its
+/// `wal_compression` accepts (`pg_settings.enumvals`, comma-separated): none before 15.
+fn server_compression(major: u32, wal_compression: Option<&str>) -> Vec<Compression> {
+    if major >= 15 {
+        wal_compression
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|v| match v {
+                "zstd" => Some(Compression::Zstd),
+                "lz4" => Some(Compression::Lz4),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_compression_is_what_wal_compression_offers_from_15_on() {
+        let all = Some("pglz,lz4,zstd,on,off");
+        assert_eq!(
+            server_compression(15, all),
+            vec![Compression::Lz4, Compression::Zstd]
+        );
+        assert_eq!(
+            server_compression(18, Some("pglz,zstd")),
+            vec![Compression::Zstd]
+        );
+        assert_eq!(server_compression(16, Some("pglz,on,off")), vec![]);
+        assert_eq!(server_compression(15, None), vec![]);
+    }
+
+    #[test]
+    fn servers_before_15_never_compress_a_base_backup() {
+        assert_eq!(server_compression(14, Some("pglz,lz4,zstd")), vec![]);
+        assert_eq!(server_compression(13, Some("lz4")), vec![]);
+    }
 }

@@ -129,44 +129,8 @@ pub fn take(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupManifest, BackupError> {
-    if facts.in_recovery {
-        return Err(BackupError::Refused(
-            "the server is a standby; dbagent backs up the primary (point postgres.conninfo at it)"
-                .into(),
-        ));
-    }
-    if facts.archive_mode == "off" {
-        return Err(BackupError::Refused(
-            "archive_mode is off: a backup is only usable with its WAL archived; set archive_mode = on and archive_command to dbagent wal-push (`dbagent check` shows how)".into(),
-        ));
-    }
+    let on_server = decide(facts, opts)?;
     let major = facts.version.major();
-    let server_can = opts.compression != Compression::None
-        && facts.server_compression.contains(&opts.compression);
-    let on_server = match opts.compress_on {
-        CompressOn::Dbagent => false,
-        CompressOn::Auto => server_can,
-        CompressOn::Server if server_can || opts.compression == Compression::None => {
-            opts.compression != Compression::None
-        }
-        CompressOn::Server => {
-            return Err(BackupError::Refused(format!(
-                "backup.compress_on is server, but the server cannot compress this backup with {}: dbagent has PostgreSQL 15+ compress with zstd or lz4 when its build has them, and this PostgreSQL {} offers {}; set backup.compress_on: auto or dbagent, or another repository.compression",
-                opts.compression.as_str(),
-                facts.version.text,
-                if facts.server_compression.is_empty() {
-                    "neither".to_string()
-                } else {
-                    facts
-                        .server_compression
-                        .iter()
-                        .map(|c| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" and ")
-                }
-            )));
-        }
-    };
     let pg_basebackup = find_pg_basebackup(opts.bin_dir.as_deref(), major)?;
     repo.bind(facts.system_identifier, Some(major), facts.wal_segment_size)?;
     let _lock = repo.lock("backup", opts.lock_wait)?;
@@ -339,6 +303,48 @@ pub fn take(
     Ok(manifest)
 }
 
+/// Whether this server can be backed up at all, and whether the server compresses the backup
+/// (`true`) or dbagent does (`false`), from `backup.compress_on` and what the server offers.
+fn decide(facts: &ServerFacts, opts: &BackupOptions) -> Result<bool, BackupError> {
+    if facts.in_recovery {
+        return Err(BackupError::Refused(
+            "the server is a standby; dbagent backs up the primary (point postgres.conninfo at it)"
+                .into(),
+        ));
+    }
+    if facts.archive_mode == "off" {
+        return Err(BackupError::Refused(
+            "archive_mode is off: a backup is only usable with its WAL archived; set archive_mode = on and archive_command to dbagent wal-push (`dbagent check` shows how)".into(),
+        ));
+    }
+    let server_can = opts.compression != Compression::None
+        && facts.server_compression.contains(&opts.compression);
+    Ok(match opts.compress_on {
+        CompressOn::Dbagent => false,
+        CompressOn::Auto => server_can,
+        CompressOn::Server if server_can || opts.compression == Compression::None => {
+            opts.compression != Compression::None
+        }
+        CompressOn::Server => {
+            return Err(BackupError::Refused(format!(
+                "backup.compress_on is server, but the server cannot compress this backup with {}: dbagent has PostgreSQL 15+ compress with zstd or lz4 when its build has them, and this PostgreSQL {} offers {}; set backup.compress_on: auto or dbagent, or another repository.compression",
+                opts.compression.as_str(),
+                facts.version.text,
+                if facts.server_compression.is_empty() {
+                    "neither".to_string()
+                } else {
+                    facts
+                        .server_compression
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                }
+            )));
+        }
+    })
+}
+
 /// `20261121T061500Z`, made unique within the repository.
 fn new_id(repo: &Repo, t: jiff::Timestamp) -> String {
     let base = t.strftime("%Y%m%dT%H%M%SZ").to_string();
@@ -389,4 +395,161 @@ fn wal_range(manifest: &[u8]) -> Result<(u32, Lsn, Lsn), BackupError> {
         .and_then(|t| u32::try_from(t).ok())
         .ok_or_else(|| bad("bad Timeline"))?;
     Ok((timeline, lsn(first, "Start-LSN")?, lsn(last, "End-LSN")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::ServerVersion;
+
+    fn facts(server_compression: Vec<Compression>) -> ServerFacts {
+        ServerFacts {
+            version: ServerVersion::from_num(150010, "15.10"),
+            system_identifier: 7_000_000_000_000_000_001,
+            wal_segment_size: 16 << 20,
+            tablespaces: Vec::new(),
+            estimated_size: 0,
+            archive_mode: "on".into(),
+            in_recovery: false,
+            server_compression,
+        }
+    }
+
+    fn opts(compression: Compression, compress_on: CompressOn) -> BackupOptions {
+        BackupOptions {
+            label: None,
+            compression,
+            level: 0,
+            threads: 0,
+            compress_on,
+            checkpoint: Checkpoint::Fast,
+            wal_timeout: Duration::from_secs(60),
+            lock_wait: Duration::from_secs(0),
+            bin_dir: None,
+        }
+    }
+
+    fn refused(r: Result<bool, BackupError>) -> String {
+        match r {
+            Err(BackupError::Refused(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_standby_or_a_server_without_archiving_is_refused() {
+        let mut f = facts(vec![]);
+        f.in_recovery = true;
+        let o = opts(Compression::Zstd, CompressOn::Auto);
+        assert!(refused(decide(&f, &o)).contains("the server is a standby"));
+        let mut f = facts(vec![]);
+        f.archive_mode = "off".into();
+        assert!(refused(decide(&f, &o)).starts_with("archive_mode is off"));
+    }
+
+    #[test]
+    fn auto_compresses_on_the_server_only_when_it_has_the_algorithm() {
+        let zstd = facts(vec![Compression::Lz4, Compression::Zstd]);
+        let none = facts(vec![]);
+        let auto = |c| opts(c, CompressOn::Auto);
+        assert!(decide(&zstd, &auto(Compression::Zstd)).expect("zstd"));
+        assert!(decide(&zstd, &auto(Compression::Lz4)).expect("lz4"));
+        assert!(!decide(&zstd, &auto(Compression::Gzip)).expect("gzip"));
+        assert!(!decide(&zstd, &auto(Compression::None)).expect("none"));
+        assert!(!decide(&none, &auto(Compression::Zstd)).expect("no server zstd"));
+    }
+
+    #[test]
+    fn dbagent_always_compresses_itself() {
+        let zstd = facts(vec![Compression::Zstd]);
+        assert!(!decide(&zstd, &opts(Compression::Zstd, CompressOn::Dbagent)).expect("dbagent"));
+    }
+
+    #[test]
+    fn server_refuses_what_the_server_cannot_do_and_names_what_it_offers() {
+        let lz4 = facts(vec![Compression::Lz4]);
+        assert!(decide(&lz4, &opts(Compression::Lz4, CompressOn::Server)).expect("lz4"));
+        // Nothing to compress: pg_basebackup sends plain tar.
+        assert!(!decide(&lz4, &opts(Compression::None, CompressOn::Server)).expect("none"));
+        let msg = refused(decide(&lz4, &opts(Compression::Zstd, CompressOn::Server)));
+        assert!(
+            msg.starts_with(
+                "backup.compress_on is server, but the server cannot compress this backup with zstd"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("this PostgreSQL 15.10 offers lz4;"), "{msg}");
+        let both = facts(vec![Compression::Lz4, Compression::Zstd]);
+        let msg = refused(decide(&both, &opts(Compression::Gzip, CompressOn::Server)));
+        assert!(msg.contains("offers lz4 and zstd;"), "{msg}");
+        let msg = refused(decide(
+            &facts(vec![]),
+            &opts(Compression::Zstd, CompressOn::Server),
+        ));
+        assert!(msg.contains("offers neither;"), "{msg}");
+    }
+
+    #[test]
+    fn wal_range_reads_the_first_start_and_the_last_end_and_timeline() {
+        let manifest = br#"{"PostgreSQL-Backup-Manifest-Version": 1, "Files": [],
+            "WAL-Ranges": [
+                { "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/3000000" },
+                { "Timeline": 2, "Start-LSN": "0/3000000", "End-LSN": "0/4000100" }
+            ]}"#;
+        let (tl, start, stop) = wal_range(manifest).expect("range");
+        assert_eq!(tl, 2);
+        assert_eq!(start, Lsn::parse("0/2000028").expect("lsn"));
+        assert_eq!(stop, Lsn::parse("0/4000100").expect("lsn"));
+    }
+
+    #[test]
+    fn wal_range_says_what_is_wrong_with_a_manifest() {
+        let err = |m: &[u8]| match wal_range(m) {
+            Err(e) => e.to_string(),
+            Ok(r) => panic!("expected an error, got {r:?}"),
+        };
+        assert_eq!(
+            err(br#"{"Files": []}"#),
+            "pg_basebackup failed: backup_manifest: no WAL-Ranges"
+        );
+        assert_eq!(
+            err(br#"{"WAL-Ranges": []}"#),
+            "pg_basebackup failed: backup_manifest: empty WAL-Ranges"
+        );
+        assert_eq!(
+            err(br#"{"WAL-Ranges": [{"Timeline": 1, "Start-LSN": "x", "End-LSN": "0/1"}]}"#),
+            "pg_basebackup failed: backup_manifest: bad Start-LSN"
+        );
+        assert_eq!(
+            err(br#"{"WAL-Ranges": [{"Start-LSN": "0/1", "End-LSN": "0/2"}]}"#),
+            "pg_basebackup failed: backup_manifest: bad Timeline"
+        );
+        assert!(err(b"not json").starts_with("pg_basebackup failed: backup_manifest: "));
+    }
+
+    #[test]
+    fn backup_ids_are_utc_timestamps_made_unique_in_the_repository() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::at(dir.path());
+        let t: jiff::Timestamp = "2026-11-21T06:15:00.5Z".parse().expect("timestamp");
+        assert_eq!(new_id(&repo, t), "20261121T061500Z");
+        std::fs::create_dir_all(repo.backups_dir().join("20261121T061500Z")).expect("mkdir");
+        assert_eq!(new_id(&repo, t), "20261121T061500Z-1");
+        std::fs::create_dir_all(repo.backups_dir().join(".partial-20261121T061500Z-1"))
+            .expect("mkdir");
+        assert_eq!(new_id(&repo, t), "20261121T061500Z-2");
+    }
+
+    #[test]
+    fn stale_work_dirs_are_removed_and_backups_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::at(dir.path());
+        let backups = repo.backups_dir();
+        std::fs::create_dir_all(backups.join(".partial-20261121T061500Z/pg_basebackup"))
+            .expect("mkdir");
+        std::fs::create_dir_all(backups.join("20261120T061500Z")).expect("mkdir");
+        remove_stale_work_dirs(&repo);
+        assert!(!backups.join(".partial-20261121T061500Z").exists());
+        assert!(backups.join("20261120T061500Z").exists());
+    }
 }
