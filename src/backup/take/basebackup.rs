@@ -3,7 +3,7 @@
 //! WAL archiving, errors from its stderr), and finding the binary of the server's version.
 
 use std::io::{self, BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -293,49 +293,6 @@ fn last_lines(log: &Mutex<Vec<String>>) -> String {
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// /usr/lib/postgresql/<major>/bin, then PATH.
-pub fn find_pg_basebackup(bin_dir: Option<&Path>, major: u32) -> Result<PathBuf, BackupError> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = bin_dir {
-        candidates.push(dir.join("pg_basebackup"));
-    } else {
-        candidates.push(PathBuf::from(format!(
-            "/usr/lib/postgresql/{major}/bin/pg_basebackup"
-        )));
-        if let Some(path) = std::env::var_os("PATH") {
-            candidates.extend(std::env::split_paths(&path).map(|d| d.join("pg_basebackup")));
-        }
-    }
-    let mut seen = Vec::new();
-    for c in candidates {
-        if !c.is_file() {
-            continue;
-        }
-        let out = Command::new(&c).arg("--version").output();
-        let version = out
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        let found_major = version
-            .split_whitespace()
-            .last()
-            .and_then(|v| v.split('.').next())
-            .and_then(|v| v.parse::<u32>().ok());
-        if found_major == Some(major) {
-            return Ok(c);
-        }
-        seen.push(format!("{} ({version})", c.display()));
-    }
-    Err(BackupError::Refused(format!(
-        "no pg_basebackup for PostgreSQL {major} found{}; install the PostgreSQL {major} client tools or set postgres.bin_dir",
-        if seen.is_empty() {
-            String::new()
-        } else {
-            format!(" (found {})", seen.join(", "))
-        }
-    )))
 }
 
 fn spawn_pg_basebackup(

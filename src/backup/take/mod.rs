@@ -35,11 +35,11 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{BackupFile, BackupManifest, MANIFEST_FILE, MANIFEST_FORMAT};
 use crate::config::{Checkpoint, CompressOn};
-use crate::pg::PgTarget;
+use crate::pg::{PgTarget, programs};
 use crate::repo::{Compression, Repo, RepoError, durable};
 use crate::wal::{self, Lsn, WalName, name::segment_name};
 
-use basebackup::{PgBaseBackupRun, find_pg_basebackup};
+use basebackup::PgBaseBackupRun;
 pub use facts::{ServerFacts, server_facts};
 
 /// Why a backup failed. Every message says what to do; the work directory is removed.
@@ -51,6 +51,8 @@ pub enum BackupError {
     Repo(#[from] RepoError),
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    NoProgram(#[from] programs::NotFound),
     #[error("pg_basebackup failed: {0}")]
     BaseBackup(String),
     #[error("{0}")]
@@ -131,7 +133,7 @@ pub fn take(
 ) -> Result<BackupManifest, BackupError> {
     let on_server = decide(facts, opts)?;
     let major = facts.version.major();
-    let pg_basebackup = find_pg_basebackup(opts.bin_dir.as_deref(), major)?;
+    let pg_basebackup = programs::find(opts.bin_dir.as_deref(), major, "pg_basebackup")?;
     repo.bind(facts.system_identifier, Some(major), facts.wal_segment_size)?;
     let _lock = repo.lock("backup", opts.lock_wait)?;
     remove_stale_work_dirs(repo);
@@ -375,7 +377,6 @@ fn remove_stale_work_dirs(repo: &Repo) {
     }
 }
 
-/// The `pg_basebackup` of the server's major version: `bin_dir`, then Debian's
 /// Timeline and LSN range from PostgreSQL's backup_manifest ("WAL-Ranges").
 fn wal_range(manifest: &[u8]) -> Result<(u32, Lsn, Lsn), BackupError> {
     let bad = |what: &str| BackupError::BaseBackup(format!("backup_manifest: {what}"));
