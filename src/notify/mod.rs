@@ -16,6 +16,9 @@
 //! // shutdown: cancel, then await the worker (it finishes at most one send per endpoint)
 //! ```
 //! `send_test` serves `dbagent alerts test --receiver R`; `outbox::recent` lists deliveries.
+//!
+//! Each integration implements [`Channel`] in its own file: its pacing (Slack's and
+//! PagerDuty's rate limits), its endpoint and how it sends.
 
 pub mod config;
 pub mod email;
@@ -216,6 +219,37 @@ impl Integration {
     pub fn parse(s: &str) -> Option<Integration> {
         Integration::ALL.into_iter().find(|i| i.as_str() == s)
     }
+
+    /// The minimum spacing between two messages to one endpoint of this integration.
+    pub fn pacing(self) -> Duration {
+        match self {
+            Integration::Email => <config::Email as Channel>::PACING,
+            Integration::Slack => <config::Slack as Channel>::PACING,
+            Integration::PagerDuty => <config::PagerDuty as Channel>::PACING,
+            Integration::Webhook => <config::Webhook as Channel>::PACING,
+        }
+    }
+}
+
+/// One integration of a receiver (its settings in alerts.yml) as the outbox uses it: how fast
+/// its service takes messages, which endpoint a message goes to, and how one is sent. Each
+/// integration's file implements it next to its message format, so a service's rules live in
+/// one place.
+pub trait Channel {
+    /// The minimum spacing between two messages to one endpoint (the service's rate limit).
+    const PACING: Duration;
+
+    /// What identifies the endpoint: deliveries to one endpoint go one after another (and are
+    /// paced), different endpoints concurrently. May be a secret (a Slack webhook URL): the
+    /// outbox keeps only a hash of it.
+    fn endpoint(&self) -> String;
+
+    /// Sends `n` once (no retry); the outcome tells the outbox what to do next.
+    fn send(
+        &self,
+        client: &reqwest::Client,
+        n: &Notification,
+    ) -> impl Future<Output = Delivery> + Send;
 }
 
 impl fmt::Display for Integration {
@@ -279,19 +313,19 @@ pub async fn deliver(receiver: &Receiver, integration: Integration, n: &Notifica
     };
     match integration {
         Integration::Email => match &receiver.email {
-            Some(cfg) => email::send(cfg, n).await,
+            Some(cfg) => cfg.send(&client, n).await,
             None => missing(receiver, integration),
         },
         Integration::Slack => match &receiver.slack {
-            Some(cfg) => slack::send(&client, cfg, n).await,
+            Some(cfg) => cfg.send(&client, n).await,
             None => missing(receiver, integration),
         },
         Integration::PagerDuty => match &receiver.pagerduty {
-            Some(cfg) => pagerduty::send(&client, cfg, n).await,
+            Some(cfg) => cfg.send(&client, n).await,
             None => missing(receiver, integration),
         },
         Integration::Webhook => match &receiver.webhook {
-            Some(cfg) => webhook::send(&client, cfg, n).await,
+            Some(cfg) => cfg.send(&client, n).await,
             None => missing(receiver, integration),
         },
     }
