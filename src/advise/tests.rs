@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::rules::mentions;
 use super::sample::{IndexDef, IndexStat, Sample, TableStat};
 use super::*;
 

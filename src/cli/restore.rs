@@ -254,7 +254,7 @@ fn carry_out(
     args: &RestoreArgs,
     plan: &RestorePlan,
 ) -> anyhow::Result<()> {
-    let pg_ctl = restore::find_program(
+    let pg_ctl = dbagent::pg::programs::find(
         config.postgres.bin_dir.as_deref(),
         plan.backup.pg_major,
         "pg_ctl",

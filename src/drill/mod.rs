@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::backup::manifest;
 use crate::config::Config;
+use crate::pg::programs;
 use crate::repo::Repo;
 use crate::restore::plan::{self, Action, Owner, RestorePlan, Setting, Target, TimelineChoice};
 use crate::restore::{self, PlanError, Request, RestoreError};
@@ -316,9 +317,9 @@ fn drive(
     }
     let bin_dir = config.postgres.bin_dir.as_deref();
     let major = plan.backup.pg_major;
-    let pg_ctl = restore::find_program(bin_dir, major, "pg_ctl").map_err(failed)?;
+    let pg_ctl = programs::find(bin_dir, major, "pg_ctl").map_err(|e| failed(e.to_string()))?;
     let verifier = if major >= 13 {
-        Some(restore::find_program(bin_dir, major, "pg_verifybackup").map_err(failed)?)
+        Some(programs::find(bin_dir, major, "pg_verifybackup").map_err(|e| failed(e.to_string()))?)
     } else {
         None
     };

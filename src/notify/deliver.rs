@@ -2,9 +2,10 @@
 //! receiver's module (email, Slack, PagerDuty, webhook). Used by the outbox worker and by
 //! `send_test`; below both.
 
+use super::channel::Channel;
 use super::config::Receiver;
+use super::http;
 use super::message::{Delivery, Integration, Notification};
-use super::{email, http, pagerduty, slack, webhook};
 
 /// Delivers `n` through one integration of `receiver` (no outbox, no retry). For PagerDuty
 /// this sends one event per alert of `n`.
@@ -15,19 +16,19 @@ pub async fn deliver(receiver: &Receiver, integration: Integration, n: &Notifica
     };
     match integration {
         Integration::Email => match &receiver.email {
-            Some(cfg) => email::send(cfg, n).await,
+            Some(cfg) => cfg.send(&client, n).await,
             None => missing(receiver, integration),
         },
         Integration::Slack => match &receiver.slack {
-            Some(cfg) => slack::send(&client, cfg, n).await,
+            Some(cfg) => cfg.send(&client, n).await,
             None => missing(receiver, integration),
         },
         Integration::PagerDuty => match &receiver.pagerduty {
-            Some(cfg) => pagerduty::send(&client, cfg, n).await,
+            Some(cfg) => cfg.send(&client, n).await,
             None => missing(receiver, integration),
         },
         Integration::Webhook => match &receiver.webhook {
-            Some(cfg) => webhook::send(&client, cfg, n).await,
+            Some(cfg) => cfg.send(&client, n).await,
             None => missing(receiver, integration),
         },
     }

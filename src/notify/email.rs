@@ -14,7 +14,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::config::{Email, EmailTls};
-use super::{AlertInfo, Delivery, Notification, Status};
+use super::{AlertInfo, Channel, Delivery, Notification, Status};
 
 /// How long connecting may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,6 +148,25 @@ pub async fn send(cfg: &Email, n: &Notification) -> Delivery {
             after: None,
             reason: format!("SMTP server {server}: {e}"),
         },
+    }
+}
+
+impl Channel for Email {
+    /// No pacing: one SMTP transaction per message.
+    const PACING: Duration = Duration::ZERO;
+
+    /// The SMTP server.
+    fn endpoint(&self) -> String {
+        self.smarthost.clone()
+    }
+
+    /// Email does not use the HTTP client.
+    fn send(
+        &self,
+        _client: &reqwest::Client,
+        n: &Notification,
+    ) -> impl Future<Output = Delivery> + Send {
+        send(self, n)
     }
 }
 

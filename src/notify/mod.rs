@@ -17,8 +17,12 @@
 //! ```
 //! `send_test` serves `dbagent alerts test --receiver R`; `outbox::recent` lists deliveries.
 //!
+//! Each integration implements [`Channel`] in its own file: its pacing (Slack's and
+//! PagerDuty's rate limits), its endpoint and how it sends.
+//!
 //! Layer: observation. Uses: config, metrics, state. Used by: agent, alert.
 
+mod channel;
 pub mod config;
 mod deliver;
 pub mod email;
@@ -31,6 +35,7 @@ pub mod webhook;
 
 use std::collections::BTreeMap;
 
+pub use channel::Channel;
 pub use config::Receiver;
 pub use deliver::deliver;
 pub use message::{AlertInfo, Delivery, Integration, Notification, Status};

@@ -5,10 +5,12 @@
 //! PagerDuty answers 202 when it accepted an event, 429 when the routing key sends too fast
 //! (about 120 events a minute), 400 for an invalid event.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::config::PagerDuty;
-use super::{AlertInfo, Delivery, Notification, Status};
+use super::{AlertInfo, Channel, Delivery, Notification, Status};
 
 /// The Events API v2 endpoint.
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -79,6 +81,28 @@ pub fn event(cfg: &PagerDuty, n: &Notification, alert: &AlertInfo) -> Value {
             }
             event
         }
+    }
+}
+
+impl Channel for PagerDuty {
+    /// About 120 events per minute per routing key (PagerDuty answers 429 beyond).
+    const PACING: Duration = Duration::from_millis(500);
+
+    /// The Events API URL and the routing key (a secret).
+    fn endpoint(&self) -> String {
+        format!(
+            "{}\0{}",
+            self.url.as_deref().unwrap_or(DEFAULT_URL),
+            self.routing_key
+        )
+    }
+
+    fn send(
+        &self,
+        client: &reqwest::Client,
+        n: &Notification,
+    ) -> impl Future<Output = Delivery> + Send {
+        send(client, self, n)
     }
 }
 

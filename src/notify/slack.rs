@@ -4,10 +4,12 @@
 //! Incoming webhooks cannot edit a message, so a resolve is a new `RESOLVED` message. Slack
 //! answers 429 with Retry-After when a webhook posts faster than about one message a second.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::config::Slack;
-use super::{AlertInfo, Delivery, Notification, Status};
+use super::{AlertInfo, Channel, Delivery, Notification, Status};
 
 /// Alerts shown one by one; the rest are counted in a last line.
 pub const MAX_ALERTS: usize = 10;
@@ -100,6 +102,24 @@ fn section(a: &AlertInfo) -> String {
         out.push_str(&format!("\n<{url}|Runbook>"));
     }
     out
+}
+
+impl Channel for Slack {
+    /// About one message per second per incoming webhook (Slack answers 429 beyond).
+    const PACING: Duration = Duration::from_secs(1);
+
+    /// The incoming webhook (a secret).
+    fn endpoint(&self) -> String {
+        self.webhook_url.clone()
+    }
+
+    fn send(
+        &self,
+        client: &reqwest::Client,
+        n: &Notification,
+    ) -> impl Future<Output = Delivery> + Send {
+        send(client, self, n)
+    }
 }
 
 /// Posts the message to the incoming webhook.

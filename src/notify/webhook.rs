@@ -2,10 +2,12 @@
 //! that takes Alertmanager webhooks (chat bridges, ticketing, custom automation) takes ours.
 //! An optional bearer token is sent as `Authorization: Bearer ...`.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::config::Webhook;
-use super::{AlertInfo, Delivery, Notification};
+use super::{AlertInfo, Channel, Delivery, Notification};
 
 /// What Alertmanager writes for an alert that has not ended.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -36,6 +38,23 @@ fn alert(a: &AlertInfo) -> Value {
         "generatorURL": a.generator_url,
         "fingerprint": a.fingerprint,
     })
+}
+
+impl Channel for Webhook {
+    /// No pacing: a webhook receiver takes what comes.
+    const PACING: Duration = Duration::ZERO;
+
+    fn endpoint(&self) -> String {
+        self.url.clone()
+    }
+
+    fn send(
+        &self,
+        client: &reqwest::Client,
+        n: &Notification,
+    ) -> impl Future<Output = Delivery> + Send {
+        send(client, self, n)
+    }
 }
 
 /// POSTs the payload to the webhook.

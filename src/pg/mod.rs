@@ -1,5 +1,6 @@
 //! Connections to PostgreSQL: the connection string ([`conninfo`]), TLS ([`tls`]), the server
-//! version ([`version`]) and SQL that differs between versions ([`sql`]).
+//! version ([`version`]), SQL that differs between versions ([`sql`]) and the PostgreSQL
+//! programs of the server's version ([`programs`]).
 //!
 //! Every connection dbagent opens sets `application_name=dbagent` (unless the conninfo names
 //! another), a statement and lock timeout, and fails within the connect timeout with an error
@@ -9,6 +10,7 @@
 //! config, drill, leader, rpo.
 
 pub mod conninfo;
+pub mod programs;
 pub mod sql;
 pub mod tls;
 pub mod version;

@@ -257,50 +257,6 @@ fn extract_all(
     Ok(done)
 }
 
-/// A PostgreSQL program of major version `major`: in `bin_dir`, else
-/// /usr/lib/postgresql/<major>/bin, else PATH; its `--version` must match.
-pub fn find_program(bin_dir: Option<&Path>, major: u32, program: &str) -> Result<PathBuf, String> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = bin_dir {
-        candidates.push(dir.join(program));
-    }
-    candidates.push(PathBuf::from(format!(
-        "/usr/lib/postgresql/{major}/bin/{program}"
-    )));
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join(program)));
-    }
-    let mut seen = Vec::new();
-    for c in candidates {
-        if !c.is_file() {
-            continue;
-        }
-        let version = Command::new(&c)
-            .arg("--version")
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        let found = version
-            .split_whitespace()
-            .last()
-            .and_then(|v| v.split('.').next())
-            .and_then(|v| v.parse::<u32>().ok());
-        if found == Some(major) {
-            return Ok(c);
-        }
-        seen.push(format!("{} ({version})", c.display()));
-    }
-    Err(format!(
-        "no {program} of PostgreSQL {major} found{}; install the PostgreSQL {major} server package or set postgres.bin_dir",
-        if seen.is_empty() {
-            String::new()
-        } else {
-            format!(" (found {})", seen.join(", "))
-        }
-    ))
-}
-
 /// The port a data directory's server listens on: the last `port` setting of
 /// postgresql.auto.conf, else of postgresql.conf, else 5432.
 pub fn configured_port(data: &Path) -> u16 {

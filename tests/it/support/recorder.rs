@@ -108,6 +108,8 @@ impl Recorder {
                     Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
                 }
             };
+            // The new mode before the first request: in Refuse mode a request is accepted.
+            self.inner.lock().unwrap().mode = mode.clone();
             self.serve(listener);
         }
         // Let an aborted server task finish dropping its listener.

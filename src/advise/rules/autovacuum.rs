@@ -1,0 +1,99 @@
+//! `autovacuum`: dead tuples that stay high in every sample of the window, told apart by
+//! whether autovacuum ran (then something holds back the xmin horizon) or not (then its
+//! thresholds are too high for the table).
+
+use serde_json::json;
+
+use super::{bytes, qualified};
+use crate::advise::model::{Finding, Impact, Inputs, Kind};
+use crate::advise::sample::TableStat;
+use crate::advise::window;
+
+/// Autovacuum findings: dead tuples at least this share of the rows, and this many, in every
+/// sample of the window.
+const DEAD_RATIO: f64 = 0.2;
+const DEAD_MIN_TUPLES: f64 = 10_000.0;
+
+pub(super) fn autovacuum(inputs: &Inputs) -> Vec<Finding> {
+    let Some(current) = inputs.samples.last() else {
+        return Vec::new();
+    };
+    if inputs.samples.len() < 2 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for t in &current.tables {
+        let history: Vec<&TableStat> = inputs
+            .samples
+            .iter()
+            .filter_map(|s| s.tables.iter().find(|x| x.relid == t.relid))
+            .collect();
+        if history.len() < 2 {
+            continue;
+        }
+        let high = history.iter().all(|x| {
+            let total = x.n_live_tup + x.n_dead_tup;
+            x.n_dead_tup >= DEAD_MIN_TUPLES && total > 0.0 && x.n_dead_tup / total >= DEAD_RATIO
+        });
+        if !high {
+            continue;
+        }
+        let runs: f64 = inputs
+            .samples
+            .windows(2)
+            .filter_map(|p| {
+                let (kind, _) = window::step(&p[0], &p[1]);
+                let a = p[0].tables.iter().find(|x| x.relid == t.relid)?;
+                let b = p[1].tables.iter().find(|x| x.relid == t.relid)?;
+                Some(window::delta(kind, a.autovacuum_count, b.autovacuum_count))
+            })
+            .sum();
+        let total = t.n_live_tup + t.n_dead_tup;
+        let ratio = t.n_dead_tup / total;
+        let dead_bytes = t.size_bytes * ratio;
+        let object = qualified(&t.schema, &t.name);
+        let (summary, note) = if runs > 0.0 {
+            (
+                format!(
+                    "{object} keeps {:.0}% dead rows ({:.0}) although autovacuum ran {runs:.0} times in the window",
+                    ratio * 100.0,
+                    t.n_dead_tup
+                ),
+                "Vacuum ran but could not remove them: look for what holds back the xmin horizon (long transactions, idle-in-transaction sessions, replication slots, prepared transactions) before tuning.",
+            )
+        } else {
+            (
+                format!(
+                    "{object} keeps {:.0}% dead rows ({:.0}) and autovacuum did not run in the window",
+                    ratio * 100.0,
+                    t.n_dead_tup
+                ),
+                "Autovacuum's thresholds are too high for this table (or its workers are busy elsewhere): lower its scale factor.",
+            )
+        };
+        out.push(Finding {
+            kind: Kind::Autovacuum,
+            summary,
+            object: object.clone(),
+            impact: Impact {
+                bytes: dead_bytes,
+                text: format!("about {} of dead rows", bytes(dead_bytes)),
+            },
+            evidence: json!({
+                "size_bytes": t.size_bytes,
+                "live_rows": t.n_live_tup,
+                "dead_rows": t.n_dead_tup,
+                "dead_ratio": ratio,
+                "autovacuum_runs_in_window": runs,
+                "samples": history.len(),
+            }),
+            action: format!(
+                "SELECT pid, state, xact_start, backend_xmin FROM pg_stat_activity WHERE backend_xmin IS NOT NULL ORDER BY age(backend_xmin) DESC LIMIT 5;\n\
+                 SELECT slot_name, xmin, catalog_xmin FROM pg_replication_slots;\n\
+                 ALTER TABLE {object} SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000);"
+            ),
+            note: Some(note.to_string()),
+        });
+    }
+    out
+}

@@ -1,0 +1,109 @@
+//! The advisor's rules, one file per kind of finding, and [`findings`], which runs them all on
+//! one window (pure: data in, findings out) and orders them by impact. Also the helpers the
+//! rules share to name objects and figures.
+
+mod autovacuum;
+mod duplicate_index;
+mod missing_index;
+mod plan_change;
+mod seq_scan_hotspot;
+mod unused_index;
+
+use std::collections::HashMap;
+
+use super::model::{Finding, Inputs, Options};
+use super::sample::TableStat;
+use super::window;
+
+/// The findings of a window (pure).
+pub fn findings(inputs: &Inputs, opts: &Options) -> Vec<Finding> {
+    let Some(current) = inputs.samples.last() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let coverage = window::coverage(inputs.samples);
+    let tables: HashMap<i64, &TableStat> = current.tables.iter().map(|t| (t.relid, t)).collect();
+    let hint_findings = missing_index::missing_indexes(inputs, opts, &tables, &coverage);
+    out.extend(seq_scan_hotspot::hotspots(inputs, opts, &hint_findings));
+    out.extend(hint_findings);
+    out.extend(unused_index::unused(inputs, opts, &coverage));
+    out.extend(duplicate_index::duplicates(inputs));
+    out.extend(autovacuum::autovacuum(inputs));
+    out.extend(plan_change::plan_changes(inputs));
+    out.sort_by(|a, b| {
+        b.impact
+            .bytes
+            .total_cmp(&a.impact.bytes)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.object.cmp(&b.object))
+    });
+    out
+}
+
+fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// Quotes an identifier for SQL when it needs it (as `quote_ident` does).
+pub fn quote_ident(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+/// `1.5 GiB`-style bytes for summaries.
+fn bytes(n: f64) -> String {
+    crate::units::human_bytes(n.max(0.0) as u64)
+}
+
+fn hours(seconds: f64) -> f64 {
+    (seconds / 3600.0).max(1.0)
+}
+
+/// Whether `text` names the table `name` (optionally `schema.name`), as a whole word.
+pub(super) fn mentions(text: &str, name: &str) -> bool {
+    let text = text.to_lowercase();
+    let name = name.to_lowercase();
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let mut start = 0;
+    while let Some(pos) = text[start..].find(&name) {
+        let at = start + pos;
+        let before = text[..at].chars().next_back();
+        let after = text[at + name.len()..].chars().next();
+        if !before.is_some_and(is_ident) && !after.is_some_and(is_ident) {
+            return true;
+        }
+        start = at + name.len().max(1);
+    }
+    false
+}
+
+/// The table's rows: the planner's count from the last ANALYZE or VACUUM when there is one
+/// (n_live_tup can double-count when ANALYZE runs before the inserting session has flushed its
+/// statistics), else the statistics' live count.
+fn row_estimate(t: &TableStat) -> f64 {
+    if t.reltuples > 0.0 {
+        t.reltuples
+    } else {
+        t.n_live_tup.max(1.0)
+    }
+}
+
+/// `3d4h`, `2h10m`, `45s`.
+pub fn human_seconds(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}

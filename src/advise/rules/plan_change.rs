@@ -1,0 +1,93 @@
+//! `plan_change`: the generic plan of a top statement changed in the window, with its mean
+//! time under the previous plan and under the new one.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::advise::model::{Finding, Impact, Inputs, Kind};
+use crate::advise::store;
+
+/// Mean seconds per call between two captures, when calls happened and nothing was reset.
+fn mean_between(a: &store::PlanCapture, b: &store::PlanCapture) -> Option<f64> {
+    let calls = b.calls - a.calls;
+    let seconds = b.total_seconds - a.total_seconds;
+    (calls > 0.0 && seconds >= 0.0).then(|| seconds / calls)
+}
+
+/// Statements whose captured plan changed in the window, with their mean time under the
+/// previous plan (between its captures, else its cumulative mean at the last of them) and under
+/// the new one (between the first capture of the new plan and the newest capture). Only the
+/// newest change of each statement, and only once calls under the new plan were measured.
+pub(super) fn plan_changes(inputs: &Inputs) -> Vec<Finding> {
+    let mut by_query: BTreeMap<&str, Vec<&store::PlanCapture>> = BTreeMap::new();
+    for c in inputs.plans {
+        by_query.entry(c.queryid.as_str()).or_default().push(c);
+    }
+    let mut out = Vec::new();
+    for (queryid, caps) in by_query {
+        let Some(k) = (1..caps.len())
+            .rev()
+            .find(|&i| caps[i].plan_hash != caps[i - 1].plan_hash)
+        else {
+            continue;
+        };
+        let old = caps[k - 1];
+        let old_first = caps[..k]
+            .iter()
+            .rev()
+            .take_while(|c| c.plan_hash == old.plan_hash)
+            .last()
+            .copied()
+            .unwrap_or(old);
+        let newest = caps[caps.len() - 1];
+        let Some(after) = mean_between(caps[k], newest) else {
+            continue;
+        };
+        let before = mean_between(old_first, old)
+            .or_else(|| (old.calls > 0.0).then(|| old.total_seconds / old.calls));
+        let Some(before) = before else {
+            continue;
+        };
+        let ratio = if before > 0.0 { after / before } else { 0.0 };
+        let query = inputs
+            .statements
+            .iter()
+            .find(|s| s.queryid == queryid)
+            .map(|s| s.query.clone());
+        out.push(Finding {
+            kind: Kind::PlanChange,
+            object: format!("queryid {queryid}"),
+            summary: format!(
+                "the plan of statement {queryid} changed around {}: mean {:.4}s before, {:.4}s after ({ratio:.1}x)",
+                caps[k].taken.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                before,
+                after
+            ),
+            impact: Impact {
+                bytes: 0.0,
+                text: format!("mean {before:.4}s -> {after:.4}s ({ratio:.1}x)"),
+            },
+            evidence: json!({
+                "queryid": queryid,
+                "query": query,
+                "changed_at": caps[k].taken,
+                "plan_before": old.plan_shape,
+                "plan_after": newest.plan_shape,
+                "mean_seconds_before": before,
+                "mean_seconds_after": after,
+                "mean_ratio": ratio,
+                "calls_after": newest.calls - caps[k].calls,
+            }),
+            action: format!(
+                "-- compare the plan with real values, and the statistics of its tables:\nEXPLAIN (ANALYZE, BUFFERS) {};  -- on a replica or off-peak: ANALYZE executes it",
+                query.as_deref().map(str::trim).unwrap_or("<the statement>")
+            ),
+            note: Some(
+                "The captured plan is the generic plan dbagent asks for, a proxy for what the application's sessions run. A plan change often follows an index change, new statistics (ANALYZE) or data growth."
+                    .into(),
+            ),
+        });
+    }
+    out
+}

@@ -1,0 +1,96 @@
+//! `seq_scan_hotspot`: a table read mostly by sequential scans, many times its size in the
+//! window, with the top statements that name it and, when there is one, the missing-index
+//! hint for it as the action.
+
+use serde_json::json;
+
+use super::{bytes, hours, mentions, qualified, row_estimate};
+use crate::advise::explain;
+use crate::advise::model::{Finding, Impact, Inputs, Kind, Options};
+use crate::advise::window;
+
+/// A hot spot needs at least this share of the table's rows read by sequential scans.
+const HOTSPOT_SEQ_SHARE: f64 = 0.5;
+
+/// Statements listed with a hot spot.
+const HOTSPOT_STATEMENTS: usize = 5;
+
+pub(super) fn hotspots(inputs: &Inputs, opts: &Options, hints: &[Finding]) -> Vec<Finding> {
+    let Some(current) = inputs.samples.last() else {
+        return Vec::new();
+    };
+    let usage = window::table_usage(inputs.samples);
+    let mut out = Vec::new();
+    for t in &current.tables {
+        let Some(u) = usage.get(&t.relid) else {
+            continue;
+        };
+        if t.size_bytes < opts.min_table_size as f64 || u.steps == 0 {
+            continue;
+        }
+        let rows = row_estimate(t);
+        let full_scans = u.seq_tup_read / rows;
+        let read = u.seq_tup_read + u.idx_tup_fetch;
+        let share = if read > 0.0 {
+            u.seq_tup_read / read
+        } else {
+            0.0
+        };
+        if full_scans < opts.hotspot_min_scans || share < HOTSPOT_SEQ_SHARE {
+            continue;
+        }
+        let bytes_per_row = t.size_bytes / rows;
+        let per_hour = u.seq_tup_read * bytes_per_row / hours(u.observed_seconds);
+        let statements: Vec<&explain::Statement> = inputs
+            .statements
+            .iter()
+            .filter(|s| mentions(&s.query, &t.name))
+            .take(HOTSPOT_STATEMENTS)
+            .collect();
+        let object = qualified(&t.schema, &t.name);
+        let hint = hints.iter().find(|h| h.object == object);
+        let action = match (hint, statements.first()) {
+            (Some(h), _) => h.action.clone(),
+            (None, Some(s)) => format!(
+                "-- review the plan of the costliest statement on {object}:\nEXPLAIN {}",
+                s.query.trim()
+            ),
+            (None, None) => format!(
+                "-- find the statements reading {object} (pg_stat_statements), then EXPLAIN them:\n\
+                 SELECT queryid, calls, mean_exec_time, query FROM pg_stat_statements WHERE query ~* '\\m{}\\M' ORDER BY total_exec_time DESC LIMIT 10;",
+                t.name.replace('\'', "''")
+            ),
+        };
+        out.push(Finding {
+            kind: Kind::SeqScanHotspot,
+            summary: format!(
+                "{object} ({}, {:.0} rows) was read {:.0} times in full by {:.0} sequential scans ({:.0}% of the rows read from it)",
+                bytes(t.size_bytes),
+                rows,
+                full_scans,
+                u.seq_scan,
+                share * 100.0
+            ),
+            object,
+            impact: Impact {
+                bytes: per_hour,
+                text: format!("{}/h read sequentially", bytes(per_hour)),
+            },
+            evidence: json!({
+                "size_bytes": t.size_bytes,
+                "live_rows": t.n_live_tup,
+                "seq_scans": u.seq_scan,
+                "seq_tuples_read": u.seq_tup_read,
+                "idx_scans": u.idx_scan,
+                "idx_tuples_fetched": u.idx_tup_fetch,
+                "full_table_reads": full_scans,
+                "seq_share": share,
+                "observed_seconds": u.observed_seconds,
+                "statements": statements,
+            }),
+            action,
+            note: None,
+        });
+    }
+    out
+}
