@@ -244,6 +244,3 @@ pub async fn advise(
 fn signed(d: Duration) -> jiff::SignedDuration {
     jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX)
 }
-
-#[cfg(test)]
-mod tests;

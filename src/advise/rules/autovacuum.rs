@@ -97,3 +97,37 @@ pub(super) fn autovacuum(inputs: &Inputs) -> Vec<Finding> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use crate::advise::model::Kind;
+
+    #[test]
+    fn advise_autovacuum_finding_when_dead_rows_stay_high() {
+        let mut t = table(1, "events");
+        t.n_dead_tup = 60_000.0;
+        let mut later = t.clone();
+        later.autovacuum_count = 3.0;
+        let s = vec![
+            sample(0, vec![t.clone()], vec![]),
+            sample(3600, vec![later], vec![]),
+        ];
+        let f = run(&s, &[], &[]);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].kind, Kind::Autovacuum);
+        assert!(
+            f[0].summary.contains("although autovacuum ran 3 times"),
+            "{}",
+            f[0].summary
+        );
+        // Vacuum caught up in the last sample: no finding.
+        let mut clean = t.clone();
+        clean.n_dead_tup = 100.0;
+        let s = vec![
+            sample(0, vec![t], vec![]),
+            sample(3600, vec![clean], vec![]),
+        ];
+        assert!(run(&s, &[], &[]).is_empty());
+    }
+}

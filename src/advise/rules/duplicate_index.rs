@@ -133,3 +133,48 @@ fn prefix_pair<'s>(
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+
+    #[test]
+    fn advise_duplicates_keep_the_constraint_and_skip_unique_prefixes() {
+        let t = table(1, "t");
+        let stats = vec![
+            index(2, 1, "t_code_key", Some("unique constraint")),
+            index(3, 1, "t_code_idx", None),
+            index(4, 1, "t_a_key", Some("unique index")),
+            index(5, 1, "t_a_b", None),
+            index(6, 1, "t_x", None),
+            index(7, 1, "t_x_y", None),
+        ];
+        let defs = vec![
+            def(2, 1, &["code"]),
+            def(3, 1, &["code"]),
+            def(4, 1, &["a"]),
+            def(5, 1, &["a", "b"]),
+            def(6, 1, &["x"]),
+            def(7, 1, &["x", "y"]),
+        ];
+        let s = vec![sample(0, vec![t], stats)];
+        let f = run(&s, &defs, &[]);
+        let dup: Vec<(&str, &str)> = f
+            .iter()
+            .map(|f| {
+                (
+                    f.object.as_str(),
+                    f.evidence["duplicate_of"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        // The plain copy of the unique constraint goes; the unique t_a_key is no redundant prefix.
+        assert_eq!(
+            dup,
+            vec![
+                ("public.t_x", "public.t_x_y"),
+                ("public.t_code_idx", "public.t_code_key"),
+            ]
+        );
+    }
+}

@@ -101,3 +101,42 @@ pub(super) fn missing_indexes(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use crate::advise::explain;
+    use crate::advise::model::{Kind, PlanHint};
+
+    #[test]
+    fn advise_missing_index_hint_needs_a_selective_filter_and_no_leading_index() {
+        let t = table(1, "claims");
+        let s = vec![sample(0, vec![t], vec![])];
+        let statement = explain::Statement {
+            queryid: "42".into(),
+            query: "SELECT * FROM claims WHERE county = $1".into(),
+            calls: 100.0,
+            total_seconds: 300.0,
+            mean_seconds: 3.0,
+            rows: 100.0,
+        };
+        let hint = |rows: f64| PlanHint {
+            statement: statement.clone(),
+            relid: 1,
+            columns: vec!["county".into()],
+            filter: "(county = $1)".into(),
+            plan_rows: rows,
+        };
+        let f = run(&s, &[], &[hint(100.0)]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind, Kind::MissingIndex);
+        assert_eq!(
+            f[0].action,
+            "CREATE INDEX CONCURRENTLY ON public.claims (county);"
+        );
+        // Half the table: an index would not help.
+        assert!(run(&s, &[], &[hint(50_000.0)]).is_empty());
+        // An index already leads with the column: the planner chose not to use it.
+        assert!(run(&s, &[def(9, 1, &["county", "year"])], &[hint(100.0)]).is_empty());
+    }
+}

@@ -4,6 +4,8 @@
 
 mod autovacuum;
 mod duplicate_index;
+#[cfg(test)]
+mod fixtures;
 mod missing_index;
 mod plan_change;
 mod seq_scan_hotspot;
@@ -105,5 +107,20 @@ pub fn human_seconds(s: f64) -> String {
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advise_quote_ident_and_mentions() {
+        assert_eq!(quote_ident("claims"), "claims");
+        assert_eq!(quote_ident("Claims"), "\"Claims\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert!(mentions("SELECT * FROM public.Claims c", "claims"));
+        assert!(!mentions("SELECT * FROM claims_archive", "claims"));
+        assert!(mentions("select 1 from x join claims on true", "claims"));
     }
 }

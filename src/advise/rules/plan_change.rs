@@ -91,3 +91,60 @@ pub(super) fn plan_changes(inputs: &Inputs) -> Vec<Finding> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use crate::advise::model::{Inputs, Kind};
+    use crate::advise::{findings, store};
+
+    #[test]
+    fn advise_plan_change_compares_the_mean_under_each_plan() {
+        let cap = |secs: i64, hash: &str, calls: f64, total: f64| store::PlanCapture {
+            taken: at(secs),
+            queryid: "7".into(),
+            plan_hash: hash.into(),
+            plan_shape: format!("plan {hash}"),
+            calls,
+            total_seconds: total,
+        };
+        let s = vec![sample(0, vec![], vec![])];
+        let plans = vec![
+            cap(0, "a", 100.0, 1.0),
+            cap(60, "a", 200.0, 2.0),
+            cap(120, "b", 210.0, 3.0),
+            cap(180, "b", 310.0, 53.0),
+        ];
+        let f = findings(
+            &Inputs {
+                samples: &s,
+                defs: &[],
+                statements: &[],
+                hints: &[],
+                plans: &plans,
+                since: at(-7 * 86400),
+            },
+            &opts(),
+        );
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].kind, Kind::PlanChange);
+        assert_eq!(f[0].evidence["mean_seconds_before"], 0.01);
+        assert_eq!(f[0].evidence["mean_seconds_after"], 0.5);
+        assert_eq!(f[0].evidence["mean_ratio"], 50.0);
+        assert_eq!(f[0].evidence["plan_before"], "plan a");
+        assert_eq!(f[0].evidence["plan_after"], "plan b");
+        // No call under the new plan yet: nothing to compare.
+        let f = findings(
+            &Inputs {
+                samples: &s,
+                defs: &[],
+                statements: &[],
+                hints: &[],
+                plans: &plans[..3],
+                since: at(-7 * 86400),
+            },
+            &opts(),
+        );
+        assert!(f.is_empty(), "{f:#?}");
+    }
+}

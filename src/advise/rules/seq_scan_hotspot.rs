@@ -94,3 +94,51 @@ pub(super) fn hotspots(inputs: &Inputs, opts: &Options, hints: &[Finding]) -> Ve
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use crate::advise::model::Kind;
+
+    #[test]
+    fn advise_hotspot_needs_full_reads_and_a_seq_majority_and_ends_with_an_index_change() {
+        let t = table(1, "claims");
+        let pk = index(10, 1, "claims_pkey", Some("primary key"));
+        let s = vec![
+            sample(0, vec![scanned(t.clone(), 0.0, 0.0)], vec![pk.clone()]),
+            sample(3600, vec![scanned(t.clone(), 40.0, 5.0)], vec![pk.clone()]),
+        ];
+        let f = run(&s, &[], &[]);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].kind, Kind::SeqScanHotspot);
+        assert_eq!(f[0].object, "public.claims");
+        assert_eq!(f[0].evidence["full_table_reads"], 40.0);
+        // 40 reads of 100 MB in one hour.
+        assert!(
+            (f[0].impact.bytes - 4e9).abs() < 1.0,
+            "{}",
+            f[0].impact.bytes
+        );
+
+        // Few full reads: not hot.
+        let few = vec![
+            s[0].clone(),
+            sample(3600, vec![scanned(t.clone(), 5.0, 0.0)], vec![pk.clone()]),
+        ];
+        assert!(run(&few, &[], &[]).is_empty());
+
+        // An index appears, then the table is read by it: the hot spot is gone, although the
+        // window still holds the sequential scans made before the index existed.
+        let mut idx = index(11, 1, "claims_county", None);
+        idx.idx_scan = 500.0;
+        let mut s2 = s.clone();
+        s2.push(sample(
+            7200,
+            vec![scanned(t.clone(), 41.0, 200.0)],
+            vec![pk.clone(), idx.clone()],
+        ));
+        s2.push(sample(10800, vec![scanned(t, 41.0, 700.0)], vec![pk, idx]));
+        let f = run(&s2, &[], &[]);
+        assert!(f.iter().all(|f| f.kind != Kind::SeqScanHotspot), "{f:#?}");
+    }
+}

@@ -75,3 +75,41 @@ fn unused_finding(i: &IndexStat, u: &window::IndexUsage, current: &Sample, scope
         note: Some(scope.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use crate::advise::model::Kind;
+    use crate::advise::sample::{IndexDef, IndexStat};
+
+    #[test]
+    fn advise_unused_excludes_constraints_and_short_observation_and_orders_by_size() {
+        let t = table(1, "t");
+        let mut used = index(2, 1, "t_used", None);
+        let idle_small = index(3, 1, "t_idle_small", None);
+        let idle_big = index(4, 1, "t_idle_big", None);
+        let pk = index(5, 1, "t_pkey", Some("primary key"));
+        let uniq = index(6, 1, "t_code_key", Some("unique index"));
+        let all = |used: &IndexStat| {
+            vec![
+                used.clone(),
+                idle_small.clone(),
+                idle_big.clone(),
+                pk.clone(),
+                uniq.clone(),
+            ]
+        };
+        let first = sample(0, vec![t.clone()], all(&used));
+        used.idx_scan = 3.0;
+        let defs: Vec<IndexDef> = (2..=6).map(|i| def(i, 1, &[&format!("c{i}")])).collect();
+        // Observed 30 s, less than min_observed (60 s): nothing is called unused.
+        let short = vec![first.clone(), sample(30, vec![t.clone()], all(&used))];
+        assert!(run(&short, &defs, &[]).is_empty());
+        let long = vec![first, sample(600, vec![t], all(&used))];
+        let f = run(&long, &defs, &[]);
+        let objects: Vec<&str> = f.iter().map(|f| f.object.as_str()).collect();
+        assert_eq!(objects, vec!["public.t_idle_big", "public.t_idle_small"]);
+        assert!(f.iter().all(|f| f.kind == Kind::UnusedIndex));
+        assert_eq!(f[0].action, "DROP INDEX CONCURRENTLY public.t_idle_big;");
+    }
+}
