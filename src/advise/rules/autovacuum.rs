@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{bytes, qualified};
+use super::naming::{bytes, qualified};
 use crate::advise::model::{Finding, Impact, Inputs, Kind};
 use crate::advise::sample::TableStat;
 use crate::advise::window;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
-use super::{bytes, qualified};
+use super::naming::{bytes, qualified};
 use crate::advise::model::{Finding, Impact, Inputs, Kind};
 use crate::advise::sample::{IndexDef, IndexStat};
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::json;
 
-use super::{bytes, hours, qualified, quote_ident, row_estimate};
+use super::naming::{bytes, hours, qualified, quote_ident, row_estimate};
 use crate::advise::model::{Finding, Impact, Inputs, Kind, Options, PlanHint};
 use crate::advise::sample::TableStat;
 use crate::advise::window::Coverage;

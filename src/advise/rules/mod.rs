@@ -7,6 +7,7 @@ mod duplicate_index;
 #[cfg(test)]
 mod fixtures;
 mod missing_index;
+mod naming;
 mod plan_change;
 mod seq_scan_hotspot;
 mod unused_index;
@@ -16,6 +17,8 @@ use std::collections::HashMap;
 use super::model::{Finding, Inputs, Options};
 use super::sample::TableStat;
 use super::window;
+
+pub use naming::{human_seconds, quote_ident};
 
 /// The findings of a window (pure).
 pub fn findings(inputs: &Inputs, opts: &Options) -> Vec<Finding> {
@@ -40,87 +43,4 @@ pub fn findings(inputs: &Inputs, opts: &Options) -> Vec<Finding> {
             .then(a.object.cmp(&b.object))
     });
     out
-}
-
-fn qualified(schema: &str, name: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident(name))
-}
-
-/// Quotes an identifier for SQL when it needs it (as `quote_ident` does).
-pub fn quote_ident(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
-    if plain {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    }
-}
-
-/// `1.5 GiB`-style bytes for summaries.
-fn bytes(n: f64) -> String {
-    crate::units::human_bytes(n.max(0.0) as u64)
-}
-
-fn hours(seconds: f64) -> f64 {
-    (seconds / 3600.0).max(1.0)
-}
-
-/// Whether `text` names the table `name` (optionally `schema.name`), as a whole word.
-pub(super) fn mentions(text: &str, name: &str) -> bool {
-    let text = text.to_lowercase();
-    let name = name.to_lowercase();
-    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
-    let mut start = 0;
-    while let Some(pos) = text[start..].find(&name) {
-        let at = start + pos;
-        let before = text[..at].chars().next_back();
-        let after = text[at + name.len()..].chars().next();
-        if !before.is_some_and(is_ident) && !after.is_some_and(is_ident) {
-            return true;
-        }
-        start = at + name.len().max(1);
-    }
-    false
-}
-
-/// The table's rows: the planner's count from the last ANALYZE or VACUUM when there is one
-/// (n_live_tup can double-count when ANALYZE runs before the inserting session has flushed its
-/// statistics), else the statistics' live count.
-fn row_estimate(t: &TableStat) -> f64 {
-    if t.reltuples > 0.0 {
-        t.reltuples
-    } else {
-        t.n_live_tup.max(1.0)
-    }
-}
-
-/// `3d4h`, `2h10m`, `45s`.
-pub fn human_seconds(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn advise_quote_ident_and_mentions() {
-        assert_eq!(quote_ident("claims"), "claims");
-        assert_eq!(quote_ident("Claims"), "\"Claims\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert!(mentions("SELECT * FROM public.Claims c", "claims"));
-        assert!(!mentions("SELECT * FROM claims_archive", "claims"));
-        assert!(mentions("select 1 from x join claims on true", "claims"));
-    }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{bytes, hours, mentions, qualified, row_estimate};
+use super::naming::{bytes, hours, mentions, qualified, row_estimate};
 use crate::advise::explain;
 use crate::advise::model::{Finding, Impact, Inputs, Kind, Options};
 use crate::advise::window;

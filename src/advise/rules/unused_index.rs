@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use super::{bytes, human_seconds, qualified};
+use super::naming::{bytes, human_seconds, qualified};
 use crate::advise::model::{Finding, Impact, Inputs, Kind, Options};
 use crate::advise::sample::{IndexStat, Sample};
 use crate::advise::window::{self, Coverage};

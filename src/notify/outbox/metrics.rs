@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::now_ms;
+use super::store::now_ms;
 use crate::metrics::Family;
 use crate::notify::Receiver;
 

@@ -21,6 +21,7 @@
 //! integration's pacing and endpoint are its own ([`super::Channel`], in `slack.rs`,
 //! `pagerduty.rs`, `email.rs`, `webhook.rs`).
 
+mod error;
 mod metrics;
 mod retry;
 mod store;
@@ -28,34 +29,9 @@ mod store;
 pub(crate) mod tests;
 mod worker;
 
-use tokio::sync::Notify;
-
-use crate::state::StateError;
-
 pub use super::config::OutboxConfig;
+pub use error::OutboxError;
 pub use metrics::{Counters, OutboxMetrics};
 pub use retry::{backoff, retry_delay};
 pub use store::{DeliveryRecord, Outbox, recent};
 pub use worker::run;
-
-/// Wakes the worker of this process when a notification is enqueued.
-static WAKE: Notify = Notify::const_new();
-
-/// What can go wrong in the outbox.
-#[derive(Debug, thiserror::Error)]
-pub enum OutboxError {
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("cannot store the notification for receiver {receiver}, group {group}: {source}")]
-    Encode {
-        receiver: String,
-        group: String,
-        source: serde_json::Error,
-    },
-    #[error("the outbox database task failed: {0}")]
-    Task(String),
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}

@@ -5,8 +5,16 @@
 use std::path::Path;
 
 use rusqlite::params;
+use tokio::sync::Notify;
 
-use super::{OutboxError, WAKE, now_ms};
+use super::error::OutboxError;
+
+/// Wakes the worker of this process when a notification is enqueued.
+pub(super) static WAKE: Notify = Notify::const_new();
+
+pub(super) fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
 use crate::notify::{Integration, Notification, Receiver};
 use crate::state::StateDb;
 

@@ -11,8 +11,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{self, Due, due, expand, gauges, prune};
-use super::{OutboxConfig, OutboxError, OutboxMetrics, WAKE, now_ms, retry_delay};
+use super::error::OutboxError;
+use super::metrics::OutboxMetrics;
+use super::retry::retry_delay;
+use super::store::{self, Due, WAKE, due, expand, gauges, now_ms, prune};
+use crate::notify::config::OutboxConfig;
 use crate::notify::{Channel, Delivery, Integration, Notification, Receiver};
 use crate::state::StateDb;
 
