@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{Cli, print_error, runtime};
+use super::{Cli, CmdResult, runtime};
 use dbagent::advise::{self, Options};
 use dbagent::pg::{PgTarget, ServerVersion, SessionOptions};
 
@@ -43,17 +43,7 @@ fn parse_since(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-pub fn run(cli: &Cli, args: &AdviseArgs) -> ExitCode {
-    match advise_cmd(cli, args) {
-        Ok(code) => code,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn advise_cmd(cli: &Cli, args: &AdviseArgs) -> anyhow::Result<ExitCode> {
+pub fn run(cli: &Cli, args: &AdviseArgs) -> CmdResult {
     let config = cli.load_config()?;
     let mut opts = Options::from_config(&config.monitor);
     if let Some(since) = args.since {
@@ -79,12 +69,12 @@ fn advise_cmd(cli: &Cli, args: &AdviseArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("advise on {}", target.describe()))
     })?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&advice).context("cannot serialise the report")?
-        );
+        )?;
     } else {
-        print!("{}", advise::report::render(&advice));
+        out!("{}", advise::report::render(&advice))?;
     }
     Ok(ExitCode::SUCCESS)
 }

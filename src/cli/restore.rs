@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use serde_json::json;
 
-use super::{Cli, human_bytes, print_error, runtime};
+use super::{Cli, CmdResult, human_bytes, runtime};
 use dbagent::config::Config;
 use dbagent::pg::PgTarget;
 use dbagent::repo::Repo;
@@ -103,19 +103,14 @@ impl RestoreArgs {
     }
 }
 
-pub fn run(cli: &Cli, args: &RestoreArgs) -> ExitCode {
-    let result = if args.guided {
+pub fn run(cli: &Cli, args: &RestoreArgs) -> CmdResult {
+    if args.guided {
         guided_cmd(cli, args)
     } else {
         restore_cmd(cli, args)
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            print_error(&e.context("restore"));
-            ExitCode::from(1)
-        }
     }
+    .context("restore")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The time zone to read a bare time in: --timezone, else the server's TimeZone.
@@ -266,12 +261,12 @@ fn carry_out(
     if args.dry_run {
         if args.json {
             let out = json!({"dry_run": true, "plan": plan, "start_command": start_command});
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?)?;
         } else {
-            print!("{}", render(plan));
-            println!(
+            out!("{}", render(plan))?;
+            outln!(
                 "dry run: nothing was written; to start it after a real restore: {start_command}"
-            );
+            )?;
         }
         return Ok(());
     }
@@ -330,11 +325,11 @@ fn carry_out(
             "start_command": start_command,
             "outcome": outcome,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(());
     }
     match outcome {
-        Some(o) => println!(
+        Some(o) => outln!(
             "restored {} to {}: recovery ended at {} (timeline {}, last transaction {}), the requested target {} was reached; server {}{} (log {})",
             plan.backup.id,
             plan.to.display(),
@@ -354,12 +349,12 @@ fn carry_out(
             o.port.map_or(String::new(), |p| format!(" on port {p}")),
             o.log.display()
         ),
-        None => println!(
+        None => outln!(
             "restored {} to {}; start it with: {start_command}",
             plan.backup.id,
             plan.to.display()
         ),
-    }
+    }?;
     Ok(())
 }
 
@@ -652,8 +647,8 @@ pub fn render(p: &RestorePlan) -> String {
 mod tests {
     use super::*;
     use crate::cli::Command;
-    use dbagent::restore::guided::{Given, Scripted::*, ScriptedPrompter};
     use clap::Parser;
+    use dbagent::restore::guided::{Given, Scripted::*, ScriptedPrompter};
     use std::path::Path;
 
     fn parse(line: &str) -> RestoreArgs {

@@ -30,6 +30,7 @@ mod generate;
 mod ha;
 mod notify;
 mod objectives;
+mod pipe;
 mod restore_cmd;
 mod restore_history;
 mod run;
