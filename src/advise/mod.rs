@@ -365,8 +365,9 @@ pub async fn advise(
         );
     } else if coverage.observed_seconds < min_observed {
         notes.push(format!(
-            "the window is observed for {:.0}s, less than monitor.advisor_min_observed ({min_observed:.0}s): no index is called unused yet",
-            coverage.observed_seconds
+            "the window is observed for {}, less than monitor.advisor_min_observed ({}): no index is called unused yet",
+            human_seconds(coverage.observed_seconds),
+            human_seconds(min_observed)
         ));
     }
     let findings = findings(&inputs, opts);
@@ -723,15 +724,9 @@ fn unused_finding(i: &IndexStat, u: &window::IndexUsage, current: &Sample, scope
     }
 }
 
-/// `3d4h`, `2h10m`, `45s`.
+/// A duration in the report's text: [`crate::units::human_duration`].
 pub fn human_seconds(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
-    }
+    crate::units::human_duration(s)
 }
 
 fn duplicates(inputs: &Inputs) -> Vec<Finding> {

@@ -158,8 +158,8 @@ impl PollLoop {
                 Err(_) => {
                     self.conn = None;
                     self.set_down(Some(format!(
-                        "the poll did not finish within {}s",
-                        limit.as_secs()
+                        "the poll did not finish within {}",
+                        crate::units::human_duration_of(limit)
                     )));
                     None
                 }

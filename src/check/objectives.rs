@@ -6,11 +6,11 @@
 
 use tokio_postgres::Client;
 
-use super::server::human_seconds;
 use super::{CheckResult, Status};
 use crate::config::Config;
 use crate::repo::Repo;
 use crate::rpo::{self, Basis, Rpo, ServerWal};
+use crate::units::human_duration;
 
 /// `rpo` (with the server's WAL facts when it is reachable, from the archive alone when not),
 /// `rto` once a successful drill measured one. Before the repository exists `rpo` is reported
@@ -118,8 +118,8 @@ fn offline(repo: &Repo) -> Result<Option<Grader>, String> {
         .unwrap_or(0.0)
         .max(0.0);
     Ok(Some(Box::new(move |target| {
-        let ago = human_seconds(age);
-        let goal = human_seconds(target);
+        let ago = human_duration(age);
+        let goal = human_duration(target);
         let msg = format!(
             "the server cannot be asked, so only the archive speaks: its newest WAL on timeline {tli}'s history is {name}, archived {ago} ago (RPO at most that if the server wrote since); target {goal}"
         );
@@ -141,8 +141,8 @@ fn offline(repo: &Repo) -> Result<Option<Grader>, String> {
 /// segment), CRITICAL once past it.
 pub fn grade_rpo(rpo: &Rpo, target: f64) -> CheckResult {
     const NAME: &str = "rpo";
-    let goal = human_seconds(target);
-    let value = human_seconds(rpo.seconds);
+    let goal = human_duration(target);
+    let value = human_duration(rpo.seconds);
     let msg = format!("RPO {value}: {}; target {goal}", rpo.detail);
     let fix = "see the archiving, archive_lag and archive_timeout checks (the server log has archive_command's errors); dbagent_rpo_seconds shows when it recovers";
     if rpo.seconds > target {
@@ -168,7 +168,7 @@ pub fn grade_rpo(rpo: &Rpo, target: f64) -> CheckResult {
 /// restore would take longer than promised, which wants planning rather than a 3 a.m. page.
 pub fn grade_rto(rto: f64, target: f64) -> CheckResult {
     const NAME: &str = "rto";
-    let (measured, goal) = (human_seconds(rto), human_seconds(target));
+    let (measured, goal) = (human_duration(rto), human_duration(target));
     if rto > target {
         CheckResult::problem(
             NAME,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Cli, CmdResult, human_bytes, runtime};
+use super::{Cli, CmdResult, human_bytes, human_duration, runtime};
 use dbagent::backup::manifest::BackupManifest;
 use dbagent::backup::take::{BackupOptions, Progress, server_facts, take};
 use dbagent::pg::PgTarget;
@@ -59,14 +59,14 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
         outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
     } else {
         outln!(
-            "Backup {} complete: {} -> {} ({}, compressed by {}) in {:.1}s, {:.0} MB/s; LSN {} to {}, WAL {} to {}",
+            "Backup {} complete: {} -> {} ({}, compressed by {}) in {}, {}/s; LSN {} to {}, WAL {} to {}",
             m.id,
             human_bytes(m.size()),
             human_bytes(m.stored_size()),
             m.compression.as_str(),
             m.compressed_by,
-            secs,
-            mbps,
+            human_duration(secs),
+            human_bytes((m.size() as f64 / secs) as u64),
             m.start_lsn,
             m.stop_lsn,
             m.wal_start,
@@ -166,10 +166,10 @@ impl Progress for Lines {
         *last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         eprintln!(
-            "backup: {} of about {} streamed, {:.0} MB/s",
+            "backup: {} of about {} streamed, {}/s",
             human_bytes(done),
             human_bytes(total),
-            done as f64 / 1e6 / secs
+            human_bytes((done as f64 / secs) as u64)
         );
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use serde::Serialize;
 
-use super::{Cli, CmdResult, human_bytes};
+use super::{Cli, CmdResult, human_bytes, human_duration};
 use dbagent::backup::expire::{self, ExpireReport};
 use dbagent::backup::manifest::{self, BackupManifest};
 use dbagent::backup::verify::{self, Problem, VerifyReport};
@@ -421,16 +421,6 @@ pub(super) fn utc(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// `42s`, `3m05s`, `1h02m05s`.
-pub(super) fn human_duration(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m{:02}s", s / 3600, s % 3600 / 60, s % 60),
-    }
-}
-
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub(super) fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
@@ -458,16 +448,6 @@ pub(super) fn table<const N: usize>(rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3 << 10), "3.0 KiB");
-        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
-        assert_eq!(human_duration(42.4), "42s");
-        assert_eq!(human_duration(185.0), "3m05s");
-        assert_eq!(human_duration(3725.0), "1h02m05s");
-    }
 
     #[test]
     fn table_aligns_columns() {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::{Cli, CmdResult};
+use super::{Cli, CmdResult, human_duration};
 use dbagent::drill;
 use dbagent::restore::recovery;
 
@@ -83,10 +83,10 @@ fn drill_cmd(cli: &Cli, args: &DrillArgs) -> anyhow::Result<drill::Report> {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else if report.ok {
         outln!(
-            "drill passed: backup {} restored and replayed to {} in an RTO of {:.1} s ({}); recorded in {}",
+            "drill passed: backup {} restored and replayed to {} in an RTO of {} ({}); recorded in {}",
             report.backup_id.as_deref().unwrap_or("?"),
             report.replayed_to_lsn.as_deref().unwrap_or("?"),
-            report.rto_seconds.unwrap_or_default(),
+            human_duration(report.rto_seconds.unwrap_or_default()),
             report.verify.as_deref().unwrap_or("not verified"),
             config.state_dir.join(dbagent::state::STATE_FILE).display()
         )?;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::builder::TypedValueParser as _;
 
-use super::backups::{human_duration, table, utc};
-use super::{Cli, CmdResult};
+use super::backups::{table, utc};
+use super::{Cli, CmdResult, human_duration};
 use dbagent::schedule::history::{self, JobKind};
 
 #[derive(Debug, clap::Subcommand)]

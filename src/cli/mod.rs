@@ -276,4 +276,4 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
 }
 
-pub(crate) use dbagent::units::human_bytes;
+pub(crate) use dbagent::units::{human_bytes, human_duration};

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use serde_json::json;
 
-use super::{Cli, CmdResult, human_bytes, runtime};
+use super::{Cli, CmdResult, human_bytes, human_duration, runtime};
 use dbagent::config::Config;
 use dbagent::pg::PgTarget;
 use dbagent::repo::Repo;
@@ -292,10 +292,10 @@ fn carry_out(
     };
     let executed = restore::execute(repo, plan, &mut progress)?;
     progress(&format!(
-        "backup {} extracted into {} in {:.1} s; recovery settings and recovery.signal written",
+        "backup {} extracted into {} in {}; recovery settings and recovery.signal written",
         plan.backup.id,
         plan.to.display(),
-        executed.seconds
+        human_duration(executed.seconds)
     ));
     let moved = match &pg_ctl {
         Some(_) => restore::move_off_busy_port(plan)?,
@@ -543,14 +543,6 @@ fn guided_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     carry_out(&config, &repo, &flags, &plan)
 }
 
-fn human_duration(secs: u64) -> String {
-    match secs {
-        0..=119 => format!("{secs} s"),
-        120..=7199 => format!("{} min", secs.div_ceil(60)),
-        _ => format!("{:.1} h", secs as f64 / 3600.0),
-    }
-}
-
 /// The plan as `--dry-run` prints it.
 pub fn render(p: &RestorePlan) -> String {
     let mut out = String::new();
@@ -635,7 +627,7 @@ pub fn render(p: &RestorePlan) -> String {
     ));
     out.push_str(&format!(
         "  estimate:    about {} (rough: extraction ~200 MB/s, replay ~100 MB/s)\n",
-        human_duration(p.estimated_seconds)
+        human_duration(p.estimated_seconds as f64)
     ));
     for n in &p.notes {
         out.push_str(&format!("  note:        {n}\n"));

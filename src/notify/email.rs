@@ -127,8 +127,8 @@ pub async fn send(cfg: &Email, n: &Notification) -> Delivery {
             return Delivery::Retry {
                 after: None,
                 reason: format!(
-                    "SMTP server {server} did not finish the transaction in {}s",
-                    SEND_TIMEOUT.as_secs()
+                    "SMTP server {server} did not finish the transaction in {}",
+                    crate::units::human_duration_of(SEND_TIMEOUT)
                 ),
             };
         }

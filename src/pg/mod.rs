@@ -164,7 +164,10 @@ impl PgTarget {
             Err(_) => {
                 return Err(self.failure(
                     ConnectFailure::Timeout,
-                    format!("no answer within {}s", limit.as_secs()),
+                    format!(
+                        "no answer within {}",
+                        crate::units::human_duration_of(limit)
+                    ),
                 ));
             }
         };
