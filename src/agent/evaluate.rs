@@ -10,11 +10,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use crate::alert::engine::{Engine, EngineState, State};
-use crate::alert::rules::AlertsFile;
+use crate::alert::rules::{AlertsFile, load_alerts};
 use crate::baseline::BaselineStore;
-use crate::collect::Family;
 use crate::config::Config;
+use crate::metrics::Family;
 use crate::notify::Notification;
+use crate::snapshot::AlertSnapshot;
 use crate::state::StateDb;
 
 /// One poll's input.
@@ -33,24 +34,6 @@ pub struct PollResult {
 /// Where notifications go (the durable outbox).
 pub trait Sink: Send {
     fn enqueue(&mut self, n: &Notification) -> Result<(), String>;
-}
-
-/// What the evaluation thread publishes for /metrics and /api/v1/status.
-#[derive(Debug, Clone, Default)]
-pub struct AlertSnapshot {
-    pub families: Vec<Family>,
-    /// Firing and pending instances, for the status API.
-    pub active: Vec<serde_json::Value>,
-    /// Why alerting is off, if it is.
-    pub disabled: Option<String>,
-}
-
-/// Loads alerts.yml if it exists. `Ok(None)`: no file, alerting is off.
-pub fn load_alerts(path: &Path) -> Result<Option<AlertsFile>, crate::config::ConfigError> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    AlertsFile::load(path).map(Some)
 }
 
 /// The thread's state.

@@ -4,9 +4,7 @@
 //! clean shutdown on SIGTERM or Ctrl-C.
 
 pub mod evaluate;
-pub mod leader;
 pub mod poll;
-pub mod snapshot;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use snapshot::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +44,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     // What can be checked without side effects comes first (alerts.yml, the listen address),
     // then the state (baselines, alert state, silences): a bad file, a busy port or an
     // unusable state_dir stops the agent at start with one line.
-    let alerts = evaluate::load_alerts(&config.alerts_file)?;
-    let (alert_tx, alert_rx) = watch::channel(Arc::new(evaluate::AlertSnapshot::default()));
+    let alerts = crate::alert::rules::load_alerts(&config.alerts_file)?;
+    let (alert_tx, alert_rx) = watch::channel(Arc::new(crate::snapshot::AlertSnapshot::default()));
     let (eval_tx, eval_rx) = tokio::sync::mpsc::channel(4);
     let server = crate::http::Server::bind(
         &config.http,
@@ -117,8 +115,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signals)?;
 
     // Leadership (an advisory lock on the primary) and the scheduled jobs the leader runs.
-    let (leader_tx, leader_rx) = watch::channel(leader::Leadership::default());
-    let leader_task = tokio::spawn(leader::run(config_rx.clone(), leader_tx, cancel.clone()));
+    let (leader_tx, leader_rx) = watch::channel(crate::leader::Leadership::default());
+    let leader_task = tokio::spawn(crate::leader::run(
+        config_rx.clone(),
+        leader_tx,
+        cancel.clone(),
+    ));
     let (schedule_tx, schedule_rx) =
         watch::channel(Arc::new(crate::schedule::ScheduleSnapshot::default()));
     let scheduler = crate::schedule::Scheduler {

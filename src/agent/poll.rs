@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::snapshot::{CollectorStatus, Snapshot};
 use crate::collect::{self, Collector, Ctx, Family, Output};
 use crate::config::Config;
 use crate::pg::{PgTarget, ServerVersion, SessionOptions};
+use crate::snapshot::{CollectorStatus, Snapshot};
 
 use super::evaluate::PollResult;
 
@@ -53,7 +53,7 @@ pub struct PollLoop {
     /// poll so that rules can read them too.
     schedule_rx: Option<watch::Receiver<Arc<crate::schedule::ScheduleSnapshot>>>,
     /// Whether this agent leads (cluster-wide rules are evaluated by the leader only).
-    leader_rx: Option<watch::Receiver<crate::agent::leader::Leadership>>,
+    leader_rx: Option<watch::Receiver<crate::leader::Leadership>>,
     polls_total: u64,
     overruns_total: u64,
     connect_errors_total: u64,
@@ -69,7 +69,7 @@ impl PollLoop {
         snapshot_tx: watch::Sender<Arc<Snapshot>>,
         eval_tx: Option<tokio::sync::mpsc::Sender<PollResult>>,
         schedule_rx: Option<watch::Receiver<Arc<crate::schedule::ScheduleSnapshot>>>,
-        leader_rx: Option<watch::Receiver<crate::agent::leader::Leadership>>,
+        leader_rx: Option<watch::Receiver<crate::leader::Leadership>>,
     ) -> PollLoop {
         let config = config_rx.borrow().clone();
         PollLoop {
@@ -347,7 +347,7 @@ impl PollLoop {
             families.extend(schedule.families.iter().cloned());
             sections.insert("schedule", schedule.status.clone());
         }
-        let text = collect::metrics::render(&families);
+        let text = crate::metrics::render(&families);
         let collectors = self
             .slots
             .iter()

@@ -20,7 +20,7 @@ use super::rules::{
 };
 use super::silence::Silence;
 use crate::baseline::Baseline;
-use crate::collect::Family;
+use crate::metrics::Family;
 use crate::notify::{AlertInfo, Notification, Status};
 
 /// Where an instance is in its life.

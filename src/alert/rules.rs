@@ -621,6 +621,14 @@ impl AlertsFile {
     }
 }
 
+/// Loads alerts.yml if it exists. `Ok(None)`: no file, alerting is off.
+pub fn load_alerts(path: &Path) -> Result<Option<AlertsFile>, ConfigError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    AlertsFile::load(path).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::engine::{Engine, EngineState, State};
 use super::rules::{AlertsFile, Matcher};
 use super::silence::Silence;
-use crate::collect::Family;
+use crate::metrics::Family;
 use crate::notify::Status;
 
 const FILE: &str = "\

@@ -291,7 +291,7 @@ fn expire(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
 
 fn test(cli: &Cli, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let Some(file) = dbagent::agent::evaluate::load_alerts(&config.alerts_file)? else {
+    let Some(file) = dbagent::alert::rules::load_alerts(&config.alerts_file)? else {
         bail!(
             "no alerts file at {}; receivers are defined there",
             config.alerts_file.display()

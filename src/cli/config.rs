@@ -42,7 +42,7 @@ fn validate(cli: &Cli, json: bool) -> CmdResult {
     // dbagent.yml first, then the alerts file it names (when it exists: without one, alerting
     // is off, which is valid).
     let loaded = cli.load_config().and_then(|config| {
-        let alerts = dbagent::agent::evaluate::load_alerts(&config.alerts_file)?;
+        let alerts = dbagent::alert::rules::load_alerts(&config.alerts_file)?;
         Ok((config, alerts))
     });
     match loaded {

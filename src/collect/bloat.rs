@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::metrics::{OTHER, top_n};
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
 use crate::config::MonitorConfig;
+use crate::metrics::{OTHER, top_n};
 
 /// Relations locked AccessExclusive (granted or awaited) in this database.
 const LOCKED_CTE: &str = "locked AS ( \

@@ -18,7 +18,6 @@ pub mod checkpoints;
 pub mod connections;
 pub mod databases;
 pub mod locks;
-pub mod metrics;
 pub mod pgstattuple;
 pub mod recovery;
 pub mod replication;
@@ -34,7 +33,7 @@ use std::time::Duration;
 use crate::config::MonitorConfig;
 use crate::pg::ServerVersion;
 
-pub use metrics::{Family, Kind, Sample};
+pub use crate::metrics::{Family, Kind, Sample};
 
 /// What a collector sees during one poll.
 pub struct Ctx<'a> {

@@ -21,8 +21,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::json;
 use tokio_postgres::error::SqlState;
 
-use super::metrics::OTHER;
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::OTHER;
 
 /// Longest query text kept for the status section, in characters.
 const MAX_TEXT_CHARS: usize = 4096;

@@ -7,8 +7,8 @@
 //! Per-table series are bounded: the `monitor.top_tables` tables with the most dead tuples
 //! keep their own series, the rest are summed into one `relname="(other)"` series.
 
-use super::metrics::{OTHER, top_n};
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::{OTHER, top_n};
 
 /// Transaction and multixact IDs wrap around at 2^31 (half the 32-bit space).
 const WRAPAROUND_LIMIT: f64 = 2_147_483_648.0;

@@ -122,7 +122,7 @@ mod tests {
             problems: Vec::new(),
         };
         let f = families(&r, now);
-        let text = crate::collect::metrics::render(&f);
+        let text = crate::metrics::render(&f);
         for line in [
             "dbagent_wal_verify_segments{result=\"missing\"} 1",
             "dbagent_wal_verify_segments{result=\"ok\"} 7",

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
 
 use super::{de, ser};
+use crate::cron::{Cron, parse_time_zone};
 use crate::pg::ConnInfo;
-use crate::schedule::cron::{Cron, parse_time_zone};
 
 /// `schedule:`: cron expressions for the jobs the leader runs. An unset job is not scheduled.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -23,9 +23,8 @@ use base64::Engine as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::evaluate::AlertSnapshot;
-use crate::agent::snapshot::Snapshot;
 use crate::config::{Config, HttpConfig};
+use crate::snapshot::{AlertSnapshot, Snapshot};
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +157,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let alerts = s.alerts.borrow().clone();
     let mut body = String::with_capacity(snap.metrics.len() + 4096);
     body.push_str(&snap.metrics);
-    body.push_str(&crate::collect::metrics::render(&alerts.families));
+    body.push_str(&crate::metrics::render(&alerts.families));
     body.push_str(
         "# HELP dbagent_scrapes_total Requests to /metrics served (from the last poll, never computed per request).\n\
          # TYPE dbagent_scrapes_total counter\n",

@@ -26,7 +26,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Delivery, Integration, Notification, Receiver};
-use crate::collect::metrics::Family;
+use crate::metrics::Family;
 use crate::state::{StateDb, StateError};
 
 pub use super::config::OutboxConfig;
@@ -1031,7 +1031,7 @@ pub(crate) mod tests {
         m.seed(&[webhook_receiver("oncall")]);
         m.bump("oncall", "webhook", |c| c.sent += 2);
         m.set_depth(3, Some(now_ms() - 5000));
-        let text = crate::collect::metrics::render(&m.families());
+        let text = crate::metrics::render(&m.families());
         assert!(
             text.contains(
                 "dbagent_notifications_sent_total{receiver=\"oncall\",integration=\"webhook\"} 2"

@@ -1,5 +1,5 @@
 //! The jobs `dbagent run` starts by itself: backup, verify, expire, drill and wal_verify on
-//! cron schedules (`schedule:` in dbagent.yml), run by the leader only (see `crate::agent::leader`).
+//! cron schedules (`schedule:` in dbagent.yml), run by the leader only (see `crate::leader`).
 //!
 //! - Each job has its own loop, so a job never overlaps itself: scheduled times that pass
 //!   while the previous run still goes on are recorded as skipped, not queued.
@@ -15,7 +15,6 @@
 //!   considered (table `schedule_marks`): `schedule.on_missed: run_once` runs the job once at
 //!   start-up, `skip` records them as skipped and waits for the next time.
 
-pub mod cron;
 pub mod history;
 
 use std::path::PathBuf;
@@ -27,12 +26,12 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::leader::Leadership;
-use crate::collect::Family;
 use crate::config::Config;
 use crate::config::schedule::OnMissed;
+use crate::cron::Cron;
+use crate::leader::Leadership;
+use crate::metrics::Family;
 use crate::state::StateDb;
-use cron::Cron;
 use history::JobKind;
 
 /// How long a job may take to end after SIGTERM (timeout, shutdown) before it is killed.

@@ -2,7 +2,8 @@
 //! render together passes `promtool check metrics` (counters end in `_total`, units in names,
 //! HELP and TYPE for every family, no duplicate names).
 
-use dbagent::collect::{self, Kind, metrics};
+use dbagent::collect;
+use dbagent::metrics::{self, Kind};
 
 use crate::pg_test;
 use crate::support::cluster::{Cluster, ClusterOptions};

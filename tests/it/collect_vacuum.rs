@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use dbagent::collect::metrics::OTHER;
 use dbagent::collect::vacuum::Vacuum;
+use dbagent::metrics::OTHER;
 
 use crate::pg_test;
 use crate::support::cluster::{Cluster, ClusterOptions};

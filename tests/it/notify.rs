@@ -547,7 +547,7 @@ async fn notify_receiver_down_refused_then_500_then_429_every_notification_arriv
     assert_eq!(first.body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
     assert_eq!(first.body["alerts"][0]["fingerprint"], "fp-A-app");
     // The metrics render, and never show the token.
-    let text = dbagent::collect::metrics::render(&m.families());
+    let text = dbagent::metrics::render(&m.families());
     assert!(
         text.contains(
             "dbagent_notifications_sent_total{receiver=\"oncall\",integration=\"webhook\"} 6"
@@ -661,7 +661,7 @@ async fn notify_outbox_gives_up_after_max_age_with_error_metric_and_log_line() {
     assert_eq!(hook.requests().len(), attempts);
     assert_eq!(m.counters("oncall", "webhook").sent, 0);
     assert_eq!(m.depth(), 0);
-    let text = dbagent::collect::metrics::render(&m.families());
+    let text = dbagent::metrics::render(&m.families());
     assert!(
         text.contains(
             "dbagent_notifications_failed_total{receiver=\"oncall\",integration=\"webhook\"} 1"

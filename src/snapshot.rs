@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::metrics::Family;
+
 /// The state of one collector after the last poll.
 #[derive(Debug, Clone, Serialize)]
 pub struct CollectorStatus {
@@ -73,4 +75,14 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// What the evaluation thread publishes for /metrics and /api/v1/status.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSnapshot {
+    pub families: Vec<Family>,
+    /// Firing and pending instances, for the status API.
+    pub active: Vec<serde_json::Value>,
+    /// Why alerting is off, if it is.
+    pub disabled: Option<String>,
 }
