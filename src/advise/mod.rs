@@ -273,7 +273,9 @@ pub async fn advise(
                     }
                 }
             }
-            Err(reason) => skipped.push(json!({ "queryid": s.queryid, "reason": reason })),
+            Err(reason) => {
+                skipped.push(json!({ "queryid": s.queryid, "reason": reason.to_string() }))
+            }
         }
     }
     if !scans_found.is_empty() {

@@ -25,7 +25,7 @@ pub async fn checks(
     let mut out = Vec::new();
     let target = config.objectives.rpo.as_secs_f64();
     let repo_path = config.repository.path.clone();
-    let archive_error = |e: String| {
+    let archive_error = |e: ArchiveError| {
         CheckResult::problem(
             "rpo",
             Status::Unknown,
@@ -56,10 +56,10 @@ pub async fn checks(
             }
             let (seg, tli) = (server.seg_size, server.timeline);
             let archive = tokio::task::spawn_blocking(move || {
-                rpo::read_archive(&repo, seg, tli, &mut None).map_err(|e| e.to_string())
+                rpo::read_archive(&repo, seg, tli, &mut None).map_err(ArchiveError::Read)
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(ArchiveError::Task)
             .and_then(|r| r);
             match archive {
                 Ok(archive) => {
@@ -98,14 +98,25 @@ pub async fn checks(
 
 type Grader = Box<dyn FnOnce(f64) -> CheckResult>;
 
+/// Why the archive could not be read for the RPO (the check is UNKNOWN).
+#[derive(Debug, thiserror::Error)]
+enum ArchiveError {
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("{0}")]
+    Task(tokio::task::JoinError),
+}
+
 /// The server cannot be asked: the age of the newest archived WAL on the history of the
 /// archive's newest timeline that is not a copy, which is the most the archive can say.
-fn offline(repo: &Repo) -> Result<Option<Grader>, String> {
-    let Some(info) = repo.info().map_err(|e| e.to_string())? else {
+fn offline(repo: &Repo) -> Result<Option<Grader>, ArchiveError> {
+    let Some(info) = repo.info()? else {
         return Ok(None);
     };
     let timelines = crate::wal::timeline::Timelines::read(repo, info.wal_segment_size)
-        .map_err(|e| e.to_string())?;
+        .map_err(ArchiveError::Read)?;
     let Some(tli) = timelines.newest_not_copy() else {
         return Ok(None);
     };

@@ -36,7 +36,7 @@ pub struct AdviseArgs {
 }
 
 fn parse_since(s: &str) -> Result<Duration, String> {
-    let d = dbagent::config::de::parse_duration(s)?;
+    let d = dbagent::config::de::parse_duration(s).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err("the window must be longer than 0s".into());
     }

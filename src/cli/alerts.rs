@@ -171,9 +171,9 @@ fn silence_cmd(
 ) -> anyhow::Result<ExitCode> {
     let matchers = raw
         .iter()
-        .map(|m| Matcher::parse(m).map_err(anyhow::Error::msg))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let length = dbagent::config::parse_duration(duration).map_err(anyhow::Error::msg)?;
+        .map(|m| Matcher::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let length = dbagent::config::parse_duration(duration)?;
     if length.is_zero() {
         bail!("--for must be longer than 0s");
     }
@@ -316,7 +316,7 @@ fn test(cli: &Cli, name: &str, json: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(i, r)| match r {
                 Ok(answer) => json!({"integration": i.as_str(), "ok": true, "answer": answer}),
-                Err(e) => json!({"integration": i.as_str(), "ok": false, "error": e}),
+                Err(e) => json!({"integration": i.as_str(), "ok": false, "error": e.to_string()}),
             })
             .collect();
         outln!(

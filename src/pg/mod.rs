@@ -22,9 +22,9 @@ pub use version::ServerVersion;
 /// Why dbagent could not talk to the server. Never contains a password.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("{0}")]
+    #[error(transparent)]
     ConnInfo(#[from] conninfo::ConnInfoError),
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot connect to PostgreSQL at {endpoint} as {user}: {detail}; {advice}")]
     Connect {
