@@ -147,9 +147,11 @@ pub fn main() -> ExitCode {
         _ => cli.verbose,
     };
     logging::init(cli.log_format, verbosity);
-    let result = dispatch(&cli).and_then(|code| {
-        output::flush()?;
-        Ok(code)
+    // What is still buffered goes out now, so that a failure to write it is seen; a reader
+    // gone by then does not change the code the command ended with.
+    let result = dispatch(&cli).and_then(|code| match output::flush() {
+        Err(e) if !e.is_closed() => Err(e.into()),
+        _ => Ok(code),
     });
     match result {
         Ok(code) => code,
