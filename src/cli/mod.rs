@@ -279,3 +279,23 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) use dbagent::units::{human_bytes, human_duration};
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read /x: {source}")]
+    struct SaysItsSource {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn the_error_chain_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(SaysItsSource { source: io }).context("wal-push");
+        assert_eq!(chain(&e), "wal-push: cannot read /x: gone");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain(&e), "outer: inner");
+    }
+}
