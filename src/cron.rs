@@ -51,8 +51,52 @@ const MONTHS: [&str; 12] = [
 ];
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
+/// A cron expression that does not parse; says which field and how to write it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error(
+        "unknown cron alias {0:?}; use @yearly, @monthly, @weekly, @daily or @hourly, or five fields (minute hour day month weekday)"
+    )]
+    UnknownAlias(String),
+    #[error(
+        "cron expression {text:?} has {fields} fields; it needs five (minute hour day month weekday), or six with seconds first"
+    )]
+    FieldCount { text: String, fields: usize },
+    #[error("{what} field: {value:?} is not a number{hint}")]
+    NotANumber {
+        what: &'static str,
+        value: String,
+        hint: String,
+    },
+    #[error("{what} field: {n} is outside {min}-{max}")]
+    OutOfRange {
+        what: &'static str,
+        n: u32,
+        min: u32,
+        max: u32,
+    },
+    #[error("{what} field {text:?}: empty list item")]
+    EmptyItem { what: &'static str, text: String },
+    #[error("{what} field: step {step:?} is not a number")]
+    BadStep { what: &'static str, step: String },
+    #[error("{what} field: a step of 0 never fires")]
+    ZeroStep { what: &'static str },
+    #[error("{what} field: range {range:?} runs backwards; write it low-high")]
+    Backwards { what: &'static str, range: String },
+}
+
+/// A time zone name that is not known here.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown time zone {name:?} ({source}); use an IANA name such as Europe/Paris, UTC, or local"
+)]
+pub struct TimeZoneError {
+    pub name: String,
+    pub source: jiff::Error,
+}
+
 impl std::str::FromStr for Cron {
-    type Err = String;
+    type Err = CronError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let text = s.trim();
@@ -63,9 +107,7 @@ impl std::str::FromStr for Cron {
             "@daily" | "@midnight" => "0 0 * * *".to_string(),
             "@hourly" => "0 * * * *".to_string(),
             other if other.starts_with('@') => {
-                return Err(format!(
-                    "unknown cron alias {text:?}; use @yearly, @monthly, @weekly, @daily or @hourly, or five fields (minute hour day month weekday)"
-                ));
+                return Err(CronError::UnknownAlias(text.to_string()));
             }
             _ => text.to_string(),
         };
@@ -74,9 +116,10 @@ impl std::str::FromStr for Cron {
             5 => ("0", &fields[..]),
             6 => (fields[0], &fields[1..]),
             n => {
-                return Err(format!(
-                    "cron expression {text:?} has {n} fields; it needs five (minute hour day month weekday), or six with seconds first"
-                ));
+                return Err(CronError::FieldCount {
+                    text: text.to_string(),
+                    fields: n,
+                });
             }
         };
         let seconds = field(sec, "second", 0, 59, &[])?;
@@ -103,33 +146,45 @@ impl std::str::FromStr for Cron {
 }
 
 /// Parses one field into a bit set of the values it allows.
-fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, String> {
-    let value = |v: &str| -> Result<u32, String> {
+fn field(
+    text: &str,
+    what: &'static str,
+    min: u32,
+    max: u32,
+    names: &[&str],
+) -> Result<u64, CronError> {
+    let value = |v: &str| -> Result<u32, CronError> {
         let lower = v.to_ascii_lowercase();
         if let Some(i) = names.iter().position(|n| *n == lower) {
             // Month names start at 1, weekday names at 0.
             return Ok(u32::try_from(i).unwrap_or(0) + min);
         }
-        let n: u32 = v
-            .parse()
-            .map_err(|_| format!("{what} field: {v:?} is not a number{}", name_hint(names)))?;
+        let n: u32 = v.parse().map_err(|_| CronError::NotANumber {
+            what,
+            value: v.to_string(),
+            hint: name_hint(names),
+        })?;
         if n < min || n > max {
-            return Err(format!("{what} field: {n} is outside {min}-{max}"));
+            return Err(CronError::OutOfRange { what, n, min, max });
         }
         Ok(n)
     };
     let mut bits = 0u64;
     for part in text.split(',') {
         if part.is_empty() {
-            return Err(format!("{what} field {text:?}: empty list item"));
+            return Err(CronError::EmptyItem {
+                what,
+                text: text.to_string(),
+            });
         }
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .map_err(|_| format!("{what} field: step {s:?} is not a number"))?;
+                let step: u32 = s.parse().map_err(|_| CronError::BadStep {
+                    what,
+                    step: s.to_string(),
+                })?;
                 if step == 0 {
-                    return Err(format!("{what} field: a step of 0 never fires"));
+                    return Err(CronError::ZeroStep { what });
                 }
                 (r, step)
             }
@@ -140,9 +195,10 @@ fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<u
         } else if let Some((a, b)) = range.split_once('-') {
             let (a, b) = (value(a)?, value(b)?);
             if a > b {
-                return Err(format!(
-                    "{what} field: range {range:?} runs backwards; write it low-high"
-                ));
+                return Err(CronError::Backwards {
+                    what,
+                    range: range.to_string(),
+                });
             }
             (a, b)
         } else {
@@ -254,12 +310,13 @@ impl Cron {
 }
 
 /// Parses a time zone name: an IANA name (`Europe/Paris`), `UTC`, or `local` (the system's).
-pub fn parse_time_zone(name: &str) -> Result<TimeZone, String> {
+pub fn parse_time_zone(name: &str) -> Result<TimeZone, TimeZoneError> {
     match name {
         "local" | "" => Ok(TimeZone::system()),
         "UTC" | "utc" | "Z" => Ok(TimeZone::UTC),
-        _ => TimeZone::get(name).map_err(|e| {
-            format!("unknown time zone {name:?} ({e}); use an IANA name such as Europe/Paris, UTC, or local")
+        _ => TimeZone::get(name).map_err(|source| TimeZoneError {
+            name: name.to_string(),
+            source,
         }),
     }
 }
@@ -369,15 +426,15 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
-        let e = "61 * * * *".parse::<Cron>().unwrap_err();
+        let e = "61 * * * *".parse::<Cron>().unwrap_err().to_string();
         assert!(e.contains("minute field: 61 is outside 0-59"), "{e}");
-        let e = "* * *".parse::<Cron>().unwrap_err();
+        let e = "* * *".parse::<Cron>().unwrap_err().to_string();
         assert!(e.contains("has 3 fields"), "{e}");
-        let e = "0 0 * * funday".parse::<Cron>().unwrap_err();
+        let e = "0 0 * * funday".parse::<Cron>().unwrap_err().to_string();
         assert!(e.contains("day-of-week") && e.contains("mon"), "{e}");
-        let e = "*/0 * * * *".parse::<Cron>().unwrap_err();
+        let e = "*/0 * * * *".parse::<Cron>().unwrap_err().to_string();
         assert!(e.contains("step of 0"), "{e}");
-        let e = "5-1 * * * *".parse::<Cron>().unwrap_err();
+        let e = "5-1 * * * *".parse::<Cron>().unwrap_err().to_string();
         assert!(e.contains("backwards"), "{e}");
         assert!(parse_time_zone("Mars/Olympus").is_err());
     }

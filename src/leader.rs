@@ -42,6 +42,32 @@ pub struct Leadership {
     pub reason: String,
 }
 
+/// Why this agent does not lead (or stopped leading): the reason it publishes.
+#[derive(Debug, thiserror::Error)]
+pub enum NotLeading {
+    #[error(transparent)]
+    Target(crate::pg::PgError),
+    #[error("cannot reach the primary for the leader lock: {0}")]
+    Unreachable(crate::pg::PgError),
+    #[error("{server}: {}", crate::pg::error_detail(source))]
+    Query {
+        server: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("the connection to {0} closed")]
+    Closed(String),
+    #[error("{server} did not answer within {}", crate::units::human_duration_of(*timeout))]
+    Timeout { server: String, timeout: Duration },
+    #[error("{0} is now a standby")]
+    NowStandby(String),
+    #[error(
+        "{0} is a standby; the agent of the primary leads (set ha.leader_conninfo to reach the primary from here)"
+    )]
+    Standby(String),
+    #[error("another agent holds the leader lock on {server}{holder}")]
+    HeldByOther { server: String, holder: String },
+}
+
 struct Held {
     client: tokio_postgres::Client,
     server: String,
@@ -67,7 +93,7 @@ pub async fn run(
                     tracing::warn!(server = %h.server, "Leadership lost: {why}");
                     // Ends the session, which releases the lock if the server still has it.
                     drop(h);
-                    (false, why)
+                    (false, why.to_string())
                 }
             },
             None => match try_lead(&config).await {
@@ -76,7 +102,7 @@ pub async fn run(
                     held = Some(h);
                     (true, reason)
                 }
-                Err(why) => (false, why),
+                Err(why) => (false, why.to_string()),
             },
         };
         tx.send_if_modified(|l| {
@@ -117,24 +143,26 @@ pub async fn run(
     }
 }
 
-async fn still_leading(h: &Held, timeout: Duration) -> Result<(), String> {
+async fn still_leading(h: &Held, timeout: Duration) -> Result<(), NotLeading> {
     if h.client.is_closed() {
-        return Err(format!("the connection to {} closed", h.server));
+        return Err(NotLeading::Closed(h.server.clone()));
     }
     let q = h.client.query_one("SELECT pg_is_in_recovery()", &[]);
     match tokio::time::timeout(timeout, q).await {
-        Err(_) => Err(format!(
-            "{} did not answer within {}s",
-            h.server,
-            timeout.as_secs()
-        )),
-        Ok(Err(e)) => Err(format!("{}: {}", h.server, crate::pg::error_detail(&e))),
-        Ok(Ok(row)) if row.get::<_, bool>(0) => Err(format!("{} is now a standby", h.server)),
+        Err(_) => Err(NotLeading::Timeout {
+            server: h.server.clone(),
+            timeout,
+        }),
+        Ok(Err(source)) => Err(NotLeading::Query {
+            server: h.server.clone(),
+            source,
+        }),
+        Ok(Ok(row)) if row.get::<_, bool>(0) => Err(NotLeading::NowStandby(h.server.clone())),
         Ok(Ok(_)) => Ok(()),
     }
 }
 
-async fn try_lead(config: &Config) -> Result<Held, String> {
+async fn try_lead(config: &Config) -> Result<Held, NotLeading> {
     let conninfo = config
         .ha
         .leader_conninfo
@@ -152,25 +180,24 @@ async fn try_lead(config: &Config) -> Result<Held, String> {
             lock_timeout: Duration::from_secs(1),
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(NotLeading::Target)?;
     let server = target.info().endpoint();
-    let client = target
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach the primary for the leader lock: {e}"))?;
+    let client = target.connect().await.map_err(NotLeading::Unreachable)?;
+    let query = |source| NotLeading::Query {
+        server: server.clone(),
+        source,
+    };
     let row = client
         .query_one("SELECT pg_is_in_recovery()", &[])
         .await
-        .map_err(|e| format!("{server}: {}", crate::pg::error_detail(&e)))?;
+        .map_err(query)?;
     if row.get::<_, bool>(0) {
-        return Err(format!(
-            "{server} is a standby; the agent of the primary leads (set ha.leader_conninfo to reach the primary from here)"
-        ));
+        return Err(NotLeading::Standby(server));
     }
     let got: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&config.ha.lock_key])
         .await
-        .map_err(|e| format!("{server}: {}", crate::pg::error_detail(&e)))?
+        .map_err(query)?
         .get(0);
     if got {
         return Ok(Held { client, server });
@@ -197,7 +224,5 @@ async fn try_lead(config: &Config) -> Result<Held, String> {
             )
         })
         .unwrap_or_default();
-    Err(format!(
-        "another agent holds the leader lock on {server}{holder}"
-    ))
+    Err(NotLeading::HeldByOther { server, holder })
 }

@@ -21,6 +21,7 @@ pub mod config;
 pub mod cron;
 pub mod drill;
 pub mod http;
+pub mod io_error;
 pub mod leader;
 pub mod metrics;
 pub mod notify;

@@ -349,10 +349,7 @@ fn seconds_since(now: jiff::Timestamp, t: jiff::Timestamp) -> f64 {
 }
 
 fn human(secs: f64) -> String {
-    let secs = secs.max(0.0).round() as u64;
-    humantime::format_duration(std::time::Duration::from_secs(secs))
-        .to_string()
-        .replace(' ', "")
+    crate::units::human_duration(secs)
 }
 
 /// Computes the RPO. `polls` (the sidecar's [`Tracker`]) dates the oldest unarchived commit

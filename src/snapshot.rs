@@ -58,25 +58,41 @@ impl Snapshot {
     }
 
     /// Ready: the last poll reached the server, and it is recent (within three intervals).
-    pub fn ready(&self, now: jiff::Timestamp) -> Result<(), String> {
+    pub fn ready(&self, now: jiff::Timestamp) -> Result<(), NotReady> {
         if !self.pg_up {
-            return Err(self
-                .down_reason
-                .clone()
-                .unwrap_or_else(|| "PostgreSQL is not reachable".into()));
+            return Err(NotReady::Down(
+                self.down_reason
+                    .clone()
+                    .unwrap_or_else(|| "PostgreSQL is not reachable".into()),
+            ));
         }
         let Some(last) = self.last_success else {
-            return Err("no successful poll yet".into());
+            return Err(NotReady::NoPollYet);
         };
         let age = (now - last).total(jiff::Unit::Second).unwrap_or(0.0);
         let limit = (self.interval.as_secs_f64() * 3.0).max(30.0);
         if age > limit {
-            return Err(format!(
-                "the last successful poll was {age:.0}s ago (more than {limit:.0}s)"
-            ));
+            return Err(NotReady::Stale { age, limit });
         }
         Ok(())
     }
+}
+
+/// Why the agent is not ready (`/readyz` answers 503 with this).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotReady {
+    /// The last poll did not reach the server: why.
+    #[error("{0}")]
+    Down(String),
+    #[error("no successful poll yet")]
+    NoPollYet,
+    /// The last successful poll is older than `limit` seconds.
+    #[error(
+        "the last successful poll was {} ago (more than {})",
+        crate::units::human_duration(*age),
+        crate::units::human_duration(*limit)
+    )]
+    Stale { age: f64, limit: f64 },
 }
 
 /// What the evaluation thread publishes for /metrics and /api/v1/status.

@@ -1,6 +1,6 @@
 //! Units and their formatting in operator output: bytes and durations, one way each.
 //!
-//! Layer: foundation. Uses: nothing of the crate. Used by: advise, check.
+//! Layer: the lowest. Uses only the standard library; every other module may use it.
 
 /// `512 B`, `3.0 KiB`, `1.5 GiB`.
 pub fn human_bytes(n: u64) -> String {
@@ -18,10 +18,75 @@ pub fn human_bytes(n: u64) -> String {
     format!("{n} B")
 }
 
-/// `95` → `1m35s`, `3600` → `1h`; for messages (seconds are rounded).
-pub fn human_seconds(secs: f64) -> String {
-    let secs = secs.max(0.0).round() as u64;
-    humantime::format_duration(std::time::Duration::from_secs(secs))
-        .to_string()
-        .replace(' ', "")
+/// A duration in operator output (tables, check and advise messages, alert texts, command
+/// summaries): `0.5s`, `42s`, `3m 12s`, `2h 05m`, `2d 4h`. Two units at most, the larger
+/// first; a second unit that is zero is left out (`5m`, `1h`, `7d`). Under 10 s one decimal,
+/// so that a half-second drill is not `0s` (`3s`, not `3.0s`). JSON output keeps numbers.
+pub fn human_duration(secs: f64) -> String {
+    let secs = if secs.is_finite() { secs.max(0.0) } else { 0.0 };
+    let tenths = (secs * 10.0).round() as u64;
+    if tenths < 100 {
+        return match tenths % 10 {
+            0 => format!("{}s", tenths / 10),
+            t => format!("{}.{t}s", tenths / 10),
+        };
+    }
+    let s = secs.round() as u64;
+    let (big, small, width, units) = match s {
+        0..60 => return format!("{s}s"),
+        60..3600 => (s / 60, s % 60, 2, ("m", "s")),
+        3600..86400 => (s / 3600, s % 3600 / 60, 2, ("h", "m")),
+        _ => (s / 86400, s % 86400 / 3600, 1, ("d", "h")),
+    };
+    match small {
+        0 => format!("{big}{}", units.0),
+        _ => format!("{big}{} {small:0width$}{}", units.0, units.1),
+    }
+}
+
+/// [`human_duration`] of a [`std::time::Duration`].
+pub fn human_duration_of(d: std::time::Duration) -> String {
+    human_duration(d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_in_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 10), "3.0 KiB");
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
+    }
+
+    #[test]
+    fn durations_in_one_format() {
+        for (secs, text) in [
+            (0.0, "0s"),
+            (0.5, "0.5s"),
+            (0.04, "0s"),
+            (3.0, "3s"),
+            (9.94, "9.9s"),
+            (9.96, "10s"),
+            (42.4, "42s"),
+            (59.6, "1m"),
+            (185.0, "3m 05s"),
+            (300.0, "5m"),
+            (3600.0, "1h"),
+            (3725.0, "1h 02m"),
+            (7500.0, "2h 05m"),
+            (86400.0, "1d"),
+            (187_200.0, "2d 4h"),
+            (7.0 * 86400.0, "7d"),
+            (-5.0, "0s"),
+            (f64::NAN, "0s"),
+        ] {
+            assert_eq!(human_duration(secs), text, "{secs}");
+        }
+        assert_eq!(
+            human_duration_of(std::time::Duration::from_millis(500)),
+            "0.5s"
+        );
+    }
 }

@@ -46,18 +46,29 @@ const STATEMENT_KINDS: &str = r"^\s*(/\*.*?\*/\s*|--[^\n]*\n\s*)*\(*\s*(select|w
 /// Monitoring queries on the catalog and statistics views (dbagent's own among them).
 const CATALOG_QUERIES: &str = r"pg_catalog\.|\mpg_stat_";
 
+/// Why statements or a plan could not be read (a note in the report, never a failure of it).
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("{}", crate::pg::error_detail(.0))]
+    Query(tokio_postgres::Error),
+    #[error("the pg_stat_statements extension is not created in this database")]
+    NoExtension,
+    #[error("EXPLAIN returned no plan")]
+    NoPlan,
+}
+
 /// The statements of the connected database, by the top `n` mean and top `n` total time, or
-/// `Err(reason)` when pg_stat_statements cannot be read.
+/// why pg_stat_statements cannot be read.
 pub async fn top_statements(
     client: &tokio_postgres::Client,
     n: usize,
-) -> Result<Vec<Statement>, String> {
+) -> Result<Vec<Statement>, ExplainError> {
     let ext = client
         .query_opt(crate::pg::sql::PG_STAT_STATEMENTS_EXTENSION, &[])
         .await
-        .map_err(|e| crate::pg::error_detail(&e))?;
+        .map_err(ExplainError::Query)?;
     let Some(ext) = ext else {
-        return Err("the pg_stat_statements extension is not created in this database".into());
+        return Err(ExplainError::NoExtension);
     };
     let schema: String = ext.get(0);
     let version: String = ext.get(1);
@@ -88,7 +99,7 @@ pub async fn top_statements(
     let rows = client
         .query(&sql, &[&limit, &STATEMENT_KINDS, &CATALOG_QUERIES])
         .await
-        .map_err(|e| crate::pg::error_detail(&e))?;
+        .map_err(ExplainError::Query)?;
     // The same queryid may appear per user/toplevel: keep the costliest text once.
     let mut seen = BTreeSet::new();
     Ok(rows
@@ -196,7 +207,7 @@ pub async fn explain(
     v: &ServerVersion,
     text: &str,
     name: &str,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, ExplainError> {
     let result = client.simple_query(&script(v, text, name)).await;
     let messages = match result {
         Ok(m) => m,
@@ -205,7 +216,7 @@ pub async fn explain(
                 // PREPARE is not transactional: a failure after it leaves the statement.
                 let _ = client.simple_query(&format!("DEALLOCATE {name}")).await;
             }
-            return Err(crate::pg::error_detail(&e));
+            return Err(ExplainError::Query(e));
         }
     };
     for m in messages {
@@ -216,7 +227,7 @@ pub async fn explain(
             return Ok(plan);
         }
     }
-    Err("EXPLAIN returned no plan".into())
+    Err(ExplainError::NoPlan)
 }
 
 /// The shape of a plan: its nodes (depth first) with the relations and indexes they use, without costs or

@@ -111,7 +111,9 @@ pub async fn advise(
                     }
                 }
             }
-            Err(reason) => skipped.push(json!({ "queryid": s.queryid, "reason": reason })),
+            Err(reason) => {
+                skipped.push(json!({ "queryid": s.queryid, "reason": reason.to_string() }))
+            }
         }
     }
     if !scans_found.is_empty() {
@@ -203,8 +205,9 @@ pub async fn advise(
         );
     } else if coverage.observed_seconds < min_observed {
         notes.push(format!(
-            "the window is observed for {:.0}s, less than monitor.advisor_min_observed ({min_observed:.0}s): no index is called unused yet",
-            coverage.observed_seconds
+            "the window is observed for {}, less than monitor.advisor_min_observed ({}): no index is called unused yet",
+            human_seconds(coverage.observed_seconds),
+            human_seconds(min_observed)
         ));
     }
     let findings = findings(&inputs, opts);

@@ -33,7 +33,16 @@ pub struct PollResult {
 
 /// Where notifications go (the durable outbox).
 pub trait Sink: Send {
-    fn enqueue(&mut self, n: &Notification) -> Result<(), String>;
+    fn enqueue(&mut self, n: &Notification) -> Result<(), crate::notify::OutboxError>;
+}
+
+/// Why one evaluation did not complete (it is retried at the next poll).
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Outbox(#[from] crate::notify::OutboxError),
 }
 
 /// The thread's state.
@@ -54,10 +63,8 @@ pub struct Evaluator {
 }
 
 impl Sink for crate::notify::Outbox {
-    fn enqueue(&mut self, n: &Notification) -> Result<(), String> {
-        crate::notify::Outbox::enqueue(self, n)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn enqueue(&mut self, n: &Notification) -> Result<(), crate::notify::OutboxError> {
+        crate::notify::Outbox::enqueue(self, n).map(|_| ())
     }
 }
 
@@ -141,7 +148,7 @@ impl Evaluator {
         }
     }
 
-    fn evaluate(&mut self, poll: &PollResult) -> Result<(), String> {
+    fn evaluate(&mut self, poll: &PollResult) -> Result<(), EvaluateError> {
         let Some(all) = &self.alerts else {
             return Ok(());
         };
@@ -172,8 +179,7 @@ impl Evaluator {
         let store = &self.store;
         let lookup = |series: &str, at: jiff::Timestamp| store.get(series, at).ok().flatten();
         engine.evaluate(&mut self.engine_state, poll.at, &poll.families, &lookup);
-        let silences =
-            crate::alert::silence::list(&self.db, Some(poll.at)).map_err(|e| e.to_string())?;
+        let silences = crate::alert::silence::list(&self.db, Some(poll.at))?;
         let notifications = engine.flush(&mut self.engine_state, poll.at, &silences);
         // Stored in the outbox before the state that says they were sent: a crash in between
         // sends one twice rather than never.
@@ -187,7 +193,8 @@ impl Evaluator {
             );
             self.sink.enqueue(n)?;
         }
-        crate::alert::store::save(&mut self.db, &self.engine_state).map_err(|e| e.to_string())
+        crate::alert::store::save(&mut self.db, &self.engine_state)?;
+        Ok(())
     }
 
     fn publish(&self) {

@@ -26,14 +26,21 @@ pub enum AgentError {
     Http(#[from] crate::http::HttpError),
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        name: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot find the path of this dbagent binary (scheduled jobs run it): {0}")]
+    Exe(std::io::Error),
     #[error("the HTTP endpoint stopped: {0}")]
     Serve(std::io::Error),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
-    Outbox(String),
+    #[error(transparent)]
+    Outbox(#[from] crate::notify::OutboxError),
 }
 
 /// Runs the agent until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
@@ -71,8 +78,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         }
     }
     let engine_state = crate::alert::store::load(&db)?;
-    let outbox = crate::notify::Outbox::open(&config.state_dir)
-        .map_err(|e| AgentError::Outbox(e.to_string()))?;
+    let outbox = crate::notify::Outbox::open(&config.state_dir)?;
     let outbox_metrics = crate::notify::OutboxMetrics::new();
     let (receivers_tx, receivers_rx) = watch::channel(Arc::new(
         alerts
@@ -102,7 +108,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     let evaluation = std::thread::Builder::new()
         .name("dbagent-evaluate".into())
         .spawn(move || evaluator.run(eval_rx))
-        .map_err(AgentError::Signals)?;
+        .map_err(|source| AgentError::Thread {
+            name: "alert evaluation",
+            source,
+        })?;
     tracing::info!(
         metrics = %format!("{scheme}://{addr}/metrics"),
         interval_s = config.monitor.interval.as_secs(),
@@ -130,7 +139,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         config_rx: config_rx.clone(),
         leader_rx: leader_rx.clone(),
         config_path: std::path::absolute(&config_path).unwrap_or_else(|_| config_path.clone()),
-        exe: std::env::current_exe().map_err(AgentError::Signals)?,
+        exe: std::env::current_exe().map_err(AgentError::Exe)?,
         snapshot_tx: schedule_tx,
     };
     let schedule_task = tokio::spawn(scheduler.run(cancel.clone()));

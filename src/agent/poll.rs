@@ -23,6 +23,19 @@ use crate::snapshot::{CollectorStatus, Snapshot};
 
 use super::evaluate::PollResult;
 
+/// Why a poll has no connection to use: what `pg_up` 0, `/readyz` and the log say.
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("not connected")]
+    NotConnected,
+    #[error("{}", crate::pg::error_detail(.0))]
+    Query(tokio_postgres::Error),
+    #[error(transparent)]
+    Collector(collect::CollectError),
+    #[error("connection closed")]
+    Closed,
+}
+
 /// One collector and what the loop remembers about it.
 struct Slot {
     collector: Box<dyn Collector>,
@@ -125,7 +138,7 @@ impl PollLoop {
                     }
                     Err(reason) => {
                         self.connect_errors_total += 1;
-                        self.set_down(Some(reason));
+                        self.set_down(Some(reason.to_string()));
                         self.publish(false, None, started.elapsed());
                         let wait = backoff;
                         backoff = (backoff * 2).min(interval.max(Duration::from_secs(1)));
@@ -152,14 +165,14 @@ impl PollLoop {
                 }
                 Ok(Err(reason)) => {
                     self.conn = None;
-                    self.set_down(Some(reason));
+                    self.set_down(Some(reason.to_string()));
                     None
                 }
                 Err(_) => {
                     self.conn = None;
                     self.set_down(Some(format!(
-                        "the poll did not finish within {}s",
-                        limit.as_secs()
+                        "the poll did not finish within {}",
+                        crate::units::human_duration_of(limit)
                     )));
                     None
                 }
@@ -202,7 +215,7 @@ impl PollLoop {
         self.down = reason;
     }
 
-    async fn connect(&self) -> Result<Connection, String> {
+    async fn connect(&self) -> Result<Connection, crate::pg::PgError> {
         let c = &self.config;
         let target = PgTarget::new(
             &c.postgres.conninfo,
@@ -211,12 +224,11 @@ impl PollLoop {
                 statement_timeout: c.monitor.statement_timeout,
                 lock_timeout: c.monitor.lock_timeout,
             },
-        )
-        .map_err(|e| e.to_string())?;
-        let client = target.connect().await.map_err(|e| e.to_string())?;
+        )?;
+        let client = target.connect().await?;
         let version = ServerVersion::detect(&client)
             .await
-            .map_err(|e| target.query_error("server version", &e).to_string())?;
+            .map_err(|e| target.query_error("server version", &e))?;
         if self.down.is_none() && self.polls_total == 0 {
             tracing::info!(server = %target.describe(), version = %version, "Connected");
         }
@@ -229,15 +241,15 @@ impl PollLoop {
 
     /// One poll: every due collector, concurrently on the one connection. `Err` when the
     /// connection is gone; `Ok(in_recovery)` otherwise (collectors may still have failed).
-    async fn poll_once(&mut self) -> Result<bool, String> {
+    async fn poll_once(&mut self) -> Result<bool, Lost> {
         let Some(conn) = &self.conn else {
-            return Err("not connected".into());
+            return Err(Lost::NotConnected);
         };
         let in_recovery: bool = conn
             .client
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await
-            .map_err(|e| crate::pg::error_detail(&e))?
+            .map_err(Lost::Query)?
             .get(0);
         let monitor = &self.config.monitor;
         let ctx = Ctx {
@@ -288,10 +300,10 @@ impl PollLoop {
                 Err(e) => {
                     slot.errors_total += 1;
                     slot.last_output = None;
-                    if matches!(e, collect::CollectError::Connection(_)) {
-                        lost = Some(e.to_string());
-                    }
                     let msg = e.to_string();
+                    if matches!(e, collect::CollectError::Connection(_)) {
+                        lost = Some(Lost::Collector(e));
+                    }
                     if slot.failing.is_none() {
                         tracing::warn!(collector = name, error = %msg, "Collector failed; the others go on");
                     }
@@ -299,11 +311,7 @@ impl PollLoop {
                 }
             }
         }
-        if let Some(reason) = lost.or_else(|| {
-            conn.client
-                .is_closed()
-                .then(|| "connection closed".to_string())
-        }) {
+        if let Some(reason) = lost.or_else(|| conn.client.is_closed().then_some(Lost::Closed)) {
             return Err(reason);
         }
         Ok(in_recovery)

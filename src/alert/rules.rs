@@ -172,11 +172,15 @@ impl PartialEq for Matcher {
 }
 
 impl Matcher {
-    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
+    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, MatcherError> {
         let regex = match op {
             MatchOp::Re | MatchOp::NotRe => Some(
-                regex_lite::Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("invalid regex `{value}`: {e}"))?,
+                regex_lite::Regex::new(&format!("^(?:{value})$")).map_err(|source| {
+                    MatcherError::Regex {
+                        value: value.to_string(),
+                        source,
+                    }
+                })?,
             ),
             _ => None,
         };
@@ -189,13 +193,9 @@ impl Matcher {
     }
 
     /// Parses `name="value"` (also `name=value`, and the other operators).
-    pub fn parse(s: &str) -> Result<Matcher, String> {
+    pub fn parse(s: &str) -> Result<Matcher, MatcherError> {
         let s = s.trim();
-        let bad = || {
-            format!(
-                "invalid matcher `{s}`: write it like severity=\"critical\", name!=\"x\" or name=~\"re.*\""
-            )
-        };
+        let bad = || MatcherError::Syntax(s.to_string());
         let pos = s.find(['=', '!']).ok_or_else(bad)?;
         let name = s[..pos].trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -317,18 +317,53 @@ impl std::fmt::Display for Selector {
     }
 }
 
+/// A matcher that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum MatcherError {
+    #[error(
+        "invalid matcher `{0}`: write it like severity=\"critical\", name!=\"x\" or name=~\"re.*\""
+    )]
+    Syntax(String),
+    #[error("invalid regex `{value}`: {source}")]
+    Regex {
+        value: String,
+        source: regex_lite::Error,
+    },
+}
+
+/// An `expr` that does not parse: the expression, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ExprError {
+    #[error("expr `{text}` does not start with a metric name; {EXPR_HELP}")]
+    NoMetric { text: String },
+    #[error("expr `{text}`: {source}")]
+    Matcher { text: String, source: MatcherError },
+    #[error("expr `{text}`: {problem}")]
+    Invalid { text: String, problem: String },
+}
+
+impl ExprError {
+    fn invalid(text: &str, problem: String) -> ExprError {
+        ExprError::Invalid {
+            text: text.to_string(),
+            problem,
+        }
+    }
+}
+
 const EXPR_HELP: &str = "write it like `metric_name{label=\"value\"} > 0.9`, `metric > 3x baseline`, `metric > 4 sigma baseline` or `metric > other_metric`";
 
 /// Reads `METRIC{matchers}` at the start of `s`; returns it and what follows.
-fn parse_selector<'s>(s: &'s str, text: &str) -> Result<(Selector, &'s str), String> {
+fn parse_selector<'s>(s: &'s str, text: &str) -> Result<(Selector, &'s str), ExprError> {
     let s = s.trim_start();
     let name_end = s
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .unwrap_or(s.len());
     let metric = s[..name_end].to_string();
     if metric.is_empty() || metric.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!(
-            "expr `{text}`: expected a metric name at `{s}`; {EXPR_HELP}"
+        return Err(ExprError::invalid(
+            text,
+            format!("expected a metric name at `{s}`; {EXPR_HELP}"),
         ));
     }
     let mut rest = s[name_end..].trim_start();
@@ -336,10 +371,13 @@ fn parse_selector<'s>(s: &'s str, text: &str) -> Result<(Selector, &'s str), Str
     if let Some(r) = rest.strip_prefix('{') {
         let close = r
             .find('}')
-            .ok_or_else(|| format!("expr `{text}`: missing `}}`; {EXPR_HELP}"))?;
+            .ok_or_else(|| ExprError::invalid(text, format!("missing `}}`; {EXPR_HELP}")))?;
         for part in split_matchers(&r[..close]) {
             if !part.trim().is_empty() {
-                matchers.push(Matcher::parse(&part).map_err(|e| format!("expr `{text}`: {e}"))?);
+                matchers.push(Matcher::parse(&part).map_err(|source| ExprError::Matcher {
+                    text: text.to_string(),
+                    source,
+                })?);
             }
         }
         rest = r[close + 1..].trim_start();
@@ -358,13 +396,11 @@ pub struct Expr {
 }
 
 impl Expr {
-    pub fn parse(s: &str) -> Result<Expr, String> {
+    pub fn parse(s: &str) -> Result<Expr, ExprError> {
         let text = s.trim().to_string();
         let help = EXPR_HELP;
         if text.is_empty() || text.starts_with(|c: char| !(c.is_ascii_alphabetic() || c == '_')) {
-            return Err(format!(
-                "expr `{text}` does not start with a metric name; {help}"
-            ));
+            return Err(ExprError::NoMetric { text });
         }
         let (left, rest) = parse_selector(&text, &text)?;
         let (cmp, after) = [
@@ -378,31 +414,34 @@ impl Expr {
         .iter()
         .find_map(|(tok, c)| rest.strip_prefix(tok).map(|a| (*c, a.trim())))
         .ok_or_else(|| {
-            format!(
-                "expr `{text}`: expected a comparison (> >= < <= == !=) after the metric; {help}"
+            ExprError::invalid(
+                &text,
+                format!("expected a comparison (> >= < <= == !=) after the metric; {help}"),
             )
         })?;
         let words: Vec<&str> = after.split_whitespace().collect();
-        let number = |w: &str| -> Result<f64, String> {
+        let number = |w: &str| -> Result<f64, ExprError> {
             w.parse::<f64>()
-                .map_err(|_| format!("expr `{text}`: `{w}` is not a number; {help}"))
+                .map_err(|_| ExprError::invalid(&text, format!("`{w}` is not a number; {help}")))
         };
         let is_name = |w: &str| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
         let threshold = match words.as_slice() {
             [] => {
-                return Err(format!(
-                    "expr `{text}`: nothing to compare with after `{}`; {help}",
-                    cmp.as_str()
+                return Err(ExprError::invalid(
+                    &text,
+                    format!("nothing to compare with after `{}`; {help}", cmp.as_str()),
                 ));
             }
             ["baseline", ..] => {
-                return Err(format!(
-                    "expr `{text}`: `baseline` needs a factor before it (e.g. `3x baseline` or `4 sigma baseline`)"
+                return Err(ExprError::invalid(
+                    &text,
+                    "`baseline` needs a factor before it (e.g. `3x baseline` or `4 sigma baseline`)".to_string(),
                 ));
             }
             [n] if n.ends_with('x') && n.len() > 1 && !is_name(n) => {
-                return Err(format!(
-                    "expr `{text}`: `{n}` needs `baseline` or a metric after it (e.g. `3x baseline`)"
+                return Err(ExprError::invalid(
+                    &text,
+                    format!("`{n}` needs `baseline` or a metric after it (e.g. `3x baseline`)"),
                 ));
             }
             // Every metric dbagent exports has a prefix (`pg_`, `dbagent_`): a bare word
@@ -429,8 +468,9 @@ impl Expr {
                 selector: right_selector(after[n.len()..].trim(), &text)?,
             },
             _ => {
-                return Err(format!(
-                    "expr `{text}`: cannot read the threshold `{after}`; {help}"
+                return Err(ExprError::invalid(
+                    &text,
+                    format!("cannot read the threshold `{after}`; {help}"),
                 ));
             }
         };
@@ -467,17 +507,18 @@ impl Expr {
 }
 
 /// The metric on the right of the comparison: a selector and nothing after it.
-fn right_selector(s: &str, text: &str) -> Result<Selector, String> {
+fn right_selector(s: &str, text: &str) -> Result<Selector, ExprError> {
     let (sel, rest) = parse_selector(s, text)?;
     if sel.metric == "baseline" {
-        return Err(format!(
-            "expr `{text}`: `baseline` needs a factor before it (e.g. `3x baseline`)"
+        return Err(ExprError::invalid(
+            text,
+            "`baseline` needs a factor before it (e.g. `3x baseline`)".to_string(),
         ));
     }
     if !rest.trim().is_empty() {
-        return Err(format!(
-            "expr `{text}`: unexpected `{}` after `{sel}`; {EXPR_HELP}",
-            rest.trim()
+        return Err(ExprError::invalid(
+            text,
+            format!("unexpected `{}` after `{sel}`; {EXPR_HELP}", rest.trim()),
         ));
     }
     Ok(sel)
@@ -522,6 +563,14 @@ pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
 
+/// A cross-check of alerts.yml that failed: `message` says which name and what to do.
+fn invalid(path: &Path, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.into(),
+        message,
+    }
+}
+
 impl AlertsFile {
     /// Reads and validates alerts.yml.
     pub fn load(path: &Path) -> Result<AlertsFile, ConfigError> {
@@ -545,15 +594,12 @@ impl AlertsFile {
         let mut file: AlertsFile =
             serde_saphyr::from_str(text).map_err(|e| crate::config::parse_error(path, &e))?;
         file.source = Some(path.into());
-        file.validate().map_err(|message| ConfigError::Invalid {
-            path: path.into(),
-            message,
-        })?;
+        file.validate(path)?;
         Ok(file)
     }
 
     /// Cross-checks that serde cannot: unique names, receivers that exist, a root receiver.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let mut seen = std::collections::BTreeSet::new();
         for r in &self.rules {
             if r.name.is_empty()
@@ -562,58 +608,74 @@ impl AlertsFile {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_')
             {
-                return Err(format!(
-                    "rule name `{}` must be letters, digits and underscores",
-                    r.name
+                return Err(invalid(
+                    path,
+                    format!(
+                        "rule name `{}` must be letters, digits and underscores",
+                        r.name
+                    ),
                 ));
             }
             if !seen.insert(&r.name) {
-                return Err(format!("rule `{}` is defined twice", r.name));
+                return Err(invalid(path, format!("rule `{}` is defined twice", r.name)));
             }
         }
         let mut names = std::collections::BTreeSet::new();
         for r in &self.receivers {
             if !names.insert(r.name.as_str()) {
-                return Err(format!("receiver `{}` is defined twice", r.name));
+                return Err(invalid(
+                    path,
+                    format!("receiver `{}` is defined twice", r.name),
+                ));
             }
             if r.email.is_none()
                 && r.slack.is_none()
                 && r.pagerduty.is_none()
                 && r.webhook.is_none()
             {
-                return Err(format!(
-                    "receiver `{}` has no integration: give it email, slack, pagerduty or webhook",
-                    r.name
+                return Err(invalid(
+                    path,
+                    format!(
+                        "receiver `{}` has no integration: give it email, slack, pagerduty or webhook",
+                        r.name
+                    ),
                 ));
             }
         }
         if self.route.receiver.is_none() {
-            return Err("route.receiver is required (the default receiver)".into());
+            return Err(invalid(
+                path,
+                "route.receiver is required (the default receiver)".to_string(),
+            ));
         }
         fn walk(
             route: &Route,
             names: &std::collections::BTreeSet<&str>,
             at: &str,
-        ) -> Result<(), String> {
+            path: &Path,
+        ) -> Result<(), ConfigError> {
             if let Some(r) = &route.receiver
                 && !names.contains(r.as_str())
             {
                 let known: Vec<&str> = names.iter().copied().collect();
-                return Err(format!(
-                    "{at}: receiver `{r}` is not defined under receivers (defined: {})",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
+                return Err(invalid(
+                    path,
+                    format!(
+                        "{at}: receiver `{r}` is not defined under receivers (defined: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
                 ));
             }
             for (i, child) in route.routes.iter().enumerate() {
-                walk(child, names, &format!("{at}.routes[{i}]"))?;
+                walk(child, names, &format!("{at}.routes[{i}]"), path)?;
             }
             Ok(())
         }
-        walk(&self.route, &names, "route")
+        walk(&self.route, &names, "route", path)
     }
 
     pub fn receiver(&self, name: &str) -> Option<&Receiver> {
@@ -709,7 +771,7 @@ mod tests {
             ("a > 2 x 3", "expected a metric name"),
             ("a >", "nothing to compare"),
         ] {
-            let e = Expr::parse(bad).unwrap_err();
+            let e = Expr::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
     }

@@ -9,7 +9,7 @@ use crate::backup::manifest;
 use crate::config::Config;
 use crate::drill::{self, LastDrill};
 use crate::repo::Repo;
-use crate::units::human_seconds;
+use crate::units::human_duration;
 
 const NAME: &str = "last_drill";
 
@@ -64,7 +64,7 @@ pub fn grade(
         .as_secs()
         .max(0)
         .unsigned_abs();
-    let ago = human_seconds(age as f64);
+    let ago = human_duration(age as f64);
     let backup = d.backup_id.as_deref().unwrap_or("?");
     if !d.ok {
         return CheckResult::problem(
@@ -81,7 +81,7 @@ pub fn grade(
         "last drill {ago} ago restored backup {backup} to {} with an RTO of {}",
         d.replayed_to_lsn.as_deref().unwrap_or("?"),
         d.rto_seconds
-            .map_or_else(|| "?".to_string(), |s| format!("{s:.1} s"))
+            .map_or_else(|| "?".to_string(), human_duration)
     );
     if age >= crit.as_secs() {
         CheckResult::problem(
@@ -123,7 +123,7 @@ mod tests {
         let ok = grade(Some(&drill(true, 1, now)), now, w, c);
         assert_eq!(ok.status, Status::Ok);
         assert!(
-            ok.message.contains("42.0 s") && ok.message.contains("1h"),
+            ok.message.contains("RTO of 42s") && ok.message.contains("1h"),
             "{}",
             ok.message
         );

@@ -10,7 +10,7 @@ use super::{CheckResult, Status};
 use crate::config::Config;
 use crate::repo::Repo;
 use crate::rpo::{self, Basis, Rpo, ServerWal};
-use crate::units::human_seconds;
+use crate::units::human_duration;
 
 /// `rpo` (with the server's WAL facts when it is reachable, from the archive alone when not),
 /// `rto` once a successful drill measured one. Before the repository exists `rpo` is reported
@@ -25,7 +25,7 @@ pub async fn checks(
     let mut out = Vec::new();
     let target = config.objectives.rpo.as_secs_f64();
     let repo_path = config.repository.path.clone();
-    let archive_error = |e: String| {
+    let archive_error = |e: ArchiveError| {
         CheckResult::problem(
             "rpo",
             Status::Unknown,
@@ -56,10 +56,10 @@ pub async fn checks(
             }
             let (seg, tli) = (server.seg_size, server.timeline);
             let archive = tokio::task::spawn_blocking(move || {
-                rpo::read_archive(&repo, seg, tli, &mut None).map_err(|e| e.to_string())
+                rpo::read_archive(&repo, seg, tli, &mut None).map_err(ArchiveError::Read)
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(ArchiveError::Task)
             .and_then(|r| r);
             match archive {
                 Ok(archive) => {
@@ -98,14 +98,25 @@ pub async fn checks(
 
 type Grader = Box<dyn FnOnce(f64) -> CheckResult>;
 
+/// Why the archive could not be read for the RPO (the check is UNKNOWN).
+#[derive(Debug, thiserror::Error)]
+enum ArchiveError {
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("{0}")]
+    Task(tokio::task::JoinError),
+}
+
 /// The server cannot be asked: the age of the newest archived WAL on the history of the
 /// archive's newest timeline that is not a copy, which is the most the archive can say.
-fn offline(repo: &Repo) -> Result<Option<Grader>, String> {
-    let Some(info) = repo.info().map_err(|e| e.to_string())? else {
+fn offline(repo: &Repo) -> Result<Option<Grader>, ArchiveError> {
+    let Some(info) = repo.info()? else {
         return Ok(None);
     };
     let timelines = crate::wal::timeline::Timelines::read(repo, info.wal_segment_size)
-        .map_err(|e| e.to_string())?;
+        .map_err(ArchiveError::Read)?;
     let Some(tli) = timelines.newest_not_copy() else {
         return Ok(None);
     };
@@ -118,8 +129,8 @@ fn offline(repo: &Repo) -> Result<Option<Grader>, String> {
         .unwrap_or(0.0)
         .max(0.0);
     Ok(Some(Box::new(move |target| {
-        let ago = human_seconds(age);
-        let goal = human_seconds(target);
+        let ago = human_duration(age);
+        let goal = human_duration(target);
         let msg = format!(
             "the server cannot be asked, so only the archive speaks: its newest WAL on timeline {tli}'s history is {name}, archived {ago} ago (RPO at most that if the server wrote since); target {goal}"
         );
@@ -141,8 +152,8 @@ fn offline(repo: &Repo) -> Result<Option<Grader>, String> {
 /// segment), CRITICAL once past it.
 pub fn grade_rpo(rpo: &Rpo, target: f64) -> CheckResult {
     const NAME: &str = "rpo";
-    let goal = human_seconds(target);
-    let value = human_seconds(rpo.seconds);
+    let goal = human_duration(target);
+    let value = human_duration(rpo.seconds);
     let msg = format!("RPO {value}: {}; target {goal}", rpo.detail);
     let fix = "see the archiving, archive_lag and archive_timeout checks (the server log has archive_command's errors); dbagent_rpo_seconds shows when it recovers";
     if rpo.seconds > target {
@@ -168,7 +179,7 @@ pub fn grade_rpo(rpo: &Rpo, target: f64) -> CheckResult {
 /// restore would take longer than promised, which wants planning rather than a 3 a.m. page.
 pub fn grade_rto(rto: f64, target: f64) -> CheckResult {
     const NAME: &str = "rto";
-    let (measured, goal) = (human_seconds(rto), human_seconds(target));
+    let (measured, goal) = (human_duration(rto), human_duration(target));
     if rto > target {
         CheckResult::problem(
             NAME,

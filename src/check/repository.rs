@@ -99,7 +99,7 @@ fn check_backup_age(backups: &[BackupManifest], warn: &Duration, crit: &Duration
     let msg = format!(
         "newest backup {} finished {} ago ({} backups)",
         newest.id,
-        crate::units::human_seconds(age as f64),
+        crate::units::human_duration(age as f64),
         backups.len()
     );
     if age >= crit.as_secs() {

@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 use super::{CheckResult, ServerInfo, Status};
 use crate::config::Config;
 use crate::pg::{self, PgTarget, ServerVersion, sql};
-use crate::units::human_seconds;
+use crate::units::human_duration;
 
 /// Settings and role facts read in one round trip; readable by any role.
 struct Facts {
@@ -498,7 +498,7 @@ async fn check_archiver(client: &Client, target: &PgTarget, f: &Facts) -> CheckR
             "archiving",
             format!(
                 "{archived} segments archived, last {wal} {} ago, {failed} failures",
-                human_seconds(age)
+                human_duration(age)
             ),
         ),
         _ => CheckResult::ok("archiving", "no segment archived yet, no failures"),
@@ -543,7 +543,7 @@ async fn check_archive_lag(
     };
     let msg = format!(
         "{waiting} WAL segments waiting to be archived, the oldest for {}",
-        human_seconds(oldest)
+        human_duration(oldest)
     );
     let warn = config.check.archive_lag_warning.as_secs_f64();
     let crit = config.check.archive_lag_critical.as_secs_f64();
@@ -551,14 +551,14 @@ async fn check_archive_lag(
         CheckResult::problem(
             "archive_lag",
             Status::Critical,
-            format!("{msg} (critical at {})", human_seconds(crit)),
+            format!("{msg} (critical at {})", human_duration(crit)),
             "check the archiving check and the server log; the recovery point objective is at risk",
         )
     } else if oldest >= warn {
         CheckResult::problem(
             "archive_lag",
             Status::Warning,
-            format!("{msg} (warning at {})", human_seconds(warn)),
+            format!("{msg} (warning at {})", human_duration(warn)),
             "check that archive_command keeps up (dbagent wal-push duration, repository disk)",
         )
     } else {
@@ -577,7 +577,7 @@ fn check_archive_timeout(config: &Config, f: &Facts) -> CheckResult {
     }
     let target = config.objectives.rpo.as_secs();
     let timeout = u64::try_from(f.archive_timeout).unwrap_or(0);
-    let rpo = human_seconds(target as f64);
+    let rpo = human_duration(target as f64);
     let advice = suggested_archive_timeout(target);
     let fix = format!(
         "ALTER SYSTEM SET archive_timeout = '{advice}s'; SELECT pg_reload_conf(); (or raise objectives.rpo if the target is wrong)"
@@ -598,7 +598,7 @@ fn check_archive_timeout(config: &Config, f: &Facts) -> CheckResult {
             Status::Warning,
             format!(
                 "RPO target {rpo} cannot be met: archive_timeout is {}, not less than the target (archiving the segment takes time too); set archive_timeout = '{advice}s' or anything less than the target",
-                human_seconds(timeout as f64)
+                human_duration(timeout as f64)
             ),
             fix,
         )
@@ -607,7 +607,7 @@ fn check_archive_timeout(config: &Config, f: &Facts) -> CheckResult {
             name,
             format!(
                 "archive_timeout is {}, within the RPO target {rpo}",
-                human_seconds(timeout as f64)
+                human_duration(timeout as f64)
             ),
         )
     }

@@ -13,7 +13,7 @@ use super::{CheckResult, Status};
 use crate::config::Config;
 use crate::pg::PgTarget;
 use crate::repo::Repo;
-use crate::units::human_seconds;
+use crate::units::human_duration;
 use crate::wal;
 use crate::wal::replay::replay_state;
 
@@ -107,7 +107,7 @@ pub async fn check(client: &Client, target: &PgTarget, config: &Config) -> Check
         "the archive has held {} ({} archived segments after replay) for {} but replay is still at {}",
         u.first,
         u.segments,
-        human_seconds(age),
+        human_duration(age),
         state.replay
     );
     let fix = format!(
@@ -118,14 +118,14 @@ pub async fn check(client: &Client, target: &PgTarget, config: &Config) -> Check
         CheckResult::problem(
             NAME,
             Status::Critical,
-            format!("{found} (critical at {})", human_seconds(crit)),
+            format!("{found} (critical at {})", human_duration(crit)),
             fix,
         )
     } else if age >= warn {
         CheckResult::problem(
             NAME,
             Status::Warning,
-            format!("{found} (warning at {})", human_seconds(warn)),
+            format!("{found} (warning at {})", human_duration(warn)),
             fix,
         )
     } else {
@@ -135,7 +135,7 @@ pub async fn check(client: &Client, target: &PgTarget, config: &Config) -> Check
                 "replay at {} is {} archived segments behind, the oldest archived {} ago",
                 state.replay,
                 u.segments,
-                human_seconds(age)
+                human_duration(age)
             ),
         )
     }

@@ -8,7 +8,7 @@ use super::{CheckResult, Status};
 use crate::backup::manifest;
 use crate::config::Config;
 use crate::repo::Repo;
-use crate::units::human_seconds;
+use crate::units::human_duration;
 use crate::wal::verify::{self, LastRun};
 
 const NAME: &str = "wal_verify";
@@ -58,7 +58,7 @@ pub fn grade(last: Option<&LastRun>, now: jiff::Timestamp, warn: Duration) -> Ch
         .as_secs()
         .max(0)
         .unsigned_abs();
-    let ago = human_seconds(age as f64);
+    let ago = human_duration(age as f64);
     let named = |segment: bool| {
         let names: Vec<&str> = r
             .problems

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{Cli, print_error, runtime};
+use super::{Cli, CmdResult, runtime};
 use dbagent::advise::{self, Options};
 use dbagent::pg::{PgTarget, ServerVersion, SessionOptions};
 
@@ -36,24 +36,14 @@ pub struct AdviseArgs {
 }
 
 fn parse_since(s: &str) -> Result<Duration, String> {
-    let d = dbagent::config::de::parse_duration(s)?;
+    let d = dbagent::config::de::parse_duration(s).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err("the window must be longer than 0s".into());
     }
     Ok(d)
 }
 
-pub fn run(cli: &Cli, args: &AdviseArgs) -> ExitCode {
-    match advise_cmd(cli, args) {
-        Ok(code) => code,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn advise_cmd(cli: &Cli, args: &AdviseArgs) -> anyhow::Result<ExitCode> {
+pub fn run(cli: &Cli, args: &AdviseArgs) -> CmdResult {
     let config = cli.load_config()?;
     let mut opts = Options::from_config(&config.monitor);
     if let Some(since) = args.since {
@@ -79,12 +69,12 @@ fn advise_cmd(cli: &Cli, args: &AdviseArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("advise on {}", target.describe()))
     })?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&advice).context("cannot serialise the report")?
-        );
+        )?;
     } else {
-        print!("{}", advise::report::render(&advice));
+        out!("{}", advise::report::render(&advice))?;
     }
     Ok(ExitCode::SUCCESS)
 }

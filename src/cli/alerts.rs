@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use super::backups::{table, utc};
-use super::{Cli, print_error};
+use super::{Cli, CmdResult};
 use dbagent::alert::engine::State;
 use dbagent::alert::rules::Matcher;
 use dbagent::alert::silence;
@@ -67,8 +67,8 @@ Matchers: name=value, name!=value, name=~regex, name!~regex (Alertmanager's).")]
     },
 }
 
-pub fn run(cli: &Cli, cmd: &AlertsCommand) -> ExitCode {
-    let result = match cmd {
+pub fn run(cli: &Cli, cmd: &AlertsCommand) -> CmdResult {
+    let code = match cmd {
         AlertsCommand::List { json } => list(cli, *json).context("alerts list"),
         AlertsCommand::Silence {
             matchers,
@@ -83,14 +83,8 @@ pub fn run(cli: &Cli, cmd: &AlertsCommand) -> ExitCode {
         }
         AlertsCommand::Expire { id } => expire(cli, id).context("alerts expire"),
         AlertsCommand::Test { receiver, json } => test(cli, receiver, *json).context("alerts test"),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::FAILURE
-        }
-    }
+    }?;
+    Ok(code)
 }
 
 fn open_read_only(cli: &Cli) -> anyhow::Result<Option<StateDb>> {
@@ -134,11 +128,11 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if active.is_empty() {
-        println!("no alerts firing or pending");
+        outln!("no alerts firing or pending")?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![[
@@ -163,7 +157,7 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
             labels.join(" "),
         ]);
     }
-    print!("{}", table(&rows));
+    out!("{}", table(&rows))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -177,9 +171,9 @@ fn silence_cmd(
 ) -> anyhow::Result<ExitCode> {
     let matchers = raw
         .iter()
-        .map(|m| Matcher::parse(m).map_err(anyhow::Error::msg))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let length = dbagent::config::parse_duration(duration).map_err(anyhow::Error::msg)?;
+        .map(|m| Matcher::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let length = dbagent::config::parse_duration(duration)?;
     if length.is_zero() {
         bail!("--for must be longer than 0s");
     }
@@ -198,7 +192,7 @@ fn silence_cmd(
         .unwrap_or_else(|| "unknown".into());
     let id = silence::create(&db, &matchers, now, ends, &author, comment)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "id": id,
@@ -208,9 +202,9 @@ fn silence_cmd(
                 "created_by": author,
                 "comment": comment,
             }))?
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "silence {id} until {} UTC: {}",
             utc(ends),
             matchers
@@ -218,7 +212,7 @@ fn silence_cmd(
                 .map(|m| m.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -226,9 +220,9 @@ fn silence_cmd(
 fn silences(cli: &Cli, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     let Some(db) = open_read_only(cli)? else {
         if json {
-            println!("[]");
+            outln!("[]")?;
         } else {
-            println!("no silences");
+            outln!("no silences")?;
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -244,11 +238,11 @@ fn silences(cli: &Cli, all: bool, json: bool) -> anyhow::Result<ExitCode> {
                 v
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if list.is_empty() {
-        println!("no silences");
+        outln!("no silences")?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![[
@@ -281,7 +275,7 @@ fn silences(cli: &Cli, all: bool, json: bool) -> anyhow::Result<ExitCode> {
             s.comment.clone(),
         ]);
     }
-    print!("{}", table(&rows));
+    out!("{}", table(&rows))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -291,7 +285,7 @@ fn expire(cli: &Cli, id: &str) -> anyhow::Result<ExitCode> {
     if !silence::expire(&db, id)? {
         bail!("no silence with id {id}; `dbagent alerts silences --all` lists them");
     }
-    println!("silence {id} expired");
+    outln!("silence {id} expired")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -322,25 +316,23 @@ fn test(cli: &Cli, name: &str, json: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(i, r)| match r {
                 Ok(answer) => json!({"integration": i.as_str(), "ok": true, "answer": answer}),
-                Err(e) => json!({"integration": i.as_str(), "ok": false, "error": e}),
+                Err(e) => json!({"integration": i.as_str(), "ok": false, "error": e.to_string()}),
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"receiver": name, "ok": ok, "results": out}))?
-        );
+        )?;
     } else {
         for (i, r) in &results {
             match r {
-                Ok(answer) => println!("{name}/{i}: delivered: {answer}"),
-                Err(e) => println!("{name}/{i}: FAILED: {e}"),
+                Ok(answer) => outln!("{name}/{i}: delivered: {answer}")?,
+                Err(e) => outln!("{name}/{i}: FAILED: {e}")?,
             }
         }
     }
     if !ok && !json {
-        eprintln!(
-            "dbagent: error: alerts test: receiver {name} did not accept the test notification (see above)"
-        );
+        bail!("receiver {name} did not accept the test notification (see above)");
     }
     Ok(if ok {
         ExitCode::SUCCESS

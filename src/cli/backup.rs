@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Cli, human_bytes, print_error, runtime};
+use super::{Cli, CmdResult, human_bytes, human_duration, runtime};
 use dbagent::backup::manifest::BackupManifest;
 use dbagent::backup::take::{BackupOptions, Progress, server_facts, take};
 use dbagent::pg::PgTarget;
@@ -35,52 +35,45 @@ pub struct BackupArgs {
     pub no_progress: bool,
 }
 
-pub fn run(cli: &Cli, args: &BackupArgs) -> ExitCode {
-    match backup(cli, args) {
-        Ok(m) => {
-            let secs = m.duration_seconds().max(0.001);
-            let mbps = m.size() as f64 / 1e6 / secs;
-            if args.json {
-                let out = json!({
-                    "id": m.id,
-                    "label": m.label,
-                    "size_bytes": m.size(),
-                    "stored_bytes": m.stored_size(),
-                    "duration_seconds": m.duration_seconds(),
-                    "mb_per_second": (mbps * 10.0).round() / 10.0,
-                    "compression": m.compression,
-                    "compressed_by": m.compressed_by,
-                    "timeline": m.timeline,
-                    "start_lsn": m.start_lsn,
-                    "stop_lsn": m.stop_lsn,
-                    "wal_start": m.wal_start,
-                    "wal_stop": m.wal_stop,
-                    "files": m.files.len(),
-                });
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-            } else {
-                println!(
-                    "Backup {} complete: {} -> {} ({}, compressed by {}) in {:.1}s, {:.0} MB/s; LSN {} to {}, WAL {} to {}",
-                    m.id,
-                    human_bytes(m.size()),
-                    human_bytes(m.stored_size()),
-                    m.compression.as_str(),
-                    m.compressed_by,
-                    secs,
-                    mbps,
-                    m.start_lsn,
-                    m.stop_lsn,
-                    m.wal_start,
-                    m.wal_stop
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            print_error(&e);
-            ExitCode::FAILURE
-        }
+pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
+    let m = backup(cli, args)?;
+    let secs = m.duration_seconds().max(0.001);
+    let mbps = m.size() as f64 / 1e6 / secs;
+    if args.json {
+        let out = json!({
+            "id": m.id,
+            "label": m.label,
+            "size_bytes": m.size(),
+            "stored_bytes": m.stored_size(),
+            "duration_seconds": m.duration_seconds(),
+            "mb_per_second": (mbps * 10.0).round() / 10.0,
+            "compression": m.compression,
+            "compressed_by": m.compressed_by,
+            "timeline": m.timeline,
+            "start_lsn": m.start_lsn,
+            "stop_lsn": m.stop_lsn,
+            "wal_start": m.wal_start,
+            "wal_stop": m.wal_stop,
+            "files": m.files.len(),
+        });
+        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
+    } else {
+        outln!(
+            "Backup {} complete: {} -> {} ({}, compressed by {}) in {}, {}/s; LSN {} to {}, WAL {} to {}",
+            m.id,
+            human_bytes(m.size()),
+            human_bytes(m.stored_size()),
+            m.compression.as_str(),
+            m.compressed_by,
+            human_duration(secs),
+            human_bytes((m.size() as f64 / secs) as u64),
+            m.start_lsn,
+            m.stop_lsn,
+            m.wal_start,
+            m.wal_stop
+        )?;
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
@@ -173,10 +166,10 @@ impl Progress for Lines {
         *last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         eprintln!(
-            "backup: {} of about {} streamed, {:.0} MB/s",
+            "backup: {} of about {} streamed, {}/s",
             human_bytes(done),
             human_bytes(total),
-            done as f64 / 1e6 / secs
+            human_bytes((done as f64 / secs) as u64)
         );
     }
 }

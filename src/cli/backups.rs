@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use serde::Serialize;
 
-use super::{Cli, human_bytes, print_error};
+use super::{Cli, CmdResult, human_bytes, human_duration};
 use dbagent::backup::expire::{self, ExpireReport};
 use dbagent::backup::manifest::{self, BackupManifest};
 use dbagent::backup::verify::{self, Problem, VerifyReport};
@@ -68,8 +68,8 @@ deletes a backup a drill is restoring.")]
     },
 }
 
-pub fn run(cli: &Cli, cmd: &BackupsCommand) -> ExitCode {
-    let result = match cmd {
+pub fn run(cli: &Cli, cmd: &BackupsCommand) -> CmdResult {
+    let code = match cmd {
         BackupsCommand::List { json } => list(cli, *json).context("backups list"),
         BackupsCommand::Show { id, json } => show(cli, id, *json).context("backups show"),
         BackupsCommand::Verify { id, all, json } => {
@@ -78,14 +78,8 @@ pub fn run(cli: &Cli, cmd: &BackupsCommand) -> ExitCode {
         BackupsCommand::Expire { dry_run, json } => {
             expire(cli, *dry_run, *json).context("backups expire")
         }
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::FAILURE
-        }
-    }
+    }?;
+    Ok(code)
 }
 
 /// The configuration and its repository, whose repo.json (when present) must be readable and
@@ -115,10 +109,10 @@ fn find_backup(
 }
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).context("cannot serialise the output as JSON")?
-    );
+    )?;
     Ok(())
 }
 
@@ -171,7 +165,7 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
         let entries: Vec<ListEntry> = backups.iter().map(ListEntry::from).collect();
         print_json(&entries)?;
     } else if backups.is_empty() {
-        println!("no backups in {}", repo.root().display());
+        outln!("no backups in {}", repo.root().display())?;
     } else {
         let mut rows = vec![
             [
@@ -200,7 +194,7 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
                 m.timeline.to_string(),
             ]);
         }
-        print!("{}", table(&rows));
+        out!("{}", table(&rows))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -213,32 +207,32 @@ fn show(cli: &Cli, id: &str, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let dir = manifest::backup_dir(&repo, &m.id);
-    println!("backup {}", m.id);
-    let field = |k: &str, v: String| println!("  {k:<19}{v}");
-    field("directory:", dir.display().to_string());
-    field("label:", m.label.clone().unwrap_or_else(|| "-".into()));
-    field("format:", m.format.to_string());
-    field("system identifier:", m.system_identifier.clone());
+    outln!("backup {}", m.id)?;
+    let field = |k: &str, v: String| outln!("  {k:<19}{v}");
+    field("directory:", dir.display().to_string())?;
+    field("label:", m.label.clone().unwrap_or_else(|| "-".into()))?;
+    field("format:", m.format.to_string())?;
+    field("system identifier:", m.system_identifier.clone())?;
     field(
         "postgres:",
         format!("{} (major {})", m.pg_version, m.pg_major),
-    );
-    field("timeline:", m.timeline.to_string());
+    )?;
+    field("timeline:", m.timeline.to_string())?;
     field(
         "start:",
         format!("{} UTC, LSN {}", utc(m.start_time), m.start_lsn),
-    );
+    )?;
     field(
         "stop:",
         format!("{} UTC, LSN {}", utc(m.stop_time), m.stop_lsn),
-    );
-    field("duration:", human_duration(m.duration_seconds()));
-    field("WAL:", format!("{} .. {}", m.wal_start, m.wal_stop));
-    field("WAL segment size:", human_bytes(m.wal_segment_size));
+    )?;
+    field("duration:", human_duration(m.duration_seconds()))?;
+    field("WAL:", format!("{} .. {}", m.wal_start, m.wal_stop))?;
+    field("WAL segment size:", human_bytes(m.wal_segment_size))?;
     field(
         "compression:",
         format!("{} (by {})", m.compression.as_str(), m.compressed_by),
-    );
+    )?;
     field(
         "size:",
         format!(
@@ -248,9 +242,9 @@ fn show(cli: &Cli, id: &str, json: bool) -> anyhow::Result<ExitCode> {
             human_bytes(m.stored_size()),
             m.stored_size()
         ),
-    );
-    field("dbagent version:", m.dbagent_version.clone());
-    println!("  files:");
+    )?;
+    field("dbagent version:", m.dbagent_version.clone())?;
+    outln!("  files:")?;
     let mut rows = vec![["NAME", "SIZE", "STORED", "SHA256", "TABLESPACE"].map(String::from)];
     for f in &m.files {
         rows.push([
@@ -265,7 +259,7 @@ fn show(cli: &Cli, id: &str, json: bool) -> anyhow::Result<ExitCode> {
         ]);
     }
     for line in table(&rows).lines() {
-        println!("    {line}");
+        outln!("    {line}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -306,7 +300,7 @@ fn verify(cli: &Cli, id: Option<&str>, all: bool, json: bool) -> anyhow::Result<
             }],
         });
         if !json {
-            print_verify(&report);
+            print_verify(&report)?;
         }
         reports.push(report);
     }
@@ -334,19 +328,20 @@ fn verify(cli: &Cli, id: Option<&str>, all: bool, json: bool) -> anyhow::Result<
     ))
 }
 
-fn print_verify(r: &VerifyReport) {
+fn print_verify(r: &VerifyReport) -> Result<(), super::output::StdoutError> {
     if r.ok {
-        println!(
+        outln!(
             "OK {} ({} files, {})",
             r.id,
             r.files_checked,
             human_bytes(r.stored_bytes)
-        );
+        )
     } else {
-        println!("FAILED {}", r.id);
+        outln!("FAILED {}", r.id)?;
         for p in &r.problems {
-            println!("  {}", p.render());
+            outln!("  {}", p.render())?;
         }
+        Ok(())
     }
 }
 
@@ -362,7 +357,7 @@ fn expire(cli: &Cli, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&report)?;
     } else {
-        print!("{}", render_expire(&report, &config, &repo));
+        out!("{}", render_expire(&report, &config, &repo))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -426,16 +421,6 @@ pub(super) fn utc(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// `42s`, `3m05s`, `1h02m05s`.
-pub(super) fn human_duration(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m{:02}s", s / 3600, s % 3600 / 60, s % 60),
-    }
-}
-
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub(super) fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
@@ -463,16 +448,6 @@ pub(super) fn table<const N: usize>(rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3 << 10), "3.0 KiB");
-        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
-        assert_eq!(human_duration(42.4), "42s");
-        assert_eq!(human_duration(185.0), "3m05s");
-        assert_eq!(human_duration(3725.0), "1h02m05s");
-    }
 
     #[test]
     fn table_aligns_columns() {

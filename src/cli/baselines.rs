@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::backups::{table, utc};
-use super::{Cli, print_error};
+use super::{Cli, CmdResult};
 use dbagent::baseline::{Baseline, BaselineStore};
 use dbagent::state::StateError;
 
@@ -31,19 +31,13 @@ database cannot be read.")]
     },
 }
 
-pub fn run(cli: &Cli, cmd: &BaselinesCommand) -> ExitCode {
-    let result = match cmd {
+pub fn run(cli: &Cli, cmd: &BaselinesCommand) -> CmdResult {
+    let code = match cmd {
         BaselinesCommand::Show { series, json } => {
             show(cli, series.as_deref(), *json).context("baselines show")
         }
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::FAILURE
-        }
-    }
+    }?;
+    Ok(code)
 }
 
 /// One element of `baselines show --json`.
@@ -61,12 +55,12 @@ fn show(cli: &Cli, filter: Option<&str>, json: bool) -> anyhow::Result<ExitCode>
         Ok(store) => store,
         Err(StateError::Missing { path }) => {
             if json {
-                println!("[]");
+                outln!("[]")?;
             } else {
-                println!(
+                outln!(
                     "no baselines have been recorded yet ({} does not exist; `dbagent run` records them)",
                     path.display()
-                );
+                )?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -84,28 +78,28 @@ fn show(cli: &Cli, filter: Option<&str>, json: bool) -> anyhow::Result<ExitCode>
             .iter()
             .map(|(series, baseline)| Entry { series, baseline })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&entries)
                 .context("cannot serialise the output as JSON")?
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if total == 0 {
-        println!(
+        outln!(
             "no baselines have been recorded yet in {} (`dbagent run` records them)",
             store.path().display()
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if shown.is_empty() {
-        println!(
+        outln!(
             "no series matches {:?} ({total} series have baselines)",
             filter.unwrap_or_default()
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", render(&shown));
+    out!("{}", render(&shown))?;
     Ok(ExitCode::SUCCESS)
 }
 

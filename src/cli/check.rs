@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::{Cli, print_error, runtime};
+use super::{Cli, CmdResult, ExitWith, output, runtime};
 use dbagent::check::{self, Status};
 
 #[derive(Debug, clap::Args)]
@@ -22,31 +22,16 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-pub fn run(cli: &Cli, args: &CheckArgs) -> ExitCode {
-    let config = match cli.load_config() {
-        Ok(c) => c,
-        Err(e) => {
-            print_error(&e.into());
-            return ExitCode::from(Status::Unknown.exit_code());
-        }
-    };
-    let report = match runtime() {
-        Ok(rt) => rt.block_on(check::run(&config)),
-        Err(e) => {
-            print_error(&e);
-            return ExitCode::from(Status::Unknown.exit_code());
-        }
-    };
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                print_error(&e.into());
-                return ExitCode::from(Status::Unknown.exit_code());
-            }
-        }
+pub fn run(cli: &Cli, args: &CheckArgs) -> CmdResult {
+    let unknown = Status::Unknown.exit_code();
+    let config = cli.load_config().exit_code(unknown)?;
+    let report = runtime().exit_code(unknown)?.block_on(check::run(&config));
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).exit_code(unknown)? + "\n"
     } else {
-        print!("{}", report.render_text());
-    }
-    ExitCode::from(report.exit_code)
+        report.render_text()
+    };
+    // The exit code is the verdict: a reader that stopped reading does not change it.
+    output::unless_closed(out!("{text}")).exit_code(unknown)?;
+    Ok(ExitCode::from(report.exit_code))
 }

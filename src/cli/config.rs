@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{Cli, print_error};
+use super::{Cli, CmdResult};
 use dbagent::config::EXAMPLE;
 
 #[derive(Debug, clap::Subcommand)]
@@ -23,21 +23,21 @@ pub enum ConfigCommand {
     },
 }
 
-pub fn run(cli: &Cli, cmd: &ConfigCommand) -> ExitCode {
+pub fn run(cli: &Cli, cmd: &ConfigCommand) -> CmdResult {
     match cmd {
         ConfigCommand::Example { alerts } => {
             if *alerts {
-                print!("{}", dbagent::alert::rules::EXAMPLE);
+                out!("{}", dbagent::alert::rules::EXAMPLE)?;
             } else {
-                print!("{EXAMPLE}");
+                out!("{EXAMPLE}")?;
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Validate { json } => validate(cli, *json),
     }
 }
 
-fn validate(cli: &Cli, json: bool) -> ExitCode {
+fn validate(cli: &Cli, json: bool) -> CmdResult {
     let path = cli.config_path();
     // dbagent.yml first, then the alerts file it names (when it exists: without one, alerting
     // is off, which is valid).
@@ -70,24 +70,23 @@ fn validate(cli: &Cli, json: bool) -> ExitCode {
                         "receivers": f.receivers.iter().map(|r| &r.name).collect::<Vec<_>>(),
                     })),
                 });
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
             } else {
-                println!("{}: valid", path.display());
-                println!("  postgres.conninfo: {}", config.postgres.conninfo);
-                println!("  repository.path:   {}", config.repository.path.display());
-                println!("  state_dir:         {}", config.state_dir.display());
-                println!("  http.listen:       {}", config.http.listen);
-                println!("  alerts_file:       {alerts_summary}");
+                outln!("{}: valid", path.display())?;
+                outln!("  postgres.conninfo: {}", config.postgres.conninfo)?;
+                outln!("  repository.path:   {}", config.repository.path.display())?;
+                outln!("  state_dir:         {}", config.state_dir.display())?;
+                outln!("  http.listen:       {}", config.http.listen)?;
+                outln!("  alerts_file:       {alerts_summary}")?;
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             if json {
                 let out = json!({ "valid": false, "path": path, "error": e.to_string() });
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
             }
-            print_error(&e.into());
-            ExitCode::FAILURE
+            Err(e.into())
         }
     }
 }

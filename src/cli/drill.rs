@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::{Cli, print_error};
+use super::{Cli, CmdResult, human_duration};
 use dbagent::drill;
 use dbagent::restore::recovery;
 
@@ -40,18 +40,25 @@ pub struct DrillArgs {
     pub json: bool,
 }
 
-pub fn run(cli: &Cli, args: &DrillArgs) -> ExitCode {
-    match drill_cmd(cli, args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            print_error(&e.context("drill"));
-            ExitCode::from(1)
-        }
+pub fn run(cli: &Cli, args: &DrillArgs) -> CmdResult {
+    let report = drill_cmd(cli, args).context("drill")?;
+    if !report.ok {
+        return Err(anyhow::anyhow!(
+            "drill failed{}: {}",
+            report
+                .backup_id
+                .as_deref()
+                .map_or(String::new(), |id| format!(" for backup {id}")),
+            report.reason.as_deref().unwrap_or("unknown reason")
+        )
+        .into());
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn drill_cmd(cli: &Cli, args: &DrillArgs) -> anyhow::Result<bool> {
+/// Runs the drill, records and prints its result; a drill that failed is a report, not an
+/// error (it is recorded and printed with `--json`).
+fn drill_cmd(cli: &Cli, args: &DrillArgs) -> anyhow::Result<drill::Report> {
     let config = cli.load_config()?;
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
@@ -73,26 +80,16 @@ fn drill_cmd(cli: &Cli, args: &DrillArgs) -> anyhow::Result<bool> {
     drill::record(&config.state_dir, &report)
         .context("the drill ran but its result could not be recorded")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else if report.ok {
-        println!(
-            "drill passed: backup {} restored and replayed to {} in an RTO of {:.1} s ({}); recorded in {}",
+        outln!(
+            "drill passed: backup {} restored and replayed to {} in an RTO of {} ({}); recorded in {}",
             report.backup_id.as_deref().unwrap_or("?"),
             report.replayed_to_lsn.as_deref().unwrap_or("?"),
-            report.rto_seconds.unwrap_or_default(),
+            human_duration(report.rto_seconds.unwrap_or_default()),
             report.verify.as_deref().unwrap_or("not verified"),
             config.state_dir.join(dbagent::state::STATE_FILE).display()
-        );
+        )?;
     }
-    if !report.ok {
-        eprintln!(
-            "dbagent: error: drill failed{}: {}",
-            report
-                .backup_id
-                .as_deref()
-                .map_or(String::new(), |id| format!(" for backup {id}")),
-            report.reason.as_deref().unwrap_or("unknown reason")
-        );
-    }
-    Ok(report.ok)
+    Ok(report)
 }

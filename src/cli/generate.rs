@@ -1,12 +1,11 @@
 //! `dbagent generate man|bash|zsh|fish`: the man page and shell completions, generated from the
 //! same clap definition that parses the command line, so they cannot drift from it.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::CommandFactory;
 
-use super::{Cli, print_error};
+use super::{Cli, CmdResult, output};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum GenerateCommand {
@@ -20,7 +19,7 @@ pub enum GenerateCommand {
     Fish,
 }
 
-pub fn run(cmd: &GenerateCommand) -> ExitCode {
+pub fn run(cmd: &GenerateCommand) -> CmdResult {
     let mut command = Cli::command();
     let mut out = Vec::new();
     let result = match cmd {
@@ -48,13 +47,7 @@ pub fn run(cmd: &GenerateCommand) -> ExitCode {
             Ok(())
         }
     };
-    let written = result.and_then(|()| std::io::stdout().write_all(&out));
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            print_error(&anyhow::anyhow!("cannot write to stdout: {e}"));
-            ExitCode::FAILURE
-        }
-    }
+    result.map_err(|e| anyhow::anyhow!("cannot render the man page: {e}"))?;
+    output::bytes(&out)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::builder::TypedValueParser as _;
 
-use super::backups::{human_duration, table, utc};
-use super::{Cli, print_error};
+use super::backups::{table, utc};
+use super::{Cli, CmdResult, human_duration};
 use dbagent::schedule::history::{self, JobKind};
 
 #[derive(Debug, clap::Subcommand)]
@@ -47,36 +47,30 @@ fn job_kind_parser() -> impl clap::builder::TypedValueParser<Value = JobKind> {
     })
 }
 
-pub fn run(cli: &Cli, cmd: &JobsCommand) -> ExitCode {
-    let result = match cmd {
+pub fn run(cli: &Cli, cmd: &JobsCommand) -> CmdResult {
+    match cmd {
         JobsCommand::List { job, limit, json } => {
-            list(cli, *job, *limit, *json).context("jobs list")
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::FAILURE
+            list(cli, *job, *limit, *json).context("jobs list")?
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(cli: &Cli, job: Option<JobKind>, limit: usize, json: bool) -> anyhow::Result<()> {
     let config = cli.load_config()?;
     let rows = history::read(&config.state_dir, job, limit)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows.unwrap_or_default())?
-        );
+        )?;
         return Ok(());
     }
     let Some(rows) = rows else {
-        println!(
+        outln!(
             "no job has run yet ({} has no state database; `dbagent run` creates it)",
             config.state_dir.display()
-        );
+        )?;
         return Ok(());
     };
     if rows.is_empty() {
@@ -92,11 +86,11 @@ fn list(cli: &Cli, job: Option<JobKind>, limit: usize, json: bool) -> anyhow::Re
         .map(|(n, _)| *n)
         .collect();
         if scheduled.is_empty() {
-            println!(
+            outln!(
                 "no job has run yet, and none is scheduled (set schedule.backup etc. in dbagent.yml)"
-            );
+            )?;
         } else {
-            println!("no job has run yet (scheduled: {})", scheduled.join(", "));
+            outln!("no job has run yet (scheduled: {})", scheduled.join(", "))?;
         }
         return Ok(());
     }
@@ -122,6 +116,6 @@ fn list(cli: &Cli, job: Option<JobKind>, limit: usize, json: bool) -> anyhow::Re
             r.detail.clone().unwrap_or_default(),
         ]);
     }
-    print!("{}", table(&out));
+    out!("{}", table(&out))?;
     Ok(())
 }

@@ -6,6 +6,15 @@
 //!   2 bad usage (unknown flag or command).
 //! - `check` uses the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also
 //!   for an unreadable configuration).
+//!
+//! Every command returns a [`CmdResult`]: its exit code, or a [`CliError`] that [`main`]
+//! prints once (`dbagent: error: ` and the cause chain) and turns into the exit code it
+//! carries. A closed stdout ends a command quietly with status 0 (see [`output`]).
+//!
+//! Layer: the top (binary). Uses the library; nothing uses it.
+
+#[macro_use]
+mod output;
 
 mod advise;
 mod alerts;
@@ -26,6 +35,7 @@ mod wal_push;
 
 pub(crate) mod logging;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -137,24 +147,37 @@ pub fn main() -> ExitCode {
         _ => cli.verbose,
     };
     logging::init(cli.log_format, verbosity);
+    // What is still buffered goes out now, so that a failure to write it is seen; a reader
+    // gone by then does not change the code the command ended with.
+    let result = dispatch(&cli).and_then(|code| match output::flush() {
+        Err(e) if !e.is_closed() => Err(e.into()),
+        _ => Ok(code),
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => e.report(),
+    }
+}
+
+fn dispatch(cli: &Cli) -> CmdResult {
     match cli.command {
-        Command::Run(ref args) => run::run(&cli, args),
-        Command::Check(ref args) => check::run(&cli, args),
-        Command::Advise(ref args) => advise::run(&cli, args),
-        Command::Config(ref cmd) => config::run(&cli, cmd),
-        Command::Backup(ref args) => backup::run(&cli, args),
-        Command::Backups(ref cmd) => backups::run(&cli, cmd),
-        Command::Baselines(ref cmd) => baselines::run(&cli, cmd),
-        Command::Alerts(ref cmd) => alerts::run(&cli, cmd),
+        Command::Run(ref args) => run::run(cli, args),
+        Command::Check(ref args) => check::run(cli, args),
+        Command::Advise(ref args) => advise::run(cli, args),
+        Command::Config(ref cmd) => config::run(cli, cmd),
+        Command::Backup(ref args) => backup::run(cli, args),
+        Command::Backups(ref cmd) => backups::run(cli, cmd),
+        Command::Baselines(ref cmd) => baselines::run(cli, cmd),
+        Command::Alerts(ref cmd) => alerts::run(cli, cmd),
         Command::Generate(ref cmd) => generate::run(cmd),
-        Command::Jobs(ref cmd) => jobs::run(&cli, cmd),
-        Command::Restore(ref args) => restore::run(&cli, args),
-        Command::RestorePoint(ref args) => restore_point::run(&cli, args),
-        Command::Drill(ref args) => drill::run(&cli, args),
-        Command::Wal(ref cmd) => wal::run(&cli, cmd),
-        Command::WalPush(ref args) => wal_push::run(&cli, args),
-        Command::WalGet(ref args) => wal_get::run(&cli, args),
-        Command::WalPrefetchWorker(ref args) => wal_get::run_worker(&cli, args),
+        Command::Jobs(ref cmd) => jobs::run(cli, cmd),
+        Command::Restore(ref args) => restore::run(cli, args),
+        Command::RestorePoint(ref args) => restore_point::run(cli, args),
+        Command::Drill(ref args) => drill::run(cli, args),
+        Command::Wal(ref cmd) => wal::run(cli, cmd),
+        Command::WalPush(ref args) => wal_push::run(cli, args),
+        Command::WalGet(ref args) => wal_get::run(cli, args),
+        Command::WalPrefetchWorker(ref args) => wal_get::run_worker(cli, args),
     }
 }
 
@@ -171,9 +194,80 @@ impl Cli {
     }
 }
 
-/// Prints one error line on stderr: `dbagent: error: ...` with the whole context chain.
-pub(crate) fn print_error(e: &anyhow::Error) {
-    eprintln!("dbagent: error: {e:#}");
+/// What a command ends with: its exit code (which may carry a verdict: `check`, `wal verify`,
+/// `drill`), or an error for [`main`] to print.
+pub(crate) type CmdResult = Result<ExitCode, CliError>;
+
+/// A command's failure: the error with its cause chain, printed once by [`main`], and the exit
+/// code it maps to (1 unless the command documents another: `check` 3, `wal verify` 2,
+/// `wal-get` 75 or 126).
+#[derive(Debug)]
+pub(crate) struct CliError {
+    error: anyhow::Error,
+    code: u8,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for CliError {
+    fn from(e: E) -> CliError {
+        CliError {
+            error: e.into(),
+            code: 1,
+        }
+    }
+}
+
+impl CliError {
+    /// An error that exits with `code`.
+    pub(crate) fn new(error: impl Into<anyhow::Error>, code: u8) -> CliError {
+        CliError {
+            error: error.into(),
+            code,
+        }
+    }
+
+    /// Prints the error (unless stdout was closed: then the command ends quietly with 0) and
+    /// returns its exit code.
+    fn report(self) -> ExitCode {
+        if self
+            .error
+            .downcast_ref::<output::StdoutError>()
+            .is_some_and(output::StdoutError::is_closed)
+        {
+            return ExitCode::SUCCESS;
+        }
+        // Not eprintln!: a closed stderr must not turn a failure into a panic.
+        let _ = writeln!(std::io::stderr(), "dbagent: error: {}", chain(&self.error));
+        ExitCode::from(self.code)
+    }
+}
+
+/// `Result::exit_code(n)`: this error exits with `n` instead of 1.
+pub(crate) trait ExitWith<T> {
+    fn exit_code(self, code: u8) -> Result<T, CliError>;
+}
+
+impl<T, E: Into<anyhow::Error>> ExitWith<T> for Result<T, E> {
+    fn exit_code(self, code: u8) -> Result<T, CliError> {
+        self.map_err(|e| CliError::new(e, code))
+    }
+}
+
+/// The error and its causes joined by ": " (anyhow's `{:#}`), leaving out a cause whose text
+/// the message before it already ends with: an error that prints its source (`cannot read
+/// FILE: {source}`, `#[error("{0}")]` over a `#[from]`) would otherwise say it twice.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.is_empty() {
+            if out.ends_with(&text) {
+                continue;
+            }
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// A runtime for commands that do short async work (one connection, a few queries).
@@ -184,4 +278,24 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
 }
 
-pub(crate) use dbagent::units::human_bytes;
+pub(crate) use dbagent::units::{human_bytes, human_duration};
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read /x: {source}")]
+    struct SaysItsSource {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn the_error_chain_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(SaysItsSource { source: io }).context("wal-push");
+        assert_eq!(chain(&e), "wal-push: cannot read /x: gone");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain(&e), "outer: inner");
+    }
+}

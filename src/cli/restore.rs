@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use serde_json::json;
 
-use super::{Cli, human_bytes, print_error, runtime};
+use super::{Cli, CmdResult, human_bytes, human_duration, runtime};
 use dbagent::config::Config;
 use dbagent::pg::PgTarget;
 use dbagent::repo::Repo;
@@ -103,19 +103,14 @@ impl RestoreArgs {
     }
 }
 
-pub fn run(cli: &Cli, args: &RestoreArgs) -> ExitCode {
-    let result = if args.guided {
+pub fn run(cli: &Cli, args: &RestoreArgs) -> CmdResult {
+    if args.guided {
         guided_cmd(cli, args)
     } else {
         restore_cmd(cli, args)
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            print_error(&e.context("restore"));
-            ExitCode::from(1)
-        }
     }
+    .context("restore")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The time zone to read a bare time in: --timezone, else the server's TimeZone.
@@ -266,12 +261,12 @@ fn carry_out(
     if args.dry_run {
         if args.json {
             let out = json!({"dry_run": true, "plan": plan, "start_command": start_command});
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?)?;
         } else {
-            print!("{}", render(plan));
-            println!(
+            out!("{}", render(plan))?;
+            outln!(
                 "dry run: nothing was written; to start it after a real restore: {start_command}"
-            );
+            )?;
         }
         return Ok(());
     }
@@ -297,10 +292,10 @@ fn carry_out(
     };
     let executed = restore::execute(repo, plan, &mut progress)?;
     progress(&format!(
-        "backup {} extracted into {} in {:.1} s; recovery settings and recovery.signal written",
+        "backup {} extracted into {} in {}; recovery settings and recovery.signal written",
         plan.backup.id,
         plan.to.display(),
-        executed.seconds
+        human_duration(executed.seconds)
     ));
     let moved = match &pg_ctl {
         Some(_) => restore::move_off_busy_port(plan)?,
@@ -330,11 +325,11 @@ fn carry_out(
             "start_command": start_command,
             "outcome": outcome,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(());
     }
     match outcome {
-        Some(o) => println!(
+        Some(o) => outln!(
             "restored {} to {}: recovery ended at {} (timeline {}, last transaction {}), the requested target {} was reached; server {}{} (log {})",
             plan.backup.id,
             plan.to.display(),
@@ -354,12 +349,12 @@ fn carry_out(
             o.port.map_or(String::new(), |p| format!(" on port {p}")),
             o.log.display()
         ),
-        None => println!(
+        None => outln!(
             "restored {} to {}; start it with: {start_command}",
             plan.backup.id,
             plan.to.display()
         ),
-    }
+    }?;
     Ok(())
 }
 
@@ -548,14 +543,6 @@ fn guided_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     carry_out(&config, &repo, &flags, &plan)
 }
 
-fn human_duration(secs: u64) -> String {
-    match secs {
-        0..=119 => format!("{secs} s"),
-        120..=7199 => format!("{} min", secs.div_ceil(60)),
-        _ => format!("{:.1} h", secs as f64 / 3600.0),
-    }
-}
-
 /// The plan as `--dry-run` prints it.
 pub fn render(p: &RestorePlan) -> String {
     let mut out = String::new();
@@ -640,7 +627,7 @@ pub fn render(p: &RestorePlan) -> String {
     ));
     out.push_str(&format!(
         "  estimate:    about {} (rough: extraction ~200 MB/s, replay ~100 MB/s)\n",
-        human_duration(p.estimated_seconds)
+        human_duration(p.estimated_seconds as f64)
     ));
     for n in &p.notes {
         out.push_str(&format!("  note:        {n}\n"));

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use serde_json::json;
 
-use super::{Cli, print_error, runtime};
+use super::{Cli, CmdResult, runtime};
 use dbagent::pg::PgTarget;
 use dbagent::repo::Repo;
 use dbagent::restore::points::{self, RestorePoint};
@@ -33,18 +33,12 @@ pub struct RestorePointArgs {
     pub json: bool,
 }
 
-pub fn run(cli: &Cli, args: &RestorePointArgs) -> ExitCode {
-    let result = match &args.name {
+pub fn run(cli: &Cli, args: &RestorePointArgs) -> CmdResult {
+    match &args.name {
         Some(name) if !args.list => create(cli, name, args.json).context("restore-point"),
         _ => list(cli, args.json).context("restore-point --list"),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::from(1)
-        }
-    }
+    }?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(cli: &Cli, json: bool) -> anyhow::Result<()> {
@@ -52,22 +46,22 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<()> {
     let repo = Repo::at(&config.repository.path);
     let all = points::list(&repo)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?)?;
         return Ok(());
     }
     if all.is_empty() {
-        println!("no restore points recorded in {}", repo.root().display());
+        outln!("no restore points recorded in {}", repo.root().display())?;
         return Ok(());
     }
-    println!("{:<32} {:<28} {:<14} TIMELINE", "NAME", "TIME", "LSN");
+    outln!("{:<32} {:<28} {:<14} TIMELINE", "NAME", "TIME", "LSN")?;
     for p in all {
-        println!(
+        outln!(
             "{:<32} {:<28} {:<14} {}",
             p.name,
             p.time.to_string(),
             p.lsn.to_string(),
             p.timeline
-        );
+        )?;
     }
     Ok(())
 }
@@ -130,9 +124,9 @@ fn create(cli: &Cli, name: &str, json: bool) -> anyhow::Result<()> {
     if json {
         let mut v = serde_json::to_value(&point)?;
         v["wal_switched"] = json!(switched);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!(
+        outln!(
             "restore point {} created at {} ({}, timeline {}){}; restore to it with: dbagent restore --to DIR --target name:{}",
             point.name,
             point.lsn,
@@ -140,7 +134,7 @@ fn create(cli: &Cli, name: &str, json: bool) -> anyhow::Result<()> {
             point.timeline,
             if switched { ", WAL switched" } else { "" },
             point.name
-        );
+        )?;
     }
     Ok(())
 }

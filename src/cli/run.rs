@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{Cli, print_error};
+use super::{Cli, CmdResult};
 
 /// `dbagent run` flags.
 #[derive(Debug, Args)]
@@ -23,26 +23,17 @@ pub struct RunArgs {
     pub listen: Option<std::net::SocketAddr>,
 }
 
-pub fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
-    let result = (|| -> anyhow::Result<()> {
-        let mut config = cli.load_config()?;
-        if let Some(listen) = args.listen {
-            config.http.listen = listen;
-        }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_name("dbagent")
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
-        rt.block_on(dbagent::agent::run(cli.config_path(), config))?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::from(1)
-        }
+pub fn run(cli: &Cli, args: &RunArgs) -> CmdResult {
+    let mut config = cli.load_config()?;
+    if let Some(listen) = args.listen {
+        config.http.listen = listen;
     }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("dbagent")
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    rt.block_on(dbagent::agent::run(cli.config_path(), config))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,13 +2,13 @@
 //! oldest kept backup to the newest archived segment, per timeline (see
 //! [`dbagent::wal::verify`]); the result is recorded in state.db for `check` and `/metrics`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{Cli, print_error};
+use super::{Cli, CmdResult, ExitWith, output};
 use dbagent::repo::Repo;
 use dbagent::state::StateDb;
 use dbagent::wal::verify::{self, Coverage, Options, Report};
@@ -58,51 +58,43 @@ pub struct VerifyArgs {
     pub no_progress: bool,
 }
 
-pub fn run(cli: &Cli, cmd: &WalCommand) -> ExitCode {
+pub fn run(cli: &Cli, cmd: &WalCommand) -> CmdResult {
     match cmd {
-        WalCommand::Verify(args) => match verify_cmd(cli, args) {
-            Ok(report) => {
-                let out = if args.json {
-                    serde_json::to_string_pretty(&report)
-                        .map(|s| s + "\n")
-                        .context("cannot serialise the result as JSON")
-                } else {
-                    Ok(render(&report))
-                };
-                let written = out.and_then(|text| {
-                    let mut stdout = std::io::stdout().lock();
-                    match stdout
-                        .write_all(text.as_bytes())
-                        .and_then(|()| stdout.flush())
-                    {
-                        Ok(()) => Ok(()),
-                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                        Err(e) => Err(e).context("cannot write to stdout"),
-                    }
-                });
-                if let Err(e) = written {
-                    print_error(&e.context("wal verify"));
-                    return ExitCode::from(EXIT_CANNOT_VERIFY);
-                }
-                if report.ok {
-                    return ExitCode::SUCCESS;
-                }
-                // One line on stderr too: what a scheduled run records as its failure.
-                if let Some(first) = report.problems.first() {
-                    eprintln!(
-                        "dbagent: error: wal verify: {}; the first: {} {}",
-                        summary_counts(&report),
-                        first.name,
-                        first.problem
-                    );
-                }
-                ExitCode::from(EXIT_PROBLEMS)
-            }
-            Err(e) => {
-                print_error(&e.context("wal verify"));
-                ExitCode::from(EXIT_CANNOT_VERIFY)
-            }
-        },
+        WalCommand::Verify(args) => verify(cli, args),
+    }
+}
+
+fn verify(cli: &Cli, args: &VerifyArgs) -> CmdResult {
+    let report = verify_cmd(cli, args)
+        .context("wal verify")
+        .exit_code(EXIT_CANNOT_VERIFY)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)
+            .context("cannot serialise the result as JSON")
+            .context("wal verify")
+            .exit_code(EXIT_CANNOT_VERIFY)?
+            + "\n"
+    } else {
+        render(&report)
+    };
+    // The exit code is the verdict: a reader that stopped reading does not change it.
+    output::unless_closed(out!("{text}").and_then(|()| output::flush()))
+        .context("wal verify")
+        .exit_code(EXIT_CANNOT_VERIFY)?;
+    if report.ok {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // One line on stderr too: what a scheduled run records as its failure.
+    match report.problems.first() {
+        Some(first) => Err(anyhow::anyhow!(
+            "{}; the first: {} {}",
+            summary_counts(&report),
+            first.name,
+            first.problem
+        )
+        .context("wal verify")
+        .into()),
+        None => Ok(ExitCode::from(EXIT_PROBLEMS)),
     }
 }
 

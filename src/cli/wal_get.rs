@@ -4,7 +4,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::Cli;
+use super::{Cli, CliError, CmdResult};
 use dbagent::repo::Repo;
 use dbagent::wal::datadir::{DataDir, Mode};
 use dbagent::wal::get::{GetError, Prefetch, failure_exit_code, get_with};
@@ -36,7 +36,7 @@ pub struct WalGetArgs {
     pub dest: PathBuf,
 }
 
-pub fn run(cli: &Cli, args: &WalGetArgs) -> ExitCode {
+pub fn run(cli: &Cli, args: &WalGetArgs) -> CmdResult {
     // The mode decides what a failure exits with, so it is read before anything can fail:
     // PostgreSQL runs restore_command in the data directory.
     let here = DataDir::locate(None);
@@ -48,7 +48,7 @@ pub fn run(cli: &Cli, args: &WalGetArgs) -> ExitCode {
                 "cannot read the configuration {}: {e}",
                 cli.config_path().display()
             );
-            return fail(mode, &args.name, None, cause);
+            return Err(fail(mode, &args.name, None, cause));
         }
     };
     let mode = here
@@ -68,13 +68,13 @@ pub fn run(cli: &Cli, args: &WalGetArgs) -> ExitCode {
             } else {
                 tracing::info!(file = %args.name, bytes, "Restored from the archive");
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(e @ GetError::NotFound { .. }) => {
             not_found(mode, &args.name, &e);
-            ExitCode::from(e.exit_code(mode))
+            Ok(ExitCode::from(e.exit_code(mode)))
         }
-        Err(e) => fail(mode, &args.name, Some(repo.root()), e),
+        Err(e) => Err(fail(mode, &args.name, Some(repo.root()), e)),
     }
 }
 
@@ -94,10 +94,10 @@ fn not_found(mode: Option<Mode>, name: &str, e: &GetError) {
     }
 }
 
-/// Reports a failure other than "not in the archive" in one line on stderr (PostgreSQL puts
-/// it in the server log), naming the file, the repository, the cause and what the exit code
-/// makes PostgreSQL do, and returns that exit code.
-fn fail(mode: Option<Mode>, name: &str, repo: Option<&Path>, cause: impl Display) -> ExitCode {
+/// A failure other than "not in the archive": one line for stderr (PostgreSQL puts it in the
+/// server log), naming the file, the repository, the cause and what the exit code makes
+/// PostgreSQL do, with that exit code.
+fn fail(mode: Option<Mode>, name: &str, repo: Option<&Path>, cause: impl Display) -> CliError {
     let code = failure_exit_code(mode);
     let what = match repo {
         Some(repo) => format!("wal-get {name} from repository {}", repo.display()),
@@ -112,10 +112,10 @@ fn fail(mode: Option<Mode>, name: &str, repo: Option<&Path>, cause: impl Display
         ),
         Some(Mode::NotInRecovery) | None => format!("exit {code}"),
     };
-    let line = format!("dbagent: error: {what}: {cause}; {consequence}");
+    let line = format!("{what}: {cause}; {consequence}");
     // One line, whatever the cause's text holds, so that the server log keeps it whole.
-    eprintln!("{}", line.replace('\n', " "));
-    ExitCode::from(code)
+    let line = line.replace('\n', " ");
+    CliError::new(anyhow::Error::msg(line), code)
 }
 
 /// `dbagent wal-prefetch-worker SPOOL`: started (detached) by wal-get; not for people.
@@ -125,9 +125,10 @@ pub struct PrefetchWorkerArgs {
     pub spool: PathBuf,
 }
 
-pub fn run_worker(cli: &Cli, args: &PrefetchWorkerArgs) -> ExitCode {
+/// Silent: nobody reads its stderr; a failure only stops the prefetching.
+pub fn run_worker(cli: &Cli, args: &PrefetchWorkerArgs) -> CmdResult {
     let Ok(config) = cli.load_config() else {
-        return ExitCode::FAILURE;
+        return Ok(ExitCode::FAILURE);
     };
     let repo = Repo::at(&config.repository.path);
     // Started by wal-get, so in the data directory PostgreSQL runs restore_command in.
@@ -138,10 +139,10 @@ pub fn run_worker(cli: &Cli, args: &PrefetchWorkerArgs) -> ExitCode {
         config.repository.prefetch,
         datadir.as_ref(),
     ) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             tracing::debug!(spool = %args.spool.display(), "Prefetch worker: {e}");
-            ExitCode::FAILURE
+            Ok(ExitCode::FAILURE)
         }
     }
 }

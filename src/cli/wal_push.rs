@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{Cli, print_error};
+use anyhow::Context;
+
+use super::{Cli, CmdResult};
 use dbagent::config::Config;
 use dbagent::repo::Repo;
 use dbagent::wal::datadir::{DataDir, Mode};
@@ -28,14 +30,8 @@ pub struct WalPushArgs {
     pub path: PathBuf,
 }
 
-pub fn run(cli: &Cli, args: &WalPushArgs) -> ExitCode {
-    let config = match cli.load_config() {
-        Ok(c) => c,
-        Err(e) => {
-            print_error(&e.into());
-            return ExitCode::FAILURE;
-        }
-    };
+pub fn run(cli: &Cli, args: &WalPushArgs) -> CmdResult {
+    let config = cli.load_config()?;
     let repo = Repo::at(&config.repository.path);
     let opts = PushOptions {
         compression: config.repository.compression,
@@ -47,21 +43,14 @@ pub fn run(cli: &Cli, args: &WalPushArgs) -> ExitCode {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(2) as u32),
         pgdata: config.postgres.pgdata.clone(),
     };
-    match push(&repo, &args.path, &opts) {
-        Ok(outcome) => {
-            remove_prefetch_spool(&config);
-            if outcome.already_archived {
-                tracing::info!(file = %outcome.name, "Already archived with identical content");
-            } else {
-                tracing::info!(file = %outcome.name, stored = %outcome.stored.display(), "Archived");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            print_error(&anyhow::Error::new(e).context("wal-push"));
-            ExitCode::FAILURE
-        }
+    let outcome = push(&repo, &args.path, &opts).context("wal-push")?;
+    remove_prefetch_spool(&config);
+    if outcome.already_archived {
+        tracing::info!(file = %outcome.name, "Already archived with identical content");
+    } else {
+        tracing::info!(file = %outcome.name, stored = %outcome.stored.display(), "Archived");
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A server that archives and is not in recovery no longer needs wal-get's prefetch spool

@@ -38,10 +38,20 @@ pub fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::E
     }
 }
 
+/// A duration or size value that does not read; says how to write it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("invalid duration `{0}`: write it like 15s, 5m, 2h or 7d")]
+    Duration(String),
+    #[error("invalid size `{0}`: write it like 10MB, 512kB or 1GB")]
+    Size(String),
+    #[error("size `{0}` is too large")]
+    SizeTooLarge(String),
+}
+
 /// A human duration: `15s`, `5m`, `2h 30m`, `7d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|_| format!("invalid duration `{s}`: write it like 15s, 5m, 2h or 7d"))
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    humantime::parse_duration(s.trim()).map_err(|_| ValueError::Duration(s.to_string()))
 }
 
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -89,27 +99,21 @@ pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 }
 
 /// A human size: `10MB`, `512kB`, `1GB`, `0` (powers of 1024, as PostgreSQL writes them).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, ValueError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: write it like 10MB, 512kB or 1GB"))?;
+    let n: u64 = num.parse().map_err(|_| ValueError::Size(s.to_string()))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" | "k" | "kib" => 1 << 10,
         "mb" | "m" | "mib" => 1 << 20,
         "gb" | "g" | "gib" => 1 << 30,
         "tb" | "t" | "tib" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "invalid size `{s}`: write it like 10MB, 512kB or 1GB"
-            ));
-        }
+        _ => return Err(ValueError::Size(s.to_string())),
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("size `{s}` is too large"))
+        .ok_or_else(|| ValueError::SizeTooLarge(s.to_string()))
 }
 
 pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

@@ -36,8 +36,8 @@ pub enum HttpError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(tls::TlsSetupError),
 }
 
 #[derive(Clone)]

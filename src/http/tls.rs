@@ -2,7 +2,7 @@
 //! each TLS handshake in its own task so that a slow or broken client never holds up the
 //! others.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
@@ -12,40 +12,63 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+/// Why the endpoint's TLS could not be set up; each names the file and the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read http.tls.cert {}: {source}", path.display())]
+    ReadCert {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("http.tls.cert {} is not a PEM certificate: {source}", path.display())]
+    NotPem {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("http.tls.cert {} holds no certificate", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("cannot read the private key http.tls.key {}: {source}", path.display())]
+    ReadKey {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Setup(#[source] rustls::Error),
+    #[error("http.tls: the certificate {} and key do not make a usable pair: {source}", cert.display())]
+    Pair {
+        cert: PathBuf,
+        source: rustls::Error,
+    },
+}
+
 /// Reads the certificate chain and key (PEM) into an acceptor.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsSetupError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("cannot read http.tls.cert {}: {e}", cert.display()))?
+        .map_err(|source| TlsSetupError::ReadCert {
+            path: cert.into(),
+            source,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            format!(
-                "http.tls.cert {} is not a PEM certificate: {e}",
-                cert.display()
-            )
+        .map_err(|source| TlsSetupError::NotPem {
+            path: cert.into(),
+            source,
         })?;
     if certs.is_empty() {
-        return Err(format!(
-            "http.tls.cert {} holds no certificate",
-            cert.display()
-        ));
+        return Err(TlsSetupError::NoCertificate { path: cert.into() });
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        format!(
-            "cannot read the private key http.tls.key {}: {e}",
-            key.display()
-        )
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsSetupError::ReadKey {
+        path: key.into(),
+        source,
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .map_err(TlsSetupError::Setup)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "http.tls: the certificate {} and key do not make a usable pair: {e}",
-                cert.display()
-            )
+        .map_err(|source| TlsSetupError::Pair {
+            cert: cert.into(),
+            source,
         })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

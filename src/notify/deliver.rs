@@ -12,7 +12,7 @@ use super::message::{Delivery, Integration, Notification};
 pub async fn deliver(receiver: &Receiver, integration: Integration, n: &Notification) -> Delivery {
     let client = match http::client() {
         Ok(c) => c,
-        Err(e) => return Delivery::retry(e),
+        Err(e) => return Delivery::retry(e.to_string()),
     };
     match integration {
         Integration::Email => match &receiver.email {

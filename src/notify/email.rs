@@ -15,6 +15,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::config::{Email, EmailTls};
 use super::{AlertInfo, Channel, Delivery, Notification, Status};
+use crate::io_error::{IoContext, IoError};
 
 /// How long connecting may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,20 +25,54 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// delivery for ever.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why an email could not be made or sent: a configuration problem (retrying does not help).
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    #[error("invalid from address `{from}`: {source}")]
+    From {
+        from: String,
+        source: lettre::address::AddressError,
+    },
+    #[error("no recipients: set email.to")]
+    NoRecipients,
+    #[error("invalid recipient address `{to}`: {source}")]
+    To {
+        to: String,
+        source: lettre::address::AddressError,
+    },
+    #[error("cannot build the email: {0}")]
+    Build(#[source] lettre::error::Error),
+    #[error("invalid smarthost `{0}`: write host:port such as smtp.example.com:587")]
+    Smarthost(String),
+    #[error(transparent)]
+    CaFile(#[from] IoError),
+    #[error("email.ca_file {} is not a PEM certificate: {source}", path.display())]
+    CaNotPem {
+        path: std::path::PathBuf,
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("cannot set up TLS to {host}: {source}")]
+    Tls {
+        host: String,
+        source: lettre::transport::smtp::Error,
+    },
+}
+
 /// The message for `n` (subject, from, to, text and HTML parts).
-pub fn message(cfg: &Email, n: &Notification) -> Result<Message, String> {
-    let from: Mailbox = cfg
-        .from
-        .parse()
-        .map_err(|e| format!("invalid from address `{}`: {e}", cfg.from))?;
+pub fn message(cfg: &Email, n: &Notification) -> Result<Message, EmailError> {
+    let from: Mailbox = cfg.from.parse().map_err(|source| EmailError::From {
+        from: cfg.from.clone(),
+        source,
+    })?;
     let mut builder = Message::builder().from(from).subject(n.subject());
     if cfg.to.is_empty() {
-        return Err("no recipients: set email.to".to_string());
+        return Err(EmailError::NoRecipients);
     }
     for to in &cfg.to {
-        let mb: Mailbox = to
-            .parse()
-            .map_err(|e| format!("invalid recipient address `{to}`: {e}"))?;
+        let mb: Mailbox = to.parse().map_err(|source| EmailError::To {
+            to: to.clone(),
+            source,
+        })?;
         builder = builder.to(mb);
     }
     builder
@@ -45,11 +80,11 @@ pub fn message(cfg: &Email, n: &Notification) -> Result<Message, String> {
             text_body(n),
             html_body(n),
         ))
-        .map_err(|e| format!("cannot build the email: {e}"))
+        .map_err(EmailError::Build)
 }
 
 /// The `host` and `port` of `smarthost`, with the port defaulting by TLS mode.
-fn host_port(cfg: &Email) -> Result<(String, u16), String> {
+fn host_port(cfg: &Email) -> Result<(String, u16), EmailError> {
     let default_port = match cfg.tls {
         EmailTls::Starttls => 587,
         EmailTls::Tls => 465,
@@ -59,39 +94,35 @@ fn host_port(cfg: &Email) -> Result<(String, u16), String> {
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (
             h,
-            p.parse::<u16>().map_err(|_| {
-                format!("invalid smarthost `{s}`: write host:port such as smtp.example.com:587")
-            })?,
+            p.parse::<u16>()
+                .map_err(|_| EmailError::Smarthost(s.to_string()))?,
         ),
         _ => (s, default_port),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Err(format!(
-            "invalid smarthost `{s}`: write host:port such as smtp.example.com:587"
-        ));
+        return Err(EmailError::Smarthost(s.to_string()));
     }
     Ok((host.to_string(), port))
 }
 
-fn transport(cfg: &Email) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), String> {
+fn transport(cfg: &Email) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), EmailError> {
     super::http::install_crypto_provider();
     let (host, port) = host_port(cfg)?;
-    let tls = |host: &str| -> Result<TlsParameters, String> {
+    let tls = |host: &str| -> Result<TlsParameters, EmailError> {
         let mut b = TlsParameters::builder(host.to_string());
         if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read email.ca_file {}: {e}", path.display()))?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| {
-                format!(
-                    "email.ca_file {} is not a PEM certificate: {e}",
-                    path.display()
-                )
+            let pem = std::fs::read(path).at("read email.ca_file", path)?;
+            let cert = Certificate::from_pem(&pem).map_err(|source| EmailError::CaNotPem {
+                path: path.clone(),
+                source,
             })?;
             b = b.add_root_certificate(cert);
         }
-        b.build_rustls()
-            .map_err(|e| format!("cannot set up TLS to {host}: {e}"))
+        b.build_rustls().map_err(|source| EmailError::Tls {
+            host: host.to_string(),
+            source,
+        })
     };
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
         .port(port)
@@ -115,11 +146,11 @@ fn transport(cfg: &Email) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String)
 pub async fn send(cfg: &Email, n: &Notification) -> Delivery {
     let msg = match message(cfg, n) {
         Ok(m) => m,
-        Err(e) => return Delivery::Failed(e),
+        Err(e) => return Delivery::Failed(e.to_string()),
     };
     let (transport, server) = match transport(cfg) {
         Ok(t) => t,
-        Err(e) => return Delivery::Failed(e),
+        Err(e) => return Delivery::Failed(e.to_string()),
     };
     let sent = match tokio::time::timeout(SEND_TIMEOUT, transport.send(msg)).await {
         Ok(sent) => sent,
@@ -127,8 +158,8 @@ pub async fn send(cfg: &Email, n: &Notification) -> Delivery {
             return Delivery::Retry {
                 after: None,
                 reason: format!(
-                    "SMTP server {server} did not finish the transaction in {}s",
-                    SEND_TIMEOUT.as_secs()
+                    "SMTP server {server} did not finish the transaction in {}",
+                    crate::units::human_duration_of(SEND_TIMEOUT)
                 ),
             };
         }
@@ -353,20 +384,20 @@ mod tests {
     #[test]
     fn notify_email_smarthost_ports() {
         assert_eq!(
-            host_port(&cfg("smtp.example.com:2525", EmailTls::Starttls)),
-            Ok(("smtp.example.com".into(), 2525))
+            host_port(&cfg("smtp.example.com:2525", EmailTls::Starttls)).ok(),
+            Some(("smtp.example.com".into(), 2525))
         );
         assert_eq!(
-            host_port(&cfg("smtp.example.com", EmailTls::Starttls)),
-            Ok(("smtp.example.com".into(), 587))
+            host_port(&cfg("smtp.example.com", EmailTls::Starttls)).ok(),
+            Some(("smtp.example.com".into(), 587))
         );
         assert_eq!(
-            host_port(&cfg("smtp.example.com", EmailTls::Tls)),
-            Ok(("smtp.example.com".into(), 465))
+            host_port(&cfg("smtp.example.com", EmailTls::Tls)).ok(),
+            Some(("smtp.example.com".into(), 465))
         );
         assert_eq!(
-            host_port(&cfg("[::1]:25", EmailTls::None)),
-            Ok(("::1".into(), 25))
+            host_port(&cfg("[::1]:25", EmailTls::None)).ok(),
+            Some(("::1".into(), 25))
         );
         assert!(host_port(&cfg("smtp:x", EmailTls::None)).is_err());
     }
@@ -383,6 +414,7 @@ mod tests {
         assert!(
             message(&bad, &sample())
                 .unwrap_err()
+                .to_string()
                 .contains("not an address")
         );
     }

@@ -31,9 +31,15 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// The shared HTTP client could not be built (kept, described, for every later call: the
+/// reqwest error itself cannot be shared).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot set up the HTTP client: {0}")]
+pub struct ClientError(String);
+
 /// The shared HTTP client.
-pub fn client() -> Result<reqwest::Client, String> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+pub fn client() -> Result<reqwest::Client, ClientError> {
+    static CLIENT: OnceLock<Result<reqwest::Client, ClientError>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
             install_crypto_provider();
@@ -42,7 +48,7 @@ pub fn client() -> Result<reqwest::Client, String> {
                 .connect_timeout(TIMEOUT)
                 .user_agent(concat!("dbagent/", env!("CARGO_PKG_VERSION")))
                 .build()
-                .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
+                .map_err(|e| ClientError(describe(&e)))
         })
         .clone()
 }

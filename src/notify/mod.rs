@@ -80,11 +80,21 @@ pub fn test_notification(receiver: &str) -> Notification {
     }
 }
 
+/// Why a test notification was not delivered: the receiver's reason, and whether a later try
+/// could succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TestFailure {
+    #[error("temporary failure: {0}")]
+    Temporary(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// `dbagent alerts test --receiver R`: sends a test notification through every integration of
 /// `receiver` right away (not through the outbox) and returns, per integration, the receiver's
 /// answer (status and the start of its body) or why it failed. A PagerDuty test triggers an
 /// event and resolves it at once.
-pub async fn send_test(receiver: &Receiver) -> Vec<(Integration, Result<String, String>)> {
+pub async fn send_test(receiver: &Receiver) -> Vec<(Integration, Result<String, TestFailure>)> {
     let n = test_notification(&receiver.name);
     let mut out = Vec::new();
     for integration in receiver.integrations() {
@@ -101,8 +111,8 @@ pub async fn send_test(receiver: &Receiver) -> Vec<(Integration, Result<String, 
                 }
                 Ok(answer)
             }
-            Delivery::Retry { reason, .. } => Err(format!("temporary failure: {reason}")),
-            Delivery::Failed(reason) => Err(reason),
+            Delivery::Retry { reason, .. } => Err(TestFailure::Temporary(reason)),
+            Delivery::Failed(reason) => Err(TestFailure::Refused(reason)),
         };
         out.push((integration, result));
     }

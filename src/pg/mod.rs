@@ -26,9 +26,9 @@ pub use version::ServerVersion;
 /// Why dbagent could not talk to the server. Never contains a password.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("{0}")]
+    #[error(transparent)]
     ConnInfo(#[from] conninfo::ConnInfoError),
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot connect to PostgreSQL at {endpoint} as {user}: {detail}; {advice}")]
     Connect {
@@ -168,7 +168,10 @@ impl PgTarget {
             Err(_) => {
                 return Err(self.failure(
                     ConnectFailure::Timeout,
-                    format!("no answer within {}s", limit.as_secs()),
+                    format!(
+                        "no answer within {}",
+                        crate::units::human_duration_of(limit)
+                    ),
                 ));
             }
         };

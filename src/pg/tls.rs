@@ -35,7 +35,7 @@ pub enum TlsError {
     #[error("TLS setup failed: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("TLS verifier setup failed: {0}")]
-    Verifier(String),
+    Verifier(#[source] rustls::server::VerifierBuilderError),
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -132,7 +132,7 @@ fn webpki(
 ) -> Result<Arc<dyn ServerCertVerifier>, TlsError> {
     let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        .map_err(TlsError::Verifier)?;
     Ok(verifier)
 }
 

@@ -217,11 +217,11 @@ fn extract_all(
                 cleanup: String::new(),
             })?;
         progress(&format!(
-            "extracted {} into {} ({} members, SHA-256 verified, {:.1} s)",
+            "extracted {} into {} ({} members, SHA-256 verified, {})",
             file.name,
             dest.display(),
             x.members,
-            t0.elapsed().as_secs_f64()
+            crate::units::human_duration_of(t0.elapsed())
         ));
         done.files.push(x.file);
         done.members += x.members;

@@ -389,7 +389,7 @@ impl Scheduler {
             r = tokio::time::timeout(timeout, &mut waited) => match r {
                 Ok(r) => r,
                 Err(_) => {
-                    let why = stop(format!("stopped after schedule.timeout ({})", humantime::format_duration(timeout)));
+                    let why = stop(format!("stopped after schedule.timeout ({})", crate::units::human_duration_of(timeout)));
                     let _ = tokio::time::timeout(STOP_GRACE, &mut waited).await;
                     return (false, Some(why), String::new());
                 }

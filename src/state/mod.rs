@@ -273,8 +273,8 @@ pub enum StateError {
     #[error("state database {path} does not exist (`dbagent run` creates it)")]
     Missing { path: PathBuf },
     #[error(
-        "state database {path} is locked by another process (waited {}s); stop the other dbagent using this state_dir or retry",
-        BUSY_TIMEOUT.as_secs()
+        "state database {path} is locked by another process (waited {}); stop the other dbagent using this state_dir or retry",
+        crate::units::human_duration_of(BUSY_TIMEOUT)
     )]
     Locked { path: PathBuf },
     #[error(

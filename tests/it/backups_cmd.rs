@@ -246,7 +246,7 @@ fn backups_list_and_show_json_shape() {
     assert_eq!(lines.len(), 3, "{}", run.stdout);
     assert!(lines[0].starts_with("ID "), "{}", lines[0]);
     assert!(
-        lines[1].starts_with("20261121T061500Z  nightly  2026-11-21 06:15:00  1m35s"),
+        lines[1].starts_with("20261121T061500Z  nightly  2026-11-21 06:15:00  1m 35s"),
         "{}",
         lines[1]
     );

@@ -31,6 +31,7 @@ mod ha;
 mod layers;
 mod notify;
 mod objectives;
+mod pipe;
 mod restore_cmd;
 mod restore_history;
 mod run;

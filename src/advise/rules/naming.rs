@@ -60,15 +60,9 @@ pub(super) fn row_estimate(t: &TableStat) -> f64 {
     }
 }
 
-/// `3d4h`, `2h10m`, `45s`.
+/// A duration in the report's text: [`crate::units::human_duration`].
 pub fn human_seconds(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
-    }
+    crate::units::human_duration(s)
 }
 
 #[cfg(test)]
