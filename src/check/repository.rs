@@ -42,7 +42,7 @@ pub fn checks(
             Status::Critical,
             format!(
                 "repository {} belongs to cluster {}, this server is {sysid}",
-                repo.root().display(),
+                repo.location().display(),
                 info.system_identifier
             ),
             "point repository.path at this cluster's own repository",

@@ -652,8 +652,8 @@ pub fn render(p: &RestorePlan) -> String {
 mod tests {
     use super::*;
     use crate::cli::Command;
-    use dbagent::restore::guided::{Given, Scripted::*, ScriptedPrompter};
     use clap::Parser;
+    use dbagent::restore::guided::{Given, Scripted::*, ScriptedPrompter};
     use std::path::Path;
 
     fn parse(line: &str) -> RestoreArgs {

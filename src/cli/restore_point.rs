@@ -56,7 +56,10 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if all.is_empty() {
-        println!("no restore points recorded in {}", repo.root().display());
+        println!(
+            "no restore points recorded in {}",
+            repo.location().display()
+        );
         return Ok(());
     }
     println!("{:<32} {:<28} {:<14} TIMELINE", "NAME", "TIME", "LSN");

@@ -74,7 +74,7 @@ pub fn run(cli: &Cli, args: &WalGetArgs) -> ExitCode {
             not_found(mode, &args.name, &e);
             ExitCode::from(e.exit_code(mode))
         }
-        Err(e) => fail(mode, &args.name, Some(repo.root()), e),
+        Err(e) => fail(mode, &args.name, Some(repo.location()), e),
     }
 }
 

@@ -6,6 +6,7 @@
 //! and is empty (unless `--force`). The plan only reads; [`super::execute`] acts on it, so
 //! `--dry-run`, `drill` and the guided restore share this one code path.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use super::points;
 use crate::backup::manifest::{self, BackupManifest};
 use crate::backup::verify::WalRange;
-use crate::repo::{Compression, Repo, RepoError};
+use crate::repo::{Compression, Kind, Repo, RepoError};
 use crate::wal::timeline::{Timelines, timeline_of};
 use crate::wal::{Lsn, name::segment_name};
 
@@ -648,8 +649,10 @@ fn choose_backup(
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub now: jiff::Timestamp,
+    /// Where the repository, its WAL archive and each backup's manifest are, for messages.
     pub repo_root: PathBuf,
     pub wal_dir: PathBuf,
+    pub manifest_paths: BTreeMap<String, PathBuf>,
     /// The live PostgreSQL process using the destination, if any.
     pub running_pid: Option<i32>,
     pub dir: DirFacts,
@@ -709,10 +712,16 @@ pub fn gather(repo: &Repo, req: &Request) -> Result<Facts, PlanError> {
         Some(info) => info.wal_segment_size,
         None => 16 << 20,
     };
-    let timelines = Timelines::read(repo, seg_size).map_err(io_err(
-        &repo.wal_dir(),
-        "read the timelines of the WAL archive",
-    ))?;
+    let wal_dir = repo.locate_kind(Kind::Wal);
+    let timelines = Timelines::read(repo, seg_size)
+        .map_err(io_err(&wal_dir, "read the timelines of the WAL archive"))?;
+    let manifest_paths = backups
+        .iter()
+        .map(|m| {
+            let key = manifest::backup_key(&m.id, manifest::MANIFEST_FILE);
+            (m.id.clone(), repo.locate(&key))
+        })
+        .collect();
     let dir = inspect_dir(&req.to)?;
     let mut locations: Vec<PathBuf> = req.tablespace_map.iter().map(|(_, d)| d.clone()).collect();
     for m in &backups {
@@ -752,8 +761,9 @@ pub fn gather(repo: &Repo, req: &Request) -> Result<Facts, PlanError> {
     };
     Ok(Facts {
         now: jiff::Timestamp::now(),
-        repo_root: repo.root().to_path_buf(),
-        wal_dir: repo.wal_dir(),
+        repo_root: repo.location().to_path_buf(),
+        wal_dir,
+        manifest_paths,
         running_pid: running_postmaster(&req.to),
         dir,
         backups,
@@ -914,10 +924,10 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
     }
     let range = WalRange::of(&m).map_err(|detail| RepoError::Corrupt {
         path: facts
-            .repo_root
-            .join("backups")
-            .join(&m.id)
-            .join(manifest::MANIFEST_FILE),
+            .manifest_paths
+            .get(&m.id)
+            .cloned()
+            .unwrap_or_else(|| facts.repo_root.clone()),
         detail,
     })?;
     let seg = range.seg_size;

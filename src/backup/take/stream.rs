@@ -11,14 +11,17 @@ use sha2::{Digest, Sha256};
 use super::basebackup::kill;
 use super::{BackupError, io_err};
 use crate::backup::manifest::{BackupFile, Tablespace};
-use crate::repo::{Compression, compress, durable};
+use crate::repo::storage::{BackupWriter, ObjectWriter};
+use crate::repo::{Compression, compress};
 
 /// One pipe → compressor → hasher → repository file.
 pub(super) struct StreamJob {
     /// The stream arrives compressed (by the server): store it as is, decode a copy to check.
     pub(super) on_server: bool,
     pub(super) fifo: PathBuf,
+    /// Where the file is stored, for messages.
     pub(super) dest: PathBuf,
+    pub(super) backup: Arc<dyn BackupWriter>,
     pub(super) stored_name: String,
     pub(super) tablespace: Option<Tablespace>,
     pub(super) compression: Compression,
@@ -40,7 +43,6 @@ impl StreamJob {
             // Stop pg_basebackup (it would block on the full pipe) and drain what it wrote.
             kill(self.child_pid);
             let _ = io::copy(&mut input, &mut io::sink());
-            let _ = std::fs::remove_file(&self.dest);
         }
         result
     }
@@ -51,22 +53,16 @@ impl StreamJob {
         if first == 0 {
             return Ok(None);
         }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&self.dest)
-            .map_err(io_err(&self.dest, "create"))?;
-        if let Some(dir) = self.dest.parent() {
-            durable::inherit_owner(&self.dest, dir).map_err(io_err(&self.dest, "chown"))?;
-        }
-        let sync_handle = file.try_clone().map_err(io_err(&self.dest, "open"))?;
-        let hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+        // Dropped without a commit (an error), the file is removed.
+        let file = self.backup.file(&self.stored_name)?;
+        let mut hashed = HashingWriter::new(file);
         let state = hashed.state();
         let size = if self.on_server {
-            self.store_compressed(input, &buf[..first], hashed)?
+            self.store_compressed(input, &buf[..first], &mut hashed)?
         } else {
-            let mut enc = compress::encoder(self.compression, self.level, self.threads, hashed)
-                .map_err(io_err(&self.dest, "start compressing"))?;
+            let mut enc =
+                compress::encoder(self.compression, self.level, self.threads, &mut hashed)
+                    .map_err(io_err(&self.dest, "start compressing"))?;
             let mut size = 0u64;
             loop {
                 enc.write_all(&buf[..first])
@@ -81,9 +77,7 @@ impl StreamJob {
             enc.finish().map_err(io_err(&self.dest, "write"))?;
             size
         };
-        sync_handle
-            .sync_all()
-            .map_err(io_err(&self.dest, "fsync"))?;
+        hashed.inner.commit()?;
         let (sha256, stored_size) = state
             .lock()
             .map(|s| (hex::encode(s.0.clone().finalize()), s.1))
@@ -105,12 +99,12 @@ impl StreamJob {
         &self,
         input: &mut std::fs::File,
         first: &[u8],
-        mut out: HashingWriter<io::BufWriter<std::fs::File>>,
+        out: &mut HashingWriter<Box<dyn ObjectWriter>>,
     ) -> Result<u64, BackupError> {
         let tee = Tee {
             head: io::Cursor::new(first.to_vec()),
             input,
-            out: &mut out,
+            out,
             write_error: None,
         };
         let mut tee = io::BufReader::with_capacity(1 << 20, tee);
