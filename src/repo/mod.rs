@@ -1,4 +1,4 @@
-//! The backup repository on a local (posix) path: its layout, `repo.json` binding it to one
+//! The backup repository: its layout, `repo.json` binding it to one
 //! cluster, the locks, and the storage interface ([`storage`]) through which everything
 //! reaches the repository; [`posix`] keeps it in a directory:
 //!
@@ -16,6 +16,9 @@
 //!   wal/<TLI>.history.<ext>          timeline history files
 //! ```
 //! Names starting with `.` are temp files of writes in progress; every reader ignores them.
+//!
+//! May use: `std`, `serde`, `jiff`, `nix`, and nothing else of dbagent: everything above reaches
+//! the repository through [`Repo`] and [`Storage`], never through a path.
 
 pub mod compress;
 mod durable;
@@ -314,5 +317,74 @@ mod tests {
         std::fs::write(dir.path().join("repo.json"), b"{not json").unwrap();
         let err = Repo::at(dir.path()).info().unwrap_err();
         assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
+    }
+
+    /// The acceptance of the storage interface, kept true: no code outside `src/repo/`
+    /// builds a repository path or uses the file primitives behind the storage. Test modules
+    /// (which set up posix repositories on purpose) and comments are not searched.
+    #[test]
+    fn no_repository_path_is_built_outside_the_storage() {
+        const BUILDING: &[&str] = &[
+            "repo.root()",
+            ".root().join(",
+            "wal_dir()",
+            "backups_dir()",
+            "info_path()",
+            "lock_path()",
+            "records_dir(",
+            "points_dir(",
+            "backup_dir(",
+            "stored_path(",
+            ".join(\"wal\")",
+            ".join(\"backups\")",
+            ".join(\"timelines\")",
+            ".join(\"restore-points\")",
+            ".join(\"repo.json\")",
+            ".join(\"manifest.json\")",
+            "join(MANIFEST_FILE)",
+            "join(manifest::MANIFEST_FILE)",
+            "\".partial-",
+            "\".expired-",
+            "repo::durable",
+        ];
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        files.sort();
+        let mut offenders = Vec::new();
+        for file in files {
+            if file.starts_with(src.join("repo")) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("#[cfg(test)]") {
+                    break;
+                }
+                if code.starts_with("//") {
+                    continue;
+                }
+                if let Some(p) = BUILDING.iter().find(|p| code.contains(*p)) {
+                    let rel = file.strip_prefix(&src).unwrap().display().to_string();
+                    offenders.push(format!("src/{rel}:{}: `{p}` in: {code}", n + 1));
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "repository paths built outside src/repo (go through repo::Storage):\n{}",
+            offenders.join("\n")
+        );
     }
 }

@@ -15,7 +15,8 @@ use super::RepoError;
 use super::durable;
 use super::lock::RepoLock;
 use super::storage::{
-    BackupWriter, Created, Key, Kind, Leftover, LockKind, Meta, ObjectWriter, Storage, StorageLock,
+    Access, BackupWriter, Created, Key, Kind, Leftover, LockKind, Meta, ObjectWriter, Storage,
+    StorageLock,
 };
 
 /// A backup directory being written (`backups/.partial-<ID>`) and one being removed
@@ -422,6 +423,62 @@ impl Storage for PosixStorage {
         }
     }
 
+    fn check_access(&self) -> Access {
+        let path = &self.root;
+        let user = current_user();
+        let problem = |detail: String, fix: String| Access::Problem { detail, fix };
+        if path.exists() {
+            if !path.is_dir() {
+                return problem(
+                    format!(
+                        "repository path {} exists but is not a directory",
+                        path.display()
+                    ),
+                    "point repository.path at a directory".into(),
+                );
+            }
+            return match probe_write(path) {
+                Ok(()) => Access::Ok(format!(
+                    "repository {} exists and is writable",
+                    path.display()
+                )),
+                Err(e) => problem(
+                    format!(
+                        "repository {} is not writable by {user}: {e}",
+                        path.display()
+                    ),
+                    format!("chown/chmod it so {user} and the PostgreSQL OS user can write to it"),
+                ),
+            };
+        }
+        let Some(ancestor) = path.ancestors().skip(1).find(|p| p.exists()) else {
+            return problem(
+                format!(
+                    "repository path {} has no existing parent directory",
+                    path.display()
+                ),
+                "use an absolute repository.path".into(),
+            );
+        };
+        match probe_write(ancestor) {
+            Ok(()) => Access::Ok(format!(
+                "repository {} does not exist yet; it will be created by the first backup or wal-push",
+                path.display()
+            )),
+            Err(e) => problem(
+                format!(
+                    "repository {} does not exist and cannot be created: {} is not writable by {user} ({e})",
+                    path.display(),
+                    ancestor.display()
+                ),
+                format!(
+                    "mkdir -p {} and chown it to the user dbagent and PostgreSQL run as",
+                    path.display()
+                ),
+            ),
+        }
+    }
+
     fn confirm_absent(&self, key: &Key) -> Result<(), String> {
         let (dir, _) = self.split(key);
         match std::fs::read_dir(&dir) {
@@ -671,6 +728,23 @@ impl Storage for PosixStorage {
         };
         Ok(StorageLock::new(lock))
     }
+}
+
+/// Creates and removes a probe file: the only reliable test of writability (ACLs, read-only
+/// mounts, full disks).
+fn probe_write(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(format!(".dbagent-check-{}", std::process::id()));
+    let result = std::fs::write(&probe, b"probe");
+    let _ = std::fs::remove_file(&probe);
+    result
+}
+
+fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::geteuid()))
 }
 
 fn list_all(dir: &Path) -> Result<Vec<std::fs::DirEntry>, RepoError> {

@@ -143,6 +143,15 @@ pub struct Leftover {
     pub written: Option<SystemTime>,
 }
 
+/// Whether the repository can be used for writing, as `dbagent check` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// It can (or it can be created); what was found.
+    Ok(String),
+    /// It cannot: what is wrong and what to do.
+    Problem { detail: String, fix: String },
+}
+
 /// An object being written piece by piece: nothing is visible under its key until
 /// [`ObjectWriter::commit`]; dropping it without a commit leaves nothing.
 pub trait ObjectWriter: Write + Send {
@@ -205,6 +214,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// would be in cannot be read, so that absence is certain when this is Ok.
     fn confirm_absent(&self, _key: &Key) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Whether the repository can be written (or created on first use).
+    fn check_access(&self) -> Access {
+        Access::Ok(format!(
+            "repository {} is reachable",
+            self.location().display()
+        ))
     }
 
     /// Opens `key` for reading; `Ok(None)` when it does not exist.

@@ -1320,4 +1320,61 @@ mod tests {
         );
         assert_eq!(pg_time(want), "2026-11-21 09:15:00.000000+00");
     }
+
+    /// The planner's gather step on a repository in memory: what it reads (backups, restore
+    /// points, timelines, WAL) decides the plan or the refusal.
+    #[test]
+    fn gather_reads_backups_points_and_wal_from_the_storage() {
+        use crate::repo::Key;
+        use crate::restore::timeline::tests::request;
+        const SEG: u64 = 16 << 20;
+        let (repo, _) = Repo::in_memory();
+        repo.bind(1, Some(15), SEG).unwrap();
+        let m = crate::backup::verify::tests::manifest("B", 1, 1, 1, "2026-11-21T06:16:00Z");
+        let json = serde_json::to_vec(&m).unwrap();
+        repo.storage()
+            .put(&Key::backup("B", manifest::MANIFEST_FILE), &json)
+            .unwrap();
+        let seg_key = |n| Key::wal(format!("{}.zst", segment_name(1, n, SEG)));
+        for n in 1..=5 {
+            repo.storage().put(&seg_key(n), b"wal").unwrap();
+        }
+        let point = points::RestorePoint {
+            name: "before".into(),
+            lsn: Lsn(4 * SEG + 0x100),
+            time: "2026-11-21T07:00:00Z".parse().unwrap(),
+            timeline: 1,
+            server: "h:5432".into(),
+        };
+        points::record(&repo, &point).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut req = request(Target::Name("before".into()), TimelineChoice::Latest);
+        req.to = dir.path().join("data");
+
+        let facts = gather(&repo, &req).unwrap();
+        assert_eq!(facts.backups.len(), 1);
+        assert_eq!(facts.point.as_ref(), Some(&point));
+        assert_eq!(facts.point_names, ["before"]);
+        assert_eq!(
+            facts.timelines.get(1).map(|t| t.segments.len()),
+            Some(5),
+            "{:?}",
+            facts.timelines
+        );
+        let plan = decide(&req, &facts).unwrap();
+        assert_eq!(plan.backup.id, "B");
+
+        // A segment between the backup and the target is lost: the plan names it.
+        repo.storage().delete(&[seg_key(3)]).unwrap();
+        let facts = gather(&repo, &req).unwrap();
+        let err = decide(&req, &facts).unwrap_err();
+        assert!(matches!(err, PlanError::MissingWal { .. }), "{err}");
+        assert!(err.to_string().contains(&segment_name(1, 3, SEG)), "{err}");
+
+        // No backup at all: refused, naming the repository.
+        repo.storage().delete_backup("B").unwrap();
+        let facts = gather(&repo, &req).unwrap();
+        let err = decide(&req, &facts).unwrap_err();
+        assert!(matches!(err, PlanError::NoBackups(_)), "{err}");
+    }
 }
