@@ -79,6 +79,30 @@ impl PosixStorage {
         }
     }
 
+    /// Refuses a key whose name would leave its place in the layout (a `..`, an empty or
+    /// hidden component: a damaged manifest naming `../../etc/passwd`).
+    fn check_key(&self, key: &Key) -> Result<(), RepoError> {
+        let parts = if key.kind == Kind::Backup { 2 } else { 1 };
+        let ok = match key.kind {
+            Kind::RepoInfo => true,
+            _ => {
+                let components: Vec<&str> = key.name.split('/').collect();
+                components.len() == parts
+                    && components
+                        .iter()
+                        .all(|c| !c.is_empty() && !c.starts_with('.'))
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(RepoError::Corrupt {
+                path: self.path(key),
+                detail: format!("`{}` is not the name of a repository object", key.name),
+            })
+        }
+    }
+
     /// The directory holding `key` and its file name there.
     fn split(&self, key: &Key) -> (PathBuf, String) {
         let path = self.path(key);
@@ -287,6 +311,12 @@ impl BackupWriter for PosixBackup {
 
     fn file(&self, name: &str) -> Result<Box<dyn ObjectWriter>, RepoError> {
         let path = self.work.join(name);
+        if name.is_empty() || name.starts_with('.') || name.contains('/') {
+            return Err(RepoError::Corrupt {
+                path,
+                detail: format!("`{name}` is not the name of a file of a backup"),
+            });
+        }
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -340,6 +370,7 @@ impl Drop for PosixBackup {
 
 impl Storage for PosixStorage {
     fn backup_writer(&self, id: &str) -> Result<Box<dyn BackupWriter>, RepoError> {
+        self.check_key(&Key::backup(id, "manifest.json"))?;
         let backups = self.kind_dir(Kind::Backup);
         durable::create_dir_all_durable(&backups).map_err(io_err(&backups, "create"))?;
         let work = backups.join(format!("{PARTIAL_PREFIX}{id}"));
@@ -489,6 +520,7 @@ impl Storage for PosixStorage {
     }
 
     fn get(&self, key: &Key) -> Result<Option<Box<dyn Read + Send>>, RepoError> {
+        self.check_key(key)?;
         let path = self.path(key);
         match File::open(&path) {
             Ok(f) => Ok(Some(Box::new(f))),
@@ -498,6 +530,7 @@ impl Storage for PosixStorage {
     }
 
     fn read(&self, key: &Key) -> Result<Option<Vec<u8>>, RepoError> {
+        self.check_key(key)?;
         let path = self.path(key);
         match std::fs::read(&path) {
             Ok(b) => Ok(Some(b)),
@@ -507,10 +540,12 @@ impl Storage for PosixStorage {
     }
 
     fn stat(&self, key: &Key) -> Result<Option<Meta>, RepoError> {
+        self.check_key(key)?;
         self.meta(key.clone(), &self.path(key))
     }
 
     fn writer(&self, key: &Key) -> Result<Box<dyn ObjectWriter>, RepoError> {
+        self.check_key(key)?;
         let (dir, name) = self.split(key);
         durable::create_dir_all_durable(&dir).map_err(io_err(&dir, "create"))?;
         let tmp = durable::temp_path(&dir, &name);
@@ -528,6 +563,7 @@ impl Storage for PosixStorage {
     }
 
     fn put(&self, key: &Key, bytes: &[u8]) -> Result<(), RepoError> {
+        self.check_key(key)?;
         let (dir, name) = self.split(key);
         durable::create_dir_all_durable(&dir).map_err(io_err(&dir, "create"))?;
         durable::replace(&dir, &name, bytes).map_err(io_err(&self.path(key), "update"))
@@ -578,6 +614,7 @@ impl Storage for PosixStorage {
     fn delete(&self, keys: &[Key]) -> Result<(), RepoError> {
         let mut dirs = std::collections::BTreeSet::new();
         for key in keys {
+            self.check_key(key)?;
             let path = self.path(key);
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -602,6 +639,7 @@ impl Storage for PosixStorage {
     }
 
     fn delete_backup(&self, id: &str) -> Result<(), RepoError> {
+        self.check_key(&Key::backup(id, "manifest.json"))?;
         let backups = self.kind_dir(Kind::Backup);
         let dir = backups.join(id);
         let target = backups.join(format!("{EXPIRED_PREFIX}{id}"));
@@ -818,6 +856,23 @@ mod tests {
             "/r/timelines/00000002.json"
         );
         assert_eq!(p(Key::restore_point("p.json")), "/r/restore-points/p.json");
+    }
+
+    #[test]
+    fn names_that_leave_the_layout_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let s = PosixStorage::new(d.path().join("repo"));
+        for key in [
+            Key::backup("B", "../../etc/passwd"),
+            Key::backup("..", "x"),
+            Key::backup("B", ".hidden"),
+            Key::wal("../x"),
+            Key::restore_point(""),
+        ] {
+            let err = s.read(&key).unwrap_err();
+            assert!(matches!(err, RepoError::Corrupt { .. }), "{key:?}: {err}");
+        }
+        assert!(s.delete_backup("../x").is_err());
     }
 
     #[test]
