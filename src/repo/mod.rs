@@ -199,8 +199,12 @@ impl Repo {
             })
             .map_err(|e| match e {
                 RepoError::Io { path, source, .. } => RepoError::Io {
+                    action: if path == self.location {
+                        "create the repository"
+                    } else {
+                        "create"
+                    },
                     path,
-                    action: "create",
                     source,
                 },
                 e => e,

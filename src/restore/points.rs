@@ -92,6 +92,10 @@ pub fn record(repo: &Repo, point: &RestorePoint) -> Result<(), PointError> {
             f.write_all(b"\n")
         })
         .map_err(|e| match e {
+            // The directory could not be created: said as such.
+            e @ RepoError::Io {
+                action: "create", ..
+            } => e,
             RepoError::Io { source, .. } => RepoError::Io {
                 path: repo.locate_kind(Kind::RestorePoint),
                 action: "write a restore point in",
