@@ -9,26 +9,21 @@
 //! all nothing is removed.
 
 use std::collections::BTreeSet;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::manifest::{self, BackupManifest, backup_dir};
+use super::manifest::{self, BackupManifest};
 use super::verify::WalRange;
 use crate::config::RetentionConfig;
-use crate::repo::{Compression, Repo, RepoError, durable};
+use crate::repo::storage::Leftover;
+use crate::repo::{Key, Kind, Repo, RepoError};
 use crate::wal::{WalFileKind, WalName};
 
 /// Temp files of interrupted WAL writes younger than this are left alone: a wal-push (which
 /// does not take the repository lock) may still be writing them.
 pub const TEMP_FILE_MIN_AGE: Duration = Duration::from_secs(60 * 60);
-
-/// Directory name prefix of a backup being written.
-pub const PARTIAL_PREFIX: &str = ".partial-";
-/// Directory name prefix of a backup being removed.
-pub const EXPIRED_PREFIX: &str = ".expired-";
 
 /// Which retention rules keep a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -238,7 +233,7 @@ impl ExpireReport {
 #[derive(Debug, Clone)]
 pub struct StoredWal {
     pub name: WalName,
-    pub path: PathBuf,
+    pub key: Key,
 }
 
 /// Applies `retention` to `repo` under the repository lock (also for a dry run, so the
@@ -251,35 +246,34 @@ pub fn expire(
     now: jiff::Timestamp,
     dry_run: bool,
 ) -> Result<ExpireReport, RepoError> {
-    if repo.info()?.is_none() && !repo.root().exists() {
+    if repo.info()?.is_none() && repo.storage().check_present().is_err() {
         return Ok(ExpireReport::new(&ExpirePlan::default(), &[], dry_run));
     }
     let _lock = repo.lock("expire", lock_wait)?;
     // A drill restoring a backup holds it in use: wait for it (or fail naming it).
     let _in_use = repo.lock_for_delete("expire", lock_wait)?;
     let backups = manifest::list(repo)?;
-    let (wal, temps) = scan_wal(repo)?;
+    let wal = scan_wal(repo)?;
     let names: Vec<WalName> = wal.iter().map(|w| w.name.clone()).collect();
     let plan = plan(&backups, &names, retention, now);
-    let mut leftovers = backup_leftovers(repo)?;
-    leftovers.extend(old_enough(temps, now)?);
+    let leftovers = leftovers(repo, now)?;
     if !dry_run {
         execute(repo, &plan, &wal, &leftovers)?;
     }
-    Ok(ExpireReport::new(&plan, &leftovers, dry_run))
+    let shown: Vec<PathBuf> = leftovers.iter().map(|l| l.location.clone()).collect();
+    Ok(ExpireReport::new(&plan, &shown, dry_run))
 }
 
-/// Removes what `plan` says: backups (renamed to `.expired-<ID>` first, so each stops
-/// existing at once), then WAL oldest first, then leftovers.
+/// Removes what `plan` says: backups (each stops existing at once), then WAL oldest first,
+/// then leftovers.
 pub fn execute(
     repo: &Repo,
     plan: &ExpirePlan,
     wal: &[StoredWal],
-    leftovers: &[PathBuf],
+    leftovers: &[Leftover],
 ) -> Result<(), RepoError> {
-    let backups = repo.backups_dir();
     for id in &plan.removed {
-        remove_backup(repo, &backups, id)?;
+        remove_backup(repo, id)?;
     }
 
     let doomed: BTreeSet<&str> = plan.wal_removed.iter().map(String::as_str).collect();
@@ -288,220 +282,69 @@ pub fn execute(
         .filter(|w| doomed.contains(w.name.name.as_str()))
         .collect();
     files.sort_by(|a, b| a.name.name.cmp(&b.name.name));
-    let mut dirs = BTreeSet::new();
-    for w in files {
-        remove_file(&w.path)?;
-        if let Some(dir) = w.path.parent() {
-            dirs.insert(dir.to_path_buf());
-        }
-    }
-    for dir in dirs {
-        // An emptied directory of old segments goes too; one still in use is not empty.
-        if dir != repo.wal_dir() && std::fs::remove_dir(&dir).is_ok() {
-            sync(&repo.wal_dir())?;
-        } else {
-            sync(&dir)?;
-        }
-    }
+    let keys: Vec<Key> = files.into_iter().map(|w| w.key.clone()).collect();
+    repo.storage().delete(&keys)?;
 
-    for path in leftovers {
-        tracing::info!(path = %path.display(), "Removing leftover");
-        let result = if path.is_dir() {
-            std::fs::remove_dir_all(path)
-        } else {
-            std::fs::remove_file(path)
-        };
-        match result {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(RepoError::Io {
-                    path: path.clone(),
-                    action: "remove leftover",
-                    source,
-                });
-            }
-        }
+    for leftover in leftovers {
+        tracing::info!(path = %leftover.location.display(), "Removing leftover");
+        repo.storage().remove_leftover(leftover)?;
     }
     Ok(())
 }
 
-fn remove_backup(repo: &Repo, backups: &Path, id: &str) -> Result<(), RepoError> {
-    let dir = backup_dir(repo, id);
+fn remove_backup(repo: &Repo, id: &str) -> Result<(), RepoError> {
+    let manifest_key = manifest::backup_key(id, manifest::MANIFEST_FILE);
     if id.is_empty() || id.starts_with('.') || id.contains('/') {
         return Err(RepoError::Corrupt {
-            path: dir,
+            path: repo.locate_kind(Kind::Backup).join(id),
             detail: format!("backup ID `{id}` is not a directory name"),
         });
     }
-    // The directory must hold this very backup: never remove a directory by a guessed name.
-    match manifest::read_manifest(&dir)? {
+    // The stored backup must be this very backup: never remove one by a guessed name.
+    match manifest::read_manifest(repo, id)? {
         Some(m) if m.id == id => {}
         _ => {
             return Err(RepoError::Corrupt {
-                path: dir.join(manifest::MANIFEST_FILE),
+                path: repo.locate(&manifest_key),
                 detail: format!("it does not describe backup {id}; nothing was removed for it"),
             });
         }
     }
     tracing::info!(backup = %id, "Expiring backup");
-    let target = backups.join(format!("{EXPIRED_PREFIX}{id}"));
-    remove_tree(&target)?;
-    std::fs::rename(&dir, &target).map_err(|source| RepoError::Io {
-        path: dir.clone(),
-        action: "rename (to expire it)",
-        source,
-    })?;
-    sync(backups)?;
-    remove_tree(&target)
+    repo.storage().delete_backup(id)
 }
 
-fn remove_tree(path: &Path) -> Result<(), RepoError> {
-    removed(path, std::fs::remove_dir_all(path))
-}
-
-fn remove_file(path: &Path) -> Result<(), RepoError> {
-    removed(path, std::fs::remove_file(path))
-}
-
-/// A removal that found nothing to remove is fine; any other error names the path.
-fn removed(path: &Path, result: io::Result<()>) -> Result<(), RepoError> {
-    match result {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(RepoError::Io {
-            path: path.to_path_buf(),
-            action: "remove",
-            source: e,
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn sync(dir: &Path) -> Result<(), RepoError> {
-    durable::sync_dir(dir).map_err(|source| RepoError::Io {
-        path: dir.to_path_buf(),
-        action: "fsync",
-        source,
-    })
-}
-
-fn list_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, RepoError> {
-    let io_err = |source| RepoError::Io {
-        path: dir.to_path_buf(),
-        action: "list",
-        source,
-    };
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries.collect::<Result<Vec<_>, _>>().map_err(io_err),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err(e)),
-    }
-}
-
-fn is_dir(entry: &std::fs::DirEntry) -> Result<bool, RepoError> {
-    entry
-        .file_type()
-        .map(|t| t.is_dir())
-        .map_err(|source| RepoError::Io {
-            path: entry.path(),
-            action: "stat",
-            source,
+/// Every stored WAL file (segments, `.partial`, `.backup`, `.history`).
+pub fn scan_wal(repo: &Repo) -> Result<Vec<StoredWal>, RepoError> {
+    Ok(crate::wal::list_stored(repo, "")?
+        .into_iter()
+        .map(|(name, _, meta)| StoredWal {
+            name,
+            key: meta.key,
         })
+        .collect())
 }
 
-/// Every stored WAL file (segments, `.partial`, `.backup`, `.history`) with its path, and the
-/// temp files (`.NAME.tmp`) of WAL writes in progress or interrupted.
-pub fn scan_wal(repo: &Repo) -> Result<(Vec<StoredWal>, Vec<PathBuf>), RepoError> {
-    let mut wal = Vec::new();
-    let mut temps = Vec::new();
-    let top = repo.wal_dir();
-    let mut classify = |entry: &std::fs::DirEntry| {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { return };
-        if name.starts_with('.') {
-            if name.ends_with(".tmp") {
-                temps.push(entry.path());
-            }
-            return;
-        }
-        let base = Compression::ALL
-            .iter()
-            .filter(|c| !c.suffix().is_empty())
-            .find_map(|c| name.strip_suffix(c.suffix()))
-            .unwrap_or(name);
-        if let Some(w) = WalName::parse(base) {
-            wal.push(StoredWal {
-                name: w,
-                path: entry.path(),
-            });
-        }
-    };
-    for entry in list_dir(&top)? {
-        if is_dir(&entry)? {
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            for file in list_dir(&entry.path())? {
-                if !is_dir(&file)? {
-                    classify(&file);
-                }
-            }
-        } else {
-            classify(&entry);
-        }
-    }
-    Ok((wal, temps))
-}
-
-/// Directories under `backups/` that are not complete backups: `.partial-*` (an interrupted
-/// backup), `.expired-*` (an interrupted expire) and directories without manifest.json. Only
-/// meaningful under the repository lock, which every backup run holds.
-pub fn backup_leftovers(repo: &Repo) -> Result<Vec<PathBuf>, RepoError> {
-    let mut out = Vec::new();
-    for entry in list_dir(&repo.backups_dir())? {
-        if !is_dir(&entry)? {
-            continue;
-        }
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let path = entry.path();
-        let leftover = if name.starts_with('.') {
-            name.starts_with(PARTIAL_PREFIX) || name.starts_with(EXPIRED_PREFIX)
-        } else {
-            manifest::read_manifest(&path)?.is_none()
-        };
-        if leftover {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// The temp files last modified at least [`TEMP_FILE_MIN_AGE`] before `now`.
-fn old_enough(temps: Vec<PathBuf>, now: jiff::Timestamp) -> Result<Vec<PathBuf>, RepoError> {
+/// The work of interrupted writers that expire removes: leftovers of backups and expires
+/// (only meaningful under the repository lock, which every backup run holds), and temp files
+/// of WAL writes last written at least [`TEMP_FILE_MIN_AGE`] before `now` (a wal-push does
+/// not take the lock).
+pub fn leftovers(repo: &Repo, now: jiff::Timestamp) -> Result<Vec<Leftover>, RepoError> {
     let now = SystemTime::from(now);
-    let mut out = Vec::new();
-    for path in temps {
-        let modified = match std::fs::metadata(&path).and_then(|m| m.modified()) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(RepoError::Io {
-                    path,
-                    action: "stat",
-                    source,
-                });
-            }
-        };
-        if now
-            .duration_since(modified)
-            .is_ok_and(|age| age >= TEMP_FILE_MIN_AGE)
-        {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
+    let (mut always, mut temps): (Vec<Leftover>, Vec<Leftover>) = repo
+        .storage()
+        .leftovers()?
+        .into_iter()
+        .partition(|l| l.written.is_none());
+    temps.retain(|l| {
+        l.written.is_some_and(|t| {
+            now.duration_since(t)
+                .is_ok_and(|age| age >= TEMP_FILE_MIN_AGE)
+        })
+    });
+    temps.sort_by(|a, b| a.location.cmp(&b.location));
+    always.extend(temps);
+    Ok(always)
 }
 
 #[cfg(test)]
@@ -815,34 +658,37 @@ mod tests {
     // --- execution, on a repository in a tempdir ---
 
     fn write_manifest(repo: &Repo, m: &BackupManifest) {
-        let dir = backup_dir(repo, &m.id);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("base.tar.zst"), b"data").unwrap();
-        std::fs::write(dir.join(MANIFEST_FILE), serde_json::to_vec(m).unwrap()).unwrap();
+        let s = repo.storage();
+        s.put(&Key::backup(&m.id, "base.tar.zst"), b"data").unwrap();
+        let json = serde_json::to_vec(m).unwrap();
+        s.put(&Key::backup(&m.id, MANIFEST_FILE), &json).unwrap();
     }
 
     fn write_wal(repo: &Repo, w: &WalName) {
-        let path = crate::wal::stored_path(repo, w, Compression::Zstd);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, b"wal").unwrap();
+        let key = crate::wal::stored_key(w, crate::repo::Compression::Zstd);
+        repo.storage().put(&key, b"wal").unwrap();
     }
 
     fn synthetic_repo() -> (tempfile::TempDir, Repo) {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repo::at(dir.path().join("repo"));
-        repo.bind(7_000_000_000_000_000_001, Some(15), SEG).unwrap();
-        for m in four_days() {
-            write_manifest(&repo, &m);
-        }
-        for w in segs(1, 0..50) {
-            write_wal(&repo, &w);
-        }
-        write_wal(&repo, &WalName::parse("00000001.history").unwrap());
+        fill(&repo);
         (dir, repo)
     }
 
-    fn tree(root: &Path) -> Vec<String> {
-        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    fn fill(repo: &Repo) {
+        repo.bind(7_000_000_000_000_000_001, Some(15), SEG).unwrap();
+        for m in four_days() {
+            write_manifest(repo, &m);
+        }
+        for w in segs(1, 0..50) {
+            write_wal(repo, &w);
+        }
+        write_wal(repo, &WalName::parse("00000001.history").unwrap());
+    }
+
+    fn tree(root: &std::path::Path) -> Vec<String> {
+        fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
             for e in std::fs::read_dir(dir).unwrap() {
                 let p = e.unwrap().path();
                 out.push(p.strip_prefix(root).unwrap().display().to_string());
@@ -860,15 +706,16 @@ mod tests {
     #[test]
     fn dry_run_removes_nothing_and_reports_the_plan() {
         let (_d, repo) = synthetic_repo();
-        std::fs::create_dir_all(repo.backups_dir().join(".partial-20261125T000000Z")).unwrap();
-        let before = tree(repo.root());
+        let root = _d.path().join("repo");
+        std::fs::create_dir_all(root.join("backups/.partial-20261125T000000Z")).unwrap();
+        let before = tree(&root);
         let now = ts("2026-11-25T00:00:00Z");
         let r = expire(&repo, &retention(2, None), Duration::ZERO, now, true).unwrap();
         assert!(r.dry_run);
         assert_eq!(r.removed, ["20261121T000000Z", "20261122T000000Z"]);
         assert_eq!(r.wal_removed, 30);
         assert_eq!(r.leftovers_removed.len(), 1);
-        let after: Vec<String> = tree(repo.root())
+        let after: Vec<String> = tree(&root)
             .into_iter()
             .filter(|p| p != "lock" && p != "lock.use")
             .collect();
@@ -882,11 +729,11 @@ mod tests {
     #[test]
     fn expire_removes_exactly_the_plan_and_leftovers() {
         let (_d, repo) = synthetic_repo();
-        let backups = repo.backups_dir();
+        let backups = _d.path().join("repo/backups");
         std::fs::create_dir_all(backups.join(".partial-20261125T000000Z")).unwrap();
         std::fs::create_dir_all(backups.join("20261125T000000Z")).unwrap();
         std::fs::create_dir_all(backups.join(".expired-20261101T000000Z/x")).unwrap();
-        let wal_dir = repo.wal_dir().join("0000000100000000");
+        let wal_dir = _d.path().join("repo/wal/0000000100000000");
         let old_tmp = wal_dir.join(".000000010000000000000031.77.tmp");
         let new_tmp = wal_dir.join(".000000010000000000000032.78.tmp");
         std::fs::write(&old_tmp, b"x").unwrap();
@@ -925,7 +772,6 @@ mod tests {
         assert_eq!(ids, ["20261123T000000Z", "20261124T000000Z"]);
         let mut names: Vec<String> = scan_wal(&repo)
             .unwrap()
-            .0
             .into_iter()
             .map(|w| w.name.name)
             .collect();
@@ -965,7 +811,7 @@ mod tests {
         )
         .unwrap();
         assert!(r.kept.is_empty() && r.removed.is_empty());
-        assert!(!repo.root().exists());
+        assert!(!dir.path().join("nope").exists());
     }
 
     #[test]
@@ -985,7 +831,15 @@ mod tests {
 
     #[test]
     fn a_backup_in_use_by_a_drill_stops_expire_but_not_a_backup() {
-        let (_d, repo) = synthetic_repo();
+        let (_d, posix) = synthetic_repo();
+        let (memory, _) = Repo::in_memory();
+        fill(&memory);
+        for repo in [posix, memory] {
+            a_backup_in_use_by_a_drill_stops_expire_but_not_a_backup_in(repo);
+        }
+    }
+
+    fn a_backup_in_use_by_a_drill_stops_expire_but_not_a_backup_in(repo: Repo) {
         let drill = repo.lock_in_use("drill", Duration::ZERO).unwrap();
         // Two drills may share the backups; a backup does not wait for either.
         let _second = repo.lock_in_use("drill", Duration::ZERO).unwrap();
@@ -999,7 +853,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("locked by drill"), "{err}");
-        assert!(repo.backups_dir().join("20261121T000000Z").exists());
+        assert!(
+            manifest::read_manifest(&repo, "20261121T000000Z")
+                .unwrap()
+                .is_some()
+        );
         drop(drill);
         drop(_second);
         let r = expire(
@@ -1015,5 +873,64 @@ mod tests {
         let _lock = repo.lock_for_delete("expire", Duration::ZERO).unwrap();
         let err = repo.lock_in_use("drill", Duration::ZERO).unwrap_err();
         assert!(err.to_string().contains("locked by expire"), "{err}");
+    }
+
+    // --- execution, on a repository in memory ---
+
+    #[test]
+    fn expire_in_memory_removes_the_plan_and_keeps_what_kept_backups_need() {
+        let (repo, mem) = Repo::in_memory();
+        fill(&repo);
+        // A backup that never got its manifest is a leftover.
+        repo.storage()
+            .put(&Key::backup("20261125T000000Z", "base.tar.zst"), b"half")
+            .unwrap();
+        let now = ts("2026-11-25T00:00:00Z");
+        let dry = expire(&repo, &retention(2, None), Duration::ZERO, now, true).unwrap();
+        let before = mem.keys();
+        let r = expire(&repo, &retention(2, None), Duration::ZERO, now, false).unwrap();
+        assert_eq!(dry.removed, r.removed);
+        assert_eq!(r.removed, ["20261121T000000Z", "20261122T000000Z"]);
+        assert_eq!(r.wal_removed, 30);
+        assert_eq!(r.leftovers_removed, ["memory:Backup/20261125T000000Z"]);
+        let after = mem.keys();
+        let gone: Vec<&Key> = before.iter().filter(|k| !after.contains(k)).collect();
+        assert_eq!(gone.len(), 2 * 2 + 30 + 1, "{gone:?}");
+        let ids: Vec<String> = manifest::list(&repo)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(ids, ["20261123T000000Z", "20261124T000000Z"]);
+        let mut names: Vec<String> = scan_wal(&repo)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.name.name)
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 21);
+        assert!(names.contains(&segment_name(1, 30, SEG)));
+        assert!(!names.contains(&segment_name(1, 29, SEG)));
+        assert!(names.contains(&"00000001.history".to_string()));
+        // A manifest that does not describe its backup stops expire from removing it.
+        let mut other = four_days()[2].clone();
+        other.id = "someone-else".into();
+        repo.storage()
+            .put(
+                &Key::backup("20261123T000000Z", MANIFEST_FILE),
+                &serde_json::to_vec(&other).unwrap(),
+            )
+            .unwrap();
+        let err = remove_backup(&repo, "20261123T000000Z").unwrap_err();
+        assert!(
+            err.to_string().contains("does not describe backup"),
+            "{err}"
+        );
+        assert!(
+            repo.storage()
+                .stat(&Key::backup("20261123T000000Z", "base.tar.zst"))
+                .unwrap()
+                .is_some()
+        );
     }
 }

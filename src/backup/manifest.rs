@@ -2,11 +2,9 @@
 //! only once every file is durable and the WAL from the start to the stop LSN is archived; a
 //! backup directory without it does not exist for list, verify, restore or expire.
 
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 
-use crate::repo::{Compression, Repo, RepoError};
+use crate::repo::{Compression, Key, Kind, Repo, RepoError};
 use crate::wal::Lsn;
 
 /// The manifest format this build writes.
@@ -90,45 +88,29 @@ impl BackupManifest {
     }
 }
 
-/// The directory of backup `id`.
-pub fn backup_dir(repo: &Repo, id: &str) -> PathBuf {
-    repo.backups_dir().join(id)
+/// File `file` of backup `id`.
+pub fn backup_key(id: &str, file: &str) -> Key {
+    Key::backup(id, file)
 }
 
-/// Reads the manifest of the backup in `dir`; `Ok(None)` when there is none (an interrupted
+/// Reads the manifest of backup `id`; `Ok(None)` when there is none (an interrupted
 /// backup, which does not exist).
-pub fn read_manifest(dir: &Path) -> Result<Option<BackupManifest>, RepoError> {
-    crate::repo::read_json(&dir.join(MANIFEST_FILE))
+pub fn read_manifest(repo: &Repo, id: &str) -> Result<Option<BackupManifest>, RepoError> {
+    repo.read_json(&Key::backup(id, MANIFEST_FILE))
 }
 
-/// Every complete backup, oldest first. Hidden directories (in-progress work) and directories
-/// without manifest.json are skipped.
+/// Every complete backup, oldest first. Backups in progress and backups without
+/// manifest.json are skipped.
 pub fn list(repo: &Repo) -> Result<Vec<BackupManifest>, RepoError> {
-    let dir = repo.backups_dir();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(RepoError::Io {
-                path: dir,
-                action: "list",
-                source,
-            });
-        }
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| RepoError::Io {
-            path: dir.clone(),
-            action: "list",
-            source,
-        })?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') || !entry.path().is_dir() {
+    for meta in repo.storage().list(Kind::Backup, "")? {
+        let Some((id, file)) = meta.key.backup_parts() else {
+            continue;
+        };
+        if file != MANIFEST_FILE {
             continue;
         }
-        if let Some(m) = read_manifest(&entry.path())? {
+        if let Some(m) = read_manifest(repo, id)? {
             out.push(m);
         }
     }

@@ -5,15 +5,13 @@
 //!
 //! Files are hashed as a stream (1 MiB buffers): a backup is never loaded into memory.
 
-use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{BackupManifest, MANIFEST_FILE, backup_dir};
-use crate::repo::{Repo, RepoError};
+use super::manifest::{BackupManifest, MANIFEST_FILE, backup_key};
+use crate::repo::{Compression, Repo, RepoError};
 use crate::wal::name::segment_name;
 use crate::wal::{self, WalFileKind, WalName};
 
@@ -133,9 +131,8 @@ fn valid_file_name(name: &str) -> bool {
 /// result; `Err` means the manifest itself cannot be trusted (a bad WAL range, a file name
 /// that escapes the backup directory).
 pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError> {
-    let dir = backup_dir(repo, &m.id);
     let corrupt = |detail: String| RepoError::Corrupt {
-        path: dir.join(MANIFEST_FILE),
+        path: repo.locate(&backup_key(&m.id, MANIFEST_FILE)),
         detail,
     };
     if let Some(bad) = m.files.iter().find(|f| !valid_file_name(&f.name)) {
@@ -149,33 +146,31 @@ pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError
     let mut problems = Vec::new();
     for f in &m.files {
         tracing::debug!(backup = %m.id, file = %f.name, "Verifying");
-        let path = dir.join(&f.name);
+        let key = backup_key(&m.id, &f.name);
+        let path = repo.locate(&key);
         let problem = |kind, problem| Problem::File {
             file: f.name.clone(),
             kind,
             problem,
         };
-        let size = match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => meta.len(),
-            Ok(_) => {
-                problems.push(problem(
-                    "missing",
-                    format!("missing: {} is not a regular file", path.display()),
-                ));
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let size = match repo.storage().stat(&key) {
+            Ok(Some(meta)) => meta.size,
+            Ok(None) => {
                 problems.push(problem(
                     "missing",
                     format!("missing: {} does not exist", path.display()),
                 ));
                 continue;
             }
-            Err(e) => {
+            Err(RepoError::Io { source: e, .. }) => {
                 problems.push(problem(
                     "unreadable",
                     format!("cannot read {}: {e}", path.display()),
                 ));
+                continue;
+            }
+            Err(e) => {
+                problems.push(problem("unreadable", e.to_string()));
                 continue;
             }
         };
@@ -190,7 +185,12 @@ pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError
             ));
             continue;
         }
-        match hash_file(&path) {
+        let hashed = match repo.storage().get(&key) {
+            Ok(Some(r)) => hash_reader(r),
+            Ok(None) => Err(io::Error::from(io::ErrorKind::NotFound)),
+            Err(e) => Err(e.into()),
+        };
+        match hashed {
             Ok((read, _)) if read != f.stored_size => problems.push(problem(
                 "size_differs",
                 format!(
@@ -232,8 +232,9 @@ pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError
                 "missing",
                 format!(
                     "missing from the WAL archive {}",
-                    repo.wal_dir()
-                        .join(w.archive_dir().unwrap_or_default())
+                    repo.locate(&wal::stored_key(&w, Compression::None))
+                        .parent()
+                        .unwrap_or(repo.location())
                         .display()
                 ),
             )),
@@ -254,9 +255,8 @@ pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError
     })
 }
 
-/// Size and hex SHA-256 of a file, read in 1 MiB blocks.
-pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
+/// Size and hex SHA-256 of what `file` reads, read in 1 MiB blocks.
+pub fn hash_reader(mut file: impl Read) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUF_SIZE];
     let mut total = 0u64;
@@ -277,7 +277,6 @@ pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
 pub(crate) mod tests {
     use super::*;
     use crate::backup::manifest::{BackupFile, MANIFEST_FORMAT};
-    use crate::repo::Compression;
     use crate::wal::Lsn;
 
     pub const SEG: u64 = 16 << 20;
@@ -309,10 +308,8 @@ pub(crate) mod tests {
 
     /// Writes backup files and manifest.json into `repo` for `m` (files added to `m`).
     fn write_backup(repo: &Repo, m: &mut BackupManifest, files: &[(&str, &[u8])]) {
-        let dir = backup_dir(repo, &m.id);
-        std::fs::create_dir_all(&dir).unwrap();
         for (name, bytes) in files {
-            std::fs::write(dir.join(name), bytes).unwrap();
+            repo.storage().put(&backup_key(&m.id, name), bytes).unwrap();
             m.files.push(BackupFile {
                 name: name.to_string(),
                 size: bytes.len() as u64 * 3,
@@ -321,25 +318,24 @@ pub(crate) mod tests {
                 tablespace: None,
             });
         }
-        std::fs::write(
-            dir.join(MANIFEST_FILE),
-            serde_json::to_vec_pretty(&*m).unwrap(),
-        )
-        .unwrap();
+        repo.storage()
+            .put(
+                &backup_key(&m.id, MANIFEST_FILE),
+                &serde_json::to_vec_pretty(&*m).unwrap(),
+            )
+            .unwrap();
     }
 
     fn write_wal(repo: &Repo, tli: u32, segnos: impl IntoIterator<Item = u64>) {
         for segno in segnos {
             let w = WalName::parse(&segment_name(tli, segno, SEG)).unwrap();
-            let path = wal::stored_path(repo, &w, Compression::Zstd);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, b"wal").unwrap();
+            let key = wal::stored_key(&w, Compression::Zstd);
+            repo.storage().put(&key, b"wal").unwrap();
         }
     }
 
-    fn repo_with_backup() -> (tempfile::TempDir, Repo, BackupManifest) {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::at(dir.path());
+    fn repo_with_backup() -> (crate::repo::MemoryStorage, Repo, BackupManifest) {
+        let (repo, dir) = Repo::in_memory();
         let mut m = manifest("20261121T061500Z", 1, 2, 4, "2026-11-21T06:16:00Z");
         let big: Vec<u8> = (0..3 * BUF_SIZE + 17).map(|i| (i % 251) as u8).collect();
         write_backup(
@@ -363,10 +359,10 @@ pub(crate) mod tests {
     #[test]
     fn flipped_byte_is_reported_naming_the_file() {
         let (_d, repo, m) = repo_with_backup();
-        let path = backup_dir(&repo, &m.id).join("base.tar.zst");
-        let mut bytes = std::fs::read(&path).unwrap();
+        let key = backup_key(&m.id, "base.tar.zst");
+        let mut bytes = repo.storage().read(&key).unwrap().unwrap();
         bytes[2 * BUF_SIZE + 5] ^= 0x01;
-        std::fs::write(&path, bytes).unwrap();
+        repo.storage().put(&key, &bytes).unwrap();
         let r = verify(&repo, &m).unwrap();
         assert!(!r.ok);
         assert_eq!(r.problems.len(), 1, "{r:?}");
@@ -386,9 +382,9 @@ pub(crate) mod tests {
     #[test]
     fn truncated_and_missing_files_are_reported() {
         let (_d, repo, m) = repo_with_backup();
-        let dir = backup_dir(&repo, &m.id);
-        std::fs::write(dir.join("base.tar.zst"), b"short").unwrap();
-        std::fs::remove_file(dir.join("backup_manifest")).unwrap();
+        let s = repo.storage();
+        s.put(&backup_key(&m.id, "base.tar.zst"), b"short").unwrap();
+        s.delete(&[backup_key(&m.id, "backup_manifest")]).unwrap();
         let r = verify(&repo, &m).unwrap();
         let kinds: Vec<_> = r
             .problems
@@ -412,7 +408,8 @@ pub(crate) mod tests {
         let (_d, repo, m) = repo_with_backup();
         let missing = segment_name(1, 3, SEG);
         let w = WalName::parse(&missing).unwrap();
-        std::fs::remove_file(wal::stored_path(&repo, &w, Compression::Zstd)).unwrap();
+        let key = wal::stored_key(&w, Compression::Zstd);
+        repo.storage().delete(&[key]).unwrap();
         let r = verify(&repo, &m).unwrap();
         assert!(!r.ok);
         assert_eq!(r.problems.len(), 1, "{r:?}");

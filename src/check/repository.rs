@@ -11,6 +11,7 @@ use super::{CheckResult, Status};
 use crate::backup::manifest::{self, BackupManifest};
 use crate::config::Config;
 use crate::repo::Repo;
+use crate::repo::storage::Access;
 use crate::wal::timeline::Timelines;
 use crate::wal::{self, WalName};
 
@@ -42,7 +43,7 @@ pub fn checks(
             Status::Critical,
             format!(
                 "repository {} belongs to cluster {}, this server is {sysid}",
-                repo.root().display(),
+                repo.location().display(),
                 info.system_identifier
             ),
             "point repository.path at this cluster's own repository",
@@ -198,87 +199,15 @@ fn check_continuity(repo: &Repo, backups: &[BackupManifest], timeline: Option<u3
     )
 }
 
+/// Whether the repository can be written (or created), as the storage judges it.
 pub fn check(path: &Path) -> CheckResult {
     let name = "repository";
-    let user = current_user();
-    if path.exists() {
-        if !path.is_dir() {
-            return CheckResult::problem(
-                name,
-                Status::Critical,
-                format!(
-                    "repository path {} exists but is not a directory",
-                    path.display()
-                ),
-                "point repository.path at a directory",
-            );
+    match Repo::at(path).storage().check_access() {
+        Access::Ok(msg) => CheckResult::ok(name, msg),
+        Access::Problem { detail, fix } => {
+            CheckResult::problem(name, Status::Critical, detail, fix)
         }
-        return match probe_write(path) {
-            Ok(()) => CheckResult::ok(
-                name,
-                format!("repository {} exists and is writable", path.display()),
-            ),
-            Err(e) => CheckResult::problem(
-                name,
-                Status::Critical,
-                format!(
-                    "repository {} is not writable by {user}: {e}",
-                    path.display()
-                ),
-                format!("chown/chmod it so {user} and the PostgreSQL OS user can write to it"),
-            ),
-        };
     }
-    let Some(ancestor) = path.ancestors().skip(1).find(|p| p.exists()) else {
-        return CheckResult::problem(
-            name,
-            Status::Critical,
-            format!(
-                "repository path {} has no existing parent directory",
-                path.display()
-            ),
-            "use an absolute repository.path",
-        );
-    };
-    match probe_write(ancestor) {
-        Ok(()) => CheckResult::ok(
-            name,
-            format!(
-                "repository {} does not exist yet; it will be created by the first backup or wal-push",
-                path.display()
-            ),
-        ),
-        Err(e) => CheckResult::problem(
-            name,
-            Status::Critical,
-            format!(
-                "repository {} does not exist and cannot be created: {} is not writable by {user} ({e})",
-                path.display(),
-                ancestor.display()
-            ),
-            format!(
-                "mkdir -p {} and chown it to the user dbagent and PostgreSQL run as",
-                path.display()
-            ),
-        ),
-    }
-}
-
-/// Creates and removes a probe file: the only reliable test of writability (ACLs, read-only
-/// mounts, full disks).
-fn probe_write(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".dbagent-check-{}", std::process::id()));
-    let result = std::fs::write(&probe, b"probe");
-    let _ = std::fs::remove_file(&probe);
-    result
-}
-
-fn current_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("uid {}", nix::unistd::geteuid()))
 }
 
 #[cfg(test)]

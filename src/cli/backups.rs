@@ -103,7 +103,7 @@ fn find_backup(
     backups.into_iter().find(|m| m.id == id).ok_or_else(|| {
         anyhow!(
             "no complete backup {id} in {}; `dbagent backups list` shows the backups",
-            repo.root().display()
+            repo.location().display()
         )
     })
 }
@@ -165,7 +165,7 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
         let entries: Vec<ListEntry> = backups.iter().map(ListEntry::from).collect();
         print_json(&entries)?;
     } else if backups.is_empty() {
-        outln!("no backups in {}", repo.root().display())?;
+        outln!("no backups in {}", repo.location().display())?;
     } else {
         let mut rows = vec![
             [
@@ -206,7 +206,8 @@ fn show(cli: &Cli, id: &str, json: bool) -> anyhow::Result<ExitCode> {
         print_json(&m)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let dir = manifest::backup_dir(&repo, &m.id);
+    let stored = repo.locate(&manifest::backup_key(&m.id, manifest::MANIFEST_FILE));
+    let dir = stored.parent().unwrap_or(repo.location());
     outln!("backup {}", m.id)?;
     let field = |k: &str, v: String| outln!("  {k:<19}{v}");
     field("directory:", dir.display().to_string())?;
@@ -278,7 +279,7 @@ fn verify(cli: &Cli, id: Option<&str>, all: bool, json: bool) -> anyhow::Result<
         None if backups.is_empty() => {
             return Err(anyhow!(
                 "no complete backup in {} to verify; take one with `dbagent backup`",
-                repo.root().display()
+                repo.location().display()
             ));
         }
         None if all => backups,
@@ -324,7 +325,7 @@ fn verify(cli: &Cli, id: Option<&str>, all: bool, json: bool) -> anyhow::Result<
         failed.len(),
         reports.len(),
         failed.join(", "),
-        repo.root().display()
+        repo.location().display()
     ))
 }
 
@@ -374,7 +375,7 @@ fn render_expire(r: &ExpireReport, config: &Config, repo: &Repo) -> String {
     if r.kept.is_empty() && r.removed.is_empty() {
         line(format!(
             "no backups in {}; nothing to expire",
-            repo.root().display()
+            repo.location().display()
         ));
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };

@@ -50,7 +50,10 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if all.is_empty() {
-        outln!("no restore points recorded in {}", repo.root().display())?;
+        outln!(
+            "no restore points recorded in {}",
+            repo.location().display()
+        )?;
         return Ok(());
     }
     outln!("{:<32} {:<28} {:<14} TIMELINE", "NAME", "TIME", "LSN")?;

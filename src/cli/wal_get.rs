@@ -74,7 +74,7 @@ pub fn run(cli: &Cli, args: &WalGetArgs) -> CmdResult {
             not_found(mode, &args.name, &e);
             Ok(ExitCode::from(e.exit_code(mode)))
         }
-        Err(e) => Err(fail(mode, &args.name, Some(repo.root()), e)),
+        Err(e) => Err(fail(mode, &args.name, Some(repo.location()), e)),
     }
 }
 

@@ -198,7 +198,7 @@ fn drive(
         .ok_or_else(|| {
             failed(format!(
                 "the repository {} has no repo.json (nothing archived or backed up yet): set archive_command and take a backup first",
-                repo.root().display()
+                repo.location().display()
             ))
         })?;
     // Expire must not delete the backup and WAL this drill restores: hold them in use.
@@ -211,7 +211,7 @@ fn drive(
     let backups = manifest::list(&repo).map_err(|e| failed(e.to_string()))?;
     let newest = backups
         .last()
-        .ok_or_else(|| PlanError::NoBackups(repo.root().to_path_buf()))?;
+        .ok_or_else(|| PlanError::NoBackups(repo.location().to_path_buf()))?;
     report.backup_id = Some(newest.id.clone());
     progress(&format!(
         "drilling backup {} (finished {}, PostgreSQL {})",
@@ -383,7 +383,7 @@ fn drive(
     let timelines = Timelines::read(&repo, info.wal_segment_size).map_err(|e| {
         failed(format!(
             "cannot read the archive's timelines in {}: {e}",
-            repo.root().display()
+            repo.location().display()
         ))
     })?;
     check_replayed_history(&timelines, &primary, &replayed)?;
@@ -428,7 +428,7 @@ fn primary_timeline(
     let timelines = Timelines::read(repo, seg_size).map_err(|e| {
         failed(format!(
             "cannot read the archive's timelines in {}: {e}",
-            repo.root().display()
+            repo.location().display()
         ))
     })?;
     let (timeline, source) = match asked {
@@ -449,7 +449,7 @@ fn primary_timeline(
     if timelines.path(timeline).is_none() {
         return Err(failed(format!(
             "the primary is on timeline {timeline} but {timeline:08X}.history is not in the archive ({}), so the drill cannot check that it replays the primary's history: check that archive_command archives .history files, then run the drill again",
-            repo.wal_dir().display()
+            repo.locate_kind(crate::repo::Kind::Wal).display()
         )));
     }
     Ok(Primary {
@@ -617,9 +617,24 @@ fn reachable(dir: &Path, o: &Owner) -> Result<(), DrillError> {
 }
 
 /// Runs `pg_verifybackup` on the extracted data directory against the backup's
-/// `backup_manifest` in the repository. WAL is not parsed here: replay checks it.
+/// `backup_manifest` in the repository (copied beside the scratch data directory, as the
+/// repository need not be a local directory). WAL is not parsed here: replay checks it.
 fn verify_backup(repo: &Repo, plan: &RestorePlan, verifier: &Path) -> Result<(), DrillError> {
-    let manifest_path = manifest::backup_dir(repo, &plan.backup.id).join("backup_manifest");
+    let key = manifest::backup_key(&plan.backup.id, "backup_manifest");
+    let bytes = repo
+        .storage()
+        .read(&key)
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| {
+            failed(format!(
+                "backup {} has no backup_manifest ({} does not exist)",
+                plan.backup.id,
+                repo.locate(&key).display()
+            ))
+        })?;
+    let manifest_path = plan.to.parent().unwrap_or(&plan.to).join("backup_manifest");
+    std::fs::write(&manifest_path, bytes)
+        .map_err(|e| failed(format!("cannot write {}: {e}", manifest_path.display())))?;
     // Tar-format backups carry tablespaces as tablespace_map (rewritten to the scratch
     // locations, so ignored) and get their pg_tblspc links at start-up; make the links now so
     // the tablespaces' files are verified too (the server replaces them when it starts).

@@ -132,12 +132,12 @@ impl<W: Write + Send> Encoder for Plain<W> {
 
 /// Wraps `inner` in an encoder. `level` 0 means the algorithm's default; `threads` > 1 uses
 /// zstd's multithreaded mode (for large backups; WAL segments use one thread).
-pub fn encoder<W: Write + Send + 'static>(
+pub fn encoder<'a, W: Write + Send + 'a>(
     c: Compression,
     level: i32,
     threads: u32,
     inner: W,
-) -> io::Result<Box<dyn Encoder>> {
+) -> io::Result<Box<dyn Encoder + 'a>> {
     let level = if level == 0 { c.default_level() } else { level };
     Ok(match c {
         Compression::Zstd => {

@@ -7,6 +7,13 @@
 //! the owner of the directory it is created in, so the repository stays writable by the
 //! PostgreSQL OS user that runs archive_command.
 
+/// Durable writes of local files that are not repository objects (the restore marker in a
+/// data directory being restored, its recovery settings): the same rules as the repository's,
+/// for callers outside it. Repository objects go through [`super::Storage`].
+pub mod local {
+    pub use super::{inherit_owner, replace, sync_dir};
+}
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -39,3 +39,15 @@ pub enum RepoError {
         waited: Duration,
     },
 }
+
+impl From<RepoError> for io::Error {
+    /// For code that reports the repository's errors as I/O errors: the message keeps the
+    /// object and the action, the kind is the underlying one.
+    fn from(e: RepoError) -> io::Error {
+        let kind = match &e {
+            RepoError::Io { source, .. } => source.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e.to_string())
+    }
+}

@@ -1,10 +1,14 @@
-//! The backup repository on a local (posix) path: its layout, `repo.json` binding it to one
-//! cluster, the lock, and the file primitives every writer uses.
+//! The backup repository: its layout, `repo.json` binding it to one
+//! cluster, the locks, and the storage interface ([`storage`]) through which everything
+//! reaches the repository; [`posix`] keeps it in a directory:
 //!
 //! ```text
 //! REPO/
 //!   repo.json                        format, cluster system identifier, major version, WAL segment size
 //!   lock                             exclusive lock of backup/expire runs
+//!   lock.use                         held shared by runs using backups, exclusively by expire
+//!   timelines/<TLI>.json             what is known of each timeline (who created it, when)
+//!   restore-points/<NAME>.json       recorded restore points
 //!   backups/<ID>/manifest.json       written LAST: a backup without it does not exist
 //!   backups/<ID>/<archive>.tar.<ext> pg_basebackup's tar streams, compressed on the fly
 //!   backups/<ID>/backup_manifest     PostgreSQL's own manifest
@@ -13,23 +17,33 @@
 //! ```
 //! Names starting with `.` are temp files of writes in progress; every reader ignores them.
 //!
+//! Everything above reaches the repository through [`Repo`] and [`Storage`], never through a
+//! path.
+//!
 //! Layer: access. Uses: nothing of the crate. Used by: backup, check, collect, config, drill, http,
 //! restore, rpo, wal.
 
 pub mod compress;
-pub mod durable;
+mod durable;
 mod error;
 pub mod lock;
+pub mod memory;
+pub mod posix;
+pub mod storage;
 
-use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use compress::Compression;
+pub use durable::local;
 pub use error::{FORMAT, RepoError};
 pub use lock::RepoLock;
+pub use memory::MemoryStorage;
+pub use posix::PosixStorage;
+pub use storage::{Created, Key, Kind, LockKind, Meta, Storage, StorageLock};
 
 /// `repo.json`: which cluster this repository belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,78 +59,59 @@ pub struct RepoInfo {
     pub created_at: jiff::Timestamp,
 }
 
-/// A repository at a path (which may not exist yet).
+/// A repository, reached through its [`Storage`]: the typed facade every command uses.
 #[derive(Debug, Clone)]
 pub struct Repo {
-    root: PathBuf,
+    storage: Arc<dyn Storage>,
+    location: PathBuf,
 }
 
 impl Repo {
+    /// The repository in the local directory `root` (which may not exist yet).
     pub fn at(root: impl Into<PathBuf>) -> Repo {
-        Repo { root: root.into() }
+        Repo::with_storage(Arc::new(PosixStorage::new(root)))
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The repository in `storage`.
+    pub fn with_storage(storage: Arc<dyn Storage>) -> Repo {
+        let location = storage.location();
+        Repo { storage, location }
     }
 
-    pub fn info_path(&self) -> PathBuf {
-        self.root.join("repo.json")
+    /// A repository in memory (for tests), and its storage (to damage it on purpose).
+    pub fn in_memory() -> (Repo, MemoryStorage) {
+        let m = MemoryStorage::new();
+        (Repo::with_storage(Arc::new(m.clone())), m)
     }
 
-    pub fn wal_dir(&self) -> PathBuf {
-        self.root.join("wal")
+    pub fn storage(&self) -> &dyn Storage {
+        &*self.storage
     }
 
-    pub fn backups_dir(&self) -> PathBuf {
-        self.root.join("backups")
+    /// Where the repository is, for messages.
+    pub fn location(&self) -> &Path {
+        &self.location
     }
 
-    pub fn lock_path(&self) -> PathBuf {
-        self.root.join("lock")
+    /// Where `key` is, for messages.
+    pub fn locate(&self, key: &Key) -> PathBuf {
+        self.storage.locate(key)
     }
 
-    /// The lock that runs using a backup hold shared and expire exclusively.
-    pub fn use_lock_path(&self) -> PathBuf {
-        self.root.join("lock.use")
+    /// Where objects of `kind` are, for messages.
+    pub fn locate_kind(&self, kind: Kind) -> PathBuf {
+        self.storage.locate_kind(kind)
     }
 
     /// Reads repo.json; `Ok(None)` when the repository has not been created yet.
     pub fn info(&self) -> Result<Option<RepoInfo>, RepoError> {
-        let path = self.info_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // A root that exists but cannot be listed is unreadable, not empty.
-                if let Err(e) = std::fs::metadata(&self.root)
-                    && e.kind() != io::ErrorKind::NotFound
-                {
-                    return Err(RepoError::Io {
-                        path: self.root.clone(),
-                        action: "read the repository",
-                        source: e,
-                    });
-                }
-                if self.root.is_dir()
-                    && let Err(e) = std::fs::read_dir(&self.root)
-                {
-                    return Err(RepoError::Io {
-                        path: self.root.clone(),
-                        action: "read the repository",
-                        source: e,
-                    });
-                }
-                return Ok(None);
-            }
-            Err(source) => {
-                return Err(RepoError::Io {
-                    path,
-                    action: "read",
-                    source,
-                });
-            }
+        let key = Key::repo_info();
+        let Some(text) = self.storage.read(&key)? else {
+            self.storage.check_reachable()?;
+            return Ok(None);
         };
-        let info: RepoInfo = serde_json::from_str(&text).map_err(|e| RepoError::Corrupt {
+        let path = self.locate(&key);
+        let info: RepoInfo = serde_json::from_slice(&text).map_err(|e| RepoError::Corrupt {
             path: path.clone(),
             detail: e.to_string(),
         })?;
@@ -130,8 +125,8 @@ impl Repo {
     }
 
     /// Binds the repository to a cluster on first use, or checks that it is bound to this one.
-    /// Two processes binding at once both succeed if they agree (the file is created with
-    /// link-or-fail semantics and then re-read).
+    /// Two processes binding at once both succeed if they agree (the object is created only
+    /// if absent and then re-read).
     pub fn bind(
         &self,
         system_identifier: u64,
@@ -142,11 +137,7 @@ impl Repo {
         if let Some(info) = self.info()? {
             return self.check_binding(info, &sysid, pg_major);
         }
-        durable::create_dir_all_durable(&self.root).map_err(|source| RepoError::Io {
-            path: self.root.clone(),
-            action: "create the repository",
-            source,
-        })?;
+        let key = Key::repo_info();
         let info = RepoInfo {
             format: FORMAT,
             system_identifier: sysid.clone(),
@@ -155,24 +146,31 @@ impl Repo {
             created_at: jiff::Timestamp::now(),
         };
         let json = serde_json::to_vec_pretty(&info).map_err(|e| RepoError::Corrupt {
-            path: self.info_path(),
+            path: self.locate(&key),
             detail: e.to_string(),
         })?;
-        durable::create_new(&self.root, "repo.json", |f| {
-            use std::io::Write;
-            f.write_all(&json)?;
-            f.write_all(b"\n")
-        })
-        .map_err(|source| RepoError::Io {
-            path: self.info_path(),
-            action: "create",
-            source,
-        })?;
-        // Whoever won the race, the file on disk is the truth.
+        self.storage
+            .create_new(&key, &mut |f| {
+                f.write_all(&json)?;
+                f.write_all(b"\n")
+            })
+            .map_err(|e| match e {
+                RepoError::Io { path, source, .. } => RepoError::Io {
+                    action: if path == self.location {
+                        "create the repository"
+                    } else {
+                        "create"
+                    },
+                    path,
+                    source,
+                },
+                e => e,
+            })?;
+        // Whoever won the race, the stored object is the truth.
         match self.info()? {
             Some(info) => self.check_binding(info, &sysid, pg_major),
             None => Err(RepoError::Corrupt {
-                path: self.info_path(),
+                path: self.locate(&key),
                 detail: "vanished right after it was created".into(),
             }),
         }
@@ -186,70 +184,57 @@ impl Repo {
     ) -> Result<RepoInfo, RepoError> {
         if info.system_identifier != sysid {
             return Err(RepoError::OtherCluster {
-                path: self.root.clone(),
+                path: self.location.clone(),
                 repo: info.system_identifier,
                 found: sysid.to_string(),
             });
         }
         if info.pg_major.is_none() && pg_major.is_some() {
             info.pg_major = pg_major;
+            let key = Key::repo_info();
             let json = serde_json::to_vec_pretty(&info).map_err(|e| RepoError::Corrupt {
-                path: self.info_path(),
+                path: self.locate(&key),
                 detail: e.to_string(),
             })?;
-            durable::replace(&self.root, "repo.json", &json).map_err(|source| RepoError::Io {
-                path: self.info_path(),
-                action: "update",
-                source,
-            })?;
+            self.storage.put(&key, &json)?;
         }
         Ok(info)
     }
 
     /// Takes the repository lock (see [`lock`]).
-    pub fn lock(&self, what: &str, wait: Duration) -> Result<RepoLock, RepoError> {
-        durable::create_dir_all_durable(&self.root).map_err(|source| RepoError::Io {
-            path: self.root.clone(),
-            action: "create the repository",
-            source,
-        })?;
-        RepoLock::acquire(&self.lock_path(), what, wait)
+    pub fn lock(&self, what: &str, wait: Duration) -> Result<StorageLock, RepoError> {
+        self.storage.lock(LockKind::Run, what, wait)
     }
 
     /// Holds the backups and WAL in use against deletion (shared with other users): a drill
     /// restoring a backup takes it, so that expire waits or fails instead of deleting what it
     /// restores. Backups do not take it, so a drill never stops a backup.
-    pub fn lock_in_use(&self, what: &str, wait: Duration) -> Result<RepoLock, RepoError> {
-        RepoLock::acquire_shared(&self.use_lock_path(), what, wait)
+    pub fn lock_in_use(&self, what: &str, wait: Duration) -> Result<StorageLock, RepoError> {
+        self.storage.lock(LockKind::InUse, what, wait)
     }
 
     /// Waits for every run using backups to finish and keeps new ones out: taken by expire
     /// (after [`Repo::lock`]) before it deletes anything.
-    pub fn lock_for_delete(&self, what: &str, wait: Duration) -> Result<RepoLock, RepoError> {
-        RepoLock::acquire(&self.use_lock_path(), what, wait)
+    pub fn lock_for_delete(&self, what: &str, wait: Duration) -> Result<StorageLock, RepoError> {
+        self.storage.lock(LockKind::Delete, what, wait)
     }
-}
 
-/// Reads a JSON file of the repository (a manifest, a restore point): `Ok(None)` when it does
-/// not exist, `Io` when it cannot be read, `Corrupt` when it does not parse.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, RepoError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(RepoError::Io {
-                path: path.to_path_buf(),
-                action: "read",
-                source,
-            });
-        }
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| RepoError::Corrupt {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })
+    /// Reads a JSON object of the repository (a manifest, a restore point): `Ok(None)` when
+    /// it does not exist, `Io` when it cannot be read, `Corrupt` when it does not parse.
+    pub fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &Key,
+    ) -> Result<Option<T>, RepoError> {
+        let Some(bytes) = self.storage.read(key)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RepoError::Corrupt {
+                path: self.locate(key),
+                detail: e.to_string(),
+            })
+    }
 }
 
 #[cfg(test)]
@@ -293,5 +278,74 @@ mod tests {
         std::fs::write(dir.path().join("repo.json"), b"{not json").unwrap();
         let err = Repo::at(dir.path()).info().unwrap_err();
         assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
+    }
+
+    /// The acceptance of the storage interface, kept true: no code outside `src/repo/`
+    /// builds a repository path or uses the file primitives behind the storage. Test modules
+    /// (which set up posix repositories on purpose) and comments are not searched.
+    #[test]
+    fn no_repository_path_is_built_outside_the_storage() {
+        const BUILDING: &[&str] = &[
+            "repo.root()",
+            ".root().join(",
+            "wal_dir()",
+            "backups_dir()",
+            "info_path()",
+            "lock_path()",
+            "records_dir(",
+            "points_dir(",
+            "backup_dir(",
+            "stored_path(",
+            ".join(\"wal\")",
+            ".join(\"backups\")",
+            ".join(\"timelines\")",
+            ".join(\"restore-points\")",
+            ".join(\"repo.json\")",
+            ".join(\"manifest.json\")",
+            "join(MANIFEST_FILE)",
+            "join(manifest::MANIFEST_FILE)",
+            "\".partial-",
+            "\".expired-",
+            "repo::durable",
+        ];
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        files.sort();
+        let mut offenders = Vec::new();
+        for file in files {
+            if file.starts_with(src.join("repo")) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("#[cfg(test)]") {
+                    break;
+                }
+                if code.starts_with("//") {
+                    continue;
+                }
+                if let Some(p) = BUILDING.iter().find(|p| code.contains(*p)) {
+                    let rel = file.strip_prefix(&src).unwrap().display().to_string();
+                    offenders.push(format!("src/{rel}:{}: `{p}` in: {code}", n + 1));
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "repository paths built outside src/repo (go through repo::Storage):\n{}",
+            offenders.join("\n")
+        );
     }
 }

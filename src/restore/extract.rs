@@ -107,10 +107,10 @@ pub struct Extracted {
     pub stored_bytes: u64,
 }
 
-/// Extracts the stored archive `stored` (described by `file` in the manifest) into `dest`,
-/// verifying its SHA-256 and stored size. `dest` must exist.
+/// Extracts the stored archive that `raw` reads (described by `file` in the manifest) into
+/// `dest`, verifying its SHA-256 and stored size. `dest` must exist.
 pub fn extract_archive(
-    stored: &Path,
+    raw: impl Read,
     file: &BackupFile,
     compression: Compression,
     dest: &Path,
@@ -119,11 +119,6 @@ pub fn extract_archive(
         file: file.name.clone(),
         detail,
     };
-    let raw = std::fs::File::open(stored).map_err(|source| ExtractError::Io {
-        path: stored.to_path_buf(),
-        action: "open",
-        source,
-    })?;
     let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
     let hashing = HashingReader {
         inner: raw,

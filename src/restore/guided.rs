@@ -207,7 +207,7 @@ pub fn ask(
             p.say(&format!(
                 "{} complete backup(s) in {}",
                 backups.len(),
-                repo.root().display()
+                repo.location().display()
             ));
             let i = p.select("Which backup?", &items, 0)?;
             (i > 0).then(|| backups[backups.len() - i].id.clone())

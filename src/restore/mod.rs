@@ -181,7 +181,6 @@ fn extract_all(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Executed, RestoreError> {
     let m = &plan.manifest;
-    let dir = manifest::backup_dir(repo, &m.id);
     create_private_dir(&plan.to).map_err(io_err(&plan.to, "create"))?;
     for t in &plan.tablespaces {
         create_private_dir(&t.location).map_err(io_err(&t.location, "create"))?;
@@ -211,7 +210,29 @@ fn extract_all(
                 })?,
         };
         let t0 = Instant::now();
-        let x = extract::extract_archive(&dir.join(&file.name), file, m.compression, &dest)
+        let key = manifest::backup_key(&m.id, &file.name);
+        let opened = match repo.storage().get(&key) {
+            Ok(Some(raw)) => Ok(raw),
+            Ok(None) => Err(extract::ExtractError::Io {
+                path: repo.locate(&key),
+                action: "open",
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+            Err(crate::repo::RepoError::Io { path, source, .. }) => {
+                Err(extract::ExtractError::Io {
+                    path,
+                    action: "open",
+                    source,
+                })
+            }
+            Err(e) => Err(extract::ExtractError::Io {
+                path: repo.locate(&key),
+                action: "open",
+                source: e.into(),
+            }),
+        };
+        let x = opened
+            .and_then(|raw| extract::extract_archive(raw, file, m.compression, &dest))
             .map_err(|source| RestoreError::Extract {
                 source,
                 cleanup: String::new(),

@@ -6,6 +6,7 @@
 //! and is empty (unless `--force`). The plan only reads; [`super::execute`] acts on it, so
 //! `--dry-run`, `drill` and the guided restore share this one code path.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -15,7 +16,7 @@ pub use super::target::{Target, TimelineChoice};
 use super::points;
 use crate::backup::manifest::{self, BackupManifest};
 use crate::backup::verify::WalRange;
-use crate::repo::{Compression, Repo, RepoError};
+use crate::repo::{Compression, Kind, Repo, RepoError};
 use crate::wal::timeline::{Timelines, timeline_of};
 use crate::wal::{Lsn, name::segment_name};
 
@@ -606,8 +607,10 @@ fn choose_backup(
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub now: jiff::Timestamp,
+    /// Where the repository, its WAL archive and each backup's manifest are, for messages.
     pub repo_root: PathBuf,
     pub wal_dir: PathBuf,
+    pub manifest_paths: BTreeMap<String, PathBuf>,
     /// The live PostgreSQL process using the destination, if any.
     pub running_pid: Option<i32>,
     pub dir: DirFacts,
@@ -667,10 +670,16 @@ pub fn gather(repo: &Repo, req: &Request) -> Result<Facts, PlanError> {
         Some(info) => info.wal_segment_size,
         None => 16 << 20,
     };
-    let timelines = Timelines::read(repo, seg_size).map_err(io_err(
-        &repo.wal_dir(),
-        "read the timelines of the WAL archive",
-    ))?;
+    let wal_dir = repo.locate_kind(Kind::Wal);
+    let timelines = Timelines::read(repo, seg_size)
+        .map_err(io_err(&wal_dir, "read the timelines of the WAL archive"))?;
+    let manifest_paths = backups
+        .iter()
+        .map(|m| {
+            let key = manifest::backup_key(&m.id, manifest::MANIFEST_FILE);
+            (m.id.clone(), repo.locate(&key))
+        })
+        .collect();
     let dir = inspect_dir(&req.to)?;
     let mut locations: Vec<PathBuf> = req.tablespace_map.iter().map(|(_, d)| d.clone()).collect();
     for m in &backups {
@@ -710,8 +719,9 @@ pub fn gather(repo: &Repo, req: &Request) -> Result<Facts, PlanError> {
     };
     Ok(Facts {
         now: jiff::Timestamp::now(),
-        repo_root: repo.root().to_path_buf(),
-        wal_dir: repo.wal_dir(),
+        repo_root: repo.location().to_path_buf(),
+        wal_dir,
+        manifest_paths,
         running_pid: running_postmaster(&req.to),
         dir,
         backups,
@@ -872,10 +882,10 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
     }
     let range = WalRange::of(&m).map_err(|detail| RepoError::Corrupt {
         path: facts
-            .repo_root
-            .join("backups")
-            .join(&m.id)
-            .join(manifest::MANIFEST_FILE),
+            .manifest_paths
+            .get(&m.id)
+            .cloned()
+            .unwrap_or_else(|| facts.repo_root.clone()),
         detail,
     })?;
     let seg = range.seg_size;
@@ -1267,5 +1277,62 @@ mod tests {
             Target::Time(want)
         );
         assert_eq!(pg_time(want), "2026-11-21 09:15:00.000000+00");
+    }
+
+    /// The planner's gather step on a repository in memory: what it reads (backups, restore
+    /// points, timelines, WAL) decides the plan or the refusal.
+    #[test]
+    fn gather_reads_backups_points_and_wal_from_the_storage() {
+        use crate::repo::Key;
+        use crate::restore::timeline::tests::request;
+        const SEG: u64 = 16 << 20;
+        let (repo, _) = Repo::in_memory();
+        repo.bind(1, Some(15), SEG).unwrap();
+        let m = crate::backup::verify::tests::manifest("B", 1, 1, 1, "2026-11-21T06:16:00Z");
+        let json = serde_json::to_vec(&m).unwrap();
+        repo.storage()
+            .put(&Key::backup("B", manifest::MANIFEST_FILE), &json)
+            .unwrap();
+        let seg_key = |n| Key::wal(format!("{}.zst", segment_name(1, n, SEG)));
+        for n in 1..=5 {
+            repo.storage().put(&seg_key(n), b"wal").unwrap();
+        }
+        let point = points::RestorePoint {
+            name: "before".into(),
+            lsn: Lsn(4 * SEG + 0x100),
+            time: "2026-11-21T07:00:00Z".parse().unwrap(),
+            timeline: 1,
+            server: "h:5432".into(),
+        };
+        points::record(&repo, &point).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut req = request(Target::Name("before".into()), TimelineChoice::Latest);
+        req.to = dir.path().join("data");
+
+        let facts = gather(&repo, &req).unwrap();
+        assert_eq!(facts.backups.len(), 1);
+        assert_eq!(facts.point.as_ref(), Some(&point));
+        assert_eq!(facts.point_names, ["before"]);
+        assert_eq!(
+            facts.timelines.get(1).map(|t| t.segments.len()),
+            Some(5),
+            "{:?}",
+            facts.timelines
+        );
+        let plan = decide(&req, &facts).unwrap();
+        assert_eq!(plan.backup.id, "B");
+
+        // A segment between the backup and the target is lost: the plan names it.
+        repo.storage().delete(&[seg_key(3)]).unwrap();
+        let facts = gather(&repo, &req).unwrap();
+        let err = decide(&req, &facts).unwrap_err();
+        assert!(matches!(err, PlanError::MissingWal { .. }), "{err}");
+        assert!(err.to_string().contains(&segment_name(1, 3, SEG)), "{err}");
+
+        // No backup at all: refused, naming the repository.
+        repo.storage().delete_backup("B").unwrap();
+        let facts = gather(&repo, &req).unwrap();
+        let err = decide(&req, &facts).unwrap_err();
+        assert!(matches!(err, PlanError::NoBackups(_)), "{err}");
     }
 }

@@ -10,17 +10,14 @@
 //! PostgreSQL would happily create two restore points of one name and recovery would stop at
 //! the first.
 
-use std::io::Write;
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
-use crate::repo::{Repo, RepoError, durable};
+use crate::repo::{Created, Key, Kind, Repo, RepoError};
 use crate::wal::Lsn;
 
-/// The directory of the restore point records.
-pub fn points_dir(repo: &Repo) -> PathBuf {
-    repo.root().join("restore-points")
+/// The object of the restore point record `name`.
+fn point_key(name: &str) -> Key {
+    Key::restore_point(format!("{name}.json"))
 }
 
 /// One recorded restore point.
@@ -83,23 +80,30 @@ pub fn check_new(repo: &Repo, name: &str) -> Result<(), PointError> {
 /// Records `point` durably; refuses a name that is already recorded.
 pub fn record(repo: &Repo, point: &RestorePoint) -> Result<(), PointError> {
     check_new(repo, &point.name)?;
-    let dir = points_dir(repo);
-    let io = |action, source| RepoError::Io {
-        path: dir.clone(),
-        action,
-        source,
-    };
-    durable::create_dir_all_durable(&dir).map_err(|e| io("create", e))?;
+    let key = point_key(&point.name);
     let json = serde_json::to_vec_pretty(point).map_err(|e| RepoError::Corrupt {
-        path: dir.clone(),
+        path: repo.locate_kind(Kind::RestorePoint),
         detail: e.to_string(),
     })?;
-    let created = durable::create_new(&dir, &format!("{}.json", point.name), |f| {
-        f.write_all(&json)?;
-        f.write_all(b"\n")
-    })
-    .map_err(|e| io("write a restore point in", e))?;
-    if created == durable::Created::AlreadyExists {
+    let created = repo
+        .storage()
+        .create_new(&key, &mut |f| {
+            f.write_all(&json)?;
+            f.write_all(b"\n")
+        })
+        .map_err(|e| match e {
+            // The directory could not be created: said as such.
+            e @ RepoError::Io {
+                action: "create", ..
+            } => e,
+            RepoError::Io { source, .. } => RepoError::Io {
+                path: repo.locate_kind(Kind::RestorePoint),
+                action: "write a restore point in",
+                source,
+            },
+            e => e,
+        })?;
+    if created == Created::AlreadyExists {
         // Lost a race with another run using the same name.
         return check_new(repo, &point.name);
     }
@@ -111,36 +115,14 @@ pub fn find(repo: &Repo, name: &str) -> Result<Option<RestorePoint>, RepoError> 
     if !valid_name(name) {
         return Ok(None);
     }
-    crate::repo::read_json(&points_dir(repo).join(format!("{name}.json")))
+    repo.read_json(&point_key(name))
 }
 
 /// Every recorded restore point, oldest first.
 pub fn list(repo: &Repo) -> Result<Vec<RestorePoint>, RepoError> {
-    let dir = points_dir(repo);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(RepoError::Io {
-                path: dir,
-                action: "list",
-                source,
-            });
-        }
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| RepoError::Io {
-            path: dir.clone(),
-            action: "list",
-            source,
-        })?;
-        let file = entry.file_name();
-        let Some(file) = file.to_str() else { continue };
-        if file.starts_with('.') {
-            continue;
-        }
-        if let Some(name) = file.strip_suffix(".json")
+    for meta in repo.storage().list(Kind::RestorePoint, "")? {
+        if let Some(name) = meta.key.name.strip_suffix(".json")
             && let Some(p) = find(repo, name)?
         {
             out.push(p);
@@ -156,8 +138,7 @@ mod tests {
 
     #[test]
     fn records_lists_and_refuses_duplicates() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::at(dir.path());
+        let (repo, _) = Repo::in_memory();
         let p = RestorePoint {
             name: "before-migration".into(),
             lsn: Lsn(0x3000028),

@@ -69,7 +69,7 @@ pub fn write(data: &Path, settings: &[Setting], backup_id: &str) -> io::Result<(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    crate::repo::durable::sync_dir(data)
+    crate::repo::local::sync_dir(data)
 }
 
 #[cfg(test)]

@@ -639,6 +639,7 @@ pub(crate) mod tests {
             now: at(100_000),
             repo_root: PathBuf::from("/repo"),
             wal_dir: PathBuf::from("/repo/wal"),
+            manifest_paths: Default::default(),
             running_pid: None,
             dir: DirFacts::default(),
             backups: vec![manifest()],

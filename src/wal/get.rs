@@ -19,11 +19,11 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::datadir::Mode;
+use super::find;
 use super::header::LONG_HEADER_LEN;
 use super::name::{WalFileKind, WalName};
 use super::prefetch::{self, StoredId};
-use super::{find, stored_path};
-use crate::repo::{Compression, Repo, RepoInfo, compress};
+use crate::repo::{Compression, Key, Kind, Repo, RepoInfo, compress};
 
 /// Exit status when the file is certainly not in the archive.
 pub const EXIT_NOT_FOUND: u8 = 1;
@@ -102,54 +102,33 @@ pub fn get_with(
 ) -> Result<Got, GetError> {
     let not_found = || GetError::NotFound {
         name: name.to_string(),
-        archive: repo.wal_dir(),
+        archive: repo.locate_kind(Kind::Wal),
     };
     let unavailable = |what: String| GetError::Unavailable(what);
     // An archive root that is missing (unmounted storage) is not "no such segment".
-    match std::fs::metadata(repo.root()) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(unavailable(format!(
-                "repository {} is not a directory",
-                repo.root().display()
-            )));
-        }
-        Err(e) => {
-            return Err(unavailable(format!(
-                "cannot read the repository {}: {e}; is it mounted and readable by this user?",
-                repo.root().display()
-            )));
-        }
-    }
+    repo.storage().check_present().map_err(unavailable)?;
     let info = repo.info().map_err(|e| unavailable(e.to_string()))?;
     let Some(wal_name) = WalName::parse(name) else {
         return Err(not_found());
     };
-    let (stored, c) = match find(repo, &wal_name) {
+    let (stored_meta, c) = match find(repo, &wal_name) {
         Ok(Some(found)) => found,
         Ok(None) => {
-            // Make sure "absent" is not "unreadable": the directory itself must be listable.
-            let dir = stored_path(repo, &wal_name, Compression::None)
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| repo.wal_dir());
-            return match std::fs::read_dir(&dir) {
-                Ok(_) => Err(not_found()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found()),
-                Err(e) => Err(unavailable(format!("cannot read {}: {e}", dir.display()))),
+            // Make sure "absent" is not "unreadable".
+            let key = super::stored_key(&wal_name, Compression::None);
+            return match repo.storage().confirm_absent(&key) {
+                Ok(()) => Err(not_found()),
+                Err(e) => Err(unavailable(e)),
             };
         }
         Err(e) => {
             return Err(unavailable(format!(
                 "cannot look up {name} in {}: {e}",
-                repo.wal_dir().display()
+                repo.locate_kind(Kind::Wal).display()
             )));
         }
     };
-    // The stored file itself must be readable: a spooled copy never hides an archive that
-    // cannot be read.
-    let stored_meta = std::fs::metadata(&stored)
-        .map_err(|e| unavailable(format!("cannot read {}: {e}", stored.display())))?;
+    let stored = repo.locate(&stored_meta.key);
     let prefetch = prefetch.filter(|p| p.depth > 0 && wal_name.kind == WalFileKind::Segment);
     if let (Some(p), Some(info)) = (prefetch, info.as_ref()) {
         match prefetch::request(&p.spool, &wal_name, &p.config) {
@@ -183,7 +162,15 @@ pub fn get_with(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{file_name}.dbagent.{}.tmp", std::process::id()));
-    let result = restore_checked(&stored, c, &wal_name, info.as_ref(), &tmp, dest);
+    let result = restore_checked(
+        repo,
+        &stored_meta.key,
+        c,
+        &wal_name,
+        info.as_ref(),
+        &tmp,
+        dest,
+    );
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -216,15 +203,20 @@ enum Failure {
 
 /// Decompresses `stored` into `tmp`, checks it and renames it to `dest`.
 fn restore_checked(
-    stored: &Path,
+    repo: &Repo,
+    stored: &Key,
     c: Compression,
     name: &WalName,
     info: Option<&RepoInfo>,
     tmp: &Path,
     dest: &Path,
 ) -> Result<u64, Failure> {
-    let src =
-        io::BufReader::with_capacity(1 << 20, std::fs::File::open(stored).map_err(Failure::Read)?);
+    let file = repo
+        .storage()
+        .get(stored)
+        .map_err(|e| Failure::Read(e.into()))?
+        .ok_or_else(|| Failure::Read(io::Error::from(io::ErrorKind::NotFound)))?;
+    let src = io::BufReader::with_capacity(1 << 20, file);
     let mut dec = compress::decoder(c, src).map_err(|e| Failure::Damaged(e.to_string()))?;
     let mut out =
         io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp).map_err(Failure::Write)?);

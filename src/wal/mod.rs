@@ -19,9 +19,9 @@ pub mod verify;
 pub mod xacts;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::repo::{Compression, Repo, RepoError};
+use crate::repo::{Compression, Key, Kind, Meta, Repo, RepoError};
 pub use name::{Lsn, WalFileKind, WalName};
 
 /// Why a WAL command failed. Messages name the file and the repository path.
@@ -43,77 +43,71 @@ pub enum WalError {
     Conflict { name: String, stored: PathBuf },
 }
 
-/// Where `name` is stored with compression `c`.
-pub fn stored_path(repo: &Repo, name: &WalName, c: Compression) -> PathBuf {
-    let file = format!("{}{}", name.name, c.suffix());
-    match name.archive_dir() {
-        Some(dir) => repo.wal_dir().join(dir).join(file),
-        None => repo.wal_dir().join(file),
-    }
+/// The object `name` is stored as with compression `c`.
+pub fn stored_key(name: &WalName, c: Compression) -> Key {
+    Key::wal(format!("{}{}", name.name, c.suffix()))
+}
+
+/// The WAL file a stored object name holds, and its compression.
+pub fn parse_stored(stored: &str) -> Option<(WalName, Compression)> {
+    let (base, c) = Compression::ALL
+        .iter()
+        .filter(|c| !c.suffix().is_empty())
+        .find_map(|c| stored.strip_suffix(c.suffix()).map(|b| (b, *c)))
+        .unwrap_or((stored, Compression::None));
+    WalName::parse(base).map(|n| (n, c))
 }
 
 /// Finds the stored copy of `name` in any compression. `Ok(None)` only when it is certainly
 /// absent; any other problem reading the archive is an error.
-pub fn find(repo: &Repo, name: &WalName) -> io::Result<Option<(PathBuf, Compression)>> {
+pub fn find(repo: &Repo, name: &WalName) -> Result<Option<(Meta, Compression)>, RepoError> {
     for c in Compression::ALL {
-        let path = stored_path(repo, name, c);
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => return Ok(Some((path, c))),
-            Ok(_) => {
-                return Err(io::Error::other(format!(
-                    "{} is not a file",
-                    path.display()
-                )));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if let Some(meta) = repo.storage().stat(&stored_key(name, c))? {
+            return Ok(Some((meta, c)));
         }
     }
     Ok(None)
 }
 
 /// Reads and decompresses a stored WAL file completely.
-pub fn read_stored(path: &Path, c: Compression) -> io::Result<Vec<u8>> {
+pub fn read_stored(repo: &Repo, key: &Key, c: Compression) -> Result<Vec<u8>, RepoError> {
     use std::io::Read;
-    let file = std::fs::File::open(path)?;
+    let io_err = |source| RepoError::Io {
+        path: repo.locate(key),
+        action: "read",
+        source,
+    };
+    let Some(file) = repo.storage().get(key)? else {
+        return Err(io_err(io::Error::from(io::ErrorKind::NotFound)));
+    };
     let mut out = Vec::with_capacity(16 << 20);
-    crate::repo::compress::decoder(c, io::BufReader::new(file))?.read_to_end(&mut out)?;
+    crate::repo::compress::decoder(c, io::BufReader::new(file))
+        .and_then(|mut d| d.read_to_end(&mut out))
+        .map_err(io_err)?;
     Ok(out)
 }
 
+/// Every stored WAL file of the archive (segments, `.partial`, `.backup` and `.history`
+/// files) with its name, compression and stored size and time, sorted by stored name.
+pub fn list_stored(
+    repo: &Repo,
+    prefix: &str,
+) -> Result<Vec<(WalName, Compression, Meta)>, RepoError> {
+    Ok(repo
+        .storage()
+        .list(Kind::Wal, prefix)?
+        .into_iter()
+        .filter_map(|m| parse_stored(&m.key.name).map(|(n, c)| (n, c, m)))
+        .collect())
+}
+
 /// Every archived segment, .partial and .backup file in the archive, sorted by name.
-pub fn list_segments(repo: &Repo) -> io::Result<Vec<WalName>> {
-    let mut out = Vec::new();
-    let top = repo.wal_dir();
-    let entries = match std::fs::read_dir(&top) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
-        for file in std::fs::read_dir(entry.path())? {
-            let file = file?;
-            let fname = file.file_name();
-            let Some(fname) = fname.to_str() else {
-                continue;
-            };
-            if fname.starts_with('.') {
-                continue;
-            }
-            let base = Compression::ALL
-                .iter()
-                .filter(|c| !c.suffix().is_empty())
-                .find_map(|c| fname.strip_suffix(c.suffix()))
-                .unwrap_or(fname);
-            if let Some(name) = WalName::parse(base) {
-                out.push(name);
-            }
-        }
-    }
+pub fn list_segments(repo: &Repo) -> Result<Vec<WalName>, RepoError> {
+    let mut out: Vec<WalName> = list_stored(repo, "")?
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .filter(|n| n.kind != WalFileKind::History)
+        .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
@@ -150,25 +144,24 @@ pub fn unreplayed(
     replay: Lsn,
     timeline: u32,
     seg_size: u64,
-) -> io::Result<Option<Unreplayed>> {
-    let after: Vec<WalName> = list_segments(repo)?
+) -> Result<Option<Unreplayed>, RepoError> {
+    let mut after: Vec<(WalName, Meta)> = list_stored(repo, "")?
         .into_iter()
-        .filter(|w| {
+        .filter(|(w, _, _)| {
             w.kind == WalFileKind::Segment
                 && w.tli >= timeline
                 && w.segno(seg_size).saturating_mul(seg_size) >= replay.0
         })
+        .map(|(w, _, m)| (w, m))
         .collect();
-    let Some(first) = after.iter().min_by_key(|w| (w.segno(seg_size), w.tli)) else {
-        return Ok(None);
-    };
-    let Some((path, _)) = find(repo, first)? else {
+    after.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let Some((first, meta)) = after.iter().min_by_key(|(w, _)| (w.segno(seg_size), w.tli)) else {
         return Ok(None);
     };
     Ok(Some(Unreplayed {
         first: first.name.clone(),
         segments: after.len(),
-        archived_at: std::fs::metadata(&path)?.modified()?,
+        archived_at: meta.modified,
     }))
 }
 

@@ -23,9 +23,8 @@
 //! long after its last archive fetch) the next `wal-push` removes: archive_command runs on a
 //! primary, and wal-push calls [`remove_spool`] when its data directory is not in recovery.
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -34,7 +33,7 @@ use super::datadir::{DataDir, Mode};
 use super::find;
 use super::header::{LONG_HEADER_LEN, SegmentHeader};
 use super::name::{WalFileKind, WalName, segment_name};
-use crate::repo::{Compression, Repo, RepoInfo, compress};
+use crate::repo::{Compression, Meta, Repo, RepoInfo, compress};
 
 /// The spool directory's default name, beside the file PostgreSQL asks for (in pg_wal).
 pub const SPOOL_NAME: &str = "dbagent-prefetch";
@@ -75,30 +74,21 @@ pub fn spool_dir(dest: &Path, configured: Option<&Path>) -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredId {
     pub compression: Compression,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i128,
+    /// [`Meta::version`].
+    pub version: String,
 }
 
 impl StoredId {
-    pub fn of(meta: &Metadata, compression: Compression) -> StoredId {
+    pub fn of(meta: &Meta, compression: Compression) -> StoredId {
         StoredId {
             compression,
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            version: meta.version.clone(),
         }
     }
 
     /// The spool file name of segment `name` fetched from this stored copy.
     fn entry_name(&self, name: &str) -> String {
-        format!(
-            "{name}.{}.{}.{}.{}",
-            self.compression.as_str(),
-            self.ino,
-            self.size,
-            self.mtime_ns
-        )
+        format!("{name}.{}.{}", self.compression.as_str(), self.version)
     }
 }
 
@@ -462,15 +452,18 @@ fn fetch_one(
     let Some((stored, c)) = find(repo, &wal_name)? else {
         return Ok(Fetched::Absent);
     };
-    let file = File::open(&stored)?;
-    let id = StoredId::of(&file.metadata()?, c);
+    let id = StoredId::of(&stored, c);
+    let Some(file) = repo.storage().get(&stored.key)? else {
+        return Ok(Fetched::Absent);
+    };
     let mut bytes = Vec::with_capacity(info.wal_segment_size as usize);
-    compress::decoder(c, io::BufReader::with_capacity(1 << 20, &file))?
+    compress::decoder(c, io::BufReader::with_capacity(1 << 20, file))?
         .take(info.wal_segment_size + 1)
         .read_to_end(&mut bytes)?;
     // Changed while it was read (rewritten in place): leave it to wal-get.
-    if StoredId::of(&file.metadata()?, c) != id {
-        return Ok(Fetched::Skipped);
+    match repo.storage().stat(&stored.key)? {
+        Some(now) if StoredId::of(&now, c) == id => {}
+        _ => return Ok(Fetched::Skipped),
     }
     if let Err(why) = check_segment(&bytes, bytes.len() as u64, &wal_name, info) {
         tracing::debug!(file = name, "Not prefetched: {why}");

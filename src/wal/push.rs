@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use super::datadir::{ControlData, DataDir, DataDirError};
 use super::header::SegmentHeader;
 use super::name::{WalFileKind, WalName};
-use super::{WalError, find, read_stored, stored_path};
-use crate::repo::{Compression, Repo, compress, durable};
+use super::{WalError, find, read_stored, stored_key};
+use crate::repo::{Compression, Created, Key, Kind, Repo, compress};
 
 /// How to store pushed files.
 #[derive(Debug, Clone)]
@@ -130,45 +130,27 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
     if let Some(outcome) = compare_existing(repo, &name, data)? {
         return Ok(outcome);
     }
-    let target = stored_path(repo, &name, opts.compression);
-    let dir = target
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| repo.wal_dir());
-    durable::create_dir_all_durable(&dir).map_err(|source| WalError::Io {
-        path: dir.clone(),
-        action: "create",
-        source,
-    })?;
-    remove_stale_temps(&dir, &name);
-    let file_name = target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(&name.name)
-        .to_string();
-    let created = durable::create_new(&dir, &file_name, |f| {
-        let writer = io::BufWriter::with_capacity(1 << 20, f.try_clone()?);
+    let key = stored_key(&name, opts.compression);
+    let target = repo.locate(&key);
+    remove_stale_temps(repo, &name);
+    let created = repo.storage().create_new(&key, &mut |f| {
+        let writer = io::BufWriter::with_capacity(1 << 20, f);
         let mut enc = compress::encoder(opts.compression, opts.level, opts.threads, writer)?;
         enc.write_all(data)?;
         enc.finish()
-    })
-    .map_err(|source| WalError::Io {
-        path: target.clone(),
-        action: "write",
-        source,
     })?;
     if name.kind == WalFileKind::History {
         record_timeline(repo, &name, data, path, opts);
     }
     match created {
-        durable::Created::Created => Ok(PushOutcome {
+        Created::Created => Ok(PushOutcome {
             name: name.name.clone(),
             stored: target,
             already_archived: false,
             bytes: data.len() as u64,
         }),
         // Another push of the same name won the race: same rules as a retry.
-        durable::Created::AlreadyExists => {
+        Created::AlreadyExists => {
             compare_existing(repo, &name, data)?.ok_or_else(|| WalError::Io {
                 path: target,
                 action: "find",
@@ -184,34 +166,28 @@ fn compare_existing(
     name: &WalName,
     data: &[u8],
 ) -> Result<Option<PushOutcome>, WalError> {
-    let found = find(repo, name).map_err(|source| WalError::Io {
-        path: repo.wal_dir(),
+    let found = find(repo, name).map_err(|e| WalError::Io {
+        path: repo.locate_kind(Kind::Wal),
         action: "look up in",
-        source,
+        source: e.into(),
     })?;
     let Some((stored, c)) = found else {
         return Ok(None);
     };
-    match read_stored(&stored, c) {
+    match read_stored(repo, &stored.key, c) {
         Ok(existing) if existing == data => {
             // A previous push may have died between link and directory fsync.
-            if let Some(dir) = stored.parent() {
-                durable::sync_dir(dir).map_err(|source| WalError::Io {
-                    path: dir.to_path_buf(),
-                    action: "fsync",
-                    source,
-                })?;
-            }
+            repo.storage().ensure_durable(&stored.key)?;
             Ok(Some(PushOutcome {
                 name: name.name.clone(),
-                stored,
+                stored: repo.locate(&stored.key),
                 already_archived: true,
                 bytes: data.len() as u64,
             }))
         }
         _ => Err(WalError::Conflict {
             name: name.name.clone(),
-            stored,
+            stored: repo.locate(&stored.key),
         }),
     }
 }
@@ -226,7 +202,7 @@ fn record_timeline(repo: &Repo, name: &WalName, data: &[u8], path: &Path, opts: 
     {
         tracing::warn!(
             file = %name.name,
-            repository = %repo.root().display(),
+            repository = %repo.location().display(),
             "Could not record timeline {} in the repository: {e}",
             name.tli
         );
@@ -278,7 +254,7 @@ fn bind_from_control_file(
             else {
                 return Err(BindError::Refused(format!(
                     "the repository {} is not created yet and the WAL segment size of the cluster is unknown: its pg_wal holds no segment file",
-                    repo.root().display()
+                    repo.location().display()
                 )));
             };
             repo.bind(c.system_identifier, c.pg_major, seg_size)?;
@@ -291,24 +267,23 @@ fn bind_from_control_file(
         (None, Some(_)) => Ok(()),
         (Some(Err(e)), None) => Err(BindError::Refused(format!(
             "the repository {} is not created yet and the cluster archiving this file is unknown: {e}; make the control file readable by the user running wal-push",
-            repo.root().display()
+            repo.location().display()
         ))),
         (None, None) => Err(BindError::Refused(format!(
             "the repository {} is not created yet and this file does not say which cluster it belongs to, nor is wal-push running in a data directory (archive_command runs in one); set postgres.pgdata",
-            repo.root().display()
+            repo.location().display()
         ))),
     }
 }
 
-/// Removes the temp files a killed earlier push of `name` left in `dir` (see
-/// [`durable::remove_stale_temps`]); they hold nothing anyone reads.
-fn remove_stale_temps(dir: &Path, name: &WalName) {
-    let stored: Vec<String> = Compression::ALL
+/// Removes what a killed earlier push of `name` left (see [`Storage::remove_stale_writes`]);
+/// it holds nothing anyone reads.
+fn remove_stale_temps(repo: &Repo, name: &WalName) {
+    let stored: Vec<Key> = Compression::ALL
         .iter()
-        .map(|c| format!("{}{}", name.name, c.suffix()))
+        .map(|c| stored_key(name, *c))
         .collect();
-    let stored: Vec<&str> = stored.iter().map(String::as_str).collect();
-    for path in durable::remove_stale_temps(dir, &stored) {
+    for path in repo.storage().remove_stale_writes(&stored) {
         tracing::info!(file = %path.display(), "Removed a temp file a killed wal-push left");
     }
 }

@@ -21,12 +21,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::name::{Lsn, WalFileKind, WalName};
-use crate::repo::{Compression, Repo, durable};
+use super::name::{Lsn, WalFileKind};
+use crate::repo::{Key, Kind, Repo, local};
 
 /// The marker `dbagent restore` writes into the data directory it restores.
 pub const RESTORE_MARKER: &str = "dbagent_restore.json";
@@ -104,16 +104,12 @@ pub fn read_marker(data_dir: &Path) -> Option<RestoreMarker> {
 /// owner).
 pub fn write_marker(data_dir: &Path, marker: &RestoreMarker) -> io::Result<()> {
     let bytes = serde_json::to_vec_pretty(marker).map_err(io::Error::other)?;
-    durable::replace(data_dir, RESTORE_MARKER, &bytes)
+    local::replace(data_dir, RESTORE_MARKER, &bytes)
 }
 
-/// The directory of the timeline records.
-pub fn records_dir(repo: &Repo) -> PathBuf {
-    repo.root().join("timelines")
-}
-
-fn record_name(tli: u32) -> String {
-    format!("{tli:08X}.json")
+/// The object of the record of timeline `tli`.
+fn record_key(tli: u32) -> Key {
+    Key::timeline(format!("{tli:08X}.json"))
 }
 
 /// Records what is known about timeline `tli` whose history file (`history`, its text) was
@@ -125,8 +121,8 @@ pub fn record_archived_history(
     history: &str,
     data_dir: Option<&Path>,
 ) -> io::Result<()> {
-    let dir = records_dir(repo);
-    if dir.join(record_name(tli)).exists() {
+    let key = record_key(tli);
+    if repo.storage().stat(&key)?.is_some() {
         return Ok(());
     }
     let parsed = parse_history(history).unwrap_or_default();
@@ -144,11 +140,8 @@ pub fn record_archived_history(
         restored_from: marker.map(|m| m.backup),
     };
     let bytes = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
-    durable::create_dir_all_durable(&dir)?;
-    durable::create_new(&dir, &record_name(tli), |f| {
-        use std::io::Write;
-        f.write_all(&bytes)
-    })?;
+    repo.storage()
+        .create_new(&key, &mut |f| f.write_all(&bytes))?;
     Ok(())
 }
 
@@ -283,19 +276,6 @@ pub struct Timelines {
     pub timelines: BTreeMap<u32, ArchivedTimeline>,
 }
 
-fn mtime(path: &Path) -> io::Result<jiff::Timestamp> {
-    let t = std::fs::metadata(path)?.modified()?;
-    jiff::Timestamp::try_from(t).map_err(io::Error::other)
-}
-
-fn strip_compression(fname: &str) -> &str {
-    Compression::ALL
-        .iter()
-        .filter(|c| !c.suffix().is_empty())
-        .find_map(|c| fname.strip_suffix(c.suffix()))
-        .unwrap_or(fname)
-}
-
 impl Timelines {
     /// Reads the archive's history files, timeline records and segment listing.
     pub fn read(repo: &Repo, seg_size: u64) -> io::Result<Timelines> {
@@ -303,99 +283,44 @@ impl Timelines {
             seg_size,
             timelines: BTreeMap::new(),
         };
-        let top = repo.wal_dir();
-        let entries = match std::fs::read_dir(&top) {
-            Ok(e) => Some(e),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        for entry in entries.into_iter().flatten() {
-            let entry = entry?;
-            let fname = entry.file_name();
-            let Some(fname) = fname.to_str() else {
-                continue;
-            };
-            if fname.starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                for file in std::fs::read_dir(&path)? {
-                    let file = file?;
-                    let f = file.file_name();
-                    let Some(f) = f.to_str() else { continue };
-                    if f.starts_with('.') {
-                        continue;
-                    }
-                    let Some(name) = WalName::parse(strip_compression(f)) else {
-                        continue;
-                    };
-                    let t = out.entry(name.tli);
-                    match name.kind {
-                        WalFileKind::Segment => {
-                            let meta = std::fs::metadata(file.path())?;
-                            let at = jiff::Timestamp::try_from(meta.modified()?)
-                                .map_err(io::Error::other)?;
-                            t.segments.insert(name.segno(seg_size), at);
-                            t.stored_bytes.insert(name.segno(seg_size), meta.len());
-                        }
-                        WalFileKind::Partial => {
-                            t.partials.insert(name.segno(seg_size));
-                        }
-                        _ => {}
+        for (name, c, meta) in super::list_stored(repo, "")? {
+            let t = out.entry(name.tli);
+            match name.kind {
+                WalFileKind::Segment => {
+                    let at = jiff::Timestamp::try_from(meta.modified).map_err(io::Error::other)?;
+                    t.segments.insert(name.segno(seg_size), at);
+                    t.stored_bytes.insert(name.segno(seg_size), meta.size);
+                }
+                WalFileKind::Partial => {
+                    t.partials.insert(name.segno(seg_size));
+                }
+                WalFileKind::History => {
+                    let at = jiff::Timestamp::try_from(meta.modified).map_err(io::Error::other)?;
+                    let bytes = super::read_stored(repo, &meta.key, c)?;
+                    t.history_archived_at = Some(at);
+                    match parse_history(&String::from_utf8_lossy(&bytes)) {
+                        Ok(h) => t.history = Some(h),
+                        Err(e) => t.history_error = Some(e),
                     }
                 }
-                continue;
-            }
-            let Some(name) = WalName::parse(strip_compression(fname)) else {
-                continue;
-            };
-            if name.kind != WalFileKind::History {
-                continue;
-            }
-            let c = Compression::ALL
-                .iter()
-                .copied()
-                .find(|c| !c.suffix().is_empty() && fname.ends_with(c.suffix()))
-                .unwrap_or(Compression::None);
-            let at = mtime(&path)?;
-            let bytes = super::read_stored(&path, c)?;
-            let t = out.entry(name.tli);
-            t.history_archived_at = Some(at);
-            match parse_history(&String::from_utf8_lossy(&bytes)) {
-                Ok(h) => t.history = Some(h),
-                Err(e) => t.history_error = Some(e),
+                WalFileKind::BackupHistory => {}
             }
         }
-        let dir = records_dir(repo);
-        match std::fs::read_dir(&dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry?;
-                    let path = entry.path();
-                    let Some(stem) = path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(|n| n.strip_suffix(".json"))
-                    else {
-                        continue;
-                    };
-                    if stem.starts_with('.') {
-                        continue;
-                    }
-                    let Ok(tli) = u32::from_str_radix(stem, 16) else {
-                        continue;
-                    };
-                    let text = std::fs::read_to_string(&path)?;
-                    if let Ok(r) = serde_json::from_str::<TimelineRecord>(&text)
-                        && r.timeline == tli
-                    {
-                        out.entry(tli).record = Some(r);
-                    }
-                }
+        for meta in repo.storage().list(Kind::Timeline, "")? {
+            let Some(stem) = meta.key.name.strip_suffix(".json") else {
+                continue;
+            };
+            let Ok(tli) = u32::from_str_radix(stem, 16) else {
+                continue;
+            };
+            let Some(text) = repo.storage().read(&meta.key)? else {
+                continue;
+            };
+            if let Ok(r) = serde_json::from_slice::<TimelineRecord>(&text)
+                && r.timeline == tli
+            {
+                out.entry(tli).record = Some(r);
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
         }
         if let Some(t) = out.timelines.get_mut(&1) {
             t.history.get_or_insert_with(Vec::new);

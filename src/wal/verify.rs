@@ -27,9 +27,7 @@
 //! (`wal_verify`) and the `wal_verify` collector read without touching the archive.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -39,9 +37,9 @@ use serde::{Deserialize, Serialize};
 
 use super::header::SegmentHeader;
 use super::name::{Lsn, WalFileKind, WalName, segment_name};
-use super::timeline::{self, TimelineRecord, Timelines, parse_history, timeline_of};
+use super::timeline::{TimelineRecord, Timelines, parse_history, timeline_of};
 use crate::backup::manifest;
-use crate::repo::{Compression, Repo, RepoError, compress};
+use crate::repo::{Compression, Key, Kind, Meta, Repo, RepoError, compress};
 use crate::state::{StateDb, StateError};
 
 /// Runs kept per repository in `wal_verify_runs`.
@@ -83,6 +81,8 @@ pub enum VerifyError {
 /// identity is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
+    /// The object.
+    pub key: Key,
     /// Relative to the repository root: `wal/0000000100000000/000000010000000000000003.zst`.
     pub file: String,
     pub compression: Compression,
@@ -237,21 +237,20 @@ pub struct Plan {
     pub conflicts: Vec<Problem>,
 }
 
-/// The key of a repository in state.db: its canonical path.
+/// The key of a repository in state.db (see [`crate::repo::Storage::identity`]).
 pub fn repository_key(repo: &Repo) -> String {
-    std::fs::canonicalize(repo.root())
-        .unwrap_or_else(|_| repo.root().to_path_buf())
-        .display()
-        .to_string()
+    repo.storage().identity()
 }
 
 fn history_name(tli: u32) -> String {
     format!("{tli:08X}.history")
 }
 
-fn relative(repo: &Repo, path: &Path) -> String {
-    path.strip_prefix(repo.root())
-        .unwrap_or(path)
+/// Where `key` is inside the repository, for reports.
+fn relative(repo: &Repo, key: &Key) -> String {
+    let path = repo.locate(key);
+    path.strip_prefix(repo.location())
+        .unwrap_or(&path)
         .display()
         .to_string()
 }
@@ -272,23 +271,21 @@ fn rank(c: Compression) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-fn stored_of(repo: &Repo, path: &Path, c: Compression, meta: &std::fs::Metadata) -> Stored {
+fn stored_of(repo: &Repo, meta: &Meta, c: Compression) -> Stored {
     Stored {
-        file: relative(repo, path),
+        key: meta.key.clone(),
+        file: relative(repo, &meta.key),
         compression: c,
-        size: meta.len(),
+        size: meta.size,
         mtime_ns: meta
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(meta.mtime_nsec()),
+            .modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
     }
 }
 
-fn mtime(meta: &std::fs::Metadata) -> jiff::Timestamp {
-    meta.modified()
-        .ok()
-        .and_then(|t| jiff::Timestamp::try_from(t).ok())
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+fn mtime(meta: &Meta) -> jiff::Timestamp {
+    jiff::Timestamp::try_from(meta.modified).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
 /// Reads the repository into [`Facts`]. Errors only when the repository itself cannot be read
@@ -296,13 +293,13 @@ fn mtime(meta: &std::fs::Metadata) -> jiff::Timestamp {
 /// become facts.
 pub fn gather(repo: &Repo) -> Result<Facts, VerifyError> {
     let info = repo.info()?.ok_or_else(|| VerifyError::NoRepository {
-        path: repo.root().to_path_buf(),
+        path: repo.location().to_path_buf(),
     })?;
     let system_identifier =
         info.system_identifier
             .parse::<u64>()
             .map_err(|_| RepoError::Corrupt {
-                path: repo.info_path(),
+                path: repo.locate(&Key::repo_info()),
                 detail: format!(
                     "system_identifier {:?} is not a number",
                     info.system_identifier
@@ -311,7 +308,7 @@ pub fn gather(repo: &Repo) -> Result<Facts, VerifyError> {
     let seg = info.wal_segment_size;
     if !seg.is_power_of_two() || !(1 << 20..=1 << 30).contains(&seg) {
         return Err(RepoError::Corrupt {
-            path: repo.info_path(),
+            path: repo.locate(&Key::repo_info()),
             detail: format!("implausible wal_segment_size {seg}"),
         }
         .into());
@@ -341,138 +338,84 @@ pub fn gather(repo: &Repo) -> Result<Facts, VerifyError> {
         records: BTreeMap::new(),
         timelines: Timelines::new(seg),
     };
-    let list_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| VerifyError::List { path, source }
-    };
-    let top = repo.wal_dir();
-    let entries = match std::fs::read_dir(&top) {
-        Ok(e) => Some(e),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(list_err(&top)(e)),
+    let list_err = |e: RepoError| match e {
+        RepoError::Io { path, source, .. } => VerifyError::List { path, source },
+        e => VerifyError::from(e),
     };
     let mut history_rank: BTreeMap<u32, usize> = BTreeMap::new();
-    for entry in entries.into_iter().flatten() {
-        let entry = entry.map_err(list_err(&top))?;
-        let fname = entry.file_name();
-        let Some(fname) = fname.to_str() else {
-            continue;
-        };
-        if fname.starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        if entry.file_type().map_err(list_err(&path))?.is_dir() {
-            for file in std::fs::read_dir(&path).map_err(list_err(&path))? {
-                let file = file.map_err(list_err(&path))?;
-                let f = file.file_name();
-                let Some(f) = f.to_str() else { continue };
-                if f.starts_with('.') {
-                    continue;
-                }
-                let (base, c) = split_compression(f);
-                let Some(name) = WalName::parse(base) else {
-                    continue;
-                };
-                let fpath = file.path();
-                let meta = match std::fs::metadata(&fpath) {
-                    Ok(m) if m.is_file() => m,
-                    Ok(_) => continue,
-                    // Removed since the listing (expire): not in the archive.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(list_err(&fpath)(e)),
-                };
-                let segno = name.segno(seg);
-                match name.kind {
-                    WalFileKind::Segment => {
-                        let stored = stored_of(repo, &fpath, c, &meta);
-                        let key = (name.tli, segno);
-                        // Two compressions of one name: the one wal-get would use.
-                        let t = facts.timelines.timeline_mut(name.tli);
-                        t.segments.insert(segno, mtime(&meta));
-                        if facts
-                            .segments
-                            .get(&key)
-                            .is_none_or(|s| rank(c) < rank(s.compression))
-                        {
-                            t.stored_bytes.insert(segno, stored.size);
-                            facts.segments.insert(key, stored);
-                        }
-                    }
-                    WalFileKind::Partial => {
-                        facts
-                            .timelines
-                            .timeline_mut(name.tli)
-                            .partials
-                            .insert(segno);
-                    }
-                    _ => {}
-                }
-            }
-            continue;
-        }
-        let (base, c) = split_compression(fname);
+    for meta in repo.storage().list(Kind::Wal, "").map_err(list_err)? {
+        let (base, c) = split_compression(&meta.key.name);
         let Some(name) = WalName::parse(base) else {
             continue;
         };
-        if name.kind != WalFileKind::History {
-            continue;
-        }
-        if history_rank.get(&name.tli).is_some_and(|r| *r <= rank(c)) {
-            continue;
-        }
-        history_rank.insert(name.tli, rank(c));
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(list_err(&path)(e)),
-        };
-        let content = read_history(&path, c);
-        let t = facts.timelines.timeline_mut(name.tli);
-        t.history_archived_at = Some(mtime(&meta));
-        match &content {
-            Ok(h) => {
-                t.history = Some(h.clone());
-                t.history_error = None;
+        let segno = name.segno(seg);
+        match name.kind {
+            WalFileKind::Segment => {
+                let stored = stored_of(repo, &meta, c);
+                let key = (name.tli, segno);
+                // Two compressions of one name: the one wal-get would use.
+                let t = facts.timelines.timeline_mut(name.tli);
+                t.segments.insert(segno, mtime(&meta));
+                if facts
+                    .segments
+                    .get(&key)
+                    .is_none_or(|s| rank(c) < rank(s.compression))
+                {
+                    t.stored_bytes.insert(segno, stored.size);
+                    facts.segments.insert(key, stored);
+                }
             }
-            Err((_, e)) => {
-                t.history = None;
-                t.history_error = Some(e.clone());
+            WalFileKind::Partial => {
+                facts
+                    .timelines
+                    .timeline_mut(name.tli)
+                    .partials
+                    .insert(segno);
             }
+            WalFileKind::History => {
+                if history_rank.get(&name.tli).is_some_and(|r| *r <= rank(c)) {
+                    continue;
+                }
+                history_rank.insert(name.tli, rank(c));
+                let content = read_history(repo, &meta.key, c);
+                let t = facts.timelines.timeline_mut(name.tli);
+                t.history_archived_at = Some(mtime(&meta));
+                match &content {
+                    Ok(h) => {
+                        t.history = Some(h.clone());
+                        t.history_error = None;
+                    }
+                    Err((_, e)) => {
+                        t.history = None;
+                        t.history_error = Some(e.clone());
+                    }
+                }
+                facts.histories.insert(
+                    name.tli,
+                    HistoryFile {
+                        file: relative(repo, &meta.key),
+                        content,
+                    },
+                );
+            }
+            WalFileKind::BackupHistory => {}
         }
-        facts.histories.insert(
-            name.tli,
-            HistoryFile {
-                file: relative(repo, &path),
-                content,
-            },
-        );
     }
-    let dir = timeline::records_dir(repo);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => Some(e),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(list_err(&dir)(e)),
-    };
-    for entry in entries.into_iter().flatten() {
-        let entry = entry.map_err(list_err(&dir))?;
-        let path = entry.path();
-        let Some(stem) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".json"))
-        else {
+    for meta in repo.storage().list(Kind::Timeline, "").map_err(list_err)? {
+        let Some(stem) = meta.key.name.strip_suffix(".json") else {
             continue;
         };
-        if stem.starts_with('.') || stem.len() != 8 {
+        if stem.len() != 8 {
             continue;
         }
         let Ok(tli) = u32::from_str_radix(stem, 16) else {
             continue;
         };
-        let content = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str::<TimelineRecord>(&text)
+        let content = match repo.storage().read(&meta.key) {
+            Ok(Some(text)) => serde_json::from_slice::<TimelineRecord>(&text)
                 .map_err(|e| format!("does not parse: {e}")),
+            Ok(None) => continue,
+            Err(RepoError::Io { source: e, .. }) => Err(format!("cannot be read: {e}")),
             Err(e) => Err(format!("cannot be read: {e}")),
         };
         if let Ok(r) = &content
@@ -483,7 +426,7 @@ pub fn gather(repo: &Repo) -> Result<Facts, VerifyError> {
         facts.records.insert(
             tli,
             RecordFile {
-                file: relative(repo, &path),
+                file: relative(repo, &meta.key),
                 content,
             },
         );
@@ -492,8 +435,18 @@ pub fn gather(repo: &Repo) -> Result<Facts, VerifyError> {
 }
 
 /// A history file's lines, or why it cannot be had.
-fn read_history(path: &Path, c: Compression) -> Result<Vec<(u32, Lsn)>, (ProblemKind, String)> {
-    let file = File::open(path).map_err(|e| {
+fn read_history(
+    repo: &Repo,
+    key: &Key,
+    c: Compression,
+) -> Result<Vec<(u32, Lsn)>, (ProblemKind, String)> {
+    let opened = match repo.storage().get(key) {
+        Ok(Some(file)) => Ok(file),
+        Ok(None) => Err(io::Error::from(io::ErrorKind::NotFound)),
+        Err(RepoError::Io { source, .. }) => Err(source),
+        Err(e) => Err(io::Error::other(e.to_string())),
+    };
+    let file = opened.map_err(|e| {
         (
             ProblemKind::HistoryUnreadable,
             format!("cannot be opened: {e}"),
@@ -895,11 +848,13 @@ enum Outcome {
     Vanished,
 }
 
-fn read_segment(root: &Path, s: &Stored, tli: u32, segno: u64, facts: &Facts) -> Outcome {
-    let path = root.join(&s.file);
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Outcome::Vanished,
+fn read_segment(repo: &Repo, s: &Stored, tli: u32, segno: u64, facts: &Facts) -> Outcome {
+    let file = match repo.storage().get(&s.key) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Outcome::Vanished,
+        Err(RepoError::Io { source: e, .. }) => {
+            return Outcome::Unreadable(format!("cannot be opened: {e}"));
+        }
         Err(e) => return Outcome::Unreadable(format!("cannot be opened: {e}")),
     };
     let seg = facts.seg_size;
@@ -1126,19 +1081,18 @@ pub fn run(
         .clamp(1, 4)
         .min(to_read.len().max(1));
     let next = AtomicUsize::new(0);
-    let root = repo.root().to_path_buf();
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
         for _ in 0..workers {
             let tx = tx.clone();
-            let (next, to_read, root, facts) = (&next, &to_read, &root, &facts);
+            let (next, to_read, facts) = (&next, &to_read, &facts);
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(((tli, segno), s)) = to_read.get(i) else {
                         return;
                     };
-                    let outcome = read_segment(root, s, *tli, *segno, facts);
+                    let outcome = read_segment(repo, s, *tli, *segno, facts);
                     if tx.send((i, outcome)).is_err() {
                         return;
                     }
@@ -1315,7 +1269,7 @@ fn build_report(
     let history_conflicts = plan.conflicts.len() as u64;
     Report {
         ok: problems.is_empty(),
-        repository: repo.root().display().to_string(),
+        repository: repo.location().display().to_string(),
         system_identifier: facts.system_identifier.to_string(),
         started_at,
         finished_at: jiff::Timestamp::now(),
@@ -1479,6 +1433,7 @@ mod tests {
 
     fn stored(tli: u32, segno: u64) -> Stored {
         Stored {
+            key: Key::wal(format!("{}.zst", segment_name(tli, segno, SEG))),
             file: format!("wal/x/{}.zst", segment_name(tli, segno, SEG)),
             compression: Compression::Zstd,
             size: 100,
@@ -1552,7 +1507,7 @@ mod tests {
             began: jiff::Timestamp::UNIX_EPOCH,
             host: "db1".into(),
             data_directory: Some("/pg".into()),
-            origin: timeline::Origin::Promotion,
+            origin: super::super::timeline::Origin::Promotion,
             restored_from: None,
         }
     }
@@ -1752,30 +1707,28 @@ mod tests {
             TempRepo { dir, repo }
         }
 
+        fn store(&self, key: &Key, c: Compression, bytes: &[u8]) -> PathBuf {
+            self.repo
+                .storage()
+                .create_new(key, &mut |f| {
+                    let mut e = compress::encoder(c, 1, 1, f)?;
+                    e.write_all(bytes)?;
+                    e.finish()
+                })
+                .unwrap();
+            self.repo.locate(key)
+        }
+
         fn segment(&self, tli: u32, segno: u64, c: Compression) -> PathBuf {
-            use std::io::Write;
             let name = WalName::parse(&segment_name(tli, segno, SEG)).unwrap();
-            let path = super::super::stored_path(&self.repo, &name, c);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            let file = File::create(&path).unwrap();
-            let mut e = compress::encoder(c, 1, 1, file).unwrap();
-            e.write_all(&header(7, tli.min(1), segno * SEG)).unwrap();
-            e.finish().unwrap();
-            path
+            let key = super::super::stored_key(&name, c);
+            self.store(&key, c, &header(7, tli.min(1), segno * SEG))
         }
 
         fn history(&self, tli: u32, text: &str) {
-            use std::io::Write;
-            let path = self
-                .repo
-                .wal_dir()
-                .join(format!("{}.zst", history_name(tli)));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            let mut e =
-                compress::encoder(Compression::Zstd, 1, 1, File::create(&path).unwrap()).unwrap();
-            e.write_all(text.as_bytes()).unwrap();
-            e.finish().unwrap();
-            timeline::record_archived_history(&self.repo, tli, text, None).unwrap();
+            let key = Key::wal(format!("{}.zst", history_name(tli)));
+            self.store(&key, Compression::Zstd, text.as_bytes());
+            super::super::timeline::record_archived_history(&self.repo, tli, text, None).unwrap();
         }
     }
 
@@ -1787,11 +1740,8 @@ mod tests {
         }
         t.segment(1, 5, Compression::None);
         t.segment(2, 4, Compression::Lz4);
-        let partial = t
-            .repo
-            .wal_dir()
-            .join("0000000100000000/000000010000000000000004.partial");
-        std::fs::write(&partial, b"x").unwrap();
+        let partial = Key::wal("000000010000000000000004.partial");
+        t.repo.storage().put(&partial, b"x").unwrap();
         t.history(2, "1\t0/4000060\tno recovery target specified\n");
         let f = gather(&t.repo).unwrap();
         let r = Timelines::read(&t.repo, SEG).unwrap();
@@ -1818,7 +1768,8 @@ mod tests {
             "wal/0000000100000000/000000010000000000000002.zst"
         );
         // A history file that does not decompress: Timelines::read gives up, gather reports it.
-        std::fs::write(t.repo.wal_dir().join("00000003.history.zst"), b"not zstd").unwrap();
+        let damaged = Key::wal("00000003.history.zst");
+        t.repo.storage().put(&damaged, b"not zstd").unwrap();
         assert!(Timelines::read(&t.repo, SEG).is_err());
         let f = gather(&t.repo).unwrap();
         assert!(matches!(

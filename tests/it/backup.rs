@@ -126,7 +126,7 @@ pg_test!(backup_with_a_tablespace_restores_the_same_rows, |v| {
     };
     assert_eq!(summary["compressed_by"], expected_by, "{summary}");
     assert!(summary["size_bytes"].as_u64().unwrap() > summary["stored_bytes"].as_u64().unwrap());
-    let m = manifest::read_manifest(&agent.repo().join("backups").join(&id))
+    let m = manifest::read_manifest(&Repo::at(agent.repo()), &id)
         .unwrap()
         .expect("manifest.json");
     let ts_oid = pg.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'");
@@ -250,7 +250,7 @@ fn every_compression_produces_a_readable_tar() {
         ]);
         assert_eq!(run.code, 0, "{c}: {}", run.all());
         let id = run.json()["id"].as_str().unwrap().to_string();
-        let m = manifest::read_manifest(&agent.repo().join("backups").join(&id))
+        let m = manifest::read_manifest(&Repo::at(agent.repo()), &id)
             .unwrap()
             .unwrap();
         assert_eq!(m.label.as_deref(), Some(format!("with {c}").as_str()));
@@ -473,7 +473,7 @@ pg_test!(check_reports_binding_backup_age_and_archive_gaps, |v| {
         .collect();
     assert!(after.len() >= 2, "{segments:?}");
     let victim = &after[0].name;
-    let path = dbagent::wal::find(&repo, after[0]).unwrap().unwrap().0;
+    let path = repo.locate(&dbagent::wal::find(&repo, after[0]).unwrap().unwrap().0.key);
     std::fs::remove_file(&path).unwrap();
     let (status, msg) = check_status(&agent, "archive_continuity");
     let listing: Vec<String> = dbagent::wal::list_segments(&repo)

@@ -60,10 +60,11 @@ fn segments_after_backup(agent: &Agent) -> Vec<WalName> {
 
 /// The stored file of an archived segment.
 fn stored(agent: &Agent, w: &WalName) -> PathBuf {
-    wal::find(&Repo::at(agent.repo()), w)
+    let repo = Repo::at(agent.repo());
+    let found = wal::find(&repo, w)
         .expect("look up in the archive")
-        .expect("archived")
-        .0
+        .expect("archived");
+    repo.locate(&found.0.key)
 }
 
 /// Flips one bit in the middle of a stored file (inside the compressed frame, which its

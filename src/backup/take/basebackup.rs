@@ -16,6 +16,7 @@ use crate::backup::manifest::{BackupFile, Tablespace};
 use crate::config::Checkpoint;
 use crate::pg::{PgTarget, ResolvedConnInfo};
 use crate::repo::Compression;
+use crate::repo::storage::BackupWriter;
 
 /// One run of pg_basebackup, streamed through the pipes into the work directory.
 pub(super) struct PgBaseBackupRun<'a> {
@@ -28,6 +29,7 @@ pub(super) struct PgBaseBackupRun<'a> {
     pub(super) facts: &'a ServerFacts,
     pub(super) opts: &'a BackupOptions,
     pub(super) work: &'a Path,
+    pub(super) backup: &'a Arc<dyn BackupWriter>,
     pub(super) pgbb_dir: &'a Path,
     pub(super) label: &'a str,
     pub(super) id: &'a str,
@@ -45,6 +47,7 @@ impl PgBaseBackupRun<'_> {
             facts,
             opts,
             work,
+            backup,
             pgbb_dir,
             label,
             id,
@@ -121,6 +124,7 @@ impl PgBaseBackupRun<'_> {
                 on_server,
                 fifo,
                 dest: work.join(&stored_name),
+                backup: Arc::clone(backup),
                 stored_name,
                 tablespace: ts.clone(),
                 compression: opts.compression,

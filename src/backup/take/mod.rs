@@ -29,14 +29,16 @@ mod watch;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{BackupFile, BackupManifest, MANIFEST_FILE, MANIFEST_FORMAT};
+use super::manifest::{BackupFile, BackupManifest, MANIFEST_FORMAT};
 use crate::config::{Checkpoint, CompressOn};
 use crate::pg::{PgTarget, programs};
-use crate::repo::{Compression, Repo, RepoError, durable};
+use crate::repo::storage::BackupWriter;
+use crate::repo::{Compression, Repo, RepoError, local};
 use crate::wal::{self, Lsn, WalName, name::segment_name};
 
 use basebackup::PgBaseBackupRun;
@@ -109,20 +111,6 @@ impl Progress for NoProgress {
     fn bytes(&self, _: u64, _: u64) {}
 }
 
-/// Removes the work directory unless the backup completed.
-struct WorkDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 /// Takes a backup of the server described by `info`/`facts` into `repo`.
 pub fn take(
     repo: &Repo,
@@ -139,16 +127,12 @@ pub fn take(
     remove_stale_work_dirs(repo);
 
     let start_time = jiff::Timestamp::now();
-    let id = new_id(repo, start_time);
-    let backups = repo.backups_dir();
-    durable::create_dir_all_durable(&backups).map_err(io_err(&backups, "create"))?;
-    let work = WorkDir {
-        path: backups.join(format!(".partial-{id}")),
-        keep: false,
-    };
-    let pgbb_dir = work.path.join("pg_basebackup");
+    let id = new_id(repo, start_time)?;
+    let backup: Arc<dyn BackupWriter> = Arc::from(repo.storage().backup_writer(&id)?);
+    let work = backup.scratch().to_path_buf();
+    let pgbb_dir = work.join("pg_basebackup");
     std::fs::create_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "create"))?;
-    durable::inherit_owner(&pgbb_dir, &work.path).map_err(io_err(&pgbb_dir, "chown"))?;
+    local::inherit_owner(&pgbb_dir, &work).map_err(io_err(&pgbb_dir, "chown"))?;
     tracing::info!(backup = %id, "Starting backup with {}", pg_basebackup.display());
     progress.phase("checkpoint");
 
@@ -168,7 +152,8 @@ pub fn take(
         target,
         facts,
         opts,
-        work: &work.path,
+        work: &work,
+        backup: &backup,
         pgbb_dir: &pgbb_dir,
         label: &label,
         id: &id,
@@ -181,8 +166,7 @@ pub fn take(
                 tracing::warn!(backup = %id, attempt, "{what}; retrying");
                 let _ = std::fs::remove_dir_all(&pgbb_dir);
                 std::fs::create_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "create"))?;
-                durable::inherit_owner(&pgbb_dir, &work.path)
-                    .map_err(io_err(&pgbb_dir, "chown"))?;
+                local::inherit_owner(&pgbb_dir, &work).map_err(io_err(&pgbb_dir, "chown"))?;
                 attempt += 1;
             }
             Err(BackupError::LostRace(what)) => {
@@ -199,15 +183,9 @@ pub fn take(
             {
                 tracing::warn!(backup = %id, "The server could not compress the backup ({msg}); compressing in dbagent instead");
                 let _ = std::fs::remove_dir_all(&pgbb_dir);
-                for entry in std::fs::read_dir(&work.path).map_err(io_err(&work.path, "list"))? {
-                    let path = entry.map_err(io_err(&work.path, "list"))?.path();
-                    if path != pgbb_dir {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                }
+                backup.discard_files()?;
                 std::fs::create_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "create"))?;
-                durable::inherit_owner(&pgbb_dir, &work.path)
-                    .map_err(io_err(&pgbb_dir, "chown"))?;
+                local::inherit_owner(&pgbb_dir, &work).map_err(io_err(&pgbb_dir, "chown"))?;
                 run.on_server = false;
             }
             other => break other?,
@@ -219,8 +197,11 @@ pub fn take(
     let pg_manifest = std::fs::read(pgbb_dir.join("backup_manifest"))
         .map_err(io_err(&pgbb_dir.join("backup_manifest"), "read"))?;
     let (timeline, start_lsn, stop_lsn) = wal_range(&pg_manifest)?;
-    durable::create_new(&work.path, "backup_manifest", |f| f.write_all(&pg_manifest))
-        .map_err(io_err(&work.path.join("backup_manifest"), "write"))?;
+    let mut stored = backup.file("backup_manifest")?;
+    stored
+        .write_all(&pg_manifest)
+        .map_err(io_err(&work.join("backup_manifest"), "write"))?;
+    stored.commit()?;
     files.push(BackupFile {
         name: "backup_manifest".into(),
         size: pg_manifest.len() as u64,
@@ -256,19 +237,11 @@ pub fn take(
                         timeout: opts.wal_timeout,
                     });
                 }
-                Err(e) => return Err(io_err(&repo.wal_dir(), "read")(e)),
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
-    // Publish: the directory under its real name, then manifest.json last.
-    durable::sync_dir(&work.path).map_err(io_err(&work.path, "fsync"))?;
-    let final_dir = backups.join(&id);
-    std::fs::rename(&work.path, &final_dir)
-        .map_err(io_err(&final_dir, "rename the backup into"))?;
-    let mut work = work;
-    work.keep = true;
-    durable::sync_dir(&backups).map_err(io_err(&backups, "fsync"))?;
     let stop_time = jiff::Timestamp::now();
     let manifest = BackupManifest {
         format: MANIFEST_FORMAT,
@@ -292,15 +265,10 @@ pub fn take(
     };
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| BackupError::Refused(format!("cannot encode manifest.json: {e}")))?;
-    let result = durable::create_new(&final_dir, MANIFEST_FILE, |f| {
-        f.write_all(&json)?;
-        f.write_all(b"\n")
-    });
-    if let Err(e) = result {
-        // Without its manifest the directory is not a backup; do not leave it behind.
-        let _ = std::fs::remove_dir_all(&final_dir);
-        return Err(io_err(&final_dir.join(MANIFEST_FILE), "write")(e));
-    }
+    let mut json = json;
+    json.push(b'\n');
+    // Publish: the backup under its real name, then manifest.json last.
+    backup.publish(&json)?;
     tracing::info!(backup = %id, "Backup complete");
     Ok(manifest)
 }
@@ -348,32 +316,21 @@ fn decide(facts: &ServerFacts, opts: &BackupOptions) -> Result<bool, BackupError
 }
 
 /// `20261121T061500Z`, made unique within the repository.
-fn new_id(repo: &Repo, t: jiff::Timestamp) -> String {
+fn new_id(repo: &Repo, t: jiff::Timestamp) -> Result<String, RepoError> {
     let base = t.strftime("%Y%m%dT%H%M%SZ").to_string();
     let mut id = base.clone();
     let mut n = 1;
-    while repo.backups_dir().join(&id).exists()
-        || repo.backups_dir().join(format!(".partial-{id}")).exists()
-    {
+    while repo.storage().backup_id_taken(&id)? {
         id = format!("{base}-{n}");
         n += 1;
     }
-    id
+    Ok(id)
 }
 
-/// Work directories of interrupted backups (we hold the lock, so none is in progress).
+/// What interrupted backups left (we hold the lock, so none is in progress).
 fn remove_stale_work_dirs(repo: &Repo) {
-    let Ok(entries) = std::fs::read_dir(repo.backups_dir()) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if e.file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(".partial-"))
-        {
-            tracing::info!(dir = %e.path().display(), "Removing the work directory of an interrupted backup");
-            let _ = std::fs::remove_dir_all(e.path());
-        }
+    for dir in repo.storage().remove_interrupted_backups() {
+        tracing::info!(dir = %dir.display(), "Removing the work directory of an interrupted backup");
     }
 }
 
@@ -533,19 +490,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = Repo::at(dir.path());
         let t: jiff::Timestamp = "2026-11-21T06:15:00.5Z".parse().expect("timestamp");
-        assert_eq!(new_id(&repo, t), "20261121T061500Z");
-        std::fs::create_dir_all(repo.backups_dir().join("20261121T061500Z")).expect("mkdir");
-        assert_eq!(new_id(&repo, t), "20261121T061500Z-1");
-        std::fs::create_dir_all(repo.backups_dir().join(".partial-20261121T061500Z-1"))
-            .expect("mkdir");
-        assert_eq!(new_id(&repo, t), "20261121T061500Z-2");
+        let id = |t| new_id(&repo, t).expect("new id");
+        let backups = dir.path().join("backups");
+        assert_eq!(id(t), "20261121T061500Z");
+        std::fs::create_dir_all(backups.join("20261121T061500Z")).expect("mkdir");
+        assert_eq!(id(t), "20261121T061500Z-1");
+        std::fs::create_dir_all(backups.join(".partial-20261121T061500Z-1")).expect("mkdir");
+        assert_eq!(id(t), "20261121T061500Z-2");
     }
 
     #[test]
     fn stale_work_dirs_are_removed_and_backups_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = Repo::at(dir.path());
-        let backups = repo.backups_dir();
+        let backups = dir.path().join("backups");
         std::fs::create_dir_all(backups.join(".partial-20261121T061500Z/pg_basebackup"))
             .expect("mkdir");
         std::fs::create_dir_all(backups.join("20261120T061500Z")).expect("mkdir");

@@ -11,14 +11,17 @@ use sha2::{Digest, Sha256};
 use super::basebackup::kill;
 use super::{BackupError, io_err};
 use crate::backup::manifest::{BackupFile, Tablespace};
-use crate::repo::{Compression, compress, durable};
+use crate::repo::storage::{BackupWriter, ObjectWriter};
+use crate::repo::{Compression, compress};
 
 /// One pipe → compressor → hasher → repository file.
 pub(super) struct StreamJob {
     /// The stream arrives compressed (by the server): store it as is, decode a copy to check.
     pub(super) on_server: bool,
     pub(super) fifo: PathBuf,
+    /// Where the file is stored, for messages.
     pub(super) dest: PathBuf,
+    pub(super) backup: Arc<dyn BackupWriter>,
     pub(super) stored_name: String,
     pub(super) tablespace: Option<Tablespace>,
     pub(super) compression: Compression,
@@ -40,7 +43,6 @@ impl StreamJob {
             // Stop pg_basebackup (it would block on the full pipe) and drain what it wrote.
             kill(self.child_pid);
             let _ = io::copy(&mut input, &mut io::sink());
-            let _ = std::fs::remove_file(&self.dest);
         }
         result
     }
@@ -51,22 +53,16 @@ impl StreamJob {
         if first == 0 {
             return Ok(None);
         }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&self.dest)
-            .map_err(io_err(&self.dest, "create"))?;
-        if let Some(dir) = self.dest.parent() {
-            durable::inherit_owner(&self.dest, dir).map_err(io_err(&self.dest, "chown"))?;
-        }
-        let sync_handle = file.try_clone().map_err(io_err(&self.dest, "open"))?;
-        let hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+        // Dropped without a commit (an error), the file is removed.
+        let file = self.backup.file(&self.stored_name)?;
+        let mut hashed = HashingWriter::new(file);
         let state = hashed.state();
         let size = if self.on_server {
-            self.store_compressed(input, &buf[..first], hashed)?
+            self.store_compressed(input, &buf[..first], &mut hashed)?
         } else {
-            let mut enc = compress::encoder(self.compression, self.level, self.threads, hashed)
-                .map_err(io_err(&self.dest, "start compressing"))?;
+            let mut enc =
+                compress::encoder(self.compression, self.level, self.threads, &mut hashed)
+                    .map_err(io_err(&self.dest, "start compressing"))?;
             let mut size = 0u64;
             loop {
                 enc.write_all(&buf[..first])
@@ -81,9 +77,7 @@ impl StreamJob {
             enc.finish().map_err(io_err(&self.dest, "write"))?;
             size
         };
-        sync_handle
-            .sync_all()
-            .map_err(io_err(&self.dest, "fsync"))?;
+        hashed.inner.commit()?;
         let (sha256, stored_size) = state
             .lock()
             .map(|s| (hex::encode(s.0.clone().finalize()), s.1))
@@ -105,12 +99,12 @@ impl StreamJob {
         &self,
         input: &mut std::fs::File,
         first: &[u8],
-        mut out: HashingWriter<io::BufWriter<std::fs::File>>,
+        out: &mut HashingWriter<Box<dyn ObjectWriter>>,
     ) -> Result<u64, BackupError> {
         let tee = Tee {
             head: io::Cursor::new(first.to_vec()),
             input,
-            out: &mut out,
+            out,
             write_error: None,
         };
         let mut tee = io::BufReader::with_capacity(1 << 20, tee);
@@ -232,16 +226,28 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::Repo;
+    use crate::repo::storage::Key;
     use std::path::Path;
 
-    /// A job reading `input` (a regular file stands in for the pipe) into `dir/name`.
-    fn job(dir: &Path, input: &[u8], on_server: bool, compression: Compression) -> StreamJob {
+    /// A job reading `input` (a regular file stands in for the pipe) into backup "B" of an
+    /// in-memory repository.
+    fn job(
+        dir: &Path,
+        input: &[u8],
+        on_server: bool,
+        compression: Compression,
+    ) -> (StreamJob, Repo) {
         let fifo = dir.join("input");
         std::fs::write(&fifo, input).expect("write input");
-        StreamJob {
+        let (repo, _) = Repo::in_memory();
+        let backup: Arc<dyn BackupWriter> =
+            Arc::from(repo.storage().backup_writer("B").expect("backup writer"));
+        let job = StreamJob {
             on_server,
             fifo,
             dest: dir.join(format!("base.tar{}", compression.suffix())),
+            backup,
             stored_name: format!("base.tar{}", compression.suffix()),
             tablespace: None,
             compression,
@@ -250,7 +256,17 @@ mod tests {
             done: Arc::new(AtomicU64::new(0)),
             // No process: a failing job must not signal anything.
             child_pid: u32::MAX,
-        }
+        };
+        (job, repo)
+    }
+
+    /// What the job stored: the backup is published (with an empty manifest) and read back;
+    /// `None` when it holds no such file.
+    fn stored(repo: &Repo, job: &StreamJob) -> Option<Vec<u8>> {
+        job.backup.publish(b"{}").expect("publish");
+        repo.storage()
+            .read(&Key::backup("B", &job.stored_name))
+            .expect("read the stored file")
     }
 
     fn stream(job: &StreamJob) -> Result<Option<BackupFile>, BackupError> {
@@ -287,9 +303,9 @@ mod tests {
     fn dbagent_compresses_hashes_and_counts_what_arrives() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = tar_like();
-        let job = job(dir.path(), &data, false, Compression::Zstd);
+        let (job, repo) = job(dir.path(), &data, false, Compression::Zstd);
         let file = stream(&job).expect("stream").expect("a file");
-        let stored = std::fs::read(&job.dest).expect("stored file");
+        let stored = stored(&repo, &job).expect("stored file");
         assert_eq!(decoded(Compression::Zstd, &stored), data);
         assert_eq!(file.name, "base.tar.zst");
         assert_eq!(file.size, data.len() as u64);
@@ -304,9 +320,9 @@ mod tests {
         let data = tar_like();
         for c in [Compression::Zstd, Compression::Lz4] {
             let sent = compressed(c, &data);
-            let job = job(dir.path(), &sent, true, c);
+            let (job, repo) = job(dir.path(), &sent, true, c);
             let file = stream(&job).expect("stream").expect("a file");
-            assert_eq!(std::fs::read(&job.dest).expect("stored file"), sent);
+            assert_eq!(stored(&repo, &job).expect("stored file"), sent);
             assert_eq!(file.size, data.len() as u64);
             assert_eq!(file.stored_size, sent.len() as u64);
             assert_eq!(file.sha256, hex::encode(Sha256::digest(&sent)));
@@ -316,7 +332,7 @@ mod tests {
     #[test]
     fn a_server_stream_that_does_not_decode_or_has_trailing_bytes_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let garbage = job(
+        let (garbage, _repo) = job(
             dir.path(),
             b"this is not zstd at all",
             true,
@@ -330,7 +346,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sent = compressed(Compression::Zstd, b"some tar bytes");
         sent.extend_from_slice(b"junk");
-        let trailing = job(dir.path(), &sent, true, Compression::Zstd);
+        let (trailing, _repo) = job(dir.path(), &sent, true, Compression::Zstd);
         // zstd reads junk after a frame as a bad next frame; either way nothing unchecked is kept.
         match stream(&trailing) {
             Err(BackupError::BaseBackup(msg)) => assert!(msg.contains("base.tar.zst"), "{msg}"),
@@ -341,9 +357,9 @@ mod tests {
     #[test]
     fn an_archive_never_sent_stores_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let job = job(dir.path(), b"", false, Compression::Zstd);
+        let (job, repo) = job(dir.path(), b"", false, Compression::Zstd);
         assert!(stream(&job).expect("stream").is_none());
-        assert!(!job.dest.exists());
+        assert!(stored(&repo, &job).is_none());
     }
 
     #[test]

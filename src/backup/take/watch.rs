@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{BackupError, io_err};
 use crate::pg::PgTarget;
-use crate::repo::durable;
+use crate::repo::local;
 
 /// Why the pipes could not be put in place.
 pub(super) enum GateError {
@@ -75,7 +75,7 @@ impl FifoGate {
                                 f,
                                 nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
                             ) {
-                                Ok(()) => durable::inherit_owner(f, &owner_dir).map_err(GateError::Io),
+                                Ok(()) => local::inherit_owner(f, &owner_dir).map_err(GateError::Io),
                                 Err(nix::errno::Errno::EEXIST) => Err(GateError::Lost(format!(
                                     "pg_basebackup opened {} before dbagent could put its pipe there",
                                     f.display()
