@@ -3,7 +3,7 @@
 //! [`IoContext::at`] instead of formatting ad hoc strings, so the path, the action and the
 //! cause (its kind, for a caller that acts on NotFound) stay in the error.
 //!
-//! Layer: the lowest. Uses only the standard library and thiserror; every module may use it.
+//! Layer: foundation. Uses: nothing of the crate. Used by: any module.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@
 //! node was promoted finds its server is now a primary and takes the lock at its next try,
 //! which is within one poll interval.
 //!
-//! Layer: operation. Uses: config, pg. Used by: agent, schedule.
+//! Layer: operation. Uses: config, pg, units. Used by: agent, schedule.
 
 use std::sync::Arc;
 use std::time::Duration;

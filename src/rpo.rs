@@ -26,7 +26,7 @@
 //! or the server's start when none is waiting yet. So `dbagent_rpo_seconds` exists, and grows,
 //! on a cluster whose archiving never worked.
 //!
-//! Layer: operation. Uses: pg, repo, wal. Used by: check, collect, drill.
+//! Layer: operation. Uses: pg, repo, units, wal. Used by: check, collect, drill.
 
 use std::collections::VecDeque;
 

@@ -2,7 +2,7 @@
 //! rendered /metrics text, readiness and the JSON of /api/v1/status. Requests never touch the
 //! database; they read the newest snapshot.
 //!
-//! Layer: foundation. Uses: metrics. Used by: agent, http.
+//! Layer: foundation. Uses: metrics, units. Used by: agent, http.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Units and their formatting in operator output: bytes and durations, one way each.
 //!
-//! Layer: the lowest. Uses only the standard library; every other module may use it.
+//! Layer: foundation. Uses: nothing of the crate. Used by: any module.
 
 /// `512 B`, `3.0 KiB`, `1.5 GiB`.
 pub fn human_bytes(n: u64) -> String {

@@ -20,7 +20,7 @@
 //! Each integration implements [`Channel`] in its own file: its pacing (Slack's and
 //! PagerDuty's rate limits), its endpoint and how it sends.
 //!
-//! Layer: observation. Uses: config, metrics, state. Used by: agent, alert.
+//! Layer: observation. Uses: config, io_error, metrics, state, units. Used by: agent, alert.
 
 mod channel;
 pub mod config;

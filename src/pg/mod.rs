@@ -6,7 +6,7 @@
 //! another), a statement and lock timeout, and fails within the connect timeout with an error
 //! that says which server, which user and what to do.
 //!
-//! Layer: access. Uses: nothing of the crate. Used by: advise, agent, backup, check, collect,
+//! Layer: access. Uses: units. Used by: advise, agent, backup, check, collect,
 //! config, drill, leader, rpo.
 
 pub mod conninfo;

@@ -4,7 +4,7 @@
 //! recovery through its log and reports where it ended. `dbagent restore`, `drill` and the
 //! guided restore all go through these three steps.
 //!
-//! Layer: operation. Uses: backup, repo, wal. Used by: drill.
+//! Layer: operation. Uses: backup, repo, units, wal. Used by: drill.
 
 pub mod extract;
 pub mod guided;

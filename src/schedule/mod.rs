@@ -15,7 +15,7 @@
 //!   considered (table `schedule_marks`): `schedule.on_missed: run_once` runs the job once at
 //!   start-up, `skip` records them as skipped and waits for the next time.
 //!
-//! Layer: service. Uses: config, cron, leader, metrics, state. Used by: agent.
+//! Layer: service. Uses: config, cron, leader, metrics, state, units. Used by: agent.
 
 pub mod history;
 

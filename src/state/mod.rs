@@ -8,7 +8,7 @@
 //! [`StateDb::open_read_only`]) read while `dbagent run` writes, and it stays inspectable with
 //! `sqlite3 state.db`. Every error names the file and says what to do.
 //!
-//! Layer: access. Uses: nothing of the crate. Used by: advise, agent, alert, baseline, drill,
+//! Layer: access. Uses: units. Used by: advise, agent, alert, baseline, drill,
 //! notify, schedule, wal.
 
 use std::fs::{DirBuilder, OpenOptions};

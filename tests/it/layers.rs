@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     // Vocabulary with no dependency inside the crate: units and formatting, the cron
     // parser, the metric model and catalogue, the snapshot types the HTTP endpoint serves.
-    ("foundation", &["units", "cron", "metrics", "snapshot"]),
+    (
+        "foundation",
+        &["units", "io_error", "cron", "metrics", "snapshot"],
+    ),
     // Access to what dbagent works on: PostgreSQL connections and SQL, the repository, the
     // agent's SQLite store.
     ("access", &["pg", "repo", "state"]),

@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::error::{BackupError, io_err};
+use super::facts::ServerFacts;
+use super::options::{BackupOptions, Progress};
 use super::stream::StreamJob;
-use super::watch::{FifoGate, GateError, PhaseProbe};
-use super::{BackupError, BackupOptions, Progress, ServerFacts, io_err};
+use super::watch::{FifoGate, GateError, PhaseProbe, kill};
 use crate::backup::manifest::{BackupFile, Tablespace};
 use crate::config::Checkpoint;
 use crate::pg::{PgTarget, ResolvedConnInfo};
@@ -270,15 +272,6 @@ fn release_reader(fifo: &Path) {
         .write(true)
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(fifo);
-}
-
-pub(super) fn kill(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
 }
 
 fn last_lines(log: &Mutex<Vec<String>>) -> String {

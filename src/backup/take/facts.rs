@@ -1,7 +1,7 @@
 //! What a backup learns from the server before it starts: version, system identifier, WAL
 //! segment size, tablespaces, archive mode, and which algorithms the server can compress with.
 
-use super::BackupError;
+use super::error::BackupError;
 use crate::backup::manifest::Tablespace;
 use crate::pg::{PgTarget, ServerVersion};
 use crate::repo::Compression;

@@ -23,93 +23,30 @@
 //! from its start to its stop LSN is in the archive, and `manifest.json` is written last.
 
 mod basebackup;
+mod error;
 mod facts;
+mod options;
 mod stream;
 mod watch;
 
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use super::manifest::{BackupFile, BackupManifest, MANIFEST_FORMAT};
-use crate::config::{Checkpoint, CompressOn};
+use crate::config::CompressOn;
 use crate::pg::{PgTarget, programs};
 use crate::repo::storage::BackupWriter;
 use crate::repo::{Compression, Repo, RepoError, local};
 use crate::wal::{self, Lsn, WalName, name::segment_name};
 
 use basebackup::PgBaseBackupRun;
+pub use error::BackupError;
+use error::io_err;
 pub use facts::{ServerFacts, server_facts};
-
-/// Why a backup failed. Every message says what to do; the work directory is removed.
-#[derive(Debug, thiserror::Error)]
-pub enum BackupError {
-    #[error("{0}")]
-    Pg(#[from] crate::pg::PgError),
-    #[error("{0}")]
-    Repo(#[from] RepoError),
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    NoProgram(#[from] programs::NotFound),
-    #[error("pg_basebackup failed: {0}")]
-    BaseBackup(String),
-    #[error("{0}")]
-    LostRace(String),
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: io::Error,
-    },
-    #[error("WAL segment {segment} needed by backup {id} did not reach the archive within {}s; the backup was discarded. Check WAL archiving (`dbagent check`) and raise backup.wal_timeout if archiving is just slow", timeout.as_secs())]
-    WalTimeout {
-        id: String,
-        segment: String,
-        timeout: Duration,
-    },
-}
-
-fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> BackupError + 'a {
-    move |source| BackupError::Io {
-        path: path.to_path_buf(),
-        action,
-        source,
-    }
-}
-
-/// How to take this backup.
-#[derive(Debug, Clone)]
-pub struct BackupOptions {
-    pub label: Option<String>,
-    pub compression: Compression,
-    pub level: i32,
-    /// Compression threads (0 = one per core).
-    pub threads: u32,
-    pub compress_on: CompressOn,
-    pub checkpoint: Checkpoint,
-    pub wal_timeout: Duration,
-    pub lock_wait: Duration,
-    pub bin_dir: Option<PathBuf>,
-}
-
-/// Receives progress: the CLI draws a bar on a terminal, logs lines otherwise.
-pub trait Progress: Send + Sync {
-    /// A new phase ("streaming", "waiting for WAL", ...).
-    fn phase(&self, phase: &str);
-    /// Uncompressed bytes received so far, and the estimated total.
-    fn bytes(&self, done: u64, total: u64);
-}
-
-/// A Progress that reports nothing.
-pub struct NoProgress;
-impl Progress for NoProgress {
-    fn phase(&self, _: &str) {}
-    fn bytes(&self, _: u64, _: u64) {}
-}
+pub use options::{BackupOptions, NoProgress, Progress};
 
 /// Takes a backup of the server described by `info`/`facts` into `repo`.
 pub fn take(
@@ -358,6 +295,7 @@ fn wal_range(manifest: &[u8]) -> Result<(u32, Lsn, Lsn), BackupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Checkpoint;
     use crate::pg::ServerVersion;
 
     fn facts(server_compression: Vec<Compression>) -> ServerFacts {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::basebackup::kill;
-use super::{BackupError, io_err};
+use super::error::{BackupError, io_err};
+use super::watch::kill;
 use crate::backup::manifest::{BackupFile, Tablespace};
 use crate::repo::storage::{BackupWriter, ObjectWriter};
 use crate::repo::{Compression, compress};

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use super::{BackupError, io_err};
+use super::error::{BackupError, io_err};
 use crate::pg::PgTarget;
 use crate::repo::local;
 
@@ -176,5 +176,15 @@ impl PhaseProbe {
 impl Drop for PhaseProbe {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Asks pg_basebackup (by PID) to stop: SIGTERM, best effort.
+pub(super) fn kill(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
 }
