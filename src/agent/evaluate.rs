@@ -14,6 +14,7 @@ use crate::alert::rules::{AlertsFile, load_alerts};
 use crate::baseline::BaselineStore;
 use crate::config::Config;
 use crate::metrics::Family;
+use crate::metrics::catalogue;
 use crate::notify::Notification;
 use crate::snapshot::AlertSnapshot;
 use crate::state::StateDb;
@@ -207,13 +208,8 @@ impl Evaluator {
                 "no alerts file at {}; alerting is off",
                 self.alerts_path.display()
             ));
-            snap.families.push(
-                Family::gauge(
-                    "dbagent_alert_rules",
-                    "Alert rules loaded from alerts.yml (0 when there is none: alerting is off).",
-                )
-                .with(&[], 0.0),
-            );
+            snap.families
+                .push(Family::of(&catalogue::DBAGENT_ALERT_RULES).with(&[], 0.0));
             self.snapshot_tx.send_replace(Arc::new(snap));
             return;
         };
@@ -243,10 +239,7 @@ impl Evaluator {
                 "fingerprint": inst.fingerprint,
             }));
         }
-        let mut alerts = Family::gauge(
-            "dbagent_alerts",
-            "Alert instances by rule, severity and state (firing or pending).",
-        );
+        let mut alerts = Family::of(&catalogue::DBAGENT_ALERTS);
         for ((rule, severity, st), n) in &counts {
             alerts.push(
                 &[("alertname", rule), ("severity", severity), ("state", st)],
@@ -254,13 +247,8 @@ impl Evaluator {
             );
         }
         snap.families.push(alerts);
-        snap.families.push(
-            Family::gauge(
-                "dbagent_alert_rules",
-                "Alert rules loaded from alerts.yml (0 when there is none: alerting is off).",
-            )
-            .with(&[], file.rules.iter().filter(|r| r.enabled).count() as f64),
-        );
+        snap.families
+            .push(Family::of(&catalogue::DBAGENT_ALERT_RULES).with(&[], file.rules.len() as f64));
         self.snapshot_tx.send_replace(Arc::new(snap));
     }
 }

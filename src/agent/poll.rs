@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::collect::{self, Collector, Ctx, Family, Output};
 use crate::config::Config;
+use crate::metrics::catalogue;
 use crate::pg::{PgTarget, ServerVersion, SessionOptions};
 use crate::snapshot::{CollectorStatus, Snapshot};
 
@@ -321,13 +322,7 @@ impl PollLoop {
     fn publish(&mut self, up: bool, in_recovery: Option<bool>, took: Duration) {
         let now = jiff::Timestamp::now();
         let mut families: Vec<Family> = Vec::new();
-        families.push(
-            Family::gauge(
-                "pg_up",
-                "Whether the last poll reached the PostgreSQL server (1) or not (0).",
-            )
-            .with(&[], if up { 1.0 } else { 0.0 }),
-        );
+        families.push(Family::of(&catalogue::PG_UP).with(&[], if up { 1.0 } else { 0.0 }));
         let mut baseline = Vec::new();
         let mut sections = BTreeMap::new();
         if up {
@@ -398,18 +393,9 @@ impl PollLoop {
     }
 
     fn own_metrics(&self, took: Duration) -> Vec<Family> {
-        let mut errors = Family::counter(
-            "dbagent_collector_errors_total",
-            "Collections that failed, by collector (each failure is logged once per state change).",
-        );
-        let mut up = Family::gauge(
-            "dbagent_collector_up",
-            "Whether the collector's last run succeeded (1) or failed (0).",
-        );
-        let mut durations = Family::gauge(
-            "dbagent_collector_duration_seconds",
-            "How long the collector's last run took, including waiting for the poll connection it shares with the other collectors (they run concurrently on one connection).",
-        );
+        let mut errors = Family::of(&catalogue::DBAGENT_COLLECTOR_ERRORS_TOTAL);
+        let mut up = Family::of(&catalogue::DBAGENT_COLLECTOR_UP);
+        let mut durations = Family::of(&catalogue::DBAGENT_COLLECTOR_DURATION_SECONDS);
         for s in &self.slots {
             let name = s.collector.name();
             errors.push(&[("collector", name)], s.errors_total as f64);
@@ -425,56 +411,27 @@ impl PollLoop {
             errors,
             up,
             durations,
-            Family::gauge(
-                "dbagent_poll_duration_seconds",
-                "How long the last poll took (all collectors, concurrently).",
-            )
-            .with(&[], took.as_secs_f64()),
-            Family::gauge(
-                "dbagent_poll_interval_seconds",
-                "The configured poll interval (monitor.interval).",
-            )
-            .with(&[], self.config.monitor.interval.as_secs_f64()),
-            Family::counter("dbagent_polls_total", "Polls run since the agent started.")
-                .with(&[], self.polls_total as f64),
-            Family::counter(
-                "dbagent_poll_overruns_total",
-                "Polls that took longer than the poll interval.",
-            )
-            .with(&[], self.overruns_total as f64),
-            Family::counter(
-                "dbagent_connect_errors_total",
-                "Failed attempts to connect to the PostgreSQL server.",
-            )
-            .with(&[], self.connect_errors_total as f64),
-            Family::gauge(
-                "dbagent_start_time_seconds",
-                "When the agent started, as a Unix timestamp.",
-            )
-            .with(&[], self.started.as_second() as f64),
-            Family::gauge(
-                "dbagent_rpo_target_seconds",
-                "The recovery point objective (objectives.rpo) that dbagent_rpo_seconds is held to.",
-            )
-            .with(&[], self.config.objectives.rpo.as_secs_f64()),
-            Family::gauge(
-                "dbagent_rto_target_seconds",
-                "The recovery time objective (objectives.rto) that dbagent_drill_rto_seconds is held to.",
-            )
-            .with(&[], self.config.objectives.rto.as_secs_f64()),
-            Family::gauge(
-                "dbagent_build_info",
-                "Always 1; the version label is the dbagent version.",
-            )
-            .with(&[("version", env!("CARGO_PKG_VERSION"))], 1.0),
+            Family::of(&catalogue::DBAGENT_POLL_DURATION_SECONDS).with(&[], took.as_secs_f64()),
+            Family::of(&catalogue::DBAGENT_POLL_INTERVAL_SECONDS)
+                .with(&[], self.config.monitor.interval.as_secs_f64()),
+            Family::of(&catalogue::DBAGENT_POLLS_TOTAL).with(&[], self.polls_total as f64),
+            Family::of(&catalogue::DBAGENT_POLL_OVERRUNS_TOTAL)
+                .with(&[], self.overruns_total as f64),
+            Family::of(&catalogue::DBAGENT_CONNECT_ERRORS_TOTAL)
+                .with(&[], self.connect_errors_total as f64),
+            Family::of(&catalogue::DBAGENT_START_TIME_SECONDS)
+                .with(&[], self.started.as_second() as f64),
+            Family::of(&catalogue::DBAGENT_RPO_TARGET_SECONDS)
+                .with(&[], self.config.objectives.rpo.as_secs_f64()),
+            Family::of(&catalogue::DBAGENT_RTO_TARGET_SECONDS)
+                .with(&[], self.config.objectives.rto.as_secs_f64()),
+            Family::of(&catalogue::DBAGENT_BUILD_INFO)
+                .with(&[("version", env!("CARGO_PKG_VERSION"))], 1.0),
         ];
         if let Some(t) = self.last_success {
             out.push(
-                Family::gauge(
-                    "dbagent_last_poll_success_timestamp_seconds",
-                    "When the last successful poll ended, as a Unix timestamp.",
-                )
-                .with(&[], t.as_millisecond() as f64 / 1000.0),
+                Family::of(&catalogue::DBAGENT_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS)
+                    .with(&[], t.as_millisecond() as f64 / 1000.0),
             );
         }
         out

@@ -823,6 +823,28 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_rules_name_only_metrics_of_the_catalogue() {
+        let f = AlertsFile::parse(EXAMPLE, Path::new("alerts.yml")).unwrap();
+        let known: Vec<&str> = crate::metrics::catalogue::ALL
+            .iter()
+            .map(|d| d.name)
+            .collect();
+        for rule in &f.rules {
+            let mut names = vec![rule.expr.metric.as_str()];
+            if let Threshold::Metric { selector, .. } = &rule.expr.threshold {
+                names.push(&selector.metric);
+            }
+            for name in names {
+                assert!(
+                    known.contains(&name),
+                    "rule {} names {name}, which dbagent does not emit (metrics::catalogue)",
+                    rule.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_shipped_alerts_file_parses() {
         let f = AlertsFile::parse(EXAMPLE, Path::new("alerts.yml")).unwrap();
         assert!(f.rules.len() >= 15, "{}", f.rules.len());

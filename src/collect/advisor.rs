@@ -10,16 +10,14 @@ use std::time::Duration;
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
 use crate::advise::{self, AdviseError, Kind, Options};
 use crate::config::MonitorConfig;
+use crate::metrics::catalogue;
 
 /// The `advisor` collector.
 pub struct Advisor;
 
 /// The metric families of one advice (also used by tests).
 pub fn families(a: &advise::Advice) -> Vec<Family> {
-    let mut findings = Family::gauge(
-        "dbagent_advisor_findings",
-        "Findings of the query and index advisor in its window, by kind (see `dbagent advise`).",
-    );
+    let mut findings = Family::of(&catalogue::DBAGENT_ADVISOR_FINDINGS);
     for k in Kind::ALL {
         let n = a.counts.get(k.as_str()).copied().unwrap_or(0);
         findings.push(&[("kind", k.as_str())], n as f64);
@@ -33,37 +31,21 @@ pub fn families(a: &advise::Advice) -> Vec<Family> {
     };
     vec![
         findings,
-        Family::gauge(
-            "dbagent_advisor_unused_index_bytes",
-            "Total size of the indexes not used in the advisor's window (constraint-enforcing indexes excluded).",
-        )
-        .with(&[], a.unused_index_bytes),
-        Family::gauge(
-            "dbagent_advisor_largest_unused_index_bytes",
-            "Size of the largest index not used in the advisor's window (0 when none).",
-        )
-        .with(&[], largest(Kind::UnusedIndex, "size_bytes")),
-        Family::gauge(
-            "dbagent_advisor_hotspot_largest_table_bytes",
-            "Size of the largest table that is a sequential-scan hot spot in the advisor's window (0 when none).",
-        )
-        .with(&[], largest(Kind::SeqScanHotspot, "size_bytes")),
+        Family::of(&catalogue::DBAGENT_ADVISOR_UNUSED_INDEX_BYTES).with(&[], a.unused_index_bytes),
+        Family::of(&catalogue::DBAGENT_ADVISOR_LARGEST_UNUSED_INDEX_BYTES)
+            .with(&[], largest(Kind::UnusedIndex, "size_bytes")),
+        Family::of(&catalogue::DBAGENT_ADVISOR_HOTSPOT_LARGEST_TABLE_BYTES)
+            .with(&[], largest(Kind::SeqScanHotspot, "size_bytes")),
         plan_ratio(a),
-        Family::gauge(
-            "dbagent_advisor_observed_seconds",
-            "How much of the advisor's window its samples cover (statistics resets and server changes excluded).",
-        )
-        .with(&[], a.window.coverage.observed_seconds),
+        Family::of(&catalogue::DBAGENT_ADVISOR_OBSERVED_SECONDS)
+            .with(&[], a.window.coverage.observed_seconds),
     ]
 }
 
 /// Mean time after / before the newest plan change of each statement whose generic plan changed
 /// in the window (bounded by `monitor.advisor_explain_top`: only explained statements).
 fn plan_ratio(a: &advise::Advice) -> Family {
-    let mut f = Family::gauge(
-        "dbagent_advisor_plan_change_mean_ratio",
-        "For statements whose captured (generic) plan changed in the advisor's window: mean time per call under the new plan divided by the mean under the previous one.",
-    );
+    let mut f = Family::of(&catalogue::DBAGENT_ADVISOR_PLAN_CHANGE_MEAN_RATIO);
     for finding in a.findings.iter().filter(|f| f.kind == Kind::PlanChange) {
         let (Some(queryid), Some(ratio)) = (
             finding.evidence["queryid"].as_str(),

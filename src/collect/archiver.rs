@@ -4,6 +4,7 @@
 //! view only counts what the standby itself archived (archive_mode = always).
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::catalogue;
 
 pub struct Archiver;
 
@@ -37,21 +38,9 @@ impl Collector for Archiver {
             // archived until it succeeds, so the alert can name it (one series at a time).
             let failing_wal: Option<String> = row.get::<_, Option<String>>(5).filter(|_| failing);
             let mut families = vec![
-                Family::counter(
-                    "pg_stat_archiver_archived_total",
-                    "WAL files archived successfully (pg_stat_archiver.archived_count).",
-                )
-                .with(&[], archived),
-                Family::counter(
-                    "pg_stat_archiver_failed_total",
-                    "Failed attempts to archive a WAL file (pg_stat_archiver.failed_count).",
-                )
-                .with(&[], failed),
-                Family::gauge(
-                    "dbagent_archiver_failing",
-                    "1 when the last archive attempt failed (last_failed_time after last_archived_time), labelled wal with the file that failed.",
-                )
-                .with(
+                Family::of(&catalogue::PG_STAT_ARCHIVER_ARCHIVED_TOTAL).with(&[], archived),
+                Family::of(&catalogue::PG_STAT_ARCHIVER_FAILED_TOTAL).with(&[], failed),
+                Family::of(&catalogue::DBAGENT_ARCHIVER_FAILING).with(
                     &failing_wal
                         .as_deref()
                         .map(|wal| vec![("wal", wal)])
@@ -61,21 +50,15 @@ impl Collector for Archiver {
             ];
             if let Some(age) = last_age {
                 families.push(
-                    Family::gauge(
-                        "pg_stat_archiver_last_archive_age_seconds",
-                        "Seconds since the last WAL file was archived.",
-                    )
-                    .with_baseline()
-                    .with(&[], age.max(0.0)),
+                    Family::of(&catalogue::PG_STAT_ARCHIVER_LAST_ARCHIVE_AGE_SECONDS)
+                        .with_baseline()
+                        .with(&[], age.max(0.0)),
                 );
             }
             if let Some(age) = failed_age {
                 families.push(
-                    Family::gauge(
-                        "dbagent_archiver_last_failure_age_seconds",
-                        "Seconds since the last failed archive attempt.",
-                    )
-                    .with(&[], age.max(0.0)),
+                    Family::of(&catalogue::DBAGENT_ARCHIVER_LAST_FAILURE_AGE_SECONDS)
+                        .with(&[], age.max(0.0)),
                 );
             }
             Ok(Output::families(families))

@@ -28,6 +28,7 @@ use serde_json::json;
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
 use crate::config::MonitorConfig;
+use crate::metrics::catalogue::{self, Desc};
 use crate::metrics::{OTHER, top_n};
 
 /// Relations locked AccessExclusive (granted or awaited) in this database.
@@ -165,12 +166,11 @@ fn families(
     all: Vec<Estimate>,
     n: usize,
     datname: &str,
-    names: (&'static str, &'static str),
-    helps: (&'static str, &'static str),
+    (bytes, ratio): (&Desc, &Desc),
 ) -> (Vec<Family>, Vec<serde_json::Value>) {
     let (top, rest) = top_n(all, n, |e| e.bloat);
-    let mut bytes = Family::gauge(names.0, helps.0);
-    let mut ratio = Family::gauge(names.1, helps.1);
+    let mut bytes = Family::of(bytes);
+    let mut ratio = Family::of(ratio);
     let mut status = Vec::new();
     for e in &top {
         let mut labels = vec![
@@ -197,7 +197,7 @@ fn families(
         ("schemaname", OTHER),
         ("relname", OTHER),
     ];
-    if names.0.starts_with("dbagent_index") {
+    if bytes.name.starts_with("dbagent_index") {
         labels.push(("indexrelname", OTHER));
     }
     let other = Estimate {
@@ -287,30 +287,25 @@ impl Collector for Bloat {
                 table_est,
                 n,
                 datname,
-                ("dbagent_table_bloat_bytes", "dbagent_table_bloat_ratio"),
                 (
-                    "Estimated bloat of the table in bytes: size on disk minus the expected size of its live rows at its fillfactor (planner statistics, no scan).",
-                    "Estimated bloat of the table as a fraction of its size on disk (0 to 1).",
+                    &catalogue::DBAGENT_TABLE_BLOAT_BYTES,
+                    &catalogue::DBAGENT_TABLE_BLOAT_RATIO,
                 ),
             );
             let (index_fams, top_indexes) = families(
                 index_est,
                 n,
                 datname,
-                ("dbagent_index_bloat_bytes", "dbagent_index_bloat_ratio"),
                 (
-                    "Estimated bloat of the btree index in bytes (planner statistics, no scan).",
-                    "Estimated bloat of the btree index as a fraction of its size on disk (0 to 1).",
+                    &catalogue::DBAGENT_INDEX_BLOAT_BYTES,
+                    &catalogue::DBAGENT_INDEX_BLOAT_RATIO,
                 ),
             );
             fams.extend(index_fams);
             fams.push(
-                Family::gauge(
-                    "dbagent_bloat_skipped_relations",
-                    "Relations left out of the bloat estimate: locked AccessExclusive right now (any size), or above the size threshold without statistics.",
-                )
-                .with(&[("reason", "locked")], locked.len() as f64)
-                .with(&[("reason", "no_statistics")], no_stats_count as f64),
+                Family::of(&catalogue::DBAGENT_BLOAT_SKIPPED_RELATIONS)
+                    .with(&[("reason", "locked")], locked.len() as f64)
+                    .with(&[("reason", "no_statistics")], no_stats_count as f64),
             );
             let status = json!({
                 "datname": datname,

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::catalogue;
 use crate::pg::ServerVersion;
 
 pub struct Connections;
@@ -68,10 +69,7 @@ impl Collector for Connections {
                 .await
                 .map_err(|e| CollectError::query("pg_stat_activity", &e))?;
 
-            let mut by_state = Family::gauge(
-                "pg_stat_activity_sessions",
-                "Client sessions by database and state (pg_stat_activity, client backends only).",
-            );
+            let mut by_state = Family::of(&catalogue::PG_STAT_ACTIVITY_SESSIONS);
             let mut total = 0.0;
             let mut lock_waiting = 0.0;
             let mut idle_in_xact = 0.0;
@@ -100,59 +98,31 @@ impl Collector for Connections {
 
             let mut families = vec![
                 by_state,
-                Family::gauge(
-                    "dbagent_connections_sessions",
-                    "Client sessions connected to the server, in every state.",
-                )
-                .with_baseline()
-                .with(&[], total),
-                Family::gauge(
-                    "dbagent_connections_lock_waiting_sessions",
-                    "Client sessions waiting to acquire a heavyweight lock (wait_event_type Lock).",
-                )
-                .with(&[], lock_waiting),
-                Family::gauge(
-                    "dbagent_connections_idle_in_transaction_sessions",
-                    "Client sessions idle inside an open transaction (including aborted ones).",
-                )
-                .with(&[], idle_in_xact),
-                Family::gauge(
-                    "dbagent_connections_idle_in_transaction_max_age_seconds",
-                    "Seconds the longest idle-in-transaction session has been idle, 0 when there is none.",
-                )
-                .with_baseline()
-                .with(&[], idle_in_xact_age),
-                Family::gauge(
-                    "dbagent_connections_oldest_transaction_age_seconds",
-                    "Seconds since the oldest open transaction of a client session started, 0 when there is none.",
-                )
-                .with_baseline()
-                .with(&[], oldest_xact_age),
+                Family::of(&catalogue::DBAGENT_CONNECTIONS_SESSIONS)
+                    .with_baseline()
+                    .with(&[], total),
+                Family::of(&catalogue::DBAGENT_CONNECTIONS_LOCK_WAITING_SESSIONS)
+                    .with(&[], lock_waiting),
+                Family::of(&catalogue::DBAGENT_CONNECTIONS_IDLE_IN_TRANSACTION_SESSIONS)
+                    .with(&[], idle_in_xact),
+                Family::of(&catalogue::DBAGENT_CONNECTIONS_IDLE_IN_TRANSACTION_MAX_AGE_SECONDS)
+                    .with_baseline()
+                    .with(&[], idle_in_xact_age),
+                Family::of(&catalogue::DBAGENT_CONNECTIONS_OLDEST_TRANSACTION_AGE_SECONDS)
+                    .with_baseline()
+                    .with(&[], oldest_xact_age),
             ];
             if let Some(max) = max_connections {
-                families.push(
-                    Family::gauge(
-                        "pg_settings_max_connections",
-                        "The max_connections setting: the most concurrent connections the server accepts.",
-                    )
-                    .with(&[], max),
-                );
+                families.push(Family::of(&catalogue::PG_SETTINGS_MAX_CONNECTIONS).with(&[], max));
                 let usable = max - su_reserved.unwrap_or(0.0) - reserved.unwrap_or(0.0);
                 families.push(
-                    Family::gauge(
-                        "dbagent_connections_usable_limit",
-                        "Connections a role without reserved-slot privileges can open: max_connections minus superuser_reserved_connections and reserved_connections.",
-                    )
-                    .with(&[], usable),
+                    Family::of(&catalogue::DBAGENT_CONNECTIONS_USABLE_LIMIT).with(&[], usable),
                 );
                 if usable > 0.0 {
                     families.push(
-                        Family::gauge(
-                            "dbagent_connections_exhaustion_ratio",
-                            "Client sessions divided by the usable connection limit; above 1 means reserved slots are in use.",
-                        )
-                        .with_baseline()
-                        .with(&[], total / usable),
+                        Family::of(&catalogue::DBAGENT_CONNECTIONS_EXHAUSTION_RATIO)
+                            .with_baseline()
+                            .with(&[], total / usable),
                     );
                 }
             }

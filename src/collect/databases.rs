@@ -11,174 +11,142 @@
 
 use std::collections::HashMap;
 
-use super::{CollectError, CollectFuture, Collector, Ctx, Family, Kind, Output};
+use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::catalogue::{self, Desc};
 use crate::pg::ServerVersion;
 
 /// One `pg_stat_database` column exported as a metric.
 struct Column {
     /// SQL yielding float8 (or NULL) from `s` (pg_stat_database).
     expr: &'static str,
-    name: &'static str,
-    help: &'static str,
-    kind: Kind,
+    desc: &'static Desc,
     /// First major version that has it.
     since: u32,
 }
 
-const fn counter(expr: &'static str, name: &'static str, help: &'static str, since: u32) -> Column {
-    Column {
-        expr,
-        name,
-        help,
-        kind: Kind::Counter,
-        since,
-    }
+const fn column(expr: &'static str, desc: &'static Desc, since: u32) -> Column {
+    Column { expr, desc, since }
 }
 
 const COLUMNS: &[Column] = &[
-    Column {
-        expr: "s.numbackends::float8",
-        name: "pg_stat_database_numbackends",
-        help: "Backends currently connected to the database.",
-        kind: Kind::Gauge,
-        since: 13,
-    },
-    counter(
+    column(
+        "s.numbackends::float8",
+        &catalogue::PG_STAT_DATABASE_NUMBACKENDS,
+        13,
+    ),
+    column(
         "s.xact_commit::float8",
-        "pg_stat_database_xact_commit_total",
-        "Transactions committed in the database.",
+        &catalogue::PG_STAT_DATABASE_XACT_COMMIT_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.xact_rollback::float8",
-        "pg_stat_database_xact_rollback_total",
-        "Transactions rolled back in the database.",
+        &catalogue::PG_STAT_DATABASE_XACT_ROLLBACK_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.blks_read::float8",
-        "pg_stat_database_blks_read_total",
-        "Disk blocks read into shared buffers (not found in the buffer cache) in the database.",
+        &catalogue::PG_STAT_DATABASE_BLKS_READ_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.blks_hit::float8",
-        "pg_stat_database_blks_hit_total",
-        "Disk blocks found already in the buffer cache in the database.",
+        &catalogue::PG_STAT_DATABASE_BLKS_HIT_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.tup_returned::float8",
-        "pg_stat_database_tup_returned_total",
-        "Rows returned by sequential scans and index entries returned by index scans in the database.",
+        &catalogue::PG_STAT_DATABASE_TUP_RETURNED_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.tup_fetched::float8",
-        "pg_stat_database_tup_fetched_total",
-        "Live rows fetched by index scans in the database.",
+        &catalogue::PG_STAT_DATABASE_TUP_FETCHED_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.tup_inserted::float8",
-        "pg_stat_database_tup_inserted_total",
-        "Rows inserted in the database.",
+        &catalogue::PG_STAT_DATABASE_TUP_INSERTED_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.tup_updated::float8",
-        "pg_stat_database_tup_updated_total",
-        "Rows updated in the database.",
+        &catalogue::PG_STAT_DATABASE_TUP_UPDATED_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.tup_deleted::float8",
-        "pg_stat_database_tup_deleted_total",
-        "Rows deleted in the database.",
+        &catalogue::PG_STAT_DATABASE_TUP_DELETED_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.conflicts::float8",
-        "pg_stat_database_conflicts_total",
-        "Queries cancelled by recovery conflicts in the database (standbys only).",
+        &catalogue::PG_STAT_DATABASE_CONFLICTS_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.temp_files::float8",
-        "pg_stat_database_temp_files_total",
-        "Temporary files created by queries in the database.",
+        &catalogue::PG_STAT_DATABASE_TEMP_FILES_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.temp_bytes::float8",
-        "pg_stat_database_temp_bytes_total",
-        "Bytes written to temporary files by queries in the database.",
+        &catalogue::PG_STAT_DATABASE_TEMP_BYTES_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.deadlocks::float8",
-        "pg_stat_database_deadlocks_total",
-        "Deadlocks detected in the database.",
+        &catalogue::PG_STAT_DATABASE_DEADLOCKS_TOTAL,
         13,
     ),
-    counter(
+    column(
         "s.checksum_failures::float8",
-        "pg_stat_database_checksum_failures_total",
-        "Data page checksum failures detected in the database (only with data checksums on).",
+        &catalogue::PG_STAT_DATABASE_CHECKSUM_FAILURES_TOTAL,
         13,
     ),
-    counter(
+    column(
         "(s.blk_read_time / 1000)::float8",
-        "pg_stat_database_blk_read_time_seconds_total",
-        "Seconds spent reading data file blocks in the database (only with track_io_timing on).",
+        &catalogue::PG_STAT_DATABASE_BLK_READ_TIME_SECONDS_TOTAL,
         13,
     ),
-    counter(
+    column(
         "(s.blk_write_time / 1000)::float8",
-        "pg_stat_database_blk_write_time_seconds_total",
-        "Seconds spent writing data file blocks in the database (only with track_io_timing on).",
+        &catalogue::PG_STAT_DATABASE_BLK_WRITE_TIME_SECONDS_TOTAL,
         13,
     ),
-    counter(
+    column(
         "(s.session_time / 1000)::float8",
-        "pg_stat_database_session_time_seconds_total",
-        "Seconds sessions spent connected to the database.",
+        &catalogue::PG_STAT_DATABASE_SESSION_TIME_SECONDS_TOTAL,
         14,
     ),
-    counter(
+    column(
         "(s.active_time / 1000)::float8",
-        "pg_stat_database_active_time_seconds_total",
-        "Seconds sessions spent executing statements in the database.",
+        &catalogue::PG_STAT_DATABASE_ACTIVE_TIME_SECONDS_TOTAL,
         14,
     ),
-    counter(
+    column(
         "(s.idle_in_transaction_time / 1000)::float8",
-        "pg_stat_database_idle_in_transaction_time_seconds_total",
-        "Seconds sessions spent idle inside a transaction in the database.",
+        &catalogue::PG_STAT_DATABASE_IDLE_IN_TRANSACTION_TIME_SECONDS_TOTAL,
         14,
     ),
-    counter(
+    column(
         "s.sessions::float8",
-        "pg_stat_database_sessions_total",
-        "Sessions established to the database.",
+        &catalogue::PG_STAT_DATABASE_SESSIONS_TOTAL,
         14,
     ),
-    counter(
+    column(
         "s.sessions_abandoned::float8",
-        "pg_stat_database_sessions_abandoned_total",
-        "Sessions to the database ended because the client went away.",
+        &catalogue::PG_STAT_DATABASE_SESSIONS_ABANDONED_TOTAL,
         14,
     ),
-    counter(
+    column(
         "s.sessions_fatal::float8",
-        "pg_stat_database_sessions_fatal_total",
-        "Sessions to the database ended by a fatal error.",
+        &catalogue::PG_STAT_DATABASE_SESSIONS_FATAL_TOTAL,
         14,
     ),
-    counter(
+    column(
         "s.sessions_killed::float8",
-        "pg_stat_database_sessions_killed_total",
-        "Sessions to the database ended by operator intervention.",
+        &catalogue::PG_STAT_DATABASE_SESSIONS_KILLED_TOTAL,
         14,
     ),
 ];
@@ -265,23 +233,10 @@ impl Collector for Databases {
                 self.sizes_at = Some(std::time::Instant::now());
             }
             let cols: Vec<&Column> = columns(ctx.version).collect();
-            let mut families: Vec<Family> = cols
-                .iter()
-                .map(|c| match c.kind {
-                    Kind::Gauge => Family::gauge(c.name, c.help),
-                    Kind::Counter => Family::counter(c.name, c.help),
-                })
-                .collect();
-            let mut ratio = Family::gauge(
-                "dbagent_database_cache_hit_ratio",
-                "Share of block requests served from the buffer cache since the previous poll (blks_hit / (blks_hit + blks_read)).",
-            )
-            .with_baseline();
-            let mut size = Family::gauge(
-                "pg_database_size_bytes",
-                "Disk space used by the database (read every monitor.slow_interval).",
-            )
-            .with_baseline();
+            let mut families: Vec<Family> = cols.iter().map(|c| Family::of(c.desc)).collect();
+            let mut ratio =
+                Family::of(&catalogue::DBAGENT_DATABASE_CACHE_HIT_RATIO).with_baseline();
+            let mut size = Family::of(&catalogue::PG_DATABASE_SIZE_BYTES).with_baseline();
             let mut seen = HashMap::with_capacity(rows.len());
             for row in &rows {
                 let datname: String = row.get(0);

@@ -8,6 +8,7 @@
 //! (`pg_locks.waitstart`) exists from 14; before that the waiting statement's start stands in.
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::catalogue;
 use crate::pg::ServerVersion;
 
 /// The table-level lock modes, weakest first, plus predicate locks: a fixed, bounded set.
@@ -84,36 +85,20 @@ impl Collector for Locks {
                     awaited[i] += count;
                 }
             }
-            let mut held_family = Family::gauge(
-                "dbagent_locks_held",
-                "Heavyweight locks currently granted, by lock mode (pg_locks).",
-            );
-            let mut awaited_family = Family::gauge(
-                "dbagent_locks_awaited",
-                "Heavyweight lock requests currently waiting, by lock mode (pg_locks).",
-            );
+            let mut held_family = Family::of(&catalogue::DBAGENT_LOCKS_HELD);
+            let mut awaited_family = Family::of(&catalogue::DBAGENT_LOCKS_AWAITED);
             for (i, mode) in MODES.iter().enumerate() {
                 held_family.push(&[("mode", mode)], held[i]);
                 awaited_family.push(&[("mode", mode)], awaited[i]);
             }
             Ok(Output::families(vec![
-                Family::gauge(
-                    "dbagent_locks_blocked_sessions",
-                    "Sessions waiting to acquire a heavyweight lock held or awaited by another session.",
-                )
-                .with_baseline()
-                .with(&[], waiting),
-                Family::gauge(
-                    "dbagent_locks_blocking_sessions",
-                    "Distinct sessions that hold up at least one lock-waiting session (pg_blocking_pids).",
-                )
-                .with(&[], blocking),
-                Family::gauge(
-                    "dbagent_locks_longest_wait_seconds",
-                    "Seconds the longest current lock wait has lasted, 0 when no session waits.",
-                )
-                .with_baseline()
-                .with(&[], longest),
+                Family::of(&catalogue::DBAGENT_LOCKS_BLOCKED_SESSIONS)
+                    .with_baseline()
+                    .with(&[], waiting),
+                Family::of(&catalogue::DBAGENT_LOCKS_BLOCKING_SESSIONS).with(&[], blocking),
+                Family::of(&catalogue::DBAGENT_LOCKS_LONGEST_WAIT_SECONDS)
+                    .with_baseline()
+                    .with(&[], longest),
                 held_family,
                 awaited_family,
             ]))

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
 use crate::config::MonitorConfig;
+use crate::metrics::catalogue;
 
 /// The largest tables of the connected database, not locked AccessExclusive right now.
 const CANDIDATES_SQL: &str = "\
@@ -70,11 +71,8 @@ impl Collector for PgStatTuple {
                 .map_err(|e| CollectError::query("pg_extension", &e))?
                 .is_some();
             let mut families = vec![
-                Family::gauge(
-                    "dbagent_pgstattuple_available",
-                    "1 when the pgstattuple extension is installed in the connected database (exact bloat figures), else 0.",
-                )
-                .with(&[], if available { 1.0 } else { 0.0 }),
+                Family::of(&catalogue::DBAGENT_PGSTATTUPLE_AVAILABLE)
+                    .with(&[], if available { 1.0 } else { 0.0 }),
             ];
             if !available {
                 return Ok(Output {
@@ -93,22 +91,10 @@ impl Collector for PgStatTuple {
                 .await
                 .map_err(|e| CollectError::query("pgstattuple candidates", &e))?;
             let datname = ctx.dbname;
-            let mut dead = Family::gauge(
-                "dbagent_table_exact_dead_tuple_bytes",
-                "Bytes of dead tuples in the table, measured by pgstattuple (reads the table; every monitor.pgstattuple_interval).",
-            );
-            let mut free = Family::gauge(
-                "dbagent_table_exact_free_bytes",
-                "Free space in the table's pages, measured by pgstattuple.",
-            );
-            let mut ratio = Family::gauge(
-                "dbagent_table_exact_bloat_ratio",
-                "Dead tuples plus free space as a fraction of the table's size, measured by pgstattuple.",
-            );
-            let mut density = Family::gauge(
-                "dbagent_index_exact_leaf_density_ratio",
-                "Average fill of the btree index's leaf pages (0 to 1), measured by pgstatindex; low means bloated.",
-            );
+            let mut dead = Family::of(&catalogue::DBAGENT_TABLE_EXACT_DEAD_TUPLE_BYTES);
+            let mut free = Family::of(&catalogue::DBAGENT_TABLE_EXACT_FREE_BYTES);
+            let mut ratio = Family::of(&catalogue::DBAGENT_TABLE_EXACT_BLOAT_RATIO);
+            let mut density = Family::of(&catalogue::DBAGENT_INDEX_EXACT_LEAF_DENSITY_RATIO);
             let mut skipped = Vec::new();
             let mut tables = Vec::new();
             for row in &candidates {
@@ -204,11 +190,8 @@ impl Collector for PgStatTuple {
             }
             families.extend([dead, free, ratio, density]);
             families.push(
-                Family::gauge(
-                    "dbagent_pgstattuple_skipped_relations",
-                    "Relations pgstattuple could not measure in its last run (timeout or permission; see /api/v1/status).",
-                )
-                .with(&[], skipped.len() as f64),
+                Family::of(&catalogue::DBAGENT_PGSTATTUPLE_SKIPPED_RELATIONS)
+                    .with(&[], skipped.len() as f64),
             );
             Ok(Output {
                 families,

@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::catalogue;
 use crate::repo::Repo;
 
 /// The `recovery` collector.
@@ -119,41 +120,22 @@ impl Collector for Recovery {
             };
             let mut families = Vec::new();
             let count = seen.backup.as_ref().map_or(0, |b| b.3);
-            families.push(
-                Family::gauge("dbagent_backups", "Complete backups in the repository.")
-                    .with(&[], count as f64),
-            );
+            families.push(Family::of(&catalogue::DBAGENT_BACKUPS).with(&[], count as f64));
             if let Some((finished, duration, age, _)) = seen.backup {
                 families.push(
-                    Family::gauge(
-                        "dbagent_backup_last_success_timestamp_seconds",
-                        "When the newest complete backup finished, as a Unix timestamp.",
-                    )
-                    .with(&[], finished),
+                    Family::of(&catalogue::DBAGENT_BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS)
+                        .with(&[], finished),
                 );
                 families.push(
-                    Family::gauge(
-                        "dbagent_backup_duration_seconds",
-                        "How long the newest complete backup took.",
-                    )
-                    .with(&[], duration),
+                    Family::of(&catalogue::DBAGENT_BACKUP_DURATION_SECONDS).with(&[], duration),
                 );
-                families.push(
-                    Family::gauge(
-                        "dbagent_backup_age_seconds",
-                        "Seconds since the newest complete backup finished.",
-                    )
-                    .with(&[], age),
-                );
+                families.push(Family::of(&catalogue::DBAGENT_BACKUP_AGE_SECONDS).with(&[], age));
             }
             if let Some(rpo) = &rpo {
                 families.push(
-                    Family::gauge(
-                        "dbagent_rpo_seconds",
-                        "How long committed work has been waiting for the WAL archive: the data at risk if the server were lost now (recovery point), judged along the server's own timeline history. 0 when every committed transaction is archived; counts from the oldest WAL the archive lacks when nothing is archived yet.",
-                    )
-                    .with_baseline()
-                    .with(&[], rpo.seconds),
+                    Family::of(&catalogue::DBAGENT_RPO_SECONDS)
+                        .with_baseline()
+                        .with(&[], rpo.seconds),
                 );
             }
             if let Some(d) = &seen.drill {
@@ -162,35 +144,18 @@ impl Collector for Recovery {
                     .unwrap_or(0.0)
                     .max(0.0);
                 families.push(
-                    Family::gauge(
-                        "dbagent_drill_last_result",
-                        "1 when the last restore drill succeeded, 0 when it failed.",
-                    )
-                    .with(&[], if d.ok { 1.0 } else { 0.0 }),
+                    Family::of(&catalogue::DBAGENT_DRILL_LAST_RESULT)
+                        .with(&[], if d.ok { 1.0 } else { 0.0 }),
                 );
-                families.push(
-                    Family::gauge(
-                        "dbagent_drill_age_seconds",
-                        "Seconds since the last restore drill finished (whatever its result).",
-                    )
-                    .with(&[], age),
-                );
+                families.push(Family::of(&catalogue::DBAGENT_DRILL_AGE_SECONDS).with(&[], age));
                 if d.ok {
                     families.push(
-                        Family::gauge(
-                            "dbagent_drill_last_success_timestamp_seconds",
-                            "When the last restore drill finished, if it succeeded, as a Unix timestamp.",
-                        )
-                        .with(&[], d.finished_at.as_millisecond() as f64 / 1000.0),
+                        Family::of(&catalogue::DBAGENT_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS)
+                            .with(&[], d.finished_at.as_millisecond() as f64 / 1000.0),
                     );
                     if let Some(rto) = d.rto_seconds {
-                        families.push(
-                            Family::gauge(
-                                "dbagent_drill_rto_seconds",
-                                "Measured recovery time of the last successful drill: from the start of the restore to the restored server answering queries.",
-                            )
-                            .with(&[], rto),
-                        );
+                        families
+                            .push(Family::of(&catalogue::DBAGENT_DRILL_RTO_SECONDS).with(&[], rto));
                     }
                 }
             }

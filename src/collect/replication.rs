@@ -10,6 +10,7 @@
 //! A role without pg_read_all_stats sees NULL positions: those samples are left out.
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::catalogue;
 
 const PRIMARY_SQL: &str = "\
 SELECT coalesce(application_name, ''), coalesce(host(client_addr), 'local'), \
@@ -34,30 +35,20 @@ impl Collector for Replication {
 
     fn collect<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> CollectFuture<'a> {
         Box::pin(async move {
-            let is_replica = Family::gauge(
-                "pg_replication_is_replica",
-                "1 when the server is a standby (in recovery), 0 on a primary.",
-            )
-            .with(&[], if ctx.in_recovery { 1.0 } else { 0.0 });
+            let is_replica = Family::of(&catalogue::PG_REPLICATION_IS_REPLICA)
+                .with(&[], if ctx.in_recovery { 1.0 } else { 0.0 });
             if ctx.in_recovery {
                 let row = ctx
                     .client
                     .query_one(STANDBY_SQL, &[])
                     .await
                     .map_err(|e| CollectError::query("standby replay position", &e))?;
-                let mut lag = Family::gauge(
-                    "pg_replication_lag_seconds",
-                    "Seconds since the last transaction replayed on this standby committed on the primary, 0 when all received WAL is replayed.",
-                )
-                .with_baseline();
+                let mut lag = Family::of(&catalogue::PG_REPLICATION_LAG_SECONDS).with_baseline();
                 if let Some(v) = row.get::<_, Option<f64>>(0) {
                     lag.push(&[], v);
                 }
-                let mut bytes = Family::gauge(
-                    "dbagent_replication_replay_lag_bytes",
-                    "Bytes of WAL this standby received but has not replayed yet.",
-                )
-                .with_baseline();
+                let mut bytes =
+                    Family::of(&catalogue::DBAGENT_REPLICATION_REPLAY_LAG_BYTES).with_baseline();
                 if let Some(v) = row.get::<_, Option<f64>>(1) {
                     bytes.push(&[], v);
                 }
@@ -69,24 +60,12 @@ impl Collector for Replication {
                 .query(PRIMARY_SQL, &[])
                 .await
                 .map_err(|e| CollectError::query("pg_stat_replication", &e))?;
-            let mut bytes = Family::gauge(
-                "pg_stat_replication_replay_lag_bytes",
-                "Bytes of WAL between the primary's current position and what the standby has replayed.",
-            )
-            .with_baseline();
-            let mut write = Family::gauge(
-                "pg_stat_replication_write_lag_seconds",
-                "Seconds between flushing WAL locally and the standby reporting it written (pg_stat_replication.write_lag).",
-            );
-            let mut flush = Family::gauge(
-                "pg_stat_replication_flush_lag_seconds",
-                "Seconds between flushing WAL locally and the standby reporting it flushed (pg_stat_replication.flush_lag).",
-            );
-            let mut replay = Family::gauge(
-                "pg_stat_replication_replay_lag_seconds",
-                "Seconds between flushing WAL locally and the standby reporting it replayed (pg_stat_replication.replay_lag).",
-            )
-            .with_baseline();
+            let mut bytes =
+                Family::of(&catalogue::PG_STAT_REPLICATION_REPLAY_LAG_BYTES).with_baseline();
+            let mut write = Family::of(&catalogue::PG_STAT_REPLICATION_WRITE_LAG_SECONDS);
+            let mut flush = Family::of(&catalogue::PG_STAT_REPLICATION_FLUSH_LAG_SECONDS);
+            let mut replay =
+                Family::of(&catalogue::PG_STAT_REPLICATION_REPLAY_LAG_SECONDS).with_baseline();
             for r in &rows {
                 let app: String = r.get(0);
                 let addr: String = r.get(1);
@@ -104,11 +83,8 @@ impl Collector for Replication {
                     replay.push(&labels, r.get::<_, Option<f64>>(5).unwrap_or(0.0));
                 }
             }
-            let standbys = Family::gauge(
-                "dbagent_replication_standbys",
-                "Standbys (WAL senders) connected to this primary.",
-            )
-            .with(&[], rows.len() as f64);
+            let standbys =
+                Family::of(&catalogue::DBAGENT_REPLICATION_STANDBYS).with(&[], rows.len() as f64);
             Ok(Output::families(vec![
                 is_replica, standbys, bytes, write, flush, replay,
             ]))

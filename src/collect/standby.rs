@@ -5,6 +5,7 @@
 //! a standby whose agent knows the repository.
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::catalogue;
 use crate::repo::Repo;
 use crate::wal::replay::replay_state;
 
@@ -42,11 +43,8 @@ impl Collector for Standby {
                 ))
             })?;
             Ok(Output::families(vec![
-                Family::gauge(
-                    "dbagent_standby_unreplayed_archive_age_seconds",
-                    "Seconds the archive has held WAL this standby has not replayed (beyond recovery_min_apply_delay), 0 when it has replayed everything archived; grows while its restore_command keeps failing.",
-                )
-                .with(&[], found.unwrap_or(0.0)),
+                Family::of(&catalogue::DBAGENT_STANDBY_UNREPLAYED_ARCHIVE_AGE_SECONDS)
+                    .with(&[], found.unwrap_or(0.0)),
             ]))
         })
     }

@@ -23,6 +23,7 @@ use tokio_postgres::error::SqlState;
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
 use crate::metrics::OTHER;
+use crate::metrics::catalogue;
 
 /// Longest query text kept for the status section, in characters.
 const MAX_TEXT_CHARS: usize = 4096;
@@ -197,11 +198,8 @@ impl Statements {
 }
 
 fn available_family(available: bool) -> Family {
-    Family::gauge(
-        "dbagent_statements_available",
-        "1 when pg_stat_statements can be read in the connected database, 0 when it is missing.",
-    )
-    .with(&[], if available { 1.0 } else { 0.0 })
+    Family::of(&catalogue::DBAGENT_STATEMENTS_AVAILABLE)
+        .with(&[], if available { 1.0 } else { 0.0 })
 }
 
 /// `"1.10"` → `(1, 10)`.
@@ -377,19 +375,12 @@ impl Collector for Statements {
 
             let mut families = vec![
                 available_family(true),
-                Family::gauge(
-                    "dbagent_statements_tracked",
-                    "Entries in pg_stat_statements (compare with pg_stat_statements.max).",
-                )
-                .with(&[], current.len() as f64),
+                Family::of(&catalogue::DBAGENT_STATEMENTS_TRACKED).with(&[], current.len() as f64),
             ];
             if let Some(info) = &info {
                 families.push(
-                    Family::counter(
-                        "dbagent_statements_dealloc_total",
-                        "Times pg_stat_statements evicted its least-used entries because it was full (pg_stat_statements_info.dealloc).",
-                    )
-                    .with(&[], info.dealloc),
+                    Family::of(&catalogue::DBAGENT_STATEMENTS_DEALLOC_TOTAL)
+                        .with(&[], info.dealloc),
                 );
             }
 
@@ -430,23 +421,11 @@ impl Collector for Statements {
                     }
                 }
 
-                let mut calls = Family::gauge(
-                    "dbagent_statement_calls",
-                    "Calls of the statement since the previous poll (top statements by total and by mean time, plus queryid=\"(other)\").",
-                );
-                let mut seconds = Family::gauge(
-                    "dbagent_statement_seconds",
-                    "Execution time of the statement since the previous poll, in seconds.",
-                );
-                let mut mean = Family::gauge(
-                    "dbagent_statement_mean_seconds",
-                    "Mean execution time per call of the statement since the previous poll, in seconds.",
-                )
-                .with_baseline();
-                let mut rows_f = Family::gauge(
-                    "dbagent_statement_rows",
-                    "Rows returned or affected by the statement since the previous poll.",
-                );
+                let mut calls = Family::of(&catalogue::DBAGENT_STATEMENT_CALLS);
+                let mut seconds = Family::of(&catalogue::DBAGENT_STATEMENT_SECONDS);
+                let mut mean =
+                    Family::of(&catalogue::DBAGENT_STATEMENT_MEAN_SECONDS).with_baseline();
+                let mut rows_f = Family::of(&catalogue::DBAGENT_STATEMENT_ROWS);
                 for d in &top {
                     let queryid = d.key.queryid.to_string();
                     let toplevel = d.key.toplevel.to_string();

@@ -8,6 +8,7 @@
 //! keep their own series, the rest are summed into one `relname="(other)"` series.
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::catalogue;
 use crate::metrics::{OTHER, top_n};
 
 /// Transaction and multixact IDs wrap around at 2^31 (half the 32-bit space).
@@ -62,22 +63,10 @@ impl Collector for Vacuum {
                 .collect();
             let (top, rest) = top_n(tables, ctx.config.top_tables, |t| t.dead);
 
-            let mut dead = Family::gauge(
-                "pg_stat_user_tables_n_dead_tup",
-                "Estimated dead rows of the table (the top tables by dead rows, the rest summed as (other)).",
-            );
-            let mut live = Family::gauge(
-                "pg_stat_user_tables_n_live_tup",
-                "Estimated live rows of the table (the top tables by dead rows, the rest summed as (other)).",
-            );
-            let mut vacuum_age = Family::gauge(
-                "dbagent_table_last_vacuum_age_seconds",
-                "Seconds since the table was last vacuumed, manually or by autovacuum (absent if never).",
-            );
-            let mut analyze_age = Family::gauge(
-                "dbagent_table_last_analyze_age_seconds",
-                "Seconds since the table was last analyzed, manually or by autovacuum (absent if never).",
-            );
+            let mut dead = Family::of(&catalogue::PG_STAT_USER_TABLES_N_DEAD_TUP);
+            let mut live = Family::of(&catalogue::PG_STAT_USER_TABLES_N_LIVE_TUP);
+            let mut vacuum_age = Family::of(&catalogue::DBAGENT_TABLE_LAST_VACUUM_AGE_SECONDS);
+            let mut analyze_age = Family::of(&catalogue::DBAGENT_TABLE_LAST_ANALYZE_AGE_SECONDS);
             for t in &top {
                 let labels = [
                     ("datname", ctx.dbname),
@@ -108,24 +97,10 @@ impl Collector for Vacuum {
                 .query(WRAPAROUND_SQL, &[])
                 .await
                 .map_err(|e| CollectError::query("pg_database (wraparound ages)", &e))?;
-            let mut xid_age = Family::gauge(
-                "dbagent_database_xid_age",
-                "Transactions since the database's oldest unfrozen transaction ID (age(datfrozenxid)).",
-            )
-            .with_baseline();
-            let mut xid_ratio = Family::gauge(
-                "dbagent_database_xid_wraparound_ratio",
-                "age(datfrozenxid) as a fraction of the 2^31 transaction ID wraparound limit.",
-            );
-            let mut mxid_age = Family::gauge(
-                "dbagent_database_mxid_age",
-                "Multixact IDs since the database's oldest unfrozen multixact ID (mxid_age(datminmxid)).",
-            )
-            .with_baseline();
-            let mut mxid_ratio = Family::gauge(
-                "dbagent_database_mxid_wraparound_ratio",
-                "mxid_age(datminmxid) as a fraction of the 2^31 multixact ID wraparound limit.",
-            );
+            let mut xid_age = Family::of(&catalogue::DBAGENT_DATABASE_XID_AGE).with_baseline();
+            let mut xid_ratio = Family::of(&catalogue::DBAGENT_DATABASE_XID_WRAPAROUND_RATIO);
+            let mut mxid_age = Family::of(&catalogue::DBAGENT_DATABASE_MXID_AGE).with_baseline();
+            let mut mxid_ratio = Family::of(&catalogue::DBAGENT_DATABASE_MXID_WRAPAROUND_RATIO);
             for r in &rows {
                 let datname: String = r.get(0);
                 let labels = [("datname", datname.as_str())];

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use crate::metrics::catalogue;
 use crate::repo::Repo;
 use crate::wal::verify::{self, LastRun};
 
@@ -20,10 +21,7 @@ pub fn families(r: &LastRun, now: jiff::Timestamp) -> Vec<Family> {
         .total(jiff::Unit::Second)
         .unwrap_or(0.0)
         .max(0.0);
-    let mut segments = Family::gauge(
-        "dbagent_wal_verify_segments",
-        "Needed WAL segments by what the last `dbagent wal verify` found: ok, missing, damaged or unreadable.",
-    );
+    let mut segments = Family::of(&catalogue::DBAGENT_WAL_VERIFY_SEGMENTS);
     for (result, n) in [
         ("ok", r.segments_ok),
         ("missing", r.segments_missing),
@@ -33,37 +31,19 @@ pub fn families(r: &LastRun, now: jiff::Timestamp) -> Vec<Family> {
         segments.push(&[("result", result)], n as f64);
     }
     let mut out = vec![
-        Family::gauge(
-            "dbagent_wal_verify_last_run_timestamp_seconds",
-            "When the last `dbagent wal verify` of the repository finished, as a Unix timestamp.",
-        )
-        .with(&[], finished),
-        Family::gauge(
-            "dbagent_wal_verify_age_seconds",
-            "Seconds since the last `dbagent wal verify` of the repository finished.",
-        )
-        .with(&[], age),
+        Family::of(&catalogue::DBAGENT_WAL_VERIFY_LAST_RUN_TIMESTAMP_SECONDS).with(&[], finished),
+        Family::of(&catalogue::DBAGENT_WAL_VERIFY_AGE_SECONDS).with(&[], age),
         segments,
-        Family::gauge(
-            "dbagent_wal_verify_history_conflicts",
-            "Timeline history conflicts the last `dbagent wal verify` found (foreign, damaged or disagreeing history files and timeline records).",
-        )
-        .with(&[], r.history_conflicts as f64),
+        Family::of(&catalogue::DBAGENT_WAL_VERIFY_HISTORY_CONFLICTS)
+            .with(&[], r.history_conflicts as f64),
     ];
     if let (Some(start), Some(end)) = (r.start_lsn, r.end_lsn) {
         out.push(
-            Family::gauge(
-                "dbagent_wal_verify_range_start_lsn_bytes",
-                "WAL position where the last verified range starts (the oldest kept backup's first segment), in bytes from 0/0.",
-            )
-            .with(&[], start.0 as f64),
+            Family::of(&catalogue::DBAGENT_WAL_VERIFY_RANGE_START_LSN_BYTES)
+                .with(&[], start.0 as f64),
         );
         out.push(
-            Family::gauge(
-                "dbagent_wal_verify_range_end_lsn_bytes",
-                "WAL position where the last verified range ends (the end of the newest needed segment), in bytes from 0/0.",
-            )
-            .with(&[], end.0 as f64),
+            Family::of(&catalogue::DBAGENT_WAL_VERIFY_RANGE_END_LSN_BYTES).with(&[], end.0 as f64),
         );
     }
     out

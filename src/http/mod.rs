@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, HttpConfig};
+use crate::metrics::catalogue;
 use crate::snapshot::{AlertSnapshot, Snapshot};
 
 /// Why the endpoint could not start.
@@ -160,24 +161,18 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let mut body = String::with_capacity(snap.metrics.len() + 4096);
     body.push_str(&snap.metrics);
     body.push_str(&crate::metrics::render(&alerts.families));
-    body.push_str(
-        "# HELP dbagent_scrapes_total Requests to /metrics served (from the last poll, never computed per request).\n\
-         # TYPE dbagent_scrapes_total counter\n",
+    let (served, age_d, took) = (
+        &catalogue::DBAGENT_SCRAPES_TOTAL,
+        &catalogue::DBAGENT_METRICS_AGE_SECONDS,
+        &catalogue::DBAGENT_LAST_SCRAPE_DURATION_SECONDS,
     );
-    body.push_str(&format!("dbagent_scrapes_total {scrapes}\n"));
-    body.push_str(
-        "# HELP dbagent_metrics_age_seconds Age of the poll these metrics come from (-1 before the first poll).\n\
-         # TYPE dbagent_metrics_age_seconds gauge\n",
-    );
-    body.push_str(&format!("dbagent_metrics_age_seconds {age:.3}\n"));
+    body.push_str(&served.header());
+    body.push_str(&format!("{} {scrapes}\n", served.name));
+    body.push_str(&age_d.header());
+    body.push_str(&format!("{} {age:.3}\n", age_d.name));
     let previous = s.last_scrape_ns.load(Ordering::Relaxed) as f64 / 1e9;
-    body.push_str(
-        "# HELP dbagent_last_scrape_duration_seconds How long the previous /metrics answer took to build.\n\
-         # TYPE dbagent_last_scrape_duration_seconds gauge\n",
-    );
-    body.push_str(&format!(
-        "dbagent_last_scrape_duration_seconds {previous:.6}\n"
-    ));
+    body.push_str(&took.header());
+    body.push_str(&format!("{} {previous:.6}\n", took.name));
     s.last_scrape_ns.store(
         u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
         Ordering::Relaxed,

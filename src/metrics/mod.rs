@@ -1,4 +1,5 @@
-//! The metric model the collectors fill and the Prometheus text exposition it renders to.
+//! The metric model the collectors fill, the Prometheus text exposition it renders to, and
+//! the catalogue of every family dbagent emits ([`catalogue`]: name, type, HELP, labels).
 //!
 //! A collector returns [`Family`]s (one metric name, its HELP, its type, its samples). The
 //! poller renders every family of a poll into one text once per poll; scrapes are answered
@@ -8,6 +9,8 @@
 //!
 //! Layer: foundation. Uses: nothing of the crate. Used by: agent, alert, collect, http, notify,
 //! schedule, snapshot.
+
+pub mod catalogue;
 
 use std::fmt::Write as _;
 
@@ -38,7 +41,8 @@ pub struct Family {
 }
 
 impl Family {
-    pub fn gauge(name: &'static str, help: &'static str) -> Family {
+    /// A gauge by name; emitters use [`Family::of`] with a catalogue entry instead.
+    pub(crate) fn gauge(name: &'static str, help: &'static str) -> Family {
         Family {
             name,
             help,
@@ -48,7 +52,8 @@ impl Family {
         }
     }
 
-    pub fn counter(name: &'static str, help: &'static str) -> Family {
+    /// A counter by name; emitters use [`Family::of`] with a catalogue entry instead.
+    pub(crate) fn counter(name: &'static str, help: &'static str) -> Family {
         debug_assert!(
             name.ends_with("_total"),
             "counter {name} must end in _total"

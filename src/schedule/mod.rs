@@ -33,6 +33,7 @@ use crate::config::schedule::OnMissed;
 use crate::cron::Cron;
 use crate::leader::Leadership;
 use crate::metrics::Family;
+use crate::metrics::catalogue;
 use crate::state::StateDb;
 use history::JobKind;
 
@@ -486,36 +487,14 @@ fn snapshot(
     let tz = config.schedule.tz();
     let now = jiff::Timestamp::now();
     let mut families = vec![
-        Family::gauge(
-            "dbagent_leader",
-            "1 on the agent that holds leadership (the advisory lock on the primary): it runs scheduled jobs and sends cluster-wide alerts; 0 on the others.",
-        )
-        .with(&[], if leadership.leader { 1.0 } else { 0.0 }),
+        Family::of(&catalogue::DBAGENT_LEADER).with(&[], if leadership.leader { 1.0 } else { 0.0 }),
     ];
-    let mut next = Family::gauge(
-        "dbagent_job_next_run_timestamp_seconds",
-        "When each scheduled job runs next (Unix time), by job.",
-    );
-    let mut running = Family::gauge(
-        "dbagent_job_running",
-        "Whether a run of the job is in progress (1) or not (0), by job.",
-    );
-    let mut result = Family::gauge(
-        "dbagent_job_last_result",
-        "Result of the last finished run of the job: 1 succeeded, 0 failed, by job.",
-    );
-    let mut success = Family::gauge(
-        "dbagent_job_last_success_timestamp_seconds",
-        "When the last successful run of the job ended (Unix time), by job.",
-    );
-    let mut duration = Family::gauge(
-        "dbagent_job_last_duration_seconds",
-        "How long the last finished run of the job took, by job.",
-    );
-    let mut runs = Family::counter(
-        "dbagent_job_runs_total",
-        "Finished runs of scheduled jobs recorded in this agent's history, by job and result.",
-    );
+    let mut next = Family::of(&catalogue::DBAGENT_JOB_NEXT_RUN_TIMESTAMP_SECONDS);
+    let mut running = Family::of(&catalogue::DBAGENT_JOB_RUNNING);
+    let mut result = Family::of(&catalogue::DBAGENT_JOB_LAST_RESULT);
+    let mut success = Family::of(&catalogue::DBAGENT_JOB_LAST_SUCCESS_TIMESTAMP_SECONDS);
+    let mut duration = Family::of(&catalogue::DBAGENT_JOB_LAST_DURATION_SECONDS);
+    let mut runs = Family::of(&catalogue::DBAGENT_JOB_RUNS_TOTAL);
     let mut jobs = serde_json::Map::new();
     for (kind, s) in summaries {
         let job = kind.as_str();

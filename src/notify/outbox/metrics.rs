@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::store::now_ms;
-use crate::metrics::Family;
+use crate::metrics::{Family, catalogue};
 use crate::notify::Receiver;
 
 /// Delivery counters and the outbox gauges, shared between the worker and `/metrics`.
@@ -84,18 +84,9 @@ impl OutboxMetrics {
     /// The families for `/metrics`.
     pub fn families(&self) -> Vec<Family> {
         self.with(|m| {
-            let mut sent = Family::counter(
-                "dbagent_notifications_sent_total",
-                "Notifications a receiver accepted, by receiver and integration.",
-            );
-            let mut failed = Family::counter(
-                "dbagent_notifications_failed_total",
-                "Notifications given up (refused for good, or still failing after outbox.max_age), by receiver and integration.",
-            );
-            let mut retries = Family::counter(
-                "dbagent_notification_retries_total",
-                "Delivery attempts that will be retried (connection errors, timeouts, 5xx, 429), by receiver and integration.",
-            );
+            let mut sent = Family::of(&catalogue::DBAGENT_NOTIFICATIONS_SENT_TOTAL);
+            let mut failed = Family::of(&catalogue::DBAGENT_NOTIFICATIONS_FAILED_TOTAL);
+            let mut retries = Family::of(&catalogue::DBAGENT_NOTIFICATION_RETRIES_TOTAL);
             for ((r, i), c) in &m.counters {
                 let labels = [("receiver", r.as_str()), ("integration", i.as_str())];
                 sent.push(&labels, c.sent as f64);
@@ -110,16 +101,8 @@ impl OutboxMetrics {
                 sent,
                 failed,
                 retries,
-                Family::gauge(
-                    "dbagent_outbox_depth",
-                    "Notification deliveries waiting in the outbox.",
-                )
-                .with(&[], m.depth as f64),
-                Family::gauge(
-                    "dbagent_outbox_oldest_age_seconds",
-                    "Age of the oldest notification waiting in the outbox (0 when empty).",
-                )
-                .with(&[], age),
+                Family::of(&catalogue::DBAGENT_OUTBOX_DEPTH).with(&[], m.depth as f64),
+                Family::of(&catalogue::DBAGENT_OUTBOX_OLDEST_AGE_SECONDS).with(&[], age),
             ]
         })
     }

@@ -1,0 +1,1290 @@
+//! The catalogue: every metric family dbagent emits, defined once (name, type, HELP text,
+//! label names). Collectors, the poller, the alert evaluation, the outbox, the scheduler and
+//! the HTTP endpoint build their families from these entries ([`Family::of`]), never from a
+//! literal name. README's metrics reference is this table (a test compares them row by row),
+//! and the shipped alerts.yml names only metrics listed here (a test in `alert::rules`).
+//!
+//! Names follow postgres_exporter's where the signal is the same; counters end in `_total`.
+
+use super::{Family, Kind};
+
+/// One metric family as the catalogue defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desc {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    /// Label names, as README's metrics reference lists them.
+    pub labels: &'static [&'static str],
+}
+
+impl Desc {
+    /// The `# HELP` and `# TYPE` lines of the family, as [`super::render`] writes them (for
+    /// the few samples written by hand, with a precision of their own).
+    pub fn header(&self) -> String {
+        let kind = match self.kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        };
+        format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n",
+            name = self.name,
+            help = super::escape_help(self.help)
+        )
+    }
+}
+
+impl Family {
+    /// An empty family of the catalogue entry `desc`.
+    pub fn of(desc: &Desc) -> Family {
+        match desc.kind {
+            Kind::Gauge => Family::gauge(desc.name, desc.help),
+            Kind::Counter => Family::counter(desc.name, desc.help),
+        }
+    }
+}
+
+pub const DBAGENT_ADVISOR_FINDINGS: Desc = Desc {
+    name: "dbagent_advisor_findings",
+    kind: Kind::Gauge,
+    help: "Findings of the query and index advisor in its window, by kind (see `dbagent advise`).",
+    labels: &["kind"],
+};
+
+pub const DBAGENT_ADVISOR_HOTSPOT_LARGEST_TABLE_BYTES: Desc = Desc {
+    name: "dbagent_advisor_hotspot_largest_table_bytes",
+    kind: Kind::Gauge,
+    help: "Size of the largest table that is a sequential-scan hot spot in the advisor's window (0 when none).",
+    labels: &[],
+};
+
+pub const DBAGENT_ADVISOR_LARGEST_UNUSED_INDEX_BYTES: Desc = Desc {
+    name: "dbagent_advisor_largest_unused_index_bytes",
+    kind: Kind::Gauge,
+    help: "Size of the largest index not used in the advisor's window (0 when none).",
+    labels: &[],
+};
+
+pub const DBAGENT_ADVISOR_OBSERVED_SECONDS: Desc = Desc {
+    name: "dbagent_advisor_observed_seconds",
+    kind: Kind::Gauge,
+    help: "How much of the advisor's window its samples cover (statistics resets and server changes excluded).",
+    labels: &[],
+};
+
+pub const DBAGENT_ADVISOR_PLAN_CHANGE_MEAN_RATIO: Desc = Desc {
+    name: "dbagent_advisor_plan_change_mean_ratio",
+    kind: Kind::Gauge,
+    help: "For statements whose captured (generic) plan changed in the advisor's window: mean time per call under the new plan divided by the mean under the previous one.",
+    labels: &["datname", "queryid"],
+};
+
+pub const DBAGENT_ADVISOR_UNUSED_INDEX_BYTES: Desc = Desc {
+    name: "dbagent_advisor_unused_index_bytes",
+    kind: Kind::Gauge,
+    help: "Total size of the indexes not used in the advisor's window (constraint-enforcing indexes excluded).",
+    labels: &[],
+};
+
+pub const DBAGENT_ALERT_RULES: Desc = Desc {
+    name: "dbagent_alert_rules",
+    kind: Kind::Gauge,
+    help: "Alert rules loaded from alerts.yml (0 when there is none: alerting is off).",
+    labels: &[],
+};
+
+pub const DBAGENT_ALERTS: Desc = Desc {
+    name: "dbagent_alerts",
+    kind: Kind::Gauge,
+    help: "Alert instances by rule, severity and state (firing or pending).",
+    labels: &["alertname", "severity", "state"],
+};
+
+pub const DBAGENT_ARCHIVER_FAILING: Desc = Desc {
+    name: "dbagent_archiver_failing",
+    kind: Kind::Gauge,
+    help: "1 when the last archive attempt failed (last_failed_time after last_archived_time), labelled wal with the file that failed.",
+    labels: &["wal"],
+};
+
+pub const DBAGENT_ARCHIVER_LAST_FAILURE_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_archiver_last_failure_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the last failed archive attempt.",
+    labels: &[],
+};
+
+pub const DBAGENT_BACKUP_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_backup_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the newest complete backup finished.",
+    labels: &[],
+};
+
+pub const DBAGENT_BACKUP_DURATION_SECONDS: Desc = Desc {
+    name: "dbagent_backup_duration_seconds",
+    kind: Kind::Gauge,
+    help: "How long the newest complete backup took.",
+    labels: &[],
+};
+
+pub const DBAGENT_BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS: Desc = Desc {
+    name: "dbagent_backup_last_success_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "When the newest complete backup finished, as a Unix timestamp.",
+    labels: &[],
+};
+
+pub const DBAGENT_BACKUPS: Desc = Desc {
+    name: "dbagent_backups",
+    kind: Kind::Gauge,
+    help: "Complete backups in the repository.",
+    labels: &[],
+};
+
+pub const DBAGENT_BLOAT_SKIPPED_RELATIONS: Desc = Desc {
+    name: "dbagent_bloat_skipped_relations",
+    kind: Kind::Gauge,
+    help: "Relations left out of the bloat estimate: locked AccessExclusive right now (any size), or above the size threshold without statistics.",
+    labels: &["reason"],
+};
+
+pub const DBAGENT_BUILD_INFO: Desc = Desc {
+    name: "dbagent_build_info",
+    kind: Kind::Gauge,
+    help: "Always 1; the version label is the dbagent version.",
+    labels: &["version"],
+};
+
+pub const DBAGENT_COLLECTOR_DURATION_SECONDS: Desc = Desc {
+    name: "dbagent_collector_duration_seconds",
+    kind: Kind::Gauge,
+    help: "How long the collector's last run took, including waiting for the poll connection it shares with the other collectors (they run concurrently on one connection).",
+    labels: &["collector"],
+};
+
+pub const DBAGENT_COLLECTOR_ERRORS_TOTAL: Desc = Desc {
+    name: "dbagent_collector_errors_total",
+    kind: Kind::Counter,
+    help: "Collections that failed, by collector (each failure is logged once per state change).",
+    labels: &["collector"],
+};
+
+pub const DBAGENT_COLLECTOR_UP: Desc = Desc {
+    name: "dbagent_collector_up",
+    kind: Kind::Gauge,
+    help: "Whether the collector's last run succeeded (1) or failed (0).",
+    labels: &["collector"],
+};
+
+pub const DBAGENT_CONNECT_ERRORS_TOTAL: Desc = Desc {
+    name: "dbagent_connect_errors_total",
+    kind: Kind::Counter,
+    help: "Failed attempts to connect to the PostgreSQL server.",
+    labels: &[],
+};
+
+pub const DBAGENT_CONNECTIONS_EXHAUSTION_RATIO: Desc = Desc {
+    name: "dbagent_connections_exhaustion_ratio",
+    kind: Kind::Gauge,
+    help: "Client sessions divided by the usable connection limit; above 1 means reserved slots are in use.",
+    labels: &[],
+};
+
+pub const DBAGENT_CONNECTIONS_IDLE_IN_TRANSACTION_MAX_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_connections_idle_in_transaction_max_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds the longest idle-in-transaction session has been idle, 0 when there is none.",
+    labels: &[],
+};
+
+pub const DBAGENT_CONNECTIONS_IDLE_IN_TRANSACTION_SESSIONS: Desc = Desc {
+    name: "dbagent_connections_idle_in_transaction_sessions",
+    kind: Kind::Gauge,
+    help: "Client sessions idle inside an open transaction (including aborted ones).",
+    labels: &[],
+};
+
+pub const DBAGENT_CONNECTIONS_LOCK_WAITING_SESSIONS: Desc = Desc {
+    name: "dbagent_connections_lock_waiting_sessions",
+    kind: Kind::Gauge,
+    help: "Client sessions waiting to acquire a heavyweight lock (wait_event_type Lock).",
+    labels: &[],
+};
+
+pub const DBAGENT_CONNECTIONS_OLDEST_TRANSACTION_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_connections_oldest_transaction_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the oldest open transaction of a client session started, 0 when there is none.",
+    labels: &[],
+};
+
+pub const DBAGENT_CONNECTIONS_SESSIONS: Desc = Desc {
+    name: "dbagent_connections_sessions",
+    kind: Kind::Gauge,
+    help: "Client sessions connected to the server, in every state.",
+    labels: &[],
+};
+
+pub const DBAGENT_CONNECTIONS_USABLE_LIMIT: Desc = Desc {
+    name: "dbagent_connections_usable_limit",
+    kind: Kind::Gauge,
+    help: "Connections a role without reserved-slot privileges can open: max_connections minus superuser_reserved_connections and reserved_connections.",
+    labels: &[],
+};
+
+pub const DBAGENT_DATABASE_CACHE_HIT_RATIO: Desc = Desc {
+    name: "dbagent_database_cache_hit_ratio",
+    kind: Kind::Gauge,
+    help: "Share of block requests served from the buffer cache since the previous poll (blks_hit / (blks_hit + blks_read)).",
+    labels: &["datname"],
+};
+
+pub const DBAGENT_DATABASE_MXID_AGE: Desc = Desc {
+    name: "dbagent_database_mxid_age",
+    kind: Kind::Gauge,
+    help: "Multixact IDs since the database's oldest unfrozen multixact ID (mxid_age(datminmxid)).",
+    labels: &["datname"],
+};
+
+pub const DBAGENT_DATABASE_MXID_WRAPAROUND_RATIO: Desc = Desc {
+    name: "dbagent_database_mxid_wraparound_ratio",
+    kind: Kind::Gauge,
+    help: "mxid_age(datminmxid) as a fraction of the 2^31 multixact ID wraparound limit.",
+    labels: &["datname"],
+};
+
+pub const DBAGENT_DATABASE_XID_AGE: Desc = Desc {
+    name: "dbagent_database_xid_age",
+    kind: Kind::Gauge,
+    help: "Transactions since the database's oldest unfrozen transaction ID (age(datfrozenxid)).",
+    labels: &["datname"],
+};
+
+pub const DBAGENT_DATABASE_XID_WRAPAROUND_RATIO: Desc = Desc {
+    name: "dbagent_database_xid_wraparound_ratio",
+    kind: Kind::Gauge,
+    help: "age(datfrozenxid) as a fraction of the 2^31 transaction ID wraparound limit.",
+    labels: &["datname"],
+};
+
+pub const DBAGENT_DRILL_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_drill_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the last restore drill finished (whatever its result).",
+    labels: &[],
+};
+
+pub const DBAGENT_DRILL_LAST_RESULT: Desc = Desc {
+    name: "dbagent_drill_last_result",
+    kind: Kind::Gauge,
+    help: "1 when the last restore drill succeeded, 0 when it failed.",
+    labels: &[],
+};
+
+pub const DBAGENT_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS: Desc = Desc {
+    name: "dbagent_drill_last_success_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "When the last restore drill finished, if it succeeded, as a Unix timestamp.",
+    labels: &[],
+};
+
+pub const DBAGENT_DRILL_RTO_SECONDS: Desc = Desc {
+    name: "dbagent_drill_rto_seconds",
+    kind: Kind::Gauge,
+    help: "Measured recovery time of the last successful drill: from the start of the restore to the restored server answering queries.",
+    labels: &[],
+};
+
+pub const DBAGENT_INDEX_BLOAT_BYTES: Desc = Desc {
+    name: "dbagent_index_bloat_bytes",
+    kind: Kind::Gauge,
+    help: "Estimated bloat of the btree index in bytes (planner statistics, no scan).",
+    labels: &["datname", "indexrelname", "relname", "schemaname"],
+};
+
+pub const DBAGENT_INDEX_BLOAT_RATIO: Desc = Desc {
+    name: "dbagent_index_bloat_ratio",
+    kind: Kind::Gauge,
+    help: "Estimated bloat of the btree index as a fraction of its size on disk (0 to 1).",
+    labels: &["datname", "indexrelname", "relname", "schemaname"],
+};
+
+pub const DBAGENT_INDEX_EXACT_LEAF_DENSITY_RATIO: Desc = Desc {
+    name: "dbagent_index_exact_leaf_density_ratio",
+    kind: Kind::Gauge,
+    help: "Average fill of the btree index's leaf pages (0 to 1), measured by pgstatindex; low means bloated.",
+    labels: &["datname", "schemaname", "relname", "indexrelname"],
+};
+
+pub const DBAGENT_JOB_LAST_DURATION_SECONDS: Desc = Desc {
+    name: "dbagent_job_last_duration_seconds",
+    kind: Kind::Gauge,
+    help: "How long the last finished run of the job took, by job.",
+    labels: &["job"],
+};
+
+pub const DBAGENT_JOB_LAST_RESULT: Desc = Desc {
+    name: "dbagent_job_last_result",
+    kind: Kind::Gauge,
+    help: "Result of the last finished run of the job: 1 succeeded, 0 failed, by job.",
+    labels: &["job"],
+};
+
+pub const DBAGENT_JOB_LAST_SUCCESS_TIMESTAMP_SECONDS: Desc = Desc {
+    name: "dbagent_job_last_success_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "When the last successful run of the job ended (Unix time), by job.",
+    labels: &["job"],
+};
+
+pub const DBAGENT_JOB_NEXT_RUN_TIMESTAMP_SECONDS: Desc = Desc {
+    name: "dbagent_job_next_run_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "When each scheduled job runs next (Unix time), by job.",
+    labels: &["job"],
+};
+
+pub const DBAGENT_JOB_RUNNING: Desc = Desc {
+    name: "dbagent_job_running",
+    kind: Kind::Gauge,
+    help: "Whether a run of the job is in progress (1) or not (0), by job.",
+    labels: &["job"],
+};
+
+pub const DBAGENT_JOB_RUNS_TOTAL: Desc = Desc {
+    name: "dbagent_job_runs_total",
+    kind: Kind::Counter,
+    help: "Finished runs of scheduled jobs recorded in this agent's history, by job and result.",
+    labels: &["job", "result"],
+};
+
+pub const DBAGENT_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS: Desc = Desc {
+    name: "dbagent_last_poll_success_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "When the last successful poll ended, as a Unix timestamp.",
+    labels: &[],
+};
+
+pub const DBAGENT_LAST_SCRAPE_DURATION_SECONDS: Desc = Desc {
+    name: "dbagent_last_scrape_duration_seconds",
+    kind: Kind::Gauge,
+    help: "How long the previous /metrics answer took to build.",
+    labels: &[],
+};
+
+pub const DBAGENT_LEADER: Desc = Desc {
+    name: "dbagent_leader",
+    kind: Kind::Gauge,
+    help: "1 on the agent that holds leadership (the advisory lock on the primary): it runs scheduled jobs and sends cluster-wide alerts; 0 on the others.",
+    labels: &[],
+};
+
+pub const DBAGENT_LOCKS_AWAITED: Desc = Desc {
+    name: "dbagent_locks_awaited",
+    kind: Kind::Gauge,
+    help: "Heavyweight lock requests currently waiting, by lock mode (pg_locks).",
+    labels: &["mode"],
+};
+
+pub const DBAGENT_LOCKS_BLOCKED_SESSIONS: Desc = Desc {
+    name: "dbagent_locks_blocked_sessions",
+    kind: Kind::Gauge,
+    help: "Sessions waiting to acquire a heavyweight lock held or awaited by another session.",
+    labels: &[],
+};
+
+pub const DBAGENT_LOCKS_BLOCKING_SESSIONS: Desc = Desc {
+    name: "dbagent_locks_blocking_sessions",
+    kind: Kind::Gauge,
+    help: "Distinct sessions that hold up at least one lock-waiting session (pg_blocking_pids).",
+    labels: &[],
+};
+
+pub const DBAGENT_LOCKS_HELD: Desc = Desc {
+    name: "dbagent_locks_held",
+    kind: Kind::Gauge,
+    help: "Heavyweight locks currently granted, by lock mode (pg_locks).",
+    labels: &["mode"],
+};
+
+pub const DBAGENT_LOCKS_LONGEST_WAIT_SECONDS: Desc = Desc {
+    name: "dbagent_locks_longest_wait_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds the longest current lock wait has lasted, 0 when no session waits.",
+    labels: &[],
+};
+
+pub const DBAGENT_METRICS_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_metrics_age_seconds",
+    kind: Kind::Gauge,
+    help: "Age of the poll these metrics come from (-1 before the first poll).",
+    labels: &[],
+};
+
+pub const DBAGENT_NOTIFICATION_RETRIES_TOTAL: Desc = Desc {
+    name: "dbagent_notification_retries_total",
+    kind: Kind::Counter,
+    help: "Delivery attempts that will be retried (connection errors, timeouts, 5xx, 429), by receiver and integration.",
+    labels: &["integration", "receiver"],
+};
+
+pub const DBAGENT_NOTIFICATIONS_FAILED_TOTAL: Desc = Desc {
+    name: "dbagent_notifications_failed_total",
+    kind: Kind::Counter,
+    help: "Notifications given up (refused for good, or still failing after outbox.max_age), by receiver and integration.",
+    labels: &["integration", "receiver"],
+};
+
+pub const DBAGENT_NOTIFICATIONS_SENT_TOTAL: Desc = Desc {
+    name: "dbagent_notifications_sent_total",
+    kind: Kind::Counter,
+    help: "Notifications a receiver accepted, by receiver and integration.",
+    labels: &["integration", "receiver"],
+};
+
+pub const DBAGENT_OUTBOX_DEPTH: Desc = Desc {
+    name: "dbagent_outbox_depth",
+    kind: Kind::Gauge,
+    help: "Notification deliveries waiting in the outbox.",
+    labels: &[],
+};
+
+pub const DBAGENT_OUTBOX_OLDEST_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_outbox_oldest_age_seconds",
+    kind: Kind::Gauge,
+    help: "Age of the oldest notification waiting in the outbox (0 when empty).",
+    labels: &[],
+};
+
+pub const DBAGENT_PGSTATTUPLE_AVAILABLE: Desc = Desc {
+    name: "dbagent_pgstattuple_available",
+    kind: Kind::Gauge,
+    help: "1 when the pgstattuple extension is installed in the connected database (exact bloat figures), else 0.",
+    labels: &[],
+};
+
+pub const DBAGENT_PGSTATTUPLE_SKIPPED_RELATIONS: Desc = Desc {
+    name: "dbagent_pgstattuple_skipped_relations",
+    kind: Kind::Gauge,
+    help: "Relations pgstattuple could not measure in its last run (timeout or permission; see /api/v1/status).",
+    labels: &[],
+};
+
+pub const DBAGENT_POLL_DURATION_SECONDS: Desc = Desc {
+    name: "dbagent_poll_duration_seconds",
+    kind: Kind::Gauge,
+    help: "How long the last poll took (all collectors, concurrently).",
+    labels: &[],
+};
+
+pub const DBAGENT_POLL_INTERVAL_SECONDS: Desc = Desc {
+    name: "dbagent_poll_interval_seconds",
+    kind: Kind::Gauge,
+    help: "The configured poll interval (monitor.interval).",
+    labels: &[],
+};
+
+pub const DBAGENT_POLL_OVERRUNS_TOTAL: Desc = Desc {
+    name: "dbagent_poll_overruns_total",
+    kind: Kind::Counter,
+    help: "Polls that took longer than the poll interval.",
+    labels: &[],
+};
+
+pub const DBAGENT_POLLS_TOTAL: Desc = Desc {
+    name: "dbagent_polls_total",
+    kind: Kind::Counter,
+    help: "Polls run since the agent started.",
+    labels: &[],
+};
+
+pub const DBAGENT_REPLICATION_REPLAY_LAG_BYTES: Desc = Desc {
+    name: "dbagent_replication_replay_lag_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes of WAL this standby received but has not replayed yet.",
+    labels: &[],
+};
+
+pub const DBAGENT_REPLICATION_STANDBYS: Desc = Desc {
+    name: "dbagent_replication_standbys",
+    kind: Kind::Gauge,
+    help: "Standbys (WAL senders) connected to this primary.",
+    labels: &[],
+};
+
+pub const DBAGENT_RPO_SECONDS: Desc = Desc {
+    name: "dbagent_rpo_seconds",
+    kind: Kind::Gauge,
+    help: "How long committed work has been waiting for the WAL archive: the data at risk if the server were lost now (recovery point), judged along the server's own timeline history. 0 when every committed transaction is archived; counts from the oldest WAL the archive lacks when nothing is archived yet.",
+    labels: &[],
+};
+
+pub const DBAGENT_RPO_TARGET_SECONDS: Desc = Desc {
+    name: "dbagent_rpo_target_seconds",
+    kind: Kind::Gauge,
+    help: "The recovery point objective (objectives.rpo) that dbagent_rpo_seconds is held to.",
+    labels: &[],
+};
+
+pub const DBAGENT_RTO_TARGET_SECONDS: Desc = Desc {
+    name: "dbagent_rto_target_seconds",
+    kind: Kind::Gauge,
+    help: "The recovery time objective (objectives.rto) that dbagent_drill_rto_seconds is held to.",
+    labels: &[],
+};
+
+pub const DBAGENT_SCRAPES_TOTAL: Desc = Desc {
+    name: "dbagent_scrapes_total",
+    kind: Kind::Counter,
+    help: "Requests to /metrics served (from the last poll, never computed per request).",
+    labels: &[],
+};
+
+pub const DBAGENT_STANDBY_UNREPLAYED_ARCHIVE_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_standby_unreplayed_archive_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds the archive has held WAL this standby has not replayed (beyond recovery_min_apply_delay), 0 when it has replayed everything archived; grows while its restore_command keeps failing.",
+    labels: &[],
+};
+
+pub const DBAGENT_START_TIME_SECONDS: Desc = Desc {
+    name: "dbagent_start_time_seconds",
+    kind: Kind::Gauge,
+    help: "When the agent started, as a Unix timestamp.",
+    labels: &[],
+};
+
+pub const DBAGENT_STATEMENT_CALLS: Desc = Desc {
+    name: "dbagent_statement_calls",
+    kind: Kind::Gauge,
+    help: "Calls of the statement since the previous poll (top statements by total and by mean time, plus queryid=\"(other)\").",
+    labels: &["datname", "queryid", "toplevel", "user"],
+};
+
+pub const DBAGENT_STATEMENT_MEAN_SECONDS: Desc = Desc {
+    name: "dbagent_statement_mean_seconds",
+    kind: Kind::Gauge,
+    help: "Mean execution time per call of the statement since the previous poll, in seconds.",
+    labels: &["datname", "queryid", "toplevel", "user"],
+};
+
+pub const DBAGENT_STATEMENT_ROWS: Desc = Desc {
+    name: "dbagent_statement_rows",
+    kind: Kind::Gauge,
+    help: "Rows returned or affected by the statement since the previous poll.",
+    labels: &["datname", "queryid", "toplevel", "user"],
+};
+
+pub const DBAGENT_STATEMENT_SECONDS: Desc = Desc {
+    name: "dbagent_statement_seconds",
+    kind: Kind::Gauge,
+    help: "Execution time of the statement since the previous poll, in seconds.",
+    labels: &["datname", "queryid", "toplevel", "user"],
+};
+
+pub const DBAGENT_STATEMENTS_AVAILABLE: Desc = Desc {
+    name: "dbagent_statements_available",
+    kind: Kind::Gauge,
+    help: "1 when pg_stat_statements can be read in the connected database, 0 when it is missing.",
+    labels: &[],
+};
+
+pub const DBAGENT_STATEMENTS_DEALLOC_TOTAL: Desc = Desc {
+    name: "dbagent_statements_dealloc_total",
+    kind: Kind::Counter,
+    help: "Times pg_stat_statements evicted its least-used entries because it was full (pg_stat_statements_info.dealloc).",
+    labels: &[],
+};
+
+pub const DBAGENT_STATEMENTS_TRACKED: Desc = Desc {
+    name: "dbagent_statements_tracked",
+    kind: Kind::Gauge,
+    help: "Entries in pg_stat_statements (compare with pg_stat_statements.max).",
+    labels: &[],
+};
+
+pub const DBAGENT_TABLE_BLOAT_BYTES: Desc = Desc {
+    name: "dbagent_table_bloat_bytes",
+    kind: Kind::Gauge,
+    help: "Estimated bloat of the table in bytes: size on disk minus the expected size of its live rows at its fillfactor (planner statistics, no scan).",
+    labels: &["datname", "relname", "schemaname"],
+};
+
+pub const DBAGENT_TABLE_BLOAT_RATIO: Desc = Desc {
+    name: "dbagent_table_bloat_ratio",
+    kind: Kind::Gauge,
+    help: "Estimated bloat of the table as a fraction of its size on disk (0 to 1).",
+    labels: &["datname", "relname", "schemaname"],
+};
+
+pub const DBAGENT_TABLE_EXACT_BLOAT_RATIO: Desc = Desc {
+    name: "dbagent_table_exact_bloat_ratio",
+    kind: Kind::Gauge,
+    help: "Dead tuples plus free space as a fraction of the table's size, measured by pgstattuple.",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const DBAGENT_TABLE_EXACT_DEAD_TUPLE_BYTES: Desc = Desc {
+    name: "dbagent_table_exact_dead_tuple_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes of dead tuples in the table, measured by pgstattuple (reads the table; every monitor.pgstattuple_interval).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const DBAGENT_TABLE_EXACT_FREE_BYTES: Desc = Desc {
+    name: "dbagent_table_exact_free_bytes",
+    kind: Kind::Gauge,
+    help: "Free space in the table's pages, measured by pgstattuple.",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const DBAGENT_TABLE_LAST_ANALYZE_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_table_last_analyze_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the table was last analyzed, manually or by autovacuum (absent if never).",
+    labels: &["datname", "relname", "schemaname"],
+};
+
+pub const DBAGENT_TABLE_LAST_VACUUM_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_table_last_vacuum_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the table was last vacuumed, manually or by autovacuum (absent if never).",
+    labels: &["datname", "relname", "schemaname"],
+};
+
+pub const DBAGENT_WAL_VERIFY_AGE_SECONDS: Desc = Desc {
+    name: "dbagent_wal_verify_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the last `dbagent wal verify` of the repository finished.",
+    labels: &[],
+};
+
+pub const DBAGENT_WAL_VERIFY_HISTORY_CONFLICTS: Desc = Desc {
+    name: "dbagent_wal_verify_history_conflicts",
+    kind: Kind::Gauge,
+    help: "Timeline history conflicts the last `dbagent wal verify` found (foreign, damaged or disagreeing history files and timeline records).",
+    labels: &[],
+};
+
+pub const DBAGENT_WAL_VERIFY_LAST_RUN_TIMESTAMP_SECONDS: Desc = Desc {
+    name: "dbagent_wal_verify_last_run_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "When the last `dbagent wal verify` of the repository finished, as a Unix timestamp.",
+    labels: &[],
+};
+
+pub const DBAGENT_WAL_VERIFY_RANGE_END_LSN_BYTES: Desc = Desc {
+    name: "dbagent_wal_verify_range_end_lsn_bytes",
+    kind: Kind::Gauge,
+    help: "WAL position where the last verified range ends (the end of the newest needed segment), in bytes from 0/0.",
+    labels: &[],
+};
+
+pub const DBAGENT_WAL_VERIFY_RANGE_START_LSN_BYTES: Desc = Desc {
+    name: "dbagent_wal_verify_range_start_lsn_bytes",
+    kind: Kind::Gauge,
+    help: "WAL position where the last verified range starts (the oldest kept backup's first segment), in bytes from 0/0.",
+    labels: &[],
+};
+
+pub const DBAGENT_WAL_VERIFY_SEGMENTS: Desc = Desc {
+    name: "dbagent_wal_verify_segments",
+    kind: Kind::Gauge,
+    help: "Needed WAL segments by what the last `dbagent wal verify` found: ok, missing, damaged or unreadable.",
+    labels: &["result"],
+};
+
+pub const PG_DATABASE_SIZE_BYTES: Desc = Desc {
+    name: "pg_database_size_bytes",
+    kind: Kind::Gauge,
+    help: "Disk space used by the database (read every monitor.slow_interval).",
+    labels: &["datname"],
+};
+
+pub const PG_REPLICATION_IS_REPLICA: Desc = Desc {
+    name: "pg_replication_is_replica",
+    kind: Kind::Gauge,
+    help: "1 when the server is a standby (in recovery), 0 on a primary.",
+    labels: &[],
+};
+
+pub const PG_REPLICATION_LAG_SECONDS: Desc = Desc {
+    name: "pg_replication_lag_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the last transaction replayed on this standby committed on the primary, 0 when all received WAL is replayed.",
+    labels: &[],
+};
+
+pub const PG_SETTINGS_MAX_CONNECTIONS: Desc = Desc {
+    name: "pg_settings_max_connections",
+    kind: Kind::Gauge,
+    help: "The max_connections setting: the most concurrent connections the server accepts.",
+    labels: &[],
+};
+
+pub const PG_STAT_ACTIVITY_SESSIONS: Desc = Desc {
+    name: "pg_stat_activity_sessions",
+    kind: Kind::Gauge,
+    help: "Client sessions by database and state (pg_stat_activity, client backends only).",
+    labels: &["datname", "state"],
+};
+
+pub const PG_STAT_ARCHIVER_ARCHIVED_TOTAL: Desc = Desc {
+    name: "pg_stat_archiver_archived_total",
+    kind: Kind::Counter,
+    help: "WAL files archived successfully (pg_stat_archiver.archived_count).",
+    labels: &[],
+};
+
+pub const PG_STAT_ARCHIVER_FAILED_TOTAL: Desc = Desc {
+    name: "pg_stat_archiver_failed_total",
+    kind: Kind::Counter,
+    help: "Failed attempts to archive a WAL file (pg_stat_archiver.failed_count).",
+    labels: &[],
+};
+
+pub const PG_STAT_ARCHIVER_LAST_ARCHIVE_AGE_SECONDS: Desc = Desc {
+    name: "pg_stat_archiver_last_archive_age_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the last WAL file was archived.",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_BUFFERS_ALLOC_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_alloc_total",
+    kind: Kind::Counter,
+    help: "Buffers allocated.",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_backend_fsync_total",
+    kind: Kind::Counter,
+    help: "Times a backend had to fsync a file itself (before PostgreSQL 17).",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_BUFFERS_BACKEND_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_backend_total",
+    kind: Kind::Counter,
+    help: "Buffers written directly by backends (before PostgreSQL 17).",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_BUFFERS_CHECKPOINT_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_checkpoint_total",
+    kind: Kind::Counter,
+    help: "Buffers written by checkpoints.",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_BUFFERS_CLEAN_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_clean_total",
+    kind: Kind::Counter,
+    help: "Buffers written by the background writer.",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_checkpoint_sync_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds checkpoints spent syncing files to disk.",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_checkpoint_write_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds checkpoints spent writing buffers to files.",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_CHECKPOINTS_REQ_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_checkpoints_req_total",
+    kind: Kind::Counter,
+    help: "Checkpoints requested (CHECKPOINT, max_wal_size reached, backups, shutdown).",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_CHECKPOINTS_TIMED_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_checkpoints_timed_total",
+    kind: Kind::Counter,
+    help: "Checkpoints started because checkpoint_timeout elapsed (scheduled).",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_MAXWRITTEN_CLEAN_TOTAL: Desc = Desc {
+    name: "pg_stat_bgwriter_maxwritten_clean_total",
+    kind: Kind::Counter,
+    help: "Times the background writer stopped a round because it had written bgwriter_lru_maxpages buffers.",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_NUM_DONE_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_num_done_total",
+    kind: Kind::Counter,
+    help: "Checkpoints completed (PostgreSQL 18 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_RESTARTPOINTS_DONE_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_restartpoints_done_total",
+    kind: Kind::Counter,
+    help: "Restartpoints completed (PostgreSQL 17 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_RESTARTPOINTS_REQ_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_restartpoints_req_total",
+    kind: Kind::Counter,
+    help: "Restartpoints requested (PostgreSQL 17 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_RESTARTPOINTS_TIMED_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_restartpoints_timed_total",
+    kind: Kind::Counter,
+    help: "Restartpoints (checkpoints on a standby) started because checkpoint_timeout elapsed (PostgreSQL 17 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_DATABASE_ACTIVE_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_database_active_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds sessions spent executing statements in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_BLK_READ_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_database_blk_read_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds spent reading data file blocks in the database (only with track_io_timing on).",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_BLK_WRITE_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_database_blk_write_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds spent writing data file blocks in the database (only with track_io_timing on).",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_BLKS_HIT_TOTAL: Desc = Desc {
+    name: "pg_stat_database_blks_hit_total",
+    kind: Kind::Counter,
+    help: "Disk blocks found already in the buffer cache in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_BLKS_READ_TOTAL: Desc = Desc {
+    name: "pg_stat_database_blks_read_total",
+    kind: Kind::Counter,
+    help: "Disk blocks read into shared buffers (not found in the buffer cache) in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_CHECKSUM_FAILURES_TOTAL: Desc = Desc {
+    name: "pg_stat_database_checksum_failures_total",
+    kind: Kind::Counter,
+    help: "Data page checksum failures detected in the database (only with data checksums on).",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_CONFLICTS_TOTAL: Desc = Desc {
+    name: "pg_stat_database_conflicts_total",
+    kind: Kind::Counter,
+    help: "Queries cancelled by recovery conflicts in the database (standbys only).",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_DEADLOCKS_TOTAL: Desc = Desc {
+    name: "pg_stat_database_deadlocks_total",
+    kind: Kind::Counter,
+    help: "Deadlocks detected in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_IDLE_IN_TRANSACTION_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_database_idle_in_transaction_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds sessions spent idle inside a transaction in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_NUMBACKENDS: Desc = Desc {
+    name: "pg_stat_database_numbackends",
+    kind: Kind::Gauge,
+    help: "Backends currently connected to the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_SESSION_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_database_session_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds sessions spent connected to the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_SESSIONS_ABANDONED_TOTAL: Desc = Desc {
+    name: "pg_stat_database_sessions_abandoned_total",
+    kind: Kind::Counter,
+    help: "Sessions to the database ended because the client went away.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_SESSIONS_FATAL_TOTAL: Desc = Desc {
+    name: "pg_stat_database_sessions_fatal_total",
+    kind: Kind::Counter,
+    help: "Sessions to the database ended by a fatal error.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_SESSIONS_KILLED_TOTAL: Desc = Desc {
+    name: "pg_stat_database_sessions_killed_total",
+    kind: Kind::Counter,
+    help: "Sessions to the database ended by operator intervention.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_SESSIONS_TOTAL: Desc = Desc {
+    name: "pg_stat_database_sessions_total",
+    kind: Kind::Counter,
+    help: "Sessions established to the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_TEMP_BYTES_TOTAL: Desc = Desc {
+    name: "pg_stat_database_temp_bytes_total",
+    kind: Kind::Counter,
+    help: "Bytes written to temporary files by queries in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_TEMP_FILES_TOTAL: Desc = Desc {
+    name: "pg_stat_database_temp_files_total",
+    kind: Kind::Counter,
+    help: "Temporary files created by queries in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_TUP_DELETED_TOTAL: Desc = Desc {
+    name: "pg_stat_database_tup_deleted_total",
+    kind: Kind::Counter,
+    help: "Rows deleted in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_TUP_FETCHED_TOTAL: Desc = Desc {
+    name: "pg_stat_database_tup_fetched_total",
+    kind: Kind::Counter,
+    help: "Live rows fetched by index scans in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_TUP_INSERTED_TOTAL: Desc = Desc {
+    name: "pg_stat_database_tup_inserted_total",
+    kind: Kind::Counter,
+    help: "Rows inserted in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_TUP_RETURNED_TOTAL: Desc = Desc {
+    name: "pg_stat_database_tup_returned_total",
+    kind: Kind::Counter,
+    help: "Rows returned by sequential scans and index entries returned by index scans in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_TUP_UPDATED_TOTAL: Desc = Desc {
+    name: "pg_stat_database_tup_updated_total",
+    kind: Kind::Counter,
+    help: "Rows updated in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_XACT_COMMIT_TOTAL: Desc = Desc {
+    name: "pg_stat_database_xact_commit_total",
+    kind: Kind::Counter,
+    help: "Transactions committed in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_DATABASE_XACT_ROLLBACK_TOTAL: Desc = Desc {
+    name: "pg_stat_database_xact_rollback_total",
+    kind: Kind::Counter,
+    help: "Transactions rolled back in the database.",
+    labels: &["datname"],
+};
+
+pub const PG_STAT_REPLICATION_FLUSH_LAG_SECONDS: Desc = Desc {
+    name: "pg_stat_replication_flush_lag_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds between flushing WAL locally and the standby reporting it flushed (pg_stat_replication.flush_lag).",
+    labels: &["application_name", "client_addr"],
+};
+
+pub const PG_STAT_REPLICATION_REPLAY_LAG_BYTES: Desc = Desc {
+    name: "pg_stat_replication_replay_lag_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes of WAL between the primary's current position and what the standby has replayed.",
+    labels: &["application_name", "client_addr"],
+};
+
+pub const PG_STAT_REPLICATION_REPLAY_LAG_SECONDS: Desc = Desc {
+    name: "pg_stat_replication_replay_lag_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds between flushing WAL locally and the standby reporting it replayed (pg_stat_replication.replay_lag).",
+    labels: &["application_name", "client_addr"],
+};
+
+pub const PG_STAT_REPLICATION_WRITE_LAG_SECONDS: Desc = Desc {
+    name: "pg_stat_replication_write_lag_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds between flushing WAL locally and the standby reporting it written (pg_stat_replication.write_lag).",
+    labels: &["application_name", "client_addr"],
+};
+
+pub const PG_STAT_USER_TABLES_N_DEAD_TUP: Desc = Desc {
+    name: "pg_stat_user_tables_n_dead_tup",
+    kind: Kind::Gauge,
+    help: "Estimated dead rows of the table (the top tables by dead rows, the rest summed as (other)).",
+    labels: &["datname", "relname", "schemaname"],
+};
+
+pub const PG_STAT_USER_TABLES_N_LIVE_TUP: Desc = Desc {
+    name: "pg_stat_user_tables_n_live_tup",
+    kind: Kind::Gauge,
+    help: "Estimated live rows of the table (the top tables by dead rows, the rest summed as (other)).",
+    labels: &["datname", "relname", "schemaname"],
+};
+
+pub const PG_UP: Desc = Desc {
+    name: "pg_up",
+    kind: Kind::Gauge,
+    help: "Whether the last poll reached the PostgreSQL server (1) or not (0).",
+    labels: &[],
+};
+
+/// Every entry, sorted by name (README's order).
+pub const ALL: &[Desc] = &[
+    DBAGENT_ADVISOR_FINDINGS,
+    DBAGENT_ADVISOR_HOTSPOT_LARGEST_TABLE_BYTES,
+    DBAGENT_ADVISOR_LARGEST_UNUSED_INDEX_BYTES,
+    DBAGENT_ADVISOR_OBSERVED_SECONDS,
+    DBAGENT_ADVISOR_PLAN_CHANGE_MEAN_RATIO,
+    DBAGENT_ADVISOR_UNUSED_INDEX_BYTES,
+    DBAGENT_ALERT_RULES,
+    DBAGENT_ALERTS,
+    DBAGENT_ARCHIVER_FAILING,
+    DBAGENT_ARCHIVER_LAST_FAILURE_AGE_SECONDS,
+    DBAGENT_BACKUP_AGE_SECONDS,
+    DBAGENT_BACKUP_DURATION_SECONDS,
+    DBAGENT_BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    DBAGENT_BACKUPS,
+    DBAGENT_BLOAT_SKIPPED_RELATIONS,
+    DBAGENT_BUILD_INFO,
+    DBAGENT_COLLECTOR_DURATION_SECONDS,
+    DBAGENT_COLLECTOR_ERRORS_TOTAL,
+    DBAGENT_COLLECTOR_UP,
+    DBAGENT_CONNECT_ERRORS_TOTAL,
+    DBAGENT_CONNECTIONS_EXHAUSTION_RATIO,
+    DBAGENT_CONNECTIONS_IDLE_IN_TRANSACTION_MAX_AGE_SECONDS,
+    DBAGENT_CONNECTIONS_IDLE_IN_TRANSACTION_SESSIONS,
+    DBAGENT_CONNECTIONS_LOCK_WAITING_SESSIONS,
+    DBAGENT_CONNECTIONS_OLDEST_TRANSACTION_AGE_SECONDS,
+    DBAGENT_CONNECTIONS_SESSIONS,
+    DBAGENT_CONNECTIONS_USABLE_LIMIT,
+    DBAGENT_DATABASE_CACHE_HIT_RATIO,
+    DBAGENT_DATABASE_MXID_AGE,
+    DBAGENT_DATABASE_MXID_WRAPAROUND_RATIO,
+    DBAGENT_DATABASE_XID_AGE,
+    DBAGENT_DATABASE_XID_WRAPAROUND_RATIO,
+    DBAGENT_DRILL_AGE_SECONDS,
+    DBAGENT_DRILL_LAST_RESULT,
+    DBAGENT_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    DBAGENT_DRILL_RTO_SECONDS,
+    DBAGENT_INDEX_BLOAT_BYTES,
+    DBAGENT_INDEX_BLOAT_RATIO,
+    DBAGENT_INDEX_EXACT_LEAF_DENSITY_RATIO,
+    DBAGENT_JOB_LAST_DURATION_SECONDS,
+    DBAGENT_JOB_LAST_RESULT,
+    DBAGENT_JOB_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    DBAGENT_JOB_NEXT_RUN_TIMESTAMP_SECONDS,
+    DBAGENT_JOB_RUNNING,
+    DBAGENT_JOB_RUNS_TOTAL,
+    DBAGENT_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS,
+    DBAGENT_LAST_SCRAPE_DURATION_SECONDS,
+    DBAGENT_LEADER,
+    DBAGENT_LOCKS_AWAITED,
+    DBAGENT_LOCKS_BLOCKED_SESSIONS,
+    DBAGENT_LOCKS_BLOCKING_SESSIONS,
+    DBAGENT_LOCKS_HELD,
+    DBAGENT_LOCKS_LONGEST_WAIT_SECONDS,
+    DBAGENT_METRICS_AGE_SECONDS,
+    DBAGENT_NOTIFICATION_RETRIES_TOTAL,
+    DBAGENT_NOTIFICATIONS_FAILED_TOTAL,
+    DBAGENT_NOTIFICATIONS_SENT_TOTAL,
+    DBAGENT_OUTBOX_DEPTH,
+    DBAGENT_OUTBOX_OLDEST_AGE_SECONDS,
+    DBAGENT_PGSTATTUPLE_AVAILABLE,
+    DBAGENT_PGSTATTUPLE_SKIPPED_RELATIONS,
+    DBAGENT_POLL_DURATION_SECONDS,
+    DBAGENT_POLL_INTERVAL_SECONDS,
+    DBAGENT_POLL_OVERRUNS_TOTAL,
+    DBAGENT_POLLS_TOTAL,
+    DBAGENT_REPLICATION_REPLAY_LAG_BYTES,
+    DBAGENT_REPLICATION_STANDBYS,
+    DBAGENT_RPO_SECONDS,
+    DBAGENT_RPO_TARGET_SECONDS,
+    DBAGENT_RTO_TARGET_SECONDS,
+    DBAGENT_SCRAPES_TOTAL,
+    DBAGENT_STANDBY_UNREPLAYED_ARCHIVE_AGE_SECONDS,
+    DBAGENT_START_TIME_SECONDS,
+    DBAGENT_STATEMENT_CALLS,
+    DBAGENT_STATEMENT_MEAN_SECONDS,
+    DBAGENT_STATEMENT_ROWS,
+    DBAGENT_STATEMENT_SECONDS,
+    DBAGENT_STATEMENTS_AVAILABLE,
+    DBAGENT_STATEMENTS_DEALLOC_TOTAL,
+    DBAGENT_STATEMENTS_TRACKED,
+    DBAGENT_TABLE_BLOAT_BYTES,
+    DBAGENT_TABLE_BLOAT_RATIO,
+    DBAGENT_TABLE_EXACT_BLOAT_RATIO,
+    DBAGENT_TABLE_EXACT_DEAD_TUPLE_BYTES,
+    DBAGENT_TABLE_EXACT_FREE_BYTES,
+    DBAGENT_TABLE_LAST_ANALYZE_AGE_SECONDS,
+    DBAGENT_TABLE_LAST_VACUUM_AGE_SECONDS,
+    DBAGENT_WAL_VERIFY_AGE_SECONDS,
+    DBAGENT_WAL_VERIFY_HISTORY_CONFLICTS,
+    DBAGENT_WAL_VERIFY_LAST_RUN_TIMESTAMP_SECONDS,
+    DBAGENT_WAL_VERIFY_RANGE_END_LSN_BYTES,
+    DBAGENT_WAL_VERIFY_RANGE_START_LSN_BYTES,
+    DBAGENT_WAL_VERIFY_SEGMENTS,
+    PG_DATABASE_SIZE_BYTES,
+    PG_REPLICATION_IS_REPLICA,
+    PG_REPLICATION_LAG_SECONDS,
+    PG_SETTINGS_MAX_CONNECTIONS,
+    PG_STAT_ACTIVITY_SESSIONS,
+    PG_STAT_ARCHIVER_ARCHIVED_TOTAL,
+    PG_STAT_ARCHIVER_FAILED_TOTAL,
+    PG_STAT_ARCHIVER_LAST_ARCHIVE_AGE_SECONDS,
+    PG_STAT_BGWRITER_BUFFERS_ALLOC_TOTAL,
+    PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC_TOTAL,
+    PG_STAT_BGWRITER_BUFFERS_BACKEND_TOTAL,
+    PG_STAT_BGWRITER_BUFFERS_CHECKPOINT_TOTAL,
+    PG_STAT_BGWRITER_BUFFERS_CLEAN_TOTAL,
+    PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME_SECONDS_TOTAL,
+    PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME_SECONDS_TOTAL,
+    PG_STAT_BGWRITER_CHECKPOINTS_REQ_TOTAL,
+    PG_STAT_BGWRITER_CHECKPOINTS_TIMED_TOTAL,
+    PG_STAT_BGWRITER_MAXWRITTEN_CLEAN_TOTAL,
+    PG_STAT_CHECKPOINTER_NUM_DONE_TOTAL,
+    PG_STAT_CHECKPOINTER_RESTARTPOINTS_DONE_TOTAL,
+    PG_STAT_CHECKPOINTER_RESTARTPOINTS_REQ_TOTAL,
+    PG_STAT_CHECKPOINTER_RESTARTPOINTS_TIMED_TOTAL,
+    PG_STAT_DATABASE_ACTIVE_TIME_SECONDS_TOTAL,
+    PG_STAT_DATABASE_BLK_READ_TIME_SECONDS_TOTAL,
+    PG_STAT_DATABASE_BLK_WRITE_TIME_SECONDS_TOTAL,
+    PG_STAT_DATABASE_BLKS_HIT_TOTAL,
+    PG_STAT_DATABASE_BLKS_READ_TOTAL,
+    PG_STAT_DATABASE_CHECKSUM_FAILURES_TOTAL,
+    PG_STAT_DATABASE_CONFLICTS_TOTAL,
+    PG_STAT_DATABASE_DEADLOCKS_TOTAL,
+    PG_STAT_DATABASE_IDLE_IN_TRANSACTION_TIME_SECONDS_TOTAL,
+    PG_STAT_DATABASE_NUMBACKENDS,
+    PG_STAT_DATABASE_SESSION_TIME_SECONDS_TOTAL,
+    PG_STAT_DATABASE_SESSIONS_ABANDONED_TOTAL,
+    PG_STAT_DATABASE_SESSIONS_FATAL_TOTAL,
+    PG_STAT_DATABASE_SESSIONS_KILLED_TOTAL,
+    PG_STAT_DATABASE_SESSIONS_TOTAL,
+    PG_STAT_DATABASE_TEMP_BYTES_TOTAL,
+    PG_STAT_DATABASE_TEMP_FILES_TOTAL,
+    PG_STAT_DATABASE_TUP_DELETED_TOTAL,
+    PG_STAT_DATABASE_TUP_FETCHED_TOTAL,
+    PG_STAT_DATABASE_TUP_INSERTED_TOTAL,
+    PG_STAT_DATABASE_TUP_RETURNED_TOTAL,
+    PG_STAT_DATABASE_TUP_UPDATED_TOTAL,
+    PG_STAT_DATABASE_XACT_COMMIT_TOTAL,
+    PG_STAT_DATABASE_XACT_ROLLBACK_TOTAL,
+    PG_STAT_REPLICATION_FLUSH_LAG_SECONDS,
+    PG_STAT_REPLICATION_REPLAY_LAG_BYTES,
+    PG_STAT_REPLICATION_REPLAY_LAG_SECONDS,
+    PG_STAT_REPLICATION_WRITE_LAG_SECONDS,
+    PG_STAT_USER_TABLES_N_DEAD_TUP,
+    PG_STAT_USER_TABLES_N_LIVE_TUP,
+    PG_UP,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_sorted_and_follow_the_conventions() {
+        for pair in ALL.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} / {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+        for d in ALL {
+            assert!(
+                d.name.starts_with("pg_") || d.name.starts_with("dbagent_"),
+                "{}",
+                d.name
+            );
+            assert_eq!(
+                d.kind == Kind::Counter,
+                d.name.ends_with("_total"),
+                "{}",
+                d.name
+            );
+            assert!(d.help.ends_with('.'), "{}: {}", d.name, d.help);
+        }
+    }
+
+    /// README's metrics reference is this catalogue, row by row: name, type, labels, HELP.
+    #[test]
+    fn the_readme_metrics_reference_is_the_catalogue() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let section = readme
+            .split("### Metrics reference")
+            .nth(1)
+            .expect("README has a `### Metrics reference` section");
+        let rows: Vec<String> = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(str::to_string)
+            .collect();
+        let expected: Vec<String> = ALL
+            .iter()
+            .map(|d| {
+                let labels: Vec<String> = d.labels.iter().map(|l| format!("`{l}`")).collect();
+                let kind = match d.kind {
+                    Kind::Gauge => "gauge",
+                    Kind::Counter => "counter",
+                };
+                format!(
+                    "| `{}` | {kind} | {} | {} |",
+                    d.name,
+                    labels.join(", "),
+                    d.help
+                )
+            })
+            .collect();
+        for (i, (r, e)) in rows.iter().zip(&expected).enumerate() {
+            assert_eq!(r, e, "README metrics reference, row {}", i + 1);
+        }
+        assert_eq!(
+            rows.len(),
+            expected.len(),
+            "rows in README vs entries in the catalogue"
+        );
+    }
+}
