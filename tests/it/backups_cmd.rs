@@ -14,7 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::dbagent::Agent;
+use crate::support::dbagent::{Agent, bind_repo};
 
 const SEG: u64 = 16 << 20;
 const SYSID: &str = "7000000000000000001";
@@ -25,19 +25,7 @@ fn agent_with(retention: &str) -> Agent {
         "postgres:\n  conninfo: \"host=127.0.0.1 user=unused\"\nrepository:\n  path: REPO\n{retention}"
     ));
     let repo = repo_path(&agent);
-    std::fs::create_dir_all(&repo).unwrap();
-    let info = json!({
-        "format": 1,
-        "system_identifier": SYSID,
-        "pg_major": 15,
-        "wal_segment_size": SEG,
-        "created_at": "2026-01-01T00:00:00Z",
-    });
-    std::fs::write(
-        repo.join("repo.json"),
-        serde_json::to_vec_pretty(&info).unwrap(),
-    )
-    .unwrap();
+    bind_repo(&repo, SYSID, SEG);
     agent
 }
 

@@ -10,9 +10,8 @@ use dbagent::repo::Compression;
 use dbagent::wal::Lsn;
 use dbagent::wal::name::segment_name;
 use jiff::{SignedDuration, Timestamp};
-use serde_json::json;
 
-use crate::support::dbagent::Agent;
+use crate::support::dbagent::{Agent, bind_repo};
 
 const SEG: u64 = 16 << 20;
 const SYSID: &str = "7000000000000000001";
@@ -24,19 +23,7 @@ fn agent_with_backups(n: u64) -> Agent {
         "postgres:\n  conninfo: \"host=127.0.0.1 user=unused\"\nrepository:\n  path: REPO\n",
     );
     let repo = agent.repo();
-    std::fs::create_dir_all(&repo).unwrap();
-    let info = json!({
-        "format": 1,
-        "system_identifier": SYSID,
-        "pg_major": 15,
-        "wal_segment_size": SEG,
-        "created_at": "2026-01-01T00:00:00Z",
-    });
-    std::fs::write(
-        repo.join("repo.json"),
-        serde_json::to_vec_pretty(&info).unwrap(),
-    )
-    .unwrap();
+    bind_repo(&repo, SYSID, SEG);
     let first: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     for i in 0..n {
         let start = first + SignedDuration::from_hours(i as i64);

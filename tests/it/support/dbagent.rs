@@ -282,3 +282,21 @@ pub fn dbagent_for_postgres() -> PathBuf {
     std::fs::rename(&tmp, &dest).expect("move the binary copy into place");
     dest
 }
+
+/// Creates repository `repo` bound to a (made-up) PostgreSQL 15 cluster: its `repo.json`, as
+/// `wal-push` or `backup` would write it, for tests that build a repository by hand.
+pub fn bind_repo(repo: &std::path::Path, system_identifier: &str, wal_segment_size: u64) {
+    std::fs::create_dir_all(repo).unwrap();
+    let info = serde_json::json!({
+        "format": 1,
+        "system_identifier": system_identifier,
+        "pg_major": 15,
+        "wal_segment_size": wal_segment_size,
+        "created_at": "2026-01-01T00:00:00Z",
+    });
+    std::fs::write(
+        repo.join("repo.json"),
+        serde_json::to_vec_pretty(&info).unwrap(),
+    )
+    .unwrap();
+}
