@@ -190,6 +190,19 @@ impl PosixStorage {
     }
 }
 
+/// Writes into a file that is still open (`Some`); after its commit (`None`) writing fails.
+fn write_open<W: Write>(file: &mut Option<W>, buf: &[u8]) -> io::Result<usize> {
+    match file {
+        Some(f) => f.write(buf),
+        None => Err(io::Error::other("write after commit")),
+    }
+}
+
+/// Flushes a file that is still open; after its commit there is nothing to flush.
+fn flush_open<W: Write>(file: &mut Option<W>) -> io::Result<()> {
+    file.as_mut().map_or(Ok(()), Write::flush)
+}
+
 /// A posix object being written: a hidden temp file beside its final name.
 struct PosixWriter {
     file: Option<File>,
@@ -200,16 +213,10 @@ struct PosixWriter {
 
 impl Write for PosixWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.file {
-            Some(f) => f.write(buf),
-            None => Err(io::Error::other("write after commit")),
-        }
+        write_open(&mut self.file, buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => Ok(()),
-        }
+        flush_open(&mut self.file)
     }
 }
 
@@ -262,16 +269,10 @@ struct PosixBackupFile {
 
 impl Write for PosixBackupFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.file {
-            Some(f) => f.write(buf),
-            None => Err(io::Error::other("write after commit")),
-        }
+        write_open(&mut self.file, buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => Ok(()),
-        }
+        flush_open(&mut self.file)
     }
 }
 
