@@ -73,7 +73,7 @@ free_port() {
 }
 
 # metric URL NAME: the value of the first sample whose name{labels} is exactly NAME.
-metric() { curl -s "$1/metrics" | awk -v n="$2" '$1 == n { print $2; exit }'; }
+metric() { curl -s "$1/metrics" | awk -v n="$2" '$1 == n && !found { print $2; found = 1 }'; }
 
 # wait_until SECONDS DESCRIPTION CMD...: polls CMD every 0.2 s.
 wait_until() {
