@@ -153,7 +153,9 @@ fn backups_stream_in_parts_and_exist_only_once_published() {
     let mut g = w.file("backup_manifest").unwrap();
     g.write_all(b"m").unwrap();
     g.commit().unwrap();
+    let scratch = w.scratch().to_path_buf();
     std::mem::forget(w);
+    std::fs::remove_dir_all(scratch).unwrap();
     let left = s.leftovers().unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(
