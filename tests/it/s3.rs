@@ -676,7 +676,7 @@ pg_test!(
                 || stderr.contains("127.0.0.1"),
             "the error names the bucket or the endpoint: {stderr}"
         );
-        assert_eq!(stderr.matches("error").count().min(1), 1, "{stderr}");
+        assert!(stderr.contains("error"), "{stderr}");
 
         // Back up: nothing counts as a backup; the next backup works.
         proxy.outage(false);
