@@ -327,7 +327,15 @@ fn key(rel: &str) -> String {
 fn wal_key(s3: &S3Server, bucket: &str, segment: &str) -> Option<String> {
     s3.keys(bucket, &key(&format!("wal/{}/", &segment[..16])))
         .into_iter()
-        .find(|k| k.rsplit('/').next().is_some_and(|f| f.starts_with(segment)))
+        .find(|k| {
+            // The segment itself, not a backup history file (`SEGMENT.OFFSET.backup`).
+            k.rsplit('/').next().is_some_and(|f| {
+                f == segment
+                    || (f.starts_with(&format!("{segment}."))
+                        && !f.contains(".backup")
+                        && !f.contains(".partial"))
+            })
+        })
 }
 
 /// The backup's manifest as stored in the bucket.
@@ -630,8 +638,11 @@ pg_test!(
         let s3 = S3Server::start();
         s3.create_bucket(bucket);
         let proxy = FaultProxy::start(s3.addr());
+        // lock_wait: a backup that fails during the outage cannot delete its lock lease
+        // then; the lease goes stale after 60s (LEASE in src/repo/s3/lock.rs) and the next
+        // run that locks takes it over.
         let repository = format!(
-            "{}  part_size: 5MiB\n  request_timeout: 5s\n  retry_timeout: 5s\n",
+            "{}  part_size: 5MiB\n  request_timeout: 5s\n  retry_timeout: 5s\n  lock_wait: 90s\n",
             proxy.repository_yaml(bucket, PREFIX)
         );
         let (agent, pg) = s3_cluster(v, &repository, "");
@@ -741,8 +752,8 @@ pg_test!(
             direct.all()
         );
         assert!(
-            direct.stderr.contains(&segment),
-            "the segment is named: {}",
+            direct.stderr.contains(&format!("s3://{bucket}/")),
+            "the object that failed is named: {}",
             direct.stderr
         );
         assert!(wal_key(&s3, bucket, &segment).is_none());
@@ -853,7 +864,12 @@ pg_test!(s3_injected_errors_and_slow_responses_are_retried, |v| {
     proxy.fail_next(10_000, 503);
     let throttled = wal_get(&impatient, &stop);
     proxy.clear();
-    assert!(throttled.code > 125, "{}", throttled.all());
+    assert!(
+        throttled.code > 125,
+        "exit {}: {}",
+        throttled.code,
+        throttled.all()
+    );
     assert!(
         said(&throttled).contains("slowdown") || said(&throttled).contains("503"),
         "{}",
@@ -864,7 +880,7 @@ pg_test!(s3_injected_errors_and_slow_responses_are_retried, |v| {
     let t = Instant::now();
     let hung = wal_get(&impatient, &stop);
     proxy.hang(false);
-    assert!(hung.code > 125, "{}", hung.all());
+    assert!(hung.code > 125, "exit {}: {}", hung.code, hung.all());
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
 });
 
@@ -955,7 +971,7 @@ pg_test!(
         let missing = "dbagent-no-such-bucket";
         let agent = with(missing, &creds);
         let got = wal_get(&agent, ABSENT);
-        assert!(got.code > 125, "{}", got.all());
+        assert!(got.code > 125, "exit {}: {}", got.code, got.all());
         assert!(got.all().contains(missing), "{}", got.all());
         let list = agent.run(&["backups", "list"]);
         assert_eq!(list.code, 1, "{}", list.all());
@@ -1029,7 +1045,7 @@ pg_test!(s3_damaged_objects_are_named_and_refused, |v| {
         b"these bytes are not a compressed WAL segment",
     );
     let got = wal_get(&agent, &stop);
-    assert!(got.code > 125, "{}", got.all());
+    assert!(got.code > 125, "exit {}: {}", got.code, got.all());
     assert!(got.stderr.contains(&stop), "{}", got.stderr);
     let port = free_port().to_string();
     let dest = scratch.path("damaged-wal");
