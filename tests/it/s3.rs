@@ -520,8 +520,19 @@ pg_test!(s3_cycle_backup_wal_restore_drill_verify_expire, |v| {
     let line = text.check_line("repository");
     assert!(line.starts_with("OK"), "{}", text.stdout);
     assert!(
-        text.stdout.contains(bucket),
-        "the bucket is named: {}",
+        line.contains(bucket) && line.contains("reachable"),
+        "the bucket is named and reachable: {line}"
+    );
+    for allowed in ["list", "get", "put", "delete"] {
+        assert!(
+            line.contains(allowed),
+            "{allowed} permission probed: {line}"
+        );
+    }
+    let binding = text.check_line("repository_binding");
+    assert!(
+        binding.starts_with("OK") && binding.contains("belongs to this cluster"),
+        "{}",
         text.stdout
     );
     assert_eq!(
@@ -924,6 +935,39 @@ pg_test!(
         for c in repository_checks(&good) {
             assert_eq!(c["status"], "ok", "{c}");
         }
+        // Another cluster pointed at the same bucket and prefix: check says the repository is
+        // bound to the first one, and wal-push refuses to mix the clusters' WAL.
+        let other = Cluster::start(v, ClusterOptions::default());
+        let stranger = Agent::with_yaml(&config(
+            &other,
+            &repository_yaml(&s3.endpoint(), bucket, PREFIX, &creds),
+            "",
+        ));
+        let text = stranger.run(&["check"]);
+        let binding = text.check_line("repository_binding");
+        assert!(
+            binding.starts_with("CRITICAL") && binding.contains("belongs to cluster"),
+            "{}",
+            text.stdout
+        );
+        other.psql("CREATE TABLE x AS SELECT 1 AS i");
+        let first = other.psql("SELECT pg_walfile_name(pg_switch_wal())");
+        let push = stranger.run(&[
+            "wal-push",
+            other
+                .data_dir()
+                .join("pg_wal")
+                .join(&first)
+                .to_str()
+                .unwrap(),
+        ]);
+        assert!(push.code != 0, "{}", push.all());
+        assert!(
+            push.stderr.contains("system identifier") || push.stderr.contains("belongs to"),
+            "{}",
+            push.stderr
+        );
+        drop(other);
 
         for (what, bad, expect) in [
             (
