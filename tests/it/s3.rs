@@ -48,6 +48,19 @@ mod kit {
     }
 
     #[test]
+    fn moto_lists_multipart_uploads_in_progress() {
+        let s3 = S3Server::start();
+        s3.create_bucket("kit-multi");
+        assert_eq!(s3.multipart_uploads("kit-multi"), Vec::<String>::new());
+        let r = s3.request("POST", "/kit-multi/backups/x/base.tar.zst?uploads", b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            s3.multipart_uploads("kit-multi"),
+            vec!["backups/x/base.tar.zst"]
+        );
+    }
+
+    #[test]
     fn moto_conditional_put_refuses_to_overwrite() {
         let s3 = S3Server::start();
         s3.create_bucket("kit-cond");
@@ -727,8 +740,26 @@ pg_test!(
             "--dry-run",
         ]);
         assert_eq!(restore.code, 1, "restore found a backup: {}", restore.all());
+        // The interrupted backup's multipart uploads could not be aborted during the outage:
+        // they and their markers are what it left.
+        let left = s3.multipart_uploads(bucket);
+        assert!(
+            !left.is_empty(),
+            "an upload in progress when the outage began: {:#?}",
+            s3.keys(bucket, "")
+        );
         let id = take_backup(&agent)["id"].as_str().unwrap().to_string();
-        assert_eq!(listed(&agent), vec![id]);
+        assert_eq!(listed(&agent), vec![id.clone()]);
+        // The next backup cleaned up after it: no upload in progress, no marker, no file of
+        // another backup.
+        assert_eq!(s3.multipart_uploads(bucket), Vec::<String>::new());
+        assert_eq!(s3.keys(bucket, &key("uploads/")), Vec::<String>::new());
+        let others: Vec<String> = s3
+            .keys(bucket, &key("backups/"))
+            .into_iter()
+            .filter(|k| !k.starts_with(&key(&format!("backups/{id}/"))))
+            .collect();
+        assert_eq!(others, Vec::<String>::new());
 
         // An outage during archiving: wal-push fails (PostgreSQL counts a failure and keeps the
         // segment), and the segment arrives once the store is back.
@@ -768,6 +799,14 @@ pg_test!(
             direct.stderr
         );
         assert!(wal_key(&s3, bucket, &segment).is_none());
+        // Nothing answers: wal-get cannot know the segment is absent, so it is not exit 1.
+        let unreachable = wal_get(&agent, ABSENT);
+        assert!(
+            unreachable.code > 125,
+            "exit {}: {}",
+            unreachable.code,
+            unreachable.all()
+        );
         let status = pg.psql(&format!(
             "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name = '{segment}.ready'"
         ));

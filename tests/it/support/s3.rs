@@ -294,6 +294,28 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
         keys
     }
 
+    /// The keys of the multipart uploads in progress (started, neither completed nor
+    /// aborted) in `bucket`.
+    pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        let r = self.request("GET", &format!("/{bucket}?uploads"), b"");
+        assert_eq!(
+            r.status,
+            200,
+            "list multipart uploads of {bucket}: {}",
+            r.text()
+        );
+        let text = r.text();
+        let mut keys = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("<Upload>") {
+            rest = &rest[start..];
+            let end = rest.find("</Upload>").unwrap_or(rest.len());
+            keys.extend(xml_values(&rest[..end], "Key"));
+            rest = &rest[end..];
+        }
+        keys
+    }
+
     /// The bytes of object `key`, `None` if there is no such object.
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let r = self.request("GET", &object_path(bucket, key), b"");
