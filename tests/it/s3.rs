@@ -1021,7 +1021,7 @@ pg_test!(
                 "an unknown key",
                 Credentials {
                     access_key_id: "AKIAUNKNOWNUNKNOWN00".into(),
-                    secret_access_key: "whatever".into(),
+                    secret_access_key: "whatever-secret-9Zq".into(),
                 },
                 "invalidaccesskeyid",
             ),
