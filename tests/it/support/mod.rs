@@ -1,5 +1,6 @@
 //! Helpers shared by every integration test: throwaway PostgreSQL clusters and the dbagent
-//! command under test; HTTP recorders and an SMTP server for alert delivery.
+//! command under test; HTTP recorders and an SMTP server for alert delivery; an S3 server
+//! (moto) and a fault-injecting proxy in front of it.
 
 #![allow(dead_code)]
 
@@ -10,6 +11,8 @@ pub mod dbagent;
 pub mod moments;
 pub mod recorder;
 pub mod restore;
+pub mod s3;
+pub mod s3proxy;
 pub mod sessions;
 pub mod sidecar;
 pub mod smtp;
