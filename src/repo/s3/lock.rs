@@ -12,6 +12,9 @@
 //!   lease object `locks/use/<token>.json`; it backs off while a live `delete` lock exists.
 //!   Expire takes `delete` and then waits until no live `use` lease is left.
 //!
+//! //! A lease whose holder ran on this host and whose process is gone is taken over at once
+//! (a killed run on the same host does not block the next one for [`LEASE`]).
+//!
 //! Failure modes (also in the README): the lease is judged by the object's Last-Modified
 //! (the server's clock) against the local clock, so a host whose clock is more than
 //! [`LEASE`]/2 off the server's may take a live lock for stale (keep NTP on); a holder that
@@ -104,11 +107,12 @@ fn try_take(inner: &Arc<Inner>, rel: &str, what: &str) -> Result<Attempt, RepoEr
         // Released meanwhile: try again at once next round.
         return Ok(Attempt::Busy("a run that just finished".into()));
     };
-    let holder = inner
+    let record = inner
         .get_bytes(rel)?
-        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-        .map_or_else(|| "an unknown run".to_string(), |r| r.holder);
-    if !older_than(meta.last_modified.into(), LEASE) {
+        .and_then(|b| serde_json::from_slice::<Record>(&b).ok());
+    let dead_here = record.as_ref().is_some_and(holder_died_here);
+    let holder = record.map_or_else(|| "an unknown run".to_string(), |r| r.holder);
+    if !dead_here && !older_than(meta.last_modified.into(), LEASE) {
         return Ok(Attempt::Busy(holder));
     }
     let stale = UpdateVersion {
@@ -127,6 +131,21 @@ fn try_take(inner: &Arc<Inner>, rel: &str, what: &str) -> Result<Attempt, RepoEr
         Err(e) if is_conflict(&e) => Ok(Attempt::Busy(holder)),
         Err(e) => Err(inner.err(rel, "take over the stale repository lock", e)),
     }
+}
+
+/// Whether the holder of a lease ran on this host and its process is gone (a killed or
+/// crashed run): its lease need not be waited out.
+fn holder_died_here(r: &Record) -> bool {
+    if r.host != host() || r.pid == std::process::id() {
+        return false;
+    }
+    let Ok(pid) = i32::try_from(r.pid) else {
+        return false;
+    };
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 fn is_conflict(e: &object_store::Error) -> bool {

@@ -265,3 +265,33 @@ fn a_lock_taken_on_one_host_excludes_another() {
     drop(held);
     drop(b.lock(LockKind::Run, "expire", Duration::ZERO).unwrap());
 }
+
+#[test]
+fn a_lease_left_by_a_dead_run_on_this_host_is_taken_over_at_once() {
+    let moto = Moto::start();
+    moto.bucket("dead-holder");
+    let s = S3Storage::new(moto.options("dead-holder", "r")).unwrap();
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let record = serde_json::json!({
+        "holder": format!("backup (pid {dead} on {host})"),
+        "host": host,
+        "pid": dead,
+        "token": "0",
+    });
+    s.inner
+        .put_rel("locks/run.json", record.to_string().into_bytes(), true)
+        .unwrap();
+    drop(s.lock(LockKind::Run, "backup", Duration::ZERO).unwrap());
+    // One of another host is waited out (its lease is fresh).
+    let record = serde_json::json!({
+        "holder": "backup (pid 1 on elsewhere)", "host": "elsewhere", "pid": 1, "token": "1",
+    });
+    s.inner
+        .put_rel("locks/run.json", record.to_string().into_bytes(), true)
+        .unwrap();
+    let err = s.lock(LockKind::Run, "expire", Duration::ZERO).unwrap_err();
+    assert!(err.to_string().contains("on elsewhere"), "{err}");
+}
