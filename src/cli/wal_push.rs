@@ -42,7 +42,11 @@ pub fn run(cli: &Cli, args: &WalPushArgs) -> CmdResult {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(2) as u32),
         pgdata: config.postgres.pgdata.clone(),
     };
-    let outcome = push(&repo, &args.path, &opts).context("wal-push")?;
+    let name = args.path.file_name().map_or_else(
+        || args.path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let outcome = push(&repo, &args.path, &opts).with_context(|| format!("wal-push {name}"))?;
     remove_prefetch_spool(&config);
     if outcome.already_archived {
         tracing::info!(file = %outcome.name, "Already archived with identical content");
