@@ -27,11 +27,28 @@ pub const LOCKS: &str = "locks";
 #[derive(Debug)]
 pub struct Inner {
     pub store: Arc<AmazonS3>,
+    /// The same client retrying briefly: for best-effort cleanup on a failure path (a
+    /// multipart upload aborted, a lease released), so that a failed run exits promptly
+    /// during an outage; what it could not remove the next backup or expire removes.
+    pub quick: Arc<AmazonS3>,
     pub opts: S3Options,
     pub url: String,
 }
 
+/// How long best-effort cleanup retries (see [`Inner::quick`]).
+pub const QUICK_RETRY: Duration = Duration::from_secs(5);
+
 impl Inner {
+    /// This bucket through the briefly retrying client.
+    pub fn quick(&self) -> Arc<Inner> {
+        Arc::new(Inner {
+            store: self.quick.clone(),
+            quick: self.quick.clone(),
+            opts: self.opts.clone(),
+            url: self.url.clone(),
+        })
+    }
+
     /// The object path of `rel` (a path relative to the repository root).
     pub fn obj(&self, rel: &str) -> ObjPath {
         if self.opts.prefix.is_empty() {

@@ -236,10 +236,10 @@ impl MultipartFile {
 
     fn abort(&mut self) {
         if let Some(h) = self.in_flight.take() {
-            let _ = join(h);
+            h.abort();
         }
         if self.upload.take().is_some() {
-            let _ = abort_marked(&self.inner, &marker_rel(&self.rel));
+            let _ = abort_marked(&self.inner.quick(), &marker_rel(&self.rel));
         }
     }
 }
@@ -387,10 +387,16 @@ impl BackupWriter for BackupUpload {
 impl Drop for BackupUpload {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.scratch);
-        if !self.published.load(Ordering::SeqCst)
-            && let Ok(files) = self.files()
-        {
-            let _ = self.inner.delete_rel(files);
+        if !self.published.load(Ordering::SeqCst) {
+            let quick = BackupUpload {
+                inner: self.inner.quick(),
+                id: self.id.clone(),
+                scratch: PathBuf::new(),
+                published: AtomicBool::new(true),
+            };
+            if let Ok(files) = quick.files() {
+                let _ = quick.inner.delete_rel(files);
+            }
         }
     }
 }

@@ -80,10 +80,11 @@ impl Drop for Lease {
         self.renewer.abort();
         let ours = self.etag.lock().map(|e| e.clone()).unwrap_or(None);
         // Delete it only while it is still ours (not taken over after a lost lease).
-        if let Ok(Some(m)) = self.inner.head(&self.rel)
+        let quick = self.inner.quick();
+        if let Ok(Some(m)) = quick.head(&self.rel)
             && m.e_tag == ours
         {
-            let _ = self.inner.delete_rel(vec![self.rel.clone()]);
+            let _ = quick.delete_rel(vec![self.rel.clone()]);
         }
     }
 }

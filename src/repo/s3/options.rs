@@ -106,6 +106,11 @@ impl S3Options {
 
     /// The object_store client for these settings.
     pub fn build(&self) -> Result<Arc<AmazonS3>, String> {
+        self.build_retrying(self.retry_timeout)
+    }
+
+    /// The client, retrying one operation for at most `retry_timeout`.
+    pub fn build_retrying(&self, retry_timeout: Duration) -> Result<Arc<AmazonS3>, String> {
         self.validate()?;
         // The HTTP client's TLS uses the same provider as every other connection dbagent
         // makes (installing it again is a no-op).
@@ -117,7 +122,7 @@ impl S3Options {
             .with_retry(RetryConfig {
                 backoff: Default::default(),
                 max_retries: 12,
-                retry_timeout: self.retry_timeout,
+                retry_timeout,
             });
         let profile = self.profile.clone().or_else(|| env("AWS_PROFILE"));
         let shared = SharedFiles::read(profile.as_deref().unwrap_or("default"))?;
