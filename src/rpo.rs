@@ -165,7 +165,7 @@ pub fn read_archive(
     tli: u32,
     follower: &mut Option<Follower>,
 ) -> std::io::Result<ArchiveView> {
-    let timelines = Timelines::read(repo, seg_size)?;
+    let timelines = Timelines::read_recent(repo, seg_size)?;
     let history_missing = timelines.path(tli).is_none();
     let newest = timelines
         .newest_on_path(tli, 0)

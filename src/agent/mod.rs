@@ -3,7 +3,7 @@
 //! ([`poll`]), the snapshot every HTTP request reads ([`snapshot`]), the HTTP endpoint, and a
 //! clean shutdown on SIGTERM or Ctrl-C.
 //!
-//! Layer: agent. Uses: alert, baseline, collect, config, http, leader, metrics, notify, pg, schedule, snapshot, state, units. Used by: the binary.
+//! Layer: agent. Uses: alert, baseline, collect, config, http, leader, metrics, notify, pg, repo, schedule, snapshot, state, units. Used by: the binary.
 
 pub mod evaluate;
 pub mod poll;

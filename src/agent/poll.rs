@@ -55,10 +55,24 @@ struct Connection {
     dbname: String,
 }
 
+/// The repository of `config`, or None (logged) when its settings are refused.
+fn open_repo(config: &Config) -> Option<crate::repo::Repo> {
+    match config.repo() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!("The repository cannot be used: {e}");
+            None
+        }
+    }
+}
+
 /// The poll loop's state.
 pub struct PollLoop {
     config: Arc<Config>,
     config_rx: watch::Receiver<Arc<Config>>,
+    /// The repository, opened once per configuration (an S3 repository keeps its listing
+    /// index between polls).
+    repo: Option<crate::repo::Repo>,
     slots: Vec<Slot>,
     conn: Option<Connection>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -87,6 +101,7 @@ impl PollLoop {
     ) -> PollLoop {
         let config = config_rx.borrow().clone();
         PollLoop {
+            repo: open_repo(&config),
             config,
             config_rx,
             slots: collect::all()
@@ -123,6 +138,11 @@ impl PollLoop {
                 if new.postgres.conninfo != self.config.postgres.conninfo {
                     tracing::info!("The connection settings changed; reconnecting");
                     self.conn = None;
+                }
+                if new.repository.location() != self.config.repository.location()
+                    || new.repository.endpoint != self.config.repository.endpoint
+                {
+                    self.repo = open_repo(&new);
                 }
                 self.config = new;
             }
@@ -260,7 +280,7 @@ impl PollLoop {
             dbname: &conn.dbname,
             config: monitor,
             now: jiff::Timestamp::now(),
-            repository: Some(&self.config.repository.path),
+            repository: self.repo.as_ref(),
             state_dir: Some(&self.config.state_dir),
         };
         let now = Instant::now();

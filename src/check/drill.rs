@@ -8,7 +8,6 @@ use super::{CheckResult, Status};
 use crate::backup::manifest;
 use crate::config::Config;
 use crate::drill::{self, LastDrill};
-use crate::repo::Repo;
 use crate::units::human_duration;
 
 const NAME: &str = "last_drill";
@@ -29,7 +28,7 @@ pub fn check(config: &Config) -> Option<CheckResult> {
         }
     };
     if last.is_none() {
-        let repo = Repo::at(&config.repository.path);
+        let repo = config.repo().ok()?;
         let has_backup = manifest::list(&repo).is_ok_and(|b| !b.is_empty());
         if !has_backup {
             return None;

@@ -24,21 +24,22 @@ pub async fn checks(
 ) -> Vec<CheckResult> {
     let mut out = Vec::new();
     let target = config.objectives.rpo.as_secs_f64();
-    let repo_path = config.repository.path.clone();
+    let repo_path = config.repository.location();
+    let Ok(opened) = config.repo() else {
+        // The repository check reports why it cannot be opened.
+        return out;
+    };
     let archive_error = |e: ArchiveError| {
         CheckResult::problem(
             "rpo",
             Status::Unknown,
-            format!(
-                "cannot read the WAL archive in {}: {e}",
-                repo_path.display()
-            ),
+            format!("cannot read the WAL archive in {repo_path}: {e}"),
             "fix the repository's permissions or storage",
         )
     };
     match (client, server) {
         (Some(client), Some(Ok(server))) => {
-            let repo = Repo::at(&config.repository.path);
+            let repo = opened.clone();
             let info = repo.info().ok().flatten();
             if let (Some(info), Some(sysid)) = (&info, server_sysid)
                 && info.system_identifier != sysid
@@ -79,7 +80,7 @@ pub async fn checks(
             "see the role_* checks above (pg_monitor is needed)",
         )),
         _ => {
-            let repo = Repo::at(&config.repository.path);
+            let repo = opened.clone();
             match offline(&repo) {
                 Ok(Some(r)) => out.push(r(target)),
                 Ok(None) => {}
@@ -115,7 +116,7 @@ fn offline(repo: &Repo) -> Result<Option<Grader>, ArchiveError> {
     let Some(info) = repo.info()? else {
         return Ok(None);
     };
-    let timelines = crate::wal::timeline::Timelines::read(repo, info.wal_segment_size)
+    let timelines = crate::wal::timeline::Timelines::read_recent(repo, info.wal_segment_size)
         .map_err(ArchiveError::Read)?;
     let Some(tli) = timelines.newest_not_copy() else {
         return Ok(None);

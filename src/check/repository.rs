@@ -4,7 +4,6 @@
 //! along the server's own timeline history (segments of another branch, such as a copy
 //! restored elsewhere that archived into this repository, fill no gap).
 
-use std::path::Path;
 use std::time::Duration;
 
 use super::{CheckResult, Status};
@@ -22,8 +21,18 @@ pub fn checks(
     server_sysid: Option<&str>,
     timeline: Option<u32>,
 ) -> Vec<CheckResult> {
-    let mut out = vec![check(&config.repository.path)];
-    let repo = Repo::at(&config.repository.path);
+    let repo = match config.repo() {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![CheckResult::problem(
+                "repository",
+                Status::Critical,
+                e.to_string(),
+                "fix the repository: settings",
+            )];
+        }
+    };
+    let mut out = vec![check_access(&repo)];
     let info = match repo.info() {
         Ok(Some(info)) => info,
         Ok(None) => return out,
@@ -135,7 +144,7 @@ fn check_continuity(repo: &Repo, backups: &[BackupManifest], timeline: Option<u3
             "dbagent backups verify",
         );
     };
-    let timelines = match Timelines::read(repo, seg) {
+    let timelines = match Timelines::read_recent(repo, seg) {
         Ok(t) => t,
         Err(e) => {
             return CheckResult::problem(
@@ -199,10 +208,16 @@ fn check_continuity(repo: &Repo, backups: &[BackupManifest], timeline: Option<u3
     )
 }
 
-/// Whether the repository can be written (or created), as the storage judges it.
-pub fn check(path: &Path) -> CheckResult {
+/// Whether the repository in `path` can be written (or created), as the storage judges it.
+#[cfg(test)]
+fn check(path: &std::path::Path) -> CheckResult {
+    check_access(&Repo::at(path))
+}
+
+/// Whether the repository can be written (or created), as its storage judges it.
+pub fn check_access(repo: &Repo) -> CheckResult {
     let name = "repository";
-    match Repo::at(path).storage().check_access() {
+    match repo.storage().check_access() {
         Access::Ok(msg) => CheckResult::ok(name, msg),
         Access::Problem { detail, fix } => {
             CheckResult::problem(name, Status::Critical, detail, fix)

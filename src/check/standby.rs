@@ -12,7 +12,6 @@ use tokio_postgres::Client;
 use super::{CheckResult, Status};
 use crate::config::Config;
 use crate::pg::PgTarget;
-use crate::repo::Repo;
 use crate::units::human_duration;
 use crate::wal;
 use crate::wal::replay::replay_state;
@@ -51,8 +50,13 @@ pub async fn check(client: &Client, target: &PgTarget, config: &Config) -> Check
             "SELECT pg_wal_replay_resume(); once whatever paused it is done",
         );
     }
-    let repo = Repo::at(&config.repository.path);
-    let path = config.repository.path.clone();
+    let repo = match config.repo() {
+        Ok(r) => r,
+        Err(e) => {
+            return CheckResult::problem(NAME, Status::Unknown, e.to_string(), "fix repository:");
+        }
+    };
+    let path = config.repository.location();
     let st = state.clone();
     let found = tokio::task::spawn_blocking(move || -> std::io::Result<Seen> {
         if repo.info().map_err(std::io::Error::other)?.is_none() {
@@ -84,8 +88,7 @@ pub async fn check(client: &Client, target: &PgTarget, config: &Config) -> Check
                 NAME,
                 format!(
                     "replay at {}; the repository {} is not created yet, so there is no archive to compare with",
-                    state.replay,
-                    path.display()
+                    state.replay, path
                 ),
             );
         }
@@ -93,10 +96,7 @@ pub async fn check(client: &Client, target: &PgTarget, config: &Config) -> Check
             return CheckResult::problem(
                 NAME,
                 Status::Unknown,
-                format!(
-                    "cannot compare replay with the archive {}: {e}",
-                    path.display()
-                ),
+                format!("cannot compare replay with the archive {}: {e}", path),
                 "make the repository readable by the user running dbagent",
             );
         }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use super::{CheckResult, Status};
 use crate::backup::manifest;
 use crate::config::Config;
-use crate::repo::Repo;
 use crate::units::human_duration;
 use crate::wal::verify::{self, LastRun};
 
@@ -19,7 +18,7 @@ const NAMED: usize = 3;
 /// The `wal_verify` check. Before the repository holds a backup no WAL is needed yet: no line
 /// then, unless a verification was recorded.
 pub fn check(config: &Config) -> Option<CheckResult> {
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo().ok()?;
     let last = match verify::last_run(&config.state_dir, &repo) {
         Ok(last) => last,
         Err(e) => {

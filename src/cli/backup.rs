@@ -11,7 +11,7 @@ use super::{Cli, CmdResult, human_bytes, human_duration, runtime};
 use dbagent::backup::manifest::BackupManifest;
 use dbagent::backup::take::{BackupOptions, Progress, server_facts, take};
 use dbagent::pg::PgTarget;
-use dbagent::repo::{Compression, Repo};
+use dbagent::repo::Compression;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -91,7 +91,7 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
         lock_wait: config.repository.lock_wait,
         bin_dir: config.postgres.bin_dir.clone(),
     };
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo()?;
     let progress: Box<dyn Progress> = if args.no_progress {
         Box::new(dbagent::backup::take::NoProgress)
     } else if std::io::stderr().is_terminal() {

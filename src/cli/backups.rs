@@ -86,7 +86,7 @@ pub fn run(cli: &Cli, cmd: &BackupsCommand) -> CmdResult {
 /// of this build's format.
 fn open(cli: &Cli) -> anyhow::Result<(Config, Repo)> {
     let config = cli.load_config()?;
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo()?;
     repo.info()?;
     Ok((config, repo))
 }

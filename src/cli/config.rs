@@ -74,7 +74,14 @@ fn validate(cli: &Cli, json: bool) -> CmdResult {
             } else {
                 outln!("{}: valid", path.display())?;
                 outln!("  postgres.conninfo: {}", config.postgres.conninfo)?;
-                outln!("  repository.path:   {}", config.repository.path.display())?;
+                match config.repository.kind {
+                    dbagent::config::RepositoryType::Posix => {
+                        outln!("  repository.path:   {}", config.repository.path.display())?
+                    }
+                    dbagent::config::RepositoryType::S3 => {
+                        outln!("  repository:        {}", config.repository.location())?
+                    }
+                }
                 outln!("  state_dir:         {}", config.state_dir.display())?;
                 outln!("  http.listen:       {}", config.http.listen)?;
                 outln!("  alerts_file:       {alerts_summary}")?;

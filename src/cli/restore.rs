@@ -228,7 +228,7 @@ fn request_from(
 
 fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     let config = cli.load_config()?;
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo()?;
     let req = request(cli, &config, args)?;
     // Holds the backups and WAL in use from the plan to the end of replay, so that a
     // concurrent `backups expire` waits (or fails) instead of deleting what is restored.
@@ -487,7 +487,7 @@ fn guided_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
         ));
     }
     let config = cli.load_config()?;
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo()?;
     let zone = match &args.timezone {
         Some(name) => Some(
             jiff::tz::TimeZone::get(name)

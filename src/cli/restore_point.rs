@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::{Cli, CmdResult, runtime};
 use dbagent::pg::PgTarget;
-use dbagent::repo::Repo;
 use dbagent::restore::points::{self, RestorePoint};
 use dbagent::wal::Lsn;
 
@@ -43,7 +42,7 @@ pub fn run(cli: &Cli, args: &RestorePointArgs) -> CmdResult {
 
 fn list(cli: &Cli, json: bool) -> anyhow::Result<()> {
     let config = cli.load_config()?;
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo()?;
     let all = points::list(&repo)?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&all)?)?;
@@ -71,7 +70,7 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<()> {
 
 fn create(cli: &Cli, name: &str, json: bool) -> anyhow::Result<()> {
     let config = cli.load_config()?;
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo()?;
     points::check_new(&repo, name)?;
     let target = PgTarget::new(&config.postgres.conninfo, config.session_options())?;
     let (point, switched) = runtime()?.block_on(async {

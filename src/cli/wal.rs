@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::{Cli, CmdResult, ExitWith, output};
-use dbagent::repo::Repo;
 use dbagent::state::StateDb;
 use dbagent::wal::verify::{self, Coverage, Options, Report};
 
@@ -100,7 +99,7 @@ fn verify(cli: &Cli, args: &VerifyArgs) -> CmdResult {
 
 fn verify_cmd(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Report> {
     let config = cli.load_config()?;
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo()?;
     let mut db = StateDb::open(&config.state_dir)?;
     let opts = Options { full: args.full };
     let mut progress = Progress::new(!args.no_progress);

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::{Cli, CliError, CmdResult};
-use dbagent::repo::Repo;
 use dbagent::wal::datadir::{DataDir, Mode};
 use dbagent::wal::get::{GetError, Prefetch, failure_exit_code, get_with};
 use dbagent::wal::name::{WalFileKind, WalName};
@@ -54,7 +53,10 @@ pub fn run(cli: &Cli, args: &WalGetArgs) -> CmdResult {
     let mode = here
         .or_else(|| config.postgres.pgdata.as_deref().and_then(DataDir::at))
         .map(|d| d.mode());
-    let repo = Repo::at(&config.repository.path);
+    let repo = match config.repo() {
+        Ok(r) => r,
+        Err(e) => return Err(fail(mode, &args.name, None, e.to_string())),
+    };
     let prefetch = Prefetch {
         depth: config.repository.prefetch,
         spool: prefetch::spool_dir(&args.dest, config.repository.prefetch_dir.as_deref()),
@@ -130,7 +132,9 @@ pub fn run_worker(cli: &Cli, args: &PrefetchWorkerArgs) -> CmdResult {
     let Ok(config) = cli.load_config() else {
         return Ok(ExitCode::FAILURE);
     };
-    let repo = Repo::at(&config.repository.path);
+    let Ok(repo) = config.repo() else {
+        return Ok(ExitCode::FAILURE);
+    };
     // Started by wal-get, so in the data directory PostgreSQL runs restore_command in.
     let datadir = DataDir::locate(config.postgres.pgdata.as_deref());
     match prefetch::run_worker(

@@ -7,7 +7,6 @@ use anyhow::Context;
 
 use super::{Cli, CmdResult};
 use dbagent::config::Config;
-use dbagent::repo::Repo;
 use dbagent::wal::datadir::{DataDir, Mode};
 use dbagent::wal::prefetch;
 use dbagent::wal::push::{PushOptions, push};
@@ -32,7 +31,7 @@ pub struct WalPushArgs {
 
 pub fn run(cli: &Cli, args: &WalPushArgs) -> CmdResult {
     let config = cli.load_config()?;
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo()?;
     let opts = PushOptions {
         compression: config.repository.compression,
         level: match config.repository.compression_level {

@@ -22,7 +22,7 @@ pub struct Ctx<'a> {
     /// When the poll started.
     pub now: jiff::Timestamp,
     /// The repository and the agent's state directory (for the recovery signals), if known.
-    pub repository: Option<&'a std::path::Path>,
+    pub repository: Option<&'a crate::repo::Repo>,
     pub state_dir: Option<&'a std::path::Path>,
 }
 

@@ -32,7 +32,7 @@ struct Seen {
 use crate::wal::xacts::Follower;
 
 fn read(
-    repo: Option<PathBuf>,
+    repo: Option<Repo>,
     state_dir: Option<PathBuf>,
     server: Option<(u64, u32)>,
     mut follower: Option<Follower>,
@@ -45,8 +45,7 @@ fn read(
         drill: None,
         follower: None,
     };
-    if let Some(path) = repo {
-        let repo = Repo::at(&path);
+    if let Some(repo) = repo {
         let backups = crate::backup::manifest::list(&repo).map_err(|e| e.to_string())?;
         if let Some(m) = backups.last() {
             seen.backup = Some((
@@ -58,8 +57,12 @@ fn read(
         }
         if let Some((seg_size, tli)) = server {
             seen.archive = Some(
-                crate::rpo::read_archive(&repo, seg_size, tli, &mut follower)
-                    .map_err(|e| format!("cannot read the WAL archive in {}: {e}", path.display())),
+                crate::rpo::read_archive(&repo, seg_size, tli, &mut follower).map_err(|e| {
+                    format!(
+                        "cannot read the WAL archive in {}: {e}",
+                        repo.location().display()
+                    )
+                }),
             );
         }
     }
@@ -77,7 +80,7 @@ impl Collector for Recovery {
 
     fn collect<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> CollectFuture<'a> {
         Box::pin(async move {
-            let repo = ctx.repository.map(PathBuf::from);
+            let repo = ctx.repository.cloned();
             let state = ctx.state_dir.map(PathBuf::from);
             let server = if repo.is_some() {
                 Some(

@@ -6,7 +6,6 @@
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
 use crate::metrics::catalogue;
-use crate::repo::Repo;
 use crate::wal::replay::replay_state;
 
 /// The `standby` collector.
@@ -19,7 +18,7 @@ impl Collector for Standby {
 
     fn collect<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> CollectFuture<'a> {
         Box::pin(async move {
-            let (true, Some(path)) = (ctx.in_recovery, ctx.repository) else {
+            let (true, Some(repo)) = (ctx.in_recovery, ctx.repository) else {
                 return Ok(Output::default());
             };
             let Some(state) = replay_state(ctx.client)
@@ -28,7 +27,8 @@ impl Collector for Standby {
             else {
                 return Ok(Output::default());
             };
-            let repo = Repo::at(path);
+            let repo = repo.clone();
+            let location = repo.location().display().to_string();
             let now = std::time::SystemTime::now();
             let found = tokio::task::spawn_blocking(move || {
                 crate::wal::unreplayed(&repo, state.replay, state.timeline, state.seg_size)
@@ -38,8 +38,7 @@ impl Collector for Standby {
             .map_err(|e| CollectError::Other(e.to_string()))?
             .map_err(|e| {
                 CollectError::Other(format!(
-                    "cannot compare replay with the archive {}: {e}",
-                    path.display()
+                    "cannot compare replay with the archive {location}: {e}"
                 ))
             })?;
             Ok(Output::families(vec![

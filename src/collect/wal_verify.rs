@@ -49,8 +49,8 @@ pub fn families(r: &LastRun, now: jiff::Timestamp) -> Vec<Family> {
     out
 }
 
-fn read(repo: PathBuf, state_dir: PathBuf) -> Result<Option<LastRun>, String> {
-    verify::last_run(&state_dir, &Repo::at(repo)).map_err(|e| e.to_string())
+fn read(repo: Repo, state_dir: PathBuf) -> Result<Option<LastRun>, String> {
+    verify::last_run(&state_dir, &repo).map_err(|e| e.to_string())
 }
 
 impl Collector for WalVerify {
@@ -63,7 +63,7 @@ impl Collector for WalVerify {
             let (Some(repo), Some(state)) = (ctx.repository, ctx.state_dir) else {
                 return Ok(Output::default());
             };
-            let (repo, state) = (repo.to_path_buf(), state.to_path_buf());
+            let (repo, state) = (repo.clone(), state.to_path_buf());
             let last = tokio::task::spawn_blocking(move || read(repo, state))
                 .await
                 .map_err(|e| CollectError::Other(e.to_string()))?

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::pg::{ConnInfo, SessionOptions};
-use crate::repo::Compression;
+use crate::repo::{Compression, Repo, S3Options, S3Storage};
 
 pub use de::parse_duration;
 
@@ -90,11 +90,16 @@ pub struct PostgresConfig {
     pub bin_dir: Option<PathBuf>,
 }
 
-/// `repository:`: where backups and archived WAL live.
+/// `repository:`: where backups and archived WAL live: a local directory (`path:`, the
+/// default type) or an S3 bucket (`type: s3`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepositoryConfig {
-    #[serde(deserialize_with = "de::path")]
+    /// posix (a directory, the default) or s3 (a bucket of AWS S3 or an S3-compatible store).
+    #[serde(rename = "type", default)]
+    pub kind: RepositoryType,
+    /// The repository's directory (type posix).
+    #[serde(default, deserialize_with = "de::path")]
     pub path: PathBuf,
     /// zstd (default), lz4, gzip or none: for backups and WAL.
     #[serde(default)]
@@ -118,6 +123,162 @@ pub struct RepositoryConfig {
     /// inside pg_wal (same filesystem as the destination, left out of base backups).
     #[serde(default, deserialize_with = "de::opt_path")]
     pub prefetch_dir: Option<PathBuf>,
+    /// type s3: the bucket.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub bucket: Option<String>,
+    /// type s3: the key prefix inside the bucket (e.g. `prod/main`).
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub prefix: Option<String>,
+    /// type s3: the region; default AWS_REGION, the profile's region, else us-east-1.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub region: Option<String>,
+    /// type s3: an S3-compatible server's URL (https://host:port).
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub endpoint: Option<String>,
+    /// type s3: path-style requests (`https://host/bucket/key`), which most S3-compatible
+    /// stores need; default virtual-hosted style.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// type s3: the profile of the shared credentials and config files (else AWS_PROFILE).
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub profile: Option<String>,
+    /// type s3: static credentials (use `${VAR}`); default: the environment, the shared
+    /// credentials file, web identity, container or instance metadata.
+    #[serde(
+        default,
+        deserialize_with = "de::opt_string",
+        serialize_with = "ser::secret"
+    )]
+    pub access_key_id: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::opt_string",
+        serialize_with = "ser::secret"
+    )]
+    pub secret_access_key: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::opt_string",
+        serialize_with = "ser::secret"
+    )]
+    pub session_token: Option<String>,
+    /// type s3: an extra trusted CA bundle (PEM) for a private endpoint. TLS is always verified.
+    #[serde(default, deserialize_with = "de::opt_path")]
+    pub ca_file: Option<PathBuf>,
+    /// type s3: the multipart part size (5MiB..5GiB); a backup holds about two per file in
+    /// memory.
+    #[serde(default = "defaults::part_size", deserialize_with = "de::size")]
+    pub part_size: u64,
+    /// type s3: the timeout of one request.
+    #[serde(
+        default = "defaults::request_timeout",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub request_timeout: Duration,
+    /// type s3: the total time one operation spends retrying (connection errors, timeouts,
+    /// 408, 429, 5xx), with exponential backoff and jitter.
+    #[serde(
+        default = "defaults::retry_timeout",
+        deserialize_with = "de::duration",
+        serialize_with = "ser::duration"
+    )]
+    pub retry_timeout: Duration,
+}
+
+/// `repository.type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RepositoryType {
+    #[default]
+    Posix,
+    S3,
+}
+
+impl RepositoryConfig {
+    /// The S3 settings (type s3).
+    pub fn s3_options(&self, state_dir: Option<&Path>) -> S3Options {
+        S3Options {
+            bucket: self.bucket.clone().unwrap_or_default(),
+            prefix: self
+                .prefix
+                .as_deref()
+                .unwrap_or("")
+                .trim_matches('/')
+                .to_string(),
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            force_path_style: self.force_path_style,
+            profile: self.profile.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            session_token: self.session_token.clone(),
+            ca_file: self.ca_file.clone(),
+            part_size: self.part_size,
+            request_timeout: self.request_timeout,
+            retry_timeout: self.retry_timeout,
+            cache_dir: state_dir.map(Path::to_path_buf),
+        }
+    }
+
+    /// Opens the repository (no request is made): a directory, or a bucket whose listing
+    /// index for monitoring lives in `state_dir`.
+    pub fn open_with(&self, state_dir: Option<&Path>) -> Result<Repo, ConfigError> {
+        match self.kind {
+            RepositoryType::Posix => Ok(Repo::at(&self.path)),
+            RepositoryType::S3 => {
+                let storage = S3Storage::new(self.s3_options(state_dir)).map_err(|message| {
+                    ConfigError::Invalid {
+                        path: PathBuf::from("repository"),
+                        message,
+                    }
+                })?;
+                Ok(Repo::with_storage(std::sync::Arc::new(storage)))
+            }
+        }
+    }
+
+    /// Where the repository is, for messages: its directory or `s3://BUCKET/PREFIX`.
+    pub fn location(&self) -> String {
+        match self.kind {
+            RepositoryType::Posix => self.path.display().to_string(),
+            RepositoryType::S3 => self.s3_options(None).url(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self.kind {
+            RepositoryType::Posix => {
+                if self.path.as_os_str().is_empty() {
+                    return Err("repository.path is required (the repository's directory), or set repository.type: s3 with repository.bucket".into());
+                }
+                let s3_only = [
+                    ("bucket", self.bucket.is_some()),
+                    ("prefix", self.prefix.is_some()),
+                    ("region", self.region.is_some()),
+                    ("endpoint", self.endpoint.is_some()),
+                    ("profile", self.profile.is_some()),
+                    ("access_key_id", self.access_key_id.is_some()),
+                    ("secret_access_key", self.secret_access_key.is_some()),
+                    ("session_token", self.session_token.is_some()),
+                    ("ca_file", self.ca_file.is_some()),
+                    ("force_path_style", self.force_path_style),
+                ];
+                if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "repository.{key} is a setting of an S3 repository; add `type: s3` (or remove it)"
+                    ));
+                }
+                Ok(())
+            }
+            RepositoryType::S3 => {
+                if !self.path.as_os_str().is_empty() {
+                    return Err("repository.path is the directory of a posix repository; an S3 repository is named by repository.bucket and repository.prefix".into());
+                }
+                self.s3_options(None).validate()
+            }
+        }
+    }
 }
 
 /// `backup:`: how `dbagent backup` takes a backup.
@@ -419,6 +580,18 @@ mod defaults {
     pub fn lock_wait() -> Duration {
         Duration::ZERO
     }
+
+    pub fn part_size() -> u64 {
+        crate::repo::s3::DEFAULT_PART_SIZE
+    }
+
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+
+    pub fn retry_timeout() -> Duration {
+        Duration::from_secs(120)
+    }
 }
 
 /// Why a configuration file cannot be used. Messages never contain expanded values.
@@ -476,7 +649,10 @@ impl Config {
         }
         let mut config: Config = serde_saphyr::from_str(text).map_err(|e| parse_error(path, &e))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        config.repository.path = resolve(base, &config.repository.path);
+        if !config.repository.path.as_os_str().is_empty() {
+            config.repository.path = resolve(base, &config.repository.path);
+        }
+        config.repository.ca_file = config.repository.ca_file.map(|p| resolve(base, &p));
         if let Some(dir) = &config.repository.prefetch_dir {
             config.repository.prefetch_dir = Some(resolve(base, dir));
         }
@@ -516,6 +692,7 @@ impl Config {
                 "objectives.rpo and objectives.rto must be more than 0s".into(),
             ));
         }
+        self.repository.validate().map_err(invalid)?;
         if self.retention.full == 0 {
             return Err(invalid("retention.full must be at least 1".into()));
         }
@@ -525,6 +702,24 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The repository (no request is made): a directory, or a bucket whose listing index for
+    /// monitoring lives in the state directory. Fails only on S3 settings the client refuses
+    /// (an unreadable CA file, a malformed endpoint).
+    pub fn repo(&self) -> Result<Repo, ConfigError> {
+        self.repository
+            .open_with(Some(&self.state_dir))
+            .map_err(|e| match e {
+                ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                    path: self
+                        .source
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("repository")),
+                    message,
+                },
+                e => e,
+            })
     }
 
     /// Session options for connections made with this configuration.
@@ -697,6 +892,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("more than 0s"), "{err}");
+    }
+
+    #[test]
+    fn an_s3_repository_is_named_by_bucket_and_its_secrets_never_written_back() {
+        let c = parse(
+            "postgres:\n  conninfo: host=/tmp\nrepository:\n  type: s3\n  bucket: backups\n  prefix: /prod/main/\n  endpoint: http://127.0.0.1:9000\n  force_path_style: true\n  access_key_id: AKIAEXAMPLE\n  secret_access_key: topsecret\n",
+        )
+        .unwrap();
+        assert_eq!(c.repository.kind, RepositoryType::S3);
+        assert_eq!(c.repository.location(), "s3://backups/prod/main");
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            !json.contains("topsecret") && !json.contains("AKIAEXAMPLE"),
+            "{json}"
+        );
+        assert!(c.repo().is_ok());
+        let err = parse(
+            "postgres:\n  conninfo: host=/tmp\nrepository:\n  type: s3\n  path: /r\n  bucket: b\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("repository.path is the directory of a posix repository"),
+            "{err}"
+        );
+        let err = parse("postgres:\n  conninfo: host=/tmp\nrepository:\n  path: /r\n  bucket: b\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("add `type: s3`"), "{err}");
+        let err = parse("postgres:\n  conninfo: host=/tmp\nrepository:\n  type: s3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("repository.bucket is required"), "{err}");
+        let err = parse("postgres:\n  conninfo: host=/tmp\nrepository:\n  type: s3\n  bucket: b\n  part_size: 1MB\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("part_size"), "{err}");
     }
 
     #[test]

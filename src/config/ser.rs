@@ -13,3 +13,11 @@ pub fn opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<
         None => s.serialize_none(),
     }
 }
+
+/// A secret is never written back: only whether it is set.
+pub fn secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("(set)"),
+        None => s.serialize_none(),
+    }
+}

@@ -191,7 +191,7 @@ fn drive(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), DrillError> {
     let t0 = Instant::now();
-    let repo = Repo::at(&config.repository.path);
+    let repo = config.repo().map_err(|e| failed(e.to_string()))?;
     let info = repo
         .info()
         .map_err(|e| failed(e.to_string()))?

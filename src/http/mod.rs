@@ -191,11 +191,13 @@ async fn status(State(s): State<AppState>) -> Response {
     let snap = s.snapshot.borrow().clone();
     let alerts = s.alerts.borrow().clone();
     let config = s.config.borrow().clone();
-    let repo_path = config.repository.path.clone();
     let recovery = snap.sections.get("recovery").cloned();
-    let repository = tokio::task::spawn_blocking(move || repository_status(&repo_path, recovery))
-        .await
-        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
+    let repository = match config.repo() {
+        Ok(repo) => tokio::task::spawn_blocking(move || repository_status(&repo, recovery))
+            .await
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
     let now = jiff::Timestamp::now();
     let body = serde_json::json!({
         "dbagent_version": env!("CARGO_PKG_VERSION"),
@@ -223,13 +225,13 @@ async fn status(State(s): State<AppState>) -> Response {
 /// timeline history with the RPO, exactly as the last poll's `dbagent_rpo_seconds` has them
 /// (the `recovery` section holds the details).
 fn repository_status(
-    path: &std::path::Path,
+    repo: &crate::repo::Repo,
     recovery: Option<serde_json::Value>,
 ) -> serde_json::Value {
-    let repo = crate::repo::Repo::at(path);
+    let path = repo.location().display().to_string();
     let now = jiff::Timestamp::now();
     let age = |t: jiff::Timestamp| (now - t).total(jiff::Unit::Second).unwrap_or(0.0);
-    let last_backup = match crate::backup::manifest::list(&repo) {
+    let last_backup = match crate::backup::manifest::list(repo) {
         Ok(list) => list.last().map(|m| {
             serde_json::json!({
                 "id": m.id,

@@ -20,7 +20,7 @@
 //! Everything above reaches the repository through [`Repo`] and [`Storage`], never through a
 //! path.
 //!
-//! Layer: access. Uses: nothing of the crate. Used by: backup, check, collect, config, drill, http,
+//! Layer: access. Uses: nothing of the crate. Used by: agent, backup, check, collect, config, drill, http,
 //! restore, rpo, wal.
 
 pub mod compress;
@@ -29,6 +29,7 @@ mod error;
 pub mod lock;
 pub mod memory;
 pub mod posix;
+pub mod s3;
 pub mod storage;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ pub use error::{FORMAT, RepoError};
 pub use lock::RepoLock;
 pub use memory::MemoryStorage;
 pub use posix::PosixStorage;
+pub use s3::{S3Options, S3Storage};
 pub use storage::{Created, Key, Kind, LockKind, Meta, Storage, StorageLock};
 
 /// `repo.json`: which cluster this repository belongs to.

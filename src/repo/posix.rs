@@ -41,7 +41,7 @@ fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) ->
 
 /// Whether a stored WAL file name lives in a segment directory (`wal/<TLI+LOG>/`): every
 /// name that starts with a 24-digit segment name; history files live at the top.
-fn wal_subdir(name: &str) -> Option<&str> {
+pub(crate) fn wal_subdir(name: &str) -> Option<&str> {
     let head = name.get(..24)?;
     head.bytes()
         .all(|b| b.is_ascii_hexdigit())

@@ -271,6 +271,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// progress are never listed.
     fn list(&self, kind: Kind, prefix: &str) -> Result<Vec<Meta>, RepoError>;
 
+    /// Every object of `kind`, for monitoring: may come from an index that is refreshed
+    /// incrementally (an object store lists a large archive in many requests), so an object
+    /// that arrived out of order or was deleted may show late. Restores, drills, verify and
+    /// expire use [`Storage::list`].
+    fn list_recent(&self, kind: Kind) -> Result<Vec<Meta>, RepoError> {
+        self.list(kind, "")
+    }
+
     /// Deletes `keys`; an object already gone is fine.
     fn delete(&self, keys: &[Key]) -> Result<(), RepoError>;
 

@@ -101,6 +101,17 @@ pub fn list_stored(
         .collect())
 }
 
+/// [`list_stored`] of the whole archive for monitoring: from the storage's listing index
+/// (see [`crate::repo::Storage::list_recent`]), cheap on a large archive in object storage.
+pub fn list_stored_recent(repo: &Repo) -> Result<Vec<(WalName, Compression, Meta)>, RepoError> {
+    Ok(repo
+        .storage()
+        .list_recent(Kind::Wal)?
+        .into_iter()
+        .filter_map(|m| parse_stored(&m.key.name).map(|(n, c)| (n, c, m)))
+        .collect())
+}
+
 /// Every archived segment, .partial and .backup file in the archive, sorted by name.
 pub fn list_segments(repo: &Repo) -> Result<Vec<WalName>, RepoError> {
     let mut out: Vec<WalName> = list_stored(repo, "")?
@@ -145,7 +156,7 @@ pub fn unreplayed(
     timeline: u32,
     seg_size: u64,
 ) -> Result<Option<Unreplayed>, RepoError> {
-    let mut after: Vec<(WalName, Meta)> = list_stored(repo, "")?
+    let mut after: Vec<(WalName, Meta)> = list_stored_recent(repo)?
         .into_iter()
         .filter(|(w, _, _)| {
             w.kind == WalFileKind::Segment

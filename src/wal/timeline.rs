@@ -279,11 +279,25 @@ pub struct Timelines {
 impl Timelines {
     /// Reads the archive's history files, timeline records and segment listing.
     pub fn read(repo: &Repo, seg_size: u64) -> io::Result<Timelines> {
+        Timelines::read_listed(repo, seg_size, super::list_stored(repo, "")?)
+    }
+
+    /// [`Timelines::read`] for monitoring: the segment listing comes from the storage's
+    /// listing index (see [`crate::repo::Storage::list_recent`]).
+    pub fn read_recent(repo: &Repo, seg_size: u64) -> io::Result<Timelines> {
+        Timelines::read_listed(repo, seg_size, super::list_stored_recent(repo)?)
+    }
+
+    fn read_listed(
+        repo: &Repo,
+        seg_size: u64,
+        listed: Vec<(super::WalName, crate::repo::Compression, crate::repo::Meta)>,
+    ) -> io::Result<Timelines> {
         let mut out = Timelines {
             seg_size,
             timelines: BTreeMap::new(),
         };
-        for (name, c, meta) in super::list_stored(repo, "")? {
+        for (name, c, meta) in listed {
             let t = out.entry(name.tli);
             match name.kind {
                 WalFileKind::Segment => {

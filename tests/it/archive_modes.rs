@@ -417,7 +417,7 @@ pg_test!(
         let line = wait_check(&checker, "standby_replay", "WARNING");
         assert!(line.contains("restore_command"), "{line}");
         let mut poller = Poller::new(&standby);
-        poller.repository = Some(primary_agent.repo());
+        poller.repository = Some(dbagent::repo::Repo::at(primary_agent.repo()));
         let out = poller.run(&mut Standby).expect("collect");
         let age = value(&out, "dbagent_standby_unreplayed_archive_age_seconds", &[]).unwrap();
         assert!(age > 0.0, "{age}");

@@ -16,7 +16,7 @@ pub struct Poller {
     dbname: String,
     pub config: MonitorConfig,
     /// The repository the collectors that read it see (none by default).
-    pub repository: Option<std::path::PathBuf>,
+    pub repository: Option<dbagent::repo::Repo>,
 }
 
 impl Poller {
@@ -63,7 +63,7 @@ impl Poller {
             dbname: &self.dbname,
             config: &self.config,
             now: jiff::Timestamp::now(),
-            repository: self.repository.as_deref(),
+            repository: self.repository.as_ref(),
             state_dir: None,
         };
         self.rt.block_on(collector.collect(&ctx))

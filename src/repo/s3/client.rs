@@ -1,0 +1,283 @@
+//! One bucket and prefix: the object_store client with the repository's settings, the
+//! mapping between repository keys and object paths (the posix layout's relative paths
+//! under `PREFIX/`), and the requests every other part builds on, each naming the object in
+//! its error.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use object_store::aws::AmazonS3;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::bridge::block;
+use super::errors::{describe, io_kind, is_not_found};
+use super::options::S3Options;
+use crate::repo::RepoError;
+use crate::repo::storage::{Created, Key, Kind, Meta};
+
+/// Where uploads in progress are recorded (one marker per multipart upload).
+pub const UPLOADS: &str = "uploads";
+/// Where the lease objects of the repository locks are.
+pub const LOCKS: &str = "locks";
+
+/// A bucket and prefix, and how to reach it.
+#[derive(Debug)]
+pub struct Inner {
+    pub store: Arc<AmazonS3>,
+    pub opts: S3Options,
+    pub url: String,
+}
+
+impl Inner {
+    /// The object path of `rel` (a path relative to the repository root).
+    pub fn obj(&self, rel: &str) -> ObjPath {
+        if self.opts.prefix.is_empty() {
+            ObjPath::from(rel)
+        } else {
+            ObjPath::from(format!("{}/{rel}", self.opts.prefix))
+        }
+    }
+
+    /// The path of `obj` relative to the repository root.
+    pub fn rel<'a>(&self, obj: &'a ObjPath) -> &'a str {
+        let s = obj.as_ref();
+        if self.opts.prefix.is_empty() {
+            s
+        } else {
+            s.strip_prefix(self.opts.prefix.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(s)
+        }
+    }
+
+    pub fn url_of(&self, rel: &str) -> PathBuf {
+        PathBuf::from(format!("{}/{rel}", self.url))
+    }
+
+    pub fn err(&self, rel: &str, action: &'static str, e: object_store::Error) -> RepoError {
+        RepoError::Io {
+            path: self.url_of(rel),
+            action,
+            source: std::io::Error::new(io_kind(&e), describe(&e)),
+        }
+    }
+
+    /// Lists every object under `rel_prefix` (a path prefix, not a directory).
+    pub fn list_rel(&self, rel_prefix: &str) -> Result<Vec<object_store::ObjectMeta>, RepoError> {
+        let store = self.store.clone();
+        // object_store lists by directory prefix: list the parent "directory" and filter.
+        let (dir, _) = rel_prefix.rsplit_once('/').unwrap_or(("", rel_prefix));
+        let dir_obj = if dir.is_empty() {
+            if self.opts.prefix.is_empty() {
+                None
+            } else {
+                Some(ObjPath::from(self.opts.prefix.as_str()))
+            }
+        } else {
+            Some(self.obj(dir))
+        };
+        let full_prefix = self.obj(rel_prefix).as_ref().to_string();
+        let full_prefix = if rel_prefix.ends_with('/') {
+            format!("{full_prefix}/")
+        } else {
+            full_prefix
+        };
+        let result = block(async move {
+            let mut out = Vec::new();
+            let mut s = store.list(dir_obj.as_ref());
+            while let Some(m) = s.next().await {
+                let m = m?;
+                if m.location.as_ref().starts_with(&full_prefix) {
+                    out.push(m);
+                }
+            }
+            Ok::<_, object_store::Error>(out)
+        });
+        result.map_err(|e| self.err(rel_prefix, "list", e))
+    }
+
+    pub fn head(&self, rel: &str) -> Result<Option<object_store::ObjectMeta>, RepoError> {
+        let store = self.store.clone();
+        let path = self.obj(rel);
+        match block(async move { store.head(&path).await }) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.err(rel, "stat", e)),
+        }
+    }
+
+    pub fn get_bytes(&self, rel: &str) -> Result<Option<Vec<u8>>, RepoError> {
+        let store = self.store.clone();
+        let path = self.obj(rel);
+        let r = block(async move {
+            let r = store.get(&path).await?;
+            r.bytes().await
+        });
+        match r {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.err(rel, "read", e)),
+        }
+    }
+
+    /// PUTs `bytes` at `rel`: created only if absent with `create`, else replacing.
+    pub fn put_rel(&self, rel: &str, bytes: Vec<u8>, create: bool) -> Result<Created, RepoError> {
+        let store = self.store.clone();
+        let path = self.obj(rel);
+        let mode = if create {
+            PutMode::Create
+        } else {
+            PutMode::Overwrite
+        };
+        let r = block(async move {
+            store
+                .put_opts(
+                    &path,
+                    PutPayload::from(bytes),
+                    PutOptions {
+                        mode,
+                        ..Default::default()
+                    },
+                )
+                .await
+        });
+        match r {
+            Ok(_) => Ok(Created::Created),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) if create => Ok(Created::AlreadyExists),
+            Err(e) => Err(self.err(rel, "write", e)),
+        }
+    }
+
+    /// Deletes objects by relative path, in batches (the server's bulk delete).
+    pub fn delete_rel(&self, rels: Vec<String>) -> Result<(), RepoError> {
+        for batch in rels.chunks(1000) {
+            let paths: Vec<ObjPath> = batch.iter().map(|r| self.obj(r)).collect();
+            let store = self.store.clone();
+            let failed = block(async move {
+                let input = futures_util::stream::iter(paths.into_iter().map(Ok)).boxed();
+                let mut out = store.delete_stream(input);
+                let mut failed = None;
+                while let Some(r) = out.next().await {
+                    match r {
+                        Ok(_) => {}
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
+                failed
+            });
+            if let Some(e) = failed {
+                return Err(self.err(&batch[0], "delete", e));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The repository-relative path of `key` (the posix layout's relative path).
+pub fn rel_of(key: &Key) -> String {
+    match key.kind {
+        Kind::RepoInfo => "repo.json".into(),
+        Kind::Backup => format!("backups/{}", key.name),
+        Kind::Wal => match crate::repo::posix::wal_subdir(&key.name) {
+            Some(dir) => format!("wal/{dir}/{}", key.name),
+            None => format!("wal/{}", key.name),
+        },
+        Kind::Timeline => format!("timelines/{}", key.name),
+        Kind::RestorePoint => format!("restore-points/{}", key.name),
+    }
+}
+
+/// The key of the object at `rel`, if it is one (not a marker, lock or temp object).
+pub fn key_of(kind: Kind, rel: &str) -> Option<Key> {
+    let name = match kind {
+        Kind::RepoInfo => return (rel == "repo.json").then(Key::repo_info),
+        Kind::Backup => rel.strip_prefix("backups/")?,
+        Kind::Wal => {
+            let rest = rel.strip_prefix("wal/")?;
+            match rest.split_once('/') {
+                Some((dir, name)) if crate::repo::posix::wal_subdir(name) == Some(dir) => name,
+                Some(_) => return None,
+                None => rest,
+            }
+        }
+        Kind::Timeline => rel.strip_prefix("timelines/")?,
+        Kind::RestorePoint => rel.strip_prefix("restore-points/")?,
+    };
+    if name.is_empty() || name.split('/').any(|p| p.is_empty() || p.starts_with('.')) {
+        return None;
+    }
+    if kind == Kind::Backup && name.split('/').count() != 2 {
+        return None;
+    }
+    if kind != Kind::Backup && name.contains('/') {
+        return None;
+    }
+    Some(Key {
+        kind,
+        name: name.to_string(),
+    })
+}
+
+pub fn check_key(inner: &Inner, key: &Key) -> Result<(), RepoError> {
+    let ok = match key.kind {
+        Kind::RepoInfo => key.name.is_empty(),
+        _ => key_of(key.kind, &rel_of(key)).as_ref() == Some(key),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(RepoError::Corrupt {
+            path: inner.url_of(&rel_of(key)),
+            detail: format!("`{}` is not a valid object name", key.name),
+        })
+    }
+}
+
+pub fn meta_of(kind: Kind, inner: &Inner, m: &object_store::ObjectMeta) -> Option<Meta> {
+    let key = key_of(kind, inner.rel(&m.location))?;
+    Some(Meta {
+        key,
+        size: m.size,
+        modified: m.last_modified.into(),
+        version: m.e_tag.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                m.size,
+                m.last_modified.timestamp_nanos_opt().unwrap_or(0)
+            )
+        }),
+    })
+}
+
+/// The listing prefix (relative path) for objects of `kind` whose name starts with `prefix`.
+pub fn list_prefix(kind: Kind, prefix: &str) -> String {
+    match kind {
+        Kind::RepoInfo => "repo.json".into(),
+        Kind::Wal if prefix.len() > 16 => {
+            match crate::repo::posix::wal_subdir(&format!("{prefix:0<24}")) {
+                Some(dir) => format!("wal/{dir}/{prefix}"),
+                None => format!("wal/{prefix}"),
+            }
+        }
+        _ => rel_of(&Key {
+            kind,
+            name: prefix.to_string(),
+        }),
+    }
+}
+
+/// When `modified` is at least `age` before now (false for a time in the future).
+pub fn older_than(modified: SystemTime, age: Duration) -> bool {
+    SystemTime::now()
+        .duration_since(modified)
+        .is_ok_and(|d| d >= age)
+}
