@@ -20,7 +20,7 @@
 # 4. listing: a bucket seeded with $S3_LIST_SEGMENTS (100,000) small objects named as WAL
 #    segments in each tool's layout; `dbagent check` and `dbagent wal verify` against a copy
 #    of the repository of 1 whose backup starts at the last seeded segment (so they list the
-#    whole archive and read almost nothing), `pgbackrest info` against a copy of pgBackRest's
+#    whole archive and read almost nothing; check with and without its listing index), `pgbackrest info` against a copy of pgBackRest's
 #    stanza, and a bare ListObjectsV2 loop over the same keys as the floor (what the server
 #    takes; scripts/bench/s3-server.py makes moto's listing fast enough for this to mean
 #    something).
@@ -356,15 +356,19 @@ PY
     echo "    $t_wall s, peak RSS $t_rss KiB: $(jq -c '{segments_needed, segments_read, segments_cached, ok}' "$out/s3-listing-wal-verify.json" 2>/dev/null)"
     bench_timed "$s3_dbagent" --config "$list_yml" check >"$out/s3-listing-check.txt" || true
     printf 'dbagent check\t%s\t%s\n' "$t_wall" "$t_rss" >>"$BENCH_DIR/tmp/s3-list.tsv"
-    hf_args+=(-n "dbagent check" "$as_pg_prefix $s3_dbagent --config $list_yml check >/dev/null")
-    hf_args+=(-n "dbagent wal verify" "$as_pg_prefix $s3_dbagent --config $list_yml wal verify --no-progress >/dev/null")
+    # check keeps an index of the archive's listing in its state directory (s3-wal-index-*.json):
+    # without it, it lists the whole archive; with it, the top of wal/ and the newest directories.
+    hf_args+=(--prepare "rm -f $s3_dir/dbagent-listing-state/s3-wal-index-*.json"
+      -n "dbagent check (no listing index yet)" "$as_pg_prefix $s3_dbagent --config $list_yml check >/dev/null")
+    hf_args+=(--prepare true -n "dbagent check" "$as_pg_prefix $s3_dbagent --config $list_yml check >/dev/null")
+    hf_args+=(--prepare true -n "dbagent wal verify" "$as_pg_prefix $s3_dbagent --config $list_yml wal verify --no-progress >/dev/null")
   fi
   # pgBackRest: a copy of its stanza files (archive.info, backup.info) of step 1.
   for f in archive/bench/archive.info archive/bench/archive.info.copy backup/bench/backup.info backup/bench/backup.info.copy; do
     s3 s3 cp "s3://$s3_bucket/pgbackrest/$f" "s3://$s3_list_bucket/pgbackrest/$f" --quiet || true
   done
   s3_pgbr_conf "$s3_dir/pgbackrest-listing.conf" "$s3_list_bucket" pgbackrest
-  hf_args+=(-n "pgbackrest info" "$as_pg_prefix pgbackrest --config=$s3_dir/pgbackrest-listing.conf --stanza=bench info >/dev/null")
+  hf_args+=(--prepare true -n "pgbackrest info" "$as_pg_prefix pgbackrest --config=$s3_dir/pgbackrest-listing.conf --stanza=bench info >/dev/null")
   hyperfine --runs 5 -i --export-json "$out/s3-listing-hyperfine.json" \
     --export-markdown "$out/s3-listing-hyperfine.md" "${hf_args[@]}"
   bench_timed pgbackrest --config="$s3_dir/pgbackrest-listing.conf" --stanza=bench info >"$out/s3-listing-pgbackrest-info.txt" || true
