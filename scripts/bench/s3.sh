@@ -143,6 +143,10 @@ s3_has() { [ -n "$s3_dbagent" ] && dbagent_has "$1"; }
 pgbr_s3() { as_pg pgbackrest --config="$s3_dir/pgbackrest.conf" --stanza=bench "$@"; }
 s3_results=$BENCH_DIR/tmp/s3-results.tsv
 : >"$s3_results"
+: >"$BENCH_DIR/tmp/s3-list.tsv"
+: >"$BENCH_DIR/tmp/s3-list-floor.txt"
+# Nothing of an earlier run may pass for this one's (the restore and listing use the backup's id).
+rm -f "$out"/s3-*.json "$out"/s3-*.md "$out"/s3-listing-*
 # s3record PART TOOL COMMAND STATUS WALL_S WALL_WITH_SYNC_S RSS_KIB STORED_BYTES NOTE
 s3record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$s3_results"; }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -303,7 +307,6 @@ rm -rf "$walget_dir"
 # ---------------------------------------------------------------------------------------------
 # 4. listing cost at S3_LIST_SEGMENTS archived segments
 # ---------------------------------------------------------------------------------------------
-: >"$BENCH_DIR/tmp/s3-list.tsv"
 if [ "$S3_LIST_SEGMENTS" -gt 0 ]; then
   last_seeded=$(python3 -c "n = $S3_LIST_SEGMENTS; print(f'{1:08X}{n // 256:08X}{n % 256:08X}')")
   echo "==> s3 listing: $S3_LIST_SEGMENTS segment names per tool in s3://$s3_list_bucket (up to $last_seeded)"
