@@ -244,6 +244,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Size and modification time of `key`; `Ok(None)` when it does not exist.
     fn stat(&self, key: &Key) -> Result<Option<Meta>, RepoError>;
 
+    /// The first of `keys` that exists (keys that differ only in a suffix, such as one
+    /// object's possible compressions); `Ok(None)` when none does. An object store answers
+    /// it with one listing instead of a request per key.
+    fn stat_first(&self, keys: &[Key]) -> Result<Option<Meta>, RepoError> {
+        for key in keys {
+            if let Some(m) = self.stat(key)? {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
     /// Starts writing `key` (see [`ObjectWriter`]).
     fn writer(&self, key: &Key) -> Result<Box<dyn ObjectWriter>, RepoError>;
 
@@ -445,7 +457,22 @@ pub(crate) mod contract {
         drop(d);
     }
 
+    pub fn stat_first_finds_the_first_that_exists(s: &dyn Storage) {
+        let keys = [
+            Key::wal("000000010000000000000001.zst"),
+            Key::wal("000000010000000000000001.lz4"),
+            Key::wal("000000010000000000000001"),
+        ];
+        assert_eq!(s.stat_first(&keys).unwrap(), None);
+        put_new(s, &Key::wal("000000010000000000000001.partial.zst"), b"p");
+        put_new(s, &Key::wal("000000010000000000000001.lz4"), b"lz");
+        let found = s.stat_first(&keys).unwrap().unwrap();
+        assert_eq!(found.key, keys[1]);
+        assert_eq!(found.size, 2);
+    }
+
     pub fn all(make: &dyn Fn() -> Box<dyn Storage>) {
+        stat_first_finds_the_first_that_exists(&*make());
         create_new_never_overwrites(&*make());
         writer_abort_leaves_nothing(&*make());
         list_is_by_kind_and_prefix_and_sorted(&*make());

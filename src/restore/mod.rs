@@ -175,6 +175,40 @@ pub fn execute(
     }
 }
 
+/// How many stored files a restore downloads and extracts at once.
+const EXTRACT_PARALLEL: usize = 4;
+
+/// Streams one stored file of backup `id` down and extracts it into `dest`, verifying its
+/// SHA-256 as it goes.
+fn extract_file(
+    repo: &Repo,
+    id: &str,
+    compression: crate::repo::Compression,
+    file: &manifest::BackupFile,
+    dest: &Path,
+) -> Result<extract::Extracted, extract::ExtractError> {
+    let key = manifest::backup_key(id, &file.name);
+    let opened = match repo.storage().get(&key) {
+        Ok(Some(raw)) => Ok(raw),
+        Ok(None) => Err(extract::ExtractError::Io {
+            path: repo.locate(&key),
+            action: "open",
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        }),
+        Err(crate::repo::RepoError::Io { path, source, .. }) => Err(extract::ExtractError::Io {
+            path,
+            action: "open",
+            source,
+        }),
+        Err(e) => Err(extract::ExtractError::Io {
+            path: repo.locate(&key),
+            action: "open",
+            source: e.into(),
+        }),
+    };
+    opened.and_then(|raw| extract::extract_archive(raw, file, compression, dest))
+}
+
 fn extract_all(
     repo: &Repo,
     plan: &RestorePlan,
@@ -191,6 +225,9 @@ fn extract_all(
         stored_bytes: 0,
         seconds: 0.0,
     };
+    // Each stored file is streamed down and extracted on its own thread (up to
+    // EXTRACT_PARALLEL at once): an object store serves several downloads faster than one.
+    let mut jobs = Vec::new();
     for file in &m.files {
         if file.name == "backup_manifest" {
             continue;
@@ -209,45 +246,65 @@ fn extract_all(
                     ))
                 })?,
         };
-        let t0 = Instant::now();
-        let key = manifest::backup_key(&m.id, &file.name);
-        let opened = match repo.storage().get(&key) {
-            Ok(Some(raw)) => Ok(raw),
-            Ok(None) => Err(extract::ExtractError::Io {
-                path: repo.locate(&key),
-                action: "open",
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }),
-            Err(crate::repo::RepoError::Io { path, source, .. }) => {
-                Err(extract::ExtractError::Io {
-                    path,
-                    action: "open",
-                    source,
-                })
-            }
-            Err(e) => Err(extract::ExtractError::Io {
-                path: repo.locate(&key),
-                action: "open",
-                source: e.into(),
-            }),
-        };
-        let x = opened
-            .and_then(|raw| extract::extract_archive(raw, file, m.compression, &dest))
-            .map_err(|source| RestoreError::Extract {
-                source,
-                cleanup: String::new(),
-            })?;
-        progress(&format!(
-            "extracted {} into {} ({} members, SHA-256 verified, {})",
-            file.name,
-            dest.display(),
-            x.members,
-            crate::units::human_duration_of(t0.elapsed())
-        ));
-        done.files.push(x.file);
-        done.members += x.members;
-        done.stored_bytes += x.stored_bytes;
+        jobs.push((file, dest));
     }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut first_error = None;
+    let mut extracted: Vec<Option<String>> = vec![None; jobs.len()];
+    std::thread::scope(|scope| {
+        for _ in 0..EXTRACT_PARALLEL.min(jobs.len()) {
+            let tx = tx.clone();
+            let (jobs, next, stop) = (&jobs, &next, &stop);
+            scope.spawn(move || {
+                use std::sync::atomic::Ordering;
+                while !stop.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some((file, dest)) = jobs.get(i) else {
+                        return;
+                    };
+                    let t0 = Instant::now();
+                    let r = extract_file(repo, &m.id, m.compression, file, dest);
+                    if r.is_err() {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    if tx.send((i, r, t0.elapsed())).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (i, r, took) in rx {
+            let (file, dest) = &jobs[i];
+            match r {
+                Ok(x) => {
+                    progress(&format!(
+                        "extracted {} into {} ({} members, SHA-256 verified, {})",
+                        file.name,
+                        dest.display(),
+                        x.members,
+                        crate::units::human_duration_of(took)
+                    ));
+                    done.members += x.members;
+                    done.stored_bytes += x.stored_bytes;
+                    extracted[i] = Some(x.file);
+                }
+                Err(source) => {
+                    first_error.get_or_insert(RestoreError::Extract {
+                        source,
+                        cleanup: String::new(),
+                    });
+                }
+            }
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    // In the manifest's order, whatever order they finished in.
+    done.files.extend(extracted.into_iter().flatten());
     let locations: Vec<(u32, PathBuf)> = plan
         .tablespaces
         .iter()

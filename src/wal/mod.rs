@@ -61,12 +61,19 @@ pub fn parse_stored(stored: &str) -> Option<(WalName, Compression)> {
 /// Finds the stored copy of `name` in any compression. `Ok(None)` only when it is certainly
 /// absent; any other problem reading the archive is an error.
 pub fn find(repo: &Repo, name: &WalName) -> Result<Option<(Meta, Compression)>, RepoError> {
-    for c in Compression::ALL {
-        if let Some(meta) = repo.storage().stat(&stored_key(name, c))? {
-            return Ok(Some((meta, c)));
-        }
-    }
-    Ok(None)
+    let keys: Vec<Key> = Compression::ALL
+        .iter()
+        .map(|&c| stored_key(name, c))
+        .collect();
+    let Some(meta) = repo.storage().stat_first(&keys)? else {
+        return Ok(None);
+    };
+    let c = Compression::ALL
+        .iter()
+        .zip(&keys)
+        .find(|(_, k)| **k == meta.key)
+        .map_or(Compression::None, |(c, _)| *c);
+    Ok(Some((meta, c)))
 }
 
 /// Reads and decompresses a stored WAL file completely.

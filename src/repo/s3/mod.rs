@@ -143,6 +143,39 @@ impl Storage for S3Storage {
             .and_then(|m| meta_of(key.kind, &self.inner, &m)))
     }
 
+    fn stat_first(&self, keys: &[Key]) -> Result<Option<Meta>, RepoError> {
+        let Some(first) = keys.first() else {
+            return Ok(None);
+        };
+        let rels: Vec<String> = keys.iter().map(rel_of).collect();
+        for key in keys {
+            check_key(&self.inner, key)?;
+        }
+        if keys.iter().any(|k| k.kind != first.kind) {
+            return keys.iter().try_fold(None, |found, k| match found {
+                Some(m) => Ok(Some(m)),
+                None => self.stat(k),
+            });
+        }
+        // One listing of the keys' common prefix.
+        let common = rels.iter().skip(1).fold(rels[0].as_str(), |acc, r| {
+            let n = acc
+                .bytes()
+                .zip(r.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            &acc[..n]
+        });
+        let listed = self.inner.list_rel(common)?;
+        for key in keys {
+            let want = self.inner.obj(&rel_of(key));
+            if let Some(m) = listed.iter().find(|m| m.location == want) {
+                return Ok(meta_of(key.kind, &self.inner, m));
+            }
+        }
+        Ok(None)
+    }
+
     fn writer(&self, key: &Key) -> Result<Box<dyn ObjectWriter>, RepoError> {
         check_key(&self.inner, key)?;
         Ok(Box::new(io::ObjectPut::new(

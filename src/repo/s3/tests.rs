@@ -28,7 +28,16 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("moto_server")
+        // Where scripts/lib/deps.sh puts it when none is on PATH.
+        let program = std::env::var_os("DBAGENT_MOTO_SERVER")
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                let venv = std::path::Path::new("/opt/dbagent/moto-5.2.6/bin/moto_server");
+                venv.exists().then(|| venv.to_path_buf())
+            })
+            .unwrap_or_else(|| "moto_server".into());
+        let child = Command::new(program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -144,7 +153,9 @@ fn backups_stream_in_parts_and_exist_only_once_published() {
     let mut g = w.file("backup_manifest").unwrap();
     g.write_all(b"m").unwrap();
     g.commit().unwrap();
+    let scratch = w.scratch().to_path_buf();
     std::mem::forget(w);
+    std::fs::remove_dir_all(scratch).unwrap();
     let left = s.leftovers().unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(
