@@ -2,7 +2,7 @@
 # scripts/bench.sh: measure dbagent side by side with the tools SREs use instead. Raw results go
 # to target/bench/ (*.md, *.json) and are summarised in BENCHMARKS.md by hand.
 #
-#   scripts/bench.sh            all benchmarks (check, monitor, backup, wal-push, restore)
+#   scripts/bench.sh            all benchmarks (check, monitor, backup, wal-push, restore, s3)
 #   scripts/bench.sh check      `dbagent check` vs check_postgres, on the quickstart sandbox cluster
 #   scripts/bench.sh monitor    `dbagent run` /metrics vs prometheus-postgres-exporter (default
 #                               collectors, and with per-table queries), 1,000 and 10,000 tables:
@@ -19,6 +19,11 @@
 #                               process per segment as restore_command runs them: `dbagent
 #                               wal-get` (prefetch 8, and 0) vs `pgbackrest archive-get` (from the
 #                               repositories of `wal-push`, filled first when missing)
+#   scripts/bench.sh s3         the same against one S3 server (moto behind TLS, in memory):
+#                               backup, wal-push, restore, wal-get vs pgBackRest with
+#                               repo1-type=s3, and the listing cost at 100,000 archived segments
+#                               (`dbagent check`, `wal verify` vs `pgbackrest info`); see
+#                               scripts/bench/s3.sh for S3_PORT, S3_LIST_SEGMENTS
 #
 # backup and wal-push use a dedicated PostgreSQL 15 cluster on 127.0.0.1:54339 filled with
 # `pgbench -i -s 100` (about 1.5 GB), created in /var/tmp/dbagent-bench on the first run and
@@ -31,8 +36,8 @@ source scripts/lib/deps.sh
 
 what=${1:-all}
 case "$what" in
-  all | check | monitor | backup | wal-push | restore) ;;
-  *) sed -n '2,27p' "$0"; exit 2 ;;
+  all | check | monitor | backup | wal-push | restore | s3) ;;
+  *) sed -n '2,32p' "$0"; exit 2 ;;
 esac
 out=target/bench
 mkdir -p "$out"
@@ -71,7 +76,7 @@ if wants monitor; then
   bash scripts/bench/monitor.sh
 fi
 
-wants backup || wants wal-push || wants restore || exit 0
+wants backup || wants wal-push || wants restore || wants s3 || exit 0
 
 # ---------------------------------------------------------------------------------------------
 # backup and wal-push: the benchmark cluster
@@ -290,7 +295,11 @@ if wants restore; then
   source scripts/bench/restore.sh
 fi
 
-for f in backup wal-push restore; do
+if wants s3; then
+  source scripts/bench/s3.sh
+fi
+
+for f in backup wal-push restore s3; do
   if wants "$f" && [ -f "$out/$f.md" ]; then
     echo
     cat "$out/$f.md"
