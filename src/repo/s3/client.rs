@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3;
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -82,33 +83,33 @@ impl Inner {
         }
     }
 
-    /// Lists every object under `rel_prefix` (a path prefix, not a directory).
+    /// Lists every object whose relative path starts with `rel_prefix` (a plain string
+    /// prefix, as S3 lists: `wal/0000000100000000/000000010000000000000001` lists that
+    /// segment's stored copies and nothing else), page by page.
     pub fn list_rel(&self, rel_prefix: &str) -> Result<Vec<object_store::ObjectMeta>, RepoError> {
         let store = self.store.clone();
-        // object_store lists by directory prefix: list the parent "directory" and filter.
-        let (dir, _) = rel_prefix.rsplit_once('/').unwrap_or(("", rel_prefix));
-        let dir_obj = if dir.is_empty() {
-            if self.opts.prefix.is_empty() {
-                None
-            } else {
-                Some(ObjPath::from(self.opts.prefix.as_str()))
-            }
+        let full = if self.opts.prefix.is_empty() {
+            rel_prefix.to_string()
         } else {
-            Some(self.obj(dir))
-        };
-        let full_prefix = self.obj(rel_prefix).as_ref().to_string();
-        let full_prefix = if rel_prefix.ends_with('/') {
-            format!("{full_prefix}/")
-        } else {
-            full_prefix
+            format!("{}/{rel_prefix}", self.opts.prefix)
         };
         let result = block(async move {
             let mut out = Vec::new();
-            let mut s = store.list(dir_obj.as_ref());
-            while let Some(m) = s.next().await {
-                let m = m?;
-                if m.location.as_ref().starts_with(&full_prefix) {
-                    out.push(m);
+            let mut page_token = None;
+            loop {
+                let page = store
+                    .list_paginated(
+                        Some(&full),
+                        PaginatedListOptions {
+                            page_token: page_token.take(),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                out.extend(page.result.objects);
+                match page.page_token {
+                    Some(t) => page_token = Some(t),
+                    None => break,
                 }
             }
             Ok::<_, object_store::Error>(out)

@@ -54,6 +54,9 @@ struct State {
     /// The storage this index describes (a file found under another name is ignored).
     identity: String,
     full_at: u64,
+    /// The objects at the top of `wal/` (history files), as last listed.
+    #[serde(default)]
+    top: Vec<Obj>,
     dirs: BTreeMap<String, Dir>,
 }
 
@@ -62,7 +65,13 @@ pub struct WalIndex {
     file: Option<PathBuf>,
     identity: String,
     state: Mutex<Option<State>>,
+    /// When this process last refreshed the state: within [`REUSE`], a second caller (the
+    /// next check of the same `dbagent check`) gets it as it is.
+    refreshed: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a refresh answers further calls of the same process.
+const REUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn now() -> u64 {
     SystemTime::now()
@@ -94,6 +103,7 @@ impl WalIndex {
             file,
             identity,
             state: Mutex::new(None),
+            refreshed: Mutex::new(None),
         }
     }
 
@@ -124,10 +134,12 @@ impl WalIndex {
         }
     }
 
-    /// A WAL file this process just created (seen at once, without a listing).
-    pub fn added(&self, _name: &str) {
-        // The newest directory of every timeline is listed again on every call, so a new
-        // segment is seen by the next listing anyway.
+    /// This process changed the archive (created or deleted WAL): the next call lists again
+    /// rather than reuse the last refresh.
+    pub fn changed(&self) {
+        if let Ok(mut r) = self.refreshed.lock() {
+            *r = None;
+        }
     }
 }
 
@@ -146,12 +158,21 @@ pub fn list(inner: &Arc<Inner>, index: &WalIndex) -> Result<Vec<Meta>, RepoError
         path: inner.url_of("wal"),
         detail: "the listing index lock was poisoned".into(),
     })?;
+    let recent = index
+        .refreshed
+        .lock()
+        .ok()
+        .and_then(|r| *r)
+        .is_some_and(|at| at.elapsed() < REUSE);
+    if recent && let Some(state) = guard.as_ref() {
+        return Ok(metas(inner, state));
+    }
     if guard.is_none() {
         *guard = index.load();
     }
     let t = now();
     let mut top: Vec<Obj> = Vec::new();
-    let state = match guard.take() {
+    let mut state = match guard.take() {
         Some(mut state) if t.saturating_sub(state.full_at) < FULL_EVERY => {
             let store = inner.store.clone();
             let wal = inner.obj("wal");
@@ -206,6 +227,7 @@ pub fn list(inner: &Arc<Inner>, index: &WalIndex) -> Result<Vec<Meta>, RepoError
             let mut state = State {
                 identity: index.identity.clone(),
                 full_at: t,
+                top: Vec::new(),
                 dirs: BTreeMap::new(),
             };
             let store = inner.store.clone();
@@ -237,15 +259,25 @@ pub fn list(inner: &Arc<Inner>, index: &WalIndex) -> Result<Vec<Meta>, RepoError
             state
         }
     };
+    state.top = top;
     index.save(&state);
-    let mut out: Vec<Meta> = top
+    let out = metas(inner, &state);
+    *guard = Some(state);
+    if let Ok(mut r) = index.refreshed.lock() {
+        *r = Some(std::time::Instant::now());
+    }
+    Ok(out)
+}
+
+fn metas(inner: &Inner, state: &State) -> Vec<Meta> {
+    let mut out: Vec<Meta> = state
+        .top
         .iter()
         .chain(state.dirs.values().flat_map(|d| d.objects.iter()))
         .filter_map(|o| to_meta(inner, o))
         .collect();
-    *guard = Some(state);
     out.sort_by(|a, b| a.key.name.cmp(&b.key.name));
-    Ok(out)
+    out
 }
 
 fn to_meta(inner: &Inner, o: &Obj) -> Option<Meta> {

@@ -205,7 +205,7 @@ impl Storage for S3Storage {
         })?;
         let created = self.inner.put_rel(&rel, buf, true)?;
         if key.kind == Kind::Wal && created == Created::Created {
-            self.index.added(&key.name);
+            self.index.changed();
         }
         Ok(created)
     }
@@ -239,6 +239,9 @@ impl Storage for S3Storage {
     fn delete(&self, keys: &[Key]) -> Result<(), RepoError> {
         for key in keys {
             check_key(&self.inner, key)?;
+        }
+        if keys.iter().any(|k| k.kind == Kind::Wal) {
+            self.index.changed();
         }
         self.inner.delete_rel(keys.iter().map(rel_of).collect())
     }

@@ -240,9 +240,10 @@ fn the_listing_index_sees_new_segments_and_forgets_removed_directories() {
         seen.contains(&"000000020000000100000002.zst".to_string()),
         "{seen:?}"
     );
+    // A deletion by this storage is seen by its next listing (the directory is gone).
     s.delete(&[Key::wal("000000010000000000000001.zst")])
         .unwrap();
-    let seen = names(&fresh);
+    let seen = names(&s);
     assert!(
         !seen.contains(&"000000010000000000000001.zst".to_string()),
         "{seen:?}"
