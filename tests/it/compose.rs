@@ -82,3 +82,47 @@ fn compose_file_has_the_replica_topology_and_its_configs_load() {
         }
     }
 }
+
+/// docker-compose.s3.yml, the override that moves the shared repository into MinIO: a MinIO
+/// service that creates the bucket, and every dbagent configuration loads as an S3 repository
+/// on it.
+#[test]
+fn the_s3_override_points_every_agent_at_one_bucket() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docker-compose.s3.yml"
+    ))
+    .expect("read docker-compose.s3.yml");
+    let c: serde_json::Value =
+        serde_saphyr::from_str(&text).expect("docker-compose.s3.yml is YAML");
+    assert!(
+        c["services"]["minio"]["image"]
+            .as_str()
+            .is_some_and(|i| i.contains("minio"))
+    );
+    // SAFETY (test-only): no other test reads these variables.
+    unsafe {
+        std::env::set_var("DBAGENT_S3_KEY", "k");
+        std::env::set_var("DBAGENT_S3_SECRET", "s");
+        std::env::set_var("DBAGENT_PASSWORD", "x");
+    }
+    for name in ["dbagent-archive", "dbagent-primary", "dbagent-replica"] {
+        let text = c["configs"][name]["content"]
+            .as_str()
+            .unwrap_or_else(|| panic!("config {name}"))
+            .replace("$$", "$");
+        let config = dbagent::config::Config::parse(&text, Path::new(name))
+            .unwrap_or_else(|e| panic!("{name} does not load: {e}"));
+        assert_eq!(
+            config.repository.kind,
+            dbagent::config::RepositoryType::S3,
+            "{name}"
+        );
+        assert_eq!(config.repository.location(), "s3://dbagent/replica-demo");
+        assert_eq!(
+            config.repository.endpoint.as_deref(),
+            Some("http://minio:9000")
+        );
+        config.repo().unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
