@@ -70,6 +70,9 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
     };
     let data: &[u8] = map.as_deref().unwrap_or(&[]);
     let local = local_cluster(path, opts);
+    // Whether the archive has it already, looked up while the repository's binding is read
+    // (two round trips at once on an object store).
+    let mut found = None;
 
     match name.kind {
         WalFileKind::Segment | WalFileKind::Partial => {
@@ -108,7 +111,13 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
             let major = control
                 .and_then(|c| c.pg_major)
                 .or_else(|| header.pg_major());
-            let info = repo.bind(header.system_identifier, major, seg_size)?;
+            let (bound, looked_up) = std::thread::scope(|s| {
+                let lookup = s.spawn(|| find(repo, &name));
+                let bound = repo.bind(header.system_identifier, major, seg_size);
+                (bound, lookup.join())
+            });
+            let info = bound?;
+            found = looked_up.ok();
             if info.wal_segment_size != seg_size {
                 return Err(refuse(format!(
                     "segment size {seg_size} differs from the repository's {}",
@@ -127,7 +136,7 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
         }
     }
 
-    if let Some(outcome) = compare_existing(repo, &name, data)? {
+    if let Some(outcome) = compare_existing(repo, &name, data, found)? {
         return Ok(outcome);
     }
     let key = stored_key(&name, opts.compression);
@@ -151,7 +160,7 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
         }),
         // Another push of the same name won the race: same rules as a retry.
         Created::AlreadyExists => {
-            compare_existing(repo, &name, data)?.ok_or_else(|| WalError::Io {
+            compare_existing(repo, &name, data, None)?.ok_or_else(|| WalError::Io {
                 path: target,
                 action: "find",
                 source: io::Error::other("the archived copy vanished while pushing"),
@@ -161,16 +170,20 @@ pub fn push(repo: &Repo, path: &Path, opts: &PushOptions) -> Result<PushOutcome,
 }
 
 /// If `name` is already archived: Ok(Some) when the content is identical, Conflict when not.
+/// `found` is a lookup already made (else it is made here).
 fn compare_existing(
     repo: &Repo,
     name: &WalName,
     data: &[u8],
+    found: Option<Result<Option<(crate::repo::Meta, Compression)>, crate::repo::RepoError>>,
 ) -> Result<Option<PushOutcome>, WalError> {
-    let found = find(repo, name).map_err(|e| WalError::Io {
-        path: repo.locate_kind(Kind::Wal),
-        action: "look up in",
-        source: e.into(),
-    })?;
+    let found = found
+        .unwrap_or_else(|| find(repo, name))
+        .map_err(|e| WalError::Io {
+            path: repo.locate_kind(Kind::Wal),
+            action: "look up in",
+            source: e.into(),
+        })?;
     let Some((stored, c)) = found else {
         return Ok(None);
     };

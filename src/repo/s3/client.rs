@@ -28,10 +28,11 @@ pub const LOCKS: &str = "locks";
 #[derive(Debug)]
 pub struct Inner {
     pub store: Arc<AmazonS3>,
-    /// The same client retrying briefly: for best-effort cleanup on a failure path (a
-    /// multipart upload aborted, a lease released), so that a failed run exits promptly
-    /// during an outage; what it could not remove the next backup or expire removes.
-    pub quick: Arc<AmazonS3>,
+    /// The same client retrying briefly, built when first needed: for best-effort cleanup
+    /// on a failure path (a multipart upload aborted, a lease released), so that a failed
+    /// run exits promptly during an outage; what it could not remove the next backup or
+    /// expire removes.
+    pub quick: std::sync::OnceLock<Arc<AmazonS3>>,
     pub opts: S3Options,
     pub url: String,
 }
@@ -42,9 +43,17 @@ pub const QUICK_RETRY: Duration = Duration::from_secs(5);
 impl Inner {
     /// This bucket through the briefly retrying client.
     pub fn quick(&self) -> Arc<Inner> {
+        let store = self
+            .quick
+            .get_or_init(|| {
+                self.opts
+                    .build_retrying(self.opts.retry_timeout.min(QUICK_RETRY))
+                    .unwrap_or_else(|_| self.store.clone())
+            })
+            .clone();
         Arc::new(Inner {
-            store: self.quick.clone(),
-            quick: self.quick.clone(),
+            store: store.clone(),
+            quick: std::sync::OnceLock::from(store),
             opts: self.opts.clone(),
             url: self.url.clone(),
         })
@@ -87,34 +96,17 @@ impl Inner {
     /// prefix, as S3 lists: `wal/0000000100000000/000000010000000000000001` lists that
     /// segment's stored copies and nothing else), page by page.
     pub fn list_rel(&self, rel_prefix: &str) -> Result<Vec<object_store::ObjectMeta>, RepoError> {
-        let store = self.store.clone();
-        let full = if self.opts.prefix.is_empty() {
+        let fut = list_objects(self.store.clone(), self.full_prefix(rel_prefix));
+        block(fut).map_err(|e| self.err(rel_prefix, "list", e))
+    }
+
+    /// The object key prefix of `rel_prefix` (a plain string, trailing `/` kept).
+    pub fn full_prefix(&self, rel_prefix: &str) -> String {
+        if self.opts.prefix.is_empty() {
             rel_prefix.to_string()
         } else {
             format!("{}/{rel_prefix}", self.opts.prefix)
-        };
-        let result = block(async move {
-            let mut out = Vec::new();
-            let mut page_token = None;
-            loop {
-                let page = store
-                    .list_paginated(
-                        Some(&full),
-                        PaginatedListOptions {
-                            page_token: page_token.take(),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                out.extend(page.result.objects);
-                match page.page_token {
-                    Some(t) => page_token = Some(t),
-                    None => break,
-                }
-            }
-            Ok::<_, object_store::Error>(out)
-        });
-        result.map_err(|e| self.err(rel_prefix, "list", e))
+        }
     }
 
     pub fn head(&self, rel: &str) -> Result<Option<object_store::ObjectMeta>, RepoError> {
@@ -197,6 +189,31 @@ impl Inner {
             }
         }
         Ok(())
+    }
+}
+
+/// Every object whose key starts with `full` (see [`Inner::list_rel`]), page by page.
+pub async fn list_objects(
+    store: Arc<AmazonS3>,
+    full: String,
+) -> object_store::Result<Vec<object_store::ObjectMeta>> {
+    let mut out = Vec::new();
+    let mut page_token = None;
+    loop {
+        let page = store
+            .list_paginated(
+                Some(&full),
+                PaginatedListOptions {
+                    page_token: page_token.take(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        out.extend(page.result.objects);
+        match page.page_token {
+            Some(t) => page_token = Some(t),
+            None => return Ok(out),
+        }
     }
 }
 

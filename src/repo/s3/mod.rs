@@ -56,13 +56,12 @@ impl S3Storage {
     /// A repository in the bucket `opts` names. Fails only on settings (no request is made).
     pub fn new(opts: S3Options) -> Result<S3Storage, String> {
         let store = opts.build()?;
-        let quick = opts.build_retrying(opts.retry_timeout.min(client::QUICK_RETRY))?;
         let url = opts.url();
         let index = index::WalIndex::new(opts.cache_dir.as_deref(), &url, opts.endpoint.as_deref());
         Ok(S3Storage {
             inner: Arc::new(Inner {
                 store,
-                quick,
+                quick: std::sync::OnceLock::new(),
                 opts,
                 url,
             }),
