@@ -13,7 +13,7 @@ mod kit {
     use std::time::{Duration, Instant};
 
     use crate::support::s3::{S3Server, auth_headers, object_path, request};
-    use crate::support::s3proxy::{FaultProxy, Match};
+    use crate::support::s3proxy::{Match, behind_proxy};
 
     #[test]
     fn moto_stores_lists_overwrites_and_deletes_objects() {
@@ -93,9 +93,7 @@ mod kit {
 
     #[test]
     fn proxy_passes_through_and_counts_by_method() {
-        let s3 = S3Server::start();
-        s3.create_bucket("kit-proxy");
-        let proxy = FaultProxy::start(s3.addr());
+        let (_s3, proxy) = behind_proxy("kit-proxy");
         let h = auth_headers();
         let put = request(proxy.addr(), "PUT", "/kit-proxy/x", &h, b"hello").unwrap();
         assert_eq!(put.status, 200, "{}", put.text());
@@ -116,9 +114,7 @@ mod kit {
 
     #[test]
     fn proxy_forwards_chunked_bodies_and_answers_expect_continue() {
-        let s3 = S3Server::start();
-        s3.create_bucket("kit-chunked");
-        let proxy = FaultProxy::start(s3.addr());
+        let (s3, proxy) = behind_proxy("kit-chunked");
         let mut c = TcpStream::connect(proxy.addr()).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut head = String::from("PUT /kit-chunked/c HTTP/1.1\r\nHost: x\r\n");
@@ -145,9 +141,7 @@ mod kit {
 
     #[test]
     fn proxy_injects_errors_on_matching_requests_then_passes_through() {
-        let s3 = S3Server::start();
-        s3.create_bucket("kit-faults");
-        let proxy = FaultProxy::start(s3.addr());
+        let (s3, proxy) = behind_proxy("kit-faults");
         let h = auth_headers();
         proxy.fail_next_matching(2, 503, Match::method_path("PUT", "/wal/"));
         proxy.fail_next(1, 500);
@@ -191,9 +185,7 @@ mod kit {
 
     #[test]
     fn proxy_delays_responses_and_hangs() {
-        let s3 = S3Server::start();
-        s3.create_bucket("kit-slow");
-        let proxy = FaultProxy::start(s3.addr());
+        let (_s3, proxy) = behind_proxy("kit-slow");
         let h = auth_headers();
         proxy.delay_next(1, Duration::from_millis(800), Match::method("GET"));
         let t = Instant::now();
@@ -233,9 +225,7 @@ mod kit {
 
     #[test]
     fn proxy_outage_refuses_connections_cuts_those_in_flight_then_recovers() {
-        let s3 = S3Server::start();
-        s3.create_bucket("kit-outage");
-        let proxy = FaultProxy::start(s3.addr());
+        let (s3, proxy) = behind_proxy("kit-outage");
         let h = auth_headers();
         // A request in flight (its answer delayed) is cut by the outage.
         proxy.delay(Duration::from_secs(10), Match::any());
@@ -277,7 +267,7 @@ use crate::support::cluster::{Cluster, ClusterOptions, PgVersion};
 use crate::support::dbagent::{Agent, Run};
 use crate::support::moments::{CHECKSUM, capture, load, pgbench_init};
 use crate::support::s3::{Credentials, S3Server, free_port, repository_yaml};
-use crate::support::s3proxy::{FaultProxy, Match};
+use crate::support::s3proxy::{Match, behind_proxy};
 
 /// The key prefix every test's repository uses inside its bucket.
 const PREFIX: &str = "clusters/main";
@@ -659,9 +649,7 @@ pg_test!(
     s3_outage_during_backup_leaves_no_backup_and_wal_push_catches_up,
     |v| {
         let bucket = "dbagent-outage";
-        let s3 = S3Server::start();
-        s3.create_bucket(bucket);
-        let proxy = FaultProxy::start(s3.addr());
+        let (s3, proxy) = behind_proxy(bucket);
         // A backup that fails during the outage cannot delete its lock lease; the next run
         // on this host takes it over at once because its holder's process is gone (well
         // within lock_wait, far short of the 60s lease).
@@ -822,9 +810,7 @@ pg_test!(
 
 pg_test!(s3_injected_errors_and_slow_responses_are_retried, |v| {
     let bucket = "dbagent-flaky";
-    let s3 = S3Server::start();
-    s3.create_bucket(bucket);
-    let proxy = FaultProxy::start(s3.addr());
+    let (s3, proxy) = behind_proxy(bucket);
     let repository = format!(
         "{}  request_timeout: 3s\n  retry_timeout: 60s\n",
         proxy.repository_yaml(bucket, PREFIX)

@@ -668,3 +668,11 @@ fn error_response(status: u16, head_only: bool) -> Vec<u8> {
     }
     out
 }
+
+/// A moto server with `bucket`, and a fault proxy in front of it.
+pub fn behind_proxy(bucket: &str) -> (super::s3::S3Server, FaultProxy) {
+    let s3 = super::s3::S3Server::start();
+    s3.create_bucket(bucket);
+    let proxy = FaultProxy::start(s3.addr());
+    (s3, proxy)
+}
