@@ -39,7 +39,7 @@ pub async fn checks(
     };
     match (client, server) {
         (Some(client), Some(Ok(server))) => {
-            let repo = opened.clone();
+            let repo = opened;
             let info = repo.info().ok().flatten();
             if let (Some(info), Some(sysid)) = (&info, server_sysid)
                 && info.system_identifier != sysid
@@ -80,7 +80,7 @@ pub async fn checks(
             "see the role_* checks above (pg_monitor is needed)",
         )),
         _ => {
-            let repo = opened.clone();
+            let repo = opened;
             match offline(&repo) {
                 Ok(Some(r)) => out.push(r(target)),
                 Ok(None) => {}

@@ -53,7 +53,12 @@ pub async fn check(client: &Client, target: &PgTarget, config: &Config) -> Check
     let repo = match config.repo() {
         Ok(r) => r,
         Err(e) => {
-            return CheckResult::problem(NAME, Status::Unknown, e.to_string(), "fix repository:");
+            return CheckResult::problem(
+                NAME,
+                Status::Unknown,
+                e.to_string(),
+                "fix the repository: settings",
+            );
         }
     };
     let path = config.repository.location();
