@@ -212,6 +212,7 @@ impl PollLoop {
                 self.last_success = Some(jiff::Timestamp::now());
             }
             self.publish(ok.is_some(), ok, elapsed);
+            super::memory::release_free();
             let wait = if ok.is_none() {
                 // Lost the server during the poll: reconnect soon, not a whole interval later.
                 Duration::from_secs(1)
