@@ -11,8 +11,8 @@
 //!   text in a label;
 //! - it never scans table data: statistics views and planner statistics only.
 //!
-//! Layer: observation. Uses: advise, backup, config, drill, metrics, pg, repo, rpo, wal. Used by:
-//! agent.
+//! Layer: observation. Uses: advise, backup, config, drill, metrics, pg, repo, rpo, state, wal.
+//! Used by: agent.
 
 pub mod advisor;
 pub mod archiver;
@@ -26,6 +26,7 @@ pub mod pgstattuple;
 pub mod recovery;
 pub mod replication;
 pub mod standby;
+pub mod statement_history;
 pub mod statements;
 pub mod vacuum;
 pub mod wal_verify;

@@ -424,6 +424,9 @@ pub struct MonitorConfig {
     pub slow_interval: Duration,
     /// Per-query series: the top N statements by total and by mean time in the interval.
     pub top_queries: usize,
+    /// How long the statement history (`dbagent top`) is kept in state.db.
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
+    pub statement_history_retention: Duration,
     /// Per-table series: the top N tables by each signal, plus an `(other)` total.
     pub top_tables: usize,
     /// Bloat estimates skip relations smaller than this.
@@ -467,6 +470,7 @@ impl Default for MonitorConfig {
             lock_timeout: Duration::from_secs(1),
             slow_interval: Duration::from_secs(300),
             top_queries: 20,
+            statement_history_retention: Duration::from_secs(7 * 86400),
             top_tables: 50,
             bloat_min_size: 10 << 20,
             pgstattuple_interval: Duration::ZERO,
