@@ -29,9 +29,12 @@ pub mod standby;
 pub mod statements;
 pub mod vacuum;
 pub mod wal_verify;
+pub mod watched;
 
 pub use crate::metrics::{Family, Kind, Sample};
-pub use collector::{CollectError, CollectFuture, Collector, Ctx, Output};
+pub use collector::{
+    CollectError, CollectFuture, Collector, Ctx, FoldFuture, Output, PerDatabase, collect_one,
+};
 
 /// Every collector, in the order their metrics appear on /metrics.
 pub fn all() -> Vec<Box<dyn Collector>> {
@@ -39,16 +42,16 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(connections::Connections),
         Box::new(databases::Databases::default()),
         Box::new(locks::Locks),
-        Box::new(vacuum::Vacuum),
+        Box::new(vacuum::Vacuum::default()),
         Box::new(replication::Replication),
         Box::new(standby::Standby),
         Box::new(checkpoints::Checkpoints),
         Box::new(archiver::Archiver),
         Box::new(statements::Statements::new()),
-        Box::new(bloat::Bloat),
-        Box::new(pgstattuple::PgStatTuple),
+        Box::new(bloat::Bloat::default()),
+        Box::new(pgstattuple::PgStatTuple::default()),
         Box::new(recovery::Recovery::default()),
         Box::new(wal_verify::WalVerify),
-        Box::new(advisor::Advisor),
+        Box::new(advisor::Advisor::default()),
     ]
 }
