@@ -40,3 +40,4 @@ mod schedule;
 mod wal;
 mod wal_prefetch;
 mod wal_verify;
+mod watched_databases;
