@@ -307,6 +307,11 @@ impl PollLoop {
         for (slot, _) in self.slots.iter_mut().zip(&due).filter(|(_, d)| **d) {
             slot.db_failures.clear();
             slot.duration = Duration::ZERO;
+            // A poll that ended early (connection lost, time limit) may have left a partial
+            // fold behind: start this one empty.
+            if let Some(p) = slot.collector.per_database() {
+                drop(p.finish(monitor));
+            }
         }
         let (in_recovery, round) =
             match tokio::time::timeout(limit, self.poll_main(&due, now)).await {
