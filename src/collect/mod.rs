@@ -1,5 +1,7 @@
 //! Collectors: one module per signal, each reading pg_stat views on the agent's own connection
-//! and returning metric families (and, for some, a section of `/api/v1/status`).
+//! and returning metric families (and, for some, a section of `/api/v1/status`). Those whose
+//! signal lives in each database ([`PerDatabase`]: vacuum, bloat, pgstattuple, advisor) are
+//! also run by the poller in every other database `monitor.databases` selects ([`watched`]).
 //!
 //! The contract every collector keeps:
 //! - it reads `ctx.version` to pick its SQL (PostgreSQL 13 to 18); version-dependent SQL that

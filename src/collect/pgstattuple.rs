@@ -22,7 +22,7 @@ use crate::config::MonitorConfig;
 use crate::metrics::TopFold;
 use crate::metrics::catalogue;
 
-/// The largest tables of the connected database, not locked AccessExclusive right now.
+/// The largest tables of the database read, not locked AccessExclusive right now.
 const CANDIDATES_SQL: &str = "\
 WITH locked AS ( \
   SELECT l.relation FROM pg_catalog.pg_locks l \

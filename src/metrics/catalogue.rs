@@ -467,7 +467,7 @@ pub const DBAGENT_OUTBOX_OLDEST_AGE_SECONDS: Desc = Desc {
 pub const DBAGENT_PGSTATTUPLE_AVAILABLE: Desc = Desc {
     name: "dbagent_pgstattuple_available",
     kind: Kind::Gauge,
-    help: "1 when the pgstattuple extension is installed in the connected database (exact bloat figures), else 0.",
+    help: "1 when the pgstattuple extension is installed in at least one watched database (exact bloat figures), else 0.",
     labels: &[],
 };
 
