@@ -1,5 +1,7 @@
 //! Collectors: one module per signal, each reading pg_stat views on the agent's own connection
-//! and returning metric families (and, for some, a section of `/api/v1/status`).
+//! and returning metric families (and, for some, a section of `/api/v1/status`). Those whose
+//! signal lives in each database ([`PerDatabase`]: vacuum, bloat, pgstattuple, advisor) are
+//! also run by the poller in every other database `monitor.databases` selects ([`watched`]).
 //!
 //! The contract every collector keeps:
 //! - it reads `ctx.version` to pick its SQL (PostgreSQL 13 to 18); version-dependent SQL that
@@ -30,9 +32,12 @@ pub mod statement_history;
 pub mod statements;
 pub mod vacuum;
 pub mod wal_verify;
+pub mod watched;
 
 pub use crate::metrics::{Family, Kind, Sample};
-pub use collector::{CollectError, CollectFuture, Collector, Ctx, Output};
+pub use collector::{
+    CollectError, CollectFuture, Collector, Ctx, FoldFuture, Output, PerDatabase, collect_one,
+};
 
 /// Every collector, in the order their metrics appear on /metrics.
 pub fn all() -> Vec<Box<dyn Collector>> {
@@ -40,16 +45,16 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(connections::Connections),
         Box::new(databases::Databases::default()),
         Box::new(locks::Locks),
-        Box::new(vacuum::Vacuum),
+        Box::new(vacuum::Vacuum::default()),
         Box::new(replication::Replication),
         Box::new(standby::Standby),
         Box::new(checkpoints::Checkpoints),
         Box::new(archiver::Archiver),
         Box::new(statements::Statements::new()),
-        Box::new(bloat::Bloat),
-        Box::new(pgstattuple::PgStatTuple),
+        Box::new(bloat::Bloat::default()),
+        Box::new(pgstattuple::PgStatTuple::default()),
         Box::new(recovery::Recovery::default()),
         Box::new(wal_verify::WalVerify),
-        Box::new(advisor::Advisor),
+        Box::new(advisor::Advisor::default()),
     ]
 }

@@ -41,3 +41,4 @@ mod top;
 mod wal;
 mod wal_prefetch;
 mod wal_verify;
+mod watched_databases;

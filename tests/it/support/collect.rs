@@ -64,6 +64,7 @@ impl Poller {
             version: &self.version,
             in_recovery: self.in_recovery,
             dbname: &self.dbname,
+            cluster_wide: true,
             config: &self.config,
             now: jiff::Timestamp::now(),
             repository: self.repository.as_ref(),
