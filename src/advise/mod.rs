@@ -166,36 +166,37 @@ pub async fn advise(
     // The stored samples are folded into the window one at a time, then this run's sample is
     // pushed last (memory: one sample at a time plus per-object sums, whatever the window).
     let mut window = window::Window::default();
-    let history_plans = match state_dir {
+    let current = reading.sample;
+    let (current, history_plans) = match state_dir {
         Some(dir) => {
             let dir: PathBuf = dir.to_path_buf();
             let keep_since = now - signed(opts.retention);
-            let dbname = reading.sample.dbname.clone();
+            let dbname = current.dbname.clone();
             let fresh = plans.clone();
-            let current = reading.sample;
-            let (w, history_plans) = tokio::task::spawn_blocking(move || {
+            let (w, history_plans, current) = tokio::task::spawn_blocking(move || {
                 let mut window = window::Window::default();
                 store::load_each(&dir, &dbname, since, |s| window.push(s))?;
                 let history_plans = store::load_plans(&dir, &dbname, since)?;
                 store::save(&dir, &current, &fresh, keep_since)?;
-                window.push(current);
-                Ok::<_, crate::state::StateError>((window, history_plans))
+                window.push(window::Counts::of(&current));
+                Ok::<_, crate::state::StateError>((window, history_plans, current))
             })
             .await
             .map_err(|e| AdviseError::Other(format!("the state task failed: {e}")))??;
             window = w;
-            history_plans
+            (current, history_plans)
         }
         None => {
             notes.push("no state directory: only this sample is used".into());
-            window.push(reading.sample);
-            Vec::new()
+            window.push(window::Counts::of(&current));
+            (current, Vec::new())
         }
     };
     captures.extend(history_plans);
     captures.extend(plans);
 
     let inputs = Inputs {
+        current: Some(&current),
         window: &window,
         plans: &captures,
         defs: &reading.defs,
@@ -228,18 +229,11 @@ pub async fn advise(
         .filter(|f| f.kind == Kind::UnusedIndex)
         .map(|f| f.impact.bytes)
         .sum();
-    let (dbname, in_recovery) = window
-        .last()
-        .map(|s| (s.dbname.clone(), s.in_recovery))
-        .unwrap_or_default();
+    let (dbname, in_recovery) = (current.dbname.clone(), current.in_recovery);
     Ok(Advice {
         generated_at: now,
         dbname,
-        server_role: if in_recovery {
-            "standby"
-        } else {
-            "primary"
-        },
+        server_role: if in_recovery { "standby" } else { "primary" },
         window: WindowInfo {
             requested_seconds: opts.window.as_secs_f64(),
             since,

@@ -162,6 +162,8 @@ pub struct PlanHint {
 
 /// Everything the findings are computed from (pure data, for tests).
 pub struct Inputs<'a> {
+    /// This run's sample (None: nothing to judge).
+    pub current: Option<&'a super::sample::Sample>,
     /// The window folded from the stored samples and this run's (pushed last).
     pub window: &'a super::window::Window,
     pub defs: &'a [IndexDef],

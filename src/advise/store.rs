@@ -9,7 +9,8 @@ use std::path::Path;
 
 use rusqlite::params;
 
-use super::sample::{IndexStat, Sample, TableStat};
+use super::sample::Sample;
+use super::window::{Counts, IndexCounts, TableCounts};
 use crate::state::{StateDb, StateError};
 
 /// The generic plan of a statement captured with a sample, and its cumulative counters from
@@ -153,33 +154,22 @@ fn thin(heads: Vec<Head>, max: usize) -> Vec<Head> {
         .collect()
 }
 
-/// The stored samples of `dbname` taken at or after `since`, oldest first (thinned to about
-/// `MAX_SAMPLES`, see [`thin`]). No database yet
+/// The counters of the stored samples of `dbname` taken at or after `since`, oldest first
+/// (thinned to about `MAX_SAMPLES`, see [`thin`]). No database yet
 /// (or one an older dbagent wrote, without the advisor's tables) is no history.
 pub fn load(
     state_dir: &Path,
     dbname: &str,
     since: jiff::Timestamp,
-) -> Result<Vec<Sample>, StateError> {
+) -> Result<Vec<Counts>, StateError> {
     let mut samples = Vec::new();
     load_each(state_dir, dbname, since, |s| samples.push(s))?;
     Ok(samples)
 }
 
-/// Like [`load`], but hands each sample to `each` as soon as it is read, oldest first, so that
-/// a caller folding them ([`super::window::Window`]) holds one sample at a time, not the window.
-pub fn load_each(
-    state_dir: &Path,
-    dbname: &str,
-    since: jiff::Timestamp,
-    mut each: impl FnMut(Sample),
-) -> Result<(), StateError> {
-    let Some(db) = StateDb::open_existing(state_dir)? else {
-        return Ok(());
-    };
-    if !db.has_table("advisor_samples")? {
-        return Ok(());
-    }
+/// The samples of `dbname` taken at or after `since`, oldest first (ids, times and reset
+/// markers).
+fn heads(db: &StateDb, dbname: &str, since: jiff::Timestamp) -> Result<Vec<Head>, StateError> {
     let err = |e| db.err(e);
     let mut stmt = db
         .conn()
@@ -188,46 +178,55 @@ pub fn load_each(
              WHERE dbname = ?1 AND taken_ms >= ?2 ORDER BY taken_ms, id",
         )
         .map_err(err)?;
-    let heads: Vec<Head> = stmt
-        .query_map(params![dbname, since.as_millisecond()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .map_err(err)?
-        .collect::<Result<_, _>>()
-        .map_err(err)?;
+    stmt.query_map(params![dbname, since.as_millisecond()], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .map_err(err)?
+    .collect::<Result<_, _>>()
+    .map_err(err)
+}
+
+/// The counters of the stored samples of `dbname` taken at or after `since` (thinned like
+/// [`load`]), handed to `each` one at a time, oldest first: a caller folding them
+/// ([`super::window::Window`]) holds one sample's counters at a time, never the window's
+/// samples nor any names.
+pub fn load_each(
+    state_dir: &Path,
+    dbname: &str,
+    since: jiff::Timestamp,
+    mut each: impl FnMut(Counts),
+) -> Result<(), StateError> {
+    let Some(db) = StateDb::open_existing(state_dir)? else {
+        return Ok(());
+    };
+    if !db.has_table("advisor_samples")? {
+        return Ok(());
+    }
+    let err = |e| db.err(e);
+    let heads = heads(&db, dbname, since)?;
     let mut tstmt = db
         .conn()
         .prepare(
-            "SELECT relid, schemaname, relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, \
-             n_live_tup, n_dead_tup, autovacuum_count, size_bytes, reltuples, last_seq_scan \
-             FROM advisor_tables WHERE sample_id = ?1",
+            "SELECT relid, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, n_live_tup, \
+             n_dead_tup, autovacuum_count FROM advisor_tables WHERE sample_id = ?1",
         )
         .map_err(err)?;
     let mut istmt = db
         .conn()
-        .prepare(
-            "SELECT indexrelid, relid, schemaname, relname, indexrelname, idx_scan, size_bytes, \
-             enforces, last_idx_scan FROM advisor_indexes WHERE sample_id = ?1",
-        )
+        .prepare("SELECT indexrelid, relid, idx_scan FROM advisor_indexes WHERE sample_id = ?1")
         .map_err(err)?;
-    let heads = thin(heads, MAX_SAMPLES);
-    for (id, taken_ms, stats_reset, postmaster_start, in_recovery) in heads {
+    for (id, taken_ms, stats_reset, postmaster_start, _) in thin(heads, MAX_SAMPLES) {
         let tables = tstmt
             .query_map([id], |r| {
-                Ok(TableStat {
+                Ok(TableCounts {
                     relid: r.get(0)?,
-                    schema: r.get(1)?,
-                    name: r.get(2)?,
-                    seq_scan: r.get(3)?,
-                    seq_tup_read: r.get(4)?,
-                    idx_scan: r.get(5)?,
-                    idx_tup_fetch: r.get(6)?,
-                    n_live_tup: r.get(7)?,
-                    n_dead_tup: r.get(8)?,
-                    autovacuum_count: r.get(9)?,
-                    size_bytes: r.get(10)?,
-                    reltuples: r.get(11)?,
-                    last_seq_scan: r.get(12)?,
+                    seq_scan: r.get(1)?,
+                    seq_tup_read: r.get(2)?,
+                    idx_scan: r.get(3)?,
+                    idx_tup_fetch: r.get(4)?,
+                    n_live_tup: r.get(5)?,
+                    n_dead_tup: r.get(6)?,
+                    autovacuum_count: r.get(7)?,
                 })
             })
             .map_err(err)?
@@ -235,32 +234,26 @@ pub fn load_each(
             .map_err(err)?;
         let indexes = istmt
             .query_map([id], |r| {
-                Ok(IndexStat {
+                Ok(IndexCounts {
                     indexrelid: r.get(0)?,
                     relid: r.get(1)?,
-                    schema: r.get(2)?,
-                    table: r.get(3)?,
-                    name: r.get(4)?,
-                    idx_scan: r.get(5)?,
-                    size_bytes: r.get(6)?,
-                    enforces: r.get(7)?,
-                    last_idx_scan: r.get(8)?,
+                    idx_scan: r.get(2)?,
                 })
             })
             .map_err(err)?
             .collect::<Result<_, _>>()
             .map_err(err)?;
-        let taken =
-            jiff::Timestamp::from_millisecond(taken_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        each(Sample {
-            taken,
-            dbname: dbname.to_string(),
-            stats_reset,
-            postmaster_start,
-            in_recovery,
-            tables,
-            indexes,
-        });
+        each(
+            Counts {
+                taken: jiff::Timestamp::from_millisecond(taken_ms)
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                stats_reset,
+                postmaster_start,
+                tables,
+                indexes,
+            }
+            .sorted(),
+        );
     }
     Ok(())
 }
@@ -307,6 +300,7 @@ pub fn load_plans(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::advise::sample::{IndexStat, TableStat};
 
     #[test]
     fn advise_thinning_keeps_ends_stride_and_reset_neighbours() {
@@ -374,7 +368,7 @@ mod tests {
         assert_eq!(load_plans(tmp.path(), "app", t0).unwrap(), vec![plan]);
         assert_eq!(
             load(tmp.path(), "app", t0).unwrap(),
-            vec![a.clone(), b.clone()]
+            vec![Counts::of(&a), Counts::of(&b)]
         );
         assert!(load(tmp.path(), "other", t0).unwrap().is_empty());
         // A later save prunes what is older than keep_since.
@@ -386,7 +380,10 @@ mod tests {
             t0 + jiff::SignedDuration::from_secs(30),
         )
         .unwrap();
-        assert_eq!(load(tmp.path(), "app", t0).unwrap(), vec![b, c]);
+        assert_eq!(
+            load(tmp.path(), "app", t0).unwrap(),
+            vec![Counts::of(&b), Counts::of(&c)]
+        );
         let empty = tempfile::tempdir().unwrap();
         assert!(load(empty.path(), "app", t0).unwrap().is_empty());
     }

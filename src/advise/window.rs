@@ -32,7 +32,7 @@ pub enum StepKind {
 const SAME_START_SECS: f64 = 0.5;
 
 /// Classifies the step from `a` to `b` and returns its covered seconds.
-pub fn step(a: &Sample, b: &Sample) -> (StepKind, f64) {
+pub fn step(a: &Counts, b: &Counts) -> (StepKind, f64) {
     let span = (b.taken - a.taken)
         .total(jiff::Unit::Second)
         .unwrap_or(0.0)
@@ -121,9 +121,119 @@ pub struct DeadTuples {
     pub autovacuum_runs: f64,
 }
 
-/// The window, folded one sample at a time, oldest first. Only the newest sample is kept, so
-/// memory follows the size of one sample (the number of tables and indexes), not the number of
-/// samples in the window.
+/// One table's counters in a sample, as the window needs them (no names).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TableCounts {
+    pub relid: i64,
+    pub seq_scan: f64,
+    pub seq_tup_read: f64,
+    pub idx_scan: f64,
+    pub idx_tup_fetch: f64,
+    pub n_live_tup: f64,
+    pub n_dead_tup: f64,
+    pub autovacuum_count: f64,
+}
+
+/// One index's counter in a sample, as the window needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IndexCounts {
+    pub indexrelid: i64,
+    pub relid: i64,
+    pub idx_scan: f64,
+}
+
+/// The counters of one sample, without names: a stored sample is read into this (about 64
+/// bytes per table and 24 per index), never into a whole [`Sample`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub taken: jiff::Timestamp,
+    pub stats_reset: Option<f64>,
+    pub postmaster_start: f64,
+    /// Sorted by `relid` (see [`Counts::sorted`]).
+    pub tables: Vec<TableCounts>,
+    /// Sorted by `indexrelid`.
+    pub indexes: Vec<IndexCounts>,
+}
+
+impl Counts {
+    /// The counters of `s`.
+    pub fn of(s: &Sample) -> Counts {
+        Counts {
+            taken: s.taken,
+            stats_reset: s.stats_reset,
+            postmaster_start: s.postmaster_start,
+            tables: s
+                .tables
+                .iter()
+                .map(|t| TableCounts {
+                    relid: t.relid,
+                    seq_scan: t.seq_scan,
+                    seq_tup_read: t.seq_tup_read,
+                    idx_scan: t.idx_scan,
+                    idx_tup_fetch: t.idx_tup_fetch,
+                    n_live_tup: t.n_live_tup,
+                    n_dead_tup: t.n_dead_tup,
+                    autovacuum_count: t.autovacuum_count,
+                })
+                .collect(),
+            indexes: s
+                .indexes
+                .iter()
+                .map(|i| IndexCounts {
+                    indexrelid: i.indexrelid,
+                    relid: i.relid,
+                    idx_scan: i.idx_scan,
+                })
+                .collect(),
+        }
+        .sorted()
+    }
+
+    /// Sorts tables by relid and indexes by indexrelid (the window looks them up by id).
+    pub fn sorted(mut self) -> Counts {
+        self.tables.sort_unstable_by_key(|t| t.relid);
+        self.indexes.sort_unstable_by_key(|i| i.indexrelid);
+        self
+    }
+
+    fn table(&self, relid: i64) -> Option<&TableCounts> {
+        self.tables
+            .binary_search_by_key(&relid, |t| t.relid)
+            .ok()
+            .map(|n| &self.tables[n])
+    }
+
+    fn index(&self, indexrelid: i64) -> Option<&IndexCounts> {
+        self.indexes
+            .binary_search_by_key(&indexrelid, |i| i.indexrelid)
+            .ok()
+            .map(|n| &self.indexes[n])
+    }
+
+    /// A fingerprint of each table's set of indexes.
+    fn index_sets(&self) -> HashMap<i64, u64> {
+        use std::hash::{Hash, Hasher};
+        let mut pairs: Vec<(i64, i64)> = self
+            .indexes
+            .iter()
+            .map(|i| (i.relid, i.indexrelid))
+            .collect();
+        pairs.sort_unstable();
+        let mut out = HashMap::new();
+        for group in pairs.chunk_by(|a, b| a.0 == b.0) {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for (_, id) in group {
+                id.hash(&mut h);
+            }
+            out.insert(group[0].0, h.finish());
+        }
+        out
+    }
+}
+
+/// The window, folded one sample at a time, oldest first. Only the newest sample's counters
+/// are kept, so memory follows the size of one sample (the number of tables and indexes), not
+/// the number of samples in the window.
 ///
 /// - Index usage: per index, its scans in every step, and the observed time of the steps in
 ///   which it exists at both ends.
@@ -137,35 +247,34 @@ pub struct Window {
     pub indexes: HashMap<i64, IndexUsage>,
     pub tables: HashMap<i64, TableUsage>,
     pub dead: HashMap<i64, DeadTuples>,
-    last: Option<Sample>,
+    last: Option<Counts>,
     /// The index set of each table in `last`.
-    last_sets: HashMap<i64, Vec<i64>>,
+    last_sets: HashMap<i64, u64>,
 }
 
 impl Window {
-    /// The window of `samples` (oldest first), cloning each one.
+    /// The window of `samples` (oldest first).
     pub fn of(samples: &[Sample]) -> Window {
         let mut w = Window::default();
         for s in samples {
-            w.push(s.clone());
+            w.push(Counts::of(s));
         }
         w
     }
 
-    /// The newest sample pushed (the current one, once the run's reading is pushed last).
-    pub fn last(&self) -> Option<&Sample> {
-        self.last.as_ref()
-    }
-
     /// Adds the next sample (newer than every one before it).
-    pub fn push(&mut self, s: Sample) {
-        let sets = index_sets(&s);
+    pub fn push(&mut self, s: Counts) {
+        let sets = s.index_sets();
         self.coverage.samples += 1;
         self.coverage.first_sample.get_or_insert(s.taken);
         self.coverage.last_sample = Some(s.taken);
         for t in &s.tables {
             let total = t.n_live_tup + t.n_dead_tup;
-            let ratio = if total > 0.0 { t.n_dead_tup / total } else { 0.0 };
+            let ratio = if total > 0.0 {
+                t.n_dead_tup / total
+            } else {
+                0.0
+            };
             let d = self.dead.entry(t.relid).or_insert(DeadTuples {
                 samples: 0,
                 min_dead: f64::INFINITY,
@@ -183,7 +292,7 @@ impl Window {
         self.last_sets = sets;
     }
 
-    fn step(&mut self, prev: &Sample, s: &Sample, sets: &HashMap<i64, Vec<i64>>) {
+    fn step(&mut self, prev: &Counts, s: &Counts, sets: &HashMap<i64, u64>) {
         let (kind, covered) = step(prev, s);
         self.coverage.observed_seconds += covered;
         match kind {
@@ -191,16 +300,11 @@ impl Window {
             StepKind::ServerChange => self.coverage.server_changes += 1,
             StepKind::Normal => {}
         }
-        let before: HashMap<i64, f64> = prev
-            .indexes
-            .iter()
-            .map(|i| (i.indexrelid, i.idx_scan))
-            .collect();
         for i in &s.indexes {
             let u = self.indexes.entry(i.indexrelid).or_default();
-            match before.get(&i.indexrelid) {
+            match prev.index(i.indexrelid) {
                 Some(b) => {
-                    u.scans += delta(kind, *b, i.idx_scan);
+                    u.scans += delta(kind, b.idx_scan, i.idx_scan);
                     u.observed_seconds += covered;
                 }
                 // Created during the step: all its scans happened in it.
@@ -208,11 +312,8 @@ impl Window {
                 None => {}
             }
         }
-        drop(before);
-        let before: HashMap<i64, &super::sample::TableStat> =
-            prev.tables.iter().map(|t| (t.relid, t)).collect();
         for t in &s.tables {
-            let b = before.get(&t.relid);
+            let b = prev.table(t.relid);
             if let (Some(b), Some(d)) = (b, self.dead.get_mut(&t.relid)) {
                 d.autovacuum_runs += delta(kind, b.autovacuum_count, t.autovacuum_count);
             }
@@ -236,18 +337,6 @@ impl Window {
             }
         }
     }
-}
-
-/// The sorted index set of each table of `s`.
-fn index_sets(s: &Sample) -> HashMap<i64, Vec<i64>> {
-    let mut m: HashMap<i64, Vec<i64>> = HashMap::new();
-    for i in &s.indexes {
-        m.entry(i.relid).or_default().push(i.indexrelid);
-    }
-    for v in m.values_mut() {
-        v.sort_unstable();
-    }
-    m
 }
 
 #[cfg(test)]

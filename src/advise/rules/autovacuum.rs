@@ -13,7 +13,7 @@ const DEAD_RATIO: f64 = 0.2;
 const DEAD_MIN_TUPLES: f64 = 10_000.0;
 
 pub(super) fn autovacuum(inputs: &Inputs) -> Vec<Finding> {
-    let Some(current) = inputs.window.last() else {
+    let Some(current) = inputs.current else {
         return Vec::new();
     };
     if inputs.window.coverage.samples < 2 {

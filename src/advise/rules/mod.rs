@@ -21,7 +21,7 @@ pub use naming::{human_seconds, quote_ident};
 
 /// The findings of a window (pure).
 pub fn findings(inputs: &Inputs, opts: &Options) -> Vec<Finding> {
-    let Some(current) = inputs.window.last() else {
+    let Some(current) = inputs.current else {
         return Vec::new();
     };
     let mut out = Vec::new();

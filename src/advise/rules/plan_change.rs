@@ -117,6 +117,7 @@ mod tests {
         ];
         let f = findings(
             &Inputs {
+                current: s.last(),
                 window: &crate::advise::window::Window::of(&s),
                 defs: &[],
                 statements: &[],
@@ -136,6 +137,7 @@ mod tests {
         // No call under the new plan yet: nothing to compare.
         let f = findings(
             &Inputs {
+                current: s.last(),
                 window: &crate::advise::window::Window::of(&s),
                 defs: &[],
                 statements: &[],

@@ -15,7 +15,7 @@ const HOTSPOT_SEQ_SHARE: f64 = 0.5;
 const HOTSPOT_STATEMENTS: usize = 5;
 
 pub(super) fn hotspots(inputs: &Inputs, opts: &Options, hints: &[Finding]) -> Vec<Finding> {
-    let Some(current) = inputs.window.last() else {
+    let Some(current) = inputs.current else {
         return Vec::new();
     };
     let usage = &inputs.window.tables;

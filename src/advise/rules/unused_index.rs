@@ -11,7 +11,7 @@ use crate::advise::sample::{IndexStat, Sample};
 use crate::advise::window::{self, Coverage};
 
 pub(super) fn unused(inputs: &Inputs, opts: &Options, coverage: &Coverage) -> Vec<Finding> {
-    let Some(current) = inputs.window.last() else {
+    let Some(current) = inputs.current else {
         return Vec::new();
     };
     let min_observed = opts.min_observed.min(opts.window).as_secs_f64();
