@@ -184,17 +184,9 @@ pub async fn read(
         .query_one(MARKERS_SQL, &[])
         .await
         .map_err(|e| ("pg_stat_database", e))?;
-    let tables = client
-        .query(&tables_sql(version), &[])
-        .await
-        .map_err(|e| ("pg_stat_user_tables", e))?;
-    let indexes = client
-        .query(&indexes_sql(version), &[])
-        .await
-        .map_err(|e| ("pg_stat_user_indexes", e))?;
-    let tables = tables
-        .iter()
-        .map(|r| TableStat {
+    let mut tables = Vec::new();
+    crate::pg::for_each_row(client, &tables_sql(version), |r| {
+        tables.push(TableStat {
             relid: r.get(0),
             schema: r.get(1),
             name: r.get(2),
@@ -209,10 +201,12 @@ pub async fn read(
             reltuples: r.get(11),
             last_seq_scan: r.get(12),
         })
-        .collect();
-    let mut stats = Vec::with_capacity(indexes.len());
-    let mut defs = Vec::with_capacity(indexes.len());
-    for r in &indexes {
+    })
+    .await
+    .map_err(|e| ("pg_stat_user_tables", e))?;
+    let mut stats = Vec::new();
+    let mut defs = Vec::new();
+    crate::pg::for_each_row(client, &indexes_sql(version), |r| {
         stats.push(IndexStat {
             indexrelid: r.get(0),
             relid: r.get(1),
@@ -237,7 +231,12 @@ pub async fn read(
             valid: r.get(16),
             definition: r.get(17),
         });
-    }
+    })
+    .await
+    .map_err(|e| ("pg_stat_user_indexes", e))?;
+    tables.shrink_to_fit();
+    stats.shrink_to_fit();
+    defs.shrink_to_fit();
     Ok(Reading {
         sample: Sample {
             taken,

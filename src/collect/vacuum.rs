@@ -86,11 +86,6 @@ impl Collector for Vacuum {
 impl PerDatabase for Vacuum {
     fn collect_database<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> FoldFuture<'a> {
         Box::pin(async move {
-            let rows = ctx
-                .client
-                .query(TABLES_SQL, &[])
-                .await
-                .map_err(|e| CollectError::query("pg_stat_user_tables", &e))?;
             let wraparound = if ctx.cluster_wide {
                 Some(wraparound(ctx).await?)
             } else {
@@ -98,8 +93,9 @@ impl PerDatabase for Vacuum {
             };
             let datname: std::sync::Arc<str> = ctx.dbname.into();
             self.tables.set_n(ctx.config.top_tables);
-            for r in &rows {
-                self.tables.push(Table {
+            let tables = &mut self.tables;
+            crate::pg::for_each_row(ctx.client, TABLES_SQL, |r| {
+                tables.push(Table {
                     datname: datname.clone(),
                     schema: r.get(0),
                     name: r.get(1),
@@ -107,8 +103,10 @@ impl PerDatabase for Vacuum {
                     live: r.get::<_, Option<f64>>(3).unwrap_or(0.0),
                     vacuum_age: r.get(4),
                     analyze_age: r.get(5),
-                });
-            }
+                })
+            })
+            .await
+            .map_err(|e| CollectError::query("pg_stat_user_tables", &e))?;
             if let Some(w) = wraparound {
                 self.wraparound = w;
             }

@@ -319,3 +319,25 @@ pub fn error_detail(e: &tokio_postgres::Error) -> String {
     }
     parts.join(": ")
 }
+
+/// Runs `sql` (no parameters) and hands each row to `each` as it arrives, instead of collecting
+/// every row first (`Client::query`): a per-table read of 10,000 tables then holds one row at
+/// a time, not 10,000 rows with their column offsets.
+pub async fn for_each_row(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    mut each: impl FnMut(&tokio_postgres::Row),
+) -> Result<(), tokio_postgres::Error> {
+    use futures_util::StreamExt as _;
+    let rows = client
+        .query_raw(
+            sql,
+            std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
+        )
+        .await?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.next().await {
+        each(&row?);
+    }
+    Ok(())
+}
