@@ -113,6 +113,11 @@ const CHECKPOINTER: &[(&str, &Desc)] = &[
         "checkpointer_stats_reset",
         &catalogue::PG_STAT_CHECKPOINTER_STATS_RESET_TOTAL,
     ),
+    // 18 and later (NULL on 17); not in the exporter, named in its style.
+    (
+        "slru_written",
+        &catalogue::PG_STAT_CHECKPOINTER_SLRU_WRITTEN_TOTAL,
+    ),
 ];
 
 /// How far back `dbagent_checkpoints_requested_ratio` looks.

@@ -926,6 +926,13 @@ pub const PG_STAT_CHECKPOINTER_RESTARTPOINTS_TIMED_TOTAL: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_STAT_CHECKPOINTER_SLRU_WRITTEN_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_slru_written_total",
+    kind: Kind::Counter,
+    help: "SLRU buffers (commit log, subtransactions, ...) written by checkpoints and restartpoints (PostgreSQL 18 and later).",
+    labels: &[],
+};
+
 pub const PG_STAT_CHECKPOINTER_STATS_RESET_TOTAL: Desc = Desc {
     name: "pg_stat_checkpointer_stats_reset_total",
     kind: Kind::Counter,
@@ -1432,6 +1439,7 @@ pub const ALL: &[Desc] = &[
     PG_STAT_CHECKPOINTER_RESTARTPOINTS_DONE_TOTAL,
     PG_STAT_CHECKPOINTER_RESTARTPOINTS_REQ_TOTAL,
     PG_STAT_CHECKPOINTER_RESTARTPOINTS_TIMED_TOTAL,
+    PG_STAT_CHECKPOINTER_SLRU_WRITTEN_TOTAL,
     PG_STAT_CHECKPOINTER_STATS_RESET_TOTAL,
     PG_STAT_CHECKPOINTER_SYNC_TIME_TOTAL,
     PG_STAT_CHECKPOINTER_WRITE_TIME_TOTAL,

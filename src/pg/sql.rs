@@ -67,7 +67,7 @@ pub fn checkpoint_stats(v: &ServerVersion) -> &'static str {
 /// `restartpoints_requested`, `restartpoints_done` (17+), `write_time_ms`, `sync_time_ms`,
 /// `buffers_checkpoint`, `buffers_clean`, `maxwritten_clean`, `buffers_backend`,
 /// `buffers_backend_fsync` (before 17), `buffers_alloc`, `checkpointer_stats_reset` (17 and
-/// later, epoch seconds). PostgreSQL 17 moved the checkpoint
+/// later, epoch seconds), `slru_written` (18 and later). PostgreSQL 17 moved the checkpoint
 /// counters to pg_stat_checkpointer and dropped the backend ones (now in pg_stat_io).
 pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
     match v.major() {
@@ -81,7 +81,8 @@ pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
              b.buffers_clean::float8 AS buffers_clean, b.maxwritten_clean::float8 AS maxwritten_clean, \
              NULL::float8 AS buffers_backend, NULL::float8 AS buffers_backend_fsync, \
              b.buffers_alloc::float8 AS buffers_alloc, \
-             extract(epoch FROM c.stats_reset)::float8 AS checkpointer_stats_reset \
+             extract(epoch FROM c.stats_reset)::float8 AS checkpointer_stats_reset, \
+             c.slru_written::float8 AS slru_written \
              FROM pg_stat_checkpointer c, pg_stat_bgwriter b"
         }
         17 => {
@@ -94,7 +95,8 @@ pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
              b.buffers_clean::float8 AS buffers_clean, b.maxwritten_clean::float8 AS maxwritten_clean, \
              NULL::float8 AS buffers_backend, NULL::float8 AS buffers_backend_fsync, \
              b.buffers_alloc::float8 AS buffers_alloc, \
-             extract(epoch FROM c.stats_reset)::float8 AS checkpointer_stats_reset \
+             extract(epoch FROM c.stats_reset)::float8 AS checkpointer_stats_reset, \
+             NULL::float8 AS slru_written \
              FROM pg_stat_checkpointer c, pg_stat_bgwriter b"
         }
         _ => {
@@ -107,7 +109,7 @@ pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
              maxwritten_clean::float8 AS maxwritten_clean, buffers_backend::float8 AS buffers_backend, \
              buffers_backend_fsync::float8 AS buffers_backend_fsync, \
              buffers_alloc::float8 AS buffers_alloc, \
-             NULL::float8 AS checkpointer_stats_reset \
+             NULL::float8 AS checkpointer_stats_reset, NULL::float8 AS slru_written \
              FROM pg_stat_bgwriter"
         }
     }
@@ -175,7 +177,8 @@ mod tests {
                 "AS write_time_ms,",
                 "AS buffers_backend,",
                 "AS buffers_alloc,",
-                "AS checkpointer_stats_reset ",
+                "AS checkpointer_stats_reset,",
+                "AS slru_written ",
             ] {
                 assert!(at(num).contains(column), "{num}: {column}");
             }

@@ -47,6 +47,7 @@ pg_test!(checkpoints_counters_increase_after_checkpoint, |v| {
         "pg_stat_checkpointer_sync_time_total",
         "pg_stat_checkpointer_buffers_written_total",
         "pg_stat_checkpointer_stats_reset_total",
+        "pg_stat_checkpointer_slru_written_total",
     ] {
         assert_eq!(family(&out, name).is_some(), v18, "{name}");
     }

@@ -501,6 +501,10 @@ const SITUATIONAL: &[(&str, &str)] = &[
         "PostgreSQL 17+ only",
     ),
     (
+        "pg_stat_checkpointer_slru_written_total",
+        "PostgreSQL 18+ only",
+    ),
+    (
         "pg_stat_checkpointer_stats_reset_total",
         "PostgreSQL 17+ only",
     ),
