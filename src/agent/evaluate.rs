@@ -163,24 +163,22 @@ impl Evaluator {
     /// Checks the rules against the server's version (once it is known, again when the file
     /// is reloaded or the server's major version changes); logs a change of the verdict.
     fn check_version(&mut self) {
-        let (Some(file), Some(major)) = (&self.alerts, self.checked_major) else {
-            return;
+        let error = match (&self.alerts, self.checked_major) {
+            (Some(file), Some(major)) => file
+                .check_server_version(major)
+                .err()
+                .map(|e| e.to_string()),
+            // No rules, or no version known yet: nothing to refuse.
+            _ => None,
         };
-        let error = file
-            .check_server_version(major)
-            .err()
-            .map(|e| e.to_string());
         if error != self.version_error {
             match &error {
                 Some(e) => tracing::error!(
                     error = %e,
                     "Alert rules read metrics this PostgreSQL version does not have; alerting is off until alerts.yml is fixed (reloaded on SIGHUP)"
                 ),
-                None if self.version_error.is_some() => {
-                    tracing::info!(
-                        major,
-                        "Alert rules fit the server's version again; alerting is on"
-                    )
+                None if self.alerts.is_some() => {
+                    tracing::info!("Alert rules fit the server's version now; alerting is on")
                 }
                 None => {}
             }

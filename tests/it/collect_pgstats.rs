@@ -267,7 +267,8 @@ receivers:
 
 /// Against PostgreSQL 15 a rule on a 17+ family is an error once the agent is connected
 /// (status and log say which rule, which metric, where it exists, what to use), and
-/// `config validate --server-version` says the same without a server.
+/// `config validate --server-version` says the same without a server; fixed and reloaded
+/// (SIGHUP), the rules are evaluated again.
 #[test]
 fn a_rule_reading_a_17_family_is_refused_by_run_against_postgresql_15() {
     let pg = Cluster::start(PgVersion::V15, ClusterOptions::default());
@@ -308,4 +309,21 @@ fn a_rule_reading_a_17_family_is_refused_by_run_against_postgresql_15() {
     });
     assert!(metrics.contains("pg_up 1"), "{metrics}");
     assert!(sidecar.log().contains(wanted), "{}", sidecar.log());
+
+    // Fixed as the message says and reloaded: the rules are evaluated again.
+    std::fs::write(
+        agent.dir().join("alerts.yml"),
+        CHECKPOINTER_RULE.replace(
+            "pg_stat_checkpointer_num_requested_total",
+            "pg_stat_bgwriter_checkpoints_req_total",
+        ),
+    )
+    .unwrap();
+    sidecar.signal(nix::sys::signal::Signal::SIGHUP);
+    sidecar.wait_metrics("dbagent_alert_rules 1", Duration::from_secs(30), |m| {
+        crate::support::sidecar::sample(m, "dbagent_alert_rules") == Some(1.0)
+    });
+    let (_, body) = sidecar.get("/api/v1/status");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    assert!(status["alerts"]["disabled"].is_null(), "{status}");
 }
