@@ -97,64 +97,88 @@ pg_test!(io_and_wal_statistics_follow_the_server_version, |v| {
     assert!((reads as i64) < rows, "{reads} of {rows}");
 });
 
-pg_test!(a_replication_slot_is_served_under_the_exporter_names, |v| {
-    let pg = Cluster::start(v, ClusterOptions::default());
-    pg.psql("SELECT pg_create_physical_replication_slot('standby_a', true)");
-    let poller = Poller::new(&pg);
-    let out = poller.run(&mut ReplicationSlots).expect("collect");
-    let slot = [("slot_name", "standby_a"), ("database", "")];
-    let typed = [("slot_name", "standby_a"), ("slot_type", "physical")];
-    assert_eq!(value(&out, "pg_replication_slots_active", &slot), Some(0.0));
-    assert_eq!(
-        value(&out, "pg_replication_slots_slot_is_active", &typed),
-        Some(0.0)
-    );
-    let retained = value(&out, "pg_replication_slots_pg_wal_lsn_diff", &slot).unwrap();
-    assert!(retained >= 0.0);
-    assert!(value(&out, "pg_replication_slots_slot_current_wal_lsn", &typed).unwrap() > 0.0);
-    assert_eq!(
-        value(
-            &out,
-            "pg_replication_slots_wal_status",
-            &[("slot_name", "standby_a"), ("wal_status", "reserved")]
-        ),
-        Some(1.0)
-    );
-    // Unlimited max_slot_wal_keep_size: no safe size; not active: no confirmed position.
-    assert!(
-        family(&out, "pg_replication_slots_safe_wal_size_bytes")
-            .unwrap()
-            .samples
-            .is_empty()
-    );
-    assert!(
-        family(&out, "pg_replication_slots_slot_confirmed_flush_lsn")
-            .unwrap()
-            .samples
-            .is_empty()
-    );
-
-    // Nobody consumes the slot: the WAL written since is retained.
-    pg.psql("CREATE TABLE t AS SELECT generate_series(1, 10000) AS id");
-    pg.psql("ALTER SYSTEM SET max_slot_wal_keep_size = '1GB'; SELECT pg_reload_conf()");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let out = loop {
+pg_test!(
+    a_replication_slot_is_served_under_the_exporter_names_on_primary_and_standby,
+    |v| {
+        let pg = Cluster::start(v, ClusterOptions::default());
+        pg.psql("SELECT pg_create_physical_replication_slot('standby_a', true)");
+        let poller = Poller::new(&pg);
         let out = poller.run(&mut ReplicationSlots).expect("collect");
-        if value(&out, "pg_replication_slots_safe_wal_size_bytes", &typed).is_some()
-            || Instant::now() > deadline
-        {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert!(value(&out, "pg_replication_slots_pg_wal_lsn_diff", &slot).unwrap() > retained);
-    let safe = value(&out, "pg_replication_slots_safe_wal_size_bytes", &typed).unwrap();
-    // About max_slot_wal_keep_size (PostgreSQL counts from segment boundaries).
-    assert!(
-        safe > 0.0 && safe < 2.0 * 1024.0 * 1024.0 * 1024.0,
-        "{safe}"
-    );
-});
+        let slot = [("slot_name", "standby_a"), ("database", "")];
+        let typed = [("slot_name", "standby_a"), ("slot_type", "physical")];
+        assert_eq!(value(&out, "pg_replication_slots_active", &slot), Some(0.0));
+        assert_eq!(
+            value(&out, "pg_replication_slots_slot_is_active", &typed),
+            Some(0.0)
+        );
+        let retained = value(&out, "pg_replication_slots_pg_wal_lsn_diff", &slot).unwrap();
+        assert!(retained >= 0.0);
+        assert!(value(&out, "pg_replication_slots_slot_current_wal_lsn", &typed).unwrap() > 0.0);
+        assert_eq!(
+            value(
+                &out,
+                "pg_replication_slots_wal_status",
+                &[("slot_name", "standby_a"), ("wal_status", "reserved")]
+            ),
+            Some(1.0)
+        );
+        // Unlimited max_slot_wal_keep_size: no safe size; not active: no confirmed position.
+        assert!(
+            family(&out, "pg_replication_slots_safe_wal_size_bytes")
+                .unwrap()
+                .samples
+                .is_empty()
+        );
+        assert!(
+            family(&out, "pg_replication_slots_slot_confirmed_flush_lsn")
+                .unwrap()
+                .samples
+                .is_empty()
+        );
+
+        // Nobody consumes the slot: the WAL written since is retained.
+        pg.psql("CREATE TABLE t AS SELECT generate_series(1, 10000) AS id");
+        pg.psql("ALTER SYSTEM SET max_slot_wal_keep_size = '1GB'; SELECT pg_reload_conf()");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let out = loop {
+            let out = poller.run(&mut ReplicationSlots).expect("collect");
+            if value(&out, "pg_replication_slots_safe_wal_size_bytes", &typed).is_some()
+                || Instant::now() > deadline
+            {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(value(&out, "pg_replication_slots_pg_wal_lsn_diff", &slot).unwrap() > retained);
+        let safe = value(&out, "pg_replication_slots_safe_wal_size_bytes", &typed).unwrap();
+        // About max_slot_wal_keep_size (PostgreSQL counts from segment boundaries).
+        assert!(
+            safe > 0.0 && safe < 2.0 * 1024.0 * 1024.0 * 1024.0,
+            "{safe}"
+        );
+
+        // A slot on a standby (for a cascading standby): positions against the received WAL.
+        let standby = pg.start_replica();
+        standby.psql("SELECT pg_create_physical_replication_slot('cascade', true)");
+        let out = Poller::new(&standby)
+            .run(&mut ReplicationSlots)
+            .expect("collect on the standby");
+        let cascade = [("slot_name", "cascade"), ("slot_type", "physical")];
+        assert_eq!(
+            value(&out, "pg_replication_slots_slot_is_active", &cascade),
+            Some(0.0)
+        );
+        assert!(value(&out, "pg_replication_slots_slot_current_wal_lsn", &cascade).unwrap() > 0.0);
+        assert!(
+            value(
+                &out,
+                "pg_replication_slots_pg_wal_lsn_diff",
+                &[("slot_name", "cascade")]
+            )
+            .is_some()
+        );
+    }
+);
 
 /// One poll of the collectors the version-dependent rules read, with a CHECKPOINT between a
 /// first and a second poll of the checkpoints collector (so that its ratio exists).
