@@ -20,6 +20,19 @@ pub struct CollectorStatus {
     pub duration_seconds: f64,
 }
 
+/// Whether one watched database (`monitor.databases`) could be read by the per-database
+/// collectors: `/api/v1/status` lists one per database, `dbagent_database_watch_up` mirrors it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseStatus {
+    pub name: String,
+    /// `ok` or `error`.
+    pub state: &'static str,
+    /// Why it cannot be read, with the fix when known.
+    pub error: Option<String>,
+    /// When its per-database collectors last read it completely.
+    pub last_read: Option<jiff::Timestamp>,
+}
+
 /// One poll's result.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -36,6 +49,8 @@ pub struct Snapshot {
     pub collectors: BTreeMap<&'static str, CollectorStatus>,
     /// Sections collectors add to /api/v1/status (e.g. `statements`: the top queries with text).
     pub sections: BTreeMap<&'static str, serde_json::Value>,
+    /// The watched databases, by name.
+    pub databases: Vec<DatabaseStatus>,
     pub started: jiff::Timestamp,
 }
 
@@ -53,6 +68,7 @@ impl Snapshot {
             interval,
             collectors: BTreeMap::new(),
             sections: BTreeMap::new(),
+            databases: Vec::new(),
             started: jiff::Timestamp::now(),
         }
     }

@@ -58,7 +58,8 @@ pub enum ExplainError {
 }
 
 /// The statements of the connected database, by the top `n` mean and top `n` total time, or
-/// why pg_stat_statements cannot be read.
+/// why pg_stat_statements cannot be read. dbagent's own are left out as in the statements
+/// collector: its role's entries when its session is still tracked.
 pub async fn top_statements(
     client: &tokio_postgres::Client,
     n: usize,
@@ -89,6 +90,8 @@ pub async fn top_statements(
            FROM {schema}.pg_stat_statements(true) \
            WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
              AND queryid IS NOT NULL AND query IS NOT NULL AND calls > 0 \
+             AND (coalesce(current_setting('pg_stat_statements.track', true), '') = 'none' \
+               OR userid <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)) \
              AND query ~* $2 AND query !~ $3) \
          SELECT queryid::text, query, calls::float8, (total_ms / 1000)::float8, \
            (mean_ms / 1000)::float8, rows::float8 FROM ( \

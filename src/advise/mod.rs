@@ -163,40 +163,47 @@ pub async fn advise(
         );
     }
     let mut captures = Vec::new();
-    let (mut samples, history_plans) = match state_dir {
+    // The stored samples are folded into the window one at a time, then this run's sample is
+    // pushed last (memory: one sample at a time plus per-object sums, whatever the window).
+    let mut window = window::Window::default();
+    let history_plans = match state_dir {
         Some(dir) => {
             let dir: PathBuf = dir.to_path_buf();
-            let current = reading.sample.clone();
             let keep_since = now - signed(opts.retention);
-            let dbname = current.dbname.clone();
+            let dbname = reading.sample.dbname.clone();
             let fresh = plans.clone();
-            tokio::task::spawn_blocking(move || {
-                let history = store::load(&dir, &dbname, since)?;
+            let current = reading.sample;
+            let (w, history_plans) = tokio::task::spawn_blocking(move || {
+                let mut window = window::Window::default();
+                store::load_each(&dir, &dbname, since, |s| window.push(s))?;
                 let history_plans = store::load_plans(&dir, &dbname, since)?;
                 store::save(&dir, &current, &fresh, keep_since)?;
-                Ok::<_, crate::state::StateError>((history, history_plans))
+                window.push(current);
+                Ok::<_, crate::state::StateError>((window, history_plans))
             })
             .await
-            .map_err(|e| AdviseError::Other(format!("the state task failed: {e}")))??
+            .map_err(|e| AdviseError::Other(format!("the state task failed: {e}")))??;
+            window = w;
+            history_plans
         }
         None => {
             notes.push("no state directory: only this sample is used".into());
-            (Vec::new(), Vec::new())
+            window.push(reading.sample);
+            Vec::new()
         }
     };
-    samples.push(reading.sample.clone());
     captures.extend(history_plans);
     captures.extend(plans);
 
     let inputs = Inputs {
-        samples: &samples,
+        window: &window,
         plans: &captures,
         defs: &reading.defs,
         statements: &statements,
         hints: &hints,
         since,
     };
-    let coverage = window::coverage(&samples);
+    let coverage = window.coverage.clone();
     let min_observed = opts.min_observed.min(opts.window).as_secs_f64();
     if coverage.samples < 2 {
         notes.push(
@@ -221,14 +228,14 @@ pub async fn advise(
         .filter(|f| f.kind == Kind::UnusedIndex)
         .map(|f| f.impact.bytes)
         .sum();
+    let (dbname, in_recovery) = window
+        .last()
+        .map(|s| (s.dbname.clone(), s.in_recovery))
+        .unwrap_or_default();
     Ok(Advice {
         generated_at: now,
-        dbname: current.dbname.clone(),
-        server_role: if current.in_recovery {
-            "standby"
-        } else {
-            "primary"
-        },
+        dbname,
+        server_role: if in_recovery { "standby" } else { "primary" },
         window: WindowInfo {
             requested_seconds: opts.window.as_secs_f64(),
             since,

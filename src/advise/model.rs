@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::window::Coverage;
-use super::{explain, sample::IndexDef, sample::Sample, store};
+use super::{explain, sample::IndexDef, store};
 use crate::config::MonitorConfig;
 
 /// The kinds of finding, in the order of `counts`.
@@ -162,7 +162,8 @@ pub struct PlanHint {
 
 /// Everything the findings are computed from (pure data, for tests).
 pub struct Inputs<'a> {
-    pub samples: &'a [Sample],
+    /// The window folded from the stored samples and this run's (pushed last).
+    pub window: &'a super::window::Window,
     pub defs: &'a [IndexDef],
     pub statements: &'a [explain::Statement],
     pub hints: &'a [PlanHint],

@@ -161,14 +161,26 @@ pub fn load(
     dbname: &str,
     since: jiff::Timestamp,
 ) -> Result<Vec<Sample>, StateError> {
+    let mut samples = Vec::new();
+    load_each(state_dir, dbname, since, |s| samples.push(s))?;
+    Ok(samples)
+}
+
+/// Like [`load`], but hands each sample to `each` as soon as it is read, oldest first, so that
+/// a caller folding them ([`super::window::Window`]) holds one sample at a time, not the window.
+pub fn load_each(
+    state_dir: &Path,
+    dbname: &str,
+    since: jiff::Timestamp,
+    mut each: impl FnMut(Sample),
+) -> Result<(), StateError> {
     let Some(db) = StateDb::open_existing(state_dir)? else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     if !db.has_table("advisor_samples")? {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let err = |e| db.err(e);
-    let mut samples = Vec::new();
     let mut stmt = db
         .conn()
         .prepare(
@@ -240,7 +252,7 @@ pub fn load(
             .map_err(err)?;
         let taken =
             jiff::Timestamp::from_millisecond(taken_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        samples.push(Sample {
+        each(Sample {
             taken,
             dbname: dbname.to_string(),
             stats_reset,
@@ -250,7 +262,7 @@ pub fn load(
             indexes,
         });
     }
-    Ok(samples)
+    Ok(())
 }
 
 /// The plans captured for `dbagent`'s samples of `dbname` since `since`, oldest first.

@@ -73,23 +73,9 @@ pub struct Coverage {
     pub server_changes: usize,
 }
 
+/// The window's coverage (see [`Window`]).
 pub fn coverage(samples: &[Sample]) -> Coverage {
-    let mut c = Coverage {
-        samples: samples.len(),
-        first_sample: samples.first().map(|s| s.taken),
-        last_sample: samples.last().map(|s| s.taken),
-        ..Coverage::default()
-    };
-    for pair in samples.windows(2) {
-        let (kind, covered) = step(&pair[0], &pair[1]);
-        c.observed_seconds += covered;
-        match kind {
-            StepKind::Reset => c.stats_resets += 1,
-            StepKind::ServerChange => c.server_changes += 1,
-            StepKind::Normal => {}
-        }
-    }
-    c
+    Window::of(samples).coverage
 }
 
 /// One index's usage over the window.
@@ -99,29 +85,9 @@ pub struct IndexUsage {
     pub observed_seconds: f64,
 }
 
+/// Per index, its scans over the window (see [`Window`]).
 pub fn index_usage(samples: &[Sample]) -> HashMap<i64, IndexUsage> {
-    let mut out: HashMap<i64, IndexUsage> = HashMap::new();
-    for pair in samples.windows(2) {
-        let (kind, covered) = step(&pair[0], &pair[1]);
-        let before: HashMap<i64, f64> = pair[0]
-            .indexes
-            .iter()
-            .map(|i| (i.indexrelid, i.idx_scan))
-            .collect();
-        for i in &pair[1].indexes {
-            let u = out.entry(i.indexrelid).or_default();
-            match before.get(&i.indexrelid) {
-                Some(b) => {
-                    u.scans += delta(kind, *b, i.idx_scan);
-                    u.observed_seconds += covered;
-                }
-                // Created during the step: all its scans happened in it.
-                None if kind != StepKind::ServerChange => u.scans += i.idx_scan.max(0.0),
-                None => {}
-            }
-        }
-    }
-    out
+    Window::of(samples).indexes
 }
 
 /// One table's reads over a run of steps.
@@ -137,40 +103,130 @@ pub struct TableUsage {
     pub steps: usize,
 }
 
-/// Per table, the reads since the newest change of its set of indexes: scans made before an
-/// index was added or dropped describe a schema that no longer exists, and the step in which
-/// the index set changed holds the index build's own scan. Tables whose index set never changed
-/// in the window count every step.
+/// Per table, the reads since the newest change of its set of indexes (see [`Window`]).
 pub fn table_usage(samples: &[Sample]) -> HashMap<i64, TableUsage> {
-    // The index set of each table in each sample.
-    let index_sets: Vec<HashMap<i64, Vec<i64>>> = samples
-        .iter()
-        .map(|s| {
-            let mut m: HashMap<i64, Vec<i64>> = HashMap::new();
-            for i in &s.indexes {
-                m.entry(i.relid).or_default().push(i.indexrelid);
+    Window::of(samples).tables
+}
+
+/// One table's dead tuples over the window: the smallest count and share of dead rows in any
+/// sample that has the table, and autovacuum's runs between consecutive samples that both have
+/// it (the autovacuum rule asks whether dead rows stayed high in every sample).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadTuples {
+    /// Samples that have the table.
+    pub samples: usize,
+    pub min_dead: f64,
+    /// Smallest `n_dead_tup / (n_live_tup + n_dead_tup)` (0 for a sample with no rows).
+    pub min_dead_ratio: f64,
+    pub autovacuum_runs: f64,
+}
+
+/// The window, folded one sample at a time, oldest first. Only the newest sample is kept, so
+/// memory follows the size of one sample (the number of tables and indexes), not the number of
+/// samples in the window.
+///
+/// - Index usage: per index, its scans in every step, and the observed time of the steps in
+///   which it exists at both ends.
+/// - Table usage: per table, the reads since the newest change of its set of indexes: scans
+///   made before an index was added or dropped describe a schema that no longer exists, and the
+///   step in which the index set changed holds the index build's own scan. Tables whose index
+///   set never changed in the window count every step.
+#[derive(Debug, Default)]
+pub struct Window {
+    pub coverage: Coverage,
+    pub indexes: HashMap<i64, IndexUsage>,
+    pub tables: HashMap<i64, TableUsage>,
+    pub dead: HashMap<i64, DeadTuples>,
+    last: Option<Sample>,
+    /// The index set of each table in `last`.
+    last_sets: HashMap<i64, Vec<i64>>,
+}
+
+impl Window {
+    /// The window of `samples` (oldest first), cloning each one.
+    pub fn of(samples: &[Sample]) -> Window {
+        let mut w = Window::default();
+        for s in samples {
+            w.push(s.clone());
+        }
+        w
+    }
+
+    /// The newest sample pushed (the current one, once the run's reading is pushed last).
+    pub fn last(&self) -> Option<&Sample> {
+        self.last.as_ref()
+    }
+
+    /// Adds the next sample (newer than every one before it).
+    pub fn push(&mut self, s: Sample) {
+        let sets = index_sets(&s);
+        self.coverage.samples += 1;
+        self.coverage.first_sample.get_or_insert(s.taken);
+        self.coverage.last_sample = Some(s.taken);
+        for t in &s.tables {
+            let total = t.n_live_tup + t.n_dead_tup;
+            let ratio = if total > 0.0 {
+                t.n_dead_tup / total
+            } else {
+                0.0
+            };
+            let d = self.dead.entry(t.relid).or_insert(DeadTuples {
+                samples: 0,
+                min_dead: f64::INFINITY,
+                min_dead_ratio: f64::INFINITY,
+                autovacuum_runs: 0.0,
+            });
+            d.samples += 1;
+            d.min_dead = d.min_dead.min(t.n_dead_tup);
+            d.min_dead_ratio = d.min_dead_ratio.min(ratio);
+        }
+        if let Some(prev) = self.last.take() {
+            self.step(&prev, &s, &sets);
+        }
+        self.last = Some(s);
+        self.last_sets = sets;
+    }
+
+    fn step(&mut self, prev: &Sample, s: &Sample, sets: &HashMap<i64, Vec<i64>>) {
+        let (kind, covered) = step(prev, s);
+        self.coverage.observed_seconds += covered;
+        match kind {
+            StepKind::Reset => self.coverage.stats_resets += 1,
+            StepKind::ServerChange => self.coverage.server_changes += 1,
+            StepKind::Normal => {}
+        }
+        let before: HashMap<i64, f64> = prev
+            .indexes
+            .iter()
+            .map(|i| (i.indexrelid, i.idx_scan))
+            .collect();
+        for i in &s.indexes {
+            let u = self.indexes.entry(i.indexrelid).or_default();
+            match before.get(&i.indexrelid) {
+                Some(b) => {
+                    u.scans += delta(kind, *b, i.idx_scan);
+                    u.observed_seconds += covered;
+                }
+                // Created during the step: all its scans happened in it.
+                None if kind != StepKind::ServerChange => u.scans += i.idx_scan.max(0.0),
+                None => {}
             }
-            for v in m.values_mut() {
-                v.sort_unstable();
-            }
-            m
-        })
-        .collect();
-    let mut out: HashMap<i64, TableUsage> = HashMap::new();
-    for (n, pair) in samples.windows(2).enumerate() {
-        let (kind, covered) = step(&pair[0], &pair[1]);
+        }
+        drop(before);
         let before: HashMap<i64, &super::sample::TableStat> =
-            pair[0].tables.iter().map(|t| (t.relid, t)).collect();
-        for t in &pair[1].tables {
-            let u = out.entry(t.relid).or_default();
-            let set_before = index_sets[n].get(&t.relid);
-            let set_now = index_sets[n + 1].get(&t.relid);
-            if set_before != set_now {
+            prev.tables.iter().map(|t| (t.relid, t)).collect();
+        for t in &s.tables {
+            let b = before.get(&t.relid);
+            if let (Some(b), Some(d)) = (b, self.dead.get_mut(&t.relid)) {
+                d.autovacuum_runs += delta(kind, b.autovacuum_count, t.autovacuum_count);
+            }
+            let u = self.tables.entry(t.relid).or_default();
+            if self.last_sets.get(&t.relid) != sets.get(&t.relid) {
                 // Start over after the change (this step holds the build).
                 *u = TableUsage::default();
                 continue;
             }
-            let Some(b) = before.get(&t.relid) else {
+            let Some(b) = b else {
                 continue;
             };
             u.seq_scan += delta(kind, b.seq_scan, t.seq_scan);
@@ -184,7 +240,18 @@ pub fn table_usage(samples: &[Sample]) -> HashMap<i64, TableUsage> {
             }
         }
     }
-    out
+}
+
+/// The sorted index set of each table of `s`.
+fn index_sets(s: &Sample) -> HashMap<i64, Vec<i64>> {
+    let mut m: HashMap<i64, Vec<i64>> = HashMap::new();
+    for i in &s.indexes {
+        m.entry(i.relid).or_default().push(i.indexrelid);
+    }
+    for v in m.values_mut() {
+        v.sort_unstable();
+    }
+    m
 }
 
 #[cfg(test)]

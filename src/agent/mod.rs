@@ -6,6 +6,7 @@
 //! Layer: agent. Uses: alert, baseline, collect, config, http, leader, metrics, notify, pg, repo, schedule, snapshot, state, units. Used by: the binary.
 
 pub mod evaluate;
+pub mod memory;
 pub mod poll;
 
 use std::path::PathBuf;

@@ -2,6 +2,13 @@
 //! statement_timeout and lock_timeout from `monitor:`), every collector once per interval,
 //! concurrently on that connection, and one [`Snapshot`] published per poll.
 //!
+//! Per-database collectors ([`collect::PerDatabase`]: tables, vacuum, bloat, pgstattuple, the
+//! advisor) also run in every other database `monitor.databases` selects, one database at a
+//! time, each on a connection opened for it and closed right after (same conninfo with
+//! `dbname` replaced, same session settings). A database that cannot be read is reported
+//! (`databases` of `/api/v1/status`, `dbagent_database_watch_up`, one log line per change)
+//! and the others go on.
+//!
 //! - A poll never stacks on the next: the loop waits for a poll to end before it schedules the
 //!   next one; a poll that overruns its interval is counted and the next starts right after.
 //! - Each collector fails on its own: its error is counted (`dbagent_collector_errors_total`)
@@ -20,7 +27,7 @@ use crate::collect::{self, Collector, Ctx, Family, Output};
 use crate::config::Config;
 use crate::metrics::catalogue;
 use crate::pg::{PgTarget, ServerVersion, SessionOptions};
-use crate::snapshot::{CollectorStatus, Snapshot};
+use crate::snapshot::{CollectorStatus, DatabaseStatus, Snapshot};
 
 use super::evaluate::PollResult;
 
@@ -35,6 +42,26 @@ enum Lost {
     Collector(collect::CollectError),
     #[error("connection closed")]
     Closed,
+    #[error("the poll did not finish within {}", crate::units::human_duration_of(*.0))]
+    Timeout(Duration),
+}
+
+/// What a poll leaves for the other watched databases after the agent's own connection.
+struct Round {
+    /// The watched databases other than the agent's own.
+    others: Vec<String>,
+    /// Whether the agent's own database is watched (its per-database collectors ran on the
+    /// agent's connection).
+    main_watched: bool,
+    /// The per-database collectors that failed there.
+    main_failures: Vec<String>,
+}
+
+/// What the loop remembers about one watched database.
+struct WatchedDb {
+    /// Why its last read failed (with the fix when known), while it does.
+    error: Option<String>,
+    last_read: Option<jiff::Timestamp>,
 }
 
 /// One collector and what the loop remembers about it.
@@ -46,6 +73,10 @@ struct Slot {
     failing: Option<String>,
     errors_total: u64,
     duration: Duration,
+    /// It runs in every watched database ([`collect::PerDatabase`]).
+    per_database: bool,
+    /// This poll's failures in each database, for a per-database collector.
+    db_failures: Vec<String>,
 }
 
 /// The connection and what was learned when it was opened.
@@ -88,6 +119,8 @@ pub struct PollLoop {
     last_success: Option<jiff::Timestamp>,
     /// The reason the server is unreachable, while it is (logged once per change).
     down: Option<String>,
+    /// The watched databases (`monitor.databases`) as the last poll found them.
+    databases: BTreeMap<String, WatchedDb>,
     started: jiff::Timestamp,
 }
 
@@ -106,7 +139,9 @@ impl PollLoop {
             config_rx,
             slots: collect::all()
                 .into_iter()
-                .map(|collector| Slot {
+                .map(|mut collector| Slot {
+                    per_database: collector.per_database().is_some(),
+                    db_failures: Vec::new(),
                     collector,
                     last_run: None,
                     last_output: None,
@@ -125,6 +160,7 @@ impl PollLoop {
             connect_errors_total: 0,
             last_success: None,
             down: None,
+            databases: BTreeMap::new(),
             started: jiff::Timestamp::now(),
         }
     }
@@ -171,30 +207,23 @@ impl PollLoop {
                     }
                 }
             }
-            // The whole poll is bounded too (a server that stops answering mid-poll): past
-            // statement_timeout plus the connect timeout the connection is dropped.
+            // The poll is bounded too (a server that stops answering mid-poll): past
+            // statement_timeout plus the connect timeout the connection is dropped. Each other
+            // watched database has a bound of its own.
             let limit =
                 self.config.monitor.statement_timeout + self.config.postgres.connect_timeout;
             let polled = tokio::select! {
-                r = tokio::time::timeout(limit, self.poll_once()) => r,
+                r = self.poll_once(limit) => r,
                 () = cancel.cancelled() => return,
             };
             let ok = match polled {
-                Ok(Ok(in_recovery)) => {
+                Ok(in_recovery) => {
                     self.set_down(None);
                     Some(in_recovery)
                 }
-                Ok(Err(reason)) => {
+                Err(reason) => {
                     self.conn = None;
                     self.set_down(Some(reason.to_string()));
-                    None
-                }
-                Err(_) => {
-                    self.conn = None;
-                    self.set_down(Some(format!(
-                        "the poll did not finish within {}",
-                        crate::units::human_duration_of(limit)
-                    )));
                     None
                 }
             };
@@ -212,6 +241,7 @@ impl PollLoop {
                 self.last_success = Some(jiff::Timestamp::now());
             }
             self.publish(ok.is_some(), ok, elapsed);
+            super::memory::release_free();
             let wait = if ok.is_none() {
                 // Lost the server during the poll: reconnect soon, not a whole interval later.
                 Duration::from_secs(1)
@@ -260,9 +290,49 @@ impl PollLoop {
         })
     }
 
-    /// One poll: every due collector, concurrently on the one connection. `Err` when the
-    /// connection is gone; `Ok(in_recovery)` otherwise (collectors may still have failed).
-    async fn poll_once(&mut self) -> Result<bool, Lost> {
+    /// One poll: every due collector, concurrently on the agent's connection, then the
+    /// per-database collectors in each other watched database, one database at a time. `Err`
+    /// when the agent's connection is gone or its part of the poll overran `limit`;
+    /// `Ok(in_recovery)` otherwise (collectors and other databases may still have failed).
+    async fn poll_once(&mut self, limit: Duration) -> Result<bool, Lost> {
+        let now = Instant::now();
+        let monitor = &self.config.monitor;
+        let due: Vec<bool> = self
+            .slots
+            .iter()
+            .map(|s| match (s.collector.interval(monitor), s.last_run) {
+                (Some(every), Some(last)) => now.duration_since(last) >= every,
+                _ => true,
+            })
+            .collect();
+        for (slot, _) in self.slots.iter_mut().zip(&due).filter(|(_, d)| **d) {
+            slot.db_failures.clear();
+            slot.duration = Duration::ZERO;
+            // A poll that ended early (connection lost, time limit) may have left a partial
+            // fold behind: start this one empty.
+            if let Some(p) = slot.collector.per_database() {
+                drop(p.finish(monitor));
+            }
+        }
+        let (in_recovery, round) =
+            match tokio::time::timeout(limit, self.poll_main(&due, now)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(Lost::Timeout(limit)),
+            };
+        if let Some(round) = round {
+            self.poll_databases(&due, in_recovery, round, limit).await;
+        }
+        Ok(in_recovery)
+    }
+
+    /// The agent's own connection: every due collector (the per-database ones too when its
+    /// database is watched). Returns what is left for the other watched databases, when a
+    /// per-database collector is due.
+    async fn poll_main(
+        &mut self,
+        due: &[bool],
+        now: Instant,
+    ) -> Result<(bool, Option<Round>), Lost> {
         let Some(conn) = &self.conn else {
             return Err(Lost::NotConnected);
         };
@@ -273,50 +343,79 @@ impl PollLoop {
             .map_err(Lost::Query)?
             .get(0);
         let monitor = &self.config.monitor;
+        let per_db_due = self
+            .slots
+            .iter()
+            .zip(due)
+            .any(|(s, d)| *d && s.per_database);
+        let mut round = None;
+        let mut main_watched = false;
+        if per_db_due {
+            let mut selected = collect::watched::selected(&conn.client, &monitor.databases)
+                .await
+                .map_err(Lost::Query)?;
+            main_watched = selected.contains(&conn.dbname);
+            selected.retain(|d| *d != conn.dbname);
+            round = Some(Round {
+                others: selected,
+                main_watched,
+                main_failures: Vec::new(),
+            });
+        }
         let ctx = Ctx {
             client: &conn.client,
             version: &conn.version,
             in_recovery,
             dbname: &conn.dbname,
+            cluster_wide: true,
             config: monitor,
             now: jiff::Timestamp::now(),
             repository: self.repo.as_ref(),
             state_dir: Some(&self.config.state_dir),
         };
-        let now = Instant::now();
-        let due: Vec<bool> = self
-            .slots
-            .iter()
-            .map(|s| match (s.collector.interval(monitor), s.last_run) {
-                (Some(every), Some(last)) => now.duration_since(last) >= every,
-                _ => true,
-            })
-            .collect();
         let runs = self
             .slots
             .iter_mut()
-            .zip(&due)
-            .filter(|(_, due)| **due)
+            .zip(due)
+            .filter(|(s, due)| **due && (!s.per_database || main_watched))
             .map(|(slot, _)| {
                 let ctx = &ctx;
                 async move {
                     let t = Instant::now();
-                    let result = slot.collector.collect(ctx).await;
+                    let result = match slot.collector.per_database() {
+                        Some(p) => p.collect_database(ctx).await.map(|()| None),
+                        None => slot.collector.collect(ctx).await.map(Some),
+                    };
                     (slot, result, t.elapsed())
                 }
             });
         let results = futures_util::future::join_all(runs).await;
         let mut lost = None;
         for (slot, result, took) in results {
-            slot.last_run = Some(now);
-            slot.duration = took;
+            slot.duration += took;
             let name = slot.collector.name();
+            if slot.per_database {
+                if let Err(e) = result {
+                    if matches!(e, collect::CollectError::Connection(_)) {
+                        lost = Some(Lost::Collector(e));
+                        continue;
+                    }
+                    let msg = format!("{name}: {e}");
+                    slot.db_failures
+                        .push(format!("database {}: {e}", conn.dbname));
+                    if let Some(r) = round.as_mut() {
+                        r.main_failures.push(msg);
+                    }
+                }
+                continue;
+            }
+            slot.last_run = Some(now);
             match result {
                 Ok(out) => {
                     if slot.failing.take().is_some() {
                         tracing::info!(collector = name, "Collector recovered");
                     }
-                    slot.last_output = Some(out);
+                    slot.last_output = out;
                 }
                 Err(e) => {
                     slot.errors_total += 1;
@@ -335,7 +434,170 @@ impl PollLoop {
         if let Some(reason) = lost.or_else(|| conn.client.is_closed().then_some(Lost::Closed)) {
             return Err(reason);
         }
-        Ok(in_recovery)
+        Ok((in_recovery, round))
+    }
+
+    /// The per-database collectors in every other watched database, one database at a time on
+    /// a connection of its own (opened, used, closed), each bounded by `limit`; then each
+    /// per-database collector's output across the databases, and the state of each database.
+    async fn poll_databases(
+        &mut self,
+        due: &[bool],
+        in_recovery: bool,
+        round: Round,
+        limit: Duration,
+    ) {
+        let config = Arc::clone(&self.config);
+        let monitor = &config.monitor;
+        let mut states: Vec<(String, Option<String>)> = Vec::new();
+        if let Some(conn) = self.conn.as_ref().filter(|_| round.main_watched) {
+            let error = (!round.main_failures.is_empty()).then(|| round.main_failures.join("; "));
+            states.push((conn.dbname.clone(), error));
+        }
+        let session = SessionOptions {
+            connect_timeout: config.postgres.connect_timeout,
+            statement_timeout: monitor.statement_timeout,
+            lock_timeout: monitor.lock_timeout,
+        };
+        let mut cluster_wide = !round.main_watched;
+        for dbname in &round.others {
+            let read = tokio::time::timeout(
+                limit,
+                self.read_database(dbname, &session, due, in_recovery, cluster_wide),
+            )
+            .await;
+            let error = match read {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(format!(
+                    "reading it did not finish within {}",
+                    crate::units::human_duration_of(limit)
+                )),
+            };
+            if error.is_none() {
+                cluster_wide = false;
+            }
+            states.push((dbname.clone(), error));
+        }
+        let now = Instant::now();
+        for (slot, _) in self
+            .slots
+            .iter_mut()
+            .zip(due)
+            .filter(|(s, d)| **d && s.per_database)
+        {
+            let name = slot.collector.name();
+            let Some(p) = slot.collector.per_database() else {
+                continue;
+            };
+            slot.last_output = Some(p.finish(monitor));
+            slot.last_run = Some(now);
+            if slot.db_failures.is_empty() {
+                if slot.failing.take().is_some() {
+                    tracing::info!(collector = name, "Collector recovered");
+                }
+            } else {
+                slot.errors_total += 1;
+                let msg = slot.db_failures.join("; ");
+                if slot.failing.is_none() {
+                    tracing::warn!(collector = name, error = %msg, "Collector failed; the others go on");
+                }
+                slot.failing = Some(msg);
+            }
+        }
+        let at = jiff::Timestamp::now();
+        let mut next = BTreeMap::new();
+        for (name, error) in states {
+            let previous = self.databases.remove(&name);
+            let was_failing = previous.as_ref().is_some_and(|p| p.error.is_some());
+            match (&error, was_failing) {
+                (Some(e), false) => {
+                    tracing::warn!(datname = %name, error = %e, "A watched database cannot be read; the others go on")
+                }
+                (None, true) => {
+                    tracing::info!(datname = %name, "A watched database can be read again")
+                }
+                _ => {}
+            }
+            let last_read = match &error {
+                None => Some(at),
+                Some(_) => previous.and_then(|p| p.last_read),
+            };
+            next.insert(name, WatchedDb { error, last_read });
+        }
+        self.databases = next;
+    }
+
+    /// One other database: connect, run the due per-database collectors concurrently on that
+    /// connection, close. `Err` is the text for its status (with the fix when known).
+    async fn read_database(
+        &mut self,
+        dbname: &str,
+        session: &SessionOptions,
+        due: &[bool],
+        in_recovery: bool,
+        cluster_wide: bool,
+    ) -> Result<(), String> {
+        let Some(conn) = &self.conn else {
+            return Err("the agent's connection is gone".into());
+        };
+        let client =
+            match collect::watched::target(&self.config.postgres.conninfo, session.clone(), dbname)
+            {
+                Ok(target) => target.connect().await,
+                Err(e) => Err(e),
+            };
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                let fix = collect::watched::diagnose(&conn.client, dbname).await;
+                return Err(collect::watched::describe(
+                    &collect::watched::connect_error(&e),
+                    fix.as_deref(),
+                ));
+            }
+        };
+        let ctx = Ctx {
+            client: &client,
+            version: &conn.version,
+            in_recovery,
+            dbname,
+            cluster_wide,
+            config: &self.config.monitor,
+            now: jiff::Timestamp::now(),
+            repository: self.repo.as_ref(),
+            state_dir: Some(&self.config.state_dir),
+        };
+        let runs = self
+            .slots
+            .iter_mut()
+            .zip(due)
+            .filter(|(s, due)| **due && s.per_database)
+            .map(|(slot, _)| {
+                let ctx = &ctx;
+                async move {
+                    let t = Instant::now();
+                    let result = match slot.collector.per_database() {
+                        Some(p) => p.collect_database(ctx).await,
+                        None => Ok(()),
+                    };
+                    (slot, result, t.elapsed())
+                }
+            });
+        let results = futures_util::future::join_all(runs).await;
+        let mut failures = Vec::new();
+        for (slot, result, took) in results {
+            slot.duration += took;
+            if let Err(e) = result {
+                slot.db_failures.push(format!("database {dbname}: {e}"));
+                failures.push(format!("{}: {e}", slot.collector.name()));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
     }
 
     /// Renders and publishes this poll's snapshot; hands baseline samples to the learner.
@@ -398,6 +660,16 @@ impl PollLoop {
             interval: self.config.monitor.interval,
             collectors,
             sections,
+            databases: self
+                .databases
+                .iter()
+                .map(|(name, d)| DatabaseStatus {
+                    name: name.clone(),
+                    state: if d.error.is_none() { "ok" } else { "error" },
+                    error: d.error.clone(),
+                    last_read: d.last_read,
+                })
+                .collect(),
             started: self.started,
         };
         self.snapshot_tx.send_replace(Arc::new(snapshot));
@@ -428,10 +700,18 @@ impl PollLoop {
                 durations.push(&[("collector", name)], s.duration.as_secs_f64());
             }
         }
+        let mut watch_up = Family::of(&catalogue::DBAGENT_DATABASE_WATCH_UP);
+        for (name, d) in &self.databases {
+            watch_up.push(
+                &[("datname", name.as_str())],
+                if d.error.is_none() { 1.0 } else { 0.0 },
+            );
+        }
         let mut out = vec![
             errors,
             up,
             durations,
+            watch_up,
             Family::of(&catalogue::DBAGENT_POLL_DURATION_SECONDS).with(&[], took.as_secs_f64()),
             Family::of(&catalogue::DBAGENT_POLL_INTERVAL_SECONDS)
                 .with(&[], self.config.monitor.interval.as_secs_f64()),

@@ -242,7 +242,8 @@ impl Engine<'_> {
                                 .is_some_and(|z| rule.expr.cmp.holds(z, n)),
                             Threshold::Metric { .. } => partner
                                 .is_some_and(|t| t.is_finite() && rule.expr.cmp.holds(value, t)),
-                        };
+                        }
+                        && rule.expr.and_holds(value);
                     if !active {
                         continue;
                     }

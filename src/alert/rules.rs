@@ -392,6 +392,9 @@ pub struct Expr {
     pub matchers: Vec<Matcher>,
     pub cmp: Cmp,
     pub threshold: Threshold,
+    /// `... and > 0.1`: a second, absolute condition the same sample must meet too (an
+    /// absolute floor under a deviation from the baseline).
+    pub and: Option<(Cmp, f64)>,
     pub text: String,
 }
 
@@ -403,22 +406,36 @@ impl Expr {
             return Err(ExprError::NoMetric { text });
         }
         let (left, rest) = parse_selector(&text, &text)?;
-        let (cmp, after) = [
-            (">=", Cmp::Ge),
-            ("<=", Cmp::Le),
-            ("==", Cmp::Eq),
-            ("!=", Cmp::Ne),
-            (">", Cmp::Gt),
-            ("<", Cmp::Lt),
-        ]
-        .iter()
-        .find_map(|(tok, c)| rest.strip_prefix(tok).map(|a| (*c, a.trim())))
-        .ok_or_else(|| {
+        let (cmp, after) = comparison(rest).ok_or_else(|| {
             ExprError::invalid(
                 &text,
                 format!("expected a comparison (> >= < <= == !=) after the metric; {help}"),
             )
         })?;
+        // `... and OP NUMBER`: the last ` and ` outside quotes starts the second condition.
+        let (after, and) = match split_and(after) {
+            None => (after, None),
+            Some((first, second)) => {
+                let parsed = comparison(second).and_then(|(c, n)| {
+                    let n = n.trim();
+                    n.parse::<f64>()
+                        .ok()
+                        .filter(|_| !n.is_empty())
+                        .map(|n| (c, n))
+                });
+                match parsed {
+                    Some(and) => (first.trim(), Some(and)),
+                    None => {
+                        return Err(ExprError::invalid(
+                            &text,
+                            format!(
+                                "cannot read `and {second}`: after `and` write a comparison with a number, like `and > 0.1`"
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
         let words: Vec<&str> = after.split_whitespace().collect();
         let number = |w: &str| -> Result<f64, ExprError> {
             w.parse::<f64>()
@@ -479,6 +496,7 @@ impl Expr {
             matchers: left.matchers,
             cmp,
             threshold,
+            and,
             text,
         })
     }
@@ -490,8 +508,22 @@ impl Expr {
         )
     }
 
-    /// `> 0.9`, `> 3x baseline`, `> dbagent_rpo_target_seconds`: for messages.
+    /// Whether `value` meets the `and` condition (true when there is none).
+    pub fn and_holds(&self, value: f64) -> bool {
+        self.and.is_none_or(|(cmp, n)| cmp.holds(value, n))
+    }
+
+    /// `> 0.9`, `> 3x baseline`, `> dbagent_rpo_target_seconds`, `> 3x baseline and > 0.1`:
+    /// for messages.
     pub fn condition(&self) -> String {
+        let first = self.first_condition();
+        match self.and {
+            Some((cmp, n)) => format!("{first} and {} {n}", cmp.as_str()),
+            None => first,
+        }
+    }
+
+    fn first_condition(&self) -> String {
         match &self.threshold {
             Threshold::Value(v) => format!("{} {v}", self.cmp.as_str()),
             Threshold::BaselineRatio(v) => format!("{} {v}x baseline", self.cmp.as_str()),
@@ -504,6 +536,35 @@ impl Expr {
             }
         }
     }
+}
+
+/// The comparison operator at the start of `s` and what follows it.
+fn comparison(s: &str) -> Option<(Cmp, &str)> {
+    let s = s.trim_start();
+    [
+        (">=", Cmp::Ge),
+        ("<=", Cmp::Le),
+        ("==", Cmp::Eq),
+        ("!=", Cmp::Ne),
+        (">", Cmp::Gt),
+        ("<", Cmp::Lt),
+    ]
+    .iter()
+    .find_map(|(tok, c)| s.strip_prefix(tok).map(|a| (*c, a.trim())))
+}
+
+/// `A and B` → (`A`, `B`), splitting at the last ` and ` outside quotes.
+fn split_and(s: &str) -> Option<(&str, &str)> {
+    let mut quoted = false;
+    let mut at = None;
+    for (i, c) in s.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && s[i..].starts_with(" and ") {
+            at = Some(i);
+        }
+    }
+    at.map(|i| (&s[..i], &s[i + " and ".len()..]))
 }
 
 /// The metric on the right of the comparison: a selector and nothing after it.
@@ -810,6 +871,30 @@ mod tests {
             "pg_up{a~\"b\"} > 1",
         ] {
             assert!(Expr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_second_condition_adds_an_absolute_floor() {
+        let e = Expr::parse(
+            "dbagent_statement_mean_seconds{queryid!=\"a and b\"} > 3x baseline and > 0.1",
+        )
+        .unwrap();
+        assert_eq!(e.threshold, Threshold::BaselineRatio(3.0));
+        assert_eq!(e.and, Some((Cmp::Gt, 0.1)));
+        assert_eq!(e.matchers.len(), 1);
+        assert_eq!(e.condition(), "> 3x baseline and > 0.1");
+        assert!(e.and_holds(0.2));
+        assert!(!e.and_holds(0.1));
+        let e = Expr::parse("m_a > 1 and <= 5").unwrap();
+        assert_eq!(
+            (e.threshold, e.and),
+            (Threshold::Value(1.0), Some((Cmp::Le, 5.0)))
+        );
+        assert!(Expr::parse("m_a > 1").unwrap().and_holds(f64::NAN));
+        for bad in ["m_a > 1 and 0.1", "m_a > 1 and > lots", "m_a > 1 and >"] {
+            let e = Expr::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("after `and`"), "{bad}: {e}");
         }
     }
 

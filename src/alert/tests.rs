@@ -362,3 +362,48 @@ receivers:
     );
     assert!(state.instances.is_empty(), "{:?}", state.instances);
 }
+
+#[test]
+fn the_shipped_slow_query_rule_needs_the_floor_and_the_deviation() {
+    let shipped = AlertsFile::parse(super::rules::EXAMPLE, Path::new("alerts.yml")).unwrap();
+    let mut file = shipped.clone();
+    file.rules.retain(|r| r.name == "SlowQueryVsBaseline");
+    assert_eq!(file.rules.len(), 1);
+    let engine = Engine {
+        file: &file,
+        external_url: "",
+    };
+    // Every statement usually takes 10 ms, except "slow" which usually takes 100 ms.
+    let usual = |series: &str, _: Timestamp| {
+        Some(crate::baseline::Baseline {
+            mean: if series.contains("\"slow\"") {
+                0.1
+            } else {
+                0.01
+            },
+            stddev: 0.001,
+            samples: 100,
+            needed: 40,
+            ready: true,
+            season: crate::baseline::Season::Overall,
+            last_value: 0.0,
+            updated: t0(),
+        })
+    };
+    let mut mean = Family::gauge("dbagent_statement_mean_seconds", "test");
+    // 5x its usual but under 100 ms: not slow. 300 ms, 30x its usual: slow. 300 ms but only
+    // 3x its usual 100 ms: not above 3x. 500 ms, 50x its usual: slow.
+    mean.push(&[("queryid", "tiny")], 0.05);
+    mean.push(&[("queryid", "sleepy")], 0.3);
+    mean.push(&[("queryid", "slow")], 0.3);
+    mean.push(&[("queryid", "slower")], 0.5);
+    let mut state = EngineState::default();
+    engine.evaluate(&mut state, at(0), &[mean], &usual);
+    let mut active: Vec<String> = state
+        .instances
+        .values()
+        .map(|i| i.labels["queryid"].clone())
+        .collect();
+    active.sort();
+    assert_eq!(active, ["sleepy", "slower"]);
+}

@@ -5,8 +5,9 @@
 //! Overall status: CRITICAL if any check is critical, else WARNING if any warns, else UNKNOWN if
 //! any could not be evaluated, else OK.
 //!
-//! Layer: observation. Uses: backup, config, drill, pg, repo, rpo, units, wal. Used by: the binary.
+//! Layer: observation. Uses: backup, collect, config, drill, pg, repo, rpo, units, wal. Used by: the binary.
 
+mod databases;
 mod drill;
 mod objectives;
 mod repository;
@@ -112,6 +113,9 @@ impl Report {
 pub async fn run(config: &Config) -> Report {
     let started = Instant::now();
     let (mut checks, server, client) = server::run(config).await;
+    if let (Some(c), Some(s)) = (&client, &server) {
+        checks.push(databases::check(config, c, &s.database).await);
+    }
     let wal = match &client {
         Some(c) => Some(crate::rpo::ServerWal::read(c).await),
         None => None,

@@ -9,7 +9,8 @@ use dbagent::check::{self, Status};
 #[command(after_help = "\
 Checks: connection, server_version, role_pg_monitor, role_replication, role_functions,
 stats_visibility, wal_level, archive_mode, archive_command, archiving, archive_lag,
-pg_stat_statements, data_checksums, checkpoints, standby_replay (standbys only: replay
+pg_stat_statements, data_checksums, checkpoints, databases (every database
+monitor.databases selects can be read), standby_replay (standbys only: replay
 keeping up with the archive), repository, repository_binding, last_backup,
 archive_continuity, last_drill (age and outcome of the last `dbagent drill`), wal_verify
 (what the last `dbagent wal verify` found, and its age).

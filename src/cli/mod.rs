@@ -29,6 +29,7 @@ mod jobs;
 mod restore;
 mod restore_point;
 mod run;
+mod top;
 mod wal;
 mod wal_get;
 mod wal_push;
@@ -100,6 +101,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Query and index advice: sequential-scan hot spots, unused, duplicate and missing indexes
     Advise(advise::AdviseArgs),
+    /// The statements that took the most time over a window, from the history `run` keeps in state.db
+    Top(top::TopArgs),
     /// Validate the configuration or print an annotated example
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -164,6 +167,7 @@ fn dispatch(cli: &Cli) -> CmdResult {
         Command::Run(ref args) => run::run(cli, args),
         Command::Check(ref args) => check::run(cli, args),
         Command::Advise(ref args) => advise::run(cli, args),
+        Command::Top(ref args) => top::run(cli, args),
         Command::Config(ref cmd) => config::run(cli, cmd),
         Command::Backup(ref args) => backup::run(cli, args),
         Command::Backups(ref cmd) => backups::run(cli, cmd),

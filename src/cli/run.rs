@@ -28,6 +28,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> CmdResult {
     if let Some(listen) = args.listen {
         config.http.listen = listen;
     }
+    dbagent::agent::memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

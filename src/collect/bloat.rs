@@ -1,4 +1,5 @@
-//! Table and btree index bloat ESTIMATES for the connected database, from planner statistics
+//! Table and btree index bloat ESTIMATES for every watched database (`monitor.databases`; top
+//! `monitor.top_tables` across the cluster plus `(other)`), from planner statistics
 //! only (pg_class reltuples/relpages, pg_stats avg_width/null_frac): the expected size of the
 //! live rows at the relation's fillfactor is compared with its size on disk. Nothing reads
 //! table data or opens a relation, so a poll costs catalog reads whatever the tables' size.
@@ -22,14 +23,15 @@
 //! Exact figures, read from the pages themselves, come from the `pgstattuple` collector on its
 //! own slow schedule (`monitor.pgstattuple_interval`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use super::{CollectError, CollectFuture, Collector, Ctx, Family, FoldFuture, Output, PerDatabase};
 use crate::config::MonitorConfig;
 use crate::metrics::catalogue::{self, Desc};
-use crate::metrics::{OTHER, top_n};
+use crate::metrics::{OTHER, TopFold};
 
 /// Relations locked AccessExclusive (granted or awaited) in this database.
 const LOCKED_CTE: &str = "locked AS ( \
@@ -139,6 +141,7 @@ const LOCKED_NAMES_SQL: &str = "SELECT DISTINCT n.nspname::text || '.' || c.reln
 /// One relation's estimate.
 #[derive(Debug, Clone)]
 struct Estimate {
+    datname: Arc<str>,
     schemaname: String,
     relname: String,
     /// The index name, for indexes.
@@ -157,24 +160,64 @@ impl Estimate {
     }
 }
 
-/// The `bloat` collector.
-pub struct Bloat;
+/// The `(other)` totals of the relations outside the top N.
+#[derive(Default)]
+struct Rest {
+    size: f64,
+    bloat: f64,
+}
 
-/// The top `n` estimates by bloat bytes as `bytes` and `ratio` families, plus an `(other)`
-/// series (bloat summed, ratio of the sums); and the top ones for the status section.
+fn fold(n: usize) -> TopFold<Estimate, Rest> {
+    TopFold::new(
+        n,
+        |e| e.bloat,
+        |o, e| {
+            o.size += e.size;
+            o.bloat += e.bloat;
+        },
+    )
+}
+
+/// The `bloat` collector: estimates in every watched database, top `monitor.top_tables`
+/// tables and indexes by bloat bytes across the cluster.
+pub struct Bloat {
+    tables: TopFold<Estimate, Rest>,
+    indexes: TopFold<Estimate, Rest>,
+    databases: Vec<String>,
+    estimated_tables: usize,
+    estimated_indexes: usize,
+    locked: Vec<serde_json::Value>,
+    no_stats: Vec<serde_json::Value>,
+    no_stats_count: usize,
+}
+
+impl Default for Bloat {
+    fn default() -> Self {
+        Bloat {
+            tables: fold(0),
+            indexes: fold(0),
+            databases: Vec::new(),
+            estimated_tables: 0,
+            estimated_indexes: 0,
+            locked: Vec::new(),
+            no_stats: Vec::new(),
+            no_stats_count: 0,
+        }
+    }
+}
+
+/// The top estimates as `bytes` and `ratio` families, plus an `(other)` series (bloat summed,
+/// ratio of the sums, present even when empty); and the top ones for the status section.
 fn families(
-    all: Vec<Estimate>,
-    n: usize,
-    datname: &str,
+    (top, rest): (Vec<Estimate>, Rest),
     (bytes, ratio): (&Desc, &Desc),
 ) -> (Vec<Family>, Vec<serde_json::Value>) {
-    let (top, rest) = top_n(all, n, |e| e.bloat);
     let mut bytes = Family::of(bytes);
     let mut ratio = Family::of(ratio);
     let mut status = Vec::new();
     for e in &top {
         let mut labels = vec![
-            ("datname", datname),
+            ("datname", &*e.datname),
             ("schemaname", e.schemaname.as_str()),
             ("relname", e.relname.as_str()),
         ];
@@ -184,6 +227,7 @@ fn families(
         bytes.push(&labels, e.bloat);
         ratio.push(&labels, e.ratio());
         status.push(json!({
+            "datname": &*e.datname,
             "schemaname": e.schemaname,
             "relname": e.relname,
             "indexrelname": e.indexrelname,
@@ -193,22 +237,22 @@ fn families(
         }));
     }
     let mut labels = vec![
-        ("datname", datname),
+        ("datname", OTHER),
         ("schemaname", OTHER),
         ("relname", OTHER),
     ];
     if bytes.name.starts_with("dbagent_index") {
         labels.push(("indexrelname", OTHER));
     }
-    let other = Estimate {
-        schemaname: String::new(),
-        relname: String::new(),
-        indexrelname: None,
-        size: rest.iter().map(|e| e.size).sum(),
-        bloat: rest.iter().map(|e| e.bloat).sum(),
-    };
-    bytes.push(&labels, other.bloat);
-    ratio.push(&labels, other.ratio());
+    bytes.push(&labels, rest.bloat);
+    ratio.push(
+        &labels,
+        if rest.size > 0.0 {
+            rest.bloat / rest.size
+        } else {
+            0.0
+        },
+    );
     (vec![bytes, ratio], status)
 }
 
@@ -222,6 +266,16 @@ impl Collector for Bloat {
     }
 
     fn collect<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> CollectFuture<'a> {
+        Box::pin(async move { super::collect_one(self, ctx).await })
+    }
+
+    fn per_database(&mut self) -> Option<&mut dyn PerDatabase> {
+        Some(self)
+    }
+}
+
+impl PerDatabase for Bloat {
+    fn collect_database<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> FoldFuture<'a> {
         Box::pin(async move {
             let min_size = i64::try_from(ctx.config.bloat_min_size).unwrap_or(i64::MAX);
             let locked: Vec<String> = ctx
@@ -243,10 +297,22 @@ impl Collector for Bloat {
                 .await
                 .map_err(|e| CollectError::query("index bloat estimate", &e))?;
 
-            let mut no_stats = Vec::new();
+            let n = ctx.config.top_tables;
+            self.tables.set_n(n);
+            self.indexes.set_n(n);
+            let datname: Arc<str> = ctx.dbname.into();
+            let mut no_stats = |relation: String| {
+                self.no_stats_count += 1;
+                if self.no_stats.len() < n {
+                    self.no_stats
+                        .push(json!({ "datname": &*datname, "relation": relation }));
+                }
+            };
+            let mut estimated = (0, 0);
             let mut table_est = Vec::new();
             for r in &tables {
                 let e = Estimate {
+                    datname: datname.clone(),
                     schemaname: r.get(0),
                     relname: r.get(1),
                     indexrelname: None,
@@ -254,14 +320,16 @@ impl Collector for Bloat {
                     bloat: r.get(3),
                 };
                 if r.get::<_, bool>(4) {
+                    estimated.0 += 1;
                     table_est.push(e);
                 } else {
-                    no_stats.push(format!("{}.{}", e.schemaname, e.relname));
+                    no_stats(format!("{}.{}", e.schemaname, e.relname));
                 }
             }
             let mut index_est = Vec::new();
             for r in &indexes {
                 let e = Estimate {
+                    datname: datname.clone(),
                     schemaname: r.get(0),
                     relname: r.get(1),
                     indexrelname: Some(r.get(2)),
@@ -269,59 +337,73 @@ impl Collector for Bloat {
                     bloat: r.get(4),
                 };
                 if r.get::<_, bool>(5) {
+                    estimated.1 += 1;
                     index_est.push(e);
                 } else {
-                    no_stats.push(format!(
+                    no_stats(format!(
                         "{}.{}",
                         e.schemaname,
                         e.indexrelname.as_deref().unwrap_or("")
                     ));
                 }
             }
-            let no_stats_count = no_stats.len();
-            no_stats.truncate(ctx.config.top_tables);
-            let (estimated_tables, estimated_indexes) = (table_est.len(), index_est.len());
-            let datname = ctx.dbname;
-            let n = ctx.config.top_tables;
-            let (mut fams, top_tables) = families(
-                table_est,
-                n,
-                datname,
-                (
-                    &catalogue::DBAGENT_TABLE_BLOAT_BYTES,
-                    &catalogue::DBAGENT_TABLE_BLOAT_RATIO,
-                ),
+            for e in table_est {
+                self.tables.push(e);
+            }
+            for e in index_est {
+                self.indexes.push(e);
+            }
+            self.estimated_tables += estimated.0;
+            self.estimated_indexes += estimated.1;
+            self.locked.extend(
+                locked
+                    .into_iter()
+                    .map(|relation| json!({ "datname": &*datname, "relation": relation })),
             );
-            let (index_fams, top_indexes) = families(
-                index_est,
-                n,
-                datname,
-                (
-                    &catalogue::DBAGENT_INDEX_BLOAT_BYTES,
-                    &catalogue::DBAGENT_INDEX_BLOAT_RATIO,
-                ),
-            );
-            fams.extend(index_fams);
-            fams.push(
-                Family::of(&catalogue::DBAGENT_BLOAT_SKIPPED_RELATIONS)
-                    .with(&[("reason", "locked")], locked.len() as f64)
-                    .with(&[("reason", "no_statistics")], no_stats_count as f64),
-            );
-            let status = json!({
-                "datname": datname,
-                "min_size_bytes": ctx.config.bloat_min_size,
-                "estimated_tables": estimated_tables,
-                "estimated_indexes": estimated_indexes,
-                "skipped_locked": locked,
-                "skipped_no_statistics": no_stats_count,
-                "skipped_no_statistics_names": no_stats,
-                "tables": top_tables,
-                "indexes": top_indexes,
-            });
-            Ok(Output {
-                families: fams,
-                status: Some(status),
-            })
+            self.databases.push(ctx.dbname.to_string());
+            Ok(())
         })
+    }
+
+    fn finish(&mut self, config: &MonitorConfig) -> Output {
+        let tables = self.tables.finish();
+        let indexes = self.indexes.finish();
+        let (mut fams, top_tables) = families(
+            (tables.0, tables.1),
+            (
+                &catalogue::DBAGENT_TABLE_BLOAT_BYTES,
+                &catalogue::DBAGENT_TABLE_BLOAT_RATIO,
+            ),
+        );
+        let (index_fams, top_indexes) = families(
+            (indexes.0, indexes.1),
+            (
+                &catalogue::DBAGENT_INDEX_BLOAT_BYTES,
+                &catalogue::DBAGENT_INDEX_BLOAT_RATIO,
+            ),
+        );
+        fams.extend(index_fams);
+        let locked = std::mem::take(&mut self.locked);
+        let no_stats_count = std::mem::take(&mut self.no_stats_count);
+        fams.push(
+            Family::of(&catalogue::DBAGENT_BLOAT_SKIPPED_RELATIONS)
+                .with(&[("reason", "locked")], locked.len() as f64)
+                .with(&[("reason", "no_statistics")], no_stats_count as f64),
+        );
+        let status = json!({
+            "databases": std::mem::take(&mut self.databases),
+            "min_size_bytes": config.bloat_min_size,
+            "estimated_tables": std::mem::take(&mut self.estimated_tables),
+            "estimated_indexes": std::mem::take(&mut self.estimated_indexes),
+            "skipped_locked": locked,
+            "skipped_no_statistics": no_stats_count,
+            "skipped_no_statistics_names": std::mem::take(&mut self.no_stats),
+            "tables": top_tables,
+            "indexes": top_indexes,
+        });
+        Output {
+            families: fams,
+            status: Some(status),
+        }
     }
 }

@@ -16,8 +16,12 @@ pub struct Ctx<'a> {
     pub version: &'a ServerVersion,
     /// The server is a standby.
     pub in_recovery: bool,
-    /// The database the agent is connected to (per-table signals cover this one).
+    /// The database `client` is connected to (per-database collectors read this one).
     pub dbname: &'a str,
+    /// Whether cluster-wide views are read in this run: true for the agent's own connection,
+    /// false for the other databases a [`PerDatabase`] collector visits in the same poll (so
+    /// that a cluster-wide signal is read once, not once per database).
+    pub cluster_wide: bool,
     pub config: &'a MonitorConfig,
     /// When the poll started.
     pub now: jiff::Timestamp,
@@ -84,6 +88,36 @@ pub trait Collector: Send + Sync {
         None
     }
 
-    /// Runs one collection.
+    /// Runs one collection. For a [`PerDatabase`] collector: the database of `ctx` alone.
     fn collect<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> CollectFuture<'a>;
+
+    /// Collectors that read per-database catalogs and views return themselves: the poller then
+    /// runs them in every database `monitor.databases` selects instead of calling `collect`.
+    fn per_database(&mut self) -> Option<&mut dyn PerDatabase> {
+        None
+    }
+}
+
+pub type FoldFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CollectError>> + Send + 'a>>;
+
+/// A collector whose signal lives in each database (tables, indexes, the advisor's samples).
+/// In one poll the poller calls [`PerDatabase::collect_database`] once per selected database,
+/// one database at a time, then [`PerDatabase::finish`] once. The collector folds each
+/// database into a bounded result as it goes (top N per signal across the cluster plus an
+/// `(other)` total), so it never holds every database's rows at once.
+pub trait PerDatabase: Send {
+    /// Reads the database of `ctx` and folds it into this poll's result. On error nothing of
+    /// that database is kept.
+    fn collect_database<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> FoldFuture<'a>;
+
+    /// This poll's output across the databases folded since the last `finish`; starts the
+    /// next fold empty.
+    fn finish(&mut self, config: &MonitorConfig) -> Output;
+}
+
+/// `Collector::collect` of a [`PerDatabase`] collector: the one database of `ctx`.
+pub async fn collect_one(c: &mut dyn PerDatabase, ctx: &Ctx<'_>) -> Result<Output, CollectError> {
+    let folded = c.collect_database(ctx).await;
+    let out = c.finish(ctx.config);
+    folded.map(|()| out)
 }

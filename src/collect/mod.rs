@@ -1,5 +1,7 @@
 //! Collectors: one module per signal, each reading pg_stat views on the agent's own connection
-//! and returning metric families (and, for some, a section of `/api/v1/status`).
+//! and returning metric families (and, for some, a section of `/api/v1/status`). Those whose
+//! signal lives in each database ([`PerDatabase`]: vacuum, bloat, pgstattuple, advisor) are
+//! also run by the poller in every other database `monitor.databases` selects ([`watched`]).
 //!
 //! The contract every collector keeps:
 //! - it reads `ctx.version` to pick its SQL (PostgreSQL 13 to 18); version-dependent SQL that
@@ -11,8 +13,8 @@
 //!   text in a label;
 //! - it never scans table data: statistics views and planner statistics only.
 //!
-//! Layer: observation. Uses: advise, backup, config, drill, metrics, pg, repo, rpo, wal. Used by:
-//! agent.
+//! Layer: observation. Uses: advise, backup, config, drill, metrics, pg, repo, rpo, state, wal.
+//! Used by: agent.
 
 pub mod advisor;
 pub mod archiver;
@@ -29,12 +31,16 @@ pub mod replication_slots;
 pub mod standby;
 pub mod stat_io;
 pub mod stat_wal;
+pub mod statement_history;
 pub mod statements;
 pub mod vacuum;
 pub mod wal_verify;
+pub mod watched;
 
 pub use crate::metrics::{Family, Kind, Sample};
-pub use collector::{CollectError, CollectFuture, Collector, Ctx, Output};
+pub use collector::{
+    CollectError, CollectFuture, Collector, Ctx, FoldFuture, Output, PerDatabase, collect_one,
+};
 
 /// Every collector, in the order their metrics appear on /metrics.
 pub fn all() -> Vec<Box<dyn Collector>> {
@@ -42,7 +48,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(connections::Connections),
         Box::new(databases::Databases::default()),
         Box::new(locks::Locks),
-        Box::new(vacuum::Vacuum),
+        Box::new(vacuum::Vacuum::default()),
         Box::new(replication::Replication),
         Box::new(replication_slots::ReplicationSlots),
         Box::new(standby::Standby),
@@ -51,10 +57,10 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(stat_io::StatIo),
         Box::new(archiver::Archiver),
         Box::new(statements::Statements::new()),
-        Box::new(bloat::Bloat),
-        Box::new(pgstattuple::PgStatTuple),
+        Box::new(bloat::Bloat::default()),
+        Box::new(pgstattuple::PgStatTuple::default()),
         Box::new(recovery::Recovery::default()),
         Box::new(wal_verify::WalVerify),
-        Box::new(advisor::Advisor),
+        Box::new(advisor::Advisor::default()),
     ]
 }

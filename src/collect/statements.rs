@@ -14,19 +14,61 @@
 //! `pg_stat_statements_info.stats_reset` discards the whole interval; a statement whose counters
 //! went backwards or whose `stats_since` changed (evicted and created again) gives no sample
 //! that poll. A statement that appears after the first poll was created since the previous one,
-//! so all its counts belong to the interval.
+//! so all its counts belong to the interval. After a restart of the agent the first poll
+//! again only records counters (what ran while the agent was down is not attributed).
+//!
+//! dbagent's own statements are never counted: a superuser's session turns pg_stat_statements
+//! off for itself when it connects (`pg::UNTRACK_OWN_STATEMENTS`); when the session is still
+//! tracked (another role, not allowed to), the entries of the agent's role are left out of
+//! the top lists, `(other)`, the history and so the baselines and rules.
+//!
+//! With a state directory (`dbagent run`), each poll's top statements are appended to the
+//! statement history in state.db ([`super::statement_history`]) and the status section gains
+//! `history`: the top statements of the last hour, from that history.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio_postgres::error::SqlState;
 
-use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
+use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output, statement_history};
 use crate::metrics::OTHER;
 use crate::metrics::catalogue;
 
 /// Longest query text kept for the status section, in characters.
 const MAX_TEXT_CHARS: usize = 4096;
+
+/// The window of `history` in the status section.
+pub const STATUS_HISTORY_WINDOW: Duration = Duration::from_secs(3600);
+
+/// How the agent's session stands with pg_stat_statements, and the role its entries have.
+const OWN_SQL: &str = "SELECT coalesce(current_setting('pg_stat_statements.track', true), ''), \
+     r.oid, r.rolname::text FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+
+/// How dbagent's own statements are kept out of the lists.
+#[derive(Debug, Clone, PartialEq)]
+enum Own {
+    /// The session is not tracked (pg_stat_statements.track = none for it).
+    Untracked,
+    /// The session is tracked: the entries of this role (oid, name) are left out.
+    Role(u32, String),
+}
+
+impl Own {
+    fn excludes(&self, key: &Key) -> bool {
+        matches!(self, Own::Role(oid, _) if *oid == key.userid)
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Own::Untracked => {
+                "untracked (pg_stat_statements.track = none in dbagent's sessions)".into()
+            }
+            Own::Role(_, name) => format!("excluded: every statement of role {name} is left out"),
+        }
+    }
+}
 
 /// One pg_stat_statements entry: the view's own key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,6 +202,8 @@ pub struct Statements {
     texts: HashMap<Key, String>,
     /// Last availability, to log its changes only.
     available: Option<bool>,
+    /// The last error writing the history, to log its changes only.
+    history_failing: Option<String>,
 }
 
 impl Statements {
@@ -193,6 +237,86 @@ impl Statements {
         Output {
             families: vec![available_family(false)],
             status: Some(json!({ "available": false, "reason": why, "queries": [] })),
+        }
+    }
+}
+
+impl Statements {
+    /// Appends this poll's top statements to the history in state.db (when the agent has a
+    /// state directory) and reads the top statements of the last hour back for the status
+    /// section. A failure is logged once and shown in the section; the metrics go on.
+    async fn history(
+        &mut self,
+        ctx: &Ctx<'_>,
+        top: &[Delta],
+        interval: Option<f64>,
+    ) -> serde_json::Value {
+        let Some(state_dir) = ctx.state_dir else {
+            return serde_json::Value::Null;
+        };
+        let state_dir = state_dir.to_path_buf();
+        let owned: Vec<(Delta, Option<String>)> = top
+            .iter()
+            .map(|d| (d.clone(), self.texts.get(&d.key).cloned()))
+            .collect();
+        let now = ctx.now;
+        let keep_since = now
+            .checked_sub(ctx.config.statement_history_retention)
+            .unwrap_or(jiff::Timestamp::MIN);
+        let window_since = now
+            .checked_sub(STATUS_HISTORY_WINDOW)
+            .unwrap_or(jiff::Timestamp::MIN);
+        let limit = ctx.config.top_queries;
+        let interval_ms = interval.map(|s| (s * 1000.0).round() as i64);
+        let result = tokio::task::spawn_blocking(move || {
+            let records: Vec<statement_history::Record<'_>> = owned
+                .iter()
+                .map(|(d, text)| statement_history::Record {
+                    queryid: d.key.queryid,
+                    dbid: d.key.dbid,
+                    userid: d.key.userid,
+                    toplevel: d.key.toplevel,
+                    datname: &d.datname,
+                    rolname: &d.user,
+                    query: text.as_deref(),
+                    calls: d.calls,
+                    total_seconds: d.seconds,
+                    rows: d.rows,
+                })
+                .collect();
+            statement_history::record_and_read(
+                &state_dir,
+                now,
+                interval_ms,
+                &records,
+                keep_since,
+                window_since,
+                limit,
+            )
+        })
+        .await;
+        let result = match result {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the history writer stopped: {e}")),
+        };
+        match result {
+            Ok(top) => {
+                if self.history_failing.take().is_some() {
+                    tracing::info!("The statement history is written again");
+                }
+                json!({
+                    "window_seconds": STATUS_HISTORY_WINDOW.as_secs(),
+                    "by": "total",
+                    "queries": top,
+                })
+            }
+            Err(e) => {
+                if self.history_failing.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(error = %e, "Cannot write the statement history; slow-query metrics go on");
+                }
+                self.history_failing = Some(e.clone());
+                json!({ "error": e })
+            }
         }
     }
 }
@@ -318,6 +442,16 @@ impl Collector for Statements {
                 None
             };
             self.set_available(true, "");
+            let own = ctx
+                .client
+                .query_opt(OWN_SQL, &[])
+                .await
+                .map_err(|e| CollectError::query("dbagent's own role", &e))?;
+            let own = match own {
+                Some(r) if r.get::<_, String>(0) == "none" => Own::Untracked,
+                Some(r) => Own::Role(r.get(1), r.get(2)),
+                None => Own::Untracked,
+            };
 
             let current: Vec<(Key, Counters, String, String)> = rows
                 .iter()
@@ -360,7 +494,9 @@ impl Collector for Statements {
                 .prev_poll
                 .map(|p| ctx.now.duration_since(p).as_secs_f64());
             let found = if discarded.is_none() {
-                deltas(&self.prev, &current)
+                let mut found = deltas(&self.prev, &current);
+                found.retain(|d| !own.excludes(&d.key));
+                found
             } else {
                 Vec::new()
             };
@@ -392,6 +528,7 @@ impl Collector for Statements {
                 ));
             }
             let mut queries = Vec::new();
+            let mut records = Vec::new();
             if discarded.is_none() {
                 let (top, rest) = split_top(found, ctx.config.top_queries);
                 let missing: Vec<i64> = top
@@ -439,6 +576,7 @@ impl Collector for Statements {
                     seconds.push(&labels, d.seconds);
                     mean.push(&labels, d.mean());
                     rows_f.push(&labels, d.rows);
+                    records.push(d.clone());
                     queries.push(json!({
                         "queryid": queryid,
                         "datname": d.datname,
@@ -474,8 +612,11 @@ impl Collector for Statements {
                 families.extend([calls, seconds, mean, rows_f]);
             }
 
+            let history = self.history(ctx, &records, interval).await;
             let status = json!({
                 "available": true,
+                "own_statements": own.describe(),
+                "history": history,
                 "extension_version": format!("{}.{}", ext.version.0, ext.version.1),
                 "tracked": current.len(),
                 "interval_seconds": interval,

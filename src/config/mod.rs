@@ -9,6 +9,7 @@
 //! Layer: configuration. Uses: cron, pg, repo. Used by: advise, agent, alert, backup, check,
 //! collect, drill, http, leader, notify, schedule.
 
+pub mod databases;
 pub mod de;
 pub mod expand;
 pub mod schedule;
@@ -424,6 +425,9 @@ pub struct MonitorConfig {
     pub slow_interval: Duration,
     /// Per-query series: the top N statements by total and by mean time in the interval.
     pub top_queries: usize,
+    /// How long the statement history (`dbagent top`) is kept in state.db.
+    #[serde(deserialize_with = "de::duration", serialize_with = "ser::duration")]
+    pub statement_history_retention: Duration,
     /// Per-table series: the top N tables by each signal, plus an `(other)` total.
     pub top_tables: usize,
     /// Bloat estimates skip relations smaller than this.
@@ -457,6 +461,9 @@ pub struct MonitorConfig {
     pub advisor_hotspot_min_scans: f64,
     /// Statements explained for missing-index hints: top N by mean and by total time.
     pub advisor_explain_top: usize,
+    /// Which databases the per-database collectors (tables, vacuum, bloat, pgstattuple, the
+    /// advisor) read: include/exclude shell patterns, or a plain list of include patterns.
+    pub databases: databases::DatabasesConfig,
 }
 
 impl Default for MonitorConfig {
@@ -467,6 +474,7 @@ impl Default for MonitorConfig {
             lock_timeout: Duration::from_secs(1),
             slow_interval: Duration::from_secs(300),
             top_queries: 20,
+            statement_history_retention: Duration::from_secs(7 * 86400),
             top_tables: 50,
             bloat_min_size: 10 << 20,
             pgstattuple_interval: Duration::ZERO,
@@ -478,6 +486,7 @@ impl Default for MonitorConfig {
             advisor_min_table_size: 10 << 20,
             advisor_hotspot_min_scans: 10.0,
             advisor_explain_top: 10,
+            databases: databases::DatabasesConfig::default(),
         }
     }
 }
@@ -986,6 +995,57 @@ mod tests {
         .to_string();
         assert!(
             err.contains(":3:") && err.contains("invalid duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn monitor_databases_take_patterns_or_a_plain_list_and_bad_patterns_name_their_line() {
+        let base = "postgres:\n  conninfo: host=x\nrepository:\n  path: /r\n";
+        let c = parse(base).unwrap();
+        assert!(c.monitor.databases.selects("anything"));
+        let c = parse(&format!(
+            "{base}monitor:\n  databases:\n    include: [\"app_*\", billing]\n    exclude: [\"*_tmp\"]\n"
+        ))
+        .unwrap();
+        let d = &c.monitor.databases;
+        assert!(d.selects("app_eu") && d.selects("billing"));
+        assert!(!d.selects("app_tmp") && !d.selects("postgres"));
+        let c = parse(&format!("{base}monitor:\n  databases: [app, \"db?\"]\n")).unwrap();
+        let d = &c.monitor.databases;
+        assert!(d.selects("app") && d.selects("db1") && !d.selects("db10"));
+        assert!(d.exclude.is_empty());
+        let c = parse(&format!(
+            "{base}monitor:\n  databases:\n    exclude: [scratch]\n"
+        ))
+        .unwrap();
+        assert!(c.monitor.databases.selects("app") && !c.monitor.databases.selects("scratch"));
+
+        let err = parse(&format!(
+            "{base}monitor:\n  interval: 15s\n  databases:\n    include: [\"db[12]\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("/etc/dbagent/dbagent.yml:")
+                && err.contains("character classes")
+                && err.contains("db[12]"),
+            "{err}"
+        );
+        let line: usize = err.split(':').nth(1).unwrap().parse().unwrap();
+        assert!((7..=8).contains(&line), "{err}");
+        let err = parse(&format!("{base}monitor:\n  databases: [\"\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":6:") && err.contains("empty database pattern"),
+            "{err}"
+        );
+        let err = parse(&format!("{base}monitor:\n  databases:\n    inclde: [a]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key `inclde`") && err.contains("include"),
             "{err}"
         );
     }

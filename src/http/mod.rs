@@ -211,6 +211,7 @@ async fn status(State(s): State<AppState>) -> Response {
         "last_success": snap.last_success,
         "poll_interval_seconds": snap.interval.as_secs_f64(),
         "collectors": snap.collectors,
+        "databases": snap.databases,
         "repository": repository,
         "alerts": {
             "disabled": alerts.disabled,

@@ -261,6 +261,13 @@ pub const DBAGENT_DATABASE_MXID_WRAPAROUND_RATIO: Desc = Desc {
     labels: &["datname"],
 };
 
+pub const DBAGENT_DATABASE_WATCH_UP: Desc = Desc {
+    name: "dbagent_database_watch_up",
+    kind: Kind::Gauge,
+    help: "Whether the per-database collectors could read the watched database in their last run (1) or not (0: no CONNECT privilege, connection limit, query error).",
+    labels: &["datname"],
+};
+
 pub const DBAGENT_DATABASE_XID_AGE: Desc = Desc {
     name: "dbagent_database_xid_age",
     kind: Kind::Gauge,
@@ -467,7 +474,7 @@ pub const DBAGENT_OUTBOX_OLDEST_AGE_SECONDS: Desc = Desc {
 pub const DBAGENT_PGSTATTUPLE_AVAILABLE: Desc = Desc {
     name: "dbagent_pgstattuple_available",
     kind: Kind::Gauge,
-    help: "1 when the pgstattuple extension is installed in the connected database (exact bloat figures), else 0.",
+    help: "1 when the pgstattuple extension is installed in at least one watched database (exact bloat figures), else 0.",
     labels: &[],
 };
 
@@ -1344,6 +1351,7 @@ pub const ALL: &[Desc] = &[
     DBAGENT_DATABASE_CACHE_HIT_RATIO,
     DBAGENT_DATABASE_MXID_AGE,
     DBAGENT_DATABASE_MXID_WRAPAROUND_RATIO,
+    DBAGENT_DATABASE_WATCH_UP,
     DBAGENT_DATABASE_XID_AGE,
     DBAGENT_DATABASE_XID_WRAPAROUND_RATIO,
     DBAGENT_DRILL_AGE_SECONDS,

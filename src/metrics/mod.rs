@@ -119,6 +119,69 @@ pub fn top_n<T>(mut items: Vec<T>, n: usize, key: impl Fn(&T) -> f64) -> (Vec<T>
     (items, rest)
 }
 
+/// Top N across batches that arrive one after the other (one batch per database): items are
+/// pushed as they are read, and whenever more than about 2N are held the smallest are spilled
+/// into `other` (the caller's `(other)` total). Memory stays at O(N) whatever the number of
+/// tables and databases; the result is the same as [`top_n`] over every item at once.
+pub struct TopFold<T, O> {
+    n: usize,
+    items: Vec<T>,
+    other: O,
+    spilled: usize,
+    key: fn(&T) -> f64,
+    spill: fn(&mut O, T),
+}
+
+impl<T, O: Default> TopFold<T, O> {
+    /// Keeps the `n` items with the largest `key`; `spill` adds an item to the `(other)` total.
+    pub fn new(n: usize, key: fn(&T) -> f64, spill: fn(&mut O, T)) -> TopFold<T, O> {
+        TopFold {
+            n,
+            items: Vec::new(),
+            other: O::default(),
+            spilled: 0,
+            key,
+            spill,
+        }
+    }
+
+    /// Changes N (the configuration may change between polls); takes effect at the next
+    /// compaction.
+    pub fn set_n(&mut self, n: usize) {
+        self.n = n;
+    }
+
+    pub fn push(&mut self, item: T) {
+        self.items.push(item);
+        if self.items.len() >= self.n.saturating_mul(2).max(64) {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        let key = self.key;
+        self.items.sort_by(|a, b| key(b).total_cmp(&key(a)));
+        if self.items.len() > self.n {
+            for item in self.items.drain(self.n..) {
+                (self.spill)(&mut self.other, item);
+                self.spilled += 1;
+            }
+        }
+    }
+
+    /// The top items, largest first, the `(other)` total and how many items it holds; the
+    /// fold starts empty again.
+    pub fn finish(&mut self) -> (Vec<T>, O, usize) {
+        self.compact();
+        let spilled = std::mem::take(&mut self.spilled);
+        (
+            std::mem::take(&mut self.items),
+            std::mem::take(&mut self.other),
+            spilled,
+        )
+    }
+}
+
 /// The label value standing for "everything outside the top N".
 pub const OTHER: &str = "(other)";
 
@@ -232,6 +295,40 @@ mod tests {
         let (top, rest) = top_n(vec![1.0, 5.0, 3.0, 4.0], 2, |v| *v);
         assert_eq!(top, vec![5.0, 4.0]);
         assert_eq!(rest, vec![3.0, 1.0]);
+    }
+
+    #[test]
+    fn top_fold_across_batches_equals_top_n_over_all() {
+        // Three "databases" of different sizes, pushed one after the other.
+        let batches: Vec<Vec<f64>> = vec![
+            (0..150).map(|i| f64::from(i % 37)).collect(),
+            vec![100.0, 0.5],
+            (0..90).map(|i| f64::from(i) * 1.5).collect(),
+        ];
+        for n in [0, 1, 3, 50, 1000] {
+            let mut fold: TopFold<f64, (f64, usize)> = TopFold::new(
+                n,
+                |v| *v,
+                |o, v| {
+                    o.0 += v;
+                    o.1 += 1
+                },
+            );
+            for b in &batches {
+                for v in b {
+                    fold.push(*v);
+                }
+            }
+            let (top, other, spilled) = fold.finish();
+            let all: Vec<f64> = batches.concat();
+            let (want_top, want_rest) = top_n(all, n, |v| *v);
+            assert_eq!(top, want_top, "n={n}");
+            assert_eq!(spilled, want_rest.len(), "n={n}");
+            assert_eq!(other.1, want_rest.len(), "n={n}");
+            assert_eq!(other.0, want_rest.iter().sum::<f64>(), "n={n}");
+            // The fold starts over.
+            assert_eq!(fold.finish().0, Vec::<f64>::new());
+        }
     }
 
     #[test]

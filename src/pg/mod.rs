@@ -4,7 +4,9 @@
 //!
 //! Every connection dbagent opens sets `application_name=dbagent` (unless the conninfo names
 //! another), a statement and lock timeout, and fails within the connect timeout with an error
-//! that says which server, which user and what to do.
+//! that says which server, which user and what to do. A superuser's connection also turns
+//! pg_stat_statements off for itself (see [`UNTRACK_OWN_STATEMENTS`]): dbagent's own
+//! statements never reach the slow-query lists.
 //!
 //! Layer: access. Uses: units. Used by: advise, agent, backup, check, collect,
 //! config, drill, leader, rpo.
@@ -22,6 +24,16 @@ use tokio_postgres::config::{SslMode as PgSslMode, TargetSessionAttrs};
 
 pub use conninfo::{ConnInfo, ResolvedConnInfo, SslMode};
 pub use version::ServerVersion;
+
+/// Run on every new connection: a superuser's session stops pg_stat_statements from recording
+/// its statements (`pg_stat_statements.track = none` for the session only; the parameter is
+/// superuser-only). Bound parameters, no literal: this statement itself leaves no entry
+/// (pg_stat_statements records it at executor end, when tracking is already off). Another
+/// role's session is still recorded, and the statements collector leaves that role's entries
+/// out instead; setting it per role (`ALTER ROLE dbagent SET pg_stat_statements.track =
+/// none`) has the same effect as this.
+pub const UNTRACK_OWN_STATEMENTS: &str = "SELECT pg_catalog.set_config($1, $2, false) \
+     FROM pg_catalog.pg_roles r WHERE r.rolname = current_user AND r.rolsuper";
 
 /// Why dbagent could not talk to the server. Never contains a password.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +193,16 @@ impl PgTarget {
                 tracing::debug!(server = %endpoint, error = %e, "Connection closed with an error");
             }
         });
+        // Best effort: a role that may not do it is told apart by the statements collector.
+        if let Err(e) = client
+            .execute(
+                UNTRACK_OWN_STATEMENTS,
+                &[&"pg_stat_statements.track", &"none"],
+            )
+            .await
+        {
+            tracing::debug!(server = %self.info.endpoint(), error = %error_detail(&e), "Could not turn pg_stat_statements off for dbagent's session");
+        }
         Ok(client)
     }
 

@@ -8,7 +8,7 @@
 //! [`StateDb::open_read_only`]) read while `dbagent run` writes, and it stays inspectable with
 //! `sqlite3 state.db`. Every error names the file and says what to do.
 //!
-//! Layer: access. Uses: units. Used by: advise, agent, alert, baseline, drill,
+//! Layer: access. Uses: units. Used by: advise, agent, alert, baseline, collect, drill,
 //! notify, schedule, wal.
 
 use std::fs::{DirBuilder, OpenOptions};
@@ -164,6 +164,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     // 7: `dbagent wal verify` (src/wal/verify.rs): the last result per stored WAL segment and
     // the identity of the stored file it was computed from, and one row per run.
     ("wal_verify", WAL_VERIFY),
+    // 8: the statement history (src/collect/statement_history.rs): per poll, the per-interval
+    // deltas of the top statements of pg_stat_statements; each statement's text once.
+    ("statement_history", STATEMENT_HISTORY),
 ];
 
 /// Migration 6, the advisor's samples (read and written by `advise::store`).
@@ -255,6 +258,36 @@ const WAL_VERIFY: &str = "CREATE TABLE wal_verified (
             problems             TEXT    NOT NULL
         );
         CREATE INDEX wal_verify_runs_finished ON wal_verify_runs (repository, finished_ms);";
+
+/// Migration 8, the statement history (read and written by `collect::statement_history`).
+///
+/// `statement_texts`: one row per pg_stat_statements entry (queryid, dbid, userid, toplevel)
+/// with its database and role names and its text (NULL until read), `last_seen_ms` the newest
+/// history row that uses it. `statement_history`: one row per statement per poll that counted
+/// it: what it did in the interval ending at `taken_ms` (`interval_ms` long). Times are Unix
+/// milliseconds; rows older than `monitor.statement_history_retention` are deleted on write.
+const STATEMENT_HISTORY: &str = "CREATE TABLE statement_texts (
+            id            INTEGER PRIMARY KEY,
+            queryid       INTEGER NOT NULL,
+            dbid          INTEGER NOT NULL,
+            userid        INTEGER NOT NULL,
+            toplevel      INTEGER NOT NULL,
+            datname       TEXT    NOT NULL,
+            rolname       TEXT    NOT NULL,
+            query         TEXT,
+            last_seen_ms  INTEGER NOT NULL,
+            UNIQUE (queryid, dbid, userid, toplevel)
+        );
+        CREATE TABLE statement_history (
+            statement_id   INTEGER NOT NULL REFERENCES statement_texts (id) ON DELETE CASCADE,
+            taken_ms       INTEGER NOT NULL,
+            interval_ms    INTEGER,
+            calls          REAL    NOT NULL,
+            total_seconds  REAL    NOT NULL,
+            rows           REAL    NOT NULL,
+            PRIMARY KEY (taken_ms, statement_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX statement_history_statement ON statement_history (statement_id);";
 
 /// The schema version this build writes (the number of migrations).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

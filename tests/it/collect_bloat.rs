@@ -43,7 +43,7 @@ pg_test!(
          VACUUM never_analyzed;");
         let mut poller = Poller::new(&pg);
         poller.config.bloat_min_size = 1 << 20;
-        let mut c = Bloat;
+        let mut c = Bloat::default();
 
         let fresh = poller.run(&mut c).expect("collect");
         let fresh_ratio = table(&fresh, "dbagent_table_bloat_ratio", "bloated");
@@ -181,7 +181,7 @@ pg_test!(
         );
         let mut poller = Poller::with_conninfo(&conninfo);
         poller.config.bloat_min_size = 1 << 20;
-        let mut c = Bloat;
+        let mut c = Bloat::default();
 
         let before = poller.run(&mut c).expect("collect");
         table(&before, "dbagent_table_bloat_ratio", "busy");
@@ -218,7 +218,7 @@ pg_test!(
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|n| n == "public.busy"),
+                .any(|n| n["relation"] == "public.busy" && n["datname"] == "postgres"),
             "{status}"
         );
 

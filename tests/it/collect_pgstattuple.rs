@@ -21,17 +21,17 @@ pg_test!(
     );
         let mut poller = Poller::new(&pg);
         // Off by default: no query, no series.
-        let out = poller.run(&mut PgStatTuple).expect("collect");
+        let out = poller.run(&mut PgStatTuple::default()).expect("collect");
         assert!(out.families.is_empty(), "{:?}", out.families);
 
         poller.config.pgstattuple_interval = Duration::from_secs(7 * 24 * 3600);
         poller.config.bloat_min_size = 1 << 20;
-        let out = poller.run(&mut PgStatTuple).expect("collect");
+        let out = poller.run(&mut PgStatTuple::default()).expect("collect");
         assert_eq!(value(&out, "dbagent_pgstattuple_available", &[]), Some(0.0));
 
         pg.psql("CREATE EXTENSION pgstattuple");
         let labels = [("datname", "postgres"), ("relname", "churn")];
-        let out = poller.run(&mut PgStatTuple).expect("collect");
+        let out = poller.run(&mut PgStatTuple::default()).expect("collect");
         assert_eq!(value(&out, "dbagent_pgstattuple_available", &[]), Some(1.0));
         let fresh =
             value(&out, "dbagent_table_exact_bloat_ratio", &labels).expect("churn measured");
@@ -49,7 +49,7 @@ pg_test!(
         assert!(density > 0.7 && density <= 1.0, "{density}");
 
         pg.psql("DELETE FROM churn WHERE id % 10 <> 0");
-        let out = poller.run(&mut PgStatTuple).expect("collect");
+        let out = poller.run(&mut PgStatTuple::default()).expect("collect");
         let dead = value(&out, "dbagent_table_exact_dead_tuple_bytes", &labels).unwrap();
         let ratio = value(&out, "dbagent_table_exact_bloat_ratio", &labels).unwrap();
         assert!(dead > 4_000_000.0, "dead tuple bytes {dead}");
@@ -58,7 +58,7 @@ pg_test!(
         assert_eq!(status["tables"][0]["relname"], "churn", "{status}");
 
         pg.psql("VACUUM FULL churn; ANALYZE churn");
-        let out = poller.run(&mut PgStatTuple).expect("collect");
+        let out = poller.run(&mut PgStatTuple::default()).expect("collect");
         // VACUUM FULL left the table under the size floor or with ~no bloat.
         if let Some(r) = value(&out, "dbagent_table_exact_bloat_ratio", &labels) {
             assert!(r < 0.2, "ratio after VACUUM FULL {r}");

@@ -16,7 +16,7 @@ const DEAD: &str = "pg_stat_user_tables_n_dead_tup";
 fn wait_dead(poller: &Poller, relname: &str, at_least: f64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = poller.run(&mut Vacuum).expect("collect");
+        let out = poller.run(&mut Vacuum::default()).expect("collect");
         let dead = value(&out, DEAD, &[("relname", relname)]).unwrap_or(0.0);
         if dead >= at_least || Instant::now() >= deadline {
             return dead;
@@ -32,7 +32,7 @@ pg_test!(vacuum_dead_tuples_rise_after_updates, |v| {
          INSERT INTO churn SELECT g, 0 FROM generate_series(1, 1000) g",
     );
     let poller = Poller::new(&pg);
-    let out = poller.run(&mut Vacuum).expect("collect");
+    let out = poller.run(&mut Vacuum::default()).expect("collect");
     let before = value(
         &out,
         DEAD,
@@ -52,7 +52,7 @@ pg_test!(vacuum_dead_tuples_rise_after_updates, |v| {
     pg.psql("UPDATE churn SET n = n + 1");
     let dead = wait_dead(&poller, "churn", 1000.0);
     assert!(dead >= 1000.0, "{dead}");
-    let out = poller.run(&mut Vacuum).expect("collect");
+    let out = poller.run(&mut Vacuum::default()).expect("collect");
     let live = value(
         &out,
         "pg_stat_user_tables_n_live_tup",
@@ -64,7 +64,7 @@ pg_test!(vacuum_dead_tuples_rise_after_updates, |v| {
     pg.psql("VACUUM ANALYZE churn");
     let deadline = Instant::now() + Duration::from_secs(20);
     let out = loop {
-        let out = poller.run(&mut Vacuum).expect("collect");
+        let out = poller.run(&mut Vacuum::default()).expect("collect");
         if value(
             &out,
             "dbagent_table_last_vacuum_age_seconds",
@@ -127,7 +127,7 @@ pg_test!(vacuum_per_table_series_are_bounded_by_top_tables, |v| {
     let mut poller = Poller::new(&pg);
     poller.config.top_tables = 1;
     assert!(wait_dead(&poller, "big", 500.0) >= 500.0);
-    let out = poller.run(&mut Vacuum).expect("collect");
+    let out = poller.run(&mut Vacuum::default()).expect("collect");
     let dead = family(&out, DEAD).unwrap();
     let names: Vec<&str> = dead
         .samples

@@ -38,6 +38,8 @@ mod restore_history;
 mod run;
 mod s3;
 mod schedule;
+mod top;
 mod wal;
 mod wal_prefetch;
 mod wal_verify;
+mod watched_databases;

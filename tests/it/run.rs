@@ -417,6 +417,31 @@ pg_test!(
             !m.contains("dbagent_slow_marker") && !m.contains("pg_sleep"),
             "query text leaked into /metrics"
         );
+        // The statement history the agent keeps: in the status section (the last hour) and in
+        // `dbagent top`, after that poll.
+        let (_, body) = sidecar.get("/api/v1/status");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let history = &json["sections"]["statements"]["history"];
+        assert_eq!(history["window_seconds"], 3600, "{json}");
+        assert!(
+            history["queries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["query"]
+                    .as_str()
+                    .is_some_and(|q| q.contains("dbagent_slow_marker"))),
+            "{json}"
+        );
+        let top = agent.run(&["top", "--json"]);
+        assert_eq!(top.code, 0, "{top:?}");
+        let listed = top.json()["statements"].clone();
+        assert!(
+            listed.as_array().unwrap().iter().any(|e| e["query"]
+                .as_str()
+                .is_some_and(|q| q.contains("dbagent_slow_marker"))),
+            "{listed}"
+        );
     }
 );
 

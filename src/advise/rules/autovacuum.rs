@@ -6,8 +6,6 @@ use serde_json::json;
 
 use super::naming::{bytes, qualified};
 use crate::advise::model::{Finding, Impact, Inputs, Kind};
-use crate::advise::sample::TableStat;
-use crate::advise::window;
 
 /// Autovacuum findings: dead tuples at least this share of the rows, and this many, in every
 /// sample of the window.
@@ -15,39 +13,25 @@ const DEAD_RATIO: f64 = 0.2;
 const DEAD_MIN_TUPLES: f64 = 10_000.0;
 
 pub(super) fn autovacuum(inputs: &Inputs) -> Vec<Finding> {
-    let Some(current) = inputs.samples.last() else {
+    let Some(current) = inputs.window.last() else {
         return Vec::new();
     };
-    if inputs.samples.len() < 2 {
+    if inputs.window.coverage.samples < 2 {
         return Vec::new();
     }
     let mut out = Vec::new();
     for t in &current.tables {
-        let history: Vec<&TableStat> = inputs
-            .samples
-            .iter()
-            .filter_map(|s| s.tables.iter().find(|x| x.relid == t.relid))
-            .collect();
-        if history.len() < 2 {
+        let Some(history) = inputs.window.dead.get(&t.relid) else {
+            continue;
+        };
+        if history.samples < 2 {
             continue;
         }
-        let high = history.iter().all(|x| {
-            let total = x.n_live_tup + x.n_dead_tup;
-            x.n_dead_tup >= DEAD_MIN_TUPLES && total > 0.0 && x.n_dead_tup / total >= DEAD_RATIO
-        });
-        if !high {
+        // Dead rows high in every sample that has the table.
+        if history.min_dead < DEAD_MIN_TUPLES || history.min_dead_ratio < DEAD_RATIO {
             continue;
         }
-        let runs: f64 = inputs
-            .samples
-            .windows(2)
-            .filter_map(|p| {
-                let (kind, _) = window::step(&p[0], &p[1]);
-                let a = p[0].tables.iter().find(|x| x.relid == t.relid)?;
-                let b = p[1].tables.iter().find(|x| x.relid == t.relid)?;
-                Some(window::delta(kind, a.autovacuum_count, b.autovacuum_count))
-            })
-            .sum();
+        let runs = history.autovacuum_runs;
         let total = t.n_live_tup + t.n_dead_tup;
         let ratio = t.n_dead_tup / total;
         let dead_bytes = t.size_bytes * ratio;
@@ -85,7 +69,7 @@ pub(super) fn autovacuum(inputs: &Inputs) -> Vec<Finding> {
                 "dead_rows": t.n_dead_tup,
                 "dead_ratio": ratio,
                 "autovacuum_runs_in_window": runs,
-                "samples": history.len(),
+                "samples": history.samples,
             }),
             action: format!(
                 "SELECT pid, state, xact_start, backend_xmin FROM pg_stat_activity WHERE backend_xmin IS NOT NULL ORDER BY age(backend_xmin) DESC LIMIT 5;\n\

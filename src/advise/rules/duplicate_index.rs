@@ -10,7 +10,7 @@ use crate::advise::model::{Finding, Impact, Inputs, Kind};
 use crate::advise::sample::{IndexDef, IndexStat};
 
 pub(super) fn duplicates(inputs: &Inputs) -> Vec<Finding> {
-    let Some(current) = inputs.samples.last() else {
+    let Some(current) = inputs.window.last() else {
         return Vec::new();
     };
     let stats: HashMap<i64, &IndexStat> =

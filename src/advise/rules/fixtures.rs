@@ -86,7 +86,7 @@ pub(super) fn sample(secs: i64, tables: Vec<TableStat>, indexes: Vec<IndexStat>)
 pub(super) fn run(samples: &[Sample], defs: &[IndexDef], hints: &[PlanHint]) -> Vec<Finding> {
     findings(
         &Inputs {
-            samples,
+            window: &crate::advise::window::Window::of(samples),
             defs,
             statements: &[],
             hints,

@@ -16,17 +16,16 @@ use std::collections::HashMap;
 
 use super::model::{Finding, Inputs, Options};
 use super::sample::TableStat;
-use super::window;
 
 pub use naming::{human_seconds, quote_ident};
 
 /// The findings of a window (pure).
 pub fn findings(inputs: &Inputs, opts: &Options) -> Vec<Finding> {
-    let Some(current) = inputs.samples.last() else {
+    let Some(current) = inputs.window.last() else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    let coverage = window::coverage(inputs.samples);
+    let coverage = inputs.window.coverage.clone();
     let tables: HashMap<i64, &TableStat> = current.tables.iter().map(|t| (t.relid, t)).collect();
     let hint_findings = missing_index::missing_indexes(inputs, opts, &tables, &coverage);
     out.extend(seq_scan_hotspot::hotspots(inputs, opts, &hint_findings));

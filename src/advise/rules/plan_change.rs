@@ -117,7 +117,7 @@ mod tests {
         ];
         let f = findings(
             &Inputs {
-                samples: &s,
+                window: &crate::advise::window::Window::of(&s),
                 defs: &[],
                 statements: &[],
                 hints: &[],
@@ -136,7 +136,7 @@ mod tests {
         // No call under the new plan yet: nothing to compare.
         let f = findings(
             &Inputs {
-                samples: &s,
+                window: &crate::advise::window::Window::of(&s),
                 defs: &[],
                 statements: &[],
                 hints: &[],

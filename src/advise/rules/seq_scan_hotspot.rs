@@ -7,7 +7,6 @@ use serde_json::json;
 use super::naming::{bytes, hours, mentions, qualified, row_estimate};
 use crate::advise::explain;
 use crate::advise::model::{Finding, Impact, Inputs, Kind, Options};
-use crate::advise::window;
 
 /// A hot spot needs at least this share of the table's rows read by sequential scans.
 const HOTSPOT_SEQ_SHARE: f64 = 0.5;
@@ -16,10 +15,10 @@ const HOTSPOT_SEQ_SHARE: f64 = 0.5;
 const HOTSPOT_STATEMENTS: usize = 5;
 
 pub(super) fn hotspots(inputs: &Inputs, opts: &Options, hints: &[Finding]) -> Vec<Finding> {
-    let Some(current) = inputs.samples.last() else {
+    let Some(current) = inputs.window.last() else {
         return Vec::new();
     };
-    let usage = window::table_usage(inputs.samples);
+    let usage = &inputs.window.tables;
     let mut out = Vec::new();
     for t in &current.tables {
         let Some(u) = usage.get(&t.relid) else {

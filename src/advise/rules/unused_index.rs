@@ -11,14 +11,14 @@ use crate::advise::sample::{IndexStat, Sample};
 use crate::advise::window::{self, Coverage};
 
 pub(super) fn unused(inputs: &Inputs, opts: &Options, coverage: &Coverage) -> Vec<Finding> {
-    let Some(current) = inputs.samples.last() else {
+    let Some(current) = inputs.window.last() else {
         return Vec::new();
     };
     let min_observed = opts.min_observed.min(opts.window).as_secs_f64();
     if coverage.samples < 2 || coverage.observed_seconds < min_observed {
         return Vec::new();
     }
-    let usage = window::index_usage(inputs.samples);
+    let usage = &inputs.window.indexes;
     let valid: HashMap<i64, bool> = inputs
         .defs
         .iter()

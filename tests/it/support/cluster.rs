@@ -426,6 +426,21 @@ impl Cluster {
         self.run_psql(cmd, sql)
     }
 
+    /// Like [`Cluster::psql`], in database `dbname`.
+    pub fn psql_in(&self, dbname: &str, sql: &str) -> String {
+        let mut cmd = self.pg_command("psql");
+        cmd.arg("-h").arg(&self.socket_dir).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            SUPERUSER,
+            "-d",
+            dbname,
+        ]);
+        self.run_psql(cmd, sql)
+            .unwrap_or_else(|err| panic!("psql in {dbname} failed running:\n{sql}\n{err}"))
+    }
+
     /// Like [`Cluster::try_psql`], but connects with the libpq connection string `conninfo`,
     /// e.g. [`Cluster::conninfo_as`] to test a role's login over TCP.
     pub fn try_psql_conninfo(&self, conninfo: &str, sql: &str) -> Result<String, String> {

@@ -17,6 +17,8 @@ pub struct Poller {
     pub config: MonitorConfig,
     /// The repository the collectors that read it see (none by default).
     pub repository: Option<dbagent::repo::Repo>,
+    /// The agent's state directory the collectors see (none by default).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Poller {
@@ -51,6 +53,7 @@ impl Poller {
             dbname,
             config: MonitorConfig::default(),
             repository: None,
+            state_dir: None,
         }
     }
 
@@ -61,10 +64,11 @@ impl Poller {
             version: &self.version,
             in_recovery: self.in_recovery,
             dbname: &self.dbname,
+            cluster_wide: true,
             config: &self.config,
             now: jiff::Timestamp::now(),
             repository: self.repository.as_ref(),
-            state_dir: None,
+            state_dir: self.state_dir.as_deref(),
         };
         self.rt.block_on(collector.collect(&ctx))
     }
