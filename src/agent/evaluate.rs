@@ -30,6 +30,8 @@ pub struct PollResult {
     /// Every family of the poll (what rules read). Empty when the server was unreachable,
     /// except `pg_up`.
     pub families: Vec<Family>,
+    /// The connected server's PostgreSQL major version, if connected.
+    pub server_major: Option<u32>,
 }
 
 /// Where notifications go (the durable outbox).
@@ -61,6 +63,10 @@ pub struct Evaluator {
     pub receivers_tx: watch::Sender<Arc<Vec<crate::notify::Receiver>>>,
     /// Delivery counters, published with the alert metrics.
     pub outbox_metrics: crate::notify::OutboxMetrics,
+    /// The server version the rules were last checked against, and why they do not fit it
+    /// (then no rule is evaluated: alerting is off until alerts.yml is fixed).
+    pub checked_major: Option<u32>,
+    pub version_error: Option<String>,
 }
 
 impl Sink for crate::notify::Outbox {
@@ -83,6 +89,10 @@ impl Evaluator {
             if self.config_rx.has_changed().unwrap_or(false) {
                 let config = self.config_rx.borrow_and_update().clone();
                 self.reload_alerts(&config.alerts_file);
+            }
+            if poll.server_major.is_some() && poll.server_major != self.checked_major {
+                self.checked_major = poll.server_major;
+                self.check_version();
             }
             if !poll.baseline.is_empty() {
                 match self.store.observe(poll.at, &poll.baseline) {
@@ -142,6 +152,7 @@ impl Evaluator {
                 ));
                 self.alerts = file;
                 self.alerts_path = path.to_path_buf();
+                self.check_version();
             }
             Err(e) => {
                 tracing::error!(error = %e, "The alerts file was rejected; keeping the previous rules")
@@ -149,10 +160,39 @@ impl Evaluator {
         }
     }
 
+    /// Checks the rules against the server's version (once it is known, again when the file
+    /// is reloaded or the server's major version changes); logs a change of the verdict.
+    fn check_version(&mut self) {
+        let error = match (&self.alerts, self.checked_major) {
+            (Some(file), Some(major)) => file
+                .check_server_version(major)
+                .err()
+                .map(|e| e.to_string()),
+            // No rules, or no version known yet: nothing to refuse.
+            _ => None,
+        };
+        if error != self.version_error {
+            match &error {
+                Some(e) => tracing::error!(
+                    error = %e,
+                    "Alert rules read metrics this PostgreSQL version does not have; alerting is off until alerts.yml is fixed (reloaded on SIGHUP)"
+                ),
+                None if self.alerts.is_some() => {
+                    tracing::info!("Alert rules fit the server's version now; alerting is on")
+                }
+                None => {}
+            }
+        }
+        self.version_error = error;
+    }
+
     fn evaluate(&mut self, poll: &PollResult) -> Result<(), EvaluateError> {
         let Some(all) = &self.alerts else {
             return Ok(());
         };
+        if self.version_error.is_some() {
+            return Ok(());
+        }
         // A follower evaluates node rules only. Instances of cluster rules it had while it led
         // are dropped without a notification: the new leader owns them now (it fires them
         // again if their condition holds, and resolves them when it clears).
@@ -213,6 +253,13 @@ impl Evaluator {
             self.snapshot_tx.send_replace(Arc::new(snap));
             return;
         };
+        if let Some(e) = &self.version_error {
+            snap.disabled = Some(e.clone());
+            snap.families
+                .push(Family::of(&catalogue::DBAGENT_ALERT_RULES).with(&[], 0.0));
+            self.snapshot_tx.send_replace(Arc::new(snap));
+            return;
+        }
         let mut counts: std::collections::BTreeMap<(String, String, &'static str), f64> =
             std::collections::BTreeMap::new();
         for rule in file.rules.iter().filter(|r| r.enabled) {

@@ -104,6 +104,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         external_url: format!("{scheme}://{addr}"),
         config_rx: config_rx.clone(),
         snapshot_tx: alert_tx,
+        checked_major: None,
+        version_error: None,
     };
     let evaluation = std::thread::Builder::new()
         .name("dbagent-evaluate".into())

@@ -680,6 +680,7 @@ impl PollLoop {
                 at: now,
                 baseline,
                 families,
+                server_major: self.conn.as_ref().map(|c| c.version.major()),
             });
         }
     }

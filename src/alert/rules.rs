@@ -744,6 +744,98 @@ impl AlertsFile {
     }
 }
 
+/// A rule that reads a metric family the server's PostgreSQL version does not have: it would
+/// never see a series and so never fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionMismatch {
+    pub rule: String,
+    pub metric: String,
+    /// "PostgreSQL 17 and later".
+    pub exists_on: String,
+    pub instead: &'static str,
+}
+
+impl std::fmt::Display for VersionMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rule `{}` reads {}, which exists on {} only; use {} instead",
+            self.rule, self.metric, self.exists_on, self.instead
+        )
+    }
+}
+
+/// The rules of an alerts file that do not fit the server's version, all of them at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {}", path.display(), self.message())]
+pub struct VersionError {
+    pub path: PathBuf,
+    pub major: u32,
+    pub problems: Vec<VersionMismatch>,
+}
+
+impl VersionError {
+    /// What is wrong, without the file name.
+    pub fn message(&self) -> String {
+        let lines: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        format!(
+            "{} alert rule(s) read metrics that PostgreSQL {} does not have:\n  - {}\nfix or disable these rules (enabled: false)",
+            self.problems.len(),
+            self.major,
+            lines.join("\n  - ")
+        )
+    }
+}
+
+impl From<VersionError> for ConfigError {
+    fn from(e: VersionError) -> ConfigError {
+        ConfigError::Invalid {
+            message: e.message(),
+            path: e.path,
+        }
+    }
+}
+
+impl AlertsFile {
+    /// Checks every enabled rule against the metric families PostgreSQL `major` has (the
+    /// catalogue's version table): a rule that reads a family absent on that version is an
+    /// error, not a rule that silently never fires. Metrics not in the catalogue are not
+    /// checked (a rule may read anything).
+    pub fn check_server_version(&self, major: u32) -> Result<(), VersionError> {
+        let mut problems = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.enabled) {
+            let mut names = vec![rule.expr.metric.as_str()];
+            if let Threshold::Metric { selector, .. } = &rule.expr.threshold {
+                names.push(&selector.metric);
+            }
+            for name in names {
+                if let Some(v) = crate::metrics::catalogue::versions(name)
+                    && !v.contains(major)
+                {
+                    problems.push(VersionMismatch {
+                        rule: rule.name.clone(),
+                        metric: name.to_string(),
+                        exists_on: v.to_string(),
+                        instead: v.instead,
+                    });
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(VersionError {
+                path: self
+                    .source
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("alerts.yml")),
+                major,
+                problems,
+            })
+        }
+    }
+}
+
 /// Loads alerts.yml if it exists. `Ok(None)`: no file, alerting is off.
 pub fn load_alerts(path: &Path) -> Result<Option<AlertsFile>, ConfigError> {
     if !path.exists() {
@@ -969,6 +1061,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("a.yml:3:"), "{e}");
+    }
+
+    #[test]
+    fn a_rule_reading_a_family_the_server_version_lacks_is_an_error() {
+        let text = "rules:\n  - name: Checkpoints\n    expr: pg_stat_checkpointer_num_requested_total > 100\n  - name: Off\n    enabled: false\n    expr: pg_stat_io_reads_total > 1\n  - name: Wal\n    expr: pg_up > 2x pg_stat_wal_writes_total\n  - name: Fine\n    expr: pg_stat_bgwriter_checkpoints_req_total > 100\nroute:\n  receiver: hook\nreceivers:\n  - name: hook\n    webhook: { url: \"http://127.0.0.1:1/\" }\n";
+        let f = AlertsFile::parse(text, Path::new("a.yml")).unwrap();
+        assert_eq!(f.check_server_version(17), Ok(()));
+        let e = f.check_server_version(15).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("a.yml: 1 alert rule(s) read metrics that PostgreSQL 15 does not have"),
+            "{msg}"
+        );
+        assert!(msg.contains("rule `Checkpoints` reads pg_stat_checkpointer_num_requested_total, which exists on PostgreSQL 17 and later only; use pg_stat_bgwriter_checkpoints_req_total"), "{msg}");
+        // The right side is checked too; a disabled rule is not.
+        let e = f.check_server_version(18).unwrap_err();
+        assert_eq!(e.problems.len(), 1);
+        assert_eq!(
+            (e.problems[0].rule.as_str(), e.problems[0].metric.as_str()),
+            ("Wal", "pg_stat_wal_writes_total")
+        );
+        assert!(e.problems[0].instead.contains("pg_stat_io"));
+    }
+
+    #[test]
+    fn the_shipped_rules_fit_every_supported_version() {
+        let f = AlertsFile::parse(EXAMPLE, Path::new("alerts.yml")).unwrap();
+        for major in 13..=18 {
+            assert_eq!(f.check_server_version(major), Ok(()), "PostgreSQL {major}");
+        }
     }
 
     use super::EXAMPLE;

@@ -14,6 +14,10 @@ pub enum ConfigCommand {
         /// Print the result (and the effective configuration, secrets masked) as JSON
         #[arg(long)]
         json: bool,
+        /// Also check that every alert rule reads metrics this PostgreSQL major version has
+        /// (e.g. 15), as `dbagent run` does once connected
+        #[arg(long, value_name = "MAJOR", value_parser = clap::value_parser!(u32).range(13..=18))]
+        server_version: Option<u32>,
     },
     /// Print an annotated example configuration with every key and its default
     Example {
@@ -33,26 +37,35 @@ pub fn run(cli: &Cli, cmd: &ConfigCommand) -> CmdResult {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ConfigCommand::Validate { json } => validate(cli, *json),
+        ConfigCommand::Validate {
+            json,
+            server_version,
+        } => validate(cli, *json, *server_version),
     }
 }
 
-fn validate(cli: &Cli, json: bool) -> CmdResult {
+fn validate(cli: &Cli, json: bool, server_version: Option<u32>) -> CmdResult {
     let path = cli.config_path();
     // dbagent.yml first, then the alerts file it names (when it exists: without one, alerting
     // is off, which is valid).
     let loaded = cli.load_config().and_then(|config| {
         let alerts = dbagent::alert::rules::load_alerts(&config.alerts_file)?;
+        if let (Some(f), Some(major)) = (&alerts, server_version) {
+            f.check_server_version(major)?;
+        }
         Ok((config, alerts))
     });
     match loaded {
         Ok((config, alerts)) => {
             let alerts_summary = match &alerts {
                 Some(f) => format!(
-                    "{} ({} rules, {} receivers): valid",
+                    "{} ({} rules, {} receivers): valid{}",
                     config.alerts_file.display(),
                     f.rules.len(),
-                    f.receivers.len()
+                    f.receivers.len(),
+                    server_version
+                        .map(|m| format!(" for PostgreSQL {m}"))
+                        .unwrap_or_default()
                 ),
                 None => format!(
                     "{} (not found: alerting is off)",
@@ -66,6 +79,7 @@ fn validate(cli: &Cli, json: bool) -> CmdResult {
                     "config": config,
                     "alerts": alerts.as_ref().map(|f| json!({
                         "path": config.alerts_file,
+                        "server_version": server_version,
                         "rules": f.rules.iter().map(|r| &r.name).collect::<Vec<_>>(),
                         "receivers": f.receivers.iter().map(|r| &r.name).collect::<Vec<_>>(),
                     })),

@@ -27,7 +27,10 @@ pub mod locks;
 pub mod pgstattuple;
 pub mod recovery;
 pub mod replication;
+pub mod replication_slots;
 pub mod standby;
+pub mod stat_io;
+pub mod stat_wal;
 pub mod statement_history;
 pub mod statements;
 pub mod vacuum;
@@ -47,8 +50,11 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(locks::Locks),
         Box::new(vacuum::Vacuum::default()),
         Box::new(replication::Replication),
+        Box::new(replication_slots::ReplicationSlots),
         Box::new(standby::Standby),
-        Box::new(checkpoints::Checkpoints),
+        Box::new(checkpoints::Checkpoints::default()),
+        Box::new(stat_wal::StatWal),
+        Box::new(stat_io::StatIo),
         Box::new(archiver::Archiver),
         Box::new(statements::Statements::new()),
         Box::new(bloat::Bloat::default()),

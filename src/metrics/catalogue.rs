@@ -156,6 +156,13 @@ pub const DBAGENT_BUILD_INFO: Desc = Desc {
     labels: &["version"],
 };
 
+pub const DBAGENT_CHECKPOINTS_REQUESTED_RATIO: Desc = Desc {
+    name: "dbagent_checkpoints_requested_ratio",
+    kind: Kind::Gauge,
+    help: "Share of the checkpoints of the last hour that were requested rather than timed (from pg_stat_bgwriter before PostgreSQL 17, pg_stat_checkpointer from 17); above 0.5, max_wal_size is probably too small. Absent until a checkpoint is counted in the window.",
+    labels: &[],
+};
+
 pub const DBAGENT_COLLECTOR_DURATION_SECONDS: Desc = Desc {
     name: "dbagent_collector_duration_seconds",
     kind: Kind::Gauge,
@@ -723,6 +730,55 @@ pub const PG_REPLICATION_LAG_SECONDS: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_REPLICATION_SLOTS_ACTIVE: Desc = Desc {
+    name: "pg_replication_slots_active",
+    kind: Kind::Gauge,
+    help: "Whether the replication slot is in use by a connection (1) or not (0).",
+    labels: &["slot_name", "database"],
+};
+
+pub const PG_REPLICATION_SLOTS_PG_WAL_LSN_DIFF: Desc = Desc {
+    name: "pg_replication_slots_pg_wal_lsn_diff",
+    kind: Kind::Gauge,
+    help: "WAL bytes the slot retains: from its restart_lsn to the current WAL position (the last received position on a standby).",
+    labels: &["slot_name", "database"],
+};
+
+pub const PG_REPLICATION_SLOTS_SAFE_WAL_SIZE_BYTES: Desc = Desc {
+    name: "pg_replication_slots_safe_wal_size_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes of WAL that can still be written before the slot is in danger of being lost (max_slot_wal_keep_size); absent when unlimited.",
+    labels: &["slot_name", "slot_type"],
+};
+
+pub const PG_REPLICATION_SLOTS_SLOT_CONFIRMED_FLUSH_LSN: Desc = Desc {
+    name: "pg_replication_slots_slot_confirmed_flush_lsn",
+    kind: Kind::Gauge,
+    help: "Position up to which the consumer of an active logical slot confirmed receiving data, as a byte offset.",
+    labels: &["slot_name", "slot_type"],
+};
+
+pub const PG_REPLICATION_SLOTS_SLOT_CURRENT_WAL_LSN: Desc = Desc {
+    name: "pg_replication_slots_slot_current_wal_lsn",
+    kind: Kind::Gauge,
+    help: "Current WAL position of the server (the last received position on a standby), as a byte offset.",
+    labels: &["slot_name", "slot_type"],
+};
+
+pub const PG_REPLICATION_SLOTS_SLOT_IS_ACTIVE: Desc = Desc {
+    name: "pg_replication_slots_slot_is_active",
+    kind: Kind::Gauge,
+    help: "Whether the replication slot is in use by a connection (1) or not (0), by slot type.",
+    labels: &["slot_name", "slot_type"],
+};
+
+pub const PG_REPLICATION_SLOTS_WAL_STATUS: Desc = Desc {
+    name: "pg_replication_slots_wal_status",
+    kind: Kind::Gauge,
+    help: "Always 1; wal_status is the availability of the WAL the slot needs (reserved, extended, unreserved, lost).",
+    labels: &["slot_name", "slot_type", "wal_status"],
+};
+
 pub const PG_SETTINGS_MAX_CONNECTIONS: Desc = Desc {
     name: "pg_settings_max_connections",
     kind: Kind::Gauge,
@@ -828,10 +884,31 @@ pub const PG_STAT_BGWRITER_MAXWRITTEN_CLEAN_TOTAL: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_STAT_CHECKPOINTER_BUFFERS_WRITTEN_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_buffers_written_total",
+    kind: Kind::Counter,
+    help: "Buffers written by checkpoints and restartpoints (PostgreSQL 17 and later).",
+    labels: &[],
+};
+
 pub const PG_STAT_CHECKPOINTER_NUM_DONE_TOTAL: Desc = Desc {
     name: "pg_stat_checkpointer_num_done_total",
     kind: Kind::Counter,
     help: "Checkpoints completed (PostgreSQL 18 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_NUM_REQUESTED_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_num_requested_total",
+    kind: Kind::Counter,
+    help: "Requested checkpoints (PostgreSQL 17 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_NUM_TIMED_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_num_timed_total",
+    kind: Kind::Counter,
+    help: "Checkpoints scheduled because checkpoint_timeout elapsed (PostgreSQL 17 and later).",
     labels: &[],
 };
 
@@ -853,6 +930,34 @@ pub const PG_STAT_CHECKPOINTER_RESTARTPOINTS_TIMED_TOTAL: Desc = Desc {
     name: "pg_stat_checkpointer_restartpoints_timed_total",
     kind: Kind::Counter,
     help: "Restartpoints (checkpoints on a standby) started because checkpoint_timeout elapsed (PostgreSQL 17 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_SLRU_WRITTEN_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_slru_written_total",
+    kind: Kind::Counter,
+    help: "SLRU buffers (commit log, subtransactions, ...) written by checkpoints and restartpoints (PostgreSQL 18 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_STATS_RESET_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_stats_reset_total",
+    kind: Kind::Counter,
+    help: "When these statistics were last reset, as a Unix timestamp (PostgreSQL 17 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_SYNC_TIME_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_sync_time_total",
+    kind: Kind::Counter,
+    help: "Milliseconds checkpoints and restartpoints spent syncing files to disk (PostgreSQL 17 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_CHECKPOINTER_WRITE_TIME_TOTAL: Desc = Desc {
+    name: "pg_stat_checkpointer_write_time_total",
+    kind: Kind::Counter,
+    help: "Milliseconds checkpoints and restartpoints spent writing files to disk (PostgreSQL 17 and later).",
     labels: &[],
 };
 
@@ -1024,6 +1129,90 @@ pub const PG_STAT_DATABASE_XACT_ROLLBACK_TOTAL: Desc = Desc {
     labels: &["datname"],
 };
 
+pub const PG_STAT_IO_EVICTIONS_TOTAL: Desc = Desc {
+    name: "pg_stat_io_evictions_total",
+    kind: Kind::Counter,
+    help: "Times a block was evicted from a buffer to make room for another (PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_EXTEND_BYTES_TOTAL: Desc = Desc {
+    name: "pg_stat_io_extend_bytes_total",
+    kind: Kind::Counter,
+    help: "Bytes by which relations were extended (PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_EXTENDS_TOTAL: Desc = Desc {
+    name: "pg_stat_io_extends_total",
+    kind: Kind::Counter,
+    help: "Relation extend operations (PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_FSYNC_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_io_fsync_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds spent in fsync calls (needs track_io_timing; PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_FSYNCS_TOTAL: Desc = Desc {
+    name: "pg_stat_io_fsyncs_total",
+    kind: Kind::Counter,
+    help: "fsync calls (PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_HITS_TOTAL: Desc = Desc {
+    name: "pg_stat_io_hits_total",
+    kind: Kind::Counter,
+    help: "Times a wanted block was found in a buffer (PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_READ_BYTES_TOTAL: Desc = Desc {
+    name: "pg_stat_io_read_bytes_total",
+    kind: Kind::Counter,
+    help: "Bytes read (PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_READ_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_io_read_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds spent in read operations (needs track_io_timing; PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_READS_TOTAL: Desc = Desc {
+    name: "pg_stat_io_reads_total",
+    kind: Kind::Counter,
+    help: "Read operations (PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_WRITE_BYTES_TOTAL: Desc = Desc {
+    name: "pg_stat_io_write_bytes_total",
+    kind: Kind::Counter,
+    help: "Bytes written (PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_WRITE_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_io_write_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds spent in write operations (needs track_io_timing; PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
+pub const PG_STAT_IO_WRITES_TOTAL: Desc = Desc {
+    name: "pg_stat_io_writes_total",
+    kind: Kind::Counter,
+    help: "Write operations (PostgreSQL 16 and later).",
+    labels: &["backend_type", "object", "context"],
+};
+
 pub const PG_STAT_REPLICATION_FLUSH_LAG_SECONDS: Desc = Desc {
     name: "pg_stat_replication_flush_lag_seconds",
     kind: Kind::Gauge,
@@ -1066,6 +1255,62 @@ pub const PG_STAT_USER_TABLES_N_LIVE_TUP: Desc = Desc {
     labels: &["datname", "relname", "schemaname"],
 };
 
+pub const PG_STAT_WAL_BUFFERS_FULL_TOTAL: Desc = Desc {
+    name: "pg_stat_wal_buffers_full_total",
+    kind: Kind::Counter,
+    help: "Times WAL was written to disk because the WAL buffers were full (PostgreSQL 14 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_WAL_BYTES_TOTAL: Desc = Desc {
+    name: "pg_stat_wal_bytes_total",
+    kind: Kind::Counter,
+    help: "Bytes of WAL generated (PostgreSQL 14 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_WAL_FPI_TOTAL: Desc = Desc {
+    name: "pg_stat_wal_fpi_total",
+    kind: Kind::Counter,
+    help: "Full page images written to WAL (PostgreSQL 14 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_WAL_RECORDS_TOTAL: Desc = Desc {
+    name: "pg_stat_wal_records_total",
+    kind: Kind::Counter,
+    help: "WAL records generated (PostgreSQL 14 and later).",
+    labels: &[],
+};
+
+pub const PG_STAT_WAL_SYNC_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_wal_sync_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds spent syncing WAL to disk (needs track_wal_io_timing; PostgreSQL 14 to 17, then pg_stat_io with object wal).",
+    labels: &[],
+};
+
+pub const PG_STAT_WAL_SYNCS_TOTAL: Desc = Desc {
+    name: "pg_stat_wal_syncs_total",
+    kind: Kind::Counter,
+    help: "Times WAL was synced to disk (PostgreSQL 14 to 17, then pg_stat_io with object wal).",
+    labels: &[],
+};
+
+pub const PG_STAT_WAL_WRITE_TIME_SECONDS_TOTAL: Desc = Desc {
+    name: "pg_stat_wal_write_time_seconds_total",
+    kind: Kind::Counter,
+    help: "Seconds spent writing WAL to disk (needs track_wal_io_timing; PostgreSQL 14 to 17, then pg_stat_io with object wal).",
+    labels: &[],
+};
+
+pub const PG_STAT_WAL_WRITES_TOTAL: Desc = Desc {
+    name: "pg_stat_wal_writes_total",
+    kind: Kind::Counter,
+    help: "Times WAL buffers were written out to disk (PostgreSQL 14 to 17, then pg_stat_io with object wal).",
+    labels: &[],
+};
+
 pub const PG_UP: Desc = Desc {
     name: "pg_up",
     kind: Kind::Gauge,
@@ -1091,6 +1336,7 @@ pub const ALL: &[Desc] = &[
     DBAGENT_BACKUPS,
     DBAGENT_BLOAT_SKIPPED_RELATIONS,
     DBAGENT_BUILD_INFO,
+    DBAGENT_CHECKPOINTS_REQUESTED_RATIO,
     DBAGENT_COLLECTOR_DURATION_SECONDS,
     DBAGENT_COLLECTOR_ERRORS_TOTAL,
     DBAGENT_COLLECTOR_UP,
@@ -1172,6 +1418,13 @@ pub const ALL: &[Desc] = &[
     PG_DATABASE_SIZE_BYTES,
     PG_REPLICATION_IS_REPLICA,
     PG_REPLICATION_LAG_SECONDS,
+    PG_REPLICATION_SLOTS_ACTIVE,
+    PG_REPLICATION_SLOTS_PG_WAL_LSN_DIFF,
+    PG_REPLICATION_SLOTS_SAFE_WAL_SIZE_BYTES,
+    PG_REPLICATION_SLOTS_SLOT_CONFIRMED_FLUSH_LSN,
+    PG_REPLICATION_SLOTS_SLOT_CURRENT_WAL_LSN,
+    PG_REPLICATION_SLOTS_SLOT_IS_ACTIVE,
+    PG_REPLICATION_SLOTS_WAL_STATUS,
     PG_SETTINGS_MAX_CONNECTIONS,
     PG_STAT_ACTIVITY_SESSIONS,
     PG_STAT_ARCHIVER_ARCHIVED_TOTAL,
@@ -1187,10 +1440,17 @@ pub const ALL: &[Desc] = &[
     PG_STAT_BGWRITER_CHECKPOINTS_REQ_TOTAL,
     PG_STAT_BGWRITER_CHECKPOINTS_TIMED_TOTAL,
     PG_STAT_BGWRITER_MAXWRITTEN_CLEAN_TOTAL,
+    PG_STAT_CHECKPOINTER_BUFFERS_WRITTEN_TOTAL,
     PG_STAT_CHECKPOINTER_NUM_DONE_TOTAL,
+    PG_STAT_CHECKPOINTER_NUM_REQUESTED_TOTAL,
+    PG_STAT_CHECKPOINTER_NUM_TIMED_TOTAL,
     PG_STAT_CHECKPOINTER_RESTARTPOINTS_DONE_TOTAL,
     PG_STAT_CHECKPOINTER_RESTARTPOINTS_REQ_TOTAL,
     PG_STAT_CHECKPOINTER_RESTARTPOINTS_TIMED_TOTAL,
+    PG_STAT_CHECKPOINTER_SLRU_WRITTEN_TOTAL,
+    PG_STAT_CHECKPOINTER_STATS_RESET_TOTAL,
+    PG_STAT_CHECKPOINTER_SYNC_TIME_TOTAL,
+    PG_STAT_CHECKPOINTER_WRITE_TIME_TOTAL,
     PG_STAT_DATABASE_ACTIVE_TIME_SECONDS_TOTAL,
     PG_STAT_DATABASE_BLK_READ_TIME_SECONDS_TOTAL,
     PG_STAT_DATABASE_BLK_WRITE_TIME_SECONDS_TOTAL,
@@ -1215,14 +1475,230 @@ pub const ALL: &[Desc] = &[
     PG_STAT_DATABASE_TUP_UPDATED_TOTAL,
     PG_STAT_DATABASE_XACT_COMMIT_TOTAL,
     PG_STAT_DATABASE_XACT_ROLLBACK_TOTAL,
+    PG_STAT_IO_EVICTIONS_TOTAL,
+    PG_STAT_IO_EXTEND_BYTES_TOTAL,
+    PG_STAT_IO_EXTENDS_TOTAL,
+    PG_STAT_IO_FSYNC_TIME_SECONDS_TOTAL,
+    PG_STAT_IO_FSYNCS_TOTAL,
+    PG_STAT_IO_HITS_TOTAL,
+    PG_STAT_IO_READ_BYTES_TOTAL,
+    PG_STAT_IO_READ_TIME_SECONDS_TOTAL,
+    PG_STAT_IO_READS_TOTAL,
+    PG_STAT_IO_WRITE_BYTES_TOTAL,
+    PG_STAT_IO_WRITE_TIME_SECONDS_TOTAL,
+    PG_STAT_IO_WRITES_TOTAL,
     PG_STAT_REPLICATION_FLUSH_LAG_SECONDS,
     PG_STAT_REPLICATION_REPLAY_LAG_BYTES,
     PG_STAT_REPLICATION_REPLAY_LAG_SECONDS,
     PG_STAT_REPLICATION_WRITE_LAG_SECONDS,
     PG_STAT_USER_TABLES_N_DEAD_TUP,
     PG_STAT_USER_TABLES_N_LIVE_TUP,
+    PG_STAT_WAL_BUFFERS_FULL_TOTAL,
+    PG_STAT_WAL_BYTES_TOTAL,
+    PG_STAT_WAL_FPI_TOTAL,
+    PG_STAT_WAL_RECORDS_TOTAL,
+    PG_STAT_WAL_SYNC_TIME_SECONDS_TOTAL,
+    PG_STAT_WAL_SYNCS_TOTAL,
+    PG_STAT_WAL_WRITE_TIME_SECONDS_TOTAL,
+    PG_STAT_WAL_WRITES_TOTAL,
     PG_UP,
 ];
+
+/// The PostgreSQL major versions a family exists on, for the families that depend on the
+/// server version; every family not in [`VERSIONED`] exists on every supported version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    /// The first major version that has it (0: every version up to `until`).
+    pub since: u32,
+    /// The last major version that has it (None: every later version).
+    pub until: Option<u32>,
+    /// What to read instead where it is absent (for error messages).
+    pub instead: &'static str,
+}
+
+impl Versions {
+    pub fn contains(&self, major: u32) -> bool {
+        major >= self.since && self.until.is_none_or(|u| major <= u)
+    }
+}
+
+impl std::fmt::Display for Versions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.since, self.until) {
+            (0, Some(u)) => write!(f, "PostgreSQL {u} and earlier"),
+            (s, Some(u)) => write!(f, "PostgreSQL {s} to {u}"),
+            (s, None) => write!(f, "PostgreSQL {s} and later"),
+        }
+    }
+}
+
+const fn since(since: u32, instead: &'static str) -> Versions {
+    Versions {
+        since,
+        until: None,
+        instead,
+    }
+}
+
+const fn between(since: u32, until: u32, instead: &'static str) -> Versions {
+    Versions {
+        since,
+        until: Some(until),
+        instead,
+    }
+}
+
+const CHECKPOINTS_BEFORE_17: &str = "pg_stat_bgwriter_checkpoint* (every version: dbagent reads them from pg_stat_checkpointer on 17 and later)";
+const IO_BEFORE_16: &str = "pg_stat_bgwriter_buffers_* and pg_stat_database_blks_* (before 16)";
+const WAL_IO_ON_18: &str = "pg_stat_io_* with object=\"wal\" (16 and later)";
+
+/// The version table: families that exist on some PostgreSQL versions only (README's
+/// "Versions" table). The alert rules are checked against it once the server's version is
+/// known (`alert::rules::AlertsFile::check_server_version`).
+pub const VERSIONED: &[(&Desc, Versions)] = &[
+    (
+        &PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC_TOTAL,
+        between(
+            0,
+            16,
+            "pg_stat_io_fsyncs_total{backend_type=\"client backend\"} (16 and later)",
+        ),
+    ),
+    (
+        &PG_STAT_BGWRITER_BUFFERS_BACKEND_TOTAL,
+        between(
+            0,
+            16,
+            "pg_stat_io_writes_total{backend_type=\"client backend\"} (16 and later)",
+        ),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_BUFFERS_WRITTEN_TOTAL,
+        since(
+            17,
+            "pg_stat_bgwriter_buffers_checkpoint_total (every version)",
+        ),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_NUM_DONE_TOTAL,
+        since(
+            18,
+            "pg_stat_bgwriter_checkpoints_timed_total + pg_stat_bgwriter_checkpoints_req_total (every version)",
+        ),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_NUM_REQUESTED_TOTAL,
+        since(17, "pg_stat_bgwriter_checkpoints_req_total (every version)"),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_NUM_TIMED_TOTAL,
+        since(
+            17,
+            "pg_stat_bgwriter_checkpoints_timed_total (every version)",
+        ),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_RESTARTPOINTS_DONE_TOTAL,
+        since(17, CHECKPOINTS_BEFORE_17),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_RESTARTPOINTS_REQ_TOTAL,
+        since(17, CHECKPOINTS_BEFORE_17),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_RESTARTPOINTS_TIMED_TOTAL,
+        since(17, CHECKPOINTS_BEFORE_17),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_STATS_RESET_TOTAL,
+        since(17, CHECKPOINTS_BEFORE_17),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_SYNC_TIME_TOTAL,
+        since(17, "pg_stat_bgwriter_checkpoint_sync_time* (every version)"),
+    ),
+    (
+        &PG_STAT_CHECKPOINTER_WRITE_TIME_TOTAL,
+        since(
+            17,
+            "pg_stat_bgwriter_checkpoint_write_time* (every version)",
+        ),
+    ),
+    (
+        &PG_STAT_DATABASE_ACTIVE_TIME_SECONDS_TOTAL,
+        since(14, "pg_stat_activity (every version)"),
+    ),
+    (
+        &PG_STAT_DATABASE_IDLE_IN_TRANSACTION_TIME_SECONDS_TOTAL,
+        since(
+            14,
+            "dbagent_connections_idle_in_transaction_* (every version)",
+        ),
+    ),
+    (
+        &PG_STAT_DATABASE_SESSION_TIME_SECONDS_TOTAL,
+        since(14, "pg_stat_activity (every version)"),
+    ),
+    (
+        &PG_STAT_DATABASE_SESSIONS_ABANDONED_TOTAL,
+        since(14, "pg_stat_activity (every version)"),
+    ),
+    (
+        &PG_STAT_DATABASE_SESSIONS_FATAL_TOTAL,
+        since(14, "pg_stat_activity (every version)"),
+    ),
+    (
+        &PG_STAT_DATABASE_SESSIONS_KILLED_TOTAL,
+        since(14, "pg_stat_activity (every version)"),
+    ),
+    (
+        &PG_STAT_DATABASE_SESSIONS_TOTAL,
+        since(14, "pg_stat_activity (every version)"),
+    ),
+    (&PG_STAT_IO_EVICTIONS_TOTAL, since(16, IO_BEFORE_16)),
+    (&PG_STAT_IO_EXTEND_BYTES_TOTAL, since(16, IO_BEFORE_16)),
+    (&PG_STAT_IO_EXTENDS_TOTAL, since(16, IO_BEFORE_16)),
+    (
+        &PG_STAT_IO_FSYNC_TIME_SECONDS_TOTAL,
+        since(16, IO_BEFORE_16),
+    ),
+    (&PG_STAT_IO_FSYNCS_TOTAL, since(16, IO_BEFORE_16)),
+    (&PG_STAT_IO_HITS_TOTAL, since(16, IO_BEFORE_16)),
+    (&PG_STAT_IO_READ_BYTES_TOTAL, since(16, IO_BEFORE_16)),
+    (&PG_STAT_IO_READ_TIME_SECONDS_TOTAL, since(16, IO_BEFORE_16)),
+    (&PG_STAT_IO_READS_TOTAL, since(16, IO_BEFORE_16)),
+    (&PG_STAT_IO_WRITE_BYTES_TOTAL, since(16, IO_BEFORE_16)),
+    (
+        &PG_STAT_IO_WRITE_TIME_SECONDS_TOTAL,
+        since(16, IO_BEFORE_16),
+    ),
+    (&PG_STAT_IO_WRITES_TOTAL, since(16, IO_BEFORE_16)),
+    (
+        &PG_STAT_WAL_BUFFERS_FULL_TOTAL,
+        since(14, "nothing before 14"),
+    ),
+    (&PG_STAT_WAL_BYTES_TOTAL, since(14, "nothing before 14")),
+    (&PG_STAT_WAL_FPI_TOTAL, since(14, "nothing before 14")),
+    (&PG_STAT_WAL_RECORDS_TOTAL, since(14, "nothing before 14")),
+    (
+        &PG_STAT_WAL_SYNC_TIME_SECONDS_TOTAL,
+        between(14, 17, WAL_IO_ON_18),
+    ),
+    (&PG_STAT_WAL_SYNCS_TOTAL, between(14, 17, WAL_IO_ON_18)),
+    (
+        &PG_STAT_WAL_WRITE_TIME_SECONDS_TOTAL,
+        between(14, 17, WAL_IO_ON_18),
+    ),
+    (&PG_STAT_WAL_WRITES_TOTAL, between(14, 17, WAL_IO_ON_18)),
+];
+
+/// The versions `name` exists on, when it does not exist on every supported version.
+pub fn versions(name: &str) -> Option<&'static Versions> {
+    VERSIONED
+        .iter()
+        .find(|(d, _)| d.name == name)
+        .map(|(_, v)| v)
+}
 
 #[cfg(test)]
 mod tests {
@@ -1294,5 +1770,52 @@ mod tests {
             expected.len(),
             "rows in README vs entries in the catalogue"
         );
+    }
+
+    #[test]
+    fn the_version_table_says_where_each_family_exists() {
+        let at = |name: &str, major: u32| versions(name).is_none_or(|v| v.contains(major));
+        // Everything not in the table exists everywhere.
+        assert!(versions("pg_up").is_none() && at("pg_up", 13) && at("pg_up", 18));
+        // The bgwriter checkpoint names are served on every version (from pg_stat_checkpointer
+        // on 17 and later); the backend columns left pg_stat_bgwriter in 17.
+        for major in 13..=18 {
+            assert!(at("pg_stat_bgwriter_checkpoints_timed_total", major));
+            assert!(at("pg_stat_bgwriter_checkpoints_req_total", major));
+        }
+        assert!(at("pg_stat_bgwriter_buffers_backend_total", 16));
+        assert!(!at("pg_stat_bgwriter_buffers_backend_total", 17));
+        assert!(!at("pg_stat_checkpointer_num_timed_total", 16));
+        assert!(at("pg_stat_checkpointer_num_timed_total", 17));
+        assert!(!at("pg_stat_checkpointer_num_done_total", 17));
+        assert!(at("pg_stat_checkpointer_num_done_total", 18));
+        assert!(!at("pg_stat_io_reads_total", 15) && at("pg_stat_io_reads_total", 16));
+        assert!(!at("pg_stat_wal_bytes_total", 13) && at("pg_stat_wal_bytes_total", 18));
+        assert!(at("pg_stat_wal_writes_total", 17) && !at("pg_stat_wal_writes_total", 18));
+        assert_eq!(
+            versions("pg_stat_checkpointer_num_timed_total")
+                .unwrap()
+                .to_string(),
+            "PostgreSQL 17 and later"
+        );
+        assert_eq!(
+            versions("pg_stat_wal_writes_total").unwrap().to_string(),
+            "PostgreSQL 14 to 17"
+        );
+        assert_eq!(
+            versions("pg_stat_bgwriter_buffers_backend_total")
+                .unwrap()
+                .to_string(),
+            "PostgreSQL 16 and earlier"
+        );
+        // Each family once, each one in the catalogue.
+        for (i, (d, _)) in VERSIONED.iter().enumerate() {
+            assert!(ALL.contains(d), "{}", d.name);
+            assert!(
+                VERSIONED[..i].iter().all(|(o, _)| o.name != d.name),
+                "{}",
+                d.name
+            );
+        }
     }
 }

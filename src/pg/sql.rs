@@ -66,7 +66,8 @@ pub fn checkpoint_stats(v: &ServerVersion) -> &'static str {
 /// where this version does not have it: `timed`, `requested`, `done` (18+), `restartpoints_timed`,
 /// `restartpoints_requested`, `restartpoints_done` (17+), `write_time_ms`, `sync_time_ms`,
 /// `buffers_checkpoint`, `buffers_clean`, `maxwritten_clean`, `buffers_backend`,
-/// `buffers_backend_fsync` (before 17), `buffers_alloc`. PostgreSQL 17 moved the checkpoint
+/// `buffers_backend_fsync` (before 17), `buffers_alloc`, `checkpointer_stats_reset` (17 and
+/// later, epoch seconds), `slru_written` (18 and later). PostgreSQL 17 moved the checkpoint
 /// counters to pg_stat_checkpointer and dropped the backend ones (now in pg_stat_io).
 pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
     match v.major() {
@@ -79,7 +80,9 @@ pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
              c.buffers_written::float8 AS buffers_checkpoint, \
              b.buffers_clean::float8 AS buffers_clean, b.maxwritten_clean::float8 AS maxwritten_clean, \
              NULL::float8 AS buffers_backend, NULL::float8 AS buffers_backend_fsync, \
-             b.buffers_alloc::float8 AS buffers_alloc \
+             b.buffers_alloc::float8 AS buffers_alloc, \
+             extract(epoch FROM c.stats_reset)::float8 AS checkpointer_stats_reset, \
+             c.slru_written::float8 AS slru_written \
              FROM pg_stat_checkpointer c, pg_stat_bgwriter b"
         }
         17 => {
@@ -91,7 +94,9 @@ pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
              c.buffers_written::float8 AS buffers_checkpoint, \
              b.buffers_clean::float8 AS buffers_clean, b.maxwritten_clean::float8 AS maxwritten_clean, \
              NULL::float8 AS buffers_backend, NULL::float8 AS buffers_backend_fsync, \
-             b.buffers_alloc::float8 AS buffers_alloc \
+             b.buffers_alloc::float8 AS buffers_alloc, \
+             extract(epoch FROM c.stats_reset)::float8 AS checkpointer_stats_reset, \
+             NULL::float8 AS slru_written \
              FROM pg_stat_checkpointer c, pg_stat_bgwriter b"
         }
         _ => {
@@ -103,7 +108,8 @@ pub fn checkpointer_counters(v: &ServerVersion) -> &'static str {
              buffers_checkpoint::float8 AS buffers_checkpoint, buffers_clean::float8 AS buffers_clean, \
              maxwritten_clean::float8 AS maxwritten_clean, buffers_backend::float8 AS buffers_backend, \
              buffers_backend_fsync::float8 AS buffers_backend_fsync, \
-             buffers_alloc::float8 AS buffers_alloc \
+             buffers_alloc::float8 AS buffers_alloc, \
+             NULL::float8 AS checkpointer_stats_reset, NULL::float8 AS slru_written \
              FROM pg_stat_bgwriter"
         }
     }
@@ -170,7 +176,9 @@ mod tests {
                 "AS restartpoints_done,",
                 "AS write_time_ms,",
                 "AS buffers_backend,",
-                "AS buffers_alloc ",
+                "AS buffers_alloc,",
+                "AS checkpointer_stats_reset,",
+                "AS slru_written ",
             ] {
                 assert!(at(num).contains(column), "{num}: {column}");
             }

@@ -18,6 +18,7 @@ mod collect_checkpoints;
 mod collect_connections;
 mod collect_databases;
 mod collect_locks;
+mod collect_pgstats;
 mod collect_pgstattuple;
 mod collect_replication;
 mod collect_statements;

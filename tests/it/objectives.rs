@@ -488,6 +488,75 @@ const SITUATIONAL: &[(&str, &str)] = &[
         "pg_stat_checkpointer_restartpoints_done_total",
         "PostgreSQL 17+ only",
     ),
+    (
+        "pg_stat_checkpointer_buffers_written_total",
+        "PostgreSQL 17+ only",
+    ),
+    (
+        "pg_stat_checkpointer_num_requested_total",
+        "PostgreSQL 17+ only",
+    ),
+    (
+        "pg_stat_checkpointer_num_timed_total",
+        "PostgreSQL 17+ only",
+    ),
+    (
+        "pg_stat_checkpointer_slru_written_total",
+        "PostgreSQL 18+ only",
+    ),
+    (
+        "pg_stat_checkpointer_stats_reset_total",
+        "PostgreSQL 17+ only",
+    ),
+    (
+        "pg_stat_checkpointer_sync_time_total",
+        "PostgreSQL 17+ only",
+    ),
+    (
+        "pg_stat_checkpointer_write_time_total",
+        "PostgreSQL 17+ only",
+    ),
+    ("pg_stat_io_evictions_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_extend_bytes_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_extends_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_fsync_time_seconds_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_fsyncs_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_hits_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_read_bytes_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_read_time_seconds_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_reads_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_write_bytes_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_write_time_seconds_total", "PostgreSQL 16+ only"),
+    ("pg_stat_io_writes_total", "PostgreSQL 16+ only"),
+    (
+        "dbagent_checkpoints_requested_ratio",
+        "only once a checkpoint was counted in the last hour of polls",
+    ),
+    ("pg_replication_slots_active", "only with replication slots"),
+    (
+        "pg_replication_slots_pg_wal_lsn_diff",
+        "only with replication slots",
+    ),
+    (
+        "pg_replication_slots_slot_current_wal_lsn",
+        "only with replication slots",
+    ),
+    (
+        "pg_replication_slots_slot_is_active",
+        "only with replication slots",
+    ),
+    (
+        "pg_replication_slots_wal_status",
+        "only with replication slots",
+    ),
+    (
+        "pg_replication_slots_safe_wal_size_bytes",
+        "only with replication slots and max_slot_wal_keep_size set",
+    ),
+    (
+        "pg_replication_slots_slot_confirmed_flush_lsn",
+        "only with an active logical replication slot",
+    ),
 ];
 
 /// The metric names of the catalogue (`dbagent::metrics::catalogue`), which README's metrics
