@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/bench/monitor.sh: `scripts/bench.sh monitor`. `dbagent run`'s /metrics side by side
 # with Debian's prometheus-postgres-exporter, on one PostgreSQL 15 cluster, for each schema size
-# in MONITOR_SIZES (default "1000 10000" tables, each with a primary key and 5 rows, ANALYZEd).
+# in MONITOR_SIZES (default "1000 10000 10x1000": tables, each with a primary key and 5 rows,
+# ANALYZEd; `DxN` is D databases of N tables each, bench_1 .. bench_D, which dbagent watches all
+# of by default while the exporters read the first).
 # Run by scripts/bench.sh as a process of its own, so that its cluster, trap and variables never
 # mix with those of the backup benchmark.
 #
@@ -26,7 +28,7 @@ source scripts/lib/deps.sh
 
 BENCH_DIR=${MONITOR_DIR:-/var/tmp/dbagent-bench-monitor}
 BENCH_PORT=${MONITOR_PORT:-54340}
-SIZES=${MONITOR_SIZES:-"1000 10000"}
+SIZES=${MONITOR_SIZES:-"1000 10000 10x1000"}
 RUNS=${MONITOR_RUNS:-20}
 POLLS=${MONITOR_POLLS:-10}
 out=$(pwd)/target/bench
@@ -144,12 +146,16 @@ CONF
 # grow_tables N: bench.t00001 .. bench.tN (id int primary key, v text, 5 rows), ANALYZEd; tables
 # past N (from a run with a larger size) are dropped.
 grow_tables() {
-  local want=$1 have t0=$SECONDS
-  have=$(mon_sql bench "SELECT count(*) FROM pg_tables WHERE schemaname = 'bench'")
+  local want=$1 db=${2:-bench} have t0=$SECONDS
+  if [ -z "$(mon_sql postgres "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+    mon_sql postgres "CREATE DATABASE $db" >/dev/null
+  fi
+  mon_sql "$db" "CREATE SCHEMA IF NOT EXISTS bench" >/dev/null
+  have=$(mon_sql "$db" "SELECT count(*) FROM pg_tables WHERE schemaname = 'bench'")
   [ "$have" = "$want" ] && return 0
   if [ "$have" -gt "$want" ]; then
     echo "==> dropping tables $((want + 1)) .. $have"
-    mon_sql bench "DO \$\$ BEGIN
+    mon_sql "$db" "DO \$\$ BEGIN
       FOR i IN $((want + 1)) .. $have LOOP
         EXECUTE format('DROP TABLE bench.%I', 't' || lpad(i::text, 5, '0'));
         IF i % 500 = 0 THEN COMMIT; END IF;
@@ -159,7 +165,7 @@ grow_tables() {
     return 0
   fi
   echo "==> creating tables $((have + 1)) .. $want (COMMIT every 500), then ANALYZE"
-  mon_sql bench "DO \$\$ BEGIN
+  mon_sql "$db" "DO \$\$ BEGIN
     FOR i IN $((have + 1)) .. $want LOOP
       EXECUTE format('CREATE TABLE bench.%I (id int PRIMARY KEY, v text)', 't' || lpad(i::text, 5, '0'));
       EXECUTE format('INSERT INTO bench.%I SELECT g, md5(g::text) FROM generate_series(1, 5) g',
@@ -167,9 +173,9 @@ grow_tables() {
       IF i % 500 = 0 THEN COMMIT; END IF;
     END LOOP;
   END \$\$" >/dev/null
-  mon_sql bench "ANALYZE" >/dev/null
+  mon_sql "$db" "ANALYZE" >/dev/null
   mon_sql postgres "CHECKPOINT" >/dev/null
-  echo "    $want tables in $((SECONDS - t0)) s"
+  echo "    $want tables in $db in $((SECONDS - t0)) s"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +185,7 @@ write_dbagent_yml() { # FILE PORT INTERVAL
   cat >"$1" <<YML
 # written by scripts/bench/monitor.sh
 postgres:
-  conninfo: "host=127.0.0.1 port=$BENCH_PORT user=dbagent dbname=bench"
+  conninfo: "host=127.0.0.1 port=$BENCH_PORT user=dbagent dbname=$bench_db"
 repository:
   path: $BENCH_DIR/dbagent-repo
 state_dir: $BENCH_DIR/dbagent-state
@@ -187,6 +193,7 @@ http:
   listen: 127.0.0.1:$2
 monitor:
   interval: $3
+$bench_databases
 YML
   "$bench_dbagent" --config "$1" config validate >/dev/null
 }
@@ -200,7 +207,7 @@ start_dbagent() { # NAME PORT INTERVAL -> mon_pid, url
 start_exporter() { # NAME PORT ROLE [ARGS...] -> mon_pid, url
   local name=$1 port=$2 role=$3
   shift 3
-  mon_start "$name" env DATA_SOURCE_NAME="host=127.0.0.1 port=$BENCH_PORT user=$role dbname=bench sslmode=disable" \
+  mon_start "$name" env DATA_SOURCE_NAME="host=127.0.0.1 port=$BENCH_PORT user=$role dbname=$bench_db sslmode=disable" \
     "$exporter_bin" --web.listen-address="127.0.0.1:$port" "$@"
   url=http://127.0.0.1:$port
 }
@@ -249,10 +256,20 @@ dbagent_poll_json() { # FILE
   echo "}}"
 }
 
-run_size() { # N
+run_size() { # N | DxN
   local n=$1 load_before load_after names=(dbagent exporter exporter+tables) pids=() urls=() i
-  grow_tables "$n"
-  echo "==> $n tables: dbagent run vs prometheus-postgres-exporter (default, and with per-table queries)"
+  if [[ $n == *x* ]]; then
+    local dbs=${n%x*} per=${n#*x} d
+    for d in $(seq "$dbs"); do grow_tables "$per" "bench_$d"; done
+    bench_db=bench_1
+    # Every bench_N and postgres; not the single-database size's `bench`.
+    bench_databases="  databases: { exclude: [bench] }"
+    echo "==> $dbs databases of $per tables: dbagent run (every database) vs prometheus-postgres-exporter (bench_1)"
+  else
+    grow_tables "$n"
+    bench_db=bench bench_databases=""
+    echo "==> $n tables: dbagent run vs prometheus-postgres-exporter (default, and with per-table queries)"
+  fi
   local p_agent p_exp p_tab
   p_agent=$(free_port 19188)
   p_exp=$(free_port 19287)
@@ -354,7 +371,7 @@ run_size() { # N
       | .[$k].db_top_statements = $top' "$res" >"$res.new" \
       && mv "$res.new" "$res"
   done
-  jq --argjson n "$n" --arg lb "$load_before" --arg la "$load_after" \
+  jq --arg n "$n" --arg lb "$load_before" --arg la "$load_after" \
     '{ tables: $n, load_average_before: $lb, load_average_after: $la, curl_baseline: .curl_baseline,
        targets: del(.curl_baseline) }' "$res" >"$res.new" \
     && mv "$res.new" "$res"
@@ -392,7 +409,7 @@ jq -s --arg date "$(date -u +%FT%TZ)" --arg machine "$machine" --arg pg "$bench_
     def ms: . * 1000 | if . < 10 then (. * 100 | round / 100) else (. * 10 | round / 10) end;
     def mib: . / 1024 | . * 10 | round / 10;
     .sizes[] |
-    "\n## \(.tables) tables\n\nLoad average before / after the scrapes: \(.load_average_before) / \(.load_average_after)\n",
+    "\n## \(.tables | if test("x") then (split("x") | "\(.[0]) databases of \(.[1])") else . end) tables\n\nLoad average before / after the scrapes: \(.load_average_before) / \(.load_average_after)\n",
     "| Target | Scrape time (mean ± σ) | Min | VmRSS / VmHWM | Scrape size | Series | Per-table series (tables) | promtool check metrics | DB time per poll or scrape |",
     "|:---|---:|---:|---:|---:|---:|---:|:---|---:|",
     (.targets | to_entries[] | .key as $k | .value |
