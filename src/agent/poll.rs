@@ -370,7 +370,7 @@ impl PollLoop {
             families.extend(schedule.families.iter().cloned());
             sections.insert("schedule", schedule.status.clone());
         }
-        let text = crate::metrics::render(&families);
+        let text = crate::metrics::render_names(&families, self.config.monitor.metric_names);
         let collectors = self
             .slots
             .iter()
