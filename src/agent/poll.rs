@@ -365,6 +365,12 @@ impl PollLoop {
             }
         }
         families.extend(self.own_metrics(took));
+        // postgres_exporter's scrape error: the poll failed, or a collector failed in it.
+        let error = !up || self.slots.iter().any(|s| s.failing.is_some());
+        families.push(
+            Family::of(&catalogue::PG_EXPORTER_LAST_SCRAPE_ERROR)
+                .with(&[], if error { 1.0 } else { 0.0 }),
+        );
         if let Some(rx) = &self.schedule_rx {
             let schedule = rx.borrow().clone();
             families.extend(schedule.families.iter().cloned());

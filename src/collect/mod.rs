@@ -25,6 +25,7 @@ pub mod locks;
 pub mod pgstattuple;
 pub mod recovery;
 pub mod replication;
+pub mod settings;
 pub mod standby;
 pub mod statements;
 pub mod vacuum;
@@ -44,6 +45,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(standby::Standby),
         Box::new(checkpoints::Checkpoints),
         Box::new(archiver::Archiver),
+        Box::new(settings::Settings),
         Box::new(statements::Statements::new()),
         Box::new(bloat::Bloat),
         Box::new(pgstattuple::PgStatTuple),

@@ -94,9 +94,19 @@ const fn renamed(from: &'static Desc, to: &'static Desc, scale: f64) -> Exporter
     }
 }
 
+const fn also(from: &'static Desc, to: &'static Desc) -> ExporterName {
+    ExporterName {
+        from,
+        to,
+        scale: 1.0,
+        replaces: false,
+    }
+}
+
 /// Which set the family named `name` belongs to.
 pub fn set_of(name: &str) -> Set {
     if EXPORTER_ONLY.iter().any(|d| d.name == name)
+        || is_exporter_setting(name)
         || EXPORTER_NAMES.iter().any(|r| r.to.name == name)
     {
         Set::Exporter
@@ -108,6 +118,12 @@ pub fn set_of(name: &str) -> Set {
     } else {
         Set::Both
     }
+}
+
+/// Whether `name` is one of the `pg_settings_*` families (named after each server setting;
+/// [`PG_SETTINGS_`] stands for them all), not a family of its own in the catalogue.
+pub fn is_exporter_setting(name: &str) -> bool {
+    name.starts_with("pg_settings_") && ALL.binary_search_by(|d| d.name.cmp(name)).is_err()
 }
 
 /// The exporter's names for dbagent's family `name` (none when the name is the same).
@@ -227,16 +243,23 @@ pub const EXPORTER_NAMES: &[ExporterName] = &[
         &PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME_TOTAL,
         1000.0,
     ),
-    ExporterName {
-        from: &PG_REPLICATION_LAG_SECONDS,
-        to: &PG_REPLICATION_LAG,
-        scale: 1.0,
-        replaces: false,
-    },
+    also(
+        &DBAGENT_POLL_DURATION_SECONDS,
+        &PG_EXPORTER_LAST_SCRAPE_DURATION_SECONDS,
+    ),
+    also(&DBAGENT_POLLS_TOTAL, &PG_EXPORTER_SCRAPES_TOTAL),
+    also(&PG_REPLICATION_LAG_SECONDS, &PG_REPLICATION_LAG),
 ];
 
 /// Exporter families with labels of their own, emitted by their collectors as they are.
-pub const EXPORTER_ONLY: &[&Desc] = &[];
+pub const EXPORTER_ONLY: &[&Desc] = &[
+    &PG_EXPORTER_LAST_SCRAPE_ERROR,
+    &PG_LOCKS_COUNT,
+    &PG_SETTINGS_,
+    &PG_STAT_ACTIVITY_COUNT,
+    &PG_STAT_ACTIVITY_MAX_TX_DURATION,
+    &PG_STATIC,
+];
 
 pub const DBAGENT_ADVISOR_FINDINGS: Desc = Desc {
     name: "dbagent_advisor_findings",
@@ -896,6 +919,34 @@ pub const PG_DATABASE_SIZE_BYTES: Desc = Desc {
     labels: &["datname"],
 };
 
+pub const PG_EXPORTER_LAST_SCRAPE_DURATION_SECONDS: Desc = Desc {
+    name: "pg_exporter_last_scrape_duration_seconds",
+    kind: Kind::Gauge,
+    help: "How long the last poll took, in seconds (postgres_exporter's family).",
+    labels: &[],
+};
+
+pub const PG_EXPORTER_LAST_SCRAPE_ERROR: Desc = Desc {
+    name: "pg_exporter_last_scrape_error",
+    kind: Kind::Gauge,
+    help: "1 when the last poll failed or any collector failed in it, else 0 (postgres_exporter's family).",
+    labels: &[],
+};
+
+pub const PG_EXPORTER_SCRAPES_TOTAL: Desc = Desc {
+    name: "pg_exporter_scrapes_total",
+    kind: Kind::Counter,
+    help: "Polls run since the agent started (postgres_exporter's family).",
+    labels: &[],
+};
+
+pub const PG_LOCKS_COUNT: Desc = Desc {
+    name: "pg_locks_count",
+    kind: Kind::Gauge,
+    help: "Heavyweight locks by database and lower-case lock mode, 0 for each mode a database has none of (postgres_exporter's family).",
+    labels: &["datname", "mode"],
+};
+
 pub const PG_REPLICATION_IS_REPLICA: Desc = Desc {
     name: "pg_replication_is_replica",
     kind: Kind::Gauge,
@@ -917,11 +968,48 @@ pub const PG_REPLICATION_LAG_SECONDS: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_SETTINGS_: Desc = Desc {
+    name: "pg_settings_*",
+    kind: Kind::Gauge,
+    help: "One gauge per numeric or boolean server setting of pg_settings, named pg_settings_<name> (dots and dashes as underscores) with _seconds or _bytes when it has a unit, converted to it (-1 kept); booleans 1 for on (postgres_exporter's families; max_connections is pg_settings_max_connections, in both sets).",
+    labels: &[],
+};
+
 pub const PG_SETTINGS_MAX_CONNECTIONS: Desc = Desc {
     name: "pg_settings_max_connections",
     kind: Kind::Gauge,
     help: "The max_connections setting: the most concurrent connections the server accepts.",
     labels: &[],
+};
+
+pub const PG_STAT_ACTIVITY_COUNT: Desc = Desc {
+    name: "pg_stat_activity_count",
+    kind: Kind::Gauge,
+    help: "Backends (every type but this agent's own) by database, state, role, application, backend type and wait event; 0 for each database and state with none (postgres_exporter's family).",
+    labels: &[
+        "datname",
+        "state",
+        "usename",
+        "application_name",
+        "backend_type",
+        "wait_event_type",
+        "wait_event",
+    ],
+};
+
+pub const PG_STAT_ACTIVITY_MAX_TX_DURATION: Desc = Desc {
+    name: "pg_stat_activity_max_tx_duration",
+    kind: Kind::Gauge,
+    help: "Seconds the oldest open transaction of the group has been running (0 when none), grouped like pg_stat_activity_count (postgres_exporter's family).",
+    labels: &[
+        "datname",
+        "state",
+        "usename",
+        "application_name",
+        "backend_type",
+        "wait_event_type",
+        "wait_event",
+    ],
 };
 
 pub const PG_STAT_ACTIVITY_SESSIONS: Desc = Desc {
@@ -1400,10 +1488,66 @@ pub const PG_STAT_USER_TABLES_N_LIVE_TUP: Desc = Desc {
     labels: &["datname", "relname", "schemaname"],
 };
 
+pub const PG_STATIC: Desc = Desc {
+    name: "pg_static",
+    kind: Kind::Gauge,
+    help: "Always 1; the version label is the server's version() string, short_version its version as major.minor.0 (postgres_exporter's family).",
+    labels: &["short_version", "version"],
+};
+
 pub const PG_UP: Desc = Desc {
     name: "pg_up",
     kind: Kind::Gauge,
     help: "Whether the last poll reached the PostgreSQL server (1) or not (0).",
+    labels: &[],
+};
+
+pub const PROCESS_CPU_SECONDS_TOTAL: Desc = Desc {
+    name: "process_cpu_seconds_total",
+    kind: Kind::Counter,
+    help: "CPU time the agent has used, user plus system, in seconds.",
+    labels: &[],
+};
+
+pub const PROCESS_MAX_FDS: Desc = Desc {
+    name: "process_max_fds",
+    kind: Kind::Gauge,
+    help: "The agent's limit on open file descriptors.",
+    labels: &[],
+};
+
+pub const PROCESS_OPEN_FDS: Desc = Desc {
+    name: "process_open_fds",
+    kind: Kind::Gauge,
+    help: "File descriptors the agent has open.",
+    labels: &[],
+};
+
+pub const PROCESS_RESIDENT_MEMORY_BYTES: Desc = Desc {
+    name: "process_resident_memory_bytes",
+    kind: Kind::Gauge,
+    help: "Resident memory of the agent in bytes.",
+    labels: &[],
+};
+
+pub const PROCESS_START_TIME_SECONDS: Desc = Desc {
+    name: "process_start_time_seconds",
+    kind: Kind::Gauge,
+    help: "When the agent process started, as a Unix timestamp.",
+    labels: &[],
+};
+
+pub const PROCESS_VIRTUAL_MEMORY_BYTES: Desc = Desc {
+    name: "process_virtual_memory_bytes",
+    kind: Kind::Gauge,
+    help: "Virtual memory of the agent in bytes.",
+    labels: &[],
+};
+
+pub const PROCESS_VIRTUAL_MEMORY_MAX_BYTES: Desc = Desc {
+    name: "process_virtual_memory_max_bytes",
+    kind: Kind::Gauge,
+    help: "The agent's limit on virtual memory in bytes (18446744073709551615 when unlimited, as client libraries report it).",
     labels: &[],
 };
 
@@ -1503,10 +1647,17 @@ pub const ALL: &[Desc] = &[
     DBAGENT_WAL_VERIFY_RANGE_START_LSN_BYTES,
     DBAGENT_WAL_VERIFY_SEGMENTS,
     PG_DATABASE_SIZE_BYTES,
+    PG_EXPORTER_LAST_SCRAPE_DURATION_SECONDS,
+    PG_EXPORTER_LAST_SCRAPE_ERROR,
+    PG_EXPORTER_SCRAPES_TOTAL,
+    PG_LOCKS_COUNT,
     PG_REPLICATION_IS_REPLICA,
     PG_REPLICATION_LAG,
     PG_REPLICATION_LAG_SECONDS,
+    PG_SETTINGS_,
     PG_SETTINGS_MAX_CONNECTIONS,
+    PG_STAT_ACTIVITY_COUNT,
+    PG_STAT_ACTIVITY_MAX_TX_DURATION,
     PG_STAT_ACTIVITY_SESSIONS,
     PG_STAT_ARCHIVER_ARCHIVED_COUNT,
     PG_STAT_ARCHIVER_ARCHIVED_TOTAL,
@@ -1575,7 +1726,15 @@ pub const ALL: &[Desc] = &[
     PG_STAT_REPLICATION_WRITE_LAG_SECONDS,
     PG_STAT_USER_TABLES_N_DEAD_TUP,
     PG_STAT_USER_TABLES_N_LIVE_TUP,
+    PG_STATIC,
     PG_UP,
+    PROCESS_CPU_SECONDS_TOTAL,
+    PROCESS_MAX_FDS,
+    PROCESS_OPEN_FDS,
+    PROCESS_RESIDENT_MEMORY_BYTES,
+    PROCESS_START_TIME_SECONDS,
+    PROCESS_VIRTUAL_MEMORY_BYTES,
+    PROCESS_VIRTUAL_MEMORY_MAX_BYTES,
 ];
 
 #[cfg(test)]
@@ -1594,7 +1753,9 @@ mod tests {
         }
         for d in ALL {
             assert!(
-                d.name.starts_with("pg_") || d.name.starts_with("dbagent_"),
+                ["pg_", "dbagent_", "process_"]
+                    .iter()
+                    .any(|p| d.name.starts_with(p)),
                 "{}",
                 d.name
             );

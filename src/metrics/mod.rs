@@ -160,6 +160,25 @@ pub fn top_n<T>(mut items: Vec<T>, n: usize, key: impl Fn(&T) -> f64) -> (Vec<T>
     (items, rest)
 }
 
+/// A metric name made at run time (`pg_settings_<setting>`) as the `&'static str` a
+/// [`Family`] holds: each distinct name is allocated once for the life of the process, so the
+/// memory is bounded by the number of distinct names (the server's settings).
+pub fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
 /// The label value standing for "everything outside the top N".
 pub const OTHER: &str = "(other)";
 
