@@ -376,7 +376,7 @@ impl PollLoop {
             families.extend(schedule.families.iter().cloned());
             sections.insert("schedule", schedule.status.clone());
         }
-        let text = crate::metrics::render_names(&families, self.config.monitor.metric_names);
+        let text = crate::metrics::names::render_names(&families, self.config.monitor.metric_names);
         let collectors = self
             .slots
             .iter()

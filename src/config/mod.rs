@@ -459,7 +459,7 @@ pub struct MonitorConfig {
     pub advisor_explain_top: usize,
     /// Which metric names /metrics serves: postgres_exporter's, dbagent's lint-clean ones, or
     /// both (see `metrics::catalogue`).
-    pub metric_names: crate::metrics::NameSet,
+    pub metric_names: crate::metrics::names::NameSet,
 }
 
 impl Default for MonitorConfig {
@@ -481,7 +481,7 @@ impl Default for MonitorConfig {
             advisor_min_table_size: 10 << 20,
             advisor_hotspot_min_scans: 10.0,
             advisor_explain_top: 10,
-            metric_names: crate::metrics::NameSet::PostgresExporter,
+            metric_names: crate::metrics::names::NameSet::PostgresExporter,
         }
     }
 }
@@ -878,7 +878,7 @@ mod tests {
 
     #[test]
     fn metric_names_default_to_the_exporters_and_take_three_values() {
-        use crate::metrics::NameSet;
+        use crate::metrics::names::NameSet;
         let base = "postgres:\n  conninfo: host=/tmp\nrepository:\n  path: /r\n";
         assert_eq!(
             parse(base).unwrap().monitor.metric_names,

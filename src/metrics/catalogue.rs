@@ -127,7 +127,7 @@ pub fn is_exporter_setting(name: &str) -> bool {
 }
 
 /// The exporter's names for dbagent's family `name` (none when the name is the same).
-pub fn exporter_names_of(name: &str) -> impl Iterator<Item = &'static ExporterName> + use<'_> {
+pub fn exporter_names_of(name: &str) -> impl Iterator<Item = &'static ExporterName> {
     EXPORTER_NAMES.iter().filter(move |r| r.from.name == name)
 }
 

@@ -5,53 +5,20 @@
 //! poller renders every family of a poll into one text once per poll; scrapes are answered
 //! from that text, never computed per request.
 //!
-//! Two name sets (`monitor.metric_names`, [`NameSet`]): postgres_exporter's names, labels and
-//! units (the default: its dashboards and alert rules work unchanged), and dbagent's own
-//! lint-clean names (counters end in `_total`, times in seconds). Collectors emit each signal
-//! once, under the name the catalogue gives it; [`render_names`] writes it under the name(s)
-//! of the chosen set, converting units on the way (the tables are in [`catalogue`]).
+//! Two name sets (`monitor.metric_names`, [`names::NameSet`]): postgres_exporter's names,
+//! labels and units (the default: its dashboards and alert rules work unchanged), and
+//! dbagent's own lint-clean names (counters end in `_total`, times in seconds). Collectors emit
+//! each signal once, under the name the catalogue gives it; [`names::render_names`] writes it
+//! under the name(s) of the chosen set, converting units on the way (the tables are in
+//! [`catalogue`]).
 //!
 //! Layer: foundation. Uses: nothing of the crate. Used by: agent, alert, collect, http, notify,
 //! schedule, snapshot.
 
 pub mod catalogue;
+pub mod names;
 
 use std::fmt::Write as _;
-
-/// Which metric names `dbagent run` serves (`monitor.metric_names`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NameSet {
-    /// postgres_exporter's names, labels and units, plus dbagent's own `dbagent_*` families.
-    #[default]
-    PostgresExporter,
-    /// dbagent's lint-clean names only (`promtool check metrics` passes).
-    Dbagent,
-    /// Both sets at once (for a migration from one to the other).
-    Both,
-}
-
-impl NameSet {
-    /// Whether a family of the catalogue's set `set` is served in this mode.
-    pub fn serves(self, set: catalogue::Set) -> bool {
-        matches!(
-            (self, set),
-            (_, catalogue::Set::Both)
-                | (NameSet::Both, _)
-                | (NameSet::PostgresExporter, catalogue::Set::Exporter)
-                | (NameSet::Dbagent, catalogue::Set::Dbagent)
-        )
-    }
-
-    /// The value as written in dbagent.yml.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NameSet::PostgresExporter => "postgres_exporter",
-            NameSet::Dbagent => "dbagent",
-            NameSet::Both => "both",
-        }
-    }
-}
 
 /// Prometheus metric type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,19 +153,7 @@ pub const OTHER: &str = "(other)";
 /// own name. Families with the same name are merged (first HELP wins); families without
 /// samples are left out.
 pub fn render(families: &[Family]) -> String {
-    let mut out = String::with_capacity(64 * 1024);
-    render_into(&mut out, families, None);
-    out
-}
-
-/// Like [`render`], but under the names of the set `names`: a family the set does not serve is
-/// left out, and a family postgres_exporter names differently is also (or only) written under
-/// the exporter's name, type and unit ([`catalogue::EXPORTER_NAMES`]). Nothing is copied: the
-/// samples are converted as they are written.
-pub fn render_names(families: &[Family], names: NameSet) -> String {
-    let mut out = String::with_capacity(64 * 1024);
-    render_into(&mut out, families, Some(names));
-    out
+    render_with(families, |f, add| add(f.name, f.help, f.kind, 1.0))
 }
 
 /// One output family: its name, HELP, type, and the families (with a scale) written under it.
@@ -208,37 +163,32 @@ struct Group<'a> {
     parts: Vec<(&'a Family, f64)>,
 }
 
-fn render_into(out: &mut String, families: &[Family], names: Option<NameSet>) {
+/// Renders `families`, each written under the name(s) `each` gives it: `each` calls its
+/// second argument once per name (name, HELP, type, scale of the values), or not at all to
+/// leave the family out. Families written under one name are merged (first HELP wins).
+pub(crate) fn render_with(
+    families: &[Family],
+    each: impl Fn(&Family, &mut dyn FnMut(&'static str, &'static str, Kind, f64)),
+) -> String {
+    let mut out = String::with_capacity(64 * 1024);
     let mut order: Vec<&'static str> = Vec::new();
     let mut by_name: std::collections::HashMap<&'static str, Group<'_>> =
         std::collections::HashMap::new();
-    let mut add = |name: &'static str, help: &'static str, kind: Kind, f, scale| {
-        let entry = by_name.entry(name).or_insert_with(|| {
-            order.push(name);
-            Group {
-                help,
-                kind,
-                parts: Vec::new(),
-            }
-        });
-        entry.parts.push((f, scale));
-    };
     for f in families {
         if f.samples.is_empty() {
             continue;
         }
-        let Some(names) = names else {
-            add(f.name, f.help, f.kind, f, 1.0);
-            continue;
-        };
-        if names.serves(catalogue::set_of(f.name)) {
-            add(f.name, f.help, f.kind, f, 1.0);
-        }
-        if names.serves(catalogue::Set::Exporter) {
-            for r in catalogue::exporter_names_of(f.name) {
-                add(r.to.name, r.to.help, r.to.kind, f, r.scale);
-            }
-        }
+        each(f, &mut |name, help, kind, scale| {
+            let entry = by_name.entry(name).or_insert_with(|| {
+                order.push(name);
+                Group {
+                    help,
+                    kind,
+                    parts: Vec::new(),
+                }
+            });
+            entry.parts.push((f, scale));
+        });
     }
     for name in order {
         let group = &by_name[name];
@@ -265,11 +215,12 @@ fn render_into(out: &mut String, families: &[Family], names: Option<NameSet>) {
                     out.push('}');
                 }
                 out.push(' ');
-                write_value(out, s.value * scale);
+                write_value(&mut out, s.value * scale);
                 out.push('\n');
             }
         }
     }
+    out
 }
 
 fn write_value(out: &mut String, v: f64) {
@@ -324,53 +275,6 @@ mod tests {
             render(&[a, b]),
             "# HELP x_ratio r\n# TYPE x_ratio gauge\nx_ratio{d=\"a\"} 0.5\nx_ratio{d=\"b\"} NaN\n"
         );
-    }
-
-    /// One collector family, written under the names of each mode: dbagent's lint-clean name,
-    /// the exporter's (with its unit), or both; exporter-only families only where served.
-    #[test]
-    fn each_mode_writes_its_names_with_their_units() {
-        use catalogue::*;
-        let families = [
-            Family::of(&PG_STAT_DATABASE_BLK_READ_TIME_SECONDS_TOTAL)
-                .with(&[("datname", "app")], 1.5),
-            Family::of(&PG_STAT_DATABASE_XACT_COMMIT_TOTAL).with(&[("datname", "app")], 7.0),
-            Family::of(&PG_UP).with(&[], 1.0),
-            Family::of(&PG_REPLICATION_LAG_SECONDS).with(&[], 2.0),
-        ];
-        let names = |mode| -> Vec<String> {
-            render_names(&families, mode)
-                .lines()
-                .filter(|l| !l.starts_with('#'))
-                .map(str::to_string)
-                .collect()
-        };
-        assert_eq!(
-            names(NameSet::PostgresExporter),
-            [
-                "pg_stat_database_blk_read_time{datname=\"app\"} 1500",
-                "pg_stat_database_xact_commit{datname=\"app\"} 7",
-                "pg_up 1",
-                "pg_replication_lag_seconds 2",
-                "pg_replication_lag 2",
-            ]
-        );
-        assert_eq!(
-            names(NameSet::Dbagent),
-            [
-                "pg_stat_database_blk_read_time_seconds_total{datname=\"app\"} 1.5",
-                "pg_stat_database_xact_commit_total{datname=\"app\"} 7",
-                "pg_up 1",
-                "pg_replication_lag_seconds 2",
-            ]
-        );
-        assert_eq!(names(NameSet::Both).len(), 7);
-        let text = render_names(&families, NameSet::PostgresExporter);
-        assert!(
-            text.contains("# TYPE pg_stat_database_xact_commit counter\n"),
-            "{text}"
-        );
-        assert!(!text.contains("_total"), "{text}");
     }
 
     #[test]
