@@ -1,7 +1,8 @@
 //! Server settings as postgres_exporter exports them: one gauge per numeric or boolean setting
 //! of `pg_settings` (`pg_settings_<name>`, with `_seconds` or `_bytes` and the value converted
-//! when the setting has a unit), and `pg_static{version,short_version}`. Dashboards and alert
-//! rules written for the exporter divide by these (`pg_settings_max_locks_per_transaction`,
+//! when the setting has a unit), `pg_static{version,short_version}`, the server's start time,
+//! and the connection limits of databases and roles. Dashboards and alert rules written for
+//! the exporter divide by these (`pg_settings_max_locks_per_transaction`,
 //! `pg_settings_autovacuum_vacuum_threshold`, ...).
 //!
 //! `max_connections` is left to the connections collector, which exports it under the same
@@ -100,12 +101,44 @@ impl Collector for Settings {
                     f.push(&[], v);
                 }
             }
-            let version: String = ctx
+            let row = ctx
                 .client
-                .query_one("SELECT version()", &[])
+                .query_one(
+                    "SELECT version(), extract(epoch FROM pg_postmaster_start_time())::float8",
+                    &[],
+                )
                 .await
-                .map_err(|e| CollectError::query("version()", &e))?
-                .get(0);
+                .map_err(|e| CollectError::query("version()", &e))?;
+            let version: String = row.get(0);
+            families.push(
+                Family::of(&catalogue::PG_POSTMASTER_START_TIME_SECONDS).with(&[], row.get(1)),
+            );
+            for (sql, desc, label, what) in [
+                (
+                    "SELECT datname::text, datconnlimit::float8 FROM pg_database ORDER BY 1",
+                    &catalogue::PG_DATABASE_CONNECTION_LIMIT,
+                    "datname",
+                    "pg_database (connection limits)",
+                ),
+                (
+                    "SELECT rolname::text, rolconnlimit::float8 FROM pg_roles ORDER BY 1",
+                    &catalogue::PG_ROLES_CONNECTION_LIMIT,
+                    "rolname",
+                    "pg_roles (connection limits)",
+                ),
+            ] {
+                let rows = ctx
+                    .client
+                    .query(sql, &[])
+                    .await
+                    .map_err(|e| CollectError::query(what, &e))?;
+                let mut f = Family::of(desc);
+                for r in &rows {
+                    let name: String = r.get(0);
+                    f.push(&[(label, &name)], r.get(1));
+                }
+                families.push(f);
+            }
             families.push(Family::of(&catalogue::PG_STATIC).with(
                 &[
                     ("short_version", &short_version(ctx.version.num)),

@@ -249,12 +249,55 @@ pub const EXPORTER_NAMES: &[ExporterName] = &[
     ),
     also(&DBAGENT_POLLS_TOTAL, &PG_EXPORTER_SCRAPES_TOTAL),
     also(&PG_REPLICATION_LAG_SECONDS, &PG_REPLICATION_LAG),
+    // Older postgres_exporter releases' names, still read by widely used dashboards.
+    also(
+        &PG_STAT_BGWRITER_BUFFERS_ALLOC_TOTAL,
+        &PG_STAT_BGWRITER_BUFFERS_ALLOC,
+    ),
+    also(
+        &PG_STAT_BGWRITER_BUFFERS_BACKEND_TOTAL,
+        &PG_STAT_BGWRITER_BUFFERS_BACKEND,
+    ),
+    also(
+        &PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC_TOTAL,
+        &PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC,
+    ),
+    also(
+        &PG_STAT_BGWRITER_BUFFERS_CHECKPOINT_TOTAL,
+        &PG_STAT_BGWRITER_BUFFERS_CHECKPOINT,
+    ),
+    also(
+        &PG_STAT_BGWRITER_BUFFERS_CLEAN_TOTAL,
+        &PG_STAT_BGWRITER_BUFFERS_CLEAN,
+    ),
+    also(
+        &PG_STAT_BGWRITER_CHECKPOINTS_REQ_TOTAL,
+        &PG_STAT_BGWRITER_CHECKPOINTS_REQ,
+    ),
+    also(
+        &PG_STAT_BGWRITER_CHECKPOINTS_TIMED_TOTAL,
+        &PG_STAT_BGWRITER_CHECKPOINTS_TIMED,
+    ),
+    ExporterName {
+        from: &PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME_SECONDS_TOTAL,
+        to: &PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME,
+        scale: 1000.0,
+        replaces: true,
+    },
+    ExporterName {
+        from: &PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME_SECONDS_TOTAL,
+        to: &PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME,
+        scale: 1000.0,
+        replaces: true,
+    },
 ];
 
 /// Exporter families with labels of their own, emitted by their collectors as they are.
 pub const EXPORTER_ONLY: &[&Desc] = &[
+    &PG_DATABASE_CONNECTION_LIMIT,
     &PG_EXPORTER_LAST_SCRAPE_ERROR,
     &PG_LOCKS_COUNT,
+    &PG_ROLES_CONNECTION_LIMIT,
     &PG_SETTINGS_,
     &PG_STAT_ACTIVITY_COUNT,
     &PG_STAT_ACTIVITY_MAX_TX_DURATION,
@@ -912,6 +955,13 @@ pub const DBAGENT_WAL_VERIFY_SEGMENTS: Desc = Desc {
     labels: &["result"],
 };
 
+pub const PG_DATABASE_CONNECTION_LIMIT: Desc = Desc {
+    name: "pg_database_connection_limit",
+    kind: Kind::Gauge,
+    help: "Connection limit of the database (-1: none), by database (postgres_exporter's family).",
+    labels: &["datname"],
+};
+
 pub const PG_DATABASE_SIZE_BYTES: Desc = Desc {
     name: "pg_database_size_bytes",
     kind: Kind::Gauge,
@@ -947,6 +997,13 @@ pub const PG_LOCKS_COUNT: Desc = Desc {
     labels: &["datname", "mode"],
 };
 
+pub const PG_POSTMASTER_START_TIME_SECONDS: Desc = Desc {
+    name: "pg_postmaster_start_time_seconds",
+    kind: Kind::Gauge,
+    help: "When the PostgreSQL server started, as a Unix timestamp.",
+    labels: &[],
+};
+
 pub const PG_REPLICATION_IS_REPLICA: Desc = Desc {
     name: "pg_replication_is_replica",
     kind: Kind::Gauge,
@@ -966,6 +1023,13 @@ pub const PG_REPLICATION_LAG_SECONDS: Desc = Desc {
     kind: Kind::Gauge,
     help: "Seconds since the last transaction replayed on this standby committed on the primary, 0 when all received WAL is replayed.",
     labels: &[],
+};
+
+pub const PG_ROLES_CONNECTION_LIMIT: Desc = Desc {
+    name: "pg_roles_connection_limit",
+    kind: Kind::Gauge,
+    help: "Connection limit of the role (-1: none), by role (postgres_exporter's family).",
+    labels: &["rolname"],
 };
 
 pub const PG_SETTINGS_: Desc = Desc {
@@ -1061,10 +1125,31 @@ pub const PG_STAT_ARCHIVER_LAST_ARCHIVE_AGE_SECONDS: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_STAT_BGWRITER_BUFFERS_ALLOC: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_alloc",
+    kind: Kind::Counter,
+    help: "Buffers allocated, under the name older postgres_exporter releases use (community dashboards read it).",
+    labels: &[],
+};
+
 pub const PG_STAT_BGWRITER_BUFFERS_ALLOC_TOTAL: Desc = Desc {
     name: "pg_stat_bgwriter_buffers_alloc_total",
     kind: Kind::Counter,
     help: "Buffers allocated.",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_BUFFERS_BACKEND: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_backend",
+    kind: Kind::Counter,
+    help: "Buffers written directly by backends (before PostgreSQL 17), under the name older postgres_exporter releases use.",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_backend_fsync",
+    kind: Kind::Counter,
+    help: "Times a backend had to fsync a file itself (before PostgreSQL 17), under the name older postgres_exporter releases use.",
     labels: &[],
 };
 
@@ -1082,6 +1167,13 @@ pub const PG_STAT_BGWRITER_BUFFERS_BACKEND_TOTAL: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_STAT_BGWRITER_BUFFERS_CHECKPOINT: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_checkpoint",
+    kind: Kind::Counter,
+    help: "Buffers written by checkpoints, under the name older postgres_exporter releases use.",
+    labels: &[],
+};
+
 pub const PG_STAT_BGWRITER_BUFFERS_CHECKPOINT_TOTAL: Desc = Desc {
     name: "pg_stat_bgwriter_buffers_checkpoint_total",
     kind: Kind::Counter,
@@ -1089,10 +1181,24 @@ pub const PG_STAT_BGWRITER_BUFFERS_CHECKPOINT_TOTAL: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_STAT_BGWRITER_BUFFERS_CLEAN: Desc = Desc {
+    name: "pg_stat_bgwriter_buffers_clean",
+    kind: Kind::Counter,
+    help: "Buffers written by the background writer, under the name older postgres_exporter releases use.",
+    labels: &[],
+};
+
 pub const PG_STAT_BGWRITER_BUFFERS_CLEAN_TOTAL: Desc = Desc {
     name: "pg_stat_bgwriter_buffers_clean_total",
     kind: Kind::Counter,
     help: "Buffers written by the background writer.",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME: Desc = Desc {
+    name: "pg_stat_bgwriter_checkpoint_sync_time",
+    kind: Kind::Counter,
+    help: "Milliseconds checkpoints spent syncing files to disk, under the name older postgres_exporter releases use.",
     labels: &[],
 };
 
@@ -1110,6 +1216,13 @@ pub const PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME_TOTAL: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME: Desc = Desc {
+    name: "pg_stat_bgwriter_checkpoint_write_time",
+    kind: Kind::Counter,
+    help: "Milliseconds checkpoints spent writing buffers to files, under the name older postgres_exporter releases use.",
+    labels: &[],
+};
+
 pub const PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME_SECONDS_TOTAL: Desc = Desc {
     name: "pg_stat_bgwriter_checkpoint_write_time_seconds_total",
     kind: Kind::Counter,
@@ -1124,10 +1237,24 @@ pub const PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME_TOTAL: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_STAT_BGWRITER_CHECKPOINTS_REQ: Desc = Desc {
+    name: "pg_stat_bgwriter_checkpoints_req",
+    kind: Kind::Counter,
+    help: "Checkpoints requested, under the name older postgres_exporter releases use.",
+    labels: &[],
+};
+
 pub const PG_STAT_BGWRITER_CHECKPOINTS_REQ_TOTAL: Desc = Desc {
     name: "pg_stat_bgwriter_checkpoints_req_total",
     kind: Kind::Counter,
     help: "Checkpoints requested (CHECKPOINT, max_wal_size reached, backups, shutdown).",
+    labels: &[],
+};
+
+pub const PG_STAT_BGWRITER_CHECKPOINTS_TIMED: Desc = Desc {
+    name: "pg_stat_bgwriter_checkpoints_timed",
+    kind: Kind::Counter,
+    help: "Checkpoints started because checkpoint_timeout elapsed, under the name older postgres_exporter releases use.",
     labels: &[],
 };
 
@@ -1646,14 +1773,17 @@ pub const ALL: &[Desc] = &[
     DBAGENT_WAL_VERIFY_RANGE_END_LSN_BYTES,
     DBAGENT_WAL_VERIFY_RANGE_START_LSN_BYTES,
     DBAGENT_WAL_VERIFY_SEGMENTS,
+    PG_DATABASE_CONNECTION_LIMIT,
     PG_DATABASE_SIZE_BYTES,
     PG_EXPORTER_LAST_SCRAPE_DURATION_SECONDS,
     PG_EXPORTER_LAST_SCRAPE_ERROR,
     PG_EXPORTER_SCRAPES_TOTAL,
     PG_LOCKS_COUNT,
+    PG_POSTMASTER_START_TIME_SECONDS,
     PG_REPLICATION_IS_REPLICA,
     PG_REPLICATION_LAG,
     PG_REPLICATION_LAG_SECONDS,
+    PG_ROLES_CONNECTION_LIMIT,
     PG_SETTINGS_,
     PG_SETTINGS_MAX_CONNECTIONS,
     PG_STAT_ACTIVITY_COUNT,
@@ -1665,16 +1795,25 @@ pub const ALL: &[Desc] = &[
     PG_STAT_ARCHIVER_FAILED_TOTAL,
     PG_STAT_ARCHIVER_LAST_ARCHIVE_AGE,
     PG_STAT_ARCHIVER_LAST_ARCHIVE_AGE_SECONDS,
+    PG_STAT_BGWRITER_BUFFERS_ALLOC,
     PG_STAT_BGWRITER_BUFFERS_ALLOC_TOTAL,
+    PG_STAT_BGWRITER_BUFFERS_BACKEND,
+    PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC,
     PG_STAT_BGWRITER_BUFFERS_BACKEND_FSYNC_TOTAL,
     PG_STAT_BGWRITER_BUFFERS_BACKEND_TOTAL,
+    PG_STAT_BGWRITER_BUFFERS_CHECKPOINT,
     PG_STAT_BGWRITER_BUFFERS_CHECKPOINT_TOTAL,
+    PG_STAT_BGWRITER_BUFFERS_CLEAN,
     PG_STAT_BGWRITER_BUFFERS_CLEAN_TOTAL,
+    PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME,
     PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME_SECONDS_TOTAL,
     PG_STAT_BGWRITER_CHECKPOINT_SYNC_TIME_TOTAL,
+    PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME,
     PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME_SECONDS_TOTAL,
     PG_STAT_BGWRITER_CHECKPOINT_WRITE_TIME_TOTAL,
+    PG_STAT_BGWRITER_CHECKPOINTS_REQ,
     PG_STAT_BGWRITER_CHECKPOINTS_REQ_TOTAL,
+    PG_STAT_BGWRITER_CHECKPOINTS_TIMED,
     PG_STAT_BGWRITER_CHECKPOINTS_TIMED_TOTAL,
     PG_STAT_BGWRITER_MAXWRITTEN_CLEAN_TOTAL,
     PG_STAT_CHECKPOINTER_NUM_DONE_TOTAL,
