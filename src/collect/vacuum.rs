@@ -5,7 +5,10 @@
 //! blocked); a wraparound age approaching 2^31 ends with the server refusing writes.
 //!
 //! Per-table series are bounded: the `monitor.top_tables` tables with the most dead tuples
-//! keep their own series, the rest are summed into one `relname="(other)"` series.
+//! keep their own series, the rest are summed into one `relname="(other)"` series. The same
+//! tables get postgres_exporter's `pg_stat_user_tables_*` and `pg_statio_user_tables_*`
+//! families ([`EXPORTER_COLUMNS`]), read for those tables only (and one summed row for the
+//! rest), so their cost does not grow with the number of tables.
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, Output};
 use crate::metrics::catalogue;
@@ -19,8 +22,186 @@ const WRAPAROUND_LIMIT: f64 = 2_147_483_648.0;
 const TABLES_SQL: &str = "\
 SELECT schemaname::text, relname::text, n_dead_tup::float8, n_live_tup::float8, \
        extract(epoch FROM now() - greatest(last_vacuum, last_autovacuum))::float8, \
-       extract(epoch FROM now() - greatest(last_analyze, last_autoanalyze))::float8 \
+       extract(epoch FROM now() - greatest(last_analyze, last_autoanalyze))::float8, relid \
 FROM pg_stat_user_tables";
+
+/// One postgres_exporter column: its SQL over `s` (pg_stat_user_tables) and `io`
+/// (pg_statio_user_tables), its family, and whether the rest of the tables are summed into
+/// `(other)` (not for timestamps, nor for sizes, which would stat every table).
+struct Column {
+    expr: &'static str,
+    desc: &'static catalogue::Desc,
+    other: bool,
+}
+
+const fn col(expr: &'static str, desc: &'static catalogue::Desc, other: bool) -> Column {
+    Column { expr, desc, other }
+}
+
+/// postgres_exporter's per-table families (n_dead_tup and n_live_tup are above, in both sets).
+const EXPORTER_COLUMNS: &[Column] = &[
+    col("s.seq_scan", &catalogue::PG_STAT_USER_TABLES_SEQ_SCAN, true),
+    col(
+        "s.seq_tup_read",
+        &catalogue::PG_STAT_USER_TABLES_SEQ_TUP_READ,
+        true,
+    ),
+    col("s.idx_scan", &catalogue::PG_STAT_USER_TABLES_IDX_SCAN, true),
+    col(
+        "s.idx_tup_fetch",
+        &catalogue::PG_STAT_USER_TABLES_IDX_TUP_FETCH,
+        true,
+    ),
+    col(
+        "s.n_tup_ins",
+        &catalogue::PG_STAT_USER_TABLES_N_TUP_INS,
+        true,
+    ),
+    col(
+        "s.n_tup_upd",
+        &catalogue::PG_STAT_USER_TABLES_N_TUP_UPD,
+        true,
+    ),
+    col(
+        "s.n_tup_del",
+        &catalogue::PG_STAT_USER_TABLES_N_TUP_DEL,
+        true,
+    ),
+    col(
+        "s.n_tup_hot_upd",
+        &catalogue::PG_STAT_USER_TABLES_N_TUP_HOT_UPD,
+        true,
+    ),
+    col(
+        "s.vacuum_count",
+        &catalogue::PG_STAT_USER_TABLES_VACUUM_COUNT,
+        true,
+    ),
+    col(
+        "s.autovacuum_count",
+        &catalogue::PG_STAT_USER_TABLES_AUTOVACUUM_COUNT,
+        true,
+    ),
+    col(
+        "s.analyze_count",
+        &catalogue::PG_STAT_USER_TABLES_ANALYZE_COUNT,
+        true,
+    ),
+    col(
+        "s.autoanalyze_count",
+        &catalogue::PG_STAT_USER_TABLES_AUTOANALYZE_COUNT,
+        true,
+    ),
+    col(
+        "s.n_mod_since_analyze",
+        &catalogue::PG_STAT_USER_TABLES_N_MOD_SINCE_ANALYZE,
+        true,
+    ),
+    col(
+        "coalesce(extract(epoch FROM s.last_vacuum), 0)",
+        &catalogue::PG_STAT_USER_TABLES_LAST_VACUUM,
+        false,
+    ),
+    col(
+        "coalesce(extract(epoch FROM s.last_autovacuum), 0)",
+        &catalogue::PG_STAT_USER_TABLES_LAST_AUTOVACUUM,
+        false,
+    ),
+    col(
+        "coalesce(extract(epoch FROM s.last_analyze), 0)",
+        &catalogue::PG_STAT_USER_TABLES_LAST_ANALYZE,
+        false,
+    ),
+    col(
+        "coalesce(extract(epoch FROM s.last_autoanalyze), 0)",
+        &catalogue::PG_STAT_USER_TABLES_LAST_AUTOANALYZE,
+        false,
+    ),
+    col(
+        "pg_indexes_size(s.relid)",
+        &catalogue::PG_STAT_USER_TABLES_INDEX_SIZE_BYTES,
+        false,
+    ),
+    col(
+        "pg_table_size(s.relid)",
+        &catalogue::PG_STAT_USER_TABLES_TABLE_SIZE_BYTES,
+        false,
+    ),
+    col(
+        "io.heap_blks_read",
+        &catalogue::PG_STATIO_USER_TABLES_HEAP_BLOCKS_READ,
+        true,
+    ),
+    col(
+        "io.heap_blks_hit",
+        &catalogue::PG_STATIO_USER_TABLES_HEAP_BLOCKS_HIT,
+        true,
+    ),
+    col(
+        "io.idx_blks_read",
+        &catalogue::PG_STATIO_USER_TABLES_IDX_BLOCKS_READ,
+        true,
+    ),
+    col(
+        "io.idx_blks_hit",
+        &catalogue::PG_STATIO_USER_TABLES_IDX_BLOCKS_HIT,
+        true,
+    ),
+    col(
+        "io.toast_blks_read",
+        &catalogue::PG_STATIO_USER_TABLES_TOAST_BLOCKS_READ,
+        true,
+    ),
+    col(
+        "io.toast_blks_hit",
+        &catalogue::PG_STATIO_USER_TABLES_TOAST_BLOCKS_HIT,
+        true,
+    ),
+    col(
+        "io.tidx_blks_read",
+        &catalogue::PG_STATIO_USER_TABLES_TIDX_BLOCKS_READ,
+        true,
+    ),
+    col(
+        "io.tidx_blks_hit",
+        &catalogue::PG_STATIO_USER_TABLES_TIDX_BLOCKS_HIT,
+        true,
+    ),
+];
+
+/// The exporter columns of the tables `$1` (relids), one row each: schemaname, relname, then
+/// one value per [`EXPORTER_COLUMNS`].
+fn exporter_top_sql() -> String {
+    let cols: Vec<String> = EXPORTER_COLUMNS
+        .iter()
+        .map(|c| format!("({})::float8", c.expr))
+        .collect();
+    format!(
+        "SELECT s.schemaname::text, s.relname::text, {} \
+         FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid) \
+         WHERE s.relid = ANY($1)",
+        cols.join(", ")
+    )
+}
+
+/// The summed exporter columns of every other table (NULL where not summed), one row.
+fn exporter_rest_sql() -> String {
+    let cols: Vec<String> = EXPORTER_COLUMNS
+        .iter()
+        .map(|c| {
+            if c.other {
+                format!("sum({})::float8", c.expr)
+            } else {
+                "NULL::float8".to_string()
+            }
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid) \
+         WHERE NOT (s.relid = ANY($1))",
+        cols.join(", ")
+    )
+}
 
 /// Wraparound ages of every database (template0 too: it counts towards the limit).
 const WRAPAROUND_SQL: &str = "\
@@ -34,6 +215,7 @@ struct Table {
     live: f64,
     vacuum_age: Option<f64>,
     analyze_age: Option<f64>,
+    relid: u32,
 }
 
 pub struct Vacuum;
@@ -59,6 +241,7 @@ impl Collector for Vacuum {
                     live: r.get::<_, Option<f64>>(3).unwrap_or(0.0),
                     vacuum_age: r.get(4),
                     analyze_age: r.get(5),
+                    relid: r.get(6),
                 })
                 .collect();
             let (top, rest) = top_n(tables, ctx.config.top_tables, |t| t.dead);
@@ -92,6 +275,47 @@ impl Collector for Vacuum {
                 live.push(&labels, rest.iter().map(|t| t.live).sum());
             }
 
+            let mut exporter: Vec<Family> = EXPORTER_COLUMNS
+                .iter()
+                .map(|c| Family::of(c.desc))
+                .collect();
+            let relids: Vec<u32> = top.iter().map(|t| t.relid).collect();
+            let rows = ctx
+                .client
+                .query(&exporter_top_sql(), &[&relids])
+                .await
+                .map_err(|e| CollectError::query("pg_stat_user_tables (top tables)", &e))?;
+            for r in &rows {
+                let (schema, name): (String, String) = (r.get(0), r.get(1));
+                let labels = [
+                    ("datname", ctx.dbname),
+                    ("schemaname", schema.as_str()),
+                    ("relname", name.as_str()),
+                ];
+                for (i, f) in exporter.iter_mut().enumerate() {
+                    if let Some(v) = r.get::<_, Option<f64>>(i + 2) {
+                        f.push(&labels, v);
+                    }
+                }
+            }
+            if !rest.is_empty() {
+                let row = ctx
+                    .client
+                    .query_one(&exporter_rest_sql(), &[&relids])
+                    .await
+                    .map_err(|e| CollectError::query("pg_stat_user_tables (other tables)", &e))?;
+                let labels = [
+                    ("datname", ctx.dbname),
+                    ("schemaname", OTHER),
+                    ("relname", OTHER),
+                ];
+                for (i, f) in exporter.iter_mut().enumerate() {
+                    if let Some(v) = row.get::<_, Option<f64>>(i) {
+                        f.push(&labels, v);
+                    }
+                }
+            }
+
             let rows = ctx
                 .client
                 .query(WRAPAROUND_SQL, &[])
@@ -113,7 +337,7 @@ impl Collector for Vacuum {
                     mxid_ratio.push(&labels, age / WRAPAROUND_LIMIT);
                 }
             }
-            Ok(Output::families(vec![
+            let mut families = vec![
                 dead,
                 live,
                 vacuum_age,
@@ -122,7 +346,9 @@ impl Collector for Vacuum {
                 xid_ratio,
                 mxid_age,
                 mxid_ratio,
-            ]))
+            ];
+            families.extend(exporter);
+            Ok(Output::families(families))
         })
     }
 }

@@ -302,6 +302,33 @@ pub const EXPORTER_ONLY: &[&Desc] = &[
     &PG_STAT_ACTIVITY_COUNT,
     &PG_STAT_ACTIVITY_MAX_TX_DURATION,
     &PG_STATIC,
+    &PG_STAT_USER_TABLES_SEQ_SCAN,
+    &PG_STAT_USER_TABLES_SEQ_TUP_READ,
+    &PG_STAT_USER_TABLES_IDX_SCAN,
+    &PG_STAT_USER_TABLES_IDX_TUP_FETCH,
+    &PG_STAT_USER_TABLES_N_TUP_INS,
+    &PG_STAT_USER_TABLES_N_TUP_UPD,
+    &PG_STAT_USER_TABLES_N_TUP_DEL,
+    &PG_STAT_USER_TABLES_N_TUP_HOT_UPD,
+    &PG_STAT_USER_TABLES_VACUUM_COUNT,
+    &PG_STAT_USER_TABLES_AUTOVACUUM_COUNT,
+    &PG_STAT_USER_TABLES_ANALYZE_COUNT,
+    &PG_STAT_USER_TABLES_AUTOANALYZE_COUNT,
+    &PG_STAT_USER_TABLES_N_MOD_SINCE_ANALYZE,
+    &PG_STAT_USER_TABLES_LAST_VACUUM,
+    &PG_STAT_USER_TABLES_LAST_AUTOVACUUM,
+    &PG_STAT_USER_TABLES_LAST_ANALYZE,
+    &PG_STAT_USER_TABLES_LAST_AUTOANALYZE,
+    &PG_STAT_USER_TABLES_INDEX_SIZE_BYTES,
+    &PG_STAT_USER_TABLES_TABLE_SIZE_BYTES,
+    &PG_STATIO_USER_TABLES_HEAP_BLOCKS_READ,
+    &PG_STATIO_USER_TABLES_HEAP_BLOCKS_HIT,
+    &PG_STATIO_USER_TABLES_IDX_BLOCKS_READ,
+    &PG_STATIO_USER_TABLES_IDX_BLOCKS_HIT,
+    &PG_STATIO_USER_TABLES_TOAST_BLOCKS_READ,
+    &PG_STATIO_USER_TABLES_TOAST_BLOCKS_HIT,
+    &PG_STATIO_USER_TABLES_TIDX_BLOCKS_READ,
+    &PG_STATIO_USER_TABLES_TIDX_BLOCKS_HIT,
 ];
 
 pub const DBAGENT_ADVISOR_FINDINGS: Desc = Desc {
@@ -1601,6 +1628,76 @@ pub const PG_STAT_REPLICATION_WRITE_LAG_SECONDS: Desc = Desc {
     labels: &["application_name", "client_addr"],
 };
 
+pub const PG_STAT_USER_TABLES_ANALYZE_COUNT: Desc = Desc {
+    name: "pg_stat_user_tables_analyze_count",
+    kind: Kind::Counter,
+    help: "Manual analyzes of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_AUTOANALYZE_COUNT: Desc = Desc {
+    name: "pg_stat_user_tables_autoanalyze_count",
+    kind: Kind::Counter,
+    help: "Autovacuum analyzes of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_AUTOVACUUM_COUNT: Desc = Desc {
+    name: "pg_stat_user_tables_autovacuum_count",
+    kind: Kind::Counter,
+    help: "Autovacuum runs on the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_IDX_SCAN: Desc = Desc {
+    name: "pg_stat_user_tables_idx_scan",
+    kind: Kind::Counter,
+    help: "Index scans started on the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_IDX_TUP_FETCH: Desc = Desc {
+    name: "pg_stat_user_tables_idx_tup_fetch",
+    kind: Kind::Counter,
+    help: "Live rows fetched by index scans of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_INDEX_SIZE_BYTES: Desc = Desc {
+    name: "pg_stat_user_tables_index_size_bytes",
+    kind: Kind::Gauge,
+    help: "Disk space used by the indexes of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_LAST_ANALYZE: Desc = Desc {
+    name: "pg_stat_user_tables_last_analyze",
+    kind: Kind::Gauge,
+    help: "When the table was last analyzed manually, as a Unix timestamp, 0 if never (postgres_exporter's family; the monitor.top_tables tables with the most dead rows).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_LAST_AUTOANALYZE: Desc = Desc {
+    name: "pg_stat_user_tables_last_autoanalyze",
+    kind: Kind::Gauge,
+    help: "When autovacuum last analyzed the table, as a Unix timestamp, 0 if never (postgres_exporter's family; the monitor.top_tables tables with the most dead rows).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_LAST_AUTOVACUUM: Desc = Desc {
+    name: "pg_stat_user_tables_last_autovacuum",
+    kind: Kind::Gauge,
+    help: "When autovacuum last vacuumed the table, as a Unix timestamp, 0 if never (postgres_exporter's family; the monitor.top_tables tables with the most dead rows).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_LAST_VACUUM: Desc = Desc {
+    name: "pg_stat_user_tables_last_vacuum",
+    kind: Kind::Gauge,
+    help: "When the table was last vacuumed manually, as a Unix timestamp, 0 if never (postgres_exporter's family; the monitor.top_tables tables with the most dead rows).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
 pub const PG_STAT_USER_TABLES_N_DEAD_TUP: Desc = Desc {
     name: "pg_stat_user_tables_n_dead_tup",
     kind: Kind::Gauge,
@@ -1615,11 +1712,130 @@ pub const PG_STAT_USER_TABLES_N_LIVE_TUP: Desc = Desc {
     labels: &["datname", "relname", "schemaname"],
 };
 
+pub const PG_STAT_USER_TABLES_N_MOD_SINCE_ANALYZE: Desc = Desc {
+    name: "pg_stat_user_tables_n_mod_since_analyze",
+    kind: Kind::Gauge,
+    help: "Estimated rows of the table changed since it was last analyzed (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_N_TUP_DEL: Desc = Desc {
+    name: "pg_stat_user_tables_n_tup_del",
+    kind: Kind::Counter,
+    help: "Rows deleted from the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_N_TUP_HOT_UPD: Desc = Desc {
+    name: "pg_stat_user_tables_n_tup_hot_upd",
+    kind: Kind::Counter,
+    help: "Rows of the table updated without touching its indexes (HOT) (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_N_TUP_INS: Desc = Desc {
+    name: "pg_stat_user_tables_n_tup_ins",
+    kind: Kind::Counter,
+    help: "Rows inserted into the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_N_TUP_UPD: Desc = Desc {
+    name: "pg_stat_user_tables_n_tup_upd",
+    kind: Kind::Counter,
+    help: "Rows updated in the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_SEQ_SCAN: Desc = Desc {
+    name: "pg_stat_user_tables_seq_scan",
+    kind: Kind::Counter,
+    help: "Sequential scans started on the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_SEQ_TUP_READ: Desc = Desc {
+    name: "pg_stat_user_tables_seq_tup_read",
+    kind: Kind::Counter,
+    help: "Live rows read by sequential scans of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_TABLE_SIZE_BYTES: Desc = Desc {
+    name: "pg_stat_user_tables_table_size_bytes",
+    kind: Kind::Gauge,
+    help: "Disk space used by the table, TOAST included, indexes excluded (postgres_exporter's family; the monitor.top_tables tables with the most dead rows).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STAT_USER_TABLES_VACUUM_COUNT: Desc = Desc {
+    name: "pg_stat_user_tables_vacuum_count",
+    kind: Kind::Counter,
+    help: "Manual vacuums of the table (VACUUM FULL not counted) (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
 pub const PG_STATIC: Desc = Desc {
     name: "pg_static",
     kind: Kind::Gauge,
     help: "Always 1; the version label is the server's version() string, short_version its version as major.minor.0 (postgres_exporter's family).",
     labels: &["short_version", "version"],
+};
+
+pub const PG_STATIO_USER_TABLES_HEAP_BLOCKS_HIT: Desc = Desc {
+    name: "pg_statio_user_tables_heap_blocks_hit",
+    kind: Kind::Counter,
+    help: "Blocks of the table found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STATIO_USER_TABLES_HEAP_BLOCKS_READ: Desc = Desc {
+    name: "pg_statio_user_tables_heap_blocks_read",
+    kind: Kind::Counter,
+    help: "Blocks of the table read from disk (not found in shared buffers) (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STATIO_USER_TABLES_IDX_BLOCKS_HIT: Desc = Desc {
+    name: "pg_statio_user_tables_idx_blocks_hit",
+    kind: Kind::Counter,
+    help: "Blocks of the table's indexes found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STATIO_USER_TABLES_IDX_BLOCKS_READ: Desc = Desc {
+    name: "pg_statio_user_tables_idx_blocks_read",
+    kind: Kind::Counter,
+    help: "Blocks of the table's indexes read from disk (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STATIO_USER_TABLES_TIDX_BLOCKS_HIT: Desc = Desc {
+    name: "pg_statio_user_tables_tidx_blocks_hit",
+    kind: Kind::Counter,
+    help: "Blocks of the table's TOAST indexes found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STATIO_USER_TABLES_TIDX_BLOCKS_READ: Desc = Desc {
+    name: "pg_statio_user_tables_tidx_blocks_read",
+    kind: Kind::Counter,
+    help: "Blocks of the table's TOAST indexes read from disk (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STATIO_USER_TABLES_TOAST_BLOCKS_HIT: Desc = Desc {
+    name: "pg_statio_user_tables_toast_blocks_hit",
+    kind: Kind::Counter,
+    help: "Blocks of the table's TOAST table found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
+};
+
+pub const PG_STATIO_USER_TABLES_TOAST_BLOCKS_READ: Desc = Desc {
+    name: "pg_statio_user_tables_toast_blocks_read",
+    kind: Kind::Counter,
+    help: "Blocks of the table's TOAST table read from disk (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_UP: Desc = Desc {
@@ -1863,9 +2079,36 @@ pub const ALL: &[Desc] = &[
     PG_STAT_REPLICATION_REPLAY_LAG_BYTES,
     PG_STAT_REPLICATION_REPLAY_LAG_SECONDS,
     PG_STAT_REPLICATION_WRITE_LAG_SECONDS,
+    PG_STAT_USER_TABLES_ANALYZE_COUNT,
+    PG_STAT_USER_TABLES_AUTOANALYZE_COUNT,
+    PG_STAT_USER_TABLES_AUTOVACUUM_COUNT,
+    PG_STAT_USER_TABLES_IDX_SCAN,
+    PG_STAT_USER_TABLES_IDX_TUP_FETCH,
+    PG_STAT_USER_TABLES_INDEX_SIZE_BYTES,
+    PG_STAT_USER_TABLES_LAST_ANALYZE,
+    PG_STAT_USER_TABLES_LAST_AUTOANALYZE,
+    PG_STAT_USER_TABLES_LAST_AUTOVACUUM,
+    PG_STAT_USER_TABLES_LAST_VACUUM,
     PG_STAT_USER_TABLES_N_DEAD_TUP,
     PG_STAT_USER_TABLES_N_LIVE_TUP,
+    PG_STAT_USER_TABLES_N_MOD_SINCE_ANALYZE,
+    PG_STAT_USER_TABLES_N_TUP_DEL,
+    PG_STAT_USER_TABLES_N_TUP_HOT_UPD,
+    PG_STAT_USER_TABLES_N_TUP_INS,
+    PG_STAT_USER_TABLES_N_TUP_UPD,
+    PG_STAT_USER_TABLES_SEQ_SCAN,
+    PG_STAT_USER_TABLES_SEQ_TUP_READ,
+    PG_STAT_USER_TABLES_TABLE_SIZE_BYTES,
+    PG_STAT_USER_TABLES_VACUUM_COUNT,
     PG_STATIC,
+    PG_STATIO_USER_TABLES_HEAP_BLOCKS_HIT,
+    PG_STATIO_USER_TABLES_HEAP_BLOCKS_READ,
+    PG_STATIO_USER_TABLES_IDX_BLOCKS_HIT,
+    PG_STATIO_USER_TABLES_IDX_BLOCKS_READ,
+    PG_STATIO_USER_TABLES_TIDX_BLOCKS_HIT,
+    PG_STATIO_USER_TABLES_TIDX_BLOCKS_READ,
+    PG_STATIO_USER_TABLES_TOAST_BLOCKS_HIT,
+    PG_STATIO_USER_TABLES_TOAST_BLOCKS_READ,
     PG_UP,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_MAX_FDS,
