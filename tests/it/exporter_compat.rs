@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::pg_test;
 use crate::support::cluster::{Cluster, ClusterOptions};
+use crate::support::collect::{Poller, family, value};
 use crate::support::dbagent::Agent;
+use crate::support::sessions::Sessions;
 use crate::support::sidecar::{Prometheus, Sidecar, promtool_check, sample};
 
 /// The rendered mixin alert rules.
@@ -293,5 +295,126 @@ pg_test!(
             missing.join("\n"),
             empty.join("\n")
         );
+    }
+);
+
+// The exporter's families of locks, activity and settings, with its labels, label values
+// and units: lower-case lock modes with a 0 for each mode a database has none of, activity
+// grouped by database and state with zeros, settings converted to bytes and seconds.
+pg_test!(
+    locks_activity_and_settings_come_with_the_exporters_labels_and_units,
+    |v| {
+        use dbagent::collect::{connections::Connections, locks::Locks, settings::Settings};
+        let pg = Cluster::start(v, ClusterOptions::default());
+        pg.psql("CREATE TABLE t (id int)");
+        let mut sessions = Sessions::new(&pg);
+        let s = sessions.open();
+        sessions.execute(s, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE");
+        let poller = Poller::new(&pg);
+
+        let out = poller.run(&mut Locks).expect("locks");
+        let locks = family(&out, "pg_locks_count").expect("pg_locks_count");
+        let modes: BTreeSet<&str> = locks
+            .samples
+            .iter()
+            .filter(|s| s.labels.contains(&("datname", "postgres".to_string())))
+            .map(|s| s.labels[1].1.as_str())
+            .collect();
+        assert_eq!(modes.len(), 9, "{modes:?}");
+        assert!(modes.iter().all(|m| *m == m.to_lowercase()), "{modes:?}");
+        assert!(
+            value(
+                &out,
+                "pg_locks_count",
+                &[("datname", "postgres"), ("mode", "accessexclusivelock")]
+            )
+            .unwrap()
+                >= 1.0
+        );
+        assert_eq!(
+            value(
+                &out,
+                "pg_locks_count",
+                &[("datname", "template1"), ("mode", "sireadlock")]
+            ),
+            Some(0.0)
+        );
+
+        let out = poller.run(&mut Connections).expect("connections");
+        let count = family(&out, "pg_stat_activity_count").expect("pg_stat_activity_count");
+        let keys: Vec<&str> = count.samples[0].labels.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "datname",
+                "state",
+                "usename",
+                "application_name",
+                "backend_type",
+                "wait_event_type",
+                "wait_event"
+            ]
+        );
+        assert!(
+            value(
+                &out,
+                "pg_stat_activity_count",
+                &[("datname", "postgres"), ("state", "idle in transaction")]
+            )
+            .unwrap()
+                >= 1.0
+        );
+        assert_eq!(
+            value(
+                &out,
+                "pg_stat_activity_count",
+                &[("datname", "template1"), ("state", "disabled")]
+            ),
+            Some(0.0)
+        );
+        assert!(
+            value(
+                &out,
+                "pg_stat_activity_max_tx_duration",
+                &[("datname", "postgres"), ("state", "idle in transaction")]
+            )
+            .unwrap()
+                >= 0.0
+        );
+
+        let out = poller.run(&mut Settings).expect("settings");
+        let bytes: f64 = pg
+            .psql("SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'")
+            .trim()
+            .parse()
+            .expect("shared_buffers");
+        assert_eq!(
+            value(&out, "pg_settings_shared_buffers_bytes", &[]),
+            Some(bytes)
+        );
+        let timeout: f64 = pg
+            .psql("SELECT setting::float8 FROM pg_settings WHERE name = 'checkpoint_timeout'")
+            .trim()
+            .parse()
+            .expect("checkpoint_timeout");
+        assert_eq!(
+            value(&out, "pg_settings_checkpoint_timeout_seconds", &[]),
+            Some(timeout)
+        );
+        let fsync = pg.psql("SELECT setting FROM pg_settings WHERE name = 'fsync'");
+        let fsync = if fsync.trim() == "on" { 1.0 } else { 0.0 };
+        assert_eq!(value(&out, "pg_settings_fsync", &[]), Some(fsync));
+        assert!(
+            family(&out, "pg_settings_max_connections").is_none(),
+            "left to connections"
+        );
+        let major = v.major().to_string();
+        let stat = family(&out, "pg_static").expect("pg_static");
+        let short = &stat.samples[0].labels[0].1;
+        assert!(
+            short.starts_with(&format!("{major}.")) && short.ends_with(".0"),
+            "{short}"
+        );
+        assert!(stat.samples[0].labels[1].1.starts_with("PostgreSQL "));
     }
 );
