@@ -297,10 +297,13 @@ pub const EXPORTER_ONLY: &[&Desc] = &[
     &PG_DATABASE_CONNECTION_LIMIT,
     &PG_EXPORTER_LAST_SCRAPE_ERROR,
     &PG_LOCKS_COUNT,
+    &PG_REPLICATION_LAST_REPLAY_SECONDS,
     &PG_ROLES_CONNECTION_LIMIT,
     &PG_SETTINGS_,
     &PG_STAT_ACTIVITY_COUNT,
     &PG_STAT_ACTIVITY_MAX_TX_DURATION,
+    &PG_STAT_REPLICATION_PG_CURRENT_WAL_LSN_BYTES,
+    &PG_STAT_REPLICATION_PG_WAL_LSN_DIFF,
     &PG_STATIC,
     &PG_STAT_USER_TABLES_SEQ_SCAN,
     &PG_STAT_USER_TABLES_SEQ_TUP_READ,
@@ -1052,6 +1055,13 @@ pub const PG_REPLICATION_LAG_SECONDS: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_REPLICATION_LAST_REPLAY_SECONDS: Desc = Desc {
+    name: "pg_replication_last_replay_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds since the last transaction replayed on this standby committed on the primary, even when nothing waits to be replayed (postgres_exporter's family; standbys only).",
+    labels: &[],
+};
+
 pub const PG_ROLES_CONNECTION_LIMIT: Desc = Desc {
     name: "pg_roles_connection_limit",
     kind: Kind::Gauge,
@@ -1607,6 +1617,32 @@ pub const PG_STAT_REPLICATION_FLUSH_LAG_SECONDS: Desc = Desc {
     labels: &["application_name", "client_addr"],
 };
 
+pub const PG_STAT_REPLICATION_PG_CURRENT_WAL_LSN_BYTES: Desc = Desc {
+    name: "pg_stat_replication_pg_current_wal_lsn_bytes",
+    kind: Kind::Gauge,
+    help: "The primary's current WAL position in bytes, one series per standby (postgres_exporter's family).",
+    labels: &[
+        "application_name",
+        "client_addr",
+        "state",
+        "slot_name",
+        "pid",
+    ],
+};
+
+pub const PG_STAT_REPLICATION_PG_WAL_LSN_DIFF: Desc = Desc {
+    name: "pg_stat_replication_pg_wal_lsn_diff",
+    kind: Kind::Gauge,
+    help: "Bytes of WAL between the primary's current position and what the standby has replayed (postgres_exporter's family).",
+    labels: &[
+        "application_name",
+        "client_addr",
+        "state",
+        "slot_name",
+        "pid",
+    ],
+};
+
 pub const PG_STAT_REPLICATION_REPLAY_LAG_BYTES: Desc = Desc {
     name: "pg_stat_replication_replay_lag_bytes",
     kind: Kind::Gauge,
@@ -1999,6 +2035,7 @@ pub const ALL: &[Desc] = &[
     PG_REPLICATION_IS_REPLICA,
     PG_REPLICATION_LAG,
     PG_REPLICATION_LAG_SECONDS,
+    PG_REPLICATION_LAST_REPLAY_SECONDS,
     PG_ROLES_CONNECTION_LIMIT,
     PG_SETTINGS_,
     PG_SETTINGS_MAX_CONNECTIONS,
@@ -2076,6 +2113,8 @@ pub const ALL: &[Desc] = &[
     PG_STAT_DATABASE_XACT_ROLLBACK,
     PG_STAT_DATABASE_XACT_ROLLBACK_TOTAL,
     PG_STAT_REPLICATION_FLUSH_LAG_SECONDS,
+    PG_STAT_REPLICATION_PG_CURRENT_WAL_LSN_BYTES,
+    PG_STAT_REPLICATION_PG_WAL_LSN_DIFF,
     PG_STAT_REPLICATION_REPLAY_LAG_BYTES,
     PG_STAT_REPLICATION_REPLAY_LAG_SECONDS,
     PG_STAT_REPLICATION_WRITE_LAG_SECONDS,
