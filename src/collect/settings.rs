@@ -1,9 +1,9 @@
 //! Server settings as postgres_exporter exports them: one gauge per numeric or boolean setting
 //! of `pg_settings` (`pg_settings_<name>`, with `_seconds` or `_bytes` and the value converted
 //! when the setting has a unit), `pg_static{version,short_version}`, the server's start time,
-//! and the connection limits of databases and roles. Dashboards and alert rules written for
-//! the exporter divide by these (`pg_settings_max_locks_per_transaction`,
-//! `pg_settings_autovacuum_vacuum_threshold`, ...).
+//! the connection limits of databases and roles, and the WAL files in pg_wal. Dashboards and
+//! alert rules written for the exporter divide by these
+//! (`pg_settings_max_locks_per_transaction`, `pg_settings_autovacuum_vacuum_threshold`, ...).
 //!
 //! `max_connections` is left to the connections collector, which exports it under the same
 //! name in both name sets. A setting whose unit is not a time or a size is left out, as the
@@ -138,6 +138,30 @@ impl Collector for Settings {
                     f.push(&[(label, &name)], r.get(1));
                 }
                 families.push(f);
+            }
+            // pg_ls_waldir needs pg_monitor (or superuser): without it the two families are
+            // left out (asked first, so that the server does not log an error every poll).
+            let may_list: bool = ctx
+                .client
+                .query_one(
+                    "SELECT has_function_privilege('pg_ls_waldir()', 'EXECUTE')",
+                    &[],
+                )
+                .await
+                .map_err(|e| CollectError::query("pg_ls_waldir privilege", &e))?
+                .get(0);
+            if may_list {
+                let row = ctx
+                    .client
+                    .query_one(
+                        "SELECT count(*)::float8, coalesce(sum(size), 0)::float8 \
+                         FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| CollectError::query("pg_ls_waldir()", &e))?;
+                families.push(Family::of(&catalogue::PG_WAL_SEGMENTS).with(&[], row.get(0)));
+                families.push(Family::of(&catalogue::PG_WAL_SIZE_BYTES).with(&[], row.get(1)));
             }
             families.push(Family::of(&catalogue::PG_STATIC).with(
                 &[

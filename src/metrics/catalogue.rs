@@ -302,9 +302,16 @@ pub const EXPORTER_ONLY: &[&Desc] = &[
     &PG_SETTINGS_,
     &PG_STAT_ACTIVITY_COUNT,
     &PG_STAT_ACTIVITY_MAX_TX_DURATION,
+    &PG_STAT_DATABASE_CONFLICTS_CONFL_TABLESPACE,
+    &PG_STAT_DATABASE_CONFLICTS_CONFL_LOCK,
+    &PG_STAT_DATABASE_CONFLICTS_CONFL_SNAPSHOT,
+    &PG_STAT_DATABASE_CONFLICTS_CONFL_BUFFERPIN,
+    &PG_STAT_DATABASE_CONFLICTS_CONFL_DEADLOCK,
     &PG_STAT_REPLICATION_PG_CURRENT_WAL_LSN_BYTES,
     &PG_STAT_REPLICATION_PG_WAL_LSN_DIFF,
     &PG_STATIC,
+    &PG_WAL_SEGMENTS,
+    &PG_WAL_SIZE_BYTES,
     &PG_STAT_USER_TABLES_SEQ_SCAN,
     &PG_STAT_USER_TABLES_SEQ_TUP_READ,
     &PG_STAT_USER_TABLES_IDX_SCAN,
@@ -1414,6 +1421,41 @@ pub const PG_STAT_DATABASE_CONFLICTS: Desc = Desc {
     labels: &["datname"],
 };
 
+pub const PG_STAT_DATABASE_CONFLICTS_CONFL_BUFFERPIN: Desc = Desc {
+    name: "pg_stat_database_conflicts_confl_bufferpin",
+    kind: Kind::Counter,
+    help: "Queries cancelled in the database because of pinned buffers on this standby (pg_stat_database_conflicts; postgres_exporter's family).",
+    labels: &["datid", "datname"],
+};
+
+pub const PG_STAT_DATABASE_CONFLICTS_CONFL_DEADLOCK: Desc = Desc {
+    name: "pg_stat_database_conflicts_confl_deadlock",
+    kind: Kind::Counter,
+    help: "Queries cancelled in the database because of deadlocks on this standby (pg_stat_database_conflicts; postgres_exporter's family).",
+    labels: &["datid", "datname"],
+};
+
+pub const PG_STAT_DATABASE_CONFLICTS_CONFL_LOCK: Desc = Desc {
+    name: "pg_stat_database_conflicts_confl_lock",
+    kind: Kind::Counter,
+    help: "Queries cancelled in the database because of lock timeouts on this standby (pg_stat_database_conflicts; postgres_exporter's family).",
+    labels: &["datid", "datname"],
+};
+
+pub const PG_STAT_DATABASE_CONFLICTS_CONFL_SNAPSHOT: Desc = Desc {
+    name: "pg_stat_database_conflicts_confl_snapshot",
+    kind: Kind::Counter,
+    help: "Queries cancelled in the database because of old snapshots on this standby (pg_stat_database_conflicts; postgres_exporter's family).",
+    labels: &["datid", "datname"],
+};
+
+pub const PG_STAT_DATABASE_CONFLICTS_CONFL_TABLESPACE: Desc = Desc {
+    name: "pg_stat_database_conflicts_confl_tablespace",
+    kind: Kind::Counter,
+    help: "Queries cancelled in the database because of dropped tablespaces on this standby (pg_stat_database_conflicts; postgres_exporter's family).",
+    labels: &["datid", "datname"],
+};
+
 pub const PG_STAT_DATABASE_CONFLICTS_TOTAL: Desc = Desc {
     name: "pg_stat_database_conflicts_total",
     kind: Kind::Counter,
@@ -1881,6 +1923,20 @@ pub const PG_UP: Desc = Desc {
     labels: &[],
 };
 
+pub const PG_WAL_SEGMENTS: Desc = Desc {
+    name: "pg_wal_segments",
+    kind: Kind::Gauge,
+    help: "WAL segment files in pg_wal (postgres_exporter's family; needs pg_monitor or superuser, absent without).",
+    labels: &[],
+};
+
+pub const PG_WAL_SIZE_BYTES: Desc = Desc {
+    name: "pg_wal_size_bytes",
+    kind: Kind::Gauge,
+    help: "Total size of the WAL segment files in pg_wal (postgres_exporter's family; needs pg_monitor or superuser, absent without).",
+    labels: &[],
+};
+
 pub const PROCESS_CPU_SECONDS_TOTAL: Desc = Desc {
     name: "process_cpu_seconds_total",
     kind: Kind::Counter,
@@ -2084,6 +2140,11 @@ pub const ALL: &[Desc] = &[
     PG_STAT_DATABASE_BLKS_READ_TOTAL,
     PG_STAT_DATABASE_CHECKSUM_FAILURES_TOTAL,
     PG_STAT_DATABASE_CONFLICTS,
+    PG_STAT_DATABASE_CONFLICTS_CONFL_BUFFERPIN,
+    PG_STAT_DATABASE_CONFLICTS_CONFL_DEADLOCK,
+    PG_STAT_DATABASE_CONFLICTS_CONFL_LOCK,
+    PG_STAT_DATABASE_CONFLICTS_CONFL_SNAPSHOT,
+    PG_STAT_DATABASE_CONFLICTS_CONFL_TABLESPACE,
     PG_STAT_DATABASE_CONFLICTS_TOTAL,
     PG_STAT_DATABASE_DEADLOCKS,
     PG_STAT_DATABASE_DEADLOCKS_TOTAL,
@@ -2149,6 +2210,8 @@ pub const ALL: &[Desc] = &[
     PG_STATIO_USER_TABLES_TOAST_BLOCKS_HIT,
     PG_STATIO_USER_TABLES_TOAST_BLOCKS_READ,
     PG_UP,
+    PG_WAL_SEGMENTS,
+    PG_WAL_SIZE_BYTES,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_MAX_FDS,
     PROCESS_OPEN_FDS,

@@ -416,5 +416,28 @@ pg_test!(
             "{short}"
         );
         assert!(stat.samples[0].labels[1].1.starts_with("PostgreSQL "));
+        assert!(value(&out, "pg_wal_segments", &[]).unwrap() >= 1.0);
+        assert!(value(&out, "pg_wal_size_bytes", &[]).unwrap() >= 16.0 * 1024.0 * 1024.0);
+        assert_eq!(
+            value(
+                &out,
+                "pg_database_connection_limit",
+                &[("datname", "postgres")]
+            ),
+            Some(-1.0)
+        );
+
+        let out = poller
+            .run(&mut dbagent::collect::databases::Databases::default())
+            .expect("databases");
+        let confl = family(&out, "pg_stat_database_conflicts_confl_lock").expect("conflicts");
+        let s = confl
+            .samples
+            .iter()
+            .find(|s| s.labels[1].1 == "postgres")
+            .expect("postgres");
+        assert_eq!(s.labels[0].0, "datid");
+        assert!(s.labels[0].1.parse::<u32>().is_ok(), "{s:?}");
+        assert_eq!(s.value, 0.0);
     }
 );
