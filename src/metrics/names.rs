@@ -100,11 +100,31 @@ mod tests {
             ]
         );
         assert_eq!(names(NameSet::Both).len(), 7);
+
         let text = render_names(&families, NameSet::PostgresExporter);
         assert!(
             text.contains("# TYPE pg_stat_database_xact_commit counter\n"),
             "{text}"
         );
         assert!(!text.contains("_total"), "{text}");
+
+        // Exporter-only families (their own labels; run-time pg_settings_* names) are left
+        // out of dbagent's set.
+        let mut setting = Family::of(&PG_SETTINGS_);
+        setting.name = crate::metrics::intern("pg_settings_shared_buffers_bytes");
+        let exporter_only = [
+            Family::of(&PG_LOCKS_COUNT).with(&[("datname", "app"), ("mode", "sharelock")], 0.0),
+            setting.with(&[], 8192.0),
+        ];
+        assert_eq!(render_names(&exporter_only, NameSet::Dbagent), "");
+        let text = render_names(&exporter_only, NameSet::PostgresExporter);
+        assert!(
+            text.contains("\npg_locks_count{datname=\"app\",mode=\"sharelock\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\npg_settings_shared_buffers_bytes 8192\n"),
+            "{text}"
+        );
     }
 }
