@@ -536,6 +536,18 @@ fn the_dashboard_and_the_readme_name_only_metrics_dbagent_exports() {
         .collect();
     assert_eq!(vars, ["DS_PROMETHEUS", "instance"]);
     assert!(wanted.len() > 40, "{wanted:?}");
+    // The dashboard reads the default name set (monitor.metric_names: postgres_exporter).
+    let not_default: Vec<&String> = wanted
+        .iter()
+        .filter(|n| {
+            !dbagent::metrics::names::NameSet::PostgresExporter
+                .serves(dbagent::metrics::catalogue::set_of(n))
+        })
+        .collect();
+    assert!(
+        not_default.is_empty(),
+        "the dashboard reads names the default set does not serve: {not_default:?}"
+    );
 
     let rt = recorder_runtime();
     let rec = rt.block_on(Recorder::start(200, "ok"));
