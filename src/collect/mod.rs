@@ -23,6 +23,7 @@ pub mod connections;
 pub mod databases;
 pub mod locks;
 pub mod pgstattuple;
+pub mod progress;
 pub mod recovery;
 pub mod replication;
 pub mod settings;
@@ -46,6 +47,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(checkpoints::Checkpoints),
         Box::new(archiver::Archiver),
         Box::new(settings::Settings),
+        Box::new(progress::VacuumProgress),
         Box::new(statements::Statements::new()),
         Box::new(bloat::Bloat),
         Box::new(pgstattuple::PgStatTuple),

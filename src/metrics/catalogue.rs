@@ -307,6 +307,13 @@ pub const EXPORTER_ONLY: &[&Desc] = &[
     &PG_STAT_DATABASE_CONFLICTS_CONFL_SNAPSHOT,
     &PG_STAT_DATABASE_CONFLICTS_CONFL_BUFFERPIN,
     &PG_STAT_DATABASE_CONFLICTS_CONFL_DEADLOCK,
+    &PG_STAT_PROGRESS_VACUUM_PHASE,
+    &PG_STAT_PROGRESS_VACUUM_HEAP_BLKS,
+    &PG_STAT_PROGRESS_VACUUM_HEAP_BLKS_SCANNED,
+    &PG_STAT_PROGRESS_VACUUM_HEAP_BLKS_VACUUMED,
+    &PG_STAT_PROGRESS_VACUUM_INDEX_VACUUMS,
+    &PG_STAT_PROGRESS_VACUUM_MAX_DEAD_TUPLES,
+    &PG_STAT_PROGRESS_VACUUM_NUM_DEAD_TUPLES,
     &PG_STAT_REPLICATION_PG_CURRENT_WAL_LSN_BYTES,
     &PG_STAT_REPLICATION_PG_WAL_LSN_DIFF,
     &PG_STATIC,
@@ -1652,6 +1659,55 @@ pub const PG_STAT_DATABASE_XACT_ROLLBACK_TOTAL: Desc = Desc {
     labels: &["datname"],
 };
 
+pub const PG_STAT_PROGRESS_VACUUM_HEAP_BLKS: Desc = Desc {
+    name: "pg_stat_progress_vacuum_heap_blks",
+    kind: Kind::Gauge,
+    help: "Heap blocks of the table a running vacuum works on (postgres_exporter's family; relname schema-qualified in the connected database, the table's OID elsewhere).",
+    labels: &["datname", "relname"],
+};
+
+pub const PG_STAT_PROGRESS_VACUUM_HEAP_BLKS_SCANNED: Desc = Desc {
+    name: "pg_stat_progress_vacuum_heap_blks_scanned",
+    kind: Kind::Gauge,
+    help: "Heap blocks a running vacuum has scanned so far (postgres_exporter's family; relname schema-qualified in the connected database, the table's OID elsewhere).",
+    labels: &["datname", "relname"],
+};
+
+pub const PG_STAT_PROGRESS_VACUUM_HEAP_BLKS_VACUUMED: Desc = Desc {
+    name: "pg_stat_progress_vacuum_heap_blks_vacuumed",
+    kind: Kind::Gauge,
+    help: "Heap blocks a running vacuum has vacuumed so far (postgres_exporter's family; relname schema-qualified in the connected database, the table's OID elsewhere).",
+    labels: &["datname", "relname"],
+};
+
+pub const PG_STAT_PROGRESS_VACUUM_INDEX_VACUUMS: Desc = Desc {
+    name: "pg_stat_progress_vacuum_index_vacuums",
+    kind: Kind::Gauge,
+    help: "Index vacuum cycles a running vacuum has completed (postgres_exporter's family; relname schema-qualified in the connected database, the table's OID elsewhere).",
+    labels: &["datname", "relname"],
+};
+
+pub const PG_STAT_PROGRESS_VACUUM_MAX_DEAD_TUPLES: Desc = Desc {
+    name: "pg_stat_progress_vacuum_max_dead_tuples",
+    kind: Kind::Gauge,
+    help: "Dead tuples (bytes from PostgreSQL 17) a running vacuum can hold before it cleans indexes (postgres_exporter's family; relname schema-qualified in the connected database, the table's OID elsewhere).",
+    labels: &["datname", "relname"],
+};
+
+pub const PG_STAT_PROGRESS_VACUUM_NUM_DEAD_TUPLES: Desc = Desc {
+    name: "pg_stat_progress_vacuum_num_dead_tuples",
+    kind: Kind::Gauge,
+    help: "Dead tuples (item identifiers from PostgreSQL 17) a running vacuum has collected (postgres_exporter's family; relname schema-qualified in the connected database, the table's OID elsewhere).",
+    labels: &["datname", "relname"],
+};
+
+pub const PG_STAT_PROGRESS_VACUUM_PHASE: Desc = Desc {
+    name: "pg_stat_progress_vacuum_phase",
+    kind: Kind::Gauge,
+    help: "1 for the phase a running vacuum is in, 0 for the others, one series per phase (postgres_exporter's family; relname schema-qualified in the connected database, the table's OID elsewhere).",
+    labels: &["datname", "relname", "phase"],
+};
+
 pub const PG_STAT_REPLICATION_FLUSH_LAG_SECONDS: Desc = Desc {
     name: "pg_stat_replication_flush_lag_seconds",
     kind: Kind::Gauge,
@@ -2173,6 +2229,13 @@ pub const ALL: &[Desc] = &[
     PG_STAT_DATABASE_XACT_COMMIT_TOTAL,
     PG_STAT_DATABASE_XACT_ROLLBACK,
     PG_STAT_DATABASE_XACT_ROLLBACK_TOTAL,
+    PG_STAT_PROGRESS_VACUUM_HEAP_BLKS,
+    PG_STAT_PROGRESS_VACUUM_HEAP_BLKS_SCANNED,
+    PG_STAT_PROGRESS_VACUUM_HEAP_BLKS_VACUUMED,
+    PG_STAT_PROGRESS_VACUUM_INDEX_VACUUMS,
+    PG_STAT_PROGRESS_VACUUM_MAX_DEAD_TUPLES,
+    PG_STAT_PROGRESS_VACUUM_NUM_DEAD_TUPLES,
+    PG_STAT_PROGRESS_VACUUM_PHASE,
     PG_STAT_REPLICATION_FLUSH_LAG_SECONDS,
     PG_STAT_REPLICATION_PG_CURRENT_WAL_LSN_BYTES,
     PG_STAT_REPLICATION_PG_WAL_LSN_DIFF,

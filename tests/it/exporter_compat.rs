@@ -441,3 +441,67 @@ pg_test!(
         assert_eq!(s.value, 0.0);
     }
 );
+
+// A vacuum that waits for a page a cursor keeps pinned shows in pg_stat_progress_vacuum_*:
+// one series per phase, 1 for the one it is in, with the exporter's labels.
+pg_test!(
+    a_running_vacuum_shows_in_the_exporters_progress_families,
+    |v| {
+        use dbagent::collect::progress::VacuumProgress;
+        let pg = Cluster::start(v, ClusterOptions::default());
+        pg.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+        let poller = Poller::new(&pg);
+        let out = poller.run(&mut VacuumProgress).expect("progress");
+        let running = |out: &dbagent::collect::Output| {
+            family(out, "pg_stat_progress_vacuum_phase").is_some_and(|f| !f.samples.is_empty())
+        };
+        assert!(!running(&out));
+
+        let mut sessions = Sessions::new(&pg);
+        let (pin, vac) = (sessions.open(), sessions.open());
+        sessions.execute(
+            pin,
+            "BEGIN; DECLARE c CURSOR FOR SELECT * FROM t; FETCH 1 FROM c",
+        );
+        // FREEZE makes the vacuum aggressive: it must wait for the cleanup lock on the pinned page.
+        let vacuum = sessions.spawn(vac, "VACUUM (FREEZE) t");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let out = loop {
+            let out = poller.run(&mut VacuumProgress).expect("progress");
+            if running(&out) || Instant::now() > deadline {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let phases = family(&out, "pg_stat_progress_vacuum_phase").expect("a running vacuum");
+        assert_eq!(phases.samples.len(), 7, "{phases:?}");
+        let labels = [
+            ("datname", "postgres"),
+            ("relname", "t"),
+            ("phase", "scanning heap"),
+        ];
+        assert_eq!(
+            value(&out, "pg_stat_progress_vacuum_phase", &labels),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &out,
+                "pg_stat_progress_vacuum_phase",
+                &[("relname", "t"), ("phase", "initializing")]
+            ),
+            Some(0.0)
+        );
+        assert!(
+            value(
+                &out,
+                "pg_stat_progress_vacuum_heap_blks",
+                &[("relname", "t")]
+            )
+            .unwrap()
+                >= 1.0
+        );
+        sessions.execute(pin, "COMMIT");
+        assert!(sessions.finished(vacuum, Duration::from_secs(30)));
+    }
+);
