@@ -446,6 +446,34 @@ fn names_in_expr(expr: &str) -> Vec<String> {
 /// Metrics that exist only in situations this test does not create, and why.
 const SITUATIONAL: &[(&str, &str)] = &[
     (
+        "pg_stat_progress_vacuum_phase",
+        "only while a vacuum runs (exporter_compat tests it with one held on a pinned page)",
+    ),
+    (
+        "pg_stat_progress_vacuum_heap_blks",
+        "only while a vacuum runs (exporter_compat tests it with one held on a pinned page)",
+    ),
+    (
+        "pg_stat_progress_vacuum_heap_blks_scanned",
+        "only while a vacuum runs (exporter_compat tests it with one held on a pinned page)",
+    ),
+    (
+        "pg_stat_progress_vacuum_heap_blks_vacuumed",
+        "only while a vacuum runs (exporter_compat tests it with one held on a pinned page)",
+    ),
+    (
+        "pg_stat_progress_vacuum_index_vacuums",
+        "only while a vacuum runs (exporter_compat tests it with one held on a pinned page)",
+    ),
+    (
+        "pg_stat_progress_vacuum_max_dead_tuples",
+        "only while a vacuum runs (exporter_compat tests it with one held on a pinned page)",
+    ),
+    (
+        "pg_stat_progress_vacuum_num_dead_tuples",
+        "only while a vacuum runs (exporter_compat tests it with one held on a pinned page)",
+    ),
+    (
         "dbagent_advisor_plan_change_mean_ratio",
         "only for statements whose captured plan changed in the advisor's window",
     ),
