@@ -204,6 +204,48 @@ fn the_rule_parsing_finds_metric_names_and_makes_comparisons_bool() {
     );
 }
 
+/// The metric names of the community dashboard for postgres_exporter (its panels' queries).
+const COMMUNITY_DASHBOARD: &[&str] = &[
+    "pg_locks_count",
+    "pg_postmaster_start_time_seconds",
+    "pg_settings_effective_cache_size_bytes",
+    "pg_settings_maintenance_work_mem_bytes",
+    "pg_settings_max_connections",
+    "pg_settings_max_parallel_workers",
+    "pg_settings_max_wal_size_bytes",
+    "pg_settings_max_worker_processes",
+    "pg_settings_random_page_cost",
+    "pg_settings_seq_page_cost",
+    "pg_settings_shared_buffers_bytes",
+    "pg_settings_work_mem_bytes",
+    "pg_stat_activity_count",
+    "pg_stat_bgwriter_buffers_alloc",
+    "pg_stat_bgwriter_buffers_backend",
+    "pg_stat_bgwriter_buffers_backend_fsync",
+    "pg_stat_bgwriter_buffers_checkpoint",
+    "pg_stat_bgwriter_buffers_clean",
+    "pg_stat_bgwriter_checkpoint_sync_time",
+    "pg_stat_bgwriter_checkpoint_write_time",
+    "pg_stat_database_blks_hit",
+    "pg_stat_database_blks_read",
+    "pg_stat_database_conflicts",
+    "pg_stat_database_deadlocks",
+    "pg_stat_database_temp_bytes",
+    "pg_stat_database_tup_deleted",
+    "pg_stat_database_tup_fetched",
+    "pg_stat_database_tup_inserted",
+    "pg_stat_database_tup_returned",
+    "pg_stat_database_tup_updated",
+    "pg_stat_database_xact_commit",
+    "pg_stat_database_xact_rollback",
+    "pg_static",
+    "pg_up",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+];
+
 /// An agent polling `pg` every second with the default metric names.
 fn agent_for(pg: &Cluster) -> Agent {
     Agent::with_yaml(&format!(
@@ -260,6 +302,17 @@ pg_test!(
                 if !exported.contains(&format!("\n# TYPE {metric} ")) {
                     missing.push(format!("{name}: {metric}"));
                 }
+            }
+        }
+
+        // The names the widely used community Grafana dashboard for postgres_exporter reads
+        // (Grafana.com dashboard "PostgreSQL Database"), served as well.
+        for metric in COMMUNITY_DASHBOARD {
+            // PostgreSQL 17 dropped the backend write columns: nobody serves them there.
+            let gone = metric.starts_with("pg_stat_bgwriter_buffers_backend") && v.major() >= 17;
+            let served = exported.contains(&format!("\n# TYPE {metric} "));
+            if !gone && !served {
+                missing.push(format!("community dashboard: {metric}"));
             }
         }
 
