@@ -627,12 +627,18 @@ impl PollLoop {
             }
         }
         families.extend(self.own_metrics(took));
+        // postgres_exporter's scrape error: the poll failed, or a collector failed in it.
+        let error = !up || self.slots.iter().any(|s| s.failing.is_some());
+        families.push(
+            Family::of(&catalogue::PG_EXPORTER_LAST_SCRAPE_ERROR)
+                .with(&[], if error { 1.0 } else { 0.0 }),
+        );
         if let Some(rx) = &self.schedule_rx {
             let schedule = rx.borrow().clone();
             families.extend(schedule.families.iter().cloned());
             sections.insert("schedule", schedule.status.clone());
         }
-        let text = crate::metrics::render(&families);
+        let text = crate::metrics::names::render_names(&families, self.config.monitor.metric_names);
         let collectors = self
             .slots
             .iter()

@@ -147,7 +147,7 @@ enum RightSide {
 impl RightSide {
     fn of(selector: &super::rules::Selector, families: &[Family]) -> RightSide {
         let mut by_labels = BTreeMap::new();
-        for family in families.iter().filter(|f| f.name == selector.metric) {
+        for (family, scale) in named(families, &selector.metric) {
             for sample in &family.samples {
                 let labels: BTreeMap<String, String> = sample
                     .labels
@@ -155,7 +155,7 @@ impl RightSide {
                     .map(|(k, v)| ((*k).to_string(), v.clone()))
                     .collect();
                 if all_match(&selector.matchers, &labels) {
-                    by_labels.insert(labels, sample.value);
+                    by_labels.insert(labels, sample.value * scale);
                 }
             }
         }
@@ -171,6 +171,18 @@ impl RightSide {
             RightSide::ByLabels(m) => m.get(labels).copied(),
         }
     }
+}
+
+/// The families a rule's metric `name` reads, with the factor for their values: either name
+/// set works whatever `monitor.metric_names` serves (an exporter name of a signal dbagent
+/// emits under its own name reads dbagent's family, in the exporter's unit).
+fn named<'f>(families: &'f [Family], name: &str) -> impl Iterator<Item = (&'f Family, f64)> {
+    let (source, scale) = crate::metrics::catalogue::source_of(name);
+    let source = source.to_string();
+    families
+        .iter()
+        .filter(move |f| f.name == source)
+        .map(move |f| (f, scale))
 }
 
 /// The engine over one alerts file.
@@ -194,7 +206,7 @@ impl Engine<'_> {
                 Threshold::Metric { selector, .. } => Some(RightSide::of(selector, families)),
                 _ => None,
             };
-            for family in families.iter().filter(|f| f.name == rule.expr.metric) {
+            for (family, scale) in named(families, &rule.expr.metric) {
                 for sample in &family.samples {
                     let mut labels: BTreeMap<String, String> = sample
                         .labels
@@ -219,7 +231,7 @@ impl Engine<'_> {
                         labels.insert(k.clone(), v.clone());
                     }
                     labels.insert("alertname".into(), rule.name.clone());
-                    let value = sample.value;
+                    let value = sample.value * scale;
                     let base = if rule.expr.uses_baseline() {
                         baseline(&series, now)
                     } else {
@@ -234,11 +246,11 @@ impl Engine<'_> {
                             Threshold::Value(t) => rule.expr.cmp.holds(value, t),
                             Threshold::BaselineRatio(n) => base
                                 .as_ref()
-                                .and_then(|b| b.ratio(value))
+                                .and_then(|b| b.ratio(sample.value))
                                 .is_some_and(|r| rule.expr.cmp.holds(r, n)),
                             Threshold::BaselineSigma(n) => base
                                 .as_ref()
-                                .and_then(|b| b.z_score(value))
+                                .and_then(|b| b.z_score(sample.value))
                                 .is_some_and(|z| rule.expr.cmp.holds(z, n)),
                             Threshold::Metric { .. } => partner
                                 .is_some_and(|t| t.is_finite() && rule.expr.cmp.holds(value, t)),
@@ -255,7 +267,13 @@ impl Engine<'_> {
                         .map(|(k, v)| {
                             (
                                 k.clone(),
-                                expand(v, &labels, value, base.as_ref().map(|b| b.mean), threshold),
+                                expand(
+                                    v,
+                                    &labels,
+                                    value,
+                                    base.as_ref().map(|b| b.mean * scale),
+                                    threshold,
+                                ),
                             )
                         })
                         .collect();

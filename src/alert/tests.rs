@@ -407,3 +407,51 @@ fn the_shipped_slow_query_rule_needs_the_floor_and_the_deviation() {
     active.sort();
     assert_eq!(active, ["sleepy", "slower"]);
 }
+
+/// A rule may name a signal by postgres_exporter's name or dbagent's, whatever
+/// `monitor.metric_names` serves: the exporter's name reads dbagent's family in the
+/// exporter's unit (milliseconds here).
+#[test]
+fn rules_read_either_name_set() {
+    use crate::metrics::catalogue;
+    let file = AlertsFile::parse(
+        "\
+rules:
+  - name: Exporter
+    expr: pg_stat_database_blk_read_time > 1000
+  - name: Dbagent
+    expr: pg_stat_database_blk_read_time_seconds_total > 1
+route:
+  receiver: hook
+receivers:
+  - name: hook
+    webhook: { url: \"http://127.0.0.1:1/\" }
+",
+        Path::new("test.yml"),
+    )
+    .unwrap();
+    let engine = Engine {
+        file: &file,
+        external_url: "",
+    };
+    let mut state = EngineState::default();
+    let families = [
+        Family::of(&catalogue::PG_STAT_DATABASE_BLK_READ_TIME_SECONDS_TOTAL)
+            .with(&[("datname", "app")], 1.5)
+            .with(&[("datname", "idle")], 0.5),
+    ];
+    engine.evaluate(&mut state, at(0), &families, &no_baseline);
+    let mut firing: Vec<(String, String, f64)> = state
+        .instances
+        .values()
+        .map(|i| (i.rule.clone(), i.labels["datname"].clone(), i.value))
+        .collect();
+    firing.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        firing,
+        [
+            ("Dbagent".to_string(), "app".to_string(), 1.5),
+            ("Exporter".to_string(), "app".to_string(), 1500.0),
+        ]
+    );
+}

@@ -98,6 +98,10 @@ fn validate(cli: &Cli, json: bool, server_version: Option<u32>) -> CmdResult {
                 }
                 outln!("  state_dir:         {}", config.state_dir.display())?;
                 outln!("  http.listen:       {}", config.http.listen)?;
+                outln!(
+                    "  metric names:      {} (monitor.metric_names)",
+                    config.monitor.metric_names.as_str()
+                )?;
                 outln!("  alerts_file:       {alerts_summary}")?;
             }
             Ok(ExitCode::SUCCESS)

@@ -48,6 +48,47 @@ WHERE backend_type = 'client backend' \
 GROUP BY 1, 2 \
 ORDER BY 1, 2";
 
+/// postgres_exporter's grouping of pg_stat_activity: every backend but our own, by database,
+/// state, role, application, backend type and wait event, with each (database, state) pair
+/// present (0) even without a backend; the oldest transaction of each group.
+const EXPORTER_ACTIVITY_SQL: &str = "\
+SELECT d.datname::text, s.state, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
+       coalesce(a.backend_type, ''), coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''), \
+       coalesce(a.n, 0)::float8, coalesce(a.max_tx, 0)::float8 \
+FROM pg_database d \
+CROSS JOIN unnest(ARRAY['active', 'idle', 'idle in transaction', \
+                        'idle in transaction (aborted)', 'fastpath function call', \
+                        'disabled']) AS s(state) \
+LEFT JOIN (SELECT datname, state, usename, application_name, backend_type, wait_event_type, \
+                  wait_event, count(*) AS n, \
+                  max(extract(epoch FROM now() - xact_start))::float8 AS max_tx \
+           FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+           GROUP BY 1, 2, 3, 4, 5, 6, 7) a ON a.datname = d.datname AND a.state = s.state \
+ORDER BY 1, 2, 3, 4, 5, 6, 7";
+
+/// pg_stat_activity_count and pg_stat_activity_max_tx_duration (postgres_exporter's families).
+async fn exporter_activity(ctx: &Ctx<'_>) -> Result<[Family; 2], CollectError> {
+    let rows = ctx
+        .client
+        .query(EXPORTER_ACTIVITY_SQL, &[])
+        .await
+        .map_err(|e| CollectError::query("pg_stat_activity (by database and state)", &e))?;
+    let mut count = Family::of(&catalogue::PG_STAT_ACTIVITY_COUNT);
+    let mut max_tx = Family::of(&catalogue::PG_STAT_ACTIVITY_MAX_TX_DURATION);
+    for r in &rows {
+        let labels: [String; 7] = std::array::from_fn(|i| r.get(i));
+        let pairs: Vec<(&'static str, &str)> = catalogue::PG_STAT_ACTIVITY_COUNT
+            .labels
+            .iter()
+            .zip(&labels)
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        count.push(&pairs, r.get(7));
+        max_tx.push(&pairs, r.get(8));
+    }
+    Ok([count, max_tx])
+}
+
 impl Collector for Connections {
     fn name(&self) -> &'static str {
         "connections"
@@ -112,6 +153,7 @@ impl Collector for Connections {
                     .with_baseline()
                     .with(&[], oldest_xact_age),
             ];
+            families.extend(exporter_activity(ctx).await?);
             if let Some(max) = max_connections {
                 families.push(Family::of(&catalogue::PG_SETTINGS_MAX_CONNECTIONS).with(&[], max));
                 let usable = max - su_reserved.unwrap_or(0.0) - reserved.unwrap_or(0.0);

@@ -183,6 +183,35 @@ fn sql(v: &ServerVersion, with_size: bool) -> String {
     sql
 }
 
+/// pg_stat_database_conflicts as postgres_exporter exports it (labels datid and datname).
+async fn conflicts(ctx: &Ctx<'_>) -> Result<Vec<Family>, CollectError> {
+    let descs = [
+        &catalogue::PG_STAT_DATABASE_CONFLICTS_CONFL_TABLESPACE,
+        &catalogue::PG_STAT_DATABASE_CONFLICTS_CONFL_LOCK,
+        &catalogue::PG_STAT_DATABASE_CONFLICTS_CONFL_SNAPSHOT,
+        &catalogue::PG_STAT_DATABASE_CONFLICTS_CONFL_BUFFERPIN,
+        &catalogue::PG_STAT_DATABASE_CONFLICTS_CONFL_DEADLOCK,
+    ];
+    let rows = ctx
+        .client
+        .query(
+            "SELECT datid::text, datname::text, confl_tablespace::float8, confl_lock::float8, \
+             confl_snapshot::float8, confl_bufferpin::float8, confl_deadlock::float8 \
+             FROM pg_stat_database_conflicts ORDER BY datname",
+            &[],
+        )
+        .await
+        .map_err(|e| CollectError::query("pg_stat_database_conflicts", &e))?;
+    let mut families: Vec<Family> = descs.iter().map(|d| Family::of(d)).collect();
+    for r in &rows {
+        let (datid, datname): (String, String) = (r.get(0), r.get(1));
+        for (i, f) in families.iter_mut().enumerate() {
+            f.push(&[("datid", &datid), ("datname", &datname)], r.get(2 + i));
+        }
+    }
+    Ok(families)
+}
+
 /// What the previous poll saw of one database, for the hit ratio.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Blocks {
@@ -270,6 +299,7 @@ impl Collector for Databases {
             self.previous = seen;
             families.push(ratio);
             families.push(size);
+            families.extend(conflicts(ctx).await?);
             Ok(Output::families(families))
         })
     }

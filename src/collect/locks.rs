@@ -48,6 +48,24 @@ fn waits_sql(v: &ServerVersion) -> &'static str {
 /// Locks by mode and whether granted.
 const MODES_SQL: &str = "SELECT mode, granted, count(*)::float8 FROM pg_locks GROUP BY 1, 2";
 
+/// Locks by database and lower-case mode, every (database, mode) pair present (0 when none):
+/// postgres_exporter's `pg_locks_count`.
+fn exporter_sql() -> String {
+    let modes: Vec<String> = MODES
+        .iter()
+        .map(|m| format!("'{}'", m.to_lowercase()))
+        .collect();
+    format!(
+        "SELECT d.datname::text, m.mode, coalesce(l.n, 0)::float8 \
+         FROM pg_database d CROSS JOIN unnest(ARRAY[{}]) AS m(mode) \
+         LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS n FROM pg_locks \
+                    WHERE database IS NOT NULL GROUP BY 1, 2) l \
+                ON l.database = d.oid AND l.mode = m.mode \
+         ORDER BY 1, 2",
+        modes.join(", ")
+    )
+}
+
 pub struct Locks;
 
 impl Collector for Locks {
@@ -91,7 +109,19 @@ impl Collector for Locks {
                 held_family.push(&[("mode", mode)], held[i]);
                 awaited_family.push(&[("mode", mode)], awaited[i]);
             }
+            let by_database = ctx
+                .client
+                .query(&exporter_sql(), &[])
+                .await
+                .map_err(|e| CollectError::query("pg_locks (by database)", &e))?;
+            let mut count = Family::of(&catalogue::PG_LOCKS_COUNT);
+            for r in &by_database {
+                let datname: String = r.get(0);
+                let mode: String = r.get(1);
+                count.push(&[("datname", &datname), ("mode", &mode)], r.get(2));
+            }
             Ok(Output::families(vec![
+                count,
                 Family::of(&catalogue::DBAGENT_LOCKS_BLOCKED_SESSIONS)
                     .with_baseline()
                     .with(&[], waiting),

@@ -25,9 +25,11 @@ pub mod connections;
 pub mod databases;
 pub mod locks;
 pub mod pgstattuple;
+pub mod progress;
 pub mod recovery;
 pub mod replication;
 pub mod replication_slots;
+pub mod settings;
 pub mod standby;
 pub mod stat_io;
 pub mod stat_wal;
@@ -56,6 +58,8 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(stat_wal::StatWal),
         Box::new(stat_io::StatIo),
         Box::new(archiver::Archiver),
+        Box::new(settings::Settings),
+        Box::new(progress::VacuumProgress),
         Box::new(statements::Statements::new()),
         Box::new(bloat::Bloat::default()),
         Box::new(pgstattuple::PgStatTuple::default()),

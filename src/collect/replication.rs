@@ -17,14 +17,18 @@ SELECT coalesce(application_name, ''), coalesce(host(client_addr), 'local'), \
        pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8, \
        extract(epoch FROM write_lag)::float8, \
        extract(epoch FROM flush_lag)::float8, \
-       extract(epoch FROM replay_lag)::float8 \
-FROM pg_stat_replication ORDER BY 1, 2";
+       extract(epoch FROM replay_lag)::float8, \
+       coalesce(client_addr::text, ''), coalesce(state, ''), coalesce(s.slot_name::text, ''), \
+       r.pid::text, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 \
+FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid \
+ORDER BY 1, 2";
 
 const STANDBY_SQL: &str = "\
 SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
             ELSE greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp())) \
        END::float8, \
-       greatest(0, pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()))::float8";
+       greatest(0, pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()))::float8, \
+       greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::float8";
 
 pub struct Replication;
 
@@ -52,7 +56,11 @@ impl Collector for Replication {
                 if let Some(v) = row.get::<_, Option<f64>>(1) {
                     bytes.push(&[], v);
                 }
-                return Ok(Output::families(vec![is_replica, lag, bytes]));
+                let mut last_replay = Family::of(&catalogue::PG_REPLICATION_LAST_REPLAY_SECONDS);
+                if let Some(v) = row.get::<_, Option<f64>>(2) {
+                    last_replay.push(&[], v);
+                }
+                return Ok(Output::families(vec![is_replica, lag, bytes, last_replay]));
             }
 
             let rows = ctx
@@ -66,6 +74,32 @@ impl Collector for Replication {
             let mut flush = Family::of(&catalogue::PG_STAT_REPLICATION_FLUSH_LAG_SECONDS);
             let mut replay =
                 Family::of(&catalogue::PG_STAT_REPLICATION_REPLAY_LAG_SECONDS).with_baseline();
+            // postgres_exporter's families, with its labels (client_addr as inet text, with
+            // its mask; empty over a Unix socket).
+            let mut current = Family::of(&catalogue::PG_STAT_REPLICATION_PG_CURRENT_WAL_LSN_BYTES);
+            let mut diff = Family::of(&catalogue::PG_STAT_REPLICATION_PG_WAL_LSN_DIFF);
+            for r in &rows {
+                let exporter_labels: [String; 5] = [
+                    r.get(0),
+                    r.get(6),
+                    r.get(7),
+                    r.get(8),
+                    r.get::<_, Option<String>>(9).unwrap_or_default(),
+                ];
+                let pairs: Vec<(&'static str, &str)> =
+                    catalogue::PG_STAT_REPLICATION_PG_WAL_LSN_DIFF
+                        .labels
+                        .iter()
+                        .zip(&exporter_labels)
+                        .map(|(k, v)| (*k, v.as_str()))
+                        .collect();
+                if let Some(v) = r.get::<_, Option<f64>>(10) {
+                    current.push(&pairs, v);
+                }
+                if let Some(v) = r.get::<_, Option<f64>>(2) {
+                    diff.push(&pairs, v);
+                }
+            }
             for r in &rows {
                 let app: String = r.get(0);
                 let addr: String = r.get(1);
@@ -86,7 +120,7 @@ impl Collector for Replication {
             let standbys =
                 Family::of(&catalogue::DBAGENT_REPLICATION_STANDBYS).with(&[], rows.len() as f64);
             Ok(Output::families(vec![
-                is_replica, standbys, bytes, write, flush, replay,
+                is_replica, standbys, bytes, write, flush, replay, current, diff,
             ]))
         })
     }

@@ -6,7 +6,11 @@
 //!
 //! Per-table series are bounded across the cluster: the `monitor.top_tables` tables with the
 //! most dead tuples, whatever their database, keep their own series; the rest are summed into
-//! one series whose `datname`, `schemaname` and `relname` are `(other)`.
+//! one series whose `datname`, `schemaname` and `relname` are `(other)`. The same tables get
+//! postgres_exporter's `pg_stat_user_tables_*` and `pg_statio_user_tables_*` families
+//! ([`EXPORTER_COLUMNS`]), read in each database for its tables still in the running top N
+//! (and one summed row per database for the rest), so their cost does not grow with the
+//! number of tables.
 
 use super::{CollectError, CollectFuture, Collector, Ctx, Family, FoldFuture, Output, PerDatabase};
 use crate::config::MonitorConfig;
@@ -21,8 +25,186 @@ const WRAPAROUND_LIMIT: f64 = 2_147_483_648.0;
 const TABLES_SQL: &str = "\
 SELECT schemaname::text, relname::text, n_dead_tup::float8, n_live_tup::float8, \
        extract(epoch FROM now() - greatest(last_vacuum, last_autovacuum))::float8, \
-       extract(epoch FROM now() - greatest(last_analyze, last_autoanalyze))::float8 \
+       extract(epoch FROM now() - greatest(last_analyze, last_autoanalyze))::float8, relid \
 FROM pg_stat_user_tables";
+
+/// One postgres_exporter column: its SQL over `s` (pg_stat_user_tables) and `io`
+/// (pg_statio_user_tables), its family, and whether the rest of the tables are summed into
+/// `(other)` (not for timestamps, nor for sizes, which would stat every table).
+struct Column {
+    expr: &'static str,
+    desc: &'static catalogue::Desc,
+    other: bool,
+}
+
+const fn col(expr: &'static str, desc: &'static catalogue::Desc, other: bool) -> Column {
+    Column { expr, desc, other }
+}
+
+/// postgres_exporter's per-table families (n_dead_tup and n_live_tup are above, in both sets).
+const EXPORTER_COLUMNS: &[Column] = &[
+    col("s.seq_scan", &catalogue::PG_STAT_USER_TABLES_SEQ_SCAN, true),
+    col(
+        "s.seq_tup_read",
+        &catalogue::PG_STAT_USER_TABLES_SEQ_TUP_READ,
+        true,
+    ),
+    col("s.idx_scan", &catalogue::PG_STAT_USER_TABLES_IDX_SCAN, true),
+    col(
+        "s.idx_tup_fetch",
+        &catalogue::PG_STAT_USER_TABLES_IDX_TUP_FETCH,
+        true,
+    ),
+    col(
+        "s.n_tup_ins",
+        &catalogue::PG_STAT_USER_TABLES_N_TUP_INS,
+        true,
+    ),
+    col(
+        "s.n_tup_upd",
+        &catalogue::PG_STAT_USER_TABLES_N_TUP_UPD,
+        true,
+    ),
+    col(
+        "s.n_tup_del",
+        &catalogue::PG_STAT_USER_TABLES_N_TUP_DEL,
+        true,
+    ),
+    col(
+        "s.n_tup_hot_upd",
+        &catalogue::PG_STAT_USER_TABLES_N_TUP_HOT_UPD,
+        true,
+    ),
+    col(
+        "s.vacuum_count",
+        &catalogue::PG_STAT_USER_TABLES_VACUUM_COUNT,
+        true,
+    ),
+    col(
+        "s.autovacuum_count",
+        &catalogue::PG_STAT_USER_TABLES_AUTOVACUUM_COUNT,
+        true,
+    ),
+    col(
+        "s.analyze_count",
+        &catalogue::PG_STAT_USER_TABLES_ANALYZE_COUNT,
+        true,
+    ),
+    col(
+        "s.autoanalyze_count",
+        &catalogue::PG_STAT_USER_TABLES_AUTOANALYZE_COUNT,
+        true,
+    ),
+    col(
+        "s.n_mod_since_analyze",
+        &catalogue::PG_STAT_USER_TABLES_N_MOD_SINCE_ANALYZE,
+        true,
+    ),
+    col(
+        "coalesce(extract(epoch FROM s.last_vacuum), 0)",
+        &catalogue::PG_STAT_USER_TABLES_LAST_VACUUM,
+        false,
+    ),
+    col(
+        "coalesce(extract(epoch FROM s.last_autovacuum), 0)",
+        &catalogue::PG_STAT_USER_TABLES_LAST_AUTOVACUUM,
+        false,
+    ),
+    col(
+        "coalesce(extract(epoch FROM s.last_analyze), 0)",
+        &catalogue::PG_STAT_USER_TABLES_LAST_ANALYZE,
+        false,
+    ),
+    col(
+        "coalesce(extract(epoch FROM s.last_autoanalyze), 0)",
+        &catalogue::PG_STAT_USER_TABLES_LAST_AUTOANALYZE,
+        false,
+    ),
+    col(
+        "pg_indexes_size(s.relid)",
+        &catalogue::PG_STAT_USER_TABLES_INDEX_SIZE_BYTES,
+        false,
+    ),
+    col(
+        "pg_table_size(s.relid)",
+        &catalogue::PG_STAT_USER_TABLES_TABLE_SIZE_BYTES,
+        false,
+    ),
+    col(
+        "io.heap_blks_read",
+        &catalogue::PG_STATIO_USER_TABLES_HEAP_BLOCKS_READ,
+        true,
+    ),
+    col(
+        "io.heap_blks_hit",
+        &catalogue::PG_STATIO_USER_TABLES_HEAP_BLOCKS_HIT,
+        true,
+    ),
+    col(
+        "io.idx_blks_read",
+        &catalogue::PG_STATIO_USER_TABLES_IDX_BLOCKS_READ,
+        true,
+    ),
+    col(
+        "io.idx_blks_hit",
+        &catalogue::PG_STATIO_USER_TABLES_IDX_BLOCKS_HIT,
+        true,
+    ),
+    col(
+        "io.toast_blks_read",
+        &catalogue::PG_STATIO_USER_TABLES_TOAST_BLOCKS_READ,
+        true,
+    ),
+    col(
+        "io.toast_blks_hit",
+        &catalogue::PG_STATIO_USER_TABLES_TOAST_BLOCKS_HIT,
+        true,
+    ),
+    col(
+        "io.tidx_blks_read",
+        &catalogue::PG_STATIO_USER_TABLES_TIDX_BLOCKS_READ,
+        true,
+    ),
+    col(
+        "io.tidx_blks_hit",
+        &catalogue::PG_STATIO_USER_TABLES_TIDX_BLOCKS_HIT,
+        true,
+    ),
+];
+
+/// The exporter columns of the tables `$1` (relids), one row each: relid, then one value per
+/// [`EXPORTER_COLUMNS`].
+fn exporter_top_sql() -> String {
+    let cols: Vec<String> = EXPORTER_COLUMNS
+        .iter()
+        .map(|c| format!("({})::float8", c.expr))
+        .collect();
+    format!(
+        "SELECT s.relid, {} \
+         FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid) \
+         WHERE s.relid = ANY($1)",
+        cols.join(", ")
+    )
+}
+
+/// The summed exporter columns of every other table (NULL where not summed), one row.
+fn exporter_rest_sql() -> String {
+    let cols: Vec<String> = EXPORTER_COLUMNS
+        .iter()
+        .map(|c| {
+            if c.other {
+                format!("sum({})::float8", c.expr)
+            } else {
+                "NULL::float8".to_string()
+            }
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid) \
+         WHERE NOT (s.relid = ANY($1))",
+        cols.join(", ")
+    )
+}
 
 /// Wraparound ages of every database (template0 too: it counts towards the limit).
 const WRAPAROUND_SQL: &str = "\
@@ -37,6 +219,9 @@ struct Table {
     live: f64,
     vacuum_age: Option<f64>,
     analyze_age: Option<f64>,
+    relid: u32,
+    /// Its [`EXPORTER_COLUMNS`] values, read while it was in its database's top N.
+    exporter: Option<Box<[Option<f64>]>>,
 }
 
 /// The `(other)` totals: tables outside the top N, across databases.
@@ -51,6 +236,9 @@ struct Rest {
 pub struct Vacuum {
     tables: TopFold<Table, Rest>,
     wraparound: Vec<Family>,
+    /// Per [`EXPORTER_COLUMNS`], the sum over every table of the databases read this poll
+    /// (the `(other)` row is this minus the top tables).
+    exporter_totals: Vec<f64>,
 }
 
 impl Default for Vacuum {
@@ -65,7 +253,59 @@ impl Default for Vacuum {
                 },
             ),
             wraparound: Vec::new(),
+            exporter_totals: vec![0.0; EXPORTER_COLUMNS.len()],
         }
+    }
+}
+
+impl Vacuum {
+    /// postgres_exporter's per-table columns for the tables of this database still in the
+    /// running top N, and this database's totals (for the `(other)` row).
+    async fn exporter_columns(
+        &mut self,
+        ctx: &Ctx<'_>,
+        datname: &std::sync::Arc<str>,
+    ) -> Result<(), CollectError> {
+        let here: Vec<u32> = self
+            .tables
+            .compacted()
+            .iter()
+            .filter(|t| std::sync::Arc::ptr_eq(&t.datname, datname))
+            .map(|t| t.relid)
+            .collect();
+        if !here.is_empty() {
+            let rows = ctx
+                .client
+                .query(&exporter_top_sql(), &[&here])
+                .await
+                .map_err(|e| CollectError::query("pg_stat_user_tables (top tables)", &e))?;
+            let items = self.tables.compacted();
+            for r in &rows {
+                let relid: u32 = r.get(0);
+                let values: Box<[Option<f64>]> = (0..EXPORTER_COLUMNS.len())
+                    .map(|i| r.get::<_, Option<f64>>(i + 1))
+                    .collect();
+                if let Some(t) = items
+                    .iter_mut()
+                    .find(|t| t.relid == relid && std::sync::Arc::ptr_eq(&t.datname, datname))
+                {
+                    t.exporter = Some(values);
+                }
+            }
+        }
+        let none: Vec<u32> = Vec::new();
+        let row = ctx
+            .client
+            .query_one(&exporter_rest_sql(), &[&none])
+            .await
+            .map_err(|e| CollectError::query("pg_stat_user_tables (totals)", &e))?;
+        if self.exporter_totals.len() != EXPORTER_COLUMNS.len() {
+            self.exporter_totals = vec![0.0; EXPORTER_COLUMNS.len()];
+        }
+        for (i, total) in self.exporter_totals.iter_mut().enumerate() {
+            *total += row.get::<_, Option<f64>>(i).unwrap_or(0.0);
+        }
+        Ok(())
     }
 }
 
@@ -103,6 +343,8 @@ impl PerDatabase for Vacuum {
                     live: r.get::<_, Option<f64>>(3).unwrap_or(0.0),
                     vacuum_age: r.get(4),
                     analyze_age: r.get(5),
+                    relid: r.get(6),
+                    exporter: None,
                 })
             })
             .await
@@ -110,7 +352,7 @@ impl PerDatabase for Vacuum {
             if let Some(w) = wraparound {
                 self.wraparound = w;
             }
-            Ok(())
+            self.exporter_columns(ctx, &datname).await
         })
     }
 
@@ -144,8 +386,44 @@ impl PerDatabase for Vacuum {
             dead.push(&labels, rest.dead);
             live.push(&labels, rest.live);
         }
+        let mut exporter: Vec<Family> = EXPORTER_COLUMNS
+            .iter()
+            .map(|c| Family::of(c.desc))
+            .collect();
+        let mut top_sums = vec![0.0; EXPORTER_COLUMNS.len()];
+        for t in &top {
+            let Some(values) = &t.exporter else {
+                continue;
+            };
+            let labels = [
+                ("datname", &*t.datname),
+                ("schemaname", t.schema.as_str()),
+                ("relname", t.name.as_str()),
+            ];
+            for (i, f) in exporter.iter_mut().enumerate() {
+                if let Some(v) = values.get(i).copied().flatten() {
+                    f.push(&labels, v);
+                    top_sums[i] += v;
+                }
+            }
+        }
+        let totals =
+            std::mem::replace(&mut self.exporter_totals, vec![0.0; EXPORTER_COLUMNS.len()]);
+        if spilled > 0 {
+            let labels = [
+                ("datname", OTHER),
+                ("schemaname", OTHER),
+                ("relname", OTHER),
+            ];
+            for (i, f) in exporter.iter_mut().enumerate() {
+                if EXPORTER_COLUMNS[i].other {
+                    f.push(&labels, (totals[i] - top_sums[i]).max(0.0));
+                }
+            }
+        }
         let mut families = vec![dead, live, vacuum_age, analyze_age];
         families.append(&mut self.wraparound);
+        families.extend(exporter);
         Output::families(families)
     }
 }

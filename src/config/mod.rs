@@ -6,7 +6,7 @@
 //! the directory of the configuration file. The annotated example with every default is
 //! `config/dbagent.yml`, printed by `dbagent config example`.
 //!
-//! Layer: configuration. Uses: cron, pg, repo. Used by: advise, agent, alert, backup, check,
+//! Layer: configuration. Uses: cron, metrics, pg, repo. Used by: advise, agent, alert, backup, check,
 //! collect, drill, http, leader, notify, schedule.
 
 pub mod databases;
@@ -464,6 +464,9 @@ pub struct MonitorConfig {
     /// Which databases the per-database collectors (tables, vacuum, bloat, pgstattuple, the
     /// advisor) read: include/exclude shell patterns, or a plain list of include patterns.
     pub databases: databases::DatabasesConfig,
+    /// Which metric names /metrics serves: postgres_exporter's, dbagent's lint-clean ones, or
+    /// both (see `metrics::catalogue`).
+    pub metric_names: crate::metrics::names::NameSet,
 }
 
 impl Default for MonitorConfig {
@@ -487,6 +490,7 @@ impl Default for MonitorConfig {
             advisor_hotspot_min_scans: 10.0,
             advisor_explain_top: 10,
             databases: databases::DatabasesConfig::default(),
+            metric_names: crate::metrics::names::NameSet::PostgresExporter,
         }
     }
 }
@@ -877,6 +881,36 @@ mod tests {
             .to_string();
         assert!(
             err.contains("on_missed") || err.contains("run_once"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn metric_names_default_to_the_exporters_and_take_three_values() {
+        use crate::metrics::names::NameSet;
+        let base = "postgres:\n  conninfo: host=/tmp\nrepository:\n  path: /r\n";
+        assert_eq!(
+            parse(base).unwrap().monitor.metric_names,
+            NameSet::PostgresExporter
+        );
+        assert_eq!(
+            parse(EXAMPLE).unwrap().monitor.metric_names,
+            NameSet::PostgresExporter
+        );
+        for (text, want) in [
+            ("postgres_exporter", NameSet::PostgresExporter),
+            ("dbagent", NameSet::Dbagent),
+            ("both", NameSet::Both),
+        ] {
+            let c = parse(&format!("{base}monitor:\n  metric_names: {text}\n")).unwrap();
+            assert_eq!(c.monitor.metric_names, want);
+            assert_eq!(want.as_str(), text);
+        }
+        let err = parse(&format!("{base}monitor:\n  metric_names: prometheus\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":6:") && err.contains("postgres_exporter"),
             "{err}"
         );
     }

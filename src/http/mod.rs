@@ -9,6 +9,7 @@
 //!
 //! Layer: service. Uses: backup, config, metrics, repo, snapshot. Used by: agent.
 
+mod process;
 mod tls;
 
 use std::net::SocketAddr;
@@ -161,6 +162,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let mut body = String::with_capacity(snap.metrics.len() + 4096);
     body.push_str(&snap.metrics);
     body.push_str(&crate::metrics::render(&alerts.families));
+    body.push_str(&crate::metrics::render(&process::families()));
     let (served, age_d, took) = (
         &catalogue::DBAGENT_SCRAPES_TOTAL,
         &catalogue::DBAGENT_METRICS_AGE_SECONDS,

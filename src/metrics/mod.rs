@@ -3,14 +3,20 @@
 //!
 //! A collector returns [`Family`]s (one metric name, its HELP, its type, its samples). The
 //! poller renders every family of a poll into one text once per poll; scrapes are answered
-//! from that text, never computed per request. Names follow postgres_exporter's where the
-//! signal is the same, except that counters always end in `_total` (promtool requires it;
-//! postgres_exporter's own output fails `promtool check metrics` for that reason).
+//! from that text, never computed per request.
+//!
+//! Two name sets (`monitor.metric_names`, [`names::NameSet`]): postgres_exporter's names,
+//! labels and units (the default: its dashboards and alert rules work unchanged), and
+//! dbagent's own lint-clean names (counters end in `_total`, times in seconds). Collectors emit
+//! each signal once, under the name the catalogue gives it; [`names::render_names`] writes it
+//! under the name(s) of the chosen set, converting units on the way (the tables are in
+//! [`catalogue`]).
 //!
 //! Layer: foundation. Uses: nothing of the crate. Used by: agent, alert, collect, http, notify,
 //! schedule, snapshot.
 
 pub mod catalogue;
+pub mod names;
 
 use std::fmt::Write as _;
 
@@ -42,6 +48,7 @@ pub struct Family {
 
 impl Family {
     /// A gauge by name; emitters use [`Family::of`] with a catalogue entry instead.
+    #[cfg(test)]
     pub(crate) fn gauge(name: &'static str, help: &'static str) -> Family {
         Family {
             name,
@@ -53,6 +60,7 @@ impl Family {
     }
 
     /// A counter by name; emitters use [`Family::of`] with a catalogue entry instead.
+    #[cfg(test)]
     pub(crate) fn counter(name: &'static str, help: &'static str) -> Family {
         debug_assert!(
             name.ends_with("_total"),
@@ -158,6 +166,13 @@ impl<T, O: Default> TopFold<T, O> {
         }
     }
 
+    /// Compacts now (at most N items held) and gives them, e.g. to add details to the items
+    /// of one database while they are still candidates.
+    pub fn compacted(&mut self) -> &mut [T] {
+        self.compact();
+        &mut self.items
+    }
+
     fn compact(&mut self) {
         let key = self.key;
         self.items.sort_by(|a, b| key(b).total_cmp(&key(a)));
@@ -182,39 +197,81 @@ impl<T, O: Default> TopFold<T, O> {
     }
 }
 
+/// A metric name made at run time (`pg_settings_<setting>`) as the `&'static str` a
+/// [`Family`] holds: each distinct name is allocated once for the life of the process, so the
+/// memory is bounded by the number of distinct names (the server's settings).
+pub fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
 /// The label value standing for "everything outside the top N".
 pub const OTHER: &str = "(other)";
 
-/// Renders families in the Prometheus text exposition format (version 0.0.4). Families with
-/// the same name are merged (first HELP wins); families without samples are left out.
+/// Renders families in the Prometheus text exposition format (version 0.0.4), each under its
+/// own name. Families with the same name are merged (first HELP wins); families without
+/// samples are left out.
 pub fn render(families: &[Family]) -> String {
+    render_with(families, |f, add| add(f.name, f.help, f.kind, 1.0))
+}
+
+/// One output family: its name, HELP, type, and the families (with a scale) written under it.
+struct Group<'a> {
+    help: &'static str,
+    kind: Kind,
+    parts: Vec<(&'a Family, f64)>,
+}
+
+/// Renders `families`, each written under the name(s) `each` gives it: `each` calls its
+/// second argument once per name (name, HELP, type, scale of the values), or not at all to
+/// leave the family out. Families written under one name are merged (first HELP wins).
+pub(crate) fn render_with(
+    families: &[Family],
+    each: impl Fn(&Family, &mut dyn FnMut(&'static str, &'static str, Kind, f64)),
+) -> String {
     let mut out = String::with_capacity(64 * 1024);
     let mut order: Vec<&'static str> = Vec::new();
-    let mut by_name: std::collections::HashMap<&'static str, Vec<&Family>> =
+    let mut by_name: std::collections::HashMap<&'static str, Group<'_>> =
         std::collections::HashMap::new();
     for f in families {
         if f.samples.is_empty() {
             continue;
         }
-        let entry = by_name.entry(f.name).or_default();
-        if entry.is_empty() {
-            order.push(f.name);
-        }
-        entry.push(f);
+        each(f, &mut |name, help, kind, scale| {
+            let entry = by_name.entry(name).or_insert_with(|| {
+                order.push(name);
+                Group {
+                    help,
+                    kind,
+                    parts: Vec::new(),
+                }
+            });
+            entry.parts.push((f, scale));
+        });
     }
     for name in order {
         let group = &by_name[name];
-        let first = group[0];
-        let _ = writeln!(out, "# HELP {name} {}", escape_help(first.help));
+        let _ = writeln!(out, "# HELP {name} {}", escape_help(group.help));
         let _ = writeln!(
             out,
             "# TYPE {name} {}",
-            match first.kind {
+            match group.kind {
                 Kind::Gauge => "gauge",
                 Kind::Counter => "counter",
             }
         );
-        for f in group {
+        for (f, scale) in &group.parts {
             for s in &f.samples {
                 out.push_str(name);
                 if !s.labels.is_empty() {
@@ -228,7 +285,7 @@ pub fn render(families: &[Family]) -> String {
                     out.push('}');
                 }
                 out.push(' ');
-                write_value(&mut out, s.value);
+                write_value(&mut out, s.value * scale);
                 out.push('\n');
             }
         }

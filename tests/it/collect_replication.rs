@@ -51,6 +51,32 @@ pg_test!(
         );
         assert!(replay.is_some_and(|s| s >= 0.0), "{replay:?}");
         assert!(family(&out, "pg_replication_lag_seconds").is_none());
+        // postgres_exporter's families, with its labels and label values.
+        let diff = family(&out, "pg_stat_replication_pg_wal_lsn_diff").unwrap();
+        let keys: Vec<&str> = diff.samples[0].labels.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "application_name",
+                "client_addr",
+                "state",
+                "slot_name",
+                "pid"
+            ]
+        );
+        assert!(
+            diff.samples[0]
+                .labels
+                .contains(&("client_addr", "127.0.0.1/32".to_owned())),
+            "{diff:?}"
+        );
+        assert!(
+            diff.samples[0]
+                .labels
+                .contains(&("state", "streaming".to_owned())),
+            "{diff:?}"
+        );
+        assert!(value(&out, "pg_stat_replication_pg_current_wal_lsn_bytes", &[]).unwrap() > 0.0);
 
         let on_standby = Poller::new(&replica);
         let out = on_standby.run(&mut Replication).expect("collect");
@@ -60,5 +86,6 @@ pg_test!(
         let bytes = value(&out, "dbagent_replication_replay_lag_bytes", &[]).unwrap();
         assert!(bytes >= 0.0, "{bytes}");
         assert!(family(&out, "pg_stat_replication_replay_lag_bytes").is_none());
+        assert!(value(&out, "pg_replication_last_replay_seconds", &[]).unwrap() >= 0.0);
     }
 );

@@ -156,3 +156,70 @@ pg_test!(vacuum_per_table_series_are_bounded_by_top_tables, |v| {
         2
     );
 });
+
+// postgres_exporter's per-table families: the same top tables (by dead rows) with the
+// exporter's labels, counters summed into `(other)`, timestamps and sizes for the top only.
+pg_test!(
+    vacuum_serves_the_exporters_per_table_families_bounded_the_same_way,
+    |v| {
+        let pg = Cluster::start(v, ClusterOptions::default());
+        pg.psql(
+            "CREATE TABLE big (id int) WITH (autovacuum_enabled = off); \
+         CREATE TABLE small (id int) WITH (autovacuum_enabled = off); \
+         INSERT INTO big SELECT generate_series(1, 500); \
+         INSERT INTO small SELECT generate_series(1, 100); \
+         DELETE FROM big; DELETE FROM small; VACUUM small; SELECT count(*) FROM big",
+        );
+        let mut poller = Poller::new(&pg);
+        poller.config.top_tables = 1;
+        assert!(wait_dead(&poller, "big", 500.0) >= 500.0);
+        let out = poller.run(&mut Vacuum::default()).expect("collect");
+        let ins = "pg_stat_user_tables_n_tup_ins";
+        assert_eq!(
+            value(&out, ins, &[("relname", "big"), ("schemaname", "public")]),
+            Some(500.0)
+        );
+        assert_eq!(value(&out, ins, &[("relname", OTHER)]), Some(100.0));
+        assert!(value(&out, "pg_stat_user_tables_seq_scan", &[("relname", "big")]).unwrap() >= 1.0);
+        // Timestamps and sizes: the top tables only.
+        assert_eq!(
+            value(
+                &out,
+                "pg_stat_user_tables_last_vacuum",
+                &[("relname", "big")]
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            family(&out, "pg_stat_user_tables_last_vacuum")
+                .unwrap()
+                .samples
+                .len(),
+            1
+        );
+        assert!(
+            value(
+                &out,
+                "pg_stat_user_tables_table_size_bytes",
+                &[("relname", "big")]
+            )
+            .unwrap()
+                > 0.0
+        );
+        assert_eq!(
+            value(
+                &out,
+                "pg_stat_user_tables_vacuum_count",
+                &[("relname", OTHER)]
+            ),
+            Some(1.0)
+        );
+        for f in [ins, "pg_statio_user_tables_heap_blocks_hit"] {
+            let fam = family(&out, f).unwrap();
+            for s in &fam.samples {
+                let keys: Vec<&str> = s.labels.iter().map(|(k, _)| *k).collect();
+                assert_eq!(keys, ["datname", "schemaname", "relname"], "{f}");
+            }
+        }
+    }
+);

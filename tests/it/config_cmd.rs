@@ -57,6 +57,18 @@ fn example_config_validates_and_prints_every_section() {
     assert_eq!(j["valid"], true);
     assert_eq!(j["config"]["http"]["listen"], "127.0.0.1:9188");
     assert_eq!(j["config"]["postgres"]["connect_timeout"], "5s");
+    assert_eq!(j["config"]["monitor"]["metric_names"], "postgres_exporter");
+    let run = run_in(
+        dir.path(),
+        &["--config", path.to_str().unwrap(), "config", "validate"],
+        &[],
+    );
+    assert!(
+        run.stdout
+            .contains("metric names:      postgres_exporter (monitor.metric_names)"),
+        "{}",
+        run.all()
+    );
 }
 
 #[test]

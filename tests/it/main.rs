@@ -27,6 +27,7 @@ mod compose;
 mod config_cmd;
 mod connection;
 mod drill;
+mod exporter_compat;
 mod generate;
 mod ha;
 mod layers;

@@ -36,7 +36,8 @@ pg_test!(
             },
         );
         pg.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g");
-        let agent = agent_for(&pg, "");
+        // dbagent's own name set is the lint-clean one (postgres_exporter's: exporter_compat).
+        let agent = agent_for(&pg, "  metric_names: dbagent\n");
         let sidecar = Sidecar::start(&agent);
         // Two polls, so that interval-based signals (deltas) are present too.
         let metrics = sidecar.wait_metrics("two successful polls", Duration::from_secs(30), |m| {

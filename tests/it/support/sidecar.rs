@@ -221,12 +221,22 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes `target` (`127.0.0.1:PORT`) as job `dbagent`.
     pub fn scrape(target: &str) -> Prometheus {
+        Prometheus::scrape_with_rules(&[target], None)
+    }
+
+    /// Scrapes every target of `targets` as job `dbagent`, evaluating the alert rules of
+    /// `rules` (a rule file) if given.
+    pub fn scrape_with_rules(targets: &[&str], rules: Option<&Path>) -> Prometheus {
+        let target = targets.join("', '");
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("prometheus.yml");
+        let rule_files = rules
+            .map(|r| format!("rule_files: ['{}']\n", r.display()))
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dbagent\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: dbagent\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .expect("write prometheus.yml");
@@ -268,6 +278,22 @@ impl Prometheus {
         v["data"]["result"][0]["value"][1]
             .as_str()
             .and_then(|s| s.parse().ok())
+    }
+
+    /// How many series an instant query returns, or the error Prometheus gives.
+    pub fn series(&self, promql: &str) -> Result<usize, String> {
+        let url = format!(
+            "{}/api/v1/query?query={}",
+            self.base,
+            percent_encode(promql)
+        );
+        let (status, body) = get(&url, None);
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}: {body}"))?;
+        if status != 200 {
+            return Err(format!("HTTP {status}: {body}"));
+        }
+        Ok(v["data"]["result"].as_array().map_or(0, Vec::len))
     }
 
     /// Waits until `promql` returns a value satisfying `f`.
