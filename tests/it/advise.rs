@@ -327,7 +327,8 @@ pg_test!(
         );
         let agent = Agent::with_yaml(&format!(
             "postgres:\n  conninfo: \"{}\"\nrepository:\n  path: REPO\nstate_dir: STATE\n\
-             monitor:\n  interval: 1s\n  advisor_interval: 1s\n  advisor_min_observed: 2s\n",
+             monitor:\n  interval: 1s\n  advisor_interval: 1s\n  advisor_min_observed: 2s\n  \
+             metric_names: dbagent\n",
             pg.conninfo()
         ));
         let sidecar = Sidecar::start(&agent);

@@ -41,7 +41,9 @@ fn wait_jobs(
 fn with_schedule(agent: &Agent, pg: &Cluster, schedule: &str) {
     configure(agent, pg, "10m");
     let mut yaml = agent.yaml();
-    yaml.push_str(&format!("monitor:\n  interval: 1s\nschedule:\n{schedule}"));
+    yaml.push_str(&format!(
+        "monitor:\n  interval: 1s\n  metric_names: dbagent\nschedule:\n{schedule}"
+    ));
     std::fs::write(agent.config_path(), yaml).unwrap();
 }
 
