@@ -1961,35 +1961,35 @@ pub const PG_STAT_REPLICATION_WRITE_LAG_SECONDS: Desc = Desc {
 pub const PG_STAT_USER_TABLES_ANALYZE_COUNT: Desc = Desc {
     name: "pg_stat_user_tables_analyze_count",
     kind: Kind::Counter,
-    help: "Manual analyzes of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Manual analyzes of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_AUTOANALYZE_COUNT: Desc = Desc {
     name: "pg_stat_user_tables_autoanalyze_count",
     kind: Kind::Counter,
-    help: "Autovacuum analyzes of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Autovacuum analyzes of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_AUTOVACUUM_COUNT: Desc = Desc {
     name: "pg_stat_user_tables_autovacuum_count",
     kind: Kind::Counter,
-    help: "Autovacuum runs on the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Autovacuum runs on the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_IDX_SCAN: Desc = Desc {
     name: "pg_stat_user_tables_idx_scan",
     kind: Kind::Counter,
-    help: "Index scans started on the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Index scans started on the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_IDX_TUP_FETCH: Desc = Desc {
     name: "pg_stat_user_tables_idx_tup_fetch",
     kind: Kind::Counter,
-    help: "Live rows fetched by index scans of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Live rows fetched by index scans of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
@@ -2101,49 +2101,49 @@ pub const PG_STAT_WAL_WRITES_TOTAL: Desc = Desc {
 pub const PG_STAT_USER_TABLES_N_MOD_SINCE_ANALYZE: Desc = Desc {
     name: "pg_stat_user_tables_n_mod_since_analyze",
     kind: Kind::Gauge,
-    help: "Estimated rows of the table changed since it was last analyzed (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Estimated rows of the table changed since it was last analyzed (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_N_TUP_DEL: Desc = Desc {
     name: "pg_stat_user_tables_n_tup_del",
     kind: Kind::Counter,
-    help: "Rows deleted from the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Rows deleted from the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_N_TUP_HOT_UPD: Desc = Desc {
     name: "pg_stat_user_tables_n_tup_hot_upd",
     kind: Kind::Counter,
-    help: "Rows of the table updated without touching its indexes (HOT) (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Rows of the table updated without touching its indexes (HOT) (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_N_TUP_INS: Desc = Desc {
     name: "pg_stat_user_tables_n_tup_ins",
     kind: Kind::Counter,
-    help: "Rows inserted into the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Rows inserted into the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_N_TUP_UPD: Desc = Desc {
     name: "pg_stat_user_tables_n_tup_upd",
     kind: Kind::Counter,
-    help: "Rows updated in the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Rows updated in the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_SEQ_SCAN: Desc = Desc {
     name: "pg_stat_user_tables_seq_scan",
     kind: Kind::Counter,
-    help: "Sequential scans started on the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Sequential scans started on the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STAT_USER_TABLES_SEQ_TUP_READ: Desc = Desc {
     name: "pg_stat_user_tables_seq_tup_read",
     kind: Kind::Counter,
-    help: "Live rows read by sequential scans of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Live rows read by sequential scans of the table (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
@@ -2157,7 +2157,7 @@ pub const PG_STAT_USER_TABLES_TABLE_SIZE_BYTES: Desc = Desc {
 pub const PG_STAT_USER_TABLES_VACUUM_COUNT: Desc = Desc {
     name: "pg_stat_user_tables_vacuum_count",
     kind: Kind::Counter,
-    help: "Manual vacuums of the table (VACUUM FULL not counted) (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Manual vacuums of the table (VACUUM FULL not counted) (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
@@ -2171,56 +2171,56 @@ pub const PG_STATIC: Desc = Desc {
 pub const PG_STATIO_USER_TABLES_HEAP_BLOCKS_HIT: Desc = Desc {
     name: "pg_statio_user_tables_heap_blocks_hit",
     kind: Kind::Counter,
-    help: "Blocks of the table found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Blocks of the table found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STATIO_USER_TABLES_HEAP_BLOCKS_READ: Desc = Desc {
     name: "pg_statio_user_tables_heap_blocks_read",
     kind: Kind::Counter,
-    help: "Blocks of the table read from disk (not found in shared buffers) (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Blocks of the table read from disk (not found in shared buffers) (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STATIO_USER_TABLES_IDX_BLOCKS_HIT: Desc = Desc {
     name: "pg_statio_user_tables_idx_blocks_hit",
     kind: Kind::Counter,
-    help: "Blocks of the table's indexes found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Blocks of the table's indexes found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STATIO_USER_TABLES_IDX_BLOCKS_READ: Desc = Desc {
     name: "pg_statio_user_tables_idx_blocks_read",
     kind: Kind::Counter,
-    help: "Blocks of the table's indexes read from disk (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Blocks of the table's indexes read from disk (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STATIO_USER_TABLES_TIDX_BLOCKS_HIT: Desc = Desc {
     name: "pg_statio_user_tables_tidx_blocks_hit",
     kind: Kind::Counter,
-    help: "Blocks of the table's TOAST indexes found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Blocks of the table's TOAST indexes found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STATIO_USER_TABLES_TIDX_BLOCKS_READ: Desc = Desc {
     name: "pg_statio_user_tables_tidx_blocks_read",
     kind: Kind::Counter,
-    help: "Blocks of the table's TOAST indexes read from disk (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Blocks of the table's TOAST indexes read from disk (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STATIO_USER_TABLES_TOAST_BLOCKS_HIT: Desc = Desc {
     name: "pg_statio_user_tables_toast_blocks_hit",
     kind: Kind::Counter,
-    help: "Blocks of the table's TOAST table found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Blocks of the table's TOAST table found in shared buffers (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
 pub const PG_STATIO_USER_TABLES_TOAST_BLOCKS_READ: Desc = Desc {
     name: "pg_statio_user_tables_toast_blocks_read",
     kind: Kind::Counter,
-    help: "Blocks of the table's TOAST table read from disk (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, the rest summed as (other)).",
+    help: "Blocks of the table's TOAST table read from disk (postgres_exporter's family; the monitor.top_tables tables with the most dead rows, no (other) row).",
     labels: &["datname", "schemaname", "relname"],
 };
 
