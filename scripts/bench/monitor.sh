@@ -266,6 +266,11 @@ run_size() { # N | DxN
     bench_databases="  databases: { exclude: [bench] }"
     echo "==> $dbs databases of $per tables: dbagent run (every database) vs prometheus-postgres-exporter (bench_1)"
   else
+    # One database of tables: the DxN size's databases go (dbagent watches every database).
+    local extra
+    for extra in $(mon_sql postgres "SELECT datname FROM pg_database WHERE datname ~ '^bench_[0-9]+$'"); do
+      mon_sql postgres "DROP DATABASE $extra" >/dev/null
+    done
     grow_tables "$n"
     bench_db=bench bench_databases=""
     echo "==> $n tables: dbagent run vs prometheus-postgres-exporter (default, and with per-table queries)"
