@@ -2621,7 +2621,7 @@ const IO_BEFORE_16: &str = "pg_stat_bgwriter_buffers_* and pg_stat_database_blks
 const WAL_IO_ON_18: &str = "pg_stat_io_* with object=\"wal\" (16 and later)";
 
 /// The version table: families that exist on some PostgreSQL versions only (docs/metrics.md's
-/// "Versions" table). The alert rules are checked against it once the server's version is
+/// "PostgreSQL versions" table). The alert rules are checked against it once the server's version is
 /// known (`alert::rules::AlertsFile::check_server_version`).
 pub const VERSIONED: &[(&Desc, Versions)] = &[
     (
