@@ -2,7 +2,7 @@
 //!
 //! The library holds the logic (configuration, PostgreSQL access, checks, ...); the binary
 //! (`src/main.rs` and its `cli` module) is the thin command-line layer over it, and nothing
-//! here reaches it. See README.md for the user's manual.
+//! here reaches it. See README.md and docs/ for the user's manual.
 //!
 //! The modules are layered, lowest first; each uses its own layer or lower ones, and no file
 //! is in an import cycle (`tests/it/layers.rs`, which holds the table, checks both):

@@ -10,6 +10,7 @@
 mod databases;
 mod drill;
 mod objectives;
+pub mod registry;
 mod repository;
 mod result;
 mod server;
@@ -49,6 +50,11 @@ impl Report {
     fn new(checks: Vec<CheckResult>, server: Option<ServerInfo>, took: Duration) -> Report {
         let mut counts = Counts::default();
         for c in &checks {
+            debug_assert!(
+                registry::is_check(c.name),
+                "check `{}` is not in check::registry::NAMES",
+                c.name
+            );
             match c.status {
                 Status::Ok => counts.ok += 1,
                 Status::Warning => counts.warning += 1,
@@ -140,9 +146,9 @@ mod tests {
     fn overall_status_is_the_worst_with_unknown_below_warning() {
         let r = Report::new(
             vec![
-                CheckResult::ok("a", "fine"),
-                CheckResult::problem("b", Status::Unknown, "?", "x"),
-                CheckResult::problem("c", Status::Warning, "meh", "y"),
+                CheckResult::ok("connection", "fine"),
+                CheckResult::problem("settings", Status::Unknown, "?", "x"),
+                CheckResult::problem("wal_level", Status::Warning, "meh", "y"),
             ],
             None,
             Duration::ZERO,
@@ -150,7 +156,7 @@ mod tests {
         assert_eq!(r.status, Status::Warning);
         assert_eq!(r.exit_code, 1);
         assert!(
-            r.summary.starts_with("DBAGENT WARNING: c: meh"),
+            r.summary.starts_with("DBAGENT WARNING: wal_level: meh"),
             "{}",
             r.summary
         );

@@ -18,7 +18,7 @@ archive_continuity, last_drill (age and outcome of the last `dbagent drill`), wa
 Exit codes (Nagios plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 The first output line is the summary; then one line per check with what to do when not OK.")]
 pub struct CheckArgs {
-    /// Print the report as JSON (shape documented in the README)
+    /// Print the report as JSON (shape documented in docs/commands.md)
     #[arg(long)]
     pub json: bool,
 }

@@ -1,7 +1,7 @@
 //! The command line: the clap definition of every command (also the source of `--help`, and
 //! later of the man page and shell completions), and the dispatch to one file per command.
 //!
-//! Exit codes (documented in `--help` and the README):
+//! Exit codes (documented in `--help` and docs/commands.md):
 //! - 0 success; 1 the command failed (one line on stderr says what and what to do);
 //!   2 bad usage (unknown flag or command).
 //! - `check` uses the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also

@@ -26,6 +26,7 @@ mod collect_vacuum;
 mod compose;
 mod config_cmd;
 mod connection;
+mod docs;
 mod drill;
 mod exporter_compat;
 mod generate;
