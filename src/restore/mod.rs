@@ -13,6 +13,7 @@ pub mod points;
 pub mod recovery;
 pub mod target;
 pub mod timeline;
+pub mod window;
 
 use std::io::{self, BufRead, Seek};
 use std::path::{Path, PathBuf};
