@@ -147,7 +147,7 @@ pub fn render(i: &Info) -> String {
                     e.lsn
                 ));
                 line(format!(
-                    "{:>width$}  latest {} (LSN {})",
+                    "{:>width$}  latest   {} (LSN {})",
                     "",
                     pg_time(l.time),
                     l.lsn,

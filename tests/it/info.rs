@@ -31,6 +31,28 @@ fn target(t: jiff::Timestamp, secs: i64) -> String {
     format!("time:{}", t + jiff::SignedDuration::from_secs(secs))
 }
 
+/// Every key of `info --json` is in docs/info.md's documented shape.
+fn documented(v: &Value) {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/info.md"))
+        .expect("read docs/info.md");
+    fn walk(v: &Value, doc: &str, at: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    assert!(
+                        doc.contains(&format!("\"{k}\":")),
+                        "`{at}.{k}` of info --json is not in docs/info.md"
+                    );
+                    walk(x, doc, &format!("{at}.{k}"));
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, doc, at)),
+            _ => {}
+        }
+    }
+    walk(v, &doc, "");
+}
+
 /// A real (not dry-run) restore that must be refused before anything is written.
 fn refused(agent: &Agent, scratch: &Scratch, name: &str, target: &str, says: &str) {
     let dir = scratch.path(name);
@@ -85,6 +107,8 @@ pg_test!(info_window_is_exactly_what_restore_reaches, |v| {
     assert!(i["wal"][0]["gaps"].as_array().unwrap().is_empty(), "{i}");
     assert!(i["repository"]["size_bytes"].as_u64().unwrap() > 0, "{i}");
 
+    documented(&i);
+
     let scratch = Scratch::new();
     // The earliest point: the backup's end, before any row.
     let (first, json) = restore_started(
@@ -127,8 +151,21 @@ pg_test!(info_window_is_exactly_what_restore_reaches, |v| {
         "cannot restore to time",
     );
 
-    // The human summary fits 80 columns and names the window.
+    // After a drill, info shows it with its RTO; the server answers, so the RPO is known.
+    let drill = agent.run_copy(&["drill"]);
+    assert_eq!(drill.code, 0, "{}", drill.all());
+    let i = info(&agent);
+    documented(&i);
+    assert_eq!(i["last_drill"]["ok"], true, "{i}");
+    assert!(
+        i["last_drill"]["rto_seconds"].as_f64().unwrap() > 0.0,
+        "{i}"
+    );
+    assert!(i["rpo"]["seconds"].as_f64().is_some(), "{i}");
+
+    // The human summary fits 80 columns and names the window and the drill.
     let text = agent.run(&["info"]);
+    assert!(text.stdout.contains(", passed, RTO "), "{}", text.stdout);
     assert_eq!(text.code, 0, "{}", text.all());
     assert!(
         text.stdout.contains("Recoverable window"),
