@@ -308,6 +308,10 @@ pub fn windows(
     let eligible: Vec<&BackupManifest> = backups.iter().filter(|m| !copy_tli(m.timeline)).collect();
     // Per history (its timeline), each eligible backup's reach on it.
     let mut per: std::collections::BTreeMap<u32, Vec<Reach>> = Default::default();
+    // The newest commit found up to (history, end of run), and from which segment it was
+    // looked for: backups whose WAL ends at the same place share one read of the archive.
+    let mut found: std::collections::HashMap<(u32, u64), (u64, Option<Commit>)> =
+        Default::default();
     for m in &eligible {
         let Ok(range) = WalRange::of(m) else {
             continue;
@@ -337,8 +341,17 @@ pub fn windows(
             let run = window::contiguous_end(tl, &path, first, newest);
             let reach = match run {
                 Some(run) if run >= range.last => {
-                    let commit = window::last_commit(repo, tl, &path, first, run)?
-                        .filter(|c| c.stops(m.stop_time, true));
+                    let commit = match found.get(&(head, run)) {
+                        Some((_, Some(c))) if c.lsn.segno(tl.seg_size) >= first => Some(*c),
+                        Some((_, Some(_))) => None,
+                        Some((from, None)) if *from <= first => None,
+                        _ => {
+                            let c = window::last_commit(repo, tl, &path, first, run)?;
+                            found.insert((head, run), (first, c));
+                            c
+                        }
+                    }
+                    .filter(|c| c.stops(m.stop_time, true));
                     let gap = window::gap_after(tl, &path, run, newest).map(|(f, l)| {
                         let n = |s: &str| {
                             crate::wal::name::WalName::parse(s).map_or(0, |w| w.segno(tl.seg_size))

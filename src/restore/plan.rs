@@ -654,7 +654,9 @@ impl Facts {
                 || "the end of the newest backup".to_string(),
                 |t| format!("about {t} (the newest archived WAL)"),
             );
-        format!("the earliest point that can be restored to now is {earliest}, the latest {latest}")
+        format!(
+            "the earliest point that can be restored to now is {earliest}, the latest {latest} (`dbagent info` shows the exact window)"
+        )
     }
 }
 
