@@ -281,13 +281,73 @@ pub fn archive(tl: &Timelines) -> Vec<TimelineArchive> {
         .collect()
 }
 
-/// What one backup reaches along one history.
-struct Reach {
-    backup: BackupManifest,
-    earliest: Point,
-    /// The latest time target and its commit, when a commit after the backup is archived.
-    commit: Option<Commit>,
-    gap: Option<Gap>,
+/// What one backup reaches along one history, as the planner sees it for a time target.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    /// The backup's end: a time target from it on is restored from this backup (until the
+    /// next backup's end).
+    pub earliest: Point,
+    /// The newest commit after the backup's end in the WAL replay can read from it; none
+    /// when there is none, or when the backup cannot reach anything on this history (its
+    /// own WAL is incomplete, or the timeline decision refuses it).
+    pub commit: Option<Commit>,
+    /// The gap that ends the WAL replay can read from it.
+    pub gap: Option<Gap>,
+}
+
+impl Reach {
+    /// A backup that reaches nothing on a history; it still ends the previous backup's
+    /// stretch, since the planner would choose it for later times.
+    fn nothing(m: &BackupManifest) -> Reach {
+        Reach {
+            earliest: Point {
+                time: m.stop_time,
+                lsn: m.stop_lsn,
+                backup: m.id.clone(),
+            },
+            commit: None,
+            gap: None,
+        }
+    }
+}
+
+/// The stretches of time a restore reaches, from each backup's reach (oldest backup first):
+/// a time `T` is restored from the newest backup that ended at or before it, and reached when
+/// that backup's WAL holds a commit after `T`. Adjacent stretches are merged.
+pub fn intervals(reaches: &[Reach]) -> Vec<Interval> {
+    let micro = jiff::SignedDuration::from_micros(1);
+    let mut out: Vec<Interval> = Vec::new();
+    for (i, r) in reaches.iter().enumerate() {
+        let Some(c) = r.commit else {
+            continue;
+        };
+        let mut latest = Point {
+            time: c.latest_target(),
+            lsn: c.lsn,
+            backup: r.earliest.backup.clone(),
+        };
+        // From the next backup's end on, the planner restores from that one.
+        if let Some(next) = reaches.get(i + 1)
+            && next.earliest.time <= latest.time
+        {
+            latest = Point {
+                time: next.earliest.time - micro,
+                lsn: next.earliest.lsn,
+                backup: r.earliest.backup.clone(),
+            };
+        }
+        if latest.time < r.earliest.time {
+            continue;
+        }
+        match out.last_mut() {
+            Some(prev) if prev.latest.time + micro >= r.earliest.time => prev.latest = latest,
+            _ => out.push(Interval {
+                earliest: r.earliest.clone(),
+                latest,
+            }),
+        }
+    }
+    out
 }
 
 /// The recoverable window per history, by the planner's rules: a time target is restored
@@ -306,16 +366,14 @@ pub fn windows(
         })
     };
     let eligible: Vec<&BackupManifest> = backups.iter().filter(|m| !copy_tli(m.timeline)).collect();
-    // Per history (its timeline), each eligible backup's reach on it.
-    let mut per: std::collections::BTreeMap<u32, Vec<Reach>> = Default::default();
     // The newest commit found up to (history, end of run), and from which segment it was
     // looked for: backups whose WAL ends at the same place share one read of the archive.
     let mut found: std::collections::HashMap<(u32, u64), (u64, Option<Commit>)> =
         Default::default();
+    // Each eligible backup's reach on the histories it leads to.
+    let mut rows: Vec<(&BackupManifest, std::collections::BTreeMap<u32, Reach>)> = Vec::new();
     for m in &eligible {
-        let Ok(range) = WalRange::of(m) else {
-            continue;
-        };
+        let mut reach_on = std::collections::BTreeMap::new();
         let pos = BackupPos {
             timeline: m.timeline,
             stop_lsn: m.stop_lsn,
@@ -327,10 +385,11 @@ pub fn windows(
                 Err(Refusal::Ambiguous { candidates, .. }) => {
                     candidates.iter().map(|c| c.timeline).collect()
                 }
-                Err(_) => continue,
+                Err(_) => Vec::new(),
             };
+        let range = WalRange::of(m).ok();
         for head in heads {
-            let Some(path) = tl.path(head) else {
+            let (Some(path), Some(range)) = (tl.path(head), range.as_ref()) else {
                 continue;
             };
             let first = range.first;
@@ -338,85 +397,47 @@ pub fn windows(
                 .newest_on_path(head, first)
                 .map_or(range.last, |(_, s, _)| s)
                 .max(range.last);
-            let run = window::contiguous_end(tl, &path, first, newest);
-            let reach = match run {
-                Some(run) if run >= range.last => {
-                    let commit = match found.get(&(head, run)) {
-                        Some((_, Some(c))) if c.lsn.segno(tl.seg_size) >= first => Some(*c),
-                        Some((_, Some(_))) => None,
-                        Some((from, None)) if *from <= first => None,
-                        _ => {
-                            let c = window::last_commit(repo, tl, &path, first, run)?;
-                            found.insert((head, run), (first, c));
-                            c
-                        }
-                    }
-                    .filter(|c| c.stops(m.stop_time, true));
-                    let gap = window::gap_after(tl, &path, run, newest).map(|(f, l)| {
-                        let n = |s: &str| {
-                            crate::wal::name::WalName::parse(s).map_or(0, |w| w.segno(tl.seg_size))
-                        };
-                        Gap {
-                            segments: n(&l) - n(&f) + 1,
-                            first: f,
-                            last: l,
-                        }
-                    });
-                    Reach {
-                        backup: (*m).clone(),
-                        earliest: Point {
-                            time: m.stop_time,
-                            lsn: m.stop_lsn,
-                            backup: m.id.clone(),
-                        },
-                        commit,
-                        gap,
-                    }
-                }
-                // The backup's own WAL is incomplete: it restores to nothing.
-                _ => continue,
-            };
-            per.entry(head).or_default().push(reach);
-        }
-    }
-    let mut out = Vec::new();
-    for (head, reaches) in per {
-        let mut intervals: Vec<Interval> = Vec::new();
-        for (i, r) in reaches.iter().enumerate() {
-            let Some(c) = r.commit else {
-                continue;
-            };
-            let mut latest = Point {
-                time: c.latest_target(),
-                lsn: c.lsn,
-                backup: r.backup.id.clone(),
-            };
-            // From the next backup's end on, the planner restores from that one.
-            if let Some(next) = reaches.get(i + 1)
-                && next.backup.stop_time <= latest.time
+            let mut reach = Reach::nothing(m);
+            // A backup whose own WAL is incomplete reaches nothing.
+            if let Some(run) = window::contiguous_end(tl, &path, first, newest)
+                && run >= range.last
             {
-                latest = Point {
-                    time: next.backup.stop_time - jiff::SignedDuration::from_micros(1),
-                    lsn: next.backup.stop_lsn,
-                    backup: r.backup.id.clone(),
+                let commit = match found.get(&(head, run)) {
+                    Some((_, Some(c))) if c.lsn.segno(tl.seg_size) >= first => Some(*c),
+                    Some((_, Some(_))) => None,
+                    Some((from, None)) if *from <= first => None,
+                    _ => {
+                        let c = window::last_commit(repo, tl, &path, first, run)?;
+                        found.insert((head, run), (first, c));
+                        c
+                    }
                 };
+                reach.commit = commit.filter(|c| c.stops(m.stop_time, true));
+                reach.gap = window::gap_after(tl, &path, run, newest).map(|(f, l)| {
+                    let n = |s: &str| {
+                        crate::wal::name::WalName::parse(s).map_or(0, |w| w.segno(tl.seg_size))
+                    };
+                    Gap {
+                        segments: n(&l) - n(&f) + 1,
+                        first: f,
+                        last: l,
+                    }
+                });
             }
-            if latest.time < r.earliest.time {
-                continue;
-            }
-            match intervals.last_mut() {
-                Some(prev)
-                    if prev.latest.time + jiff::SignedDuration::from_micros(1)
-                        >= r.earliest.time =>
-                {
-                    prev.latest = latest;
-                }
-                _ => intervals.push(Interval {
-                    earliest: r.earliest.clone(),
-                    latest,
-                }),
-            }
+            reach_on.insert(head, reach);
         }
+        rows.push((m, reach_on));
+    }
+    let heads: std::collections::BTreeSet<u32> =
+        rows.iter().flat_map(|(_, r)| r.keys().copied()).collect();
+    let mut out = Vec::new();
+    for head in heads {
+        // Every eligible backup counts on every history: the planner chooses by time alone.
+        let reaches: Vec<Reach> = rows
+            .iter()
+            .map(|(m, r)| r.get(&head).cloned().unwrap_or_else(|| Reach::nothing(m)))
+            .collect();
+        let intervals = intervals(&reaches);
         let last = reaches.last();
         out.push(Window {
             timeline: head,
@@ -471,5 +492,66 @@ pub async fn rpo_now(config: &Config) -> RpoNow {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
         detail: rpo.detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: u32) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + i64::from(s)).unwrap()
+    }
+
+    fn reach(id: &str, end: u32, commit: Option<u32>) -> Reach {
+        Reach {
+            earliest: Point {
+                time: at(end),
+                lsn: Lsn(u64::from(end) << 24),
+                backup: id.into(),
+            },
+            commit: commit.map(|c| Commit {
+                time: at(c),
+                lsn: Lsn(u64::from(c) << 24),
+            }),
+            gap: None,
+        }
+    }
+
+    #[test]
+    fn backups_whose_wal_reaches_the_next_one_make_one_stretch() {
+        let micro = jiff::SignedDuration::from_micros(1);
+        let got = intervals(&[reach("A", 10, Some(40)), reach("B", 20, Some(50))]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].earliest.time, at(10));
+        assert_eq!(got[0].latest.time, at(50) - micro);
+        assert_eq!(got[0].latest.backup, "B");
+    }
+
+    #[test]
+    fn a_gap_after_a_backup_leaves_the_times_until_the_next_one_unreachable() {
+        let micro = jiff::SignedDuration::from_micros(1);
+        // A's WAL ends (a gap) with a commit at 15; B ended at 20.
+        let got = intervals(&[reach("A", 10, Some(15)), reach("B", 20, Some(50))]);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].latest.time, at(15) - micro);
+        assert_eq!(got[1].earliest.time, at(20));
+        assert_eq!(got[1].latest.time, at(50) - micro);
+    }
+
+    #[test]
+    fn a_backup_that_reaches_nothing_still_ends_the_stretch_before_it() {
+        let micro = jiff::SignedDuration::from_micros(1);
+        // B's own WAL is incomplete: the planner would choose it from 20 on, and fail.
+        let got = intervals(&[
+            reach("A", 10, Some(40)),
+            reach("B", 20, None),
+            reach("C", 30, Some(50)),
+        ]);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].latest.time, at(20) - micro);
+        assert_eq!(got[1].earliest.time, at(30));
+        // No commit after a backup: no time at all.
+        assert!(intervals(&[reach("A", 10, None)]).is_empty());
     }
 }
