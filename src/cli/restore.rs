@@ -304,8 +304,9 @@ fn carry_out(
             tracing::info!("{line}");
         }
     };
-    let executed = restore::execute(repo, plan, &mut progress)?;
+    // Before anything of the backup is written: a copy's own socket directory.
     restore::prepare_socket_dir(plan)?;
+    let executed = restore::execute(repo, plan, &mut progress)?;
     progress(&format!(
         "backup {} extracted into {} in {}; recovery settings and recovery.signal written",
         plan.backup.id,
