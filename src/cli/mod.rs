@@ -128,7 +128,7 @@ pub enum Command {
     Generate(generate::GenerateCommand),
     /// Point-in-time restore into a directory: plan proven first, then extract, configure, start
     Restore(restore::RestoreArgs),
-    /// The repository at a glance: backups, WAL per timeline with gaps, the recoverable window, last drill, RPO
+    /// The repository at a glance: backups, WAL and its gaps, the recoverable window, drill, RPO
     Info(info::InfoArgs),
     /// Prove the newest backup restores: restore to scratch, replay, verify, time it (RTO), record
     Drill(drill::DrillArgs),
