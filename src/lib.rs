@@ -8,7 +8,7 @@
 //! is in an import cycle (`tests/it/layers.rs`, which holds the table, checks both):
 //! foundation (units, cron, metrics, snapshot) < access (pg, repo, state) < configuration
 //! (config) < operation (wal, backup, restore, rpo, drill, advise, baseline, leader) <
-//! observation (collect, check, notify) < alerting (alert) < service (http, schedule) < agent.
+//! observation (collect, check, info, notify) < alerting (alert) < service (http, schedule) < agent.
 
 pub mod advise;
 pub mod agent;
@@ -21,6 +21,7 @@ pub mod config;
 pub mod cron;
 pub mod drill;
 pub mod http;
+pub mod info;
 pub mod io_error;
 pub mod leader;
 pub mod metrics;

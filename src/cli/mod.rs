@@ -25,6 +25,7 @@ mod check;
 mod config;
 mod drill;
 mod generate;
+mod info;
 mod jobs;
 mod restore;
 mod restore_point;
@@ -56,6 +57,8 @@ Exit codes:
            restore (recovery aborts)
   restore: 0 restored (with --start: the requested target was reached), 1 refused or failed
            (--guided without a terminal: 1, and the equivalent command line is printed)
+  info: 0 shown, 1 the repository holds nothing yet, 3 configuration unreadable,
+        4 repository unreadable
   drill: 0 the restore drill passed, 1 it failed (recorded; check reports last_drill CRITICAL)
   wal verify: 0 the WAL recovery needs is present and intact, 1 a segment is missing, damaged
            or unreadable or histories disagree (each named), 2 the archive could not be verified";
@@ -125,6 +128,8 @@ pub enum Command {
     Generate(generate::GenerateCommand),
     /// Point-in-time restore into a directory: plan proven first, then extract, configure, start
     Restore(restore::RestoreArgs),
+    /// The repository at a glance: backups, WAL and its gaps, the recoverable window, drill, RPO
+    Info(info::InfoArgs),
     /// Prove the newest backup restores: restore to scratch, replay, verify, time it (RTO), record
     Drill(drill::DrillArgs),
     /// Create a named restore point on the server and record it for `restore --target name:NAME`
@@ -178,6 +183,7 @@ fn dispatch(cli: &Cli) -> CmdResult {
         Command::Restore(ref args) => restore::run(cli, args),
         Command::RestorePoint(ref args) => restore_point::run(cli, args),
         Command::Drill(ref args) => drill::run(cli, args),
+        Command::Info(ref args) => info::run(cli, args),
         Command::Wal(ref cmd) => wal::run(cli, cmd),
         Command::WalPush(ref args) => wal_push::run(cli, args),
         Command::WalGet(ref args) => wal_get::run(cli, args),

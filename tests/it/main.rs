@@ -31,6 +31,7 @@ mod drill;
 mod exporter_compat;
 mod generate;
 mod ha;
+mod info;
 mod layers;
 mod notify;
 mod objectives;
