@@ -63,7 +63,8 @@ install_moto() {
 }
 
 install_test_deps() {
-  apt_install postgresql-15 postgresql-client-15 openssl ca-certificates python3-pip prometheus python3-aiosmtpd
+  apt_install postgresql-15 postgresql-client-15 openssl ca-certificates python3-pip prometheus python3-aiosmtpd \
+    man-db groff-base
   install_pg18
   install_moto
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
