@@ -72,3 +72,16 @@ install_test_deps() {
     return 1
   fi
 }
+
+# cargo-deb, which scripts/package-deb.sh uses to build the Debian package: built from
+# crates.io once and kept under /opt/dbagent like the other tools (override with CARGO_DEB).
+CARGO_DEB_VERSION=3.8.0
+CARGO_DEB_PREFIX=/opt/dbagent/cargo-deb-$CARGO_DEB_VERSION
+CARGO_DEB=${CARGO_DEB:-$CARGO_DEB_PREFIX/bin/cargo-deb}
+
+install_cargo_deb() {
+  [ -x "$CARGO_DEB" ] && return 0
+  echo "==> installing cargo-deb $CARGO_DEB_VERSION into $CARGO_DEB_PREFIX (a few minutes, once)"
+  _as_root mkdir -p /opt/dbagent
+  _as_root cargo install --quiet --locked --version "$CARGO_DEB_VERSION" --root "$CARGO_DEB_PREFIX" cargo-deb
+}

@@ -199,3 +199,23 @@ fn the_systemd_unit_runs_the_sidecar_hardened() {
     }
     assert_eq!(get("User"), Some("postgres"));
 }
+
+#[test]
+fn the_dockerfile_builds_for_postgresql_15_to_18_by_build_arg() {
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    // The default is the major bookworm ships; the same argument picks the server image of the
+    // postgres-dbagent stage and the package of the sidecar stage.
+    assert!(dockerfile.lines().any(|l| l == "ARG PG_MAJOR=15"));
+    assert!(dockerfile.contains("FROM postgres:${PG_MAJOR}-bookworm AS postgres-dbagent"));
+    assert!(dockerfile.contains("\"postgresql-$PG_MAJOR\""));
+    assert!(dockerfile.contains("15|16|17|18)"));
+    // 16 to 18 come from PGDG, enabled with the script postgresql-common ships; it is where
+    // the Dockerfile says (postgresql-common comes with the PostgreSQL 15 packages here).
+    let script = "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh";
+    assert!(dockerfile.contains(&format!("{script} -y")));
+    assert!(
+        Path::new(script).exists(),
+        "{script} is not where postgresql-common installs it"
+    );
+}
