@@ -3,23 +3,29 @@
 #
 #   scripts/package-deb.sh              release build, man pages, completions, cargo deb
 #   scripts/package-deb.sh --no-build   reuse target/release/dbagent as it is (release checks)
+#   scripts/package-deb.sh --fast       lighter compression (CI: seconds instead of a minute)
 #
 # The package (Cargo.toml [package.metadata.deb]): /usr/bin/dbagent, man pages (dbagent(1) and
 # one per subcommand), bash/zsh/fish completions, the systemd unit, example configuration under
 # /etc/dbagent (conffiles) and maintainer scripts (deploy/debian/) that create the repository
-# and state directories for the postgres OS user. cargo-deb is installed under /opt/dbagent if
-# missing. Install the result with: apt-get install ./target/debian/dbagent_*.deb
+# and state directories for the postgres OS user. The binary is stripped; its debug info (the
+# release profile keeps line tables) goes into dbagent-dbgsym_*.ddeb beside it, as Debian does.
+# cargo-deb is installed under /opt/dbagent if missing.
+# Install the result with: apt-get install ./target/debian/dbagent_*.deb
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source scripts/lib/deps.sh
 
 build=1
-case "${1:-}" in
-  --no-build) build=0 ;;
-  "") ;;
-  *) sed -n '2,11p' "$0"; exit 2 ;;
-esac
+deb_args=(--no-build --dbgsym)
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) build=0 ;;
+    --fast) deb_args+=(--fast) ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
+  esac
+done
 
 install_cargo_deb
 apt_install dpkg-dev
@@ -41,7 +47,7 @@ rm -rf target/release/dbagent-man target/release/dbagent-completions
 gzip -9n target/release/dbagent-man/*.1
 "$bin" generate completions --dir target/release/dbagent-completions >/dev/null
 
-echo "==> cargo deb --no-build"
-# Line tables stay in the binary (Cargo.toml [profile.release]): a panic names file and line.
-PATH="$(dirname "$CARGO_DEB"):$PATH" cargo deb --no-build --no-strip
-ls -l target/debian/dbagent_*.deb
+echo "==> cargo deb ${deb_args[*]}"
+rm -f target/debian/dbagent_*.deb target/debian/dbagent-dbgsym_*.ddeb
+PATH="$(dirname "$CARGO_DEB"):$PATH" cargo deb "${deb_args[@]}"
+ls -l target/debian/

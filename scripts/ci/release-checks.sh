@@ -76,12 +76,16 @@ check_install() {
 check_deb() {
   local t deb port data conf out
   t=$(now)
-  echo "==> release-checks deb: scripts/package-deb.sh --no-build"
-  bash scripts/package-deb.sh --no-build
+  echo "==> release-checks deb: scripts/package-deb.sh --no-build --fast"
+  bash scripts/package-deb.sh --no-build --fast
   deb=$(ls -t target/debian/dbagent_*.deb | head -1)
   if dpkg-query -W -f='${Status}' dbagent 2>/dev/null | grep -q "install ok installed"; then
     fail "a dbagent package is installed already; purge it first (apt-get purge dbagent)"
   fi
+  # The package's directories must be ours to remove afterwards (purge keeps a non-empty
+  # repository, as it should on a real server).
+  [ ! -e /var/lib/dbagent ] || fail "/var/lib/dbagent exists already: this check installs the package there; move it away first"
+  cleanups+=("rm -rf /var/lib/dbagent")
   echo "==> release-checks deb: apt-get install ./$deb"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$deb" >/dev/null
   cleanups+=("DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq dbagent >/dev/null 2>&1")
@@ -107,9 +111,9 @@ check_deb() {
   # A cluster of our own, as an SRE's would be: archive_command is the installed wal-push,
   # the repository and state are the package's directories.
   port=$(free_port)
-  data=$scratch/deb-pg
+  install -d -o postgres -g postgres -m 0700 "$scratch/deb"
+  data=$scratch/deb/data
   conf=$scratch/deb-dbagent.yml
-  install -d -o postgres -g postgres -m 0700 "$data"
   cat > "$conf" <<YML
 postgres:
   conninfo: "host=127.0.0.1 port=$port user=postgres dbname=postgres"
@@ -129,14 +133,19 @@ wal_level = replica
 archive_mode = on
 archive_command = '/usr/bin/dbagent --config $conf wal-push %p'
 archive_timeout = '60s'
+shared_preload_libraries = 'pg_stat_statements'
 CONF
-  runuser -u postgres -- "$PG15_BIN/pg_ctl" -D "$data" -l "$scratch/deb-pg.log" -w -t 60 start >/dev/null
+  runuser -u postgres -- "$PG15_BIN/pg_ctl" -D "$data" -l "$scratch/deb/postgresql.log" -w -t 60 start >/dev/null
   cleanups+=("runuser -u postgres -- '$PG15_BIN/pg_ctl' -D '$data' -m immediate -w stop >/dev/null 2>&1")
-  echo "==> release-checks deb: backup, drill and check with /usr/bin/dbagent (PostgreSQL 15 on 127.0.0.1:$port)"
+  runuser -u postgres -- "$PG15_BIN/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+    -c 'CREATE EXTENSION pg_stat_statements' >/dev/null
+  echo "==> release-checks deb: backup, drill, wal verify and check with /usr/bin/dbagent (PostgreSQL 15 on 127.0.0.1:$port)"
   runuser -u postgres -- env -C /var/lib/dbagent /usr/bin/dbagent --config "$conf" backup --no-progress >/dev/null \
     || fail "backup with the installed dbagent"
   runuser -u postgres -- env -C /var/lib/dbagent /usr/bin/dbagent --config "$conf" drill >/dev/null \
     || fail "drill with the installed dbagent"
+  runuser -u postgres -- env -C /var/lib/dbagent /usr/bin/dbagent --config "$conf" wal verify >/dev/null \
+    || fail "wal verify with the installed dbagent"
   if ! out=$(runuser -u postgres -- env -C /var/lib/dbagent /usr/bin/dbagent --config "$conf" check); then
     echo "$out" >&2
     fail "dbagent check of the cluster is not OK"
