@@ -19,7 +19,6 @@
 # Needs root (apt-get, the postgres OS user). Prints how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-repo_root=$(pwd)
 
 source scripts/lib/deps.sh
 
@@ -60,8 +59,10 @@ check_install() {
   local t root out
   t=$(now)
   root=$scratch/cargo-install
+  # `cargo install --path` builds in the checkout's target directory (or CARGO_TARGET_DIR), so
+  # the documented command, as it is, installs the release build made above.
   echo "==> release-checks install: cargo install --locked --path . (reuses target/)"
-  out=$(cargo install --locked --path . --root "$root" --target-dir "$repo_root/target" 2>&1) \
+  out=$(cargo install --locked --path . --root "$root" 2>&1) \
     || { echo "$out" >&2; fail "cargo install --locked --path ."; }
   echo "$out" | tail -3
   # The release build above is the one installed: cargo found nothing to compile.
