@@ -95,6 +95,12 @@ case "${1:-}" in
       as_pg "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null
       echo "sandbox cluster stopped"
     fi
+    # Copies started by `dbagent restore --to sandbox/DIR --start` (the tour's restore).
+    for pidfile in "$sandbox"/*/postmaster.pid; do
+      [ -f "$pidfile" ] || continue
+      as_pg "$bindir/pg_ctl" -D "$(dirname "$pidfile")" -m fast -w stop >/dev/null || true
+      echo "restored server in $(dirname "$pidfile") stopped"
+    done
     rm -rf "$sandbox"
     echo "removed $sandbox"
     exit 0
