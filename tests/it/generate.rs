@@ -219,3 +219,39 @@ fn the_dockerfile_builds_for_postgresql_15_to_18_by_build_arg() {
         "{script} is not where postgresql-common installs it"
     );
 }
+
+#[test]
+fn the_debian_package_ships_files_that_exist_and_executable_maintainer_scripts() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let deb = &manifest[manifest
+        .find("[package.metadata.deb]")
+        .expect("Cargo.toml has [package.metadata.deb]")..];
+    // Each asset is a line `["SOURCE", "DEST", "MODE"],`; what is under target/release/ is
+    // built by scripts/package-deb.sh.
+    let sources: Vec<&str> = deb
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[\""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert!(sources.contains(&"deploy/dbagent.service"), "{sources:?}");
+    for source in sources.iter().filter(|s| !s.starts_with("target/")) {
+        assert!(
+            root.join(source).is_file(),
+            "{source} is packaged but missing"
+        );
+    }
+    for script in ["postinst", "prerm", "postrm"] {
+        let path = root.join("deploy/debian").join(script);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert!(mode & 0o111 != 0, "{} is not executable", path.display());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n") && text.contains("set -e"));
+    }
+    // The package installs the unit where systemd looks for a package's units, and the unit
+    // starts the packaged binary.
+    assert!(deb.contains("\"usr/lib/systemd/system/dbagent.service\""));
+    let unit = std::fs::read_to_string(root.join("deploy/dbagent.service")).unwrap();
+    assert!(unit.contains("\nExecStart=/usr/bin/dbagent "));
+}
