@@ -7,7 +7,6 @@
 //! the names their shells look for. Packaging (scripts/package-deb.sh) uses both.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -45,7 +44,7 @@ pub enum GenerateCommand {
 pub fn run(cmd: &GenerateCommand) -> CmdResult {
     match cmd {
         GenerateCommand::Man { dir: None } => {
-            let pages = man_pages();
+            let pages = man_pages()?;
             let root = pages
                 .first()
                 .context("the command line definition has no commands")?;
@@ -53,7 +52,7 @@ pub fn run(cmd: &GenerateCommand) -> CmdResult {
         }
         GenerateCommand::Man { dir: Some(dir) } => {
             create_dir(dir)?;
-            let pages = man_pages();
+            let pages = man_pages()?;
             for (name, text) in &pages {
                 let path = dir.join(name);
                 fs::write(&path, text)
@@ -100,7 +99,7 @@ fn completions(shell: Shell) -> anyhow::Result<()> {
 /// Every man page as (file name, roff text): dbagent.1 first, then one per visible subcommand
 /// in definition order, depth first. Each page ends with a SEE ALSO section: dbagent.1 names
 /// every other page, a subcommand's page names dbagent(1), its parent and its own subcommands.
-pub(crate) fn man_pages() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut root = Cli::command().disable_help_subcommand(true);
     // Building sets the display names (dbagent-backups-list) the pages are named after.
     root.build();
@@ -110,10 +109,11 @@ pub(crate) fn man_pages() -> Vec<(String, Vec<u8>)> {
     commands
         .iter()
         .map(|(cmd, parent)| {
-            let man = clap_mangen::Man::new(cmd.clone());
+            let name = page_name(cmd);
             let mut text = Vec::new();
-            // Rendering into memory cannot fail.
-            let _ = man.render(&mut text);
+            clap_mangen::Man::new(cmd.clone())
+                .render(&mut text)
+                .with_context(|| format!("cannot render the man page {name}(1)"))?;
             let see_also: Vec<String> = if parent.is_none() {
                 all.iter().skip(1).cloned().collect()
             } else {
@@ -130,8 +130,8 @@ pub(crate) fn man_pages() -> Vec<(String, Vec<u8>)> {
                 );
                 names
             };
-            let _ = text.write_all(see_also_section(&see_also).as_bytes());
-            (format!("{}.1", page_name(cmd)), text)
+            text.extend_from_slice(see_also_section(&see_also).as_bytes());
+            Ok((format!("{name}.1"), text))
         })
         .collect()
 }
