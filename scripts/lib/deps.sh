@@ -83,5 +83,5 @@ install_cargo_deb() {
   [ -x "$CARGO_DEB" ] && return 0
   echo "==> installing cargo-deb $CARGO_DEB_VERSION into $CARGO_DEB_PREFIX (a few minutes, once)"
   _as_root mkdir -p /opt/dbagent
-  _as_root cargo install --quiet --locked --version "$CARGO_DEB_VERSION" --root "$CARGO_DEB_PREFIX" cargo-deb
+  _as_root cargo install --locked --version "$CARGO_DEB_VERSION" --root "$CARGO_DEB_PREFIX" cargo-deb
 }
