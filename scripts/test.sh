@@ -5,6 +5,10 @@
 #   scripts/test.sh            install (if missing), lint, test
 #   scripts/test.sh --no-lint  skip cargo fmt / clippy
 #   scripts/test.sh -- ARGS    pass ARGS to cargo nextest (e.g. -- -E 'test(check)')
+#   scripts/test.sh --release-checks
+#                              then the release checks (scripts/ci/release-checks.sh: cargo
+#                              install, the .deb installed and run, the quickstart with an alert);
+#                              on by default when CI=true
 #
 # Needs root (or passwordless apt) for the first run: it installs Debian packages and the
 # PostgreSQL 18 wheel under /opt/dbagent. The tests run PostgreSQL as the `postgres` OS user.
@@ -12,12 +16,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 lint=1
+release_checks=0
+[ "${CI:-}" = "true" ] && release_checks=1
 nextest_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-lint) lint=0 ;;
+    --release-checks) release_checks=1 ;;
     --) shift; nextest_args=("$@"); break ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "scripts/test.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -48,4 +55,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   echo "cargo-nextest not found; using cargo test" >&2
   cargo test --all-targets "${nextest_args[@]}"
+fi
+
+if [ "$release_checks" = 1 ]; then
+  echo "==> release checks"
+  bash scripts/ci/release-checks.sh
 fi

@@ -63,11 +63,25 @@ install_moto() {
 }
 
 install_test_deps() {
-  apt_install postgresql-15 postgresql-client-15 openssl ca-certificates python3-pip prometheus python3-aiosmtpd
+  apt_install postgresql-15 postgresql-client-15 openssl ca-certificates python3-pip prometheus python3-aiosmtpd \
+    man-db groff-base
   install_pg18
   install_moto
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     echo "the postgres OS user is missing (it comes with the postgresql-15 package)" >&2
     return 1
   fi
+}
+
+# cargo-deb, which scripts/package-deb.sh uses to build the Debian package: built from
+# crates.io once and kept under /opt/dbagent like the other tools (override with CARGO_DEB).
+CARGO_DEB_VERSION=3.8.0
+CARGO_DEB_PREFIX=/opt/dbagent/cargo-deb-$CARGO_DEB_VERSION
+CARGO_DEB=${CARGO_DEB:-$CARGO_DEB_PREFIX/bin/cargo-deb}
+
+install_cargo_deb() {
+  [ -x "$CARGO_DEB" ] && return 0
+  echo "==> installing cargo-deb $CARGO_DEB_VERSION into $CARGO_DEB_PREFIX (a few minutes, once)"
+  _as_root mkdir -p /opt/dbagent
+  _as_root cargo install --locked --version "$CARGO_DEB_VERSION" --root "$CARGO_DEB_PREFIX" cargo-deb
 }
