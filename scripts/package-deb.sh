@@ -16,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source scripts/lib/deps.sh
+# Cargo's target directory (CI keeps it outside the clone: .ci/run).
+target_dir=${CARGO_TARGET_DIR:-target}
 
 build=1
 deb_args=(--no-build --dbgsym)
@@ -34,7 +36,7 @@ if [ "$build" = 1 ]; then
   echo "==> cargo build --release --locked (the first release build takes several minutes)"
   cargo build --release --locked
 fi
-bin=target/release/dbagent
+bin=$target_dir/release/dbagent
 if [ ! -x "$bin" ]; then
   echo "package-deb: $bin is missing; run without --no-build" >&2
   exit 1
@@ -42,12 +44,12 @@ fi
 
 # Generated from the binary being packaged, so they describe exactly its flags.
 echo "==> man pages and completions from $bin"
-rm -rf target/release/dbagent-man target/release/dbagent-completions
-"$bin" generate man --dir target/release/dbagent-man >/dev/null
-gzip -9n target/release/dbagent-man/*.1
-"$bin" generate completions --dir target/release/dbagent-completions >/dev/null
+rm -rf $target_dir/release/dbagent-man $target_dir/release/dbagent-completions
+"$bin" generate man --dir $target_dir/release/dbagent-man >/dev/null
+gzip -9n $target_dir/release/dbagent-man/*.1
+"$bin" generate completions --dir $target_dir/release/dbagent-completions >/dev/null
 
 echo "==> cargo deb ${deb_args[*]}"
-rm -f target/debian/dbagent_*.deb target/debian/dbagent-dbgsym_*.ddeb
+rm -f $target_dir/debian/dbagent_*.deb $target_dir/debian/dbagent-dbgsym_*.ddeb
 PATH="$(dirname "$CARGO_DEB"):$PATH" cargo deb "${deb_args[@]}"
-ls -l target/debian/
+ls -l $target_dir/debian/

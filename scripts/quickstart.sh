@@ -23,6 +23,8 @@ cd "$(dirname "$0")/.."
 repo_root=$(pwd)
 
 source scripts/lib/deps.sh
+# Cargo's target directory (CI keeps it outside the clone: .ci/run).
+target_dir=${CARGO_TARGET_DIR:-target}
 
 port=${SANDBOX_PORT:-54329}
 http_port=${SANDBOX_HTTP_PORT:-9188}
@@ -146,7 +148,7 @@ echo "==> building dbagent (cargo build --release; the first release build takes
 cargo build --release
 mkdir -p "$sandbox/bin"
 # archive_command runs as the PostgreSQL OS user: give it a copy of the binary it can reach.
-install -m 0755 target/release/dbagent "$sandbox/bin/dbagent"
+install -m 0755 $target_dir/release/dbagent "$sandbox/bin/dbagent"
 dbagent=$sandbox/bin/dbagent
 
 if [ "$(id -u)" = 0 ]; then

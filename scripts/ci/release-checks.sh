@@ -21,6 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 source scripts/lib/deps.sh
+# Cargo's target directory (CI keeps it outside the clone: .ci/run).
+target_dir=${CARGO_TARGET_DIR:-target}
 
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(install deb quickstart)
@@ -52,7 +54,7 @@ t0=$(now)
 echo "==> release-checks: cargo build --release --locked (shared by every check)"
 cargo build --release --locked
 t_build=$(( $(now) - t0 ))
-version=$(target/release/dbagent --version)
+version=$($target_dir/release/dbagent --version)
 timings="build ${t_build}s"
 
 check_install() {
@@ -67,7 +69,7 @@ check_install() {
   echo "$out" | tail -3
   # The release build above is the one installed: cargo found nothing to compile.
   if echo "$out" | grep -q "Compiling dbagent"; then
-    fail "cargo install rebuilt dbagent instead of reusing target/release"
+    fail "cargo install rebuilt dbagent instead of reusing $target_dir/release"
   fi
   [ "$("$root/bin/dbagent" --version)" = "$version" ] || fail "the installed dbagent is not $version"
   "$root/bin/dbagent" --help >/dev/null || fail "the installed dbagent --help"
@@ -79,7 +81,7 @@ check_deb() {
   t=$(now)
   echo "==> release-checks deb: scripts/package-deb.sh --no-build --fast"
   bash scripts/package-deb.sh --no-build --fast
-  deb=$(ls -t target/debian/dbagent_*.deb | head -1)
+  deb=$(ls -t $target_dir/debian/dbagent_*.deb | head -1)
   if dpkg-query -W -f='${Status}' dbagent 2>/dev/null | grep -q "install ok installed"; then
     fail "a dbagent package is installed already; purge it first (apt-get purge dbagent)"
   fi
@@ -88,7 +90,7 @@ check_deb() {
   [ ! -e /var/lib/dbagent ] || fail "/var/lib/dbagent exists already: this check installs the package there; move it away first"
   cleanups+=("rm -rf /var/lib/dbagent")
   echo "==> release-checks deb: apt-get install ./$deb"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$deb" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
   cleanups+=("DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq dbagent >/dev/null 2>&1")
 
   [ "$(/usr/bin/dbagent --version)" = "$version" ] || fail "/usr/bin/dbagent --version is not $version"
