@@ -110,13 +110,7 @@ struct Bar(indicatif::ProgressBar);
 impl Bar {
     fn new() -> Bar {
         let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg:>16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
+        bar.set_style(super::progress::style(super::progress::BACKUP));
         Bar(bar)
     }
 }

@@ -26,6 +26,7 @@ mod config;
 mod drill;
 mod generate;
 mod jobs;
+mod progress;
 mod restore;
 mod restore_point;
 mod run;
