@@ -27,7 +27,7 @@ pub struct BackupArgs {
     /// Compression [default: repository.compression]
     #[arg(long, value_enum)]
     pub compress: Option<Compression>,
-    /// Print a JSON summary on stdout (id, sizes, duration, MB/s, LSNs)
+    /// Print a JSON summary on stdout (id, sizes in bytes, duration in seconds, mb_per_second in 10^6 bytes/s, LSNs)
     #[arg(long)]
     pub json: bool,
     /// No progress bar or progress lines
