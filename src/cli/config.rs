@@ -11,7 +11,8 @@ use dbagent::config::EXAMPLE;
 pub enum ConfigCommand {
     /// Check the configuration file: syntax, keys, values, ${VAR} references (exit 0 valid, 1 not)
     Validate {
-        /// Print the result (and the effective configuration, secrets masked) as JSON
+        /// Print the result (and the effective configuration, secrets masked, durations in
+        /// seconds) as JSON
         #[arg(long)]
         json: bool,
         /// Also check that every alert rule reads metrics this PostgreSQL major version has
@@ -76,6 +77,8 @@ fn validate(cli: &Cli, json: bool, server_version: Option<u32>) -> CmdResult {
                 let out = json!({
                     "valid": true,
                     "path": path,
+                    // The unit of every duration in `config` (written as `5m`, printed as 300).
+                    "durations": "seconds",
                     "config": config,
                     "alerts": alerts.as_ref().map(|f| json!({
                         "path": config.alerts_file,
