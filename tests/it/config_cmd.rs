@@ -181,6 +181,26 @@ fn help_documents_commands_and_exit_codes() {
         "{}",
         run.stdout
     );
+    // Every check, from the list `check` runs (a unit test ties it to the sources).
+    let checks = dbagent::check::CHECKS;
+    assert!(
+        run.stdout.contains(&format!("Checks ({}):", checks.len())),
+        "{}",
+        run.stdout
+    );
+    for (name, _) in checks {
+        assert!(
+            run.stdout.contains(&format!("\n  {name} ")),
+            "check --help lacks {name}:\n{}",
+            run.stdout
+        );
+    }
+    let flat = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("[env: DBAGENT_CONFIG]") && !flat.contains("DBAGENT_CONFIG="),
+        "{}",
+        run.stdout
+    );
     let run = run_in(dir.path(), &["no-such-command"], &[]);
     assert_eq!(run.code, 2);
 }
