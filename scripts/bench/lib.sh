@@ -132,7 +132,7 @@ bench_dbagent_setup() {
     echo "bench: cargo build --release failed: the dbagent halves are skipped" >&2
     return 0
   fi
-  install -m 0755 target/release/dbagent "$BENCH_DIR/bin/dbagent"
+  install -m 0755 "${CARGO_TARGET_DIR:-target}/release/dbagent" "$BENCH_DIR/bin/dbagent"
   install -m 0755 scripts/bench/push-each.sh "$BENCH_DIR/bin/push-each.sh"
   install -m 0755 scripts/bench/get-each.sh "$BENCH_DIR/bin/get-each.sh"
   bench_dbagent=$BENCH_DIR/bin/dbagent

@@ -64,7 +64,7 @@ pub struct Finding {
     pub object: String,
     pub summary: String,
     pub impact: Impact,
-    /// Kind-specific figures (documented in the README).
+    /// Kind-specific figures (documented in docs/advisor.md).
     pub evidence: serde_json::Value,
     /// SQL to review; dbagent never runs it.
     pub action: String,

@@ -1060,6 +1060,55 @@ mod tests {
         }
     }
 
+    /// docs/alerting.md's "Shipped rules" names every rule of alerts.yml, and its table gives
+    /// each listed rule's `for` and severity as the file has them.
+    #[test]
+    fn the_docs_shipped_rules_are_the_shipped_alerts_file() {
+        let f = AlertsFile::parse(EXAMPLE, Path::new("alerts.yml")).unwrap();
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/alerting.md"))
+            .unwrap();
+        let section = doc
+            .split("\n## Shipped rules\n")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("docs/alerting.md has a `## Shipped rules` section");
+        let mut rows = 0;
+        for row in section
+            .lines()
+            .skip_while(|l| !l.starts_with("| Rule |"))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+        {
+            let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+            let name = cells[0].trim_matches('`');
+            let rule = f
+                .rules
+                .iter()
+                .find(|r| r.name == name)
+                .unwrap_or_else(|| panic!("docs/alerting.md lists {name}, not in alerts.yml"));
+            let (for_, severity) = (cells[cells.len() - 2], cells[cells.len() - 1]);
+            assert_eq!(
+                de::parse_duration(for_).ok(),
+                Some(rule.for_),
+                "docs/alerting.md: `for` of {name}"
+            );
+            assert_eq!(
+                rule.labels.get("severity").map(String::as_str),
+                Some(severity),
+                "docs/alerting.md: severity of {name}"
+            );
+            rows += 1;
+        }
+        assert!(rows > 20, "{rows} rows");
+        for rule in &f.rules {
+            assert!(
+                section.contains(&format!("`{}`", rule.name)),
+                "docs/alerting.md, Shipped rules, does not name alerts.yml's {}",
+                rule.name
+            );
+        }
+    }
+
     #[test]
     fn the_shipped_alerts_file_parses() {
         let f = AlertsFile::parse(EXAMPLE, Path::new("alerts.yml")).unwrap();

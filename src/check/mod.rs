@@ -10,6 +10,7 @@
 mod databases;
 mod drill;
 mod objectives;
+pub mod registry;
 mod repository;
 mod result;
 mod server;
@@ -24,10 +25,9 @@ pub use result::{CheckResult, ServerInfo, Status};
 
 use crate::config::Config;
 
-/// Every check `run` can report, in the order it reports them, with what it looks at. `check
-/// --help` is generated from this list, and a report naming a check that is not here fails
-/// the debug build's assertion in [`Report::new`] (every integration test of `check`).
-pub const CHECKS: &[(&str, &str)] = &[
+/// What each check of [`registry::NAMES`] looks at, in a few words, for `check --help` (a test
+/// holds the two lists together).
+const DESCRIPTIONS: &[(&str, &str)] = &[
     ("connection", "the server accepts dbagent's connection"),
     ("server_version", "a supported PostgreSQL major version"),
     (
@@ -86,11 +86,17 @@ pub const CHECKS: &[(&str, &str)] = &[
     ),
 ];
 
-/// `check --help`'s list of checks: one line each, from [`CHECKS`].
+/// `check --help`'s list of checks: one line each, every name of [`registry::NAMES`] in report
+/// order, with what it looks at.
 pub fn checks_help() -> String {
-    let width = CHECKS.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-    let mut out = format!("Checks ({}):\n", CHECKS.len());
-    for (name, what) in CHECKS {
+    let names = registry::NAMES;
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut out = format!("Checks ({}):\n", names.len());
+    for name in names {
+        let what = DESCRIPTIONS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, w)| w);
         out.push_str(&format!("  {name:<width$}  {what}\n"));
     }
     out
@@ -122,8 +128,8 @@ impl Report {
         let mut counts = Counts::default();
         for c in &checks {
             debug_assert!(
-                cfg!(test) || CHECKS.iter().any(|(name, _)| *name == c.name),
-                "check `{}` is not in check::CHECKS (and so not in `check --help`)",
+                registry::is_check(c.name),
+                "check `{}` is not in check::registry::NAMES",
                 c.name
             );
             match c.status {
@@ -217,8 +223,9 @@ mod tests {
     use super::*;
 
     /// The names the check sources report (string literals given to `CheckResult::ok`,
-    /// `CheckResult::problem`, `unknown`, or bound to `name`/`NAME`/`name:`) are exactly
-    /// [`CHECKS`]: a new check cannot be left out of `check --help`, nor a removed one stay.
+    /// `CheckResult::problem`, `unknown`, or bound to `name`/`NAME`/`name:`) are exactly the
+    /// registry's, and each has a description: a new check cannot be left out of the registry
+    /// or `check --help`, nor a removed one stay.
     #[test]
     fn checks_list_matches_the_names_the_sources_report() {
         let sources = [
@@ -241,11 +248,13 @@ mod tests {
             .collect();
         found.sort_unstable();
         found.dedup();
-        let mut listed: Vec<&str> = CHECKS.iter().map(|(n, _)| *n).collect();
+        let mut listed: Vec<&str> = registry::NAMES.to_vec();
         listed.sort_unstable();
         assert_eq!(found, listed);
+        let described: Vec<&str> = DESCRIPTIONS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(described, registry::NAMES, "DESCRIPTIONS, in report order");
         let help = checks_help();
-        for (name, _) in CHECKS {
+        for name in registry::NAMES {
             assert!(help.contains(&format!("  {name} ")), "{help}");
         }
     }
@@ -254,9 +263,9 @@ mod tests {
     fn overall_status_is_the_worst_with_unknown_below_warning() {
         let r = Report::new(
             vec![
-                CheckResult::ok("a", "fine"),
-                CheckResult::problem("b", Status::Unknown, "?", "x"),
-                CheckResult::problem("c", Status::Warning, "meh", "y"),
+                CheckResult::ok("connection", "fine"),
+                CheckResult::problem("settings", Status::Unknown, "?", "x"),
+                CheckResult::problem("wal_level", Status::Warning, "meh", "y"),
             ],
             None,
             Duration::ZERO,
@@ -264,7 +273,7 @@ mod tests {
         assert_eq!(r.status, Status::Warning);
         assert_eq!(r.exit_code, 1);
         assert!(
-            r.summary.starts_with("DBAGENT WARNING: c: meh"),
+            r.summary.starts_with("DBAGENT WARNING: wal_level: meh"),
             "{}",
             r.summary
         );

@@ -27,7 +27,7 @@ first run can only report what needs no history (duplicates, hints). `dbagent ru
 monitor.advisor_interval. The report says which part of the window was really observed.
 Exit 0 when the report was made (findings or not), 1 when it could not be.")]
 pub struct AdviseArgs {
-    /// Print the report as JSON (shape documented in the README)
+    /// Print the report as JSON (shape documented in docs/advisor.md)
     #[arg(long)]
     pub json: bool,
     /// The window to judge usage over [default: monitor.advisor_window, 7d]

@@ -8,7 +8,7 @@ use dbagent::check::{self, Status};
 #[derive(Debug, clap::Args)]
 #[command(after_help = after_help())]
 pub struct CheckArgs {
-    /// Print the report as JSON (shape documented in the README)
+    /// Print the report as JSON (shape documented in docs/commands.md)
     #[arg(long)]
     pub json: bool,
 }

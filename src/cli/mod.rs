@@ -1,7 +1,7 @@
 //! The command line: the clap definition of every command (also the source of `--help`, and
 //! later of the man page and shell completions), and the dispatch to one file per command.
 //!
-//! Exit codes (documented in `--help` and the README):
+//! Exit codes (documented in `--help` and docs/commands.md):
 //! - 0 success; 1 the command failed (one line on stderr says what and what to do);
 //!   2 bad usage (unknown flag or command).
 //! - `check` uses the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also
@@ -25,6 +25,7 @@ mod check;
 mod config;
 mod drill;
 mod generate;
+mod info;
 mod jobs;
 mod progress;
 mod restore;
@@ -57,6 +58,8 @@ Exit codes:
            restore (recovery aborts)
   restore: 0 restored (with --start: the requested target was reached), 1 refused or failed
            (--guided without a terminal: 1, and the equivalent command line is printed)
+  info: 0 shown, 1 the repository holds nothing yet, 3 configuration unreadable,
+        4 repository unreadable
   drill: 0 the restore drill passed, 1 it failed (recorded; check reports last_drill CRITICAL)
   wal verify: 0 the WAL recovery needs is present and intact, 1 a segment is missing, damaged
            or unreadable or histories disagree (each named), 2 the archive could not be verified";
@@ -127,6 +130,8 @@ pub enum Command {
     Generate(generate::GenerateCommand),
     /// Point-in-time restore into a directory: plan proven first, then extract, configure, start
     Restore(restore::RestoreArgs),
+    /// The repository at a glance: backups, WAL and its gaps, the recoverable window, drill, RPO
+    Info(info::InfoArgs),
     /// Prove the newest backup restores: restore to scratch, replay, verify, time it (RTO), record
     Drill(drill::DrillArgs),
     /// Create a named restore point on the server and record it for `restore --target name:NAME`
@@ -180,6 +185,7 @@ fn dispatch(cli: &Cli) -> CmdResult {
         Command::Restore(ref args) => restore::run(cli, args),
         Command::RestorePoint(ref args) => restore_point::run(cli, args),
         Command::Drill(ref args) => drill::run(cli, args),
+        Command::Info(ref args) => info::run(cli, args),
         Command::Wal(ref cmd) => wal::run(cli, cmd),
         Command::WalPush(ref args) => wal_push::run(cli, args),
         Command::WalGet(ref args) => wal_get::run(cli, args),

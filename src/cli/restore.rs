@@ -25,11 +25,15 @@ name:NAME (a restore point; `dbagent restore-point --list`).
 
 Before anything is written the plan is proven: the chosen backup can reach the target, every
 WAL segment (and timeline history file) from the backup's start to the target is archived,
-and DIR is not a running server's directory and is empty (unless --force). Then the backup is
+and DIR is not a running server's directory and is empty (unless --force); a time target
+also needs a transaction committed after it in that WAL (`dbagent info` shows the window of
+times a restore reaches). Then the backup is
 extracted (checksums verified, tablespaces to their original locations or --tablespace-map),
 and recovery.signal plus the recovery settings (restore_command = dbagent wal-get) are
-written. With --start the server is started as the data directory's owner and followed until
-recovery ends; otherwise the pg_ctl command to start it is printed.
+written. A copy (DIR is not postgres.pgdata) gets a unix socket directory of its own next to
+it, DIR.socket. With --start the server is started as the data directory's owner and followed
+until recovery ends, and the last line is the psql command that connects to it; otherwise the
+pg_ctl command to start it is printed.
 
 --guided asks for each choice on a terminal (backups and recorded restore points are listed
 with their times; a bad value is asked again), shows the proven plan, asks to confirm, then
@@ -208,6 +212,16 @@ fn request_from(
             .ok_or_else(|| anyhow!("--tablespace-map {m}: expected OID=DIR or NAME=DIR"))?;
         tablespace_map.push((k.to_string(), PathBuf::from(v)));
     }
+    // A copy gets a socket directory of its own, next to it (not the source's).
+    let extra_settings = (!in_place)
+        .then(|| restore::socket_dir(&to))
+        .flatten()
+        .map(|dir| plan::Setting {
+            name: "unix_socket_directories".into(),
+            value: dir.display().to_string(),
+        })
+        .into_iter()
+        .collect();
     Ok(Request {
         to,
         target,
@@ -222,7 +236,7 @@ fn request_from(
         no_archive,
         in_place,
         notes,
-        extra_settings: Vec::new(),
+        extra_settings,
     })
 }
 
@@ -290,6 +304,8 @@ fn carry_out(
             tracing::info!("{line}");
         }
     };
+    // Before anything of the backup is written: a copy's own socket directory.
+    restore::prepare_socket_dir(plan)?;
     let executed = restore::execute(repo, plan, &mut progress)?;
     progress(&format!(
         "backup {} extracted into {} in {}; recovery settings and recovery.signal written",
@@ -317,6 +333,20 @@ fn carry_out(
         }
         None => None,
     };
+    // How to connect, when the server runs (promoted or paused at the target).
+    let psql_command = outcome
+        .as_ref()
+        .filter(|o| o.state == "promoted" || o.state == "paused")
+        .map(|o| {
+            let port = o.port.unwrap_or_else(|| restore::configured_port(&plan.to));
+            let user = config
+                .postgres
+                .conninfo
+                .get("user")
+                .map(str::to_string)
+                .or_else(|| std::env::var("PGUSER").ok());
+            restore::psql_command(plan, port, user.as_deref())
+        });
     if args.json {
         let out = json!({
             "dry_run": false,
@@ -324,6 +354,7 @@ fn carry_out(
             "executed": executed,
             "start_command": start_command,
             "outcome": outcome,
+            "psql_command": psql_command,
         });
         outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(());
@@ -355,6 +386,9 @@ fn carry_out(
             plan.to.display()
         ),
     }?;
+    if let Some(psql) = psql_command {
+        outln!("connect with: {psql}")?;
+    }
     Ok(())
 }
 

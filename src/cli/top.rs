@@ -33,7 +33,7 @@ execution times (planning not included); MEAN is TOTAL / CALLS over the window.
 
 The table shows rank, calls, total and mean time, rows, database and the statement's text
 (as pg_stat_statements shows it: constants replaced by $1, $2, ...), cut to fit 80 columns;
---json prints every field and the full text (shape in the README).
+--json prints every field and the full text (shape in docs/commands.md).
 
 Exit codes: 0 success, also when nothing has been recorded yet (the output says what to do);
 1 the state database cannot be read; 2 bad usage.")]
@@ -47,7 +47,7 @@ pub struct TopArgs {
     /// Show at most N statements
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: u64,
-    /// Print JSON (shape documented in the README)
+    /// Print JSON (shape documented in docs/commands.md)
     #[arg(long)]
     pub json: bool,
 }

@@ -36,7 +36,7 @@ changed (name, size or modification time); --full re-reads everything. `dbagent 
 archive.
 
 Output: one line per timeline, one line per problem (MISSING, DAMAGED, UNREADABLE, CONFLICT),
-then a summary line. --json prints one object (shape in the README).
+then a summary line. --json prints one object (shape in docs/commands.md).
 
 Exit codes: 0 everything needed is present and intact and the histories agree; 1 a segment
 is missing, damaged or unreadable, or histories disagree (each named); 2 the archive could

@@ -1097,4 +1097,111 @@ mod tests {
                 .contains("empty")
         );
     }
+
+    /// The keys valid at one place of dbagent.yml, as the "unknown key" error lists them;
+    /// `None` when the place takes no mapping of keys (a scalar, a list).
+    fn keys_at(path: &[&str]) -> Option<Vec<String>> {
+        let mut yaml = String::new();
+        for (depth, key) in path.iter().enumerate() {
+            yaml.push_str(&format!("{}{key}:\n", "  ".repeat(depth)));
+        }
+        yaml.push_str(&format!("{}zz_not_a_key: 1\n", "  ".repeat(path.len())));
+        let err = parse(&yaml)
+            .expect_err("an unknown key is an error")
+            .to_string();
+        let (_, list) = err.split_once("valid keys here: ")?;
+        Some(list.trim().split(", ").map(str::to_string).collect())
+    }
+
+    /// Every key of dbagent.yml, two levels deep (`postgres.conninfo`, `state_dir`), found
+    /// from the configuration model itself.
+    fn model_keys() -> std::collections::BTreeSet<String> {
+        let mut keys = std::collections::BTreeSet::new();
+        for section in keys_at(&[]).expect("the top level lists its keys") {
+            match keys_at(&[&section]) {
+                Some(children) => {
+                    keys.extend(children.iter().map(|c| format!("{section}.{c}")));
+                }
+                None => {
+                    keys.insert(section);
+                }
+            }
+        }
+        keys
+    }
+
+    /// The keys of the table in docs/configuration.md: each row's first cell, where
+    /// "`repository.bucket`, `.prefix`" names `repository.bucket` and `repository.prefix`.
+    /// Returns each key with the rest of its row.
+    fn documented_keys() -> Vec<(String, String)> {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/configuration.md"
+        ))
+        .expect("read docs/configuration.md");
+        let table = doc
+            .split("\n## Configuration reference\n")
+            .nth(1)
+            .expect("docs/configuration.md has a `## Configuration reference` section");
+        let mut out = Vec::new();
+        for row in table
+            .lines()
+            .skip_while(|l| !l.starts_with("| Key"))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+        {
+            let (first, rest) = row
+                .trim_start_matches('|')
+                .split_once('|')
+                .expect("a table row has cells");
+            let mut parent = String::new();
+            for name in first.split(',').map(|k| k.trim().trim_matches('`')) {
+                let key = match name.strip_prefix('.') {
+                    Some(tail) => format!("{parent}.{tail}"),
+                    None => {
+                        parent = name.rsplit_once('.').map_or("", |(p, _)| p).to_string();
+                        name.to_string()
+                    }
+                };
+                out.push((key, rest.to_string()));
+            }
+        }
+        out
+    }
+
+    /// docs/configuration.md's reference names every key of the model, and only those; a key
+    /// whose value is a mapping (`http.tls`) names its own keys in its row.
+    #[test]
+    fn the_docs_configuration_reference_lists_every_key() {
+        let documented = documented_keys();
+        let doc_set: std::collections::BTreeSet<String> =
+            documented.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(doc_set.len(), documented.len(), "a key is listed twice");
+        let model = model_keys();
+        assert!(model.len() > 60, "{model:?}");
+        // The probe reaches the keys of a mapping-valued key too.
+        assert_eq!(
+            keys_at(&["http", "tls"]),
+            Some(vec!["cert".to_string(), "key".to_string()])
+        );
+        let missing: Vec<&String> = model.difference(&doc_set).collect();
+        let unknown: Vec<&String> = doc_set.difference(&model).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "docs/configuration.md: keys missing from the reference: {missing:?}; \
+             documented keys the configuration does not have: {unknown:?}"
+        );
+        for (key, row) in &documented {
+            let path: Vec<&str> = key.split('.').collect();
+            if path.len() < 2 {
+                continue;
+            }
+            for sub in keys_at(&path).unwrap_or_default() {
+                assert!(
+                    row.contains(&sub),
+                    "docs/configuration.md: the row of `{key}` does not name its key `{sub}`"
+                );
+            }
+        }
+    }
 }

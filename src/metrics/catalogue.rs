@@ -1,7 +1,7 @@
 //! The catalogue: every metric family dbagent emits, defined once (name, type, HELP text,
 //! label names). Collectors, the poller, the alert evaluation, the outbox, the scheduler and
 //! the HTTP endpoint build their families from these entries ([`Family::of`]), never from a
-//! literal name. README's metrics reference is this table (a test compares them row by row),
+//! literal name. The metrics reference in docs/metrics.md is this table (a test compares them row by row),
 //! and the shipped alerts.yml names only metrics listed here (a test in `alert::rules`).
 //!
 //! Two name sets, chosen by `monitor.metric_names` ([`super::NameSet`]):
@@ -28,7 +28,7 @@ pub struct Desc {
     pub name: &'static str,
     pub kind: Kind,
     pub help: &'static str,
-    /// Label names, as README's metrics reference lists them.
+    /// Label names, as the metrics reference (docs/metrics.md) lists them.
     pub labels: &'static [&'static str],
 }
 
@@ -2294,7 +2294,7 @@ pub const PROCESS_VIRTUAL_MEMORY_MAX_BYTES: Desc = Desc {
     labels: &[],
 };
 
-/// Every entry, sorted by name (README's order).
+/// Every entry, sorted by name (the order of docs/metrics.md).
 pub const ALL: &[Desc] = &[
     DBAGENT_ADVISOR_FINDINGS,
     DBAGENT_ADVISOR_HOTSPOT_LARGEST_TABLE_BYTES,
@@ -2620,8 +2620,8 @@ const CHECKPOINTS_BEFORE_17: &str = "pg_stat_bgwriter_checkpoint* (every version
 const IO_BEFORE_16: &str = "pg_stat_bgwriter_buffers_* and pg_stat_database_blks_* (before 16)";
 const WAL_IO_ON_18: &str = "pg_stat_io_* with object=\"wal\" (16 and later)";
 
-/// The version table: families that exist on some PostgreSQL versions only (README's
-/// "Versions" table). The alert rules are checked against it once the server's version is
+/// The version table: families that exist on some PostgreSQL versions only (docs/metrics.md's
+/// "PostgreSQL versions" table). The alert rules are checked against it once the server's version is
 /// known (`alert::rules::AlertsFile::check_server_version`).
 pub const VERSIONED: &[(&Desc, Versions)] = &[
     (
@@ -2858,16 +2858,16 @@ mod tests {
         assert_eq!(set_of("pg_replication_lag_seconds"), Set::Both);
     }
 
-    /// README's metrics reference is this catalogue, row by row: name (with its name set when
-    /// it is in one only), type, labels, HELP.
+    /// The metrics reference of docs/metrics.md is this catalogue, row by row: name (with its
+    /// name set when it is in one only), type, labels, HELP.
     #[test]
-    fn the_readme_metrics_reference_is_the_catalogue() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-        let section = readme
-            .split("### Metrics reference")
+    fn the_docs_metrics_reference_is_the_catalogue() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
+            .unwrap();
+        let section = doc
+            .split("\n## Metrics reference\n")
             .nth(1)
-            .expect("README has a `### Metrics reference` section");
+            .expect("docs/metrics.md has a `## Metrics reference` section");
         let rows: Vec<String> = section
             .lines()
             .skip_while(|l| !l.starts_with('|'))
@@ -2897,12 +2897,12 @@ mod tests {
             })
             .collect();
         for (i, (r, e)) in rows.iter().zip(&expected).enumerate() {
-            assert_eq!(r, e, "README metrics reference, row {}", i + 1);
+            assert_eq!(r, e, "docs/metrics.md metrics reference, row {}", i + 1);
         }
         assert_eq!(
             rows.len(),
             expected.len(),
-            "rows in README vs entries in the catalogue"
+            "rows in docs/metrics.md vs entries in the catalogue"
         );
     }
 

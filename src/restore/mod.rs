@@ -13,6 +13,7 @@ pub mod points;
 pub mod recovery;
 pub mod target;
 pub mod timeline;
+pub mod window;
 
 use std::io::{self, BufRead, Seek};
 use std::path::{Path, PathBuf};
@@ -395,6 +396,107 @@ pub fn move_off_busy_port(plan: &RestorePlan) -> Result<Option<(u16, u16)>, Rest
     Ok(Some((busy, chosen)))
 }
 
+/// The directory of a restored copy's own unix socket, next to its data directory
+/// (`/srv/restored` → `/srv/restored.socket`): a copy must not put its socket in the
+/// source's socket directory. `None` when the socket's path would be too long (108 bytes).
+pub fn socket_dir(to: &Path) -> Option<PathBuf> {
+    let mut name = to.file_name()?.to_os_string();
+    name.push(".socket");
+    let dir = to.with_file_name(name);
+    (dir.as_os_str().len() + "/.s.PGSQL.65535".len() < 108).then_some(dir)
+}
+
+/// The socket directory the plan gives the restored server (`unix_socket_directories`).
+fn planned_socket_dir(plan: &RestorePlan) -> Option<PathBuf> {
+    plan.settings
+        .iter()
+        .rev()
+        .find(|s| s.name == "unix_socket_directories")
+        .map(|s| PathBuf::from(&s.value))
+}
+
+/// Creates the socket directory the plan gives the restored server, owned by the server's
+/// OS user (mode 0755: the socket itself is reachable as PostgreSQL's default allows).
+pub fn prepare_socket_dir(plan: &RestorePlan) -> Result<Option<PathBuf>, RestoreError> {
+    let Some(dir) = planned_socket_dir(plan) else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir, "create"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err(&dir, "set the permissions of"))?;
+    if let Some(o) = &plan.owner {
+        nix::unistd::chown(
+            &dir,
+            Some(nix::unistd::Uid::from_raw(o.uid)),
+            Some(nix::unistd::Gid::from_raw(o.gid)),
+        )
+        .map_err(|e| io_err(&dir, "change the owner of")(io::Error::from(e)))?;
+    }
+    Ok(Some(dir))
+}
+
+/// The authentication method of the first pg_hba.conf line for a connection of `kind`
+/// (`local`, or `host` for TCP on loopback) to database `postgres` as `user`.
+fn hba_method(hba: &str, kind: &str, user: &str) -> Option<String> {
+    hba.lines().find_map(|l| {
+        let f: Vec<&str> = l.split('#').next()?.split_whitespace().collect();
+        let (t, db, u) = (*f.first()?, *f.get(1)?, *f.get(2)?);
+        let type_ok = match kind {
+            "local" => t == "local",
+            _ => t.starts_with("host"),
+        };
+        let db_ok = db.split(',').any(|d| matches!(d, "all" | "postgres"));
+        let user_ok = u.split(',').any(|x| x == "all" || x == user);
+        if !(type_ok && db_ok && user_ok) {
+            return None;
+        }
+        // `host` lines name an address before the method.
+        let method = if t == "local" { f.get(3) } else { f.get(4) };
+        method.map(|m| m.to_string())
+    })
+}
+
+/// The psql command that connects to the restored server now listening on `port`: through
+/// its own socket directory when it has one (else TCP on loopback), as the user the restored
+/// pg_hba.conf lets in: the configured user (`conn_user`) when it trusts or asks a password,
+/// the server's OS user for `peer`. A password method gets a note saying whose password.
+pub fn psql_command(plan: &RestorePlan, port: u16, conn_user: Option<&str>) -> String {
+    let os_user = plan.owner.as_ref().map(|o| o.user.clone()).or_else(|| {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    });
+    let user = conn_user
+        .map(str::to_string)
+        .or_else(|| os_user.clone())
+        .unwrap_or_else(|| "postgres".into());
+    let hba = std::fs::read_to_string(plan.to.join("pg_hba.conf")).unwrap_or_default();
+    let (host, kind) = match planned_socket_dir(plan) {
+        Some(dir) => (dir.display().to_string(), "local"),
+        None => ("127.0.0.1".to_string(), "host"),
+    };
+    let method = hba_method(&hba, kind, &user);
+    let (user, sudo, note) = match method.as_deref() {
+        Some("peer" | "ident") => {
+            let os = os_user.unwrap_or_else(|| "postgres".into());
+            let sudo = plan.owner.as_ref().map_or(String::new(), |o| {
+                format!("sudo -u {} ", recovery::shell_quote(&o.user))
+            });
+            (os, sudo, String::new())
+        }
+        Some("md5" | "scram-sha-256" | "password") => (
+            user.clone(),
+            String::new(),
+            format!(" (asks for the password of {user}, as on the source server)"),
+        ),
+        _ => (user, String::new(), String::new()),
+    };
+    let conninfo = format!("host={host} port={port} dbname=postgres user={user}");
+    format!("{sudo}psql {}{note}", recovery::shell_quote(&conninfo))
+}
+
 /// The log file the restored server writes while dbagent follows it.
 pub fn log_path(plan: &RestorePlan) -> PathBuf {
     plan.to.join("restore.log")
@@ -774,6 +876,26 @@ fn off_history(plan: &RestorePlan, state: &LogState) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_matching_pg_hba_line_decides_how_psql_connects() {
+        let hba = "# comment\nlocal replication all trust\nlocal all postgres peer\nlocal all all scram-sha-256\nhost all all 127.0.0.1/32 md5\n";
+        assert_eq!(
+            hba_method(hba, "local", "postgres").as_deref(),
+            Some("peer")
+        );
+        assert_eq!(
+            hba_method(hba, "local", "dbagent").as_deref(),
+            Some("scram-sha-256")
+        );
+        assert_eq!(hba_method(hba, "host", "dbagent").as_deref(), Some("md5"));
+        assert_eq!(hba_method("", "local", "x"), None);
+        assert_eq!(
+            socket_dir(Path::new("/srv/restored")),
+            Some(PathBuf::from("/srv/restored.socket"))
+        );
+        assert_eq!(socket_dir(&Path::new("/x").join("y".repeat(100))), None);
+    }
 
     #[test]
     fn a_segment_replayed_off_the_chosen_path_is_caught() {

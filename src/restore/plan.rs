@@ -654,7 +654,9 @@ impl Facts {
                 || "the end of the newest backup".to_string(),
                 |t| format!("about {t} (the newest archived WAL)"),
             );
-        format!("the earliest point that can be restored to now is {earliest}, the latest {latest}")
+        format!(
+            "the earliest point that can be restored to now is {earliest}, the latest {latest} (`dbagent info` shows the exact window)"
+        )
     }
 }
 
@@ -766,7 +768,63 @@ fn check_usage(req: &Request) -> Result<(), PlanError> {
 pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
     check_usage(req)?;
     let facts = gather(repo, req)?;
-    decide(req, &facts)
+    let plan = decide(req, &facts)?;
+    if let Target::Time(t) = req.target {
+        prove_time(repo, &facts, &plan, t)?;
+    }
+    Ok(plan)
+}
+
+/// A time target is reached only if the WAL the plan replays holds a transaction committed
+/// after it (PostgreSQL stops there; without one, recovery ends before the target and the
+/// server refuses to start): refused otherwise, saying the latest time that is reached. Reads
+/// the newest archived segments of the plan's range (see [`super::window`]).
+pub fn prove_time(
+    repo: &Repo,
+    facts: &Facts,
+    plan: &RestorePlan,
+    t: jiff::Timestamp,
+) -> Result<(), PlanError> {
+    let tl = &facts.timelines;
+    let seg = tl.seg_size;
+    let segno = |name: &str| crate::wal::name::WalName::parse(name).map(|w| w.segno(seg));
+    let (Some(first), Some(last)) = (segno(&plan.wal.first), segno(&plan.wal.last)) else {
+        return Ok(());
+    };
+    let commit = super::window::last_commit(repo, tl, &plan.timeline.path, first, last)
+        .map_err(io_err(&facts.wal_dir, "read the archived WAL in"))?;
+    if commit.is_some_and(|c| c.stops(t, plan.inclusive)) {
+        return Ok(());
+    }
+    let why = match commit {
+        Some(c) => format!(
+            "the newest transaction in the WAL it would replay (backup {} to segment {}; {}) committed at {}, and recovery to a time stops only at a transaction committed after the target: PostgreSQL would end recovery before it and refuse to start",
+            plan.backup.id,
+            plan.wal.last,
+            plan.wal.end,
+            pg_time(c.time)
+        ),
+        None => format!(
+            "the WAL it would replay (backup {} to segment {}; {}) holds no committed transaction, and recovery to a time stops only at a transaction committed after the target",
+            plan.backup.id, plan.wal.last, plan.wal.end
+        ),
+    };
+    let latest = match commit {
+        Some(c) if c.latest_target() >= plan.backup.stop_time => format!(
+            "the latest time backup {} reaches is {} (`dbagent info` shows the recoverable window)",
+            plan.backup.id,
+            pg_time(c.latest_target())
+        ),
+        _ => format!(
+            "backup {} reaches no time; `--target immediate` (its end) or `latest` still work (`dbagent info` shows the recoverable window)",
+            plan.backup.id
+        ),
+    };
+    Err(PlanError::Unreachable {
+        what: format!("time {}", pg_time(t)),
+        why,
+        latest,
+    })
 }
 
 /// The closest recorded name to `name` (edit distance at most a third of its length).
@@ -950,6 +1008,26 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
             p.lsn.segno(seg).max(range.last),
             format!("the segment holding restore point {n} (LSN {})", p.lsn),
         ),
+        (Target::Time(_), _) => {
+            // Replay reads the archive until the target or the first missing segment: the
+            // unbroken run from the backup is what a time target can reach (proven against
+            // its newest commit in `make`).
+            let newest = newest_on_path.unwrap_or(range.last).max(range.last);
+            let run = super::window::contiguous_end(tl, &path, first, newest)
+                .unwrap_or(range.last)
+                .max(range.last);
+            let why = match super::window::gap_after(tl, &path, run, newest) {
+                Some((from, to)) => format!(
+                    "the newest segment archived before the gap {from}..{to} on timeline {target_tli}'s history: where {} falls in the WAL is only known during replay",
+                    req.target.describe()
+                ),
+                None => format!(
+                    "the newest archived segment on timeline {target_tli}'s history: where {} falls in the WAL is only known during replay",
+                    req.target.describe()
+                ),
+            };
+            (run, why)
+        }
         _ => {
             let newest = newest_on_path.unwrap_or(range.last).max(range.last);
             let why = match req.target {

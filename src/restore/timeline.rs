@@ -175,6 +175,13 @@ fn continuation(tl: &Timelines, set: &[u32], mut x: u32) -> u32 {
     }
 }
 
+/// Whether WAL archived at `last` was written at or after `t`, to the second: an object
+/// store keeps modification times in whole seconds (S3's Last-Modified), so a segment holding
+/// a commit made at 10:00:00.7 can read as archived at 10:00:00.
+fn archived_by(last: jiff::Timestamp, t: jiff::Timestamp) -> bool {
+    last.as_second() >= t.as_second()
+}
+
 /// Whether the WAL of `tli` itself (not its ancestors') reaches segment `segno`.
 fn own_wal_reaches(tl: &Timelines, tli: u32, segno: u64) -> bool {
     tl.get(tli)
@@ -453,7 +460,7 @@ pub fn decide(
                         && tl
                             .get(x)
                             .and_then(|a| a.last_archived())
-                            .is_some_and(|last| last >= t)
+                            .is_some_and(|last| archived_by(last, t))
                 })
                 .collect();
             match live_at.as_slice() {
@@ -479,7 +486,7 @@ pub fn decide(
                                         && tl
                                             .get(p)
                                             .and_then(|a| a.last_archived())
-                                            .is_none_or(|last| last < t)
+                                            .is_none_or(|last| !archived_by(last, t))
                                         && !live_at.contains(&p)
                                 })
                                 && tl.get(x).is_some_and(|a| !a.segments.is_empty())

@@ -563,6 +563,33 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// docs/repository.md's "State directory layout" names every table of the schema.
+    #[test]
+    fn the_docs_state_directory_layout_names_every_table() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/repository.md"))
+                .expect("read docs/repository.md");
+        let section = doc
+            .split("\n## State directory layout\n")
+            .nth(1)
+            .expect("docs/repository.md has a `## State directory layout` section");
+        let mut tables = 0;
+        for (_, sql) in MIGRATIONS {
+            for part in sql.split("CREATE TABLE ").skip(1) {
+                let name = part
+                    .split_whitespace()
+                    .find(|w| !matches!(*w, "IF" | "NOT" | "EXISTS"))
+                    .expect("a table name");
+                tables += 1;
+                assert!(
+                    section.contains(name),
+                    "docs/repository.md, State directory layout, does not name table {name}"
+                );
+            }
+        }
+        assert!(tables > 15, "{tables} tables");
+    }
+
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }

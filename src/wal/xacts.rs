@@ -111,6 +111,8 @@ pub struct Scanner {
     /// Transactions (and subtransactions) with a commit or abort record in the stream.
     done: BTreeSet<u32>,
     last_commit: Option<jiff::Timestamp>,
+    /// Where the newest commit record starts.
+    last_commit_lsn: Option<Lsn>,
     end: u64,
 }
 
@@ -129,8 +131,15 @@ impl Scanner {
             max_xid_after: None,
             done: BTreeSet::new(),
             last_commit: None,
+            last_commit_lsn: None,
             end: 0,
         }
+    }
+
+    /// The newest commit record in what was fed (since the last gap): its time and where it
+    /// starts. A `recovery_target_time` before that time is reached in this WAL.
+    pub fn last_commit(&self) -> Option<(jiff::Timestamp, Lsn)> {
+        self.last_commit.zip(self.last_commit_lsn)
     }
 
     /// Reads the segment starting at LSN `start`. A segment that does not continue the one fed
@@ -300,6 +309,7 @@ impl Scanner {
                     self.done.extend(subxids);
                     if op == XLOG_XACT_COMMIT {
                         self.last_commit = Some(time);
+                        self.last_commit_lsn = Some(Lsn(at));
                     }
                 }
             }

@@ -78,7 +78,7 @@ pg_test!(
             poller.config.top_tables = 1;
             let families = collect_all(&poller);
             // postgres_exporter's names: promtool's only complaints are the accepted ones
-            // (README, Metric names), about the exporter's own names.
+            // (docs/metrics.md, Metric names), about the exporter's own names.
             let exporter = metrics::names::render_names(&families, NameSet::PostgresExporter);
             for complaint in promtool(&exporter).lines().filter(|l| !l.trim().is_empty()) {
                 assert!(

@@ -39,7 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // What watches the operations: collectors, `dbagent check`, notification delivery.
-    ("observation", &["collect", "check", "notify"]),
+    ("observation", &["collect", "check", "info", "notify"]),
     // Alert rules, state machine and silences (hand notifications to notify).
     ("alerting", &["alert"]),
     // The long-running services of the agent: the HTTP endpoint and the scheduler.

@@ -587,8 +587,8 @@ const SITUATIONAL: &[(&str, &str)] = &[
     ),
 ];
 
-/// The metric names of the catalogue (`dbagent::metrics::catalogue`), which README's metrics
-/// reference lists row by row (a unit test of the catalogue compares them).
+/// The metric names of the catalogue (`dbagent::metrics::catalogue`), which docs/metrics.md's
+/// metrics reference lists row by row (a unit test of the catalogue compares them).
 fn catalogue_metric_names() -> std::collections::BTreeSet<String> {
     dbagent::metrics::catalogue::ALL
         .iter()
@@ -599,7 +599,7 @@ fn catalogue_metric_names() -> std::collections::BTreeSet<String> {
 /// A primary with a streaming standby, a sidecar on each, a backup, a drill, a WAL
 /// verification, alerts routed to
 /// a recorder, a bloated table and queries in pg_stat_statements: the metric names exported
-/// then are what the Grafana dashboard and README may name.
+/// then are what the Grafana dashboard and docs/metrics.md may name.
 #[test]
 fn the_dashboard_and_the_readme_name_only_metrics_dbagent_exports() {
     use crate::support::cluster::PgVersion;
@@ -721,7 +721,7 @@ fn the_dashboard_and_the_readme_name_only_metrics_dbagent_exports() {
         .expect("dump /metrics");
     }
 
-    // The catalogue (and so README's metrics reference) lists exactly what is exported (plus
+    // The catalogue (and so docs/metrics.md's metrics reference) lists exactly what is exported (plus
     // the situational ones).
     // Both name sets are served (metric_names: both); pg_settings_* stands for one family per
     // server setting.

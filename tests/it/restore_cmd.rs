@@ -657,3 +657,64 @@ pg_test!(restore_with_prefetch_on_reaches_the_same_data, |v| {
         std::thread::sleep(Duration::from_millis(200));
     }
 });
+
+pg_test!(restore_start_prints_a_psql_command_that_connects, |v| {
+    let (agent, pg) = archived_cluster(v);
+    take_backup(&agent);
+    pg.psql("CREATE TABLE marker (i int)");
+    pg.psql("INSERT INTO marker VALUES (42)");
+    switch_and_wait(|s| pg.psql(s));
+
+    let scratch = Scratch::new();
+    let dir = scratch.path("copy");
+    let port = free_port();
+    let run = agent.run_copy(&[
+        "restore",
+        "--to",
+        dir.to_str().unwrap(),
+        "--start",
+        "--port",
+        &port.to_string(),
+        "--no-archive",
+    ]);
+    let _restored = Restored {
+        v,
+        data: dir.clone(),
+        port,
+    };
+    assert_eq!(run.code, 0, "{}", run.all());
+    let last = run.stdout.lines().last().unwrap_or_default();
+    // `connect with: psql 'host=<copy>.socket port=N dbname=postgres user=U'`
+    let conninfo = last
+        .strip_prefix("connect with: psql '")
+        .and_then(|r| r.split_once('\''))
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_else(|| panic!("the last line is not a psql command: {last:?}"));
+    let socket_dir = format!("{}.socket", dir.display());
+    assert!(
+        conninfo.contains(&format!("host={socket_dir} port={port} ")),
+        "{conninfo}"
+    );
+    assert!(
+        std::path::Path::new(&socket_dir)
+            .join(format!(".s.PGSQL.{port}"))
+            .exists(),
+        "the copy does not listen in its own socket directory {socket_dir}"
+    );
+    // As printed, never prompting, with no password from the environment.
+    let out = Command::new(v.bin("psql"))
+        .args(["-X", "-w", "-A", "-t", "-c", "SELECT i FROM marker"])
+        .arg(&conninfo)
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env("HOME", scratch.path(""))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{last}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+});

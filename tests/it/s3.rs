@@ -1191,3 +1191,57 @@ pg_test!(
         assert_eq!(listed(&a).len(), 1);
     }
 );
+
+pg_test!(s3_info_window_is_what_restore_reaches, |v| {
+    let bucket = "dbagent-info";
+    let s3 = S3Server::start();
+    s3.create_bucket(bucket);
+    let (agent, pg) = s3_cluster(v, &s3.repository_yaml(bucket, PREFIX), "");
+    pg.psql("CREATE TABLE t (i int)");
+    take_backup(&agent);
+    pg.psql("INSERT INTO t VALUES (1)");
+    pg.psql("INSERT INTO t VALUES (2)");
+    switch_and_wait(|s| pg.psql(s));
+
+    let run = agent.run(&["info", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let i = run.json();
+    assert_eq!(i["backups"]["count"], 1, "{i}");
+    assert!(i["repository"]["size_bytes"].as_u64().unwrap() > 0, "{i}");
+    assert!(i["wal"][0]["segments"].as_u64().unwrap() > 0, "{i}");
+    let w = &i["window"][0];
+    assert_eq!(
+        w["earliest"]["time"], i["backups"]["oldest"]["stop_time"],
+        "{i}"
+    );
+    let latest: jiff::Timestamp = w["latest"]["time"].as_str().unwrap().parse().unwrap();
+
+    let scratch = Scratch::new();
+    let (restored, json) = restore_started(
+        &agent,
+        v,
+        &scratch.path("latest"),
+        &format!("time:{latest}"),
+        &["--no-archive"],
+    );
+    assert_eq!(
+        restored.query("SELECT string_agg(i::text, ',') FROM t"),
+        "1",
+        "{json}"
+    );
+    drop(restored);
+    let after = agent.run_copy(&[
+        "restore",
+        "--to",
+        scratch.path("after").to_str().unwrap(),
+        "--target",
+        &format!("time:{}", latest + jiff::SignedDuration::from_secs(1)),
+        "--no-archive",
+    ]);
+    assert_eq!(after.code, 1, "{}", after.all());
+    assert!(
+        after.stderr.contains("cannot restore to time"),
+        "{}",
+        after.stderr
+    );
+});

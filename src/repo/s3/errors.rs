@@ -8,7 +8,7 @@ pub fn describe(e: &object_store::Error) -> String {
     match e {
         E::NotFound { .. } => "not found (no such object, or no such bucket)".into(),
         E::PermissionDenied { .. } => format!(
-            "permission denied by the server: {e}; check the policy of the credentials (see the S3 section of the README)"
+            "permission denied by the server: {e}; check the policy of the credentials (see \"IAM policy\" in docs/repository.md)"
         ),
         E::Unauthenticated { .. } => format!(
             "the server rejected the credentials: {e}; check repository.access_key_id/secret_access_key, AWS_* variables or the profile"

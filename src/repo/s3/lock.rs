@@ -15,7 +15,7 @@
 //! //! A lease whose holder ran on this host and whose process is gone is taken over at once
 //! (a killed run on the same host does not block the next one for [`LEASE`]).
 //!
-//! Failure modes (also in the README): the lease is judged by the object's Last-Modified
+//! Failure modes (also in docs/repository.md, "Cross-host lock"): the lease is judged by the object's Last-Modified
 //! (the server's clock) against the local clock, so a host whose clock is more than
 //! [`LEASE`]/2 off the server's may take a live lock for stale (keep NTP on); a holder that
 //! cannot renew for [`LEASE`] (a network partition longer than that) may lose its lock to
@@ -370,7 +370,7 @@ pub fn probe(inner: &Arc<Inner>) -> Access {
             object_store::Error::Unauthenticated { .. }
             | object_store::Error::PermissionDenied { .. } => problem(
                 format!("cannot list {url}: {}", describe(&e)),
-                "give dbagent credentials allowed s3:ListBucket on the bucket (see the S3 section of the README)",
+                "give dbagent credentials allowed s3:ListBucket on the bucket (see \"IAM policy\" in docs/repository.md)",
             ),
             _ => problem(
                 format!("cannot reach {url}: {}", describe(&e)),
@@ -417,7 +417,7 @@ pub fn probe(inner: &Arc<Inner>) -> Access {
                 let _ = inner.delete_rel(vec![rel.clone()]);
                 return problem(
                     format!("{url}: {step} of a probe object failed: {e}"),
-                    "allow s3:GetObject, s3:PutObject and s3:DeleteObject on the prefix (see the S3 section of the README)",
+                    "allow s3:GetObject, s3:PutObject and s3:DeleteObject on the prefix (see \"IAM policy\" in docs/repository.md)",
                 );
             }
         }
