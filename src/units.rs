@@ -44,6 +44,23 @@ pub fn human_duration(secs: f64) -> String {
     }
 }
 
+/// A statement's time (latency): `0.42 ms`, `12.5 ms`, `300 ms`, then [`human_duration`]
+/// from a second up; `-` for a value that is no time.
+pub fn human_latency(secs: f64) -> String {
+    let ms = secs * 1000.0;
+    if !ms.is_finite() || ms < 0.0 {
+        "-".into()
+    } else if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 100.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        human_duration(secs)
+    }
+}
+
 /// [`human_duration`] of a [`std::time::Duration`].
 pub fn human_duration_of(d: std::time::Duration) -> String {
     human_duration(d.as_secs_f64())
@@ -58,6 +75,15 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(3 << 10), "3.0 KiB");
         assert_eq!(human_bytes(3 << 29), "1.5 GiB");
+    }
+
+    #[test]
+    fn latencies_in_milliseconds_below_a_second() {
+        assert_eq!(human_latency(0.00042), "0.42 ms");
+        assert_eq!(human_latency(0.0125), "12.5 ms");
+        assert_eq!(human_latency(0.3), "300 ms");
+        assert_eq!(human_latency(1186.0), "19m 46s");
+        assert_eq!(human_latency(f64::NAN), "-");
     }
 
     #[test]

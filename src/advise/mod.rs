@@ -228,7 +228,8 @@ pub async fn advise(
         .iter()
         .filter(|f| f.kind == Kind::UnusedIndex)
         .map(|f| f.impact.bytes)
-        .sum();
+        // Not `sum()`: a float sum of nothing is -0.0, printed as `-0.0` bytes.
+        .fold(0.0, |a, b| a + b);
     let (dbname, in_recovery) = (current.dbname.clone(), current.in_recovery);
     Ok(Advice {
         generated_at: now,

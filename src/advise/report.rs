@@ -91,10 +91,10 @@ fn finding(out: &mut String, n: usize, f: &Finding) {
             let clipped: String = one_line.chars().take(160).collect();
             let _ = writeln!(
                 out,
-                "   statement {}: {} calls, mean {:.3}s: {}{}",
+                "   statement {}: {} calls, mean {}: {}{}",
                 s["queryid"].as_str().unwrap_or("?"),
                 s["calls"].as_f64().unwrap_or(0.0),
-                s["mean_seconds"].as_f64().unwrap_or(0.0),
+                crate::units::human_latency(s["mean_seconds"].as_f64().unwrap_or(0.0)),
                 clipped,
                 if one_line.chars().count() > 160 {
                     "…"

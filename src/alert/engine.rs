@@ -101,7 +101,10 @@ fn human(v: f64) -> String {
 
 /// Replaces `{{ $labels.NAME }}`, `{{ $value }}`, `{{ $baseline }}` and `{{ $threshold }}`
 /// (what the value was compared with: the number, or the other metric's value times its
-/// factor; empty for baseline thresholds).
+/// factor; empty for baseline thresholds). A number may go through one of Prometheus'
+/// formatting functions, in dbagent's units: `{{ $value | humanizeDuration }}` (seconds:
+/// `19m 46s`), `{{ $value | humanize1024 }}` (bytes: `1.5 GiB`), `{{ $value |
+/// humanizePercentage }}` (a ratio: `71.3%`).
 pub fn expand(
     template: &str,
     labels: &BTreeMap<String, String>,
@@ -118,12 +121,24 @@ pub fn expand(
             return out;
         };
         let inner = rest[start + 2..start + end].trim();
+        let (inner, format): (&str, fn(f64) -> String) = match inner.split_once('|') {
+            Some((v, f)) => match f.trim() {
+                "humanizeDuration" => (v.trim(), crate::units::human_duration),
+                "humanize1024" => (v.trim(), |b| crate::units::human_bytes(b.max(0.0) as u64)),
+                "humanizePercentage" => (v.trim(), |r| {
+                    let s = format!("{:.1}", r * 100.0);
+                    format!("{}%", s.trim_end_matches(".0"))
+                }),
+                _ => (inner, human),
+            },
+            None => (inner, human),
+        };
         let replaced = if inner == "$value" {
-            human(value)
+            format(value)
         } else if inner == "$baseline" {
-            baseline.map_or_else(|| "(learning)".to_string(), human)
+            baseline.map_or_else(|| "(learning)".to_string(), format)
         } else if inner == "$threshold" {
-            threshold.map_or_else(String::new, human)
+            threshold.map_or_else(String::new, format)
         } else if let Some(name) = inner.strip_prefix("$labels.") {
             labels.get(name.trim()).cloned().unwrap_or_default()
         } else {

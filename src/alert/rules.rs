@@ -1021,6 +1021,45 @@ mod tests {
         }
     }
 
+    /// Every shipped rule links its own section of docs/runbooks.md (the Debian package
+    /// installs it as /usr/share/doc/dbagent/runbooks.md), and every section is a rule's.
+    #[test]
+    fn every_shipped_rule_has_its_runbook_section() {
+        const RUNBOOKS: &str = include_str!("../../docs/runbooks.md");
+        let f = AlertsFile::parse(EXAMPLE, Path::new("alerts.yml")).unwrap();
+        let sections: Vec<&str> = RUNBOOKS
+            .lines()
+            .filter_map(|l| l.strip_prefix("## "))
+            .collect();
+        for r in &f.rules {
+            assert_eq!(
+                r.annotations.get("runbook_url").map(String::as_str),
+                Some(
+                    format!(
+                        "/usr/share/doc/dbagent/runbooks.md#{}",
+                        r.name.to_lowercase()
+                    )
+                    .as_str()
+                ),
+                "{}",
+                r.name
+            );
+            // The anchor of a `## Name` heading is the name in lower case.
+            assert!(
+                sections.contains(&r.name.as_str()),
+                "no `## {}` in docs/runbooks.md",
+                r.name
+            );
+        }
+        let names: Vec<&str> = f.rules.iter().map(|r| r.name.as_str()).collect();
+        for s in &sections {
+            assert!(
+                names.contains(s),
+                "docs/runbooks.md section `{s}` is no shipped rule"
+            );
+        }
+    }
+
     /// docs/alerting.md's "Shipped rules" names every rule of alerts.yml, and its table gives
     /// each listed rule's `for` and severity as the file has them.
     #[test]

@@ -455,3 +455,28 @@ receivers:
         ]
     );
 }
+
+#[test]
+fn templates_format_durations_bytes_and_ratios_in_dbagent_units() {
+    use super::engine::expand;
+    let labels = BTreeMap::from([("job".to_string(), "drill".to_string())]);
+    let e = |t: &str, v: f64| expand(t, &labels, v, Some(93600.0), Some(300.0));
+    assert_eq!(
+        e("{{ $value | humanizeDuration }} old", 1186.0),
+        "19m 46s old"
+    );
+    assert_eq!(e("took {{$value|humanizeDuration}}", 0.5), "took 0.5s");
+    assert_eq!(e("{{ $baseline | humanizeDuration }}", 0.0), "1d 2h");
+    assert_eq!(e("{{ $threshold | humanizeDuration }}", 0.0), "5m");
+    assert_eq!(
+        e("{{ $value | humanize1024 }}", 1.5 * 1073741824.0),
+        "1.5 GiB"
+    );
+    assert_eq!(e("{{ $value | humanize1024 }}", -0.0), "0 B");
+    assert_eq!(e("{{ $value | humanizePercentage }}", 0.713), "71.3%");
+    assert_eq!(e("{{ $value | humanizePercentage }}", 0.5), "50%");
+    // Without a function: the number as before; an unknown function is left as written.
+    assert_eq!(e("{{ $value }}s", 1186.0), "1186s");
+    assert_eq!(e("{{ $value | nope }}", 1.0), "{{ $value | nope }}");
+    assert_eq!(e("{{ $labels.job }}", 1.0), "drill");
+}

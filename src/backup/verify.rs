@@ -29,9 +29,45 @@ pub struct VerifyReport {
     pub files_checked: usize,
     /// Bytes the manifest says are stored (what was read when all files are present).
     pub stored_bytes: u64,
-    /// WAL segments looked up in the archive.
+    /// WAL segments looked up in the archive: those from `wal_start` to `wal_stop`, the WAL
+    /// this backup needs to become consistent.
     pub wal_checked: u64,
+    /// The first and last segment of that range (the manifest's).
+    pub wal_start: String,
+    pub wal_stop: String,
+    /// How far the WAL was checked: [`WAL_CHECK`].
+    pub wal_check: &'static str,
     pub problems: Vec<Problem>,
+}
+
+/// What `verify` checks of a backup's WAL: that each segment of its range is in the archive
+/// (a stat, not a read); `dbagent wal verify` reads the segments and checks their contents,
+/// and the WAL after the backup too.
+pub const WAL_CHECK: &str = "presence";
+
+impl VerifyReport {
+    /// `WAL 000000010000000000000002 to 000000010000000000000004 present (3 segments, not
+    /// read)`: what was checked of the WAL, for the text output.
+    pub fn wal_summary(&self) -> String {
+        let range = if self.wal_start == self.wal_stop {
+            format!("WAL {}", self.wal_start)
+        } else {
+            format!("WAL {} to {}", self.wal_start, self.wal_stop)
+        };
+        let segments = match self.wal_checked {
+            1 => "1 segment".to_string(),
+            n => format!("{n} segments"),
+        };
+        let missing = self
+            .problems
+            .iter()
+            .filter(|p| matches!(p, Problem::Wal { .. }))
+            .count();
+        match missing {
+            0 => format!("{range} present, {segments}, not read"),
+            n => format!("{range}: {segments} looked up, {n} missing or unreadable"),
+        }
+    }
 }
 
 /// One thing wrong with a backup: a stored file (`file`) or a WAL segment (`wal`).
@@ -251,6 +287,9 @@ pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError
         files_checked: m.files.len(),
         stored_bytes: m.stored_size(),
         wal_checked,
+        wal_start: m.wal_start.clone(),
+        wal_stop: m.wal_stop.clone(),
+        wal_check: WAL_CHECK,
         problems,
     })
 }
@@ -353,6 +392,15 @@ pub(crate) mod tests {
         let r = verify(&repo, &m).unwrap();
         assert!(r.ok, "{r:?}");
         assert_eq!((r.files_checked, r.wal_checked), (2, 3));
+        assert_eq!(r.wal_check, "presence");
+        assert_eq!(
+            r.wal_summary(),
+            format!(
+                "WAL {} to {} present, 3 segments, not read",
+                segment_name(1, 2, SEG),
+                segment_name(1, 4, SEG)
+            )
+        );
         assert_eq!(r.stored_bytes, (3 * BUF_SIZE + 17 + 2) as u64);
     }
 
@@ -416,6 +464,12 @@ pub(crate) mod tests {
         assert!(
             matches!(&r.problems[0], Problem::Wal { wal, kind: "missing", .. } if *wal == missing),
             "{r:?}"
+        );
+        assert!(
+            r.wal_summary()
+                .ends_with(": 3 segments looked up, 1 missing or unreadable"),
+            "{}",
+            r.wal_summary()
         );
         let json = serde_json::to_value(&r.problems[0]).unwrap();
         assert_eq!(json["wal"], missing.as_str());

@@ -25,6 +25,83 @@ pub use result::{CheckResult, ServerInfo, Status};
 
 use crate::config::Config;
 
+/// What each check of [`registry::NAMES`] looks at, in a few words, for `check --help` (a test
+/// holds the two lists together).
+const DESCRIPTIONS: &[(&str, &str)] = &[
+    ("connection", "the server accepts dbagent's connection"),
+    ("server_version", "a supported PostgreSQL major version"),
+    (
+        "settings",
+        "the server settings can be read (reported only when they cannot)",
+    ),
+    ("role_pg_monitor", "the role has pg_monitor"),
+    ("role_replication", "the role may take base backups"),
+    (
+        "role_functions",
+        "the role may run the WAL and backup functions",
+    ),
+    (
+        "stats_visibility",
+        "pg_stats is visible for the advisor's estimates",
+    ),
+    ("wal_level", "wal_level allows archiving"),
+    ("archive_mode", "archive_mode is on"),
+    ("archive_command", "archive_command runs dbagent wal-push"),
+    ("archiving", "the archiver is not failing"),
+    ("archive_lag", "WAL waiting to be archived"),
+    (
+        "archive_timeout",
+        "archive_timeout lets the RPO target be met",
+    ),
+    (
+        "standby_replay",
+        "standbys only: replay keeping up with the archive",
+    ),
+    ("pg_stat_statements", "statement statistics are collected"),
+    ("data_checksums", "data checksums are on"),
+    ("checkpoints", "checkpoints are mostly timed, not forced"),
+    (
+        "databases",
+        "every database monitor.databases selects can be read",
+    ),
+    ("repository", "the repository exists and is writable"),
+    (
+        "repository_binding",
+        "the repository belongs to this cluster",
+    ),
+    ("last_backup", "age of the newest backup"),
+    (
+        "archive_continuity",
+        "WAL continuous from the newest backup along the timeline history",
+    ),
+    ("last_drill", "age and outcome of the last `dbagent drill`"),
+    (
+        "wal_verify",
+        "what the last `dbagent wal verify` found, and its age",
+    ),
+    ("rpo", "data at risk now against objectives.rpo"),
+    (
+        "rto",
+        "the last drill's restore time against objectives.rto",
+    ),
+];
+
+/// `check --help`'s list of checks: one line each, every name of [`registry::NAMES`] in report
+/// order, with what it looks at.
+pub fn checks_help() -> String {
+    let names = registry::NAMES;
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut out = format!("Checks ({}):\n", names.len());
+    for name in names {
+        let what = DESCRIPTIONS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, w)| w);
+        out.push_str(&format!("  {name:<width$}  {what}\n"));
+    }
+    out
+}
+
 /// Counts of checks per status.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counts {
@@ -131,7 +208,10 @@ pub async fn run(config: &Config) -> Report {
         .as_ref()
         .and_then(|w| w.as_ref().ok())
         .map(|w| w.timeline);
-    checks.extend(repository::checks(config, sysid, timeline));
+    let connected = checks
+        .iter()
+        .any(|c| c.name == "connection" && c.status == Status::Ok);
+    checks.extend(repository::checks(config, connected, sysid, timeline));
     checks.extend(drill::check(config));
     checks.extend(wal_verify::check(config));
     checks.extend(objectives::checks(config, client.as_ref(), wal.as_ref(), sysid).await);
@@ -141,6 +221,43 @@ pub async fn run(config: &Config) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names the check sources report (string literals given to `CheckResult::ok`,
+    /// `CheckResult::problem`, `unknown`, or bound to `name`/`NAME`/`name:`) are exactly the
+    /// registry's, and each has a description: a new check cannot be left out of the registry
+    /// or `check --help`, nor a removed one stay.
+    #[test]
+    fn checks_list_matches_the_names_the_sources_report() {
+        let sources = [
+            include_str!("server.rs"),
+            include_str!("standby.rs"),
+            include_str!("databases.rs"),
+            include_str!("repository.rs"),
+            include_str!("drill.rs"),
+            include_str!("wal_verify.rs"),
+            include_str!("objectives.rs"),
+        ];
+        let pattern = regex_lite::Regex::new(
+            r#"(?:CheckResult::(?:ok|problem)\(\s*|unknown\(|\bname(?::| =) |NAME: &str = )"([a-z_]+)""#,
+        )
+        .unwrap();
+        let mut found: Vec<&str> = sources
+            .iter()
+            .flat_map(|src| pattern.captures_iter(src))
+            .map(|c| c.get(1).unwrap().as_str())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        let mut listed: Vec<&str> = registry::NAMES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(found, listed);
+        let described: Vec<&str> = DESCRIPTIONS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(described, registry::NAMES, "DESCRIPTIONS, in report order");
+        let help = checks_help();
+        for name in registry::NAMES {
+            assert!(help.contains(&format!("  {name} ")), "{help}");
+        }
+    }
 
     #[test]
     fn overall_status_is_the_worst_with_unknown_below_warning() {

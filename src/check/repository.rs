@@ -15,9 +15,11 @@ use crate::wal::timeline::Timelines;
 use crate::wal::{self, WalName};
 
 /// Every repository check, in order.
-/// `timeline` is the server's (when it could be asked).
+/// `timeline` is the server's (when it could be asked); `connected` says whether the server
+/// could be reached at all (when not, the comparison with it is skipped, not blamed on a grant).
 pub fn checks(
     config: &Config,
+    connected: bool,
     server_sysid: Option<&str>,
     timeline: Option<u32>,
 ) -> Vec<CheckResult> {
@@ -64,6 +66,12 @@ pub fn checks(
                 info.system_identifier
             ),
         ),
+        None if !connected => CheckResult {
+            name: "repository_binding",
+            status: Status::Unknown,
+            message: "skipped: no connection to the server (see the connection check)".into(),
+            action: None,
+        },
         None => CheckResult::problem(
             "repository_binding",
             Status::Unknown,

@@ -19,6 +19,7 @@ use dbagent::state::{StateDb, StateError};
 pub enum AlertsCommand {
     /// Firing and pending alert instances, as `dbagent run` last evaluated them
     List {
+        /// Print the alert instances as JSON
         #[arg(long)]
         json: bool,
     },
@@ -40,6 +41,7 @@ Matchers: name=value, name!=value, name=~regex, name!~regex (Alertmanager's).")]
         /// Who (default: $USER)
         #[arg(long)]
         author: Option<String>,
+        /// Print the new silence as JSON
         #[arg(long)]
         json: bool,
     },
@@ -48,6 +50,7 @@ Matchers: name=value, name!=value, name=~regex, name!~regex (Alertmanager's).")]
         /// Also those that ended long ago
         #[arg(long)]
         all: bool,
+        /// Print the silences as JSON
         #[arg(long)]
         json: bool,
     },
@@ -62,6 +65,7 @@ Matchers: name=value, name!=value, name=~regex, name!~regex (Alertmanager's).")]
         /// The receiver's name in alerts.yml
         #[arg(long)]
         receiver: String,
+        /// Print each integration's answer as JSON
         #[arg(long)]
         json: bool,
     },

@@ -27,7 +27,7 @@ pub struct BackupArgs {
     /// Compression [default: repository.compression]
     #[arg(long, value_enum)]
     pub compress: Option<Compression>,
-    /// Print a JSON summary on stdout (id, sizes, duration, MB/s, LSNs)
+    /// Print a JSON summary on stdout (id, sizes in bytes, duration in seconds, mb_per_second in 10^6 bytes/s, LSNs)
     #[arg(long)]
     pub json: bool,
     /// No progress bar or progress lines
@@ -110,13 +110,7 @@ struct Bar(indicatif::ProgressBar);
 impl Bar {
     fn new() -> Bar {
         let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg:>16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
+        bar.set_style(super::progress::style(super::progress::BACKUP));
         Bar(bar)
     }
 }

@@ -35,7 +35,8 @@ pub enum BackupsCommand {
     #[command(after_help = "\
 Without ID or --all the newest backup is verified. Every stored file is read back and its
 size and SHA-256 compared with the manifest; every WAL segment from the backup's wal_start
-to its wal_stop must be in the archive. Exit 0 when everything checked is intact, 1 when
+to its wal_stop must be in the archive (looked up, not read: `dbagent wal verify` reads and
+checks the segments, and the WAL after the backup). Exit 0 when everything checked is intact, 1 when
 anything is missing or damaged (each problem is printed by file or WAL segment name) or
 the backup does not exist.")]
     Verify {
@@ -250,8 +251,8 @@ fn show(cli: &Cli, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     for f in &m.files {
         rows.push([
             f.name.clone(),
-            f.size.to_string(),
-            f.stored_size.to_string(),
+            human_bytes(f.size),
+            human_bytes(f.stored_size),
             f.sha256.clone(),
             f.tablespace
                 .as_ref()
@@ -294,6 +295,9 @@ fn verify(cli: &Cli, id: Option<&str>, all: bool, json: bool) -> anyhow::Result<
             files_checked: 0,
             stored_bytes: m.stored_size(),
             wal_checked: 0,
+            wal_start: m.wal_start.clone(),
+            wal_stop: m.wal_stop.clone(),
+            wal_check: verify::WAL_CHECK,
             problems: vec![Problem::File {
                 file: manifest::MANIFEST_FILE.into(),
                 kind: "manifest_invalid",
@@ -304,6 +308,11 @@ fn verify(cli: &Cli, id: Option<&str>, all: bool, json: bool) -> anyhow::Result<
             print_verify(&report)?;
         }
         reports.push(report);
+    }
+    if !json && reports.iter().any(|r| r.wal_checked > 0) {
+        outln!(
+            "WAL: each backup's own segments (start to end of the backup) were looked up in the archive, not read; `dbagent wal verify` reads and checks them and the WAL after them"
+        )?;
     }
     let ok = reports.iter().all(|r| r.ok);
     if json {
@@ -332,15 +341,19 @@ fn verify(cli: &Cli, id: Option<&str>, all: bool, json: bool) -> anyhow::Result<
 fn print_verify(r: &VerifyReport) -> Result<(), super::output::StdoutError> {
     if r.ok {
         outln!(
-            "OK {} ({} files, {})",
+            "OK {} ({} files, {}; {})",
             r.id,
             r.files_checked,
-            human_bytes(r.stored_bytes)
+            human_bytes(r.stored_bytes),
+            r.wal_summary()
         )
     } else {
         outln!("FAILED {}", r.id)?;
         for p in &r.problems {
             outln!("  {}", p.render())?;
+        }
+        if r.wal_checked > 0 {
+            outln!("  {}", r.wal_summary())?;
         }
         Ok(())
     }

@@ -6,21 +6,21 @@ use super::{Cli, CmdResult, ExitWith, output, runtime};
 use dbagent::check::{self, Status};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
-Checks: connection, server_version, role_pg_monitor, role_replication, role_functions,
-stats_visibility, wal_level, archive_mode, archive_command, archiving, archive_lag,
-pg_stat_statements, data_checksums, checkpoints, databases (every database
-monitor.databases selects can be read), standby_replay (standbys only: replay
-keeping up with the archive), repository, repository_binding, last_backup,
-archive_continuity, last_drill (age and outcome of the last `dbagent drill`), wal_verify
-(what the last `dbagent wal verify` found, and its age).
-
-Exit codes (Nagios plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
-The first output line is the summary; then one line per check with what to do when not OK.")]
+#[command(after_help = after_help())]
 pub struct CheckArgs {
     /// Print the report as JSON (shape documented in docs/commands.md)
     #[arg(long)]
     pub json: bool,
+}
+
+/// The list of checks (from the list `check` runs) and the exit codes.
+fn after_help() -> String {
+    format!(
+        "{}
+Exit codes (Nagios plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+The first output line is the summary; then one line per check with what to do when not OK.",
+        check::checks_help()
+    )
 }
 
 pub fn run(cli: &Cli, args: &CheckArgs) -> CmdResult {

@@ -11,7 +11,8 @@ use dbagent::config::EXAMPLE;
 pub enum ConfigCommand {
     /// Check the configuration file: syntax, keys, values, ${VAR} references (exit 0 valid, 1 not)
     Validate {
-        /// Print the result (and the effective configuration, secrets masked) as JSON
+        /// Print the result (and the effective configuration, secrets masked, durations in
+        /// seconds) as JSON
         #[arg(long)]
         json: bool,
         /// Also check that every alert rule reads metrics this PostgreSQL major version has
@@ -44,6 +45,41 @@ pub fn run(cli: &Cli, cmd: &ConfigCommand) -> CmdResult {
     }
 }
 
+/// `all 30 counted by dbagent_alert_rules; 29 enabled (disabled: QueryRegressedAfterPlanChange);
+/// 9 cluster-wide, evaluated by the leader only`: that the metric counts every rule of the
+/// file, and why fewer may fire here.
+fn rules_summary(f: &dbagent::alert::rules::AlertsFile) -> String {
+    let disabled: Vec<&str> = f
+        .rules
+        .iter()
+        .filter(|r| !r.enabled)
+        .map(|r| r.name.as_str())
+        .collect();
+    let cluster = f
+        .rules
+        .iter()
+        .filter(|r| r.enabled && f.is_cluster_rule(&r.name))
+        .count();
+    let mut parts = vec![format!(
+        "all {} counted by dbagent_alert_rules",
+        f.rules.len()
+    )];
+    parts.push(match disabled.len() {
+        0 => "all enabled".to_string(),
+        n => format!(
+            "{} enabled ({n} disabled: {})",
+            f.rules.len() - n,
+            disabled.join(", ")
+        ),
+    });
+    if cluster > 0 {
+        parts.push(format!(
+            "{cluster} cluster-wide, evaluated by the leader only"
+        ));
+    }
+    parts.join("; ")
+}
+
 fn validate(cli: &Cli, json: bool, server_version: Option<u32>) -> CmdResult {
     let path = cli.config_path();
     // dbagent.yml first, then the alerts file it names (when it exists: without one, alerting
@@ -59,13 +95,14 @@ fn validate(cli: &Cli, json: bool, server_version: Option<u32>) -> CmdResult {
         Ok((config, alerts)) => {
             let alerts_summary = match &alerts {
                 Some(f) => format!(
-                    "{} ({} rules, {} receivers): valid{}",
+                    "{} ({} rules, {} receivers): valid{}\n                     rules: {}",
                     config.alerts_file.display(),
                     f.rules.len(),
                     f.receivers.len(),
                     server_version
                         .map(|m| format!(" for PostgreSQL {m}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    rules_summary(f),
                 ),
                 None => format!(
                     "{} (not found: alerting is off)",
@@ -76,6 +113,8 @@ fn validate(cli: &Cli, json: bool, server_version: Option<u32>) -> CmdResult {
                 let out = json!({
                     "valid": true,
                     "path": path,
+                    // The unit of every duration in `config` (written as `5m`, printed as 300).
+                    "durations": "seconds",
                     "config": config,
                     "alerts": alerts.as_ref().map(|f| json!({
                         "path": config.alerts_file,

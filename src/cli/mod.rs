@@ -27,6 +27,7 @@ mod drill;
 mod generate;
 mod info;
 mod jobs;
+mod progress;
 mod restore;
 mod restore_point;
 mod run;
@@ -74,6 +75,7 @@ pub struct Cli {
         short = 'c',
         global = true,
         env = "DBAGENT_CONFIG",
+        hide_env_values = true,
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
@@ -293,6 +295,41 @@ pub(crate) use dbagent::units::{human_bytes, human_duration};
 #[cfg(test)]
 mod tests {
     use super::chain;
+
+    /// Every argument of every command (hidden ones aside) says what it is for in `--help` and
+    /// the man pages: walks the whole clap tree.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.is_hide_set() || arg.get_help().is_some() || arg.get_long_help().is_some() {
+                    continue;
+                }
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.is_hide_set() {
+                    continue;
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = <super::Cli as clap::CommandFactory>::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "dbagent", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    /// `[env: DBAGENT_CONFIG]`, not `[env: DBAGENT_CONFIG=]` (nor the variable's value).
+    #[test]
+    fn help_names_the_config_variable_without_a_value() {
+        let mut cmd = <super::Cli as clap::CommandFactory>::command();
+        let help = cmd.render_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(help.contains("[env: DBAGENT_CONFIG]"), "{help}");
+        assert!(!help.contains("DBAGENT_CONFIG="), "{help}");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot read /x: {source}")]

@@ -660,7 +660,7 @@ pub fn render(p: &RestorePlan) -> String {
         s.join(", ")
     ));
     out.push_str(&format!(
-        "  estimate:    about {} (rough: extraction ~200 MB/s, replay ~100 MB/s)\n",
+        "  estimate:    about {} (rough: extraction ~200 MiB/s, replay ~100 MiB/s)\n",
         human_duration(p.estimated_seconds as f64)
     ));
     for n in &p.notes {

@@ -188,18 +188,7 @@ fn by_name(by: By) -> &'static str {
 
 /// A statement time: `0.42 ms`, `12.5 ms`, `300 ms`, then seconds and up as everywhere else.
 fn time(secs: f64) -> String {
-    let ms = secs * 1000.0;
-    if !ms.is_finite() || ms < 0.0 {
-        "-".into()
-    } else if ms < 10.0 {
-        format!("{ms:.2} ms")
-    } else if ms < 100.0 {
-        format!("{ms:.1} ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.0} ms")
-    } else {
-        dbagent::units::human_duration(secs)
-    }
+    dbagent::units::human_latency(secs)
 }
 
 /// A count: `812`, `12.3k`, `4.5M`.

@@ -124,13 +124,7 @@ impl Progress {
         }
         if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "reading WAL [{bar:30}] {pos}/{len} segments, ETA {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            bar.set_style(super::progress::style(super::progress::WAL_VERIFY));
             Progress::Bar(bar)
         } else {
             Progress::Lines {

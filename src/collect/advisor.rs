@@ -45,8 +45,12 @@ pub fn families(all: &[advise::Advice], explain_top: usize) -> Vec<Family> {
         .unwrap_or(0.0);
     vec![
         findings,
-        Family::of(&catalogue::DBAGENT_ADVISOR_UNUSED_INDEX_BYTES)
-            .with(&[], all.iter().map(|a| a.unused_index_bytes).sum()),
+        Family::of(&catalogue::DBAGENT_ADVISOR_UNUSED_INDEX_BYTES).with(
+            &[],
+            all.iter()
+                .map(|a| a.unused_index_bytes)
+                .fold(0.0, |a, b| a + b),
+        ),
         Family::of(&catalogue::DBAGENT_ADVISOR_LARGEST_UNUSED_INDEX_BYTES)
             .with(&[], largest(Kind::UnusedIndex, "size_bytes")),
         Family::of(&catalogue::DBAGENT_ADVISOR_HOTSPOT_LARGEST_TABLE_BYTES)

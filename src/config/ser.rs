@@ -1,15 +1,21 @@
-//! How durations are written back when a configuration is serialized: as
-//! human strings (`15s`, `7d`), the way they are read.
+//! How a configuration is written back when serialized (`config validate --json`): durations
+//! as a number of seconds (JSON keeps machine units; the output says so with
+//! `"durations": "seconds"`), secrets only as whether they are set.
 
 use std::time::Duration;
 
+/// Whole seconds as an integer (`300`), anything finer as a fraction (`0.25`).
 pub fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_duration(*d))
+    if d.subsec_nanos() == 0 {
+        s.serialize_u64(d.as_secs())
+    } else {
+        s.serialize_f64(d.as_secs_f64())
+    }
 }
 
 pub fn opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => s.collect_str(&humantime::format_duration(*d)),
+        Some(d) => duration(d, s),
         None => s.serialize_none(),
     }
 }

@@ -397,10 +397,11 @@ fn drive(
         primary.source
     ));
     progress(&format!(
-        "the restored server answers queries ({} relations, {} databases, system identifier {} matches the repository); RTO {rto:.1} s, replayed to {}",
+        "the restored server answers queries ({} relations, {} databases, system identifier {} matches the repository); RTO {}, replayed to {}",
         answers.relations,
         answers.databases,
         answers.system_identifier,
+        crate::units::human_duration(rto),
         report.replayed_to_lsn.as_deref().unwrap_or("?")
     ));
     Ok(())

@@ -188,6 +188,7 @@ impl ConnInfo {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ResolvedConnInfo, ConnInfoError> {
         let mut p = self.params.clone();
+        let password_written = p.contains_key("password");
         for (var, key) in ENV_VARS {
             if !p.contains_key(*key)
                 && let Some(v) = env(var).filter(|v| !v.is_empty())
@@ -226,6 +227,11 @@ impl ConnInfo {
             .filter(|t| *t > 0)
             .map(|t| Duration::from_secs(t.max(2)));
         let mut password = p.get("password").cloned();
+        let mut password_source = match password {
+            Some(_) if password_written => PasswordSource::Conninfo,
+            Some(_) => PasswordSource::Environment,
+            None => PasswordSource::Missing { passfile: None },
+        };
         if password.is_none() {
             let passfile = p
                 .get("passfile")
@@ -235,6 +241,12 @@ impl ConnInfo {
                 let host = hosts.first().map(String::as_str).unwrap_or("localhost");
                 let port = ports.first().copied().unwrap_or(5432);
                 password = pgpass_lookup(&file, host, port, &dbname, &user);
+                password_source = match password {
+                    Some(_) => PasswordSource::File(file),
+                    None => PasswordSource::Missing {
+                        passfile: Some(file),
+                    },
+                };
             }
         }
         Ok(ResolvedConnInfo {
@@ -242,6 +254,7 @@ impl ConnInfo {
             ports,
             user,
             password,
+            password_source,
             dbname,
             sslmode,
             sslrootcert: p.get("sslrootcert").cloned(),
@@ -292,6 +305,8 @@ pub struct ResolvedConnInfo {
     pub ports: Vec<u16>,
     pub user: String,
     pub password: Option<String>,
+    /// Where [`Self::password`] came from, for a message that names the place to fix.
+    pub password_source: PasswordSource,
     pub dbname: String,
     pub sslmode: SslMode,
     pub sslrootcert: Option<String>,
@@ -301,6 +316,31 @@ pub struct ResolvedConnInfo {
     pub application_name: Option<String>,
     pub options: Option<String>,
     pub target_session_attrs: Option<String>,
+}
+
+/// Where the password of a resolved conninfo came from (libpq's order: the conninfo, then
+/// `PGPASSWORD`, then the password file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// Written in the connection string (`password=` or the URL).
+    Conninfo,
+    /// The `PGPASSWORD` environment variable.
+    Environment,
+    /// A matching line of this password file.
+    File(PathBuf),
+    /// None was supplied; `passfile` is the password file consulted, if any.
+    Missing { passfile: Option<PathBuf> },
+}
+
+impl fmt::Display for PasswordSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswordSource::Conninfo => f.write_str("postgres.conninfo"),
+            PasswordSource::Environment => f.write_str("PGPASSWORD"),
+            PasswordSource::File(p) => write!(f, "the password file {}", p.display()),
+            PasswordSource::Missing { .. } => f.write_str("nowhere"),
+        }
+    }
 }
 
 impl ResolvedConnInfo {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio_postgres::config::{SslMode as PgSslMode, TargetSessionAttrs};
 
-pub use conninfo::{ConnInfo, ResolvedConnInfo, SslMode};
+pub use conninfo::{ConnInfo, PasswordSource, ResolvedConnInfo, SslMode};
 pub use version::ServerVersion;
 
 /// Run on every new connection: a superuser's session stops pg_stat_statements from recording
@@ -62,7 +62,12 @@ pub enum PgError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectFailure {
+    /// The server rejected the password (or the role).
     Authentication,
+    /// The server asks for a password and none was supplied (client side).
+    MissingPassword,
+    /// pg_hba.conf has no line allowing this host, role and database (or rejects it).
+    NotAllowed,
     Refused,
     Timeout,
     UnknownHost,
@@ -216,11 +221,41 @@ impl PgTarget {
     }
 
     fn failure(&self, kind: ConnectFailure, detail: String) -> PgError {
+        let i = &self.info;
         let advice = match kind {
-            ConnectFailure::Authentication => {
-                "check the password (postgres.conninfo, PGPASSWORD or ~/.pgpass) and pg_hba.conf"
-                    .to_string()
+            ConnectFailure::Authentication => format!(
+                "the server rejected the password of role {} (taken from {}): correct it there, \
+                 or the role's password on the server (ALTER ROLE ... PASSWORD)",
+                i.user, i.password_source
+            ),
+            ConnectFailure::MissingPassword => {
+                let passfile = match &i.password_source {
+                    PasswordSource::Missing {
+                        passfile: Some(file),
+                    } => file.display().to_string(),
+                    _ => "~/.pgpass".to_string(),
+                };
+                let host = i.hosts.first().map(String::as_str).unwrap_or("localhost");
+                let host = if host.starts_with('/') {
+                    "localhost"
+                } else {
+                    host
+                };
+                format!(
+                    "supply one: set password= in postgres.conninfo, PGPASSWORD, or \
+                     add the line {host}:{}:{}:{}:PASSWORD to {passfile} (mode 0600, owned by \
+                     the user dbagent runs as)",
+                    i.ports.first().copied().unwrap_or(5432),
+                    i.dbname,
+                    i.user
+                )
             }
+            ConnectFailure::NotAllowed => format!(
+                "the server's pg_hba.conf does not let role {} connect to database {} from this \
+                 host: add a line for it there (e.g. host {} {} ADDRESS/32 scram-sha-256), then \
+                 SELECT pg_reload_conf()",
+                i.user, i.dbname, i.dbname, i.user
+            ),
             ConnectFailure::Refused => {
                 "is PostgreSQL running and listening there? Check host and port in postgres.conninfo"
                     .to_string()
@@ -251,9 +286,10 @@ impl PgTarget {
     }
 
     fn connect_error(&self, e: &tokio_postgres::Error) -> PgError {
-        let detail = error_detail(e);
+        let mut detail = error_detail(e);
         let kind = if let Some(db) = e.as_db_error() {
             match db.code().code() {
+                "28000" if db.message().contains("pg_hba.conf") => ConnectFailure::NotAllowed,
                 "28P01" | "28000" => ConnectFailure::Authentication,
                 "3D000" => ConnectFailure::UnknownDatabase,
                 _ => ConnectFailure::Other,
@@ -267,6 +303,10 @@ impl PgTarget {
                 _ if looks_like_dns(&detail) => ConnectFailure::UnknownHost,
                 _ => ConnectFailure::Other,
             }
+        } else if detail.contains("password missing") {
+            // tokio-postgres' words for "the server asked for a password and we have none".
+            detail = "the server asks for a password and none was supplied".into();
+            ConnectFailure::MissingPassword
         } else if looks_like_dns(&detail) {
             ConnectFailure::UnknownHost
         } else if detail.contains("timeout") || detail.contains("timed out") {

@@ -31,7 +31,7 @@ pub enum RepoError {
         "repository {path} has format {found}, this dbagent reads format {FORMAT}; upgrade dbagent"
     )]
     Format { path: PathBuf, found: u32 },
-    #[error("repository {path} is locked by {holder} (waited {}s for {what}); wait for it to finish or raise repository.lock_wait", waited.as_secs())]
+    #[error("repository {path} is locked by {holder} (waited {} for {what}); wait for it to finish or raise repository.lock_wait", crate::units::human_duration_of(*waited))]
     Locked {
         path: PathBuf,
         what: String,

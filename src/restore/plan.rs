@@ -428,7 +428,7 @@ pub struct RestorePlan {
     pub in_place: bool,
     pub settings: Vec<Setting>,
     pub owner: Option<Owner>,
-    /// A rough estimate: extraction at ~200 MB/s plus replay at ~100 MB/s plus start-up.
+    /// A rough estimate: extraction at ~200 MiB/s plus replay at ~100 MiB/s plus start-up.
     pub estimated_seconds: u64,
     pub notes: Vec<String>,
     /// The manifest of the chosen backup (for execute; not printed).

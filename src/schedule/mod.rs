@@ -556,7 +556,7 @@ fn result_detail(kind: JobKind, out: &str) -> Option<String> {
         JobKind::Backup => v["id"].as_str().map(|id| format!("backup {id}")),
         JobKind::Drill => v["rto_seconds"]
             .as_f64()
-            .map(|r| format!("RTO {r:.1}s"))
+            .map(|r| format!("RTO {}", crate::units::human_duration(r)))
             .or_else(|| v["backup_id"].as_str().map(str::to_string)),
         JobKind::WalVerify => v["segments_needed"]
             .as_u64()

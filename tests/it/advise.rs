@@ -27,6 +27,12 @@ fn agent(pg: &Cluster) -> Agent {
 fn advise(agent: &Agent) -> Value {
     let run = agent.run(&["advise", "--json"]);
     assert_eq!(run.code, 0, "{}", run.all());
+    // No negative zero (a float sum of no finding) anywhere, e.g. unused_index_bytes.
+    assert!(
+        !run.stdout.contains(": -0.0,") && !run.stdout.contains(": -0.0\n"),
+        "{}",
+        run.stdout
+    );
     run.json()
 }
 

@@ -380,3 +380,43 @@ fn alerts_test_sends_through_a_receiver_and_reports_its_answer() {
         run.stderr
     );
 }
+
+/// The shipped alerts.yml (which has a disabled rule and cluster-wide ones): the rule count
+/// `config validate` prints is the one `dbagent_alert_rules` reports, and validate says which
+/// rules do not fire here and why.
+#[test]
+fn shipped_rules_are_counted_alike_by_validate_and_the_metric() {
+    let pg = Cluster::start(PgVersion::V15, ClusterOptions::default());
+    let shipped = dbagent::alert::rules::EXAMPLE;
+    let agent = agent_with_alerts(&pg, shipped);
+    let rules = shipped.split("\nroute:").next().unwrap_or_default();
+    let total = rules.matches("\n  - name: ").count();
+    let disabled = rules.matches("\n    enabled: false").count();
+    assert!(
+        total > 20 && disabled > 0,
+        "{total} rules, {disabled} disabled"
+    );
+
+    let run = agent.run(&["config", "validate"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains(&format!("({total} rules, 2 receivers): valid")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "rules: all {total} counted by dbagent_alert_rules; {} enabled ({disabled} disabled: ",
+            total - disabled
+        )) && run.stdout.contains("evaluated by the leader only"),
+        "{}",
+        run.stdout
+    );
+
+    let sidecar = Sidecar::start(&agent);
+    let m = sidecar.wait_metrics("the rule count", Duration::from_secs(30), |m| {
+        sample(m, "dbagent_alert_rules").is_some()
+    });
+    assert_eq!(sample(&m, "dbagent_alert_rules"), Some(total as f64), "{m}");
+}

@@ -251,7 +251,12 @@ fn backups_list_and_show_json_shape() {
     for f in &m2.files {
         assert!(run.stdout.contains(&f.name), "{}", run.stdout);
         assert!(run.stdout.contains(&f.sha256), "{}", run.stdout);
-        assert!(run.stdout.contains(&f.stored_size.to_string()));
+        assert!(
+            run.stdout
+                .contains(&dbagent::units::human_bytes(f.stored_size)),
+            "{}",
+            run.stdout
+        );
     }
     assert!(run.stdout.contains(SYSID), "{}", run.stdout);
 
@@ -283,9 +288,22 @@ fn backups_verify_exit_codes_and_damage_named() {
     // No argument: the newest backup.
     let run = agent.run(&["backups", "verify"]);
     assert_eq!(run.code, 0, "{}", run.all());
+    // It says how far it checked the WAL: the backup's own segments, for presence.
     assert_eq!(
-        run.stdout.trim(),
-        format!("OK {} (2 files, 3.0 MiB)", m2.id)
+        run.stdout.lines().next().unwrap_or_default(),
+        format!(
+            "OK {} (2 files, 3.0 MiB; WAL {} to {} present, 2 segments, not read)",
+            m2.id,
+            segment_name(1, 20, SEG),
+            segment_name(1, 21, SEG)
+        )
+    );
+    assert!(
+        run.stdout.lines().nth(1).unwrap_or_default().starts_with(
+            "WAL: each backup's own segments (start to end of the backup) were looked up in the archive, not read; `dbagent wal verify` reads"
+        ),
+        "{}",
+        run.stdout
     );
 
     let run = agent.run(&["backups", "verify", "--all", "--json"]);
@@ -300,6 +318,15 @@ fn backups_verify_exit_codes_and_damage_named() {
         .collect();
     assert_eq!(ids, [m1.id.as_str(), m2.id.as_str()]);
     assert_eq!(v["backups"][0]["files_checked"], 2);
+    assert_eq!(v["backups"][0]["wal_checked"], 3);
+    assert_eq!(v["backups"][0]["wal_check"], "presence");
+    assert_eq!(
+        (&v["backups"][0]["wal_start"], &v["backups"][0]["wal_stop"]),
+        (
+            &json!(segment_name(1, 10, SEG)),
+            &json!(segment_name(1, 12, SEG))
+        )
+    );
     assert_eq!(v["backups"][0]["problems"], json!([]));
 
     // Flip one byte deep in the oldest backup's archive and lose one of its WAL segments.
@@ -327,8 +354,18 @@ fn backups_verify_exit_codes_and_damage_named() {
         "{}",
         run.stdout
     );
+    assert_eq!(
+        lines[3],
+        format!(
+            "  WAL {} to {}: 3 segments looked up, 1 missing or unreadable",
+            segment_name(1, 10, SEG),
+            segment_name(1, 12, SEG)
+        ),
+        "{}",
+        run.stdout
+    );
     assert!(
-        lines[3].starts_with(&format!("OK {}", m2.id)),
+        lines[4].starts_with(&format!("OK {}", m2.id)),
         "{}",
         run.stdout
     );

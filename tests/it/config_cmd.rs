@@ -56,7 +56,11 @@ fn example_config_validates_and_prints_every_section() {
     let j: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(j["valid"], true);
     assert_eq!(j["config"]["http"]["listen"], "127.0.0.1:9188");
-    assert_eq!(j["config"]["postgres"]["connect_timeout"], "5s");
+    // Durations in seconds, and the output says so.
+    assert_eq!(j["durations"], "seconds");
+    assert_eq!(j["config"]["postgres"]["connect_timeout"], 5);
+    assert_eq!(j["config"]["check"]["backup_age_critical"], 50 * 3600);
+    assert_eq!(j["config"]["monitor"]["advisor_window"], 7 * 86400);
     assert_eq!(j["config"]["monitor"]["metric_names"], "postgres_exporter");
     let run = run_in(
         dir.path(),
@@ -174,6 +178,26 @@ fn help_documents_commands_and_exit_codes() {
     let run = run_in(dir.path(), &["check", "--help"], &[]);
     assert!(
         run.stdout.contains("Nagios") && run.stdout.contains("--json"),
+        "{}",
+        run.stdout
+    );
+    // Every check, from the list `check` runs (a unit test ties it to the sources).
+    let checks = dbagent::check::registry::NAMES;
+    assert!(
+        run.stdout.contains(&format!("Checks ({}):", checks.len())),
+        "{}",
+        run.stdout
+    );
+    for name in checks {
+        assert!(
+            run.stdout.contains(&format!("\n  {name} ")),
+            "check --help lacks {name}:\n{}",
+            run.stdout
+        );
+    }
+    let flat = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("[env: DBAGENT_CONFIG]") && !flat.contains("DBAGENT_CONFIG="),
         "{}",
         run.stdout
     );

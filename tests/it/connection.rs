@@ -48,7 +48,12 @@ pg_test!(wrong_password_is_critical_and_never_printed, |v| {
             line.starts_with("CRITICAL") && line.contains("password authentication failed"),
             "{line}"
         );
-        assert!(line.contains("~/.pgpass"), "{line}");
+        // The password came from the conninfo: that is the place to fix, on the client side.
+        assert!(
+            line.contains("rejected the password of role postgres (taken from postgres.conninfo)"),
+            "{line}"
+        );
+        assert!(!line.contains("server log"), "{line}");
         assert_eq!(
             run.stdout.lines().count(),
             3,
@@ -61,6 +66,8 @@ pg_test!(wrong_password_is_critical_and_never_printed, |v| {
 pg_test!(server_down_is_critical_with_one_clear_line, |v| {
     let mut pg = Cluster::start(v, ClusterOptions::default());
     let agent = Agent::new(&pg.conninfo());
+    // A repository bound to a cluster: its binding check needs the server too.
+    crate::support::dbagent::bind_repo(&agent.repo(), "7000000000000000001", 16 << 20);
     pg.stop();
     let run = agent.run(&["check"]);
     assert_eq!(run.code, 2, "{}", run.all());
@@ -71,6 +78,107 @@ pg_test!(server_down_is_critical_with_one_clear_line, |v| {
         "{line}"
     );
     assert!(!run.all().contains(SUPERUSER_PASSWORD));
+    assert_skipped_without_grant_advice(&run);
+
+    // A command that needs the server says so once, on one line.
+    let run = agent.run(&["backup"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("cannot connect to PostgreSQL").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("is PostgreSQL running"),
+        "{}",
+        run.stderr
+    );
+});
+
+/// When the server cannot be reached, the checks that need it say so and give no advice about
+/// grants (the cause is the connection, which its own line explains).
+fn assert_skipped_without_grant_advice(run: &crate::support::dbagent::Run) {
+    let line = run.check_line("repository_binding");
+    assert!(
+        line.starts_with("UNKNOWN") && line.contains("skipped: no connection"),
+        "{line}"
+    );
+    assert!(!run.stdout.contains("GRANT"), "{}", run.stdout);
+    assert!(!run.stdout.contains("pg_monitor"), "{}", run.stdout);
+}
+
+pg_test!(missing_password_points_at_the_client_side, |v| {
+    let pg = Cluster::start(v, ClusterOptions::default());
+    // No password in the conninfo, no PGPASSWORD, no ~/.pgpass (HOME is the agent dir).
+    let agent = Agent::new(&format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        pg.port()
+    ));
+    crate::support::dbagent::bind_repo(&agent.repo(), "7000000000000000001", 16 << 20);
+    let run = agent.run(&["check"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let line = connection_line(&run);
+    let pgpass = agent.dir().join(".pgpass");
+    assert!(
+        line.contains("the server asks for a password and none was supplied")
+            && line.contains("PGPASSWORD")
+            && line.contains(&format!(
+                "add the line 127.0.0.1:{}:postgres:postgres:PASSWORD to {}",
+                pg.port(),
+                pgpass.display()
+            )),
+        "{line}"
+    );
+    assert!(
+        !line.contains("server log") && !line.contains("pg_hba"),
+        "{line}"
+    );
+    assert_skipped_without_grant_advice(&run);
+
+    // The line it suggests works.
+    std::fs::write(
+        &pgpass,
+        format!(
+            "127.0.0.1:{}:postgres:postgres:{SUPERUSER_PASSWORD}\n",
+            pg.port()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = agent.run(&["check"]);
+    assert!(connection_line(&run).starts_with("OK"), "{}", run.all());
+});
+
+pg_test!(host_refused_by_pg_hba_names_pg_hba, |v| {
+    let pg = Cluster::start(v, ClusterOptions::default());
+    pg.psql("CREATE ROLE shut_out LOGIN PASSWORD 'pw-shut-out'");
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host all shut_out 127.0.0.1/32 reject\n{old}"),
+    )
+    .unwrap();
+    pg.reload();
+    let agent = Agent::new(&pg.conninfo_as("shut_out", "pw-shut-out"));
+    // The server applies the reload asynchronously: wait until it refuses (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let line = loop {
+        let line = connection_line(&agent.run(&["check"]));
+        if line.contains("pg_hba.conf") || std::time::Instant::now() > deadline {
+            break line;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        line.starts_with("CRITICAL")
+            && line.contains("pg_hba.conf does not let role shut_out connect to database postgres")
+            && line.contains("pg_reload_conf()"),
+        "{line}"
+    );
+    assert!(!line.contains("password"), "{line}");
 });
 
 #[test]

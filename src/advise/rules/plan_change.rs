@@ -59,14 +59,18 @@ pub(super) fn plan_changes(inputs: &Inputs) -> Vec<Finding> {
             kind: Kind::PlanChange,
             object: format!("queryid {queryid}"),
             summary: format!(
-                "the plan of statement {queryid} changed around {}: mean {:.4}s before, {:.4}s after ({ratio:.1}x)",
+                "the plan of statement {queryid} changed around {}: mean {} before, {} after ({ratio:.1}x)",
                 caps[k].taken.strftime("%Y-%m-%d %H:%M:%S UTC"),
-                before,
-                after
+                crate::units::human_latency(before),
+                crate::units::human_latency(after)
             ),
             impact: Impact {
                 bytes: 0.0,
-                text: format!("mean {before:.4}s -> {after:.4}s ({ratio:.1}x)"),
+                text: format!(
+                    "mean {} -> {} ({ratio:.1}x)",
+                    crate::units::human_latency(before),
+                    crate::units::human_latency(after)
+                ),
             },
             evidence: json!({
                 "queryid": queryid,

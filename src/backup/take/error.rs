@@ -28,7 +28,7 @@ pub enum BackupError {
         action: &'static str,
         source: io::Error,
     },
-    #[error("WAL segment {segment} needed by backup {id} did not reach the archive within {}s; the backup was discarded. Check WAL archiving (`dbagent check`) and raise backup.wal_timeout if archiving is just slow", timeout.as_secs())]
+    #[error("WAL segment {segment} needed by backup {id} did not reach the archive within {}; the backup was discarded. Check WAL archiving (`dbagent check`) and raise backup.wal_timeout if archiving is just slow", crate::units::human_duration_of(*timeout))]
     WalTimeout {
         id: String,
         segment: String,
