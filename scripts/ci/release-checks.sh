@@ -97,7 +97,8 @@ check_deb() {
   man -w dbagent-restore >/dev/null || fail "man dbagent-restore: no page installed"
   man -w dbagent-backups-list >/dev/null || fail "man dbagent-backups-list: no page installed"
   for f in /usr/lib/systemd/system/dbagent.service /usr/share/bash-completion/completions/dbagent \
-           /usr/share/zsh/vendor-completions/_dbagent /usr/share/fish/vendor_completions.d/dbagent.fish; do
+           /usr/share/zsh/vendor-completions/_dbagent /usr/share/fish/vendor_completions.d/dbagent.fish \
+           /usr/share/doc/dbagent/runbooks.md /usr/share/doc/dbagent/install.md; do
     [ -f "$f" ] || fail "$f is not installed"
   done
   grep -q '^ExecStart=/usr/bin/dbagent ' /usr/lib/systemd/system/dbagent.service \

@@ -236,7 +236,17 @@ fn the_debian_package_ships_files_that_exist_and_executable_maintainer_scripts()
         .filter_map(|l| l.split('"').next())
         .collect();
     assert!(sources.contains(&"deploy/dbagent.service"), "{sources:?}");
+    // The shipped alert rules' runbook_url values point at the packaged docs/runbooks.md.
+    assert!(sources.contains(&"docs/*.md"), "{sources:?}");
+    assert!(root.join("docs/runbooks.md").is_file());
     for source in sources.iter().filter(|s| !s.starts_with("target/")) {
+        if let Some(dir) = source.strip_suffix("/*.md") {
+            let any = std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "md"));
+            assert!(any, "{source} is packaged but matches no file");
+            continue;
+        }
         assert!(
             root.join(source).is_file(),
             "{source} is packaged but missing"
