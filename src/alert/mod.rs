@@ -4,7 +4,7 @@
 //! notifications go to the durable outbox (`crate::notify`). Everything is persisted in
 //! state.db, so a restart neither re-pages nor forgets to resolve.
 //!
-//! Layer: alerting. Uses: baseline, config, metrics, notify, state. Used by: agent.
+//! Layer: alerting. Uses: baseline, config, metrics, notify, state, units. Used by: agent.
 
 pub mod engine;
 pub mod rules;

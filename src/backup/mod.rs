@@ -1,6 +1,6 @@
 //! Backups: taking one (`run`), and the catalog of complete backups (`manifest`).
 //!
-//! Layer: operation. Uses: config, pg, repo, wal. Used by: check, collect, drill, http, restore,
+//! Layer: operation. Uses: config, pg, repo, units, wal. Used by: check, collect, drill, http, restore,
 //! wal.
 
 pub mod expire;

@@ -12,7 +12,7 @@
 //! naming it. Every run, passed or failed, is recorded in the state database ([`record`]);
 //! `dbagent check` reports the last one ([`last`]).
 //!
-//! Layer: operation. Uses: backup, config, pg, repo, restore, rpo, state, wal. Used by: check,
+//! Layer: operation. Uses: backup, config, pg, repo, restore, rpo, state, units, wal. Used by: check,
 //! collect.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -20,7 +20,7 @@
 //! Everything above reaches the repository through [`Repo`] and [`Storage`], never through a
 //! path.
 //!
-//! Layer: access. Uses: nothing of the crate. Used by: agent, backup, check, collect, config, drill, http,
+//! Layer: access. Uses: units. Used by: agent, backup, check, collect, config, drill, http,
 //! restore, rpo, wal.
 
 pub mod compress;
