@@ -51,7 +51,7 @@ if wants check; then
   conf=$sandbox/dbagent.yml
   dbagent=$sandbox/bin/dbagent
 
-  echo "==> dbagent check (14 checks, one process) vs check_postgres (the same ground, one action per run)"
+  echo "==> dbagent check (every check, one process) vs check_postgres (the same ground, one action per run)"
   # check_postgres needs one invocation per action; these cover connection, version,
   # archiving backlog, WAL files, settings and wraparound, which is less than dbagent check does.
   export PGPASSFILE=$sandbox/pgpass
