@@ -25,78 +25,12 @@ pub use result::{CheckResult, ServerInfo, Status};
 
 use crate::config::Config;
 
-/// What each check of [`registry::NAMES`] looks at, in a few words, for `check --help` (a test
-/// holds the two lists together).
-const DESCRIPTIONS: &[(&str, &str)] = &[
-    ("connection", "the server accepts dbagent's connection"),
-    ("server_version", "a supported PostgreSQL major version"),
-    (
-        "settings",
-        "the server settings can be read (reported only when they cannot)",
-    ),
-    ("role_pg_monitor", "the role has pg_monitor"),
-    ("role_replication", "the role may take base backups"),
-    (
-        "role_functions",
-        "the role may run the WAL and backup functions",
-    ),
-    (
-        "stats_visibility",
-        "pg_stats is visible for the advisor's estimates",
-    ),
-    ("wal_level", "wal_level allows archiving"),
-    ("archive_mode", "archive_mode is on"),
-    ("archive_command", "archive_command runs dbagent wal-push"),
-    ("archiving", "the archiver is not failing"),
-    ("archive_lag", "WAL waiting to be archived"),
-    (
-        "archive_timeout",
-        "archive_timeout lets the RPO target be met",
-    ),
-    (
-        "standby_replay",
-        "standbys only: replay keeping up with the archive",
-    ),
-    ("pg_stat_statements", "statement statistics are collected"),
-    ("data_checksums", "data checksums are on"),
-    ("checkpoints", "checkpoints are mostly timed, not forced"),
-    (
-        "databases",
-        "every database monitor.databases selects can be read",
-    ),
-    ("repository", "the repository exists and is writable"),
-    (
-        "repository_binding",
-        "the repository belongs to this cluster",
-    ),
-    ("last_backup", "age of the newest backup"),
-    (
-        "archive_continuity",
-        "WAL continuous from the newest backup along the timeline history",
-    ),
-    ("last_drill", "age and outcome of the last `dbagent drill`"),
-    (
-        "wal_verify",
-        "what the last `dbagent wal verify` found, and its age",
-    ),
-    ("rpo", "data at risk now against objectives.rpo"),
-    (
-        "rto",
-        "the last drill's restore time against objectives.rto",
-    ),
-];
-
-/// `check --help`'s list of checks: one line each, every name of [`registry::NAMES`] in report
+/// `check --help`'s list of checks: one line each, every check of [`registry::CHECKS`] in report
 /// order, with what it looks at.
 pub fn checks_help() -> String {
-    let names = registry::NAMES;
-    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
-    let mut out = format!("Checks ({}):\n", names.len());
-    for name in names {
-        let what = DESCRIPTIONS
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, w)| w);
+    let width = registry::names().map(str::len).max().unwrap_or(0);
+    let mut out = format!("Checks ({}):\n", registry::CHECKS.len());
+    for (name, what) in registry::CHECKS {
         out.push_str(&format!("  {name:<width$}  {what}\n"));
     }
     out
@@ -129,7 +63,7 @@ impl Report {
         for c in &checks {
             debug_assert!(
                 registry::is_check(c.name),
-                "check `{}` is not in check::registry::NAMES",
+                "check `{}` is not in check::registry::CHECKS",
                 c.name
             );
             match c.status {
@@ -248,13 +182,11 @@ mod tests {
             .collect();
         found.sort_unstable();
         found.dedup();
-        let mut listed: Vec<&str> = registry::NAMES.to_vec();
+        let mut listed: Vec<&str> = registry::names().collect();
         listed.sort_unstable();
         assert_eq!(found, listed);
-        let described: Vec<&str> = DESCRIPTIONS.iter().map(|(n, _)| *n).collect();
-        assert_eq!(described, registry::NAMES, "DESCRIPTIONS, in report order");
         let help = checks_help();
-        for name in registry::NAMES {
+        for name in registry::names() {
             assert!(help.contains(&format!("  {name} ")), "{help}");
         }
     }

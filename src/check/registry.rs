@@ -2,45 +2,81 @@
 //! are stable (`--json` prints them, monitoring keys on them); docs/commands.md documents each
 //! one and a test holds the two together, and a report only ever names checks of this list.
 
-/// The check names, in report order. `settings` stands in for the server checks when the
-/// server's settings cannot be read; `standby_replay` is reported on standbys only.
-pub const NAMES: &[&str] = &[
-    "connection",
-    "server_version",
-    "settings",
-    "role_pg_monitor",
-    "role_replication",
-    "role_functions",
-    "stats_visibility",
-    "wal_level",
-    "archive_mode",
-    "archive_command",
-    "archiving",
-    "archive_lag",
-    "archive_timeout",
-    "standby_replay",
-    "pg_stat_statements",
-    "data_checksums",
-    "checkpoints",
-    "databases",
-    "repository",
-    "repository_binding",
-    "last_backup",
-    "archive_continuity",
-    "last_drill",
-    "wal_verify",
-    "rpo",
-    "rto",
+/// Every check in report order, with what it looks at in a few words (`check --help` lists
+/// them). `settings` stands in for the server checks when the server's settings cannot be read;
+/// `standby_replay` is reported on standbys only.
+pub const CHECKS: &[(&str, &str)] = &[
+    ("connection", "the server accepts dbagent's connection"),
+    ("server_version", "a supported PostgreSQL major version"),
+    (
+        "settings",
+        "the server settings can be read (reported only when they cannot)",
+    ),
+    ("role_pg_monitor", "the role has pg_monitor"),
+    ("role_replication", "the role may take base backups"),
+    (
+        "role_functions",
+        "the role may run the WAL and backup functions",
+    ),
+    (
+        "stats_visibility",
+        "pg_stats is visible for the advisor's estimates",
+    ),
+    ("wal_level", "wal_level allows archiving"),
+    ("archive_mode", "archive_mode is on"),
+    ("archive_command", "archive_command runs dbagent wal-push"),
+    ("archiving", "the archiver is not failing"),
+    ("archive_lag", "WAL waiting to be archived"),
+    (
+        "archive_timeout",
+        "archive_timeout lets the RPO target be met",
+    ),
+    (
+        "standby_replay",
+        "standbys only: replay keeping up with the archive",
+    ),
+    ("pg_stat_statements", "statement statistics are collected"),
+    ("data_checksums", "data checksums are on"),
+    ("checkpoints", "checkpoints are mostly timed, not forced"),
+    (
+        "databases",
+        "every database monitor.databases selects can be read",
+    ),
+    ("repository", "the repository exists and is writable"),
+    (
+        "repository_binding",
+        "the repository belongs to this cluster",
+    ),
+    ("last_backup", "age of the newest backup"),
+    (
+        "archive_continuity",
+        "WAL continuous from the newest backup along the timeline history",
+    ),
+    ("last_drill", "age and outcome of the last `dbagent drill`"),
+    (
+        "wal_verify",
+        "what the last `dbagent wal verify` found, and its age",
+    ),
+    ("rpo", "data at risk now against objectives.rpo"),
+    (
+        "rto",
+        "the last drill's restore time against objectives.rto",
+    ),
 ];
+
+/// The check names, in report order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    CHECKS.iter().map(|(name, _)| *name)
+}
 
 /// Whether `name` is a registered check.
 pub fn is_check(name: &str) -> bool {
-    NAMES.contains(&name)
+    names().any(|n| n == name)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::NAMES;
+    use super::{CHECKS, names};
 
     fn read(rel: &str) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -68,7 +104,11 @@ mod tests {
                     .expect("a row starts with the check's name")
             })
             .collect();
-        assert_eq!(documented, NAMES, "docs/commands.md, table of checks");
+        assert_eq!(
+            documented,
+            names().collect::<Vec<_>>(),
+            "docs/commands.md, table of checks"
+        );
     }
 
     /// Wherever README.md or docs/ say how many checks there are ("26 checks"), the number is
@@ -98,12 +138,12 @@ mod tests {
                     stated += 1;
                     assert_eq!(
                         n,
-                        NAMES.len(),
+                        CHECKS.len(),
                         "{file} says \"{} {} {}\"; the registry has {} checks",
                         w[0],
                         w[1],
                         w[2],
-                        NAMES.len()
+                        CHECKS.len()
                     );
                 }
             }
