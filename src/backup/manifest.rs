@@ -64,6 +64,46 @@ pub struct BackupManifest {
     /// The tar archives, then `backup_manifest` (PostgreSQL's own, stored uncompressed).
     pub files: Vec<BackupFile>,
     pub dbagent_version: String,
+    /// `full`, or `incremental` (PostgreSQL 17+ `pg_basebackup --incremental`: restorable
+    /// only together with its parent chain, combined by `pg_combinebackup`).
+    #[serde(default)]
+    pub backup_type: BackupType,
+    /// For an incremental backup: the ID of the backup it was taken against (full or
+    /// incremental). None for a full backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Where the backup was read from. None in manifests written before this was recorded
+    /// (those were all taken on the primary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_from: Option<TakenFrom>,
+}
+
+/// `full` or `incremental`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupType {
+    #[default]
+    Full,
+    Incremental,
+}
+
+impl BackupType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupType::Full => "full",
+            BackupType::Incremental => "incremental",
+        }
+    }
+}
+
+/// The server a backup was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TakenFrom {
+    /// `primary` or `standby`.
+    pub role: String,
+    /// host:port (or socket directory:port) of that server, no password.
+    pub server: String,
 }
 
 fn dbagent() -> String {

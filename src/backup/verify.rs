@@ -342,6 +342,9 @@ pub(crate) mod tests {
             compressed_by: "dbagent".into(),
             files: Vec::new(),
             dbagent_version: "0.1.0".into(),
+            backup_type: Default::default(),
+            parent: None,
+            taken_from: None,
         }
     }
 

@@ -638,6 +638,9 @@ pub(crate) mod tests {
             compressed_by: "dbagent".into(),
             files: Vec::new(),
             dbagent_version: "test".into(),
+            backup_type: Default::default(),
+            parent: None,
+            taken_from: None,
         }
     }
 

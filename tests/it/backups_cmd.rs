@@ -82,6 +82,9 @@ fn write_backup(agent: &Agent, start: Timestamp, first: u64, last: u64) -> Backu
         compressed_by: "dbagent".into(),
         files,
         dbagent_version: "0.1.0".into(),
+        backup_type: Default::default(),
+        parent: None,
+        taken_from: None,
     };
     std::fs::write(
         dir.join(MANIFEST_FILE),

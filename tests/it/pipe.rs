@@ -55,6 +55,9 @@ fn agent_with_backups(n: u64) -> Agent {
                 tablespace: None,
             }],
             dbagent_version: "0.1.0".into(),
+            backup_type: Default::default(),
+            parent: None,
+            taken_from: None,
         };
         std::fs::write(
             dir.join(MANIFEST_FILE),

@@ -199,6 +199,9 @@ pub fn take(
         compressed_by: compressed_by.into(),
         files,
         dbagent_version: env!("CARGO_PKG_VERSION").into(),
+        backup_type: crate::backup::manifest::BackupType::Full,
+        parent: None,
+        taken_from: None,
     };
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| BackupError::Refused(format!("cannot encode manifest.json: {e}")))?;
