@@ -2,7 +2,8 @@
 # scripts/bench.sh: measure dbagent side by side with the tools SREs use instead. Raw results go
 # to target/bench/ (*.md, *.json) and are summarised in BENCHMARKS.md by hand.
 #
-#   scripts/bench.sh            all benchmarks (check, monitor, backup, wal-push, restore, s3)
+#   scripts/bench.sh            all benchmarks (check, monitor, backup, wal-push, restore, s3,
+#                               incremental)
 #   scripts/bench.sh check      `dbagent check` vs check_postgres, on the quickstart sandbox cluster
 #   scripts/bench.sh monitor    `dbagent run` /metrics vs prometheus-postgres-exporter (default
 #                               collectors, and with per-table queries), 1,000 and 10,000 tables:
@@ -19,6 +20,12 @@
 #                               process per segment as restore_command runs them: `dbagent
 #                               wal-get` (prefetch 8, and 0) vs `pgbackrest archive-get` (from the
 #                               repositories of `wal-push`, filled first when missing)
+#   scripts/bench.sh incremental
+#                               PostgreSQL 18, pgbench scale 100: `dbagent backup --type
+#                               full|incremental` (3 rounds of ~2% changed pages) and restores of
+#                               the full, the chain and `restore --delta`, vs pgBackRest block
+#                               incremental (repo1-bundle/block) and `restore --delta`; own
+#                               cluster on 127.0.0.1:54341 (see scripts/bench/incremental.sh)
 #   scripts/bench.sh s3         the same against one S3 server (moto behind TLS, in memory):
 #                               backup, wal-push, restore, wal-get vs pgBackRest with
 #                               repo1-type=s3, and the listing cost at 100,000 archived segments
@@ -36,8 +43,8 @@ source scripts/lib/deps.sh
 
 what=${1:-all}
 case "$what" in
-  all | check | monitor | backup | wal-push | restore | s3) ;;
-  *) sed -n '2,32p' "$0"; exit 2 ;;
+  all | check | monitor | backup | wal-push | restore | s3 | incremental) ;;
+  *) sed -n '2,39p' "$0"; exit 2 ;;
 esac
 out=target/bench
 mkdir -p "$out"
@@ -74,6 +81,11 @@ fi
 if wants monitor; then
   # A process of its own: its cluster, trap and variables are not the backup benchmark's.
   bash scripts/bench/monitor.sh
+fi
+
+if wants incremental; then
+  # Its own PostgreSQL 18 cluster and pgBackRest build: a process of its own too.
+  bash scripts/bench/incremental.sh
 fi
 
 wants backup || wants wal-push || wants restore || wants s3 || exit 0

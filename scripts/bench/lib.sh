@@ -17,7 +17,7 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/dbagent-bench}
 BENCH_PORT=${BENCH_PORT:-54339}
 BENCH_SCALE=${BENCH_SCALE:-100}
 bench_data=$BENCH_DIR/data
-bench_pgbin=$PG15_BIN
+bench_pgbin=${BENCH_PGBIN:-$PG15_BIN}   # scripts/bench/incremental.sh sets PostgreSQL 18's
 bench_receivewal_pid=
 bench_dbagent=        # the dbagent binary the postgres user runs; empty when it cannot be built
 bench_dbagent_done=0
@@ -82,7 +82,7 @@ bench_cluster_ready() {
   fi
   as_pg mkdir -p "$BENCH_DIR/bin" "$BENCH_DIR/tmp"
   if [ ! -f "$bench_data/PG_VERSION" ]; then
-    echo "==> creating the benchmark cluster (PostgreSQL 15) in $bench_data"
+    echo "==> creating the benchmark cluster ($("$bench_pgbin/postgres" --version)) in $bench_data"
     rm -f "$BENCH_DIR/.pgbench-loaded"
     as_pg "$bench_pgbin/initdb" -D "$bench_data" -U postgres --auth-local=trust --auth-host=trust \
       -E UTF8 --no-locale --data-checksums --no-instructions >/dev/null
