@@ -14,21 +14,29 @@ use crate::restore_cmd::{Scratch, restore_started};
 use crate::support::cluster::Cluster;
 use crate::support::dbagent::Agent;
 
-/// The agent's config: back up through `from` with the replica as the standby; `extra` goes
-/// under `repository:` (e.g. a compression level).
-fn configure(agent: &Agent, pg: &Cluster, replica: &Cluster, from: &str, repository: &str) {
+/// The agent's config: back up through `from` with the server on `standby_port` as the
+/// standby; `repository` goes under `repository:` (e.g. a compression level), `backup` under
+/// `backup:`.
+fn configure(
+    agent: &Agent,
+    pg: &Cluster,
+    standby_port: u16,
+    from: &str,
+    repository: &str,
+    backup: &str,
+) {
     agent.set_yaml(&format!(
-        "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\nrepository:\n  path: REPO\n{repository}state_dir: STATE\nbackup:\n  wal_timeout: 60s\n  from: {from}\n  standby_conninfo: \"host=127.0.0.1 port={}\"\n",
+        "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\nrepository:\n  path: REPO\n{repository}state_dir: STATE\nbackup:\n  wal_timeout: 60s\n  from: {from}\n  standby_conninfo: \"host=127.0.0.1 port={standby_port}\"\n{backup}",
         pg.conninfo(),
         pg.version().bin_dir().display(),
-        replica.port()
     ));
     agent.share_with_postgres();
 }
 
-/// Waits until the replica has replayed everything the primary has written so far.
+/// Waits until the replica has replayed everything the primary has written so far (inserted:
+/// the kit runs with synchronous_commit off, so the write position can trail a commit).
 fn wait_for_replay(pg: &Cluster, replica: &Cluster) {
-    let target = pg.psql("SELECT pg_current_wal_lsn()");
+    let target = pg.psql("SELECT pg_current_wal_insert_lsn()");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let caught_up = replica
@@ -43,6 +51,14 @@ fn wait_for_replay(pg: &Cluster, replica: &Cluster) {
             Instant::now() < deadline,
             "the replica did not replay up to {target}"
         );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_until(done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -98,7 +114,7 @@ pg_test!(
         let (agent, pg) = archived_cluster(v);
         let mut replica = pg.start_replica();
         let replica_port = replica.port();
-        configure(&agent, &pg, &replica, "standby", "");
+        configure(&agent, &pg, replica_port, "standby", "", "");
         pg.psql(
             "CREATE TABLE t AS SELECT g AS i, md5(g::text) AS t FROM generate_series(1, 10000) g",
         );
@@ -148,9 +164,51 @@ pg_test!(
         assert_eq!(restored.query("SELECT pg_is_in_recovery()"), "f");
         drop(restored);
 
-        // 2. Standby down: prefer-standby backs up the primary and says why...
+        // 2. A standby whose replay lags beyond the bound, or a server that is no standby.
+        // The replica stops receiving (no primary_conninfo) while the primary writes ~1 MiB.
+        let primary_conninfo = replica.psql("SHOW primary_conninfo");
+        replica.psql("ALTER SYSTEM SET primary_conninfo = ''");
+        replica.reload();
+        wait_until(|| {
+            replica.psql("SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'")
+                == "0"
+        });
+        // Committed synchronously: written out, so that pg_current_wal_lsn() is past it.
+        pg.psql(
+            "SET synchronous_commit = on; \
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(20001, 30000) g",
+        );
+        configure(
+            &agent,
+            &pg,
+            replica_port,
+            "prefer-standby",
+            "",
+            "  standby_max_lag: 64kB\n",
+        );
+        let run = agent.run(&["backup", "--json"]);
+        assert_eq!(run.code, 0, "prefer-standby failed: {}", run.all());
+        assert_eq!(run.json()["taken_from"]["role"], "primary", "{}", run.all());
+        assert!(
+            run.stderr.contains("behind the primary")
+                && run.stderr.contains("backup.standby_max_lag is 64.0 KiB"),
+            "{}",
+            run.stderr
+        );
+        replica.psql(&format!(
+            "ALTER SYSTEM SET primary_conninfo = '{}'",
+            primary_conninfo.replace('\'', "''")
+        ));
+        replica.reload();
+        wait_for_replay(&pg, &replica);
+        configure(&agent, &pg, pg.port(), "standby", "", "");
+        let run = agent.run(&["backup"]);
+        assert_eq!(run.code, 1, "{}", run.all());
+        assert!(run.stderr.contains("is not in recovery"), "{}", run.stderr);
+
+        // 3. Standby down: prefer-standby backs up the primary and says why...
         replica.stop();
-        configure(&agent, &pg, &replica, "prefer-standby", "");
+        configure(&agent, &pg, replica_port, "prefer-standby", "", "");
         let run = agent.run(&["backup", "--json"]);
         assert_eq!(run.code, 0, "prefer-standby failed: {}", run.all());
         assert_eq!(run.json()["taken_from"]["role"], "primary", "{}", run.all());
@@ -164,7 +222,7 @@ pg_test!(
             run.stderr
         );
         // ... and standby refuses, in one line, publishing nothing.
-        configure(&agent, &pg, &replica, "standby", "");
+        configure(&agent, &pg, replica_port, "standby", "", "");
         let before = backup_ids(&agent);
         let run = agent.run(&["backup"]);
         assert_eq!(run.code, 1, "{}", run.all());
@@ -178,7 +236,7 @@ pg_test!(
         );
         assert_eq!(backup_ids(&agent), before);
 
-        // 3. The standby killed while it streams the backup (slowed by compressing at zstd 19 in
+        // 4. The standby killed while it streams the backup (slowed by compressing at zstd 19 in
         // dbagent): the backup fails, nothing is published, and the next backup works.
         replica.start_again();
         wait_for_standby(&pg, &replica);
@@ -187,14 +245,11 @@ pg_test!(
         configure(
             &agent,
             &pg,
-            &replica,
+            replica_port,
             "standby",
             "  compression_level: 19\n",
+            "  compress_on: dbagent\n  threads: 1\n",
         );
-        agent.set_yaml(&format!(
-            "{}  compress_on: dbagent\n  threads: 1\n",
-            agent.yaml()
-        ));
         let before = backup_ids(&agent);
         let mut child = agent
             .command(&["backup", "--no-progress"])
@@ -233,7 +288,7 @@ pg_test!(
 
         replica.start_again();
         wait_for_standby(&pg, &replica);
-        configure(&agent, &pg, &replica, "standby", "");
+        configure(&agent, &pg, replica_port, "standby", "", "");
         let run = agent.run(&["backup", "--json"]);
         assert_eq!(run.code, 0, "backup after the kill: {}", run.all());
         assert_eq!(run.json()["taken_from"]["role"], "standby");

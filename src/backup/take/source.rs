@@ -204,7 +204,7 @@ async fn standby_facts(
     let at = standby.info().endpoint();
     let facts = server_facts(standby)
         .await
-        .map_err(|e| format!("the standby {at} cannot be used: {e}"))?;
+        .map_err(|e| standby_error(&at, &e))?;
     if !facts.in_recovery {
         return Err(format!(
             "the server at backup.standby_conninfo ({at}) is not in recovery: it is not a standby (promoted?)"
@@ -239,6 +239,7 @@ async fn standby_facts(
     let primary_lsn = Lsn::parse(&primary_lsn)
         .ok_or_else(|| format!("the primary sent a bad LSN {primary_lsn}"))?;
     let lag = replay_lag(primary_lsn, replayed);
+    tracing::info!(standby = %at, primary_lsn = %primary_lsn, replayed = ?replayed, lag, "Standby replay lag");
     if lag > max_lag {
         return Err(format!(
             "the standby {at} has replayed WAL up to {} only, {} behind the primary's {primary_lsn} (backup.standby_max_lag is {})",
@@ -248,6 +249,12 @@ async fn standby_facts(
         ));
     }
     Ok(facts)
+}
+
+/// Why the standby at `at` cannot be used; the connection advice names the standby's setting.
+fn standby_error(at: &str, e: &dyn std::fmt::Display) -> String {
+    format!("the standby {at} cannot be used: {e}")
+        .replace("postgres.conninfo", "backup.standby_conninfo")
 }
 
 /// How far the standby's replay is behind the primary's WAL position, in bytes; all of it when
@@ -261,7 +268,7 @@ async fn replay_lsn(standby: &PgTarget) -> Result<Option<Lsn>, String> {
     let client = standby
         .connect()
         .await
-        .map_err(|e| format!("the standby {at} cannot be used: {e}"))?;
+        .map_err(|e| standby_error(&at, &e))?;
     let row = client
         .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
         .await
@@ -341,6 +348,18 @@ mod tests {
             bare.get("port"),
             None,
             "no port: libpq's default, not the primary's"
+        );
+    }
+
+    #[test]
+    fn a_standby_error_points_at_the_standby_setting() {
+        let msg = standby_error(
+            "10.0.0.2:5432",
+            &"connection refused; Check host and port in postgres.conninfo",
+        );
+        assert_eq!(
+            msg,
+            "the standby 10.0.0.2:5432 cannot be used: connection refused; Check host and port in backup.standby_conninfo"
         );
     }
 
