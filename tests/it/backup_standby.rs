@@ -1,4 +1,4 @@
-//! Backups read from a standby (`backup.from`) on PostgreSQL 15 and 18, with a primary and a
+//! Backups read from a standby (`backup.from`) on PostgreSQL 15, 17 and 18, with a primary and a
 //! streaming replica: the manifest says where the backup was taken and it restores;
 //! `prefer-standby` falls back to the primary and says why, `standby` refuses in one line; a
 //! standby killed mid-backup leaves nothing published and the next backup works.
@@ -109,7 +109,7 @@ fn backup_ids(agent: &Agent) -> Vec<String> {
 }
 
 pg_test!(
-    backups_from_a_standby_restore_and_fall_back_or_refuse_per_the_setting,
+    with_17 backups_from_a_standby_restore_and_fall_back_or_refuse_per_the_setting,
     |v| {
         let (agent, pg) = archived_cluster(v);
         let mut replica = pg.start_replica();
