@@ -92,6 +92,11 @@ pub struct RestoreArgs {
     /// Restore into a non-empty directory, removing its contents first (never a running server's)
     #[arg(long)]
     pub force: bool,
+    /// DIR is an existing, stopped data directory of the same cluster: rewrite only the files
+    /// whose size or checksum differs from the backup and remove those the backup does not
+    /// have (refused for another cluster's directory, with --force, and for an empty one)
+    #[arg(long, conflicts_with = "guided")]
+    pub delta: bool,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -251,7 +256,11 @@ fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     } else {
         Some(repo.lock_in_use("restore", config.repository.lock_wait)?)
     };
-    let plan = plan::make(&repo, &req)?;
+    let plan = if args.delta {
+        restore::delta::make(&repo, &req)?
+    } else {
+        plan::make(&repo, &req)?
+    };
     carry_out(&config, &repo, args, &plan)
 }
 
@@ -308,8 +317,13 @@ fn carry_out(
     restore::prepare_socket_dir(plan)?;
     let executed = restore::execute(repo, plan, &mut progress)?;
     progress(&format!(
-        "backup {} extracted into {} in {}; recovery settings and recovery.signal written",
+        "backup {} {} {} in {}; recovery settings and recovery.signal written",
         plan.backup.id,
+        if plan.delta.is_some() {
+            "delta-restored into"
+        } else {
+            "extracted into"
+        },
         plan.to.display(),
         human_duration(executed.seconds)
     ));
@@ -481,6 +495,7 @@ fn command_line(config: Option<&std::path::Path>, args: &RestoreArgs) -> String 
         (args.start, "--start"),
         (args.dry_run, "--dry-run"),
         (args.force, "--force"),
+        (args.delta, "--delta"),
         (args.json, "--json"),
     ] {
         if on {
@@ -642,6 +657,19 @@ pub fn render(p: &RestorePlan) -> String {
         out.push_str(&format!(
             "  --force:     the current contents of {} are removed first\n",
             p.to.display()
+        ));
+    }
+    if let Some(d) = &p.delta {
+        out.push_str(&format!(
+            "  --delta:     rewrite {} files ({}), remove {} files ({}), keep {} unchanged files ({}); compared by size and {} checksum in {}\n",
+            d.files_rewritten,
+            human_bytes(d.bytes_rewritten),
+            d.files_removed,
+            human_bytes(d.bytes_removed),
+            d.files_unchanged,
+            human_bytes(d.bytes_unchanged),
+            d.checksum_algorithm,
+            human_duration(d.compare_seconds),
         ));
     }
     if let Some(o) = &p.owner {

@@ -1,0 +1,956 @@
+//! Delta restore (`dbagent restore --delta`): restoring into an existing, stopped data
+//! directory of the same cluster rewrites only the files whose size or checksum differs from
+//! the backup and removes the files the backup does not have, instead of writing every byte of
+//! the backup again. [`make`] proves the usual restore plan and adds the comparison (what will
+//! be rewritten, removed and kept, read from PostgreSQL's own `backup_manifest` of the backup
+//! and the directory's files; nothing is written); [`execute`] streams the stored archives as a
+//! full restore does, checksums verified as they stream, and writes only the members that
+//! differ (each to a temporary name, then renamed). `global/pg_control` is removed first and
+//! put back last, so a directory left half rewritten by a failure or a crash cannot be started
+//! by mistake.
+//!
+//! Layer: operation. Uses: backup, repo. Used by: restore.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::{self, PlanError, RestorePlan, Target};
+use super::{Executed, RestoreError, extract, io_err};
+use crate::backup::manifest::{self, BackupFile, BackupType};
+use crate::repo::{Compression, Repo, compress};
+
+/// The suffix of the temporary name a rewritten file is written under before its rename.
+const TMP_SUFFIX: &str = ".dbagent-delta";
+const PG_CONTROL: &str = "global/pg_control";
+
+/// What a delta restore will do to the directory. `--dry-run --json` prints the counts as
+/// `plan.delta`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeltaPlan {
+    /// Files of the backup that are missing in the directory or differ in size or checksum.
+    pub files_rewritten: u64,
+    pub bytes_rewritten: u64,
+    /// Files (and symlinks) in the directory that the backup does not have.
+    pub files_removed: u64,
+    pub bytes_removed: u64,
+    /// Files whose size and checksum match the backup: kept as they are.
+    pub files_unchanged: u64,
+    pub bytes_unchanged: u64,
+    /// The checksum algorithm of the backup's backup_manifest (CRC32C unless the backup was
+    /// taken with another one; with NONE every file is rewritten).
+    pub checksum_algorithm: String,
+    /// How long the comparison took.
+    pub compare_seconds: f64,
+    /// Relative paths of the files to write.
+    #[serde(skip)]
+    pub rewrite: BTreeSet<PathBuf>,
+    /// Relative paths of the files and symlinks to remove.
+    #[serde(skip)]
+    pub remove: Vec<PathBuf>,
+    /// Directories that hold no file of the backup, deepest first: removed unless the backup's
+    /// archive has them (as an empty directory such as `pg_wal` or `pg_stat_tmp`).
+    #[serde(skip)]
+    pub extra_dirs: Vec<PathBuf>,
+}
+
+/// PostgreSQL's `backup_manifest` (the parts a delta restore reads).
+#[derive(Debug, Deserialize)]
+struct PgManifest {
+    #[serde(rename = "Files")]
+    files: Vec<PgFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PgFile {
+    #[serde(rename = "Path")]
+    path: Option<String>,
+    /// Hex of the path's bytes, for names that are not valid UTF-8.
+    #[serde(rename = "Encoded-Path")]
+    encoded_path: Option<String>,
+    #[serde(rename = "Size")]
+    size: u64,
+    #[serde(rename = "Checksum-Algorithm")]
+    algorithm: Option<String>,
+    #[serde(rename = "Checksum")]
+    checksum: Option<String>,
+}
+
+/// One file of the backup as the comparison sees it.
+#[derive(Debug, Clone)]
+struct Wanted {
+    path: PathBuf,
+    size: u64,
+    algorithm: Algorithm,
+    checksum: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Algorithm {
+    None,
+    Crc32c,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Algorithm {
+    fn parse(s: Option<&str>) -> Result<Algorithm, String> {
+        Ok(match s.unwrap_or("NONE").to_ascii_uppercase().as_str() {
+            "NONE" => Algorithm::None,
+            "CRC32C" => Algorithm::Crc32c,
+            "SHA224" => Algorithm::Sha224,
+            "SHA256" => Algorithm::Sha256,
+            "SHA384" => Algorithm::Sha384,
+            "SHA512" => Algorithm::Sha512,
+            other => return Err(format!("unknown checksum algorithm `{other}`")),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::None => "NONE",
+            Algorithm::Crc32c => "CRC32C",
+            Algorithm::Sha224 => "SHA224",
+            Algorithm::Sha256 => "SHA256",
+            Algorithm::Sha384 => "SHA384",
+            Algorithm::Sha512 => "SHA512",
+        }
+    }
+}
+
+/// The checksum of `path` as backup_manifest writes it (hex; CRC32C as its little-endian
+/// bytes, which is how PostgreSQL prints it on the platforms it builds for), reading in
+/// blocks of `buf`'s size. `None` for algorithm NONE.
+fn file_checksum(path: &Path, algorithm: Algorithm, buf: &mut [u8]) -> io::Result<Option<String>> {
+    use sha2::Digest;
+    enum State {
+        Crc(u32),
+        S224(sha2::Sha224),
+        S256(sha2::Sha256),
+        S384(sha2::Sha384),
+        S512(sha2::Sha512),
+    }
+    let mut state = match algorithm {
+        Algorithm::None => return Ok(None),
+        Algorithm::Crc32c => State::Crc(0),
+        Algorithm::Sha224 => State::S224(sha2::Sha224::new()),
+        Algorithm::Sha256 => State::S256(sha2::Sha256::new()),
+        Algorithm::Sha384 => State::S384(sha2::Sha384::new()),
+        Algorithm::Sha512 => State::S512(sha2::Sha512::new()),
+    };
+    let mut f = std::fs::File::open(path)?;
+    loop {
+        let n = match f.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let data = &buf[..n];
+        match &mut state {
+            State::Crc(c) => *c = crc32c::crc32c_append(*c, data),
+            State::S224(h) => h.update(data),
+            State::S256(h) => h.update(data),
+            State::S384(h) => h.update(data),
+            State::S512(h) => h.update(data),
+        }
+    }
+    Ok(Some(match state {
+        State::Crc(c) => hex::encode(c.to_le_bytes()),
+        State::S224(h) => hex::encode(h.finalize()),
+        State::S256(h) => hex::encode(h.finalize()),
+        State::S384(h) => hex::encode(h.finalize()),
+        State::S512(h) => hex::encode(h.finalize()),
+    }))
+}
+
+/// Reads the files of PostgreSQL's backup_manifest.
+fn parse_pg_manifest(bytes: &[u8]) -> Result<Vec<Wanted>, String> {
+    let m: PgManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(m.files.len());
+    for f in m.files {
+        let path = match (f.path, f.encoded_path) {
+            (Some(p), _) => PathBuf::from(p),
+            (None, Some(hexed)) => PathBuf::from(std::ffi::OsString::from_vec(
+                hex::decode(&hexed).map_err(|e| format!("bad Encoded-Path {hexed}: {e}"))?,
+            )),
+            (None, None) => return Err("a file without Path".into()),
+        };
+        extract::check_relative(&path)
+            .map_err(|why| format!("file {} is not inside the backup: {why}", path.display()))?;
+        out.push(Wanted {
+            path,
+            size: f.size,
+            algorithm: Algorithm::parse(f.algorithm.as_deref())?,
+            checksum: f.checksum.unwrap_or_default().to_ascii_lowercase(),
+        });
+    }
+    Ok(out)
+}
+
+/// What is in the directory: regular files and symlinks (by relative path, with their size)
+/// and directories. Symlinks are never followed, except a top-level `pg_wal` link (initdb
+/// --waldir), whose contents count as the directory's.
+#[derive(Debug, Default)]
+struct Found {
+    files: BTreeMap<PathBuf, (u64, bool)>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+fn walk(root: &Path, rel: &Path, found: &mut Found) -> io::Result<()> {
+    let dir = root.join(rel);
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = rel.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(entry.path())?;
+        let ft = meta.file_type();
+        if ft.is_dir() || (ft.is_symlink() && name == Path::new("pg_wal") && entry.path().is_dir())
+        {
+            found.dirs.insert(name.clone());
+            walk(root, &name, found)?;
+        } else {
+            found
+                .files
+                .insert(name, (meta.len(), ft.is_file() && !ft.is_symlink()));
+        }
+    }
+    Ok(())
+}
+
+/// The system identifier in a data directory's `global/pg_control` (its first 8 bytes, in
+/// the machine's byte order).
+pub fn system_identifier(data: &Path) -> io::Result<u64> {
+    let mut f = std::fs::File::open(data.join(PG_CONTROL))?;
+    let mut b = [0u8; 8];
+    f.read_exact(&mut b)?;
+    Ok(u64::from_ne_bytes(b))
+}
+
+fn usage(s: String) -> PlanError {
+    PlanError::Usage(s)
+}
+
+/// Checks that `dir` can take a delta restore before anything else is read: it exists, is a
+/// data directory and no server runs in it.
+fn check_dir(req: &plan::Request) -> Result<(), PlanError> {
+    let dir = &req.to;
+    if req.force {
+        return Err(usage(
+            "--delta and --force contradict each other: --delta keeps the files of the directory that match the backup, --force removes everything first; pass one of them".into(),
+        ));
+    }
+    if !dir.is_absolute() {
+        return Err(usage(format!(
+            "--to {} must be an absolute path",
+            dir.display()
+        )));
+    }
+    if let Some(pid) = plan::running_postmaster(dir) {
+        return Err(PlanError::InUse {
+            dir: dir.clone(),
+            pid,
+        });
+    }
+    let facts = plan::inspect_dir(dir)?;
+    if facts.entries == 0 {
+        return Err(usage(format!(
+            "{} is empty or does not exist: --delta has nothing to compare; restore without --delta",
+            dir.display()
+        )));
+    }
+    for needed in ["PG_VERSION", PG_CONTROL] {
+        if !dir.join(needed).is_file() {
+            return Err(usage(format!(
+                "{} is not a PostgreSQL data directory (it has no {needed}): --delta restores only into a data directory of the same cluster; restore into an empty directory without --delta",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Proves the restore plan for `--delta` and compares the directory with the backup. Reads
+/// the repository and the directory; writes nothing.
+pub fn make(repo: &Repo, req: &plan::Request) -> Result<RestorePlan, PlanError> {
+    check_dir(req)?;
+    let mut facts = plan::gather(repo, req)?;
+    // The directory is not empty, on purpose: what is in it is compared, not replaced.
+    facts.dir.entries = 0;
+    let mut plan = plan::decide(req, &facts)?;
+    if let Target::Time(t) = req.target {
+        plan::prove_time(repo, &facts, &plan, t)?;
+    }
+    let m = &plan.manifest;
+    if m.backup_type == BackupType::Incremental {
+        return Err(usage(format!(
+            "backup {} is incremental: --delta restores only full backups; restore it without --delta (into an empty directory), or choose a full backup with --backup",
+            m.id
+        )));
+    }
+    if !plan.tablespaces.is_empty() {
+        return Err(usage(format!(
+            "backup {} has tablespaces ({}): --delta does not restore tablespaces yet; restore without --delta into an empty directory (and empty tablespace locations)",
+            m.id,
+            plan.tablespaces
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let dir = req.to.clone();
+    let ours = system_identifier(&dir).map_err(io_err_plan(&dir.join(PG_CONTROL), "read"))?;
+    if ours.to_string() != m.system_identifier {
+        return Err(usage(format!(
+            "{} belongs to another cluster (system identifier {ours}, the backup's is {}); restore into an empty directory instead",
+            dir.display(),
+            m.system_identifier
+        )));
+    }
+    let version_path = dir.join("PG_VERSION");
+    let version =
+        std::fs::read_to_string(&version_path).map_err(io_err_plan(&version_path, "read"))?;
+    let version = version.trim();
+    if version != m.pg_major.to_string() {
+        return Err(usage(format!(
+            "{} is a PostgreSQL {version} data directory and backup {} is of PostgreSQL {}: restore into an empty directory instead",
+            dir.display(),
+            m.id,
+            m.pg_major
+        )));
+    }
+    let key = manifest::backup_key(&m.id, "backup_manifest");
+    let stored = m
+        .files
+        .iter()
+        .find(|f| f.name == "backup_manifest")
+        .ok_or_else(|| {
+            usage(format!(
+                "backup {} has no backup_manifest (PostgreSQL's list of its files): --delta needs it; restore without --delta",
+                m.id
+            ))
+        })?;
+    let bytes = repo.storage().read(&key)?.ok_or_else(|| {
+        usage(format!(
+            "backup {} has no backup_manifest ({} does not exist): --delta needs it; restore without --delta",
+            m.id,
+            repo.locate(&key).display()
+        ))
+    })?;
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    if sha != stored.sha256 {
+        return Err(usage(format!(
+            "backup {}'s backup_manifest is damaged (SHA-256 {sha}, manifest.json says {}): verify it with `dbagent backups verify`, and restore another backup with --backup",
+            m.id, stored.sha256
+        )));
+    }
+    let wanted = parse_pg_manifest(&bytes).map_err(|why| {
+        usage(format!(
+            "backup {}'s backup_manifest cannot be read: {why}; restore without --delta",
+            m.id
+        ))
+    })?;
+    let delta = compare(&dir, &wanted)?;
+    let mut notes = Vec::new();
+    if delta.checksum_algorithm.contains("NONE") {
+        notes.push(format!(
+            "backup {} was taken without file checksums (--manifest-checksums=NONE): every file is rewritten",
+            m.id
+        ));
+    }
+    plan.notes.extend(notes);
+    plan.estimated_seconds = 5
+        + delta.bytes_rewritten / (200 << 20)
+        + (delta.bytes_unchanged / (1 << 30))
+        + plan.wal.bytes / (100 << 20);
+    plan.delta = Some(delta);
+    Ok(plan)
+}
+
+fn io_err_plan<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(io::Error) -> PlanError + 'a {
+    move |source| PlanError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// Compares the directory with the backup's files: what to rewrite, remove and keep.
+fn compare(dir: &Path, wanted: &[Wanted]) -> Result<DeltaPlan, PlanError> {
+    let started = Instant::now();
+    let mut found = Found::default();
+    walk(dir, Path::new(""), &mut found).map_err(io_err_plan(dir, "list"))?;
+    // Same size: the checksum decides; otherwise it is rewritten without reading it.
+    let mut to_check: Vec<&Wanted> = Vec::new();
+    let mut rewrite = BTreeSet::new();
+    let mut bytes_rewritten = 0u64;
+    for w in wanted {
+        match found.files.get(&w.path) {
+            Some((size, true)) if *size == w.size && w.algorithm != Algorithm::None => {
+                to_check.push(w);
+            }
+            _ => {
+                rewrite.insert(w.path.clone());
+                bytes_rewritten += w.size;
+            }
+        }
+    }
+    // The biggest first, so the threads finish together.
+    to_check.sort_by_key(|w| std::cmp::Reverse(w.size));
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(to_check.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Vec<Vec<(usize, io::Result<bool>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (to_check, next) = (&to_check, &next);
+                scope.spawn(move || {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(w) = to_check.get(i) else {
+                            return out;
+                        };
+                        let r = file_checksum(&dir.join(&w.path), w.algorithm, &mut buf)
+                            .map(|c| c.is_some_and(|c| c == w.checksum));
+                        out.push((i, r));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut same = vec![false; to_check.len()];
+    let mut checked = 0usize;
+    for (i, r) in results.into_iter().flatten() {
+        checked += 1;
+        let w = to_check[i];
+        same[i] = r.map_err(io_err_plan(&dir.join(&w.path), "read"))?;
+    }
+    if checked != to_check.len() {
+        return Err(usage(format!(
+            "comparing {} with the backup stopped early (a checksum thread failed); run the restore again",
+            dir.display()
+        )));
+    }
+    let (mut files_unchanged, mut bytes_unchanged) = (0u64, 0u64);
+    for (w, same) in to_check.iter().zip(same) {
+        if same {
+            files_unchanged += 1;
+            bytes_unchanged += w.size;
+        } else {
+            rewrite.insert(w.path.clone());
+            bytes_rewritten += w.size;
+        }
+    }
+    // pg_control is always written last, under its temporary name until then (see execute).
+    if !rewrite.contains(Path::new(PG_CONTROL))
+        && let Some(w) = wanted.iter().find(|w| w.path == Path::new(PG_CONTROL))
+    {
+        rewrite.insert(w.path.clone());
+        bytes_rewritten += w.size;
+        files_unchanged = files_unchanged.saturating_sub(1);
+        bytes_unchanged = bytes_unchanged.saturating_sub(w.size);
+    }
+    let names: BTreeSet<&Path> = wanted.iter().map(|w| w.path.as_path()).collect();
+    let mut remove = Vec::new();
+    let mut bytes_removed = 0u64;
+    for (path, (size, _)) in &found.files {
+        if !names.contains(path.as_path()) {
+            remove.push(path.clone());
+            bytes_removed += size;
+        }
+    }
+    let mut holders: BTreeSet<&Path> = BTreeSet::new();
+    for w in wanted {
+        let mut p = w.path.parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            holders.insert(d);
+            p = d.parent();
+        }
+    }
+    let mut extra_dirs: Vec<PathBuf> = found
+        .dirs
+        .iter()
+        .filter(|d| !holders.contains(d.as_path()))
+        .cloned()
+        .collect();
+    // Deepest first.
+    extra_dirs.sort_by(|a, b| {
+        b.components()
+            .count()
+            .cmp(&a.components().count())
+            .then(b.cmp(a))
+    });
+    let algorithms: BTreeSet<&str> = wanted.iter().map(|w| w.algorithm.name()).collect();
+    Ok(DeltaPlan {
+        files_rewritten: rewrite.len() as u64,
+        bytes_rewritten,
+        files_removed: remove.len() as u64,
+        bytes_removed,
+        files_unchanged,
+        bytes_unchanged,
+        checksum_algorithm: algorithms.into_iter().collect::<Vec<_>>().join(", "),
+        compare_seconds: started.elapsed().as_secs_f64(),
+        rewrite,
+        remove,
+        extra_dirs,
+    })
+}
+
+/// What streaming one archive did.
+#[derive(Debug, Default)]
+struct Streamed {
+    members: u64,
+    written: u64,
+    stored_bytes: u64,
+    dirs: BTreeSet<PathBuf>,
+}
+
+/// Hashes (SHA-256) and counts every byte read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: std::rc::Rc<std::cell::RefCell<(sha2::Sha256, u64)>>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        let mut s = self.hasher.borrow_mut();
+        s.0.update(&buf[..n]);
+        s.1 += n as u64;
+        Ok(n)
+    }
+}
+
+/// Streams stored archive `file` (read from `raw`) and writes the members in `rewrite` into
+/// `dest`, each under a temporary name then renamed (pg_control stays under its temporary name
+/// until [`execute`] puts it in place); verifies the stored file's SHA-256 and size.
+fn stream_archive(
+    raw: impl Read,
+    file: &BackupFile,
+    compression: Compression,
+    dest: &Path,
+    rewrite: &BTreeSet<PathBuf>,
+) -> Result<Streamed, extract::ExtractError> {
+    use extract::ExtractError;
+    use sha2::Digest;
+    let damaged = |detail: String| ExtractError::Damaged {
+        file: file.name.clone(),
+        detail,
+    };
+    let outside = |member: &Path, why: String| ExtractError::Outside {
+        file: file.name.clone(),
+        member: member.display().to_string(),
+        dest: dest.to_path_buf(),
+        why,
+    };
+    let write_err = |path: PathBuf, action: &'static str| {
+        move |source: io::Error| ExtractError::Io {
+            path,
+            action,
+            source,
+        }
+    };
+    let state = std::rc::Rc::new(std::cell::RefCell::new((sha2::Sha256::new(), 0u64)));
+    let hashing = HashingReader {
+        inner: raw,
+        hasher: std::rc::Rc::clone(&state),
+    };
+    let decoder = compress::decoder(compression, io::BufReader::with_capacity(1 << 20, hashing))
+        .map_err(|e| damaged(format!("cannot start decompressing: {e}")))?;
+    let mut archive = tar::Archive::new(decoder);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(false);
+    archive.set_unpack_xattrs(false);
+    let dest_canon = dest
+        .canonicalize()
+        .map_err(write_err(dest.to_path_buf(), "resolve"))?;
+    let mut done = Streamed::default();
+    let entries = archive
+        .entries()
+        .map_err(|e| damaged(format!("not a readable tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| damaged(format!("cannot read a tar member: {e}")))?;
+        let path = entry
+            .path()
+            .map_err(|e| damaged(format!("bad member name: {e}")))?
+            .into_owned();
+        extract::check_relative(&path).map_err(|why| outside(&path, why))?;
+        // `./x` and `x` name the same member.
+        let path: PathBuf = path
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if path.as_os_str().is_empty() {
+            continue;
+        }
+        done.members += 1;
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                done.dirs.insert(path.clone());
+                if !dest.join(&path).is_dir() {
+                    let ok = entry.unpack_in(dest).map_err(|e| {
+                        if e.kind() == io::ErrorKind::InvalidData {
+                            outside(&path, e.to_string())
+                        } else {
+                            write_err(dest.join(&path), "create")(e)
+                        }
+                    })?;
+                    if !ok {
+                        return Err(outside(&path, "the tar crate refused it".into()));
+                    }
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::GNUSparse => {
+                if !rewrite.contains(&path) {
+                    continue;
+                }
+                let target = dest.join(&path);
+                let parent = target.parent().unwrap_or(dest);
+                std::fs::create_dir_all(parent)
+                    .map_err(write_err(parent.to_path_buf(), "create"))?;
+                let resolved = parent
+                    .canonicalize()
+                    .map_err(write_err(parent.to_path_buf(), "resolve"))?;
+                if !resolved.starts_with(&dest_canon) {
+                    return Err(outside(
+                        &path,
+                        format!("its directory resolves to {}", resolved.display()),
+                    ));
+                }
+                let mut tmp_name = target.file_name().unwrap_or_default().to_os_string();
+                tmp_name.push(TMP_SUFFIX);
+                let tmp = target.with_file_name(tmp_name);
+                match std::fs::remove_file(&tmp) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(write_err(tmp.clone(), "remove")(e)),
+                }
+                entry
+                    .unpack(&tmp)
+                    .map_err(write_err(tmp.clone(), "write"))?;
+                if path != Path::new(PG_CONTROL) {
+                    std::fs::rename(&tmp, &target).map_err(write_err(target.clone(), "rename"))?;
+                }
+                done.written += 1;
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                // pg_basebackup writes links only for tablespaces and an external pg_wal, which
+                // a delta restore keeps (tablespaces are refused by the plan).
+                continue;
+            }
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => continue,
+            other => {
+                return Err(outside(
+                    &path,
+                    format!("a special file ({other:?}), which pg_basebackup never writes"),
+                ));
+            }
+        }
+    }
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink())
+        .map_err(|e| damaged(format!("the end of the file does not decompress: {e}")))?;
+    drop(rest);
+    let (hasher, read) = std::mem::take(&mut *state.borrow_mut());
+    let sha = hex::encode(hasher.finalize());
+    if read != file.stored_size {
+        return Err(damaged(format!(
+            "{read} bytes read, manifest.json says {}",
+            file.stored_size
+        )));
+    }
+    if sha != file.sha256 {
+        return Err(damaged(format!(
+            "SHA-256 {sha} differs from manifest.json's {}",
+            file.sha256
+        )));
+    }
+    done.stored_bytes = read;
+    Ok(done)
+}
+
+fn remove_path(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Carries out a delta plan: removes `global/pg_control` (from here on the directory cannot be
+/// started until the restore completes), removes the files the backup does not have, streams
+/// every archive writing only the files that differ, removes directories the backup does not
+/// have, puts the backup's pg_control in place, then writes the recovery settings like any
+/// restore. On failure the directory is left partly rewritten, and the error says so.
+pub(super) fn execute(
+    repo: &Repo,
+    plan: &RestorePlan,
+    delta: &DeltaPlan,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Executed, RestoreError> {
+    let started = Instant::now();
+    let to = &plan.to;
+    let partly = |e: RestoreError| match e {
+        RestoreError::Extract { source, .. } => RestoreError::Extract {
+            source,
+            cleanup: format!(
+                "{} is now partly rewritten and cannot be started (its global/pg_control was removed): restore it again, with --delta or without it, from a good backup",
+                to.display()
+            ),
+        },
+        RestoreError::Io {
+            path,
+            action,
+            source,
+        } => RestoreError::Extract {
+            source: extract::ExtractError::Io {
+                path,
+                action,
+                source,
+            },
+            cleanup: format!(
+                "{} is now partly rewritten and cannot be started (its global/pg_control was removed): restore it again, with --delta or without it, from a good backup",
+                to.display()
+            ),
+        },
+        other => other,
+    };
+    let control = to.join(PG_CONTROL);
+    remove_path(&control).map_err(io_err(&control, "remove"))?;
+    let result = (|| {
+        for rel in &delta.remove {
+            let p = to.join(rel);
+            remove_path(&p).map_err(io_err(&p, "remove"))?;
+        }
+        progress(&format!(
+            "removed {} files the backup does not have; rewriting {} of {} files ({}), {} unchanged files kept",
+            delta.files_removed,
+            delta.files_rewritten,
+            delta.files_rewritten + delta.files_unchanged,
+            crate::units::human_bytes(delta.bytes_rewritten),
+            delta.files_unchanged
+        ));
+        let m = &plan.manifest;
+        let mut done = Executed {
+            files: Vec::new(),
+            members: 0,
+            stored_bytes: 0,
+            seconds: 0.0,
+        };
+        let mut dirs = BTreeSet::new();
+        let mut written = 0u64;
+        for file in &m.files {
+            if file.name == "backup_manifest" {
+                continue;
+            }
+            if file.tablespace.is_some() {
+                return Err(RestoreError::Recovery(format!(
+                    "backup {} has tablespaces, which --delta does not restore",
+                    m.id
+                )));
+            }
+            let t0 = Instant::now();
+            let key = manifest::backup_key(&m.id, &file.name);
+            let raw = match repo.storage().get(&key) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => {
+                    return Err(RestoreError::Io {
+                        path: repo.locate(&key),
+                        action: "open",
+                        source: io::Error::from(io::ErrorKind::NotFound),
+                    });
+                }
+                Err(e) => {
+                    return Err(RestoreError::Io {
+                        path: repo.locate(&key),
+                        action: "open",
+                        source: e.into(),
+                    });
+                }
+            };
+            let s = stream_archive(raw, file, m.compression, to, &delta.rewrite).map_err(
+                |source| RestoreError::Extract {
+                    source,
+                    cleanup: String::new(),
+                },
+            )?;
+            progress(&format!(
+                "streamed {} ({} members, SHA-256 verified, {}): wrote {} files that differed",
+                file.name,
+                s.members,
+                crate::units::human_duration_of(t0.elapsed()),
+                s.written
+            ));
+            done.members += s.members;
+            done.stored_bytes += s.stored_bytes;
+            done.files.push(file.name.clone());
+            written += s.written;
+            dirs.extend(s.dirs);
+        }
+        if written != delta.files_rewritten {
+            return Err(RestoreError::Recovery(format!(
+                "the backup's archives held {written} of the {} files to rewrite that its backup_manifest lists; {} is partly rewritten and cannot be started: restore it again without --delta",
+                delta.files_rewritten,
+                to.display()
+            )));
+        }
+        for d in &delta.extra_dirs {
+            if dirs.contains(d) {
+                continue;
+            }
+            let p = to.join(d);
+            match std::fs::remove_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&p, "remove the directory")(e)),
+            }
+        }
+        let mut tmp = control.clone().into_os_string();
+        tmp.push(TMP_SUFFIX);
+        std::fs::rename(PathBuf::from(tmp), &control).map_err(io_err(&control, "rename"))?;
+        Ok(done)
+    })()
+    .map_err(partly)?;
+    super::finish_files(plan)?;
+    Ok(Executed {
+        seconds: started.elapsed().as_secs_f64(),
+        ..result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted(path: &str, data: &[u8]) -> Wanted {
+        Wanted {
+            path: PathBuf::from(path),
+            size: data.len() as u64,
+            algorithm: Algorithm::Crc32c,
+            checksum: hex::encode(crc32c::crc32c(data).to_le_bytes()),
+        }
+    }
+
+    #[test]
+    fn crc32c_is_written_as_postgresql_prints_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"123456789").unwrap();
+        let mut buf = vec![0u8; 4];
+        // CRC-32C of "123456789" is 0xE3069283; backup_manifest has its bytes in memory order.
+        assert_eq!(
+            file_checksum(&p, Algorithm::Crc32c, &mut buf)
+                .unwrap()
+                .as_deref(),
+            Some("839206e3")
+        );
+        assert_eq!(
+            file_checksum(&p, Algorithm::Sha256, &mut buf)
+                .unwrap()
+                .as_deref(),
+            Some("15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225")
+        );
+        assert_eq!(file_checksum(&p, Algorithm::None, &mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn reads_postgresql_backup_manifest() {
+        let text = br#"{ "PostgreSQL-Backup-Manifest-Version": 1,
+"Files": [
+{ "Path": "backup_label", "Size": 3, "Last-Modified": "2026-12-06 10:00:00 GMT", "Checksum-Algorithm": "CRC32C", "Checksum": "ABCD0123" },
+{ "Encoded-Path": "626173652f312f78", "Size": 0, "Last-Modified": "2026-12-06 10:00:00 GMT", "Checksum-Algorithm": "SHA256", "Checksum": "00" },
+{ "Path": "global/pg_control", "Size": 8192, "Last-Modified": "2026-12-06 10:00:00 GMT" }
+],
+"WAL-Ranges": [], "Manifest-Checksum": "00" }"#;
+        let files = parse_pg_manifest(text).unwrap();
+        assert_eq!(files[0].path, Path::new("backup_label"));
+        assert_eq!(files[0].checksum, "abcd0123");
+        assert_eq!(files[1].path, Path::new("base/1/x"));
+        assert_eq!(files[1].algorithm, Algorithm::Sha256);
+        assert_eq!(files[2].algorithm, Algorithm::None);
+        assert!(parse_pg_manifest(br#"{"Files":[{"Path":"../x","Size":1}]}"#).is_err());
+    }
+
+    #[test]
+    fn compare_rewrites_what_differs_and_removes_what_the_backup_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["global", "base/1", "base/99", "pg_wal/archive_status"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("PG_VERSION"), b"18\n").unwrap();
+        std::fs::write(d.join("global/pg_control"), b"old control").unwrap();
+        std::fs::write(d.join("base/1/100"), b"same").unwrap();
+        std::fs::write(d.join("base/1/101"), b"diff").unwrap();
+        std::fs::write(d.join("base/1/102"), b"longer than it was").unwrap();
+        std::fs::write(d.join("base/99/1"), b"dropped database").unwrap();
+        std::fs::write(d.join("pg_wal/000000010000000000000003"), b"wal").unwrap();
+        std::fs::write(d.join("postmaster.opts"), b"x").unwrap();
+        let w = vec![
+            wanted("PG_VERSION", b"18\n"),
+            wanted("global/pg_control", b"old control"),
+            wanted("base/1/100", b"same"),
+            wanted("base/1/101", b"DIFF"),
+            wanted("base/1/102", b"short"),
+            wanted("base/1/103", b"new"),
+        ];
+        let p = compare(d, &w).unwrap();
+        let set = |v: &[&str]| v.iter().map(PathBuf::from).collect::<BTreeSet<_>>();
+        // pg_control is always rewritten (it is put back last).
+        assert_eq!(
+            p.rewrite,
+            set(&[
+                "base/1/101",
+                "base/1/102",
+                "base/1/103",
+                "global/pg_control"
+            ])
+        );
+        assert_eq!((p.files_unchanged, p.bytes_unchanged), (2, 7));
+        assert_eq!(p.files_rewritten, 4);
+        assert_eq!(
+            p.remove.iter().collect::<BTreeSet<_>>(),
+            set(&[
+                "base/99/1",
+                "pg_wal/000000010000000000000003",
+                "postmaster.opts"
+            ])
+            .iter()
+            .collect()
+        );
+        assert_eq!(
+            p.extra_dirs,
+            vec![
+                PathBuf::from("pg_wal/archive_status"),
+                PathBuf::from("base/99"),
+                PathBuf::from("pg_wal")
+            ]
+        );
+        assert_eq!(p.checksum_algorithm, "CRC32C");
+    }
+}
