@@ -315,7 +315,11 @@ fn carry_out(
     };
     // Before anything of the backup is written: a copy's own socket directory.
     restore::prepare_socket_dir(plan)?;
-    let executed = restore::execute(repo, plan, &mut progress)?;
+    let executed = if plan.delta.is_some() {
+        restore::delta::execute(repo, plan, &mut progress)?
+    } else {
+        restore::execute(repo, plan, &mut progress)?
+    };
     progress(&format!(
         "backup {} {} {} in {}; recovery settings and recovery.signal written",
         plan.backup.id,

@@ -128,8 +128,13 @@ pub fn execute(
         }
         .into());
     }
-    if let Some(delta) = &plan.delta {
-        return delta::execute(repo, plan, delta, progress);
+    // A delta plan keeps the directory's files: extracting over them (and emptying the
+    // directory on failure) is not what it proved.
+    if plan.delta.is_some() {
+        return Err(RestoreError::Start(format!(
+            "the plan for {} is a --delta plan: carry it out with restore::delta::execute",
+            plan.to.display()
+        )));
     }
     if plan.replaces_existing {
         progress(&format!(

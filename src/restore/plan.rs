@@ -433,7 +433,7 @@ pub struct RestorePlan {
     pub notes: Vec<String>,
     /// `--delta`: what the restore rewrites, removes and keeps of the existing directory.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub delta: Option<super::delta::DeltaPlan>,
+    pub delta: Option<super::delta::compare::DeltaPlan>,
     /// The manifest of the chosen backup (for execute; not printed).
     #[serde(skip)]
     pub manifest: BackupManifest,
