@@ -134,9 +134,20 @@ pg_test!(
         );
         assert_eq!(before, tree(other.data_dir()), "the refusal changed files");
 
-        // The delta restore itself, started and followed to the target.
-        let (restored, json) = restore_started(&agent, v, &data, &target, &["--delta"]);
-        let delta = &json["plan"]["delta"];
+        // The plan: what it will rewrite, remove and keep; a dry run writes nothing.
+        let before = tree(&data);
+        let dry = agent.run_copy(&[
+            "restore",
+            "--delta",
+            "--to",
+            &to,
+            "--target",
+            &target,
+            "--dry-run",
+            "--json",
+        ]);
+        assert_eq!(dry.code, 0, "{}", dry.all());
+        let delta = dry.json()["plan"]["delta"].clone();
         let rewritten = delta["files_rewritten"].as_u64().unwrap();
         let unchanged = delta["files_unchanged"].as_u64().unwrap();
         let removed = delta["files_removed"].as_u64().unwrap();
@@ -150,6 +161,57 @@ pg_test!(
             "{delta}"
         );
         assert_eq!(delta["checksum_algorithm"], "CRC32C", "{delta}");
+        let text = agent.run_copy(&[
+            "restore",
+            "--delta",
+            "--to",
+            &to,
+            "--target",
+            &target,
+            "--dry-run",
+        ]);
+        assert_eq!(text.code, 0, "{}", text.all());
+        assert!(
+            text.stdout
+                .contains(&format!("--delta:     rewrite {rewritten} files")),
+            "{}",
+            text.stdout
+        );
+        assert_eq!(before, tree(&data), "a dry run changed files");
+
+        // A stored archive that fails its checksum stops the restore, which says the directory is
+        // partly rewritten; without pg_control it cannot be started by mistake.
+        let id = dry.json()["plan"]["backup"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let manifest_path = agent.repo().join("backups").join(&id).join("manifest.json");
+        let good = std::fs::read(&manifest_path).unwrap();
+        let mut m: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        for f in m["files"].as_array_mut().unwrap() {
+            if f["name"].as_str().unwrap().starts_with("base.tar") {
+                f["sha256"] = "0".repeat(64).into();
+            }
+        }
+        std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+        let damaged = agent.run_copy(&["restore", "--delta", "--to", &to, "--target", &target]);
+        assert_eq!(damaged.code, 1, "{}", damaged.all());
+        assert!(
+            damaged.stderr.contains("damaged") && damaged.stderr.contains("partly rewritten"),
+            "{}",
+            damaged.stderr
+        );
+        assert!(!data.join("global/pg_control").exists());
+        std::fs::write(&manifest_path, &good).unwrap();
+
+        // Again from the good backup: it finishes what the failed run left, started and followed
+        // to the target.
+        let (restored, json) = restore_started(&agent, v, &data, &target, &["--delta"]);
+        let again = &json["plan"]["delta"];
+        assert!(
+            again["files_rewritten"].as_u64().unwrap() <= rewritten,
+            "the files the failed run wrote are kept: {again}"
+        );
         assert_eq!(restored.query(CONTENT), expected, "{json}");
         assert_eq!(
             restored.query("SELECT count(*) FROM pg_class WHERE relname = 'dropped_later'"),

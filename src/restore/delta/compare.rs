@@ -22,6 +22,10 @@ use crate::repo::{Compression, compress};
 /// The suffix of the temporary name a rewritten file is written under before its rename.
 pub const TMP_SUFFIX: &str = ".dbagent-delta";
 pub const PG_CONTROL: &str = "global/pg_control";
+/// Where a delta restore sets the directory's own pg_control aside while it works: the
+/// directory cannot be started meanwhile, and an interrupted delta restore can be run again
+/// (the system identifier is still there to check). Removed once the backup's is in place.
+pub const PG_CONTROL_ASIDE: &str = "global/pg_control.dbagent-delta-old";
 
 /// An I/O failure on a file of the directory.
 #[derive(Debug)]
@@ -235,9 +239,14 @@ fn walk(root: &Path, rel: &Path, found: &mut Found) -> io::Result<()> {
 }
 
 /// The system identifier in a data directory's `global/pg_control` (its first 8 bytes, in
-/// the machine's byte order).
+/// the machine's byte order), or in the copy an interrupted delta restore set aside.
 pub fn system_identifier(data: &Path) -> io::Result<u64> {
-    let mut f = std::fs::File::open(data.join(PG_CONTROL))?;
+    let mut f = match std::fs::File::open(data.join(PG_CONTROL)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::File::open(data.join(PG_CONTROL_ASIDE))?
+        }
+        other => other?,
+    };
     let mut b = [0u8; 8];
     f.read_exact(&mut b)?;
     Ok(u64::from_ne_bytes(b))

@@ -5,8 +5,8 @@
 //! be rewritten, removed and kept, read from PostgreSQL's own `backup_manifest` of the backup
 //! and the directory's files; nothing is written); [`execute`] streams the stored archives as a
 //! full restore does, checksums verified as they stream, and writes only the members that
-//! differ (each to a temporary name, then renamed). `global/pg_control` is removed first and
-//! put back last, so a directory left half rewritten by a failure or a crash cannot be started
+//! differ (each to a temporary name, then renamed). `global/pg_control` is set aside first and
+//! the backup's put in place last, so a directory left half rewritten by a failure or a crash cannot be started
 //! by mistake.
 //!
 //! Layer: operation. Uses: backup, repo, units. Used by: restore (the CLI calls [`make`] and [`execute`]).
@@ -22,7 +22,9 @@ use super::plan::{self, PlanError, RestorePlan, Target};
 use super::{Executed, RestoreError, extract, io_err};
 use crate::backup::manifest::{self, BackupType};
 use crate::repo::Repo;
-use compare::{PG_CONTROL, TMP_SUFFIX, remove_path, stream_archive, system_identifier};
+use compare::{
+    PG_CONTROL, PG_CONTROL_ASIDE, TMP_SUFFIX, remove_path, stream_archive, system_identifier,
+};
 
 pub use compare::DeltaPlan;
 
@@ -59,7 +61,11 @@ fn check_dir(req: &plan::Request) -> Result<(), PlanError> {
         )));
     }
     for needed in ["PG_VERSION", PG_CONTROL] {
-        if !dir.join(needed).is_file() {
+        // An interrupted delta restore set pg_control aside: run again, it is still a data
+        // directory of this cluster.
+        let present = dir.join(needed).is_file()
+            || (needed == PG_CONTROL && dir.join(PG_CONTROL_ASIDE).is_file());
+        if !present {
             return Err(usage(format!(
                 "{} is not a PostgreSQL data directory (it has no {needed}): --delta restores only into a data directory of the same cluster; restore into an empty directory without --delta",
                 dir.display()
@@ -185,7 +191,7 @@ fn io_err_plan<'a>(
     }
 }
 
-/// Carries out a delta plan: removes `global/pg_control` (from here on the directory cannot be
+/// Carries out a delta plan: sets `global/pg_control` aside (from here on the directory cannot be
 /// started until the restore completes), removes the files the backup does not have, streams
 /// every archive writing only the files that differ, removes directories the backup does not
 /// have, puts the backup's pg_control in place, then writes the recovery settings like any
@@ -216,7 +222,7 @@ pub fn execute(
         RestoreError::Extract { source, .. } => RestoreError::Extract {
             source,
             cleanup: format!(
-                "{} is now partly rewritten and cannot be started (its global/pg_control was removed): restore it again, with --delta or without it, from a good backup",
+                "{} is now partly rewritten and cannot be started (its global/pg_control was set aside as pg_control.dbagent-delta-old): restore it again, with --delta from a good backup or without --delta",
                 to.display()
             ),
         },
@@ -231,16 +237,22 @@ pub fn execute(
                 source,
             },
             cleanup: format!(
-                "{} is now partly rewritten and cannot be started (its global/pg_control was removed): restore it again, with --delta or without it, from a good backup",
+                "{} is now partly rewritten and cannot be started (its global/pg_control was set aside as pg_control.dbagent-delta-old): restore it again, with --delta from a good backup or without --delta",
                 to.display()
             ),
         },
         other => other,
     };
     let control = to.join(PG_CONTROL);
-    remove_path(&control).map_err(io_err(&control, "remove"))?;
+    let aside = to.join(PG_CONTROL_ASIDE);
+    if control.exists() {
+        std::fs::rename(&control, &aside).map_err(io_err(&control, "set aside"))?;
+    }
     let result = (|| {
         for rel in &delta.remove {
+            if rel == Path::new(PG_CONTROL_ASIDE) {
+                continue;
+            }
             let p = to.join(rel);
             remove_path(&p).map_err(io_err(&p, "remove"))?;
         }
@@ -330,6 +342,7 @@ pub fn execute(
         let mut tmp = control.clone().into_os_string();
         tmp.push(TMP_SUFFIX);
         std::fs::rename(PathBuf::from(tmp), &control).map_err(io_err(&control, "rename"))?;
+        remove_path(&aside).map_err(io_err(&aside, "remove"))?;
         Ok(done)
     })()
     .map_err(partly)?;
