@@ -309,11 +309,12 @@ pub fn execute(
                 },
             )?;
             progress(&format!(
-                "streamed {} ({} members, SHA-256 verified, {}): wrote {} files that differed",
+                "streamed {} ({} members, SHA-256 verified, {}): wrote {} files that differed ({} written: blocks that differ in files that were there, whole new files)",
                 file.name,
                 s.members,
                 crate::units::human_duration_of(t0.elapsed()),
-                s.written
+                s.written,
+                crate::units::human_bytes(s.bytes_written)
             ));
             done.members += s.members;
             done.stored_bytes += s.stored_bytes;
