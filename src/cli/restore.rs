@@ -35,6 +35,13 @@ it, DIR.socket. With --start the server is started as the data directory's owner
 until recovery ends, and the last line is the psql command that connects to it; otherwise the
 pg_ctl command to start it is printed.
 
+--delta restores into DIR as it is, an existing stopped data directory of the same cluster
+(system identifier and major version checked): the plan compares DIR's files with the backup's
+backup_manifest (size, then CRC32C) and says how many files and bytes it rewrites, removes and
+keeps; only the files that differ are written (their differing 8 KiB blocks when DIR has the
+file) and files the backup does not have are removed. Refused with --force, for an empty
+directory, an incremental backup or a backup with tablespaces.
+
 --guided asks for each choice on a terminal (backups and recorded restore points are listed
 with their times; a bad value is asked again), shows the proven plan, asks to confirm, then
 runs the same code path as the flags. Without a terminal it refuses and prints the equivalent
