@@ -510,9 +510,13 @@ pub fn stream_archive(
                     ));
                 }
                 // A file that is there (a relation segment of which a few pages changed) is
-                // brought to the backup's content by writing only the blocks that differ.
-                let existing =
-                    std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_file());
+                // brought to the backup's content by writing only the blocks that differ. Not
+                // one with other hard links (pg_upgrade --link): patching it would change the
+                // other names too; it is replaced instead.
+                let existing = std::fs::symlink_metadata(&target).is_ok_and(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.file_type().is_file() && m.nlink() == 1
+                });
                 if existing
                     && path != Path::new(PG_CONTROL)
                     && entry.header().entry_type() == tar::EntryType::Regular
