@@ -35,6 +35,13 @@ it, DIR.socket. With --start the server is started as the data directory's owner
 until recovery ends, and the last line is the psql command that connects to it; otherwise the
 pg_ctl command to start it is printed.
 
+--delta restores into DIR as it is, an existing stopped data directory of the same cluster
+(system identifier and major version checked): the plan compares DIR's files with the backup's
+backup_manifest (size, then CRC32C) and says how many files and bytes it rewrites, removes and
+keeps; only the files that differ are written (their differing 8 KiB blocks when DIR has the
+file) and files the backup does not have are removed. Refused with --force, for an empty
+directory, an incremental backup or a backup with tablespaces.
+
 --guided asks for each choice on a terminal (backups and recorded restore points are listed
 with their times; a bad value is asked again), shows the proven plan, asks to confirm, then
 runs the same code path as the flags. Without a terminal it refuses and prints the equivalent
@@ -92,6 +99,11 @@ pub struct RestoreArgs {
     /// Restore into a non-empty directory, removing its contents first (never a running server's)
     #[arg(long)]
     pub force: bool,
+    /// DIR is an existing, stopped data directory of the same cluster: rewrite only the files
+    /// whose size or checksum differs from the backup and remove those the backup does not
+    /// have (refused for another cluster's directory, with --force, and for an empty one)
+    #[arg(long, conflicts_with = "guided")]
+    pub delta: bool,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -251,7 +263,11 @@ fn restore_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     } else {
         Some(repo.lock_in_use("restore", config.repository.lock_wait)?)
     };
-    let plan = plan::make(&repo, &req)?;
+    let plan = if args.delta {
+        restore::delta::make(&repo, &req)?
+    } else {
+        plan::make(&repo, &req)?
+    };
     carry_out(&config, &repo, args, &plan)
 }
 
@@ -306,10 +322,19 @@ fn carry_out(
     };
     // Before anything of the backup is written: a copy's own socket directory.
     restore::prepare_socket_dir(plan)?;
-    let executed = restore::execute(repo, plan, &mut progress)?;
+    let executed = if plan.delta.is_some() {
+        restore::delta::execute(repo, plan, &mut progress)?
+    } else {
+        restore::execute(repo, plan, &mut progress)?
+    };
     progress(&format!(
-        "backup {} extracted into {} in {}; recovery settings and recovery.signal written",
+        "backup {} {} {} in {}; recovery settings and recovery.signal written",
         plan.backup.id,
+        if plan.delta.is_some() {
+            "delta-restored into"
+        } else {
+            "extracted into"
+        },
         plan.to.display(),
         human_duration(executed.seconds)
     ));
@@ -481,6 +506,7 @@ fn command_line(config: Option<&std::path::Path>, args: &RestoreArgs) -> String 
         (args.start, "--start"),
         (args.dry_run, "--dry-run"),
         (args.force, "--force"),
+        (args.delta, "--delta"),
         (args.json, "--json"),
     ] {
         if on {
@@ -642,6 +668,19 @@ pub fn render(p: &RestorePlan) -> String {
         out.push_str(&format!(
             "  --force:     the current contents of {} are removed first\n",
             p.to.display()
+        ));
+    }
+    if let Some(d) = &p.delta {
+        out.push_str(&format!(
+            "  --delta:     rewrite {} files ({}), remove {} files ({}), keep {} unchanged files ({}); compared by size and {} checksum in {}\n",
+            d.files_rewritten,
+            human_bytes(d.bytes_rewritten),
+            d.files_removed,
+            human_bytes(d.bytes_removed),
+            d.files_unchanged,
+            human_bytes(d.bytes_unchanged),
+            d.checksum_algorithm,
+            human_duration(d.compare_seconds),
         ));
     }
     if let Some(o) = &p.owner {

@@ -55,7 +55,7 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Checks that `path` (a member path or hard link target) stays inside its destination.
-fn check_relative(path: &Path) -> Result<(), String> {
+pub(crate) fn check_relative(path: &Path) -> Result<(), String> {
     if path.as_os_str().is_empty() {
         return Err("empty path".into());
     }

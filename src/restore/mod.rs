@@ -6,6 +6,7 @@
 //!
 //! Layer: operation. Uses: backup, repo, units, wal. Used by: drill.
 
+pub mod delta;
 pub mod extract;
 pub mod guided;
 pub mod plan;
@@ -126,6 +127,14 @@ pub fn execute(
             pid,
         }
         .into());
+    }
+    // A delta plan keeps the directory's files: extracting over them (and emptying the
+    // directory on failure) is not what it proved.
+    if plan.delta.is_some() {
+        return Err(RestoreError::Start(format!(
+            "the plan for {} is a --delta plan: carry it out with restore::delta::execute",
+            plan.to.display()
+        )));
     }
     if plan.replaces_existing {
         progress(&format!(
@@ -306,6 +315,15 @@ fn extract_all(
     }
     // In the manifest's order, whatever order they finished in.
     done.files.extend(extracted.into_iter().flatten());
+    finish_files(plan)?;
+    Ok(done)
+}
+
+/// The steps after the backup's files are in place, the same for every kind of restore:
+/// tablespace_map pointed at the planned locations, the recovery settings, the restore marker,
+/// and the files handed to the data directory's owner.
+fn finish_files(plan: &RestorePlan) -> Result<(), RestoreError> {
+    let m = &plan.manifest;
     let locations: Vec<(u32, PathBuf)> = plan
         .tablespaces
         .iter()
@@ -333,7 +351,7 @@ fn extract_all(
             chown_tree(&t.location, o.uid, o.gid).map_err(io_err(&t.location, "chown"))?;
         }
     }
-    Ok(done)
+    Ok(())
 }
 
 /// The port a data directory's server listens on: the last `port` setting of

@@ -431,6 +431,9 @@ pub struct RestorePlan {
     /// A rough estimate: extraction at ~200 MiB/s plus replay at ~100 MiB/s plus start-up.
     pub estimated_seconds: u64,
     pub notes: Vec<String>,
+    /// `--delta`: what the restore rewrites, removes and keeps of the existing directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<super::delta::compare::DeltaPlan>,
     /// The manifest of the chosen backup (for execute; not printed).
     #[serde(skip)]
     pub manifest: BackupManifest,
@@ -1219,6 +1222,7 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
         owner,
         estimated_seconds,
         notes,
+        delta: None,
         manifest: m,
     })
 }

@@ -38,6 +38,7 @@ mod notify;
 mod objectives;
 mod pipe;
 mod restore_cmd;
+mod restore_delta;
 mod restore_history;
 mod run;
 mod s3;

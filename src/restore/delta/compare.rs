@@ -1,0 +1,822 @@
+//! The comparison behind `dbagent restore --delta`: PostgreSQL's `backup_manifest` of the
+//! backup (path, size, checksum of every file) against the files of the existing data
+//! directory, giving what a delta restore rewrites, removes and keeps ([`DeltaPlan`]); and the
+//! streaming of a stored archive that writes only the members to rewrite. Reads only, except
+//! [`stream_archive`], which writes the members it is given.
+//!
+//! Layer: operation. Uses: backup, repo. Used by: restore.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::super::extract;
+use crate::backup::manifest::BackupFile;
+use crate::repo::{Compression, compress};
+
+/// The suffix of the temporary name a rewritten file is written under before its rename.
+pub const TMP_SUFFIX: &str = ".dbagent-delta";
+pub const PG_CONTROL: &str = "global/pg_control";
+/// Where a delta restore sets the directory's own pg_control aside while it works: the
+/// directory cannot be started meanwhile, and an interrupted delta restore can be run again
+/// (the system identifier is still there to check). Removed once the backup's is in place.
+pub const PG_CONTROL_ASIDE: &str = "global/pg_control.dbagent-delta-old";
+
+/// An I/O failure on a file of the directory.
+#[derive(Debug)]
+pub struct IoAt {
+    pub path: PathBuf,
+    pub action: &'static str,
+    pub source: io::Error,
+}
+
+fn io_at<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> IoAt + 'a {
+    move |source| IoAt {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// What a delta restore will do to the directory. `--dry-run --json` prints the counts as
+/// `plan.delta`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeltaPlan {
+    /// Files of the backup that are missing in the directory or differ in size or checksum.
+    pub files_rewritten: u64,
+    pub bytes_rewritten: u64,
+    /// Files (and symlinks) in the directory that the backup does not have.
+    pub files_removed: u64,
+    pub bytes_removed: u64,
+    /// Files whose size and checksum match the backup: kept as they are.
+    pub files_unchanged: u64,
+    pub bytes_unchanged: u64,
+    /// The checksum algorithm of the backup's backup_manifest (CRC32C unless the backup was
+    /// taken with another one; with NONE every file is rewritten).
+    pub checksum_algorithm: String,
+    /// How long the comparison took.
+    pub compare_seconds: f64,
+    /// Relative paths of the files to write.
+    #[serde(skip)]
+    pub rewrite: BTreeSet<PathBuf>,
+    /// Relative paths of the files and symlinks to remove.
+    #[serde(skip)]
+    pub remove: Vec<PathBuf>,
+    /// Directories that hold no file of the backup, deepest first: removed unless the backup's
+    /// archive has them (as an empty directory such as `pg_wal` or `pg_stat_tmp`).
+    #[serde(skip)]
+    pub extra_dirs: Vec<PathBuf>,
+}
+
+/// PostgreSQL's `backup_manifest` (the parts a delta restore reads).
+#[derive(Debug, Deserialize)]
+struct PgManifest {
+    #[serde(rename = "Files")]
+    files: Vec<PgFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PgFile {
+    #[serde(rename = "Path")]
+    path: Option<String>,
+    /// Hex of the path's bytes, for names that are not valid UTF-8.
+    #[serde(rename = "Encoded-Path")]
+    encoded_path: Option<String>,
+    #[serde(rename = "Size")]
+    size: u64,
+    #[serde(rename = "Checksum-Algorithm")]
+    algorithm: Option<String>,
+    #[serde(rename = "Checksum")]
+    checksum: Option<String>,
+}
+
+/// One file of the backup as the comparison sees it.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    path: PathBuf,
+    size: u64,
+    algorithm: Algorithm,
+    checksum: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Algorithm {
+    None,
+    Crc32c,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Algorithm {
+    fn parse(s: Option<&str>) -> Result<Algorithm, String> {
+        Ok(match s.unwrap_or("NONE").to_ascii_uppercase().as_str() {
+            "NONE" => Algorithm::None,
+            "CRC32C" => Algorithm::Crc32c,
+            "SHA224" => Algorithm::Sha224,
+            "SHA256" => Algorithm::Sha256,
+            "SHA384" => Algorithm::Sha384,
+            "SHA512" => Algorithm::Sha512,
+            other => return Err(format!("unknown checksum algorithm `{other}`")),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::None => "NONE",
+            Algorithm::Crc32c => "CRC32C",
+            Algorithm::Sha224 => "SHA224",
+            Algorithm::Sha256 => "SHA256",
+            Algorithm::Sha384 => "SHA384",
+            Algorithm::Sha512 => "SHA512",
+        }
+    }
+}
+
+/// The checksum of `path` as backup_manifest writes it (hex; CRC32C as its little-endian
+/// bytes, which is how PostgreSQL prints it on the platforms it builds for), reading in
+/// blocks of `buf`'s size. `None` for algorithm NONE.
+fn file_checksum(path: &Path, algorithm: Algorithm, buf: &mut [u8]) -> io::Result<Option<String>> {
+    use sha2::Digest;
+    enum State {
+        Crc(u32),
+        S224(sha2::Sha224),
+        S256(sha2::Sha256),
+        S384(sha2::Sha384),
+        S512(sha2::Sha512),
+    }
+    let mut state = match algorithm {
+        Algorithm::None => return Ok(None),
+        Algorithm::Crc32c => State::Crc(0),
+        Algorithm::Sha224 => State::S224(sha2::Sha224::new()),
+        Algorithm::Sha256 => State::S256(sha2::Sha256::new()),
+        Algorithm::Sha384 => State::S384(sha2::Sha384::new()),
+        Algorithm::Sha512 => State::S512(sha2::Sha512::new()),
+    };
+    let mut f = std::fs::File::open(path)?;
+    loop {
+        let n = match f.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let data = &buf[..n];
+        match &mut state {
+            State::Crc(c) => *c = crc32c::crc32c_append(*c, data),
+            State::S224(h) => h.update(data),
+            State::S256(h) => h.update(data),
+            State::S384(h) => h.update(data),
+            State::S512(h) => h.update(data),
+        }
+    }
+    Ok(Some(match state {
+        State::Crc(c) => hex::encode(c.to_le_bytes()),
+        State::S224(h) => hex::encode(h.finalize()),
+        State::S256(h) => hex::encode(h.finalize()),
+        State::S384(h) => hex::encode(h.finalize()),
+        State::S512(h) => hex::encode(h.finalize()),
+    }))
+}
+
+/// Reads the files of PostgreSQL's backup_manifest.
+pub fn parse_pg_manifest(bytes: &[u8]) -> Result<Vec<Wanted>, String> {
+    let m: PgManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(m.files.len());
+    for f in m.files {
+        let path = match (f.path, f.encoded_path) {
+            (Some(p), _) => PathBuf::from(p),
+            (None, Some(hexed)) => PathBuf::from(std::ffi::OsString::from_vec(
+                hex::decode(&hexed).map_err(|e| format!("bad Encoded-Path {hexed}: {e}"))?,
+            )),
+            (None, None) => return Err("a file without Path".into()),
+        };
+        extract::check_relative(&path)
+            .map_err(|why| format!("file {} is not inside the backup: {why}", path.display()))?;
+        out.push(Wanted {
+            path,
+            size: f.size,
+            algorithm: Algorithm::parse(f.algorithm.as_deref())?,
+            checksum: f.checksum.unwrap_or_default().to_ascii_lowercase(),
+        });
+    }
+    Ok(out)
+}
+
+/// What is in the directory: regular files and symlinks (by relative path, with their size)
+/// and directories. Symlinks are never followed, except a top-level `pg_wal` link (initdb
+/// --waldir), whose contents count as the directory's.
+#[derive(Debug, Default)]
+struct Found {
+    files: BTreeMap<PathBuf, (u64, bool)>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+fn walk(root: &Path, rel: &Path, found: &mut Found) -> io::Result<()> {
+    let dir = root.join(rel);
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = rel.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(entry.path())?;
+        let ft = meta.file_type();
+        if ft.is_dir() || (ft.is_symlink() && name == Path::new("pg_wal") && entry.path().is_dir())
+        {
+            found.dirs.insert(name.clone());
+            walk(root, &name, found)?;
+        } else {
+            found
+                .files
+                .insert(name, (meta.len(), ft.is_file() && !ft.is_symlink()));
+        }
+    }
+    Ok(())
+}
+
+/// The system identifier in a data directory's `global/pg_control` (its first 8 bytes, in
+/// the machine's byte order), or in the copy an interrupted delta restore set aside.
+pub fn system_identifier(data: &Path) -> io::Result<u64> {
+    let mut f = match std::fs::File::open(data.join(PG_CONTROL)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::File::open(data.join(PG_CONTROL_ASIDE))?
+        }
+        other => other?,
+    };
+    let mut b = [0u8; 8];
+    f.read_exact(&mut b)?;
+    Ok(u64::from_ne_bytes(b))
+}
+
+/// Compares the directory with the backup's files: what to rewrite, remove and keep.
+pub fn compare(dir: &Path, wanted: &[Wanted]) -> Result<DeltaPlan, IoAt> {
+    let started = Instant::now();
+    let mut found = Found::default();
+    walk(dir, Path::new(""), &mut found).map_err(io_at(dir, "list"))?;
+    // Same size: the checksum decides; otherwise it is rewritten without reading it.
+    let mut to_check: Vec<&Wanted> = Vec::new();
+    let mut rewrite = BTreeSet::new();
+    let mut bytes_rewritten = 0u64;
+    for w in wanted {
+        match found.files.get(&w.path) {
+            Some((size, true)) if *size == w.size && w.algorithm != Algorithm::None => {
+                to_check.push(w);
+            }
+            _ => {
+                rewrite.insert(w.path.clone());
+                bytes_rewritten += w.size;
+            }
+        }
+    }
+    // The biggest first, so the threads finish together.
+    to_check.sort_by_key(|w| std::cmp::Reverse(w.size));
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(to_check.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Vec<Vec<(usize, io::Result<bool>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (to_check, next) = (&to_check, &next);
+                scope.spawn(move || {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(w) = to_check.get(i) else {
+                            return out;
+                        };
+                        let r = file_checksum(&dir.join(&w.path), w.algorithm, &mut buf)
+                            .map(|c| c.is_some_and(|c| c == w.checksum));
+                        out.push((i, r));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut same = vec![false; to_check.len()];
+    let mut checked = 0usize;
+    for (i, r) in results.into_iter().flatten() {
+        checked += 1;
+        let w = to_check[i];
+        same[i] = r.map_err(io_at(&dir.join(&w.path), "read"))?;
+    }
+    if checked != to_check.len() {
+        return Err(IoAt {
+            path: dir.to_path_buf(),
+            action: "compare",
+            source: io::Error::other("a checksum thread failed; run the restore again"),
+        });
+    }
+    let (mut files_unchanged, mut bytes_unchanged) = (0u64, 0u64);
+    for (w, same) in to_check.iter().zip(same) {
+        if same {
+            files_unchanged += 1;
+            bytes_unchanged += w.size;
+        } else {
+            rewrite.insert(w.path.clone());
+            bytes_rewritten += w.size;
+        }
+    }
+    // pg_control is always written last, under its temporary name until then (see execute).
+    if !rewrite.contains(Path::new(PG_CONTROL))
+        && let Some(w) = wanted.iter().find(|w| w.path == Path::new(PG_CONTROL))
+    {
+        rewrite.insert(w.path.clone());
+        bytes_rewritten += w.size;
+        files_unchanged = files_unchanged.saturating_sub(1);
+        bytes_unchanged = bytes_unchanged.saturating_sub(w.size);
+    }
+    let names: BTreeSet<&Path> = wanted.iter().map(|w| w.path.as_path()).collect();
+    let mut remove = Vec::new();
+    let mut bytes_removed = 0u64;
+    for (path, (size, _)) in &found.files {
+        if !names.contains(path.as_path()) {
+            remove.push(path.clone());
+            bytes_removed += size;
+        }
+    }
+    let mut holders: BTreeSet<&Path> = BTreeSet::new();
+    for w in wanted {
+        let mut p = w.path.parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            holders.insert(d);
+            p = d.parent();
+        }
+    }
+    let mut extra_dirs: Vec<PathBuf> = found
+        .dirs
+        .iter()
+        .filter(|d| !holders.contains(d.as_path()))
+        .cloned()
+        .collect();
+    // Deepest first.
+    extra_dirs.sort_by(|a, b| {
+        b.components()
+            .count()
+            .cmp(&a.components().count())
+            .then(b.cmp(a))
+    });
+    let algorithms: BTreeSet<&str> = wanted.iter().map(|w| w.algorithm.name()).collect();
+    Ok(DeltaPlan {
+        files_rewritten: rewrite.len() as u64,
+        bytes_rewritten,
+        files_removed: remove.len() as u64,
+        bytes_removed,
+        files_unchanged,
+        bytes_unchanged,
+        checksum_algorithm: algorithms.into_iter().collect::<Vec<_>>().join(", "),
+        compare_seconds: started.elapsed().as_secs_f64(),
+        rewrite,
+        remove,
+        extra_dirs,
+    })
+}
+
+/// What streaming one archive did.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    pub members: u64,
+    /// Files written (whole, or only their blocks that differed).
+    pub written: u64,
+    /// Bytes actually written.
+    pub bytes_written: u64,
+    pub stored_bytes: u64,
+    pub dirs: BTreeSet<PathBuf>,
+}
+
+/// Hashes (SHA-256) and counts every byte read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: std::rc::Rc<std::cell::RefCell<(sha2::Sha256, u64)>>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        let mut s = self.hasher.borrow_mut();
+        s.0.update(&buf[..n]);
+        s.1 += n as u64;
+        Ok(n)
+    }
+}
+
+/// Streams stored archive `file` (read from `raw`) and writes the members in `rewrite` into
+/// `dest`, each under a temporary name then renamed (pg_control stays under its temporary name
+/// until [`execute`] puts it in place); verifies the stored file's SHA-256 and size.
+pub fn stream_archive(
+    raw: impl Read,
+    file: &BackupFile,
+    compression: Compression,
+    dest: &Path,
+    rewrite: &BTreeSet<PathBuf>,
+) -> Result<Streamed, extract::ExtractError> {
+    use extract::ExtractError;
+    use sha2::Digest;
+    let damaged = |detail: String| ExtractError::Damaged {
+        file: file.name.clone(),
+        detail,
+    };
+    let outside = |member: &Path, why: String| ExtractError::Outside {
+        file: file.name.clone(),
+        member: member.display().to_string(),
+        dest: dest.to_path_buf(),
+        why,
+    };
+    let write_err = |path: PathBuf, action: &'static str| {
+        move |source: io::Error| ExtractError::Io {
+            path,
+            action,
+            source,
+        }
+    };
+    let state = std::rc::Rc::new(std::cell::RefCell::new((sha2::Sha256::new(), 0u64)));
+    let hashing = HashingReader {
+        inner: raw,
+        hasher: std::rc::Rc::clone(&state),
+    };
+    let decoder = compress::decoder(compression, io::BufReader::with_capacity(1 << 20, hashing))
+        .map_err(|e| damaged(format!("cannot start decompressing: {e}")))?;
+    let mut archive = tar::Archive::new(decoder);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(false);
+    archive.set_unpack_xattrs(false);
+    let dest_canon = dest
+        .canonicalize()
+        .map_err(write_err(dest.to_path_buf(), "resolve"))?;
+    let mut done = Streamed::default();
+    let mut bufs = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let entries = archive
+        .entries()
+        .map_err(|e| damaged(format!("not a readable tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| damaged(format!("cannot read a tar member: {e}")))?;
+        let path = entry
+            .path()
+            .map_err(|e| damaged(format!("bad member name: {e}")))?
+            .into_owned();
+        extract::check_relative(&path).map_err(|why| outside(&path, why))?;
+        // `./x` and `x` name the same member.
+        let path: PathBuf = path
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if path.as_os_str().is_empty() {
+            continue;
+        }
+        done.members += 1;
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                done.dirs.insert(path.clone());
+                if !dest.join(&path).is_dir() {
+                    let ok = entry.unpack_in(dest).map_err(|e| {
+                        if e.kind() == io::ErrorKind::InvalidData {
+                            outside(&path, e.to_string())
+                        } else {
+                            write_err(dest.join(&path), "create")(e)
+                        }
+                    })?;
+                    if !ok {
+                        return Err(outside(&path, "the tar crate refused it".into()));
+                    }
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::GNUSparse => {
+                if !rewrite.contains(&path) {
+                    continue;
+                }
+                let target = dest.join(&path);
+                let parent = target.parent().unwrap_or(dest);
+                std::fs::create_dir_all(parent)
+                    .map_err(write_err(parent.to_path_buf(), "create"))?;
+                let resolved = parent
+                    .canonicalize()
+                    .map_err(write_err(parent.to_path_buf(), "resolve"))?;
+                if !resolved.starts_with(&dest_canon) {
+                    return Err(outside(
+                        &path,
+                        format!("its directory resolves to {}", resolved.display()),
+                    ));
+                }
+                // A file that is there (a relation segment of which a few pages changed) is
+                // brought to the backup's content by writing only the blocks that differ. Not
+                // one with other hard links (pg_upgrade --link): patching it would change the
+                // other names too; it is replaced instead.
+                let existing = std::fs::symlink_metadata(&target).is_ok_and(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.file_type().is_file() && m.nlink() == 1
+                });
+                if existing
+                    && path != Path::new(PG_CONTROL)
+                    && entry.header().entry_type() == tar::EntryType::Regular
+                {
+                    let size = entry.size();
+                    let wrote = patch_in_place(&mut entry, size, &target, &mut bufs)
+                        .map_err(write_err(target.clone(), "write"))?;
+                    done.written += 1;
+                    done.bytes_written += wrote;
+                    continue;
+                }
+                let mut tmp_name = target.file_name().unwrap_or_default().to_os_string();
+                tmp_name.push(TMP_SUFFIX);
+                let tmp = target.with_file_name(tmp_name);
+                match std::fs::remove_file(&tmp) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(write_err(tmp.clone(), "remove")(e)),
+                }
+                entry
+                    .unpack(&tmp)
+                    .map_err(write_err(tmp.clone(), "write"))?;
+                if path != Path::new(PG_CONTROL) {
+                    std::fs::rename(&tmp, &target).map_err(write_err(target.clone(), "rename"))?;
+                }
+                done.written += 1;
+                done.bytes_written += entry.size();
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                // pg_basebackup writes links only for tablespaces and an external pg_wal, which
+                // a delta restore keeps (tablespaces are refused by the plan).
+                continue;
+            }
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => continue,
+            other => {
+                return Err(outside(
+                    &path,
+                    format!("a special file ({other:?}), which pg_basebackup never writes"),
+                ));
+            }
+        }
+    }
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink())
+        .map_err(|e| damaged(format!("the end of the file does not decompress: {e}")))?;
+    drop(rest);
+    let (hasher, read) = std::mem::take(&mut *state.borrow_mut());
+    let sha = hex::encode(hasher.finalize());
+    if read != file.stored_size {
+        return Err(damaged(format!(
+            "{read} bytes read, manifest.json says {}",
+            file.stored_size
+        )));
+    }
+    if sha != file.sha256 {
+        return Err(damaged(format!(
+            "SHA-256 {sha} differs from manifest.json's {}",
+            file.sha256
+        )));
+    }
+    done.stored_bytes = read;
+    Ok(done)
+}
+
+/// The block size compared when patching a file in place (PostgreSQL's page size).
+const BLOCK: usize = 8192;
+
+/// Fills `buf` from `r` as far as it goes; fewer bytes only at the end.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Brings the existing file `target` to the content `member` reads (`size` bytes) by writing
+/// only the 8 KiB blocks that differ, then cutting or extending it to `size`. Returns the
+/// bytes written. A crash in the middle leaves a file that is neither the old nor the new one;
+/// the delta restore has set pg_control aside by then, so the directory cannot be started
+/// until a restore completes, and a new `--delta` run compares every file's checksum again.
+fn patch_in_place(
+    member: &mut impl Read,
+    size: u64,
+    target: &Path,
+    bufs: &mut (Vec<u8>, Vec<u8>),
+) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(target)?;
+    let (new, old) = (&mut bufs.0, &mut bufs.1);
+    let mut off = 0u64;
+    let mut written = 0u64;
+    loop {
+        let n = read_full(member, new)?;
+        if n == 0 {
+            break;
+        }
+        // What the file has at the same place (less at its end).
+        let mut m = 0;
+        while m < n {
+            match f.read_at(&mut old[m..n], off + m as u64) {
+                Ok(0) => break,
+                Ok(k) => m += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let same = |i: usize, end: usize| end <= m && new[i..end] == old[i..end];
+        let mut i = 0;
+        while i < n {
+            let end = (i + BLOCK).min(n);
+            if same(i, end) {
+                i = end;
+                continue;
+            }
+            // A run of differing blocks, written at once.
+            let mut j = end;
+            while j < n {
+                let e = (j + BLOCK).min(n);
+                if same(j, e) {
+                    break;
+                }
+                j = e;
+            }
+            f.write_all_at(&new[i..j], off + i as u64)?;
+            written += (j - i) as u64;
+            i = j;
+        }
+        off += n as u64;
+    }
+    if off != size {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the archive member ended after {off} of its {size} bytes"),
+        ));
+    }
+    f.set_len(size)?;
+    Ok(written)
+}
+
+pub fn remove_path(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted(path: &str, data: &[u8]) -> Wanted {
+        Wanted {
+            path: PathBuf::from(path),
+            size: data.len() as u64,
+            algorithm: Algorithm::Crc32c,
+            checksum: hex::encode(crc32c::crc32c(data).to_le_bytes()),
+        }
+    }
+
+    #[test]
+    fn crc32c_is_written_as_postgresql_prints_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"123456789").unwrap();
+        let mut buf = vec![0u8; 4];
+        // CRC-32C of "123456789" is 0xE3069283; backup_manifest has its bytes in memory order.
+        assert_eq!(
+            file_checksum(&p, Algorithm::Crc32c, &mut buf)
+                .unwrap()
+                .as_deref(),
+            Some("839206e3")
+        );
+        assert_eq!(
+            file_checksum(&p, Algorithm::Sha256, &mut buf)
+                .unwrap()
+                .as_deref(),
+            Some("15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225")
+        );
+        assert_eq!(file_checksum(&p, Algorithm::None, &mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn reads_postgresql_backup_manifest() {
+        let text = br#"{ "PostgreSQL-Backup-Manifest-Version": 1,
+"Files": [
+{ "Path": "backup_label", "Size": 3, "Last-Modified": "2026-12-06 10:00:00 GMT", "Checksum-Algorithm": "CRC32C", "Checksum": "ABCD0123" },
+{ "Encoded-Path": "626173652f312f78", "Size": 0, "Last-Modified": "2026-12-06 10:00:00 GMT", "Checksum-Algorithm": "SHA256", "Checksum": "00" },
+{ "Path": "global/pg_control", "Size": 8192, "Last-Modified": "2026-12-06 10:00:00 GMT" }
+],
+"WAL-Ranges": [], "Manifest-Checksum": "00" }"#;
+        let files = parse_pg_manifest(text).unwrap();
+        assert_eq!(files[0].path, Path::new("backup_label"));
+        assert_eq!(files[0].checksum, "abcd0123");
+        assert_eq!(files[1].path, Path::new("base/1/x"));
+        assert_eq!(files[1].algorithm, Algorithm::Sha256);
+        assert_eq!(files[2].algorithm, Algorithm::None);
+        assert!(parse_pg_manifest(br#"{"Files":[{"Path":"../x","Size":1}]}"#).is_err());
+    }
+
+    #[test]
+    fn compare_rewrites_what_differs_and_removes_what_the_backup_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["global", "base/1", "base/99", "pg_wal/archive_status"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("PG_VERSION"), b"18\n").unwrap();
+        std::fs::write(d.join("global/pg_control"), b"old control").unwrap();
+        std::fs::write(d.join("base/1/100"), b"same").unwrap();
+        std::fs::write(d.join("base/1/101"), b"diff").unwrap();
+        std::fs::write(d.join("base/1/102"), b"longer than it was").unwrap();
+        std::fs::write(d.join("base/99/1"), b"dropped database").unwrap();
+        std::fs::write(d.join("pg_wal/000000010000000000000003"), b"wal").unwrap();
+        std::fs::write(d.join("postmaster.opts"), b"x").unwrap();
+        let w = vec![
+            wanted("PG_VERSION", b"18\n"),
+            wanted("global/pg_control", b"old control"),
+            wanted("base/1/100", b"same"),
+            wanted("base/1/101", b"DIFF"),
+            wanted("base/1/102", b"short"),
+            wanted("base/1/103", b"new"),
+        ];
+        let p = compare(d, &w).unwrap();
+        let set = |v: &[&str]| v.iter().map(PathBuf::from).collect::<BTreeSet<_>>();
+        // pg_control is always rewritten (it is put back last).
+        assert_eq!(
+            p.rewrite,
+            set(&[
+                "base/1/101",
+                "base/1/102",
+                "base/1/103",
+                "global/pg_control"
+            ])
+        );
+        assert_eq!((p.files_unchanged, p.bytes_unchanged), (2, 7));
+        assert_eq!(p.files_rewritten, 4);
+        assert_eq!(
+            p.remove.iter().collect::<BTreeSet<_>>(),
+            set(&[
+                "base/99/1",
+                "pg_wal/000000010000000000000003",
+                "postmaster.opts"
+            ])
+            .iter()
+            .collect()
+        );
+        assert_eq!(
+            p.extra_dirs,
+            vec![
+                PathBuf::from("pg_wal/archive_status"),
+                PathBuf::from("base/99"),
+                PathBuf::from("pg_wal")
+            ]
+        );
+        assert_eq!(p.checksum_algorithm, "CRC32C");
+    }
+
+    #[test]
+    fn patching_in_place_writes_only_the_blocks_that_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let block = |b: u8| vec![b; BLOCK];
+        let old: Vec<u8> = [block(1), block(2), block(3), block(4)].concat();
+        // Block 2 changed, and the file grew by a block and a half.
+        let new: Vec<u8> = [
+            block(1),
+            block(9),
+            block(3),
+            block(4),
+            block(5),
+            vec![6; BLOCK / 2],
+        ]
+        .concat();
+        let mut bufs = (vec![0u8; 3 * BLOCK], vec![0u8; 3 * BLOCK]);
+        for (from, to, wrote) in [
+            (&old, &new, BLOCK + BLOCK + BLOCK / 2),
+            (&new, &old, 0),
+            (&old, &old, 0),
+        ] {
+            std::fs::write(&p, from).unwrap();
+            let w = patch_in_place(&mut &to[..], to.len() as u64, &p, &mut bufs).unwrap();
+            assert_eq!(&std::fs::read(&p).unwrap(), to);
+            if from != to && from.len() < to.len() {
+                assert_eq!(w as usize, wrote);
+            } else {
+                // Shrinking: blocks 2 differs, the rest is cut off.
+                assert!(w as usize <= BLOCK, "{w}");
+            }
+        }
+    }
+}
