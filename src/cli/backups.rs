@@ -52,9 +52,10 @@ the backup does not exist.")]
     },
     /// Remove the backups and WAL that retention (retention.full, retention.window) no longer keeps
     #[command(after_help = "\
-A backup is kept when it is one of the newest retention.full backups, when it stopped within
-retention.window, or when it is the newest backup that stopped before the window starts
-(replaying WAL from it reaches the window's start). WAL older than the oldest kept backup's
+A backup is kept when it is one of the newest retention.full full backups or an incremental
+backup built on one, when it stopped within retention.window, or when it is the newest backup
+that stopped before the window starts (replaying WAL from it reaches the window's start); a
+backup that a kept incremental depends on is always kept (a chain goes whole). WAL older than the oldest kept backup's
 start is removed; timeline history files never are, and with no backups nothing is. Also
 removes leftovers of interrupted backups and WAL temp files older than an hour. Holds the
 repository lock and waits for running drills (each up to repository.lock_wait), so it never
