@@ -1,4 +1,5 @@
-//! `dbagent backup [--label TEXT] [--compress zstd|lz4|gzip|none] [--json] [--no-progress]`.
+//! `dbagent backup [--type full|incremental] [--label TEXT] [--compress zstd|lz4|gzip|none] [--json]
+//! [--no-progress]`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Cli, CmdResult, human_bytes, human_duration, runtime};
-use dbagent::backup::manifest::BackupManifest;
+use dbagent::backup::manifest::{BackupManifest, BackupType};
 use dbagent::backup::take::{BackupOptions, Progress, server_facts, take};
 use dbagent::pg::PgTarget;
 use dbagent::repo::Compression;
@@ -19,8 +20,14 @@ Runs pg_basebackup of the server's major version (tar format) and streams its ou
 through compression and SHA-256 into the repository; no uncompressed copy touches the disk.
 The backup exists (for list, restore, expire) only once its WAL from start to stop LSN is
 archived and manifest.json is written. Interrupted backups leave nothing that counts.
-Exit 0 when the backup is complete, 1 otherwise.")]
+--type incremental (PostgreSQL 17+) sends only the blocks changed since the newest backup
+in the repository (its parent), found in the server's WAL summaries: summarize_wal must be
+on. It is restored together with its chain (parent, ..., full) by pg_combinebackup.
+Exit 0 when the backup is complete, 1 otherwise (also when an incremental is refused).")]
 pub struct BackupArgs {
+    /// full, or incremental against the newest backup (PostgreSQL 17+, summarize_wal = on)
+    #[arg(long = "type", value_enum, default_value_t = TypeArg::Full)]
+    pub backup_type: TypeArg,
     /// A label stored with the backup (and in PostgreSQL's backup_label)
     #[arg(long)]
     pub label: Option<String>,
@@ -35,6 +42,22 @@ pub struct BackupArgs {
     pub no_progress: bool,
 }
 
+/// `--type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TypeArg {
+    Full,
+    Incremental,
+}
+
+impl From<TypeArg> for BackupType {
+    fn from(t: TypeArg) -> BackupType {
+        match t {
+            TypeArg::Full => BackupType::Full,
+            TypeArg::Incremental => BackupType::Incremental,
+        }
+    }
+}
+
 pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
     let m = backup(cli, args)?;
     let secs = m.duration_seconds().max(0.001);
@@ -42,6 +65,8 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
     if args.json {
         let out = json!({
             "id": m.id,
+            "type": m.backup_type.as_str(),
+            "parent": m.parent,
             "label": m.label,
             "size_bytes": m.size(),
             "stored_bytes": m.stored_size(),
@@ -58,9 +83,13 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
         });
         outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
     } else {
+        let what = match &m.parent {
+            Some(parent) => format!("{} (incremental against {parent})", m.id),
+            None => m.id.clone(),
+        };
         outln!(
             "Backup {} complete: {} -> {} ({}, compressed by {}) in {}, {}/s; LSN {} to {}, WAL {} to {}",
-            m.id,
+            what,
             human_bytes(m.size()),
             human_bytes(m.stored_size()),
             m.compression.as_str(),
@@ -90,6 +119,7 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
         wal_timeout: config.backup.wal_timeout,
         lock_wait: config.repository.lock_wait,
         bin_dir: config.postgres.bin_dir.clone(),
+        backup_type: args.backup_type.into(),
     };
     let repo = config.repo()?;
     let progress: Box<dyn Progress> = if args.no_progress {

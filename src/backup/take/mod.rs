@@ -25,6 +25,7 @@
 mod basebackup;
 mod error;
 mod facts;
+pub mod incremental;
 mod options;
 mod stream;
 mod watch;
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{BackupFile, BackupManifest, MANIFEST_FORMAT};
+use super::manifest::{BackupFile, BackupManifest, BackupType, MANIFEST_FORMAT};
 use crate::config::CompressOn;
 use crate::pg::{PgTarget, programs};
 use crate::repo::storage::BackupWriter;
@@ -57,11 +58,18 @@ pub fn take(
     progress: &dyn Progress,
 ) -> Result<BackupManifest, BackupError> {
     let on_server = decide(facts, opts)?;
+    let incremental = opts.backup_type == BackupType::Incremental;
+    if incremental {
+        incremental::check_version(facts)?;
+    }
     let major = facts.version.major();
     let pg_basebackup = programs::find(opts.bin_dir.as_deref(), major, "pg_basebackup")?;
     repo.bind(facts.system_identifier, Some(major), facts.wal_segment_size)?;
     let _lock = repo.lock("backup", opts.lock_wait)?;
     remove_stale_work_dirs(repo);
+    let parent = incremental
+        .then(|| incremental::prepare(repo, target, facts, opts.checkpoint))
+        .transpose()?;
 
     let start_time = jiff::Timestamp::now();
     let id = new_id(repo, start_time)?;
@@ -70,7 +78,16 @@ pub fn take(
     let pgbb_dir = work.join("pg_basebackup");
     std::fs::create_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "create"))?;
     local::inherit_owner(&pgbb_dir, &work).map_err(io_err(&pgbb_dir, "chown"))?;
-    tracing::info!(backup = %id, "Starting backup with {}", pg_basebackup.display());
+    let parent_manifest = parent
+        .as_ref()
+        .map(|p| incremental::write_parent_manifest(&work, p))
+        .transpose()?;
+    match &parent {
+        Some(p) => {
+            tracing::info!(backup = %id, parent = %p.manifest.id, "Starting incremental backup with {}", pg_basebackup.display())
+        }
+        None => tracing::info!(backup = %id, "Starting backup with {}", pg_basebackup.display()),
+    }
     progress.phase("checkpoint");
 
     let label = opts
@@ -95,6 +112,7 @@ pub fn take(
         label: &label,
         id: &id,
         progress,
+        incremental: parent_manifest.as_deref(),
     };
     let mut attempt = 1;
     let (mut files, waiting_since) = loop {
@@ -147,6 +165,9 @@ pub fn take(
         tablespace: None,
     });
     std::fs::remove_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "remove"))?;
+    if let Some(path) = &parent_manifest {
+        std::fs::remove_file(path).map_err(io_err(path, "remove"))?;
+    }
 
     // Complete only when the WAL from start to stop is in *this* archive (safety invariant 3):
     // the server only waited for archive_command to succeed, wherever it archives to.
@@ -199,8 +220,8 @@ pub fn take(
         compressed_by: compressed_by.into(),
         files,
         dbagent_version: env!("CARGO_PKG_VERSION").into(),
-        backup_type: crate::backup::manifest::BackupType::Full,
-        parent: None,
+        backup_type: opts.backup_type,
+        parent: parent.map(|p| p.manifest.id),
         taken_from: None,
     };
     let json = serde_json::to_vec_pretty(&manifest)
@@ -325,6 +346,7 @@ mod tests {
             wal_timeout: Duration::from_secs(60),
             lock_wait: Duration::from_secs(0),
             bin_dir: None,
+            backup_type: crate::backup::manifest::BackupType::Full,
         }
     }
 
