@@ -92,7 +92,7 @@ fn space(p: &Path) -> (Option<u64>, Option<u64>) {
     };
     let free = nix::sys::statvfs::statvfs(at)
         .ok()
-        .map(|s| (s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64));
+        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()));
     let dev = std::fs::metadata(at).ok().map(|m| m.dev());
     (free, dev)
 }
