@@ -7,6 +7,7 @@ mod advise;
 mod alerts;
 mod archive_modes;
 mod backup;
+mod backup_chain;
 mod backup_incremental;
 mod backups_cmd;
 mod baselines;
