@@ -162,6 +162,17 @@ fn incremental_backups_on_18_are_taken_against_the_newest_backup_and_store_only_
     let second = backup(&agent, "incremental");
     assert_eq!(second["parent"], incr["id"], "{second}");
 
+    // check: ready for the next incremental, against the newest backup.
+    let line = agent.run(&["check"]).check_line("wal_summaries");
+    assert!(
+        line.starts_with("OK")
+            && line.contains(&format!(
+                "reach back to backup {}",
+                second["id"].as_str().expect("id")
+            )),
+        "{line}"
+    );
+
     // summarize_wal off: refused, naming the setting and how to turn it on.
     pg.set_conf("summarize_wal", "off");
     pg.reload();
@@ -181,6 +192,24 @@ fn incremental_backups_on_18_are_taken_against_the_newest_backup_and_store_only_
         "{}",
         run.all()
     );
+    // check: OK naming the setting, WARNING once incrementals are scheduled.
+    let line = agent.run(&["check"]).check_line("wal_summaries");
+    assert!(
+        line.starts_with("OK") && line.contains("summarize_wal is off"),
+        "{line}"
+    );
+    let yaml = agent.yaml();
+    agent.set_yaml(&format!(
+        "{yaml}schedule:\n  backup_incremental: \"0 1 * * *\"\n"
+    ));
+    let line = agent.run(&["check"]).check_line("wal_summaries");
+    assert!(
+        line.starts_with("WARNING")
+            && line.contains("schedule.backup_incremental")
+            && line.contains("ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();"),
+        "{line}"
+    );
+    agent.set_yaml(&yaml);
     // A full backup still works.
     assert_eq!(backup(&agent, "full")["type"], "full");
 }
@@ -208,6 +237,12 @@ fn an_incremental_backup_on_15_is_refused_saying_it_needs_17_and_or_full_takes_a
         0,
         "the refused backup left something in {}",
         backups.display()
+    );
+
+    let line = agent.run(&["check"]).check_line("wal_summaries");
+    assert!(
+        line.starts_with("OK") && line.contains("incremental backups need PostgreSQL 17+"),
+        "{line}"
     );
 
     // --or-full takes a full backup instead, and says why.

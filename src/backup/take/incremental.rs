@@ -279,15 +279,15 @@ fn no_privilege(e: &tokio_postgres::Error) -> bool {
 
 /// One row of `pg_available_wal_summaries()`.
 #[derive(Debug, Clone, Copy)]
-struct Summary {
-    tli: u32,
-    start: Lsn,
-    end: Lsn,
+pub struct Summary {
+    pub tli: u32,
+    pub start: Lsn,
+    pub end: Lsn,
 }
 
 /// Whether the summaries of `tli` cover, without a gap, everything from `from` to the newest
 /// one of that timeline.
-fn reaches_back(summaries: &[Summary], tli: u32, from: Lsn) -> bool {
+pub fn reaches_back(summaries: &[Summary], tli: u32, from: Lsn) -> bool {
     let mut own: Vec<&Summary> = summaries.iter().filter(|s| s.tli == tli).collect();
     own.sort_by_key(|s| (s.start, s.end));
     if !own.iter().any(|s| s.start <= from) {
