@@ -1,4 +1,4 @@
-//! `dbagent backup [--type full|incremental] [--label TEXT] [--compress zstd|lz4|gzip|none] [--json]
+//! `dbagent backup [--type full|incremental [--or-full]] [--label TEXT] [--compress zstd|lz4|gzip|none] [--json]
 //! [--no-progress]`.
 
 use std::io::IsTerminal;
@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{Cli, CmdResult, human_bytes, human_duration, runtime};
 use dbagent::backup::manifest::{BackupManifest, BackupType};
-use dbagent::backup::take::{BackupOptions, Progress, server_facts, take};
+use dbagent::backup::take::{BackupError, BackupOptions, Progress, server_facts, take};
 use dbagent::pg::PgTarget;
 use dbagent::repo::Compression;
 
@@ -28,6 +28,9 @@ pub struct BackupArgs {
     /// full, or incremental against the newest backup (PostgreSQL 17+, summarize_wal = on)
     #[arg(long = "type", value_enum, default_value_t = TypeArg::Full)]
     pub backup_type: TypeArg,
+    /// With --type incremental: when an incremental cannot be taken (server before 17, no backup to be incremental against, summarize_wal off or lagging, summaries not reaching back), take a full backup and say why (the schedule's incrementals do this)
+    #[arg(long)]
+    pub or_full: bool,
     /// A label stored with the backup (and in PostgreSQL's backup_label)
     #[arg(long)]
     pub label: Option<String>,
@@ -59,7 +62,7 @@ impl From<TypeArg> for BackupType {
 }
 
 pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
-    let m = backup(cli, args)?;
+    let (m, fallback) = backup(cli, args)?;
     let secs = m.duration_seconds().max(0.001);
     let mbps = m.size() as f64 / 1e6 / secs;
     if args.json {
@@ -81,6 +84,10 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
             "wal_stop": m.wal_stop,
             "files": m.files.len(),
         });
+        let mut out = out;
+        if let Some(why) = &fallback {
+            out["fallback"] = json!(format!("full instead of incremental: {why}"));
+        }
         outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
     } else {
         let what = match &m.parent {
@@ -105,7 +112,9 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
+/// The backup taken and, when an incremental was asked with --or-full but a full was taken,
+/// why.
+fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<(BackupManifest, Option<String>)> {
     let config = cli.load_config()?;
     let target = PgTarget::new(&config.postgres.conninfo, config.session_options())?;
     let facts = runtime()?.block_on(server_facts(&target))?;
@@ -129,7 +138,19 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
     } else {
         Box::new(Lines::new())
     };
-    let result = take(&repo, &target, &facts, &opts, progress.as_ref());
+    let result = match take(&repo, &target, &facts, &opts, progress.as_ref()) {
+        Err(BackupError::NoIncremental(why)) if args.or_full => {
+            tracing::warn!(
+                "An incremental backup cannot be taken: {why}. Taking a full backup instead"
+            );
+            let full = BackupOptions {
+                backup_type: BackupType::Full,
+                ..opts
+            };
+            take(&repo, &target, &facts, &full, progress.as_ref()).map(|m| (m, Some(why)))
+        }
+        other => other.map(|m| (m, None)),
+    };
     drop(progress);
     Ok(result?)
 }

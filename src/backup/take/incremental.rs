@@ -58,7 +58,7 @@ pub struct Parent {
 /// Refuses an incremental backup of a server before PostgreSQL 17.
 pub fn check_version(facts: &ServerFacts) -> Result<(), BackupError> {
     if facts.version.major() < MIN_MAJOR {
-        return Err(BackupError::Refused(format!(
+        return Err(BackupError::NoIncremental(format!(
             "an incremental backup needs PostgreSQL {MIN_MAJOR}+ (pg_basebackup --incremental and WAL summaries), and this server runs PostgreSQL {}; take a full backup instead (--type full)",
             facts.version.text
         )));
@@ -101,12 +101,12 @@ fn find_parent(repo: &Repo, facts: &ServerFacts) -> Result<Parent, BackupError> 
         .rev()
         .find(|m| m.system_identifier == sysid)
     else {
-        return Err(BackupError::Refused(
+        return Err(BackupError::NoIncremental(
             "no backup to be incremental against; take a full backup first (--type full)".into(),
         ));
     };
     if parent.pg_major != facts.version.major() {
-        return Err(BackupError::Refused(format!(
+        return Err(BackupError::NoIncremental(format!(
             "the newest backup, {}, is of PostgreSQL {} and the server runs {}: an incremental backup needs a parent of the same major version; take a full backup (--type full)",
             parent.id,
             parent.pg_major,
@@ -115,7 +115,7 @@ fn find_parent(repo: &Repo, facts: &ServerFacts) -> Result<Parent, BackupError> 
     }
     let key = Key::backup(&parent.id, "backup_manifest");
     let Some(pg_manifest) = repo.storage().read(&key)? else {
-        return Err(BackupError::Refused(format!(
+        return Err(BackupError::NoIncremental(format!(
             "backup {} has no backup_manifest in the repository, so nothing can be incremental against it; run `dbagent backups verify {}` and take a full backup (--type full)",
             parent.id, parent.id
         )));
@@ -123,7 +123,7 @@ fn find_parent(repo: &Repo, facts: &ServerFacts) -> Result<Parent, BackupError> 
     if let Some(f) = parent.files.iter().find(|f| f.name == "backup_manifest") {
         let sha = hex::encode(Sha256::digest(&pg_manifest));
         if sha != f.sha256 {
-            return Err(BackupError::Refused(format!(
+            return Err(BackupError::NoIncremental(format!(
                 "the backup_manifest of backup {} does not match its checksum in manifest.json (damaged?); run `dbagent backups verify {}` and take a full backup (--type full)",
                 parent.id, parent.id
             )));
@@ -173,7 +173,7 @@ async fn preflight(
         .map_err(q("summarize_wal"))?
         .get(0);
     if setting != "on" {
-        return Err(BackupError::Refused(format!(
+        return Err(BackupError::NoIncremental(format!(
             "summarize_wal is off on the server: an incremental backup needs its WAL summaries; turn it on with `{ENABLE_SUMMARIZE_WAL}` (no restart needed), then take a full backup (--type full) for the incrementals to be taken against"
         )));
     }
@@ -225,7 +225,7 @@ async fn preflight(
             }
         }
         if started.elapsed() >= CATCH_UP_WAIT {
-            return Err(BackupError::Refused(match pid {
+            return Err(BackupError::NoIncremental(match pid {
                 None => format!(
                     "summarize_wal is on but the WAL summarizer process is not running (waited {}s); look for walsummarizer errors in the server log, and make sure `{ENABLE_SUMMARIZE_WAL}` took effect",
                     CATCH_UP_WAIT.as_secs()
@@ -266,7 +266,7 @@ async fn preflight(
         })
         .collect();
     if !reaches_back(&summaries, timeline, start) {
-        return Err(BackupError::Refused(format!(
+        return Err(BackupError::NoIncremental(format!(
             "the WAL summaries no longer reach back to backup {parent} (its start LSN {start} on timeline {timeline}; the server keeps them for wal_summary_keep_time, and has none from before summarize_wal was turned on); take a full backup (--type full)"
         )));
     }
@@ -279,15 +279,15 @@ fn no_privilege(e: &tokio_postgres::Error) -> bool {
 
 /// One row of `pg_available_wal_summaries()`.
 #[derive(Debug, Clone, Copy)]
-struct Summary {
-    tli: u32,
-    start: Lsn,
-    end: Lsn,
+pub struct Summary {
+    pub tli: u32,
+    pub start: Lsn,
+    pub end: Lsn,
 }
 
 /// Whether the summaries of `tli` cover, without a gap, everything from `from` to the newest
 /// one of that timeline.
-fn reaches_back(summaries: &[Summary], tli: u32, from: Lsn) -> bool {
+pub fn reaches_back(summaries: &[Summary], tli: u32, from: Lsn) -> bool {
     let mut own: Vec<&Summary> = summaries.iter().filter(|s| s.tli == tli).collect();
     own.sort_by_key(|s| (s.start, s.end));
     if !own.iter().any(|s| s.start <= from) {
