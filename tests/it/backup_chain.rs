@@ -129,15 +129,28 @@ fn incremental_chain_restores_verifies_and_expires_as_a_whole() {
     assert!(!dir.exists() && !scratch.path("dry.staging").exists());
 
     // A point-in-time restore after each backup: that backup's chain, every row as it was.
+    // One of them stages where --staging says.
+    let custom = scratch.path("custom-staging");
     for (i, (name, rows)) in moments.iter().enumerate() {
         let dir = scratch.path(&format!("r{i}"));
+        let mut extra = vec!["--no-archive"];
+        if i == 2 {
+            extra.extend(["--staging", custom.to_str().unwrap()]);
+        }
         let (restored, json) = restore_started(
             &agent,
             PgVersion::V18,
             &dir,
             &format!("name:{name}"),
-            &["--no-archive"],
+            &extra,
         );
+        if i == 2 {
+            assert_eq!(
+                json["plan"]["chain"]["staging"],
+                custom.display().to_string()
+            );
+            assert!(!custom.exists(), "--staging left behind");
+        }
         assert_eq!(json["plan"]["backup"]["id"], ids[i], "{}", json["plan"]);
         assert_eq!(
             json["plan"]["chain"]["members"]
