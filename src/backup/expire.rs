@@ -165,7 +165,10 @@ pub fn plan(
         for (i, m) in sorted.iter().enumerate() {
             if m.stop_time >= cutoff {
                 rules[i].window = true;
-            } else if before.is_none_or(|b| m.stop_time >= sorted[b].stop_time) {
+            } else if before.is_none_or(|b| m.stop_time >= sorted[b].stop_time)
+                // An incremental whose chain is broken restores nothing.
+                && chain::chain(backups, &m.id).is_ok()
+            {
                 before = Some(i);
             }
         }
@@ -807,8 +810,9 @@ mod tests {
             if let Some(w) = window {
                 let cutoff = now.checked_sub(w).unwrap();
                 let kept: Vec<&BackupManifest> = p.kept.iter().map(|k| by_id(&k.id)).collect();
-                if backups.iter().any(|b| b.stop_time < cutoff) {
-                    prop_assert!(kept.iter().any(|b| b.stop_time < cutoff));
+                let restorable = |b: &BackupManifest| chain::chain(&backups, &b.id).is_ok();
+                if backups.iter().any(|b| b.stop_time < cutoff && restorable(b)) {
+                    prop_assert!(kept.iter().any(|b| b.stop_time < cutoff && restorable(b)));
                 }
                 for b in &backups {
                     if b.stop_time >= cutoff {
