@@ -930,6 +930,10 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
     };
     let point_tli = facts.point.as_ref().map(|p| (p.timeline, p.lsn));
     let eligible = |m: &BackupManifest| {
+        // An incremental whose chain is broken restores nothing (named if chosen by --backup).
+        if crate::backup::chain::chain(&facts.backups, &m.id).is_err() {
+            return false;
+        }
         if matches!(req.timeline, TimelineChoice::Id(_)) {
             return true;
         }
