@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::plan::{PlanError, Request};
 use super::{Executed, RestoreError, extract};
 use crate::backup::chain;
+use crate::backup::verify;
 use crate::backup::manifest::{self, BackupManifest, BackupType};
 use crate::repo::Repo;
 
@@ -391,7 +392,23 @@ fn extract_member_file(
         Ok(None) => return Err(io(std::io::Error::from(std::io::ErrorKind::NotFound))),
         Err(e) => return Err(io(e.into())),
     };
-    extract::extract_archive(raw, named, m.compression, dest)
+    extract::extract_archive(raw, named, m.compression, dest).map_err(|e| match e {
+        // A stored file that does not decompress can look like a bad member or a failed
+        // write; when its checksum differs, say what it is: damage.
+        extract::ExtractError::Damaged { .. } => e,
+        other => match repo.storage().get(&key).ok().flatten().map(verify::hash_reader) {
+            Some(Ok((_, sha))) if !sha.eq_ignore_ascii_case(&f.sha256) => {
+                extract::ExtractError::Damaged {
+                    file: named.name.clone(),
+                    detail: format!(
+                        "SHA-256 {sha} differs from manifest.json's {} ({other})",
+                        f.sha256
+                    ),
+                }
+            }
+            _ => other,
+        },
+    })
 }
 
 /// Copies backup `m`'s stored `backup_manifest` into `dir`, checking its SHA-256 and size.
