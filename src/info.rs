@@ -87,6 +87,11 @@ pub struct BackupBrief {
     pub stop_lsn: Lsn,
     pub stored_bytes: u64,
     pub original_bytes: u64,
+    /// `full` or `incremental`.
+    #[serde(rename = "type")]
+    pub backup_type: &'static str,
+    /// The backup an incremental was taken against; null for a full backup.
+    pub parent: Option<String>,
 }
 
 impl BackupBrief {
@@ -100,6 +105,8 @@ impl BackupBrief {
             stop_lsn: m.stop_lsn,
             stored_bytes: m.stored_size(),
             original_bytes: m.size(),
+            backup_type: m.backup_type.as_str(),
+            parent: crate::backup::chain::parent_of(m).map(str::to_string),
         }
     }
 }
@@ -365,7 +372,11 @@ pub fn windows(
                 .any(|s| tl.get(s.timeline).and_then(|t| t.origin()) == Some(Origin::Copy))
         })
     };
-    let eligible: Vec<&BackupManifest> = backups.iter().filter(|m| !copy_tli(m.timeline)).collect();
+    // An incremental whose chain is broken restores nothing.
+    let eligible: Vec<&BackupManifest> = backups
+        .iter()
+        .filter(|m| !copy_tli(m.timeline) && crate::backup::chain::chain(backups, &m.id).is_ok())
+        .collect();
     // The newest commit found up to (history, end of run), and from which segment it was
     // looked for: backups whose WAL ends at the same place share one read of the archive.
     let mut found: std::collections::HashMap<(u32, u64), (u64, Option<Commit>)> =

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::manifest::{self, BackupManifest};
+use super::chain;
+use super::manifest::{self, BackupManifest, BackupType};
 use super::verify::WalRange;
 use crate::config::RetentionConfig;
 use crate::repo::storage::Leftover;
@@ -35,15 +36,17 @@ pub struct KeepRules {
     /// The newest backup that stopped before the window starts: replaying WAL from it
     /// reaches the window's start.
     pub window_start: bool,
+    /// A kept incremental backup depends on it (it is in that backup's chain).
+    pub chain: bool,
 }
 
 impl KeepRules {
     pub fn any(self) -> bool {
-        self.full || self.window || self.window_start
+        self.full || self.window || self.window_start || self.chain
     }
 
     /// Stable identifiers of the rules, joined by `+`: `full`, `window`, `window_start`,
-    /// `full+window`, `full+window_start`.
+    /// `chain`, `full+window`, `full+window_start`, `window+chain`, ...
     pub fn reason(self) -> String {
         let mut parts = Vec::new();
         if self.full {
@@ -55,6 +58,9 @@ impl KeepRules {
         if self.window_start {
             parts.push("window_start");
         }
+        if self.chain {
+            parts.push("chain");
+        }
         parts.join("+")
     }
 
@@ -64,8 +70,8 @@ impl KeepRules {
         let mut parts = Vec::new();
         if self.full {
             parts.push(match retention.full {
-                0 | 1 => "the newest backup (retention.full)".to_string(),
-                n => format!("one of the newest {n} (retention.full)"),
+                0 | 1 => "the newest full backup or its chain (retention.full)".to_string(),
+                n => format!("one of the newest {n} full backups or their chains (retention.full)"),
             });
         }
         if self.window {
@@ -75,6 +81,9 @@ impl KeepRules {
             parts.push(format!(
                 "needed to restore to the start of the {window} window (retention.window)"
             ));
+        }
+        if self.chain {
+            parts.push("a kept incremental backup depends on it (chain)".to_string());
         }
         parts.join("; ")
     }
@@ -119,8 +128,11 @@ pub struct ExpirePlan {
 }
 
 /// Decides which backups and WAL files to remove. `wal` is every WAL file of the archive
-/// (duplicates allowed); `now` is the end of the recovery window. A backup is kept if either
-/// rule keeps it; the newest backup is always kept, even with `retention.full` 0.
+/// (duplicates allowed); `now` is the end of the recovery window. `retention.full` counts
+/// full backups: the newest N full backups are kept with every incremental backup built on
+/// them; the window rules keep what restores into the window. A backup is kept if any rule
+/// keeps it, and so is every backup a kept incremental depends on (its chain). The newest
+/// backup is always kept, even with `retention.full` 0.
 pub fn plan(
     backups: &[BackupManifest],
     wal: &[WalName],
@@ -133,8 +145,18 @@ pub fn plan(
     let mut rules = vec![KeepRules::default(); n];
 
     let full = usize::try_from(retention.full.max(1)).unwrap_or(usize::MAX);
-    for r in rules.iter_mut().skip(n.saturating_sub(full)) {
-        r.full = true;
+    let kept_fulls: BTreeSet<&str> = sorted
+        .iter()
+        .filter(|m| m.backup_type == BackupType::Full)
+        .rev()
+        .take(full)
+        .map(|m| m.id.as_str())
+        .collect();
+    for (i, m) in sorted.iter().enumerate() {
+        let root = chain::root_of(backups, &m.id).map(|r| r.id.as_str());
+        if root.is_some_and(|r| kept_fulls.contains(r)) || i + 1 == n {
+            rules[i].full = true;
+        }
     }
     if let Some(window) = retention.window {
         // A window reaching before the representable past keeps everything.
@@ -143,7 +165,10 @@ pub fn plan(
         for (i, m) in sorted.iter().enumerate() {
             if m.stop_time >= cutoff {
                 rules[i].window = true;
-            } else if before.is_none_or(|b| m.stop_time >= sorted[b].stop_time) {
+            } else if before.is_none_or(|b| m.stop_time >= sorted[b].stop_time)
+                // An incremental whose chain is broken restores nothing.
+                && chain::chain(backups, &m.id).is_ok()
+            {
                 before = Some(i);
             }
         }
@@ -151,10 +176,31 @@ pub fn plan(
             rules[b].window_start = true;
         }
     }
+    // Never remove a backup that a kept one depends on.
+    let mut keep: BTreeSet<String> = sorted
+        .iter()
+        .zip(&rules)
+        .filter(|(_, r)| r.any())
+        .map(|(m, _)| m.id.clone())
+        .collect();
+    chain::close_over_parents(backups, &mut keep);
+    for (m, r) in sorted.iter().zip(rules.iter_mut()) {
+        if !r.any() && keep.contains(&m.id) {
+            r.chain = true;
+        }
+    }
 
     let mut out = ExpirePlan::default();
     let mut kept: Vec<&BackupManifest> = Vec::new();
     for (m, r) in sorted.iter().zip(&rules) {
+        if r.any()
+            && let Err(e) = chain::chain(backups, &m.id)
+        {
+            out.notes.push(format!(
+                "backup {} is kept but cannot be restored: {e}",
+                m.id
+            ));
+        }
         if r.any() {
             kept.push(m);
             out.kept.push(KeptBackup {
@@ -170,16 +216,20 @@ pub fn plan(
     // WAL: removable only when below the start of every kept backup's WAL, on its timeline or
     // an older one. With backups in time order that is "below the oldest kept backup".
     let mut bounds = Vec::new();
+    let mut unreadable = false;
     for m in &kept {
         match WalRange::of(m) {
             Ok(r) => bounds.push(r),
-            Err(e) => out.notes.push(format!(
+            Err(e) => {
+                unreadable = true;
+                out.notes.push(format!(
                 "no WAL removed: the WAL range of backup {} is unreadable ({e}); run `dbagent backups verify {}`",
                 m.id, m.id
-            )),
+            ))
+            }
         }
     }
-    if bounds.is_empty() || !out.notes.is_empty() {
+    if bounds.is_empty() || unreadable {
         return out;
     }
     out.wal_kept_from = kept.first().map(|m| m.wal_start.clone());
@@ -548,6 +598,79 @@ mod tests {
         assert_eq!(p.removed.len(), 2);
     }
 
+    /// F1 <- I1 <- I2 (day 1), F2 <- I3 (day 2).
+    fn two_chains() -> Vec<BackupManifest> {
+        use crate::backup::chain::tests::incremental;
+        vec![
+            manifest("F1", 1, 10, 10, "2026-11-21T00:00:00Z"),
+            incremental("I1", "F1", 12, "2026-11-21T06:00:00Z"),
+            incremental("I2", "I1", 14, "2026-11-21T12:00:00Z"),
+            manifest("F2", 1, 20, 20, "2026-11-22T00:00:00Z"),
+            incremental("I3", "F2", 22, "2026-11-22T06:00:00Z"),
+        ]
+    }
+
+    #[test]
+    fn retention_full_counts_chains_and_removes_a_whole_old_chain() {
+        let p = plan(
+            &two_chains(),
+            &segs(1, 0..30),
+            &retention(1, None),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        assert_eq!(ids(&p.kept), ["F2", "I3"]);
+        assert!(p.kept.iter().all(|k| k.reason == "full"));
+        assert_eq!(p.removed, ["F1", "I1", "I2"]);
+        assert_eq!(p.wal_kept_from.as_deref(), Some(&*segment_name(1, 20, SEG)));
+        let p = plan(
+            &two_chains(),
+            &[],
+            &retention(2, None),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        assert_eq!(p.kept.len(), 5);
+    }
+
+    #[test]
+    fn a_kept_incremental_keeps_its_whole_chain() {
+        // The window (from 2026-11-21T10:00Z) holds I2, F2, I3; I2 needs I1 and F1.
+        let p = plan(
+            &two_chains(),
+            &segs(1, 0..30),
+            &retention(1, Some(Duration::from_secs(86 * 3600))),
+            ts("2026-11-25T00:00:00Z"),
+        );
+        let kept: Vec<(&str, &str)> = p
+            .kept
+            .iter()
+            .map(|k| (k.id.as_str(), k.reason.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("F1", "chain"),
+                ("I1", "window_start"),
+                ("I2", "window"),
+                ("F2", "full+window"),
+                ("I3", "full+window"),
+            ]
+        );
+        assert!(p.removed.is_empty());
+        assert_eq!(p.wal_kept_from.as_deref(), Some(&*segment_name(1, 10, SEG)));
+        let described = p.kept[0].rules.describe(&retention(1, None));
+        assert!(described.contains("depends on it"), "{described}");
+    }
+
+    #[test]
+    fn the_newest_backup_is_kept_even_when_its_chain_is_broken() {
+        use crate::backup::chain::tests::incremental;
+        let mut b = two_chains();
+        b.push(incremental("X", "gone", 24, "2026-11-23T00:00:00Z"));
+        let p = plan(&b, &[], &retention(1, None), ts("2026-11-25T00:00:00Z"));
+        assert_eq!(ids(&p.kept), ["F2", "I3", "X"]);
+        assert!(p.notes.iter().any(|n| n.contains("gone")), "{:?}", p.notes);
+    }
+
     #[test]
     fn full_zero_still_keeps_the_newest() {
         let p = plan(
@@ -561,30 +684,45 @@ mod tests {
 
     /// Random backup sets: each entry is (gap in hours since the previous backup, segments
     /// of WAL written since the previous backup's start, WAL segments it spans, whether the
-    /// timeline changed).
+    /// timeline changed) and (whether it is incremental, how far back its parent is, whether
+    /// its parent is missing).
     fn backups_strategy() -> impl Strategy<Value = Vec<BackupManifest>> {
         prop::collection::vec(
-            (1u64..72, 1u64..40, 0u64..4, prop::bool::weighted(0.2)),
-            0..8,
+            (
+                (1u64..72, 1u64..40, 0u64..4, prop::bool::weighted(0.2)),
+                (
+                    prop::bool::weighted(0.6),
+                    0usize..8,
+                    prop::bool::weighted(0.05),
+                ),
+            ),
+            0..10,
         )
         .prop_map(|specs| {
-            let mut out = Vec::new();
+            let mut out: Vec<BackupManifest> = Vec::new();
             let mut time = ts("2026-01-01T00:00:00Z");
             let (mut segno, mut tli) = (5u64, 1u32);
-            for (i, (gap, advance, span, new_tli)) in specs.into_iter().enumerate() {
+            for (i, ((gap, advance, span, new_tli), (incremental, back, orphan))) in
+                specs.into_iter().enumerate()
+            {
                 time += jiff::SignedDuration::from_hours(gap as i64);
                 segno += advance;
                 if new_tli {
                     tli += 1;
                 }
                 let stop = time.to_string();
-                out.push(manifest(
-                    &format!("b{i:02}"),
-                    tli,
-                    segno,
-                    segno + span,
-                    &stop,
-                ));
+                let mut m = manifest(&format!("b{i:02}"), tli, segno, segno + span, &stop);
+                // An incremental on one of the (up to 8) previous backups, or on one that is
+                // not in the repository.
+                if incremental && i > 0 {
+                    m.backup_type = BackupType::Incremental;
+                    m.parent = Some(if orphan {
+                        "gone".to_string()
+                    } else {
+                        out[i - 1 - back.min(i - 1)].id.clone()
+                    });
+                }
+                out.push(m);
             }
             out
         })
@@ -617,8 +755,37 @@ mod tests {
             }
             // The newest backup is always kept.
             prop_assert_eq!(&p.kept.last().unwrap().id, &backups.last().unwrap().id);
-            // At least min(full, n) backups are kept.
-            prop_assert!(p.kept.len() >= (full.max(1) as usize).min(backups.len()));
+            // At least min(full, number of full backups) full backups are kept, each with every
+            // incremental built on it.
+            let kept_ids: BTreeSet<&str> = p.kept.iter().map(|k| k.id.as_str()).collect();
+            let fulls: Vec<&BackupManifest> = backups
+                .iter()
+                .filter(|b| b.backup_type == BackupType::Full)
+                .collect();
+            let newest_fulls: Vec<&str> = fulls
+                .iter()
+                .rev()
+                .take(full.max(1) as usize)
+                .map(|b| b.id.as_str())
+                .collect();
+            for f in &newest_fulls {
+                prop_assert!(kept_ids.contains(f), "full {} removed", f);
+            }
+            for b in &backups {
+                if let Some(root) = chain::root_of(&backups, &b.id)
+                    && newest_fulls.contains(&root.id.as_str())
+                {
+                    prop_assert!(kept_ids.contains(b.id.as_str()), "{} of a kept chain removed", b.id);
+                }
+            }
+            // Never remove a backup that a kept one depends on: every kept backup's existing
+            // ancestors are kept.
+            for k in &p.kept {
+                let (ancestors, _) = chain::chain_ids(&backups, &k.id);
+                for a in &ancestors {
+                    prop_assert!(kept_ids.contains(a.as_str()), "{} needed by {} removed", a, k.id);
+                }
+            }
 
             let by_id = |id: &str| backups.iter().find(|b| b.id == id).unwrap();
             let oldest_kept = by_id(&p.kept[0].id);
@@ -643,8 +810,9 @@ mod tests {
             if let Some(w) = window {
                 let cutoff = now.checked_sub(w).unwrap();
                 let kept: Vec<&BackupManifest> = p.kept.iter().map(|k| by_id(&k.id)).collect();
-                if backups.iter().any(|b| b.stop_time < cutoff) {
-                    prop_assert!(kept.iter().any(|b| b.stop_time < cutoff));
+                let restorable = |b: &BackupManifest| chain::chain(&backups, &b.id).is_ok();
+                if backups.iter().any(|b| b.stop_time < cutoff && restorable(b)) {
+                    prop_assert!(kept.iter().any(|b| b.stop_time < cutoff && restorable(b)));
                 }
                 for b in &backups {
                     if b.stop_time >= cutoff {

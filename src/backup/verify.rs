@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{BackupManifest, MANIFEST_FILE, backup_key};
+use super::manifest::{BackupManifest, BackupType, MANIFEST_FILE, backup_key};
 use crate::repo::{Compression, Repo, RepoError};
 use crate::wal::name::segment_name;
 use crate::wal::{self, WalFileKind, WalName};
@@ -89,6 +89,16 @@ pub enum Problem {
         kind: &'static str,
         problem: String,
     },
+    /// The backup's chain (an incremental backup and the backups it depends on).
+    Chain {
+        /// The chain member the problem is about (the missing parent, the damaged member, or
+        /// the backup itself).
+        member: String,
+        /// Stable identifier: `parent_missing`, `parent_invalid`, `other_cluster`,
+        /// `other_version`, `lsn_order`, `member_damaged`.
+        kind: &'static str,
+        problem: String,
+    },
 }
 
 impl Problem {
@@ -97,6 +107,141 @@ impl Problem {
         match self {
             Problem::File { file, problem, .. } => format!("{file}: {problem}"),
             Problem::Wal { wal, problem, .. } => format!("WAL {wal}: {problem}"),
+            Problem::Chain { problem, .. } => format!("chain: {problem}"),
+        }
+    }
+}
+
+/// What is wrong with the link from backup `m` to its parent (an incremental backup only):
+/// the parent must be present, of the same cluster and major version, and have started
+/// before `m`. The members' own files are checked by [`verify`].
+pub fn chain_problems(backups: &[BackupManifest], m: &BackupManifest) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if m.backup_type != BackupType::Incremental {
+        return out;
+    }
+    let problem = |member: &str, kind, problem| Problem::Chain {
+        member: member.to_string(),
+        kind,
+        problem,
+    };
+    let Some(parent_id) = m.parent.as_deref() else {
+        out.push(problem(
+            &m.id,
+            "parent_invalid",
+            format!(
+                "{} is incremental but its manifest names no parent backup",
+                m.id
+            ),
+        ));
+        return out;
+    };
+    let Some(parent) = backups.iter().find(|b| b.id == parent_id) else {
+        out.push(problem(
+            parent_id,
+            "parent_missing",
+            format!(
+                "parent backup {parent_id} of incremental backup {} is not in the repository: {} cannot be restored",
+                m.id, m.id
+            ),
+        ));
+        return out;
+    };
+    if parent.system_identifier != m.system_identifier {
+        out.push(problem(
+            parent_id,
+            "other_cluster",
+            format!(
+                "parent backup {parent_id} is of another cluster (system identifier {}, {} has {})",
+                parent.system_identifier, m.id, m.system_identifier
+            ),
+        ));
+    }
+    if parent.pg_major != m.pg_major {
+        out.push(problem(
+            parent_id,
+            "other_version",
+            format!(
+                "parent backup {parent_id} is of PostgreSQL {}, {} of {}",
+                parent.pg_major, m.id, m.pg_major
+            ),
+        ));
+    }
+    if m.start_lsn <= parent.start_lsn {
+        out.push(problem(
+            &m.id,
+            "lsn_order",
+            format!(
+                "{} starts at LSN {}, not after its parent {parent_id} (LSN {})",
+                m.id, m.start_lsn, parent.start_lsn
+            ),
+        ));
+    }
+    out
+}
+
+/// Verifies the backups `selected` (IDs) of `backups` together with every member of their
+/// chains (oldest first, each once): [`verify`] on each, [`chain_problems`] on each link, and
+/// a `member_damaged` problem on every backup one of whose ancestors failed, naming it. A
+/// manifest that cannot be trusted becomes a `manifest_invalid` problem of that backup.
+pub fn verify_chains(
+    repo: &Repo,
+    backups: &[BackupManifest],
+    selected: &[&str],
+) -> Vec<VerifyReport> {
+    let mut wanted: Vec<&BackupManifest> = Vec::new();
+    for id in selected {
+        let (ids, _) = super::chain::chain_ids(backups, id);
+        for member in ids {
+            if let Some(m) = backups.iter().find(|b| b.id == member)
+                && !wanted.iter().any(|w| w.id == m.id)
+            {
+                wanted.push(m);
+            }
+        }
+    }
+    wanted.sort_by(|a, b| a.start_time.cmp(&b.start_time).then(a.id.cmp(&b.id)));
+    let mut reports: Vec<VerifyReport> = Vec::new();
+    for m in wanted {
+        tracing::info!(backup = %m.id, files = m.files.len(), "Verifying backup");
+        let mut report = verify(repo, m).unwrap_or_else(|e| VerifyReport::invalid(m, &e));
+        report.problems.extend(chain_problems(backups, m));
+        let (ancestors, _) = super::chain::chain_ids(backups, &m.id);
+        for a in ancestors.iter().filter(|a| **a != m.id) {
+            if reports.iter().any(|r| r.id == *a && !r.ok) {
+                report.problems.push(Problem::Chain {
+                    member: a.clone(),
+                    kind: "member_damaged",
+                    problem: format!(
+                        "{} depends on backup {a}, which failed verification: {} cannot be restored",
+                        m.id, m.id
+                    ),
+                });
+            }
+        }
+        report.ok = report.problems.is_empty();
+        reports.push(report);
+    }
+    reports
+}
+
+impl VerifyReport {
+    /// The report of a backup whose manifest cannot be trusted.
+    pub fn invalid(m: &BackupManifest, e: &RepoError) -> VerifyReport {
+        VerifyReport {
+            id: m.id.clone(),
+            ok: false,
+            files_checked: 0,
+            stored_bytes: m.stored_size(),
+            wal_checked: 0,
+            wal_start: m.wal_start.clone(),
+            wal_stop: m.wal_stop.clone(),
+            wal_check: WAL_CHECK,
+            problems: vec![Problem::File {
+                file: MANIFEST_FILE.into(),
+                kind: "manifest_invalid",
+                problem: e.to_string(),
+            }],
         }
     }
 }
@@ -442,7 +587,7 @@ pub(crate) mod tests {
             .iter()
             .map(|p| match p {
                 Problem::File { file, kind, .. } => (file.as_str(), *kind),
-                Problem::Wal { .. } => panic!("{p:?}"),
+                _ => panic!("{p:?}"),
             })
             .collect();
         assert_eq!(
@@ -486,6 +631,65 @@ pub(crate) mod tests {
         let err = verify(&repo, &m).unwrap_err();
         assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("manifest.json"), "{err}");
+    }
+
+    #[test]
+    fn verifying_an_incremental_verifies_its_chain_and_names_the_damaged_member() {
+        let (_d, repo, full) = repo_with_backup();
+        let mut inc1 = manifest("20261121T070000Z", 1, 5, 5, "2026-11-21T07:01:00Z");
+        inc1.backup_type = BackupType::Incremental;
+        inc1.parent = Some(full.id.clone());
+        write_backup(&repo, &mut inc1, &[("base.tar.zst", b"one")]);
+        let mut inc2 = manifest("20261121T080000Z", 1, 6, 6, "2026-11-21T08:01:00Z");
+        inc2.backup_type = BackupType::Incremental;
+        inc2.parent = Some(inc1.id.clone());
+        write_backup(&repo, &mut inc2, &[("base.tar.zst", b"two")]);
+        write_wal(&repo, 1, 5..=6);
+        let all = vec![full.clone(), inc1.clone(), inc2.clone()];
+
+        let r = verify_chains(&repo, &all, &[&inc2.id]);
+        let ids: Vec<&str> = r.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, [&*full.id, &*inc1.id, &*inc2.id]);
+        assert!(r.iter().all(|r| r.ok), "{r:?}");
+
+        // Damage the middle member: it fails naming its file, the last one names it.
+        repo.storage()
+            .put(&backup_key(&inc1.id, "base.tar.zst"), b"0ne")
+            .unwrap();
+        let r = verify_chains(&repo, &all, &[&inc2.id]);
+        assert!(r[0].ok && !r[1].ok && !r[2].ok, "{r:?}");
+        assert!(matches!(
+            &r[1].problems[0],
+            Problem::File {
+                kind: "checksum_differs",
+                ..
+            }
+        ));
+        assert!(
+            matches!(&r[2].problems[0], Problem::Chain { member, kind: "member_damaged", .. } if *member == inc1.id),
+            "{r:?}"
+        );
+
+        // A missing parent, another cluster, a start before the parent's.
+        let mut orphan = inc2.clone();
+        orphan.parent = Some("gone".into());
+        let p = chain_problems(&all, &orphan);
+        assert!(
+            matches!(&p[0], Problem::Chain { member, kind: "parent_missing", .. } if member == "gone")
+        );
+        assert!(p[0].render().contains("gone"));
+        let mut other = inc2.clone();
+        other.system_identifier = "1".into();
+        other.start_lsn = Lsn(1);
+        let kinds: Vec<&str> = chain_problems(&all, &other)
+            .iter()
+            .map(|p| match p {
+                Problem::Chain { kind, .. } => *kind,
+                _ => panic!("{p:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["other_cluster", "lsn_order"]);
+        assert!(chain_problems(&all, &full).is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod repository;
 mod result;
 mod server;
 pub mod standby;
+mod wal_summaries;
 mod wal_verify;
 
 use std::time::{Duration, Instant};
@@ -132,6 +133,16 @@ pub async fn run(config: &Config) -> Report {
     let (mut checks, server, client) = server::run(config).await;
     if let (Some(c), Some(s)) = (&client, &server) {
         checks.push(databases::check(config, c, &s.database).await);
+        checks.push(
+            wal_summaries::check(
+                config,
+                c,
+                s.version_num,
+                &s.version,
+                s.system_identifier.as_deref(),
+            )
+            .await,
+        );
     }
     let wal = match &client {
         Some(c) => Some(crate::rpo::ServerWal::read(c).await),
@@ -169,6 +180,7 @@ mod tests {
             include_str!("repository.rs"),
             include_str!("drill.rs"),
             include_str!("wal_verify.rs"),
+            include_str!("wal_summaries.rs"),
             include_str!("objectives.rs"),
         ];
         let pattern = regex_lite::Regex::new(

@@ -42,6 +42,10 @@ pub const CHECKS: &[(&str, &str)] = &[
         "databases",
         "every database monitor.databases selects can be read",
     ),
+    (
+        "wal_summaries",
+        "PostgreSQL 17+: WAL summarization for incremental backups",
+    ),
     ("repository", "the repository exists and is writable"),
     (
         "repository_binding",

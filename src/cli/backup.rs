@@ -1,4 +1,5 @@
-//! `dbagent backup [--label TEXT] [--compress zstd|lz4|gzip|none] [--json] [--no-progress]`.
+//! `dbagent backup [--type full|incremental [--or-full]] [--label TEXT] [--compress zstd|lz4|gzip|none] [--json]
+//! [--no-progress]`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -8,9 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Cli, CmdResult, human_bytes, human_duration, runtime};
-use dbagent::backup::manifest::BackupManifest;
+use dbagent::backup::manifest::{BackupManifest, BackupType};
 use dbagent::backup::take::{
-    BackupOptions, Progress, Source, SourceRequest, server_facts, standby_conninfo, take_from,
+    BackupError, BackupOptions, Progress, Source, SourceRequest, server_facts, standby_conninfo,
+    take_from,
 };
 use dbagent::pg::PgTarget;
 use dbagent::repo::Compression;
@@ -21,8 +23,17 @@ Runs pg_basebackup of the server's major version (tar format) and streams its ou
 through compression and SHA-256 into the repository; no uncompressed copy touches the disk.
 The backup exists (for list, restore, expire) only once its WAL from start to stop LSN is
 archived and manifest.json is written. Interrupted backups leave nothing that counts.
-Exit 0 when the backup is complete, 1 otherwise.")]
+--type incremental (PostgreSQL 17+) sends only the blocks changed since the newest backup
+in the repository (its parent), found in the server's WAL summaries: summarize_wal must be
+on. It is restored together with its chain (parent, ..., full) by pg_combinebackup.
+Exit 0 when the backup is complete, 1 otherwise (also when an incremental is refused).")]
 pub struct BackupArgs {
+    /// full, or incremental against the newest backup (PostgreSQL 17+, summarize_wal = on)
+    #[arg(long = "type", value_enum, default_value_t = TypeArg::Full)]
+    pub backup_type: TypeArg,
+    /// With --type incremental: when an incremental cannot be taken (server before 17, no backup to be incremental against, summarize_wal off or lagging, summaries not reaching back), take a full backup and say why (the schedule's incrementals do this)
+    #[arg(long)]
+    pub or_full: bool,
     /// A label stored with the backup (and in PostgreSQL's backup_label)
     #[arg(long)]
     pub label: Option<String>,
@@ -37,13 +48,31 @@ pub struct BackupArgs {
     pub no_progress: bool,
 }
 
+/// `--type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TypeArg {
+    Full,
+    Incremental,
+}
+
+impl From<TypeArg> for BackupType {
+    fn from(t: TypeArg) -> BackupType {
+        match t {
+            TypeArg::Full => BackupType::Full,
+            TypeArg::Incremental => BackupType::Incremental,
+        }
+    }
+}
+
 pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
-    let m = backup(cli, args)?;
+    let (m, fallback) = backup(cli, args)?;
     let secs = m.duration_seconds().max(0.001);
     let mbps = m.size() as f64 / 1e6 / secs;
     if args.json {
         let out = json!({
             "id": m.id,
+            "type": m.backup_type.as_str(),
+            "parent": m.parent,
             "label": m.label,
             "size_bytes": m.size(),
             "stored_bytes": m.stored_size(),
@@ -59,11 +88,19 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
             "files": m.files.len(),
             "taken_from": m.taken_from,
         });
+        let mut out = out;
+        if let Some(why) = &fallback {
+            out["fallback"] = json!(format!("full instead of incremental: {why}"));
+        }
         outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
     } else {
+        let what = match &m.parent {
+            Some(parent) => format!("{} (incremental against {parent})", m.id),
+            None => m.id.clone(),
+        };
         outln!(
             "Backup {} complete: {} -> {} ({}, compressed by {}) in {}, {}/s; LSN {} to {}, WAL {} to {}",
-            m.id,
+            what,
             human_bytes(m.size()),
             human_bytes(m.stored_size()),
             m.compression.as_str(),
@@ -82,7 +119,9 @@ pub fn run(cli: &Cli, args: &BackupArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
+/// The backup taken and, when an incremental was asked with --or-full but a full was taken,
+/// why.
+fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<(BackupManifest, Option<String>)> {
     let config = cli.load_config()?;
     let target = PgTarget::new(&config.postgres.conninfo, config.session_options())?;
     let facts = runtime()?.block_on(server_facts(&target))?;
@@ -97,6 +136,7 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
         wal_timeout: config.backup.wal_timeout,
         lock_wait: config.repository.lock_wait,
         bin_dir: config.postgres.bin_dir.clone(),
+        backup_type: args.backup_type.into(),
     };
     let repo = config.repo()?;
     let progress: Box<dyn Progress> = if args.no_progress {
@@ -106,7 +146,19 @@ fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<BackupManifest> {
     } else {
         Box::new(Lines::new())
     };
-    let result = take_from(&repo, &source, &opts, progress.as_ref());
+    let result = match take_from(&repo, &source, &opts, progress.as_ref()) {
+        Err(BackupError::NoIncremental(why)) if args.or_full => {
+            tracing::warn!(
+                "An incremental backup cannot be taken: {why}. Taking a full backup instead"
+            );
+            let full = BackupOptions {
+                backup_type: BackupType::Full,
+                ..opts
+            };
+            take_from(&repo, &source, &full, progress.as_ref()).map(|m| (m, Some(why)))
+        }
+        other => other.map(|m| (m, None)),
+    };
     drop(progress);
     Ok(result?)
 }

@@ -9,9 +9,10 @@ use anyhow::{Context, anyhow};
 use serde::Serialize;
 
 use super::{Cli, CmdResult, human_bytes, human_duration};
+use dbagent::backup::chain;
 use dbagent::backup::expire::{self, ExpireReport};
 use dbagent::backup::manifest::{self, BackupManifest};
-use dbagent::backup::verify::{self, Problem, VerifyReport};
+use dbagent::backup::verify::{self, VerifyReport};
 use dbagent::config::Config;
 use dbagent::repo::Repo;
 
@@ -38,7 +39,13 @@ size and SHA-256 compared with the manifest; every WAL segment from the backup's
 to its wal_stop must be in the archive (looked up, not read: `dbagent wal verify` reads and
 checks the segments, and the WAL after the backup). Exit 0 when everything checked is intact, 1 when
 anything is missing or damaged (each problem is printed by file or WAL segment name) or
-the backup does not exist.")]
+the backup does not exist.
+
+An incremental backup is verified with its whole chain (each member, root first): the
+members' files and WAL as above, and each link: the parent is present, of the same cluster
+and major version, and started before the backup built on it. A member that fails is named,
+and every backup built on it fails too (`chain: ... depends on backup ID, which failed
+verification`).")]
     Verify {
         /// The backup to verify [default: the newest]
         #[arg(conflicts_with = "all")]
@@ -52,9 +59,10 @@ the backup does not exist.")]
     },
     /// Remove the backups and WAL that retention (retention.full, retention.window) no longer keeps
     #[command(after_help = "\
-A backup is kept when it is one of the newest retention.full backups, when it stopped within
-retention.window, or when it is the newest backup that stopped before the window starts
-(replaying WAL from it reaches the window's start). WAL older than the oldest kept backup's
+A backup is kept when it is one of the newest retention.full full backups or an incremental
+backup built on one, when it stopped within retention.window, or when it is the newest backup
+that stopped before the window starts (replaying WAL from it reaches the window's start); a
+backup that a kept incremental depends on is always kept (a chain goes whole). WAL older than the oldest kept backup's
 start is removed; timeline history files never are, and with no backups nothing is. Also
 removes leftovers of interrupted backups and WAL temp files older than an hour. Holds the
 repository lock and waits for running drills (each up to repository.lock_wait), so it never
@@ -135,10 +143,39 @@ struct ListEntry<'a> {
     pg_version: &'a str,
     compression: &'static str,
     compressed_by: &'a str,
+    /// `full` or `incremental`.
+    #[serde(rename = "type")]
+    backup_type: &'static str,
+    /// The backup an incremental was taken against; null for a full backup.
+    parent: Option<&'a str>,
+    #[serde(flatten)]
+    chain: ChainInfo,
 }
 
-impl<'a> From<&'a BackupManifest> for ListEntry<'a> {
-    fn from(m: &'a BackupManifest) -> Self {
+/// A backup's chain in JSON: `chain` (IDs, root first, this backup last) and
+/// `chain_complete` (false when a parent is missing: `chain` then starts at the oldest
+/// backup still present).
+#[derive(Serialize)]
+struct ChainInfo {
+    chain: Vec<String>,
+    chain_complete: bool,
+}
+
+impl ChainInfo {
+    fn of(backups: &[BackupManifest], id: &str) -> (ChainInfo, Option<chain::ChainError>) {
+        let (ids, err) = chain::chain_ids(backups, id);
+        (
+            ChainInfo {
+                chain: ids,
+                chain_complete: err.is_none(),
+            },
+            err,
+        )
+    }
+}
+
+impl<'a> ListEntry<'a> {
+    fn new(m: &'a BackupManifest, backups: &[BackupManifest]) -> Self {
         ListEntry {
             id: &m.id,
             label: m.label.as_deref(),
@@ -155,15 +192,30 @@ impl<'a> From<&'a BackupManifest> for ListEntry<'a> {
             pg_version: &m.pg_version,
             compression: m.compression.as_str(),
             compressed_by: &m.compressed_by,
+            backup_type: m.backup_type.as_str(),
+            parent: chain::parent_of(m),
+            chain: ChainInfo::of(backups, &m.id).0,
         }
     }
+}
+
+/// `backups show --json`: the manifest, plus its chain.
+#[derive(Serialize)]
+struct ShowOutput<'a> {
+    #[serde(flatten)]
+    manifest: &'a BackupManifest,
+    #[serde(flatten)]
+    chain: ChainInfo,
 }
 
 fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
     let (_, repo) = open(cli)?;
     let backups = complete_backups(&repo)?;
     if json {
-        let entries: Vec<ListEntry> = backups.iter().map(ListEntry::from).collect();
+        let entries: Vec<ListEntry> = backups
+            .iter()
+            .map(|m| ListEntry::new(m, &backups))
+            .collect();
         print_json(&entries)?;
     } else if backups.is_empty() {
         outln!("no backups in {}", repo.location().display())?;
@@ -179,6 +231,7 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
                 "START LSN",
                 "STOP LSN",
                 "TL",
+                "TYPE",
             ]
             .map(String::from),
         ];
@@ -193,6 +246,7 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
                 m.start_lsn.to_string(),
                 m.stop_lsn.to_string(),
                 m.timeline.to_string(),
+                type_cell(m, &backups),
             ]);
         }
         out!("{}", table(&rows))?;
@@ -200,11 +254,28 @@ fn list(cli: &Cli, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `full`, or `incr ← PARENT` (with `(chain broken)` when an ancestor is missing).
+fn type_cell(m: &BackupManifest, backups: &[BackupManifest]) -> String {
+    match chain::parent_of(m) {
+        None if m.backup_type == manifest::BackupType::Full => "full".into(),
+        None => "incr (no parent: damaged)".into(),
+        Some(p) => match chain::chain(backups, &m.id) {
+            Ok(_) => format!("incr ← {p}"),
+            Err(e) => format!("incr ← {p} (chain broken: {} missing)", e.missing()),
+        },
+    }
+}
+
 fn show(cli: &Cli, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let (_, repo) = open(cli)?;
-    let m = find_backup(&repo, complete_backups(&repo)?, id)?;
+    let backups = complete_backups(&repo)?;
+    let m = find_backup(&repo, backups.clone(), id)?;
+    let (chain_info, chain_err) = ChainInfo::of(&backups, &m.id);
     if json {
-        print_json(&m)?;
+        print_json(&ShowOutput {
+            manifest: &m,
+            chain: chain_info,
+        })?;
         return Ok(ExitCode::SUCCESS);
     }
     let stored = repo.locate(&manifest::backup_key(&m.id, manifest::MANIFEST_FILE));
@@ -213,6 +284,17 @@ fn show(cli: &Cli, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let field = |k: &str, v: String| outln!("  {k:<19}{v}");
     field("directory:", dir.display().to_string())?;
     field("label:", m.label.clone().unwrap_or_else(|| "-".into()))?;
+    field("type:", m.backup_type.as_str().to_string())?;
+    if let Some(p) = &m.parent {
+        field("parent:", p.clone())?;
+    }
+    if m.backup_type == manifest::BackupType::Incremental {
+        let mut shown = chain_info.chain.join(" → ");
+        if let Some(e) = &chain_err {
+            shown = format!("BROKEN: {} missing ({shown})", e.missing());
+        }
+        field("chain:", format!("{shown} (root first; restored together)"))?;
+    }
     field("format:", m.format.to_string())?;
     field("system identifier:", m.system_identifier.clone())?;
     field(
@@ -281,6 +363,7 @@ struct VerifyOutput<'a> {
 fn verify(cli: &Cli, id: Option<&str>, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     let (_, repo) = open(cli)?;
     let backups = complete_backups(&repo)?;
+    let all_backups = backups.clone();
     let selected = match id {
         Some(id) => vec![find_backup(&repo, backups, id)?],
         None if backups.is_empty() => {
@@ -292,28 +375,12 @@ fn verify(cli: &Cli, id: Option<&str>, all: bool, json: bool) -> anyhow::Result<
         None if all => backups,
         None => backups.into_iter().last().into_iter().collect(),
     };
-    let mut reports = Vec::new();
-    for m in &selected {
-        tracing::info!(backup = %m.id, files = m.files.len(), "Verifying backup");
-        let report = verify::verify(&repo, m).unwrap_or_else(|e| VerifyReport {
-            id: m.id.clone(),
-            ok: false,
-            files_checked: 0,
-            stored_bytes: m.stored_size(),
-            wal_checked: 0,
-            wal_start: m.wal_start.clone(),
-            wal_stop: m.wal_stop.clone(),
-            wal_check: verify::WAL_CHECK,
-            problems: vec![Problem::File {
-                file: manifest::MANIFEST_FILE.into(),
-                kind: "manifest_invalid",
-                problem: e.to_string(),
-            }],
-        });
-        if !json {
-            print_verify(&report)?;
+    let ids: Vec<&str> = selected.iter().map(|m| m.id.as_str()).collect();
+    let reports = verify::verify_chains(&repo, &all_backups, &ids);
+    if !json {
+        for r in &reports {
+            print_verify(r)?;
         }
-        reports.push(report);
     }
     if !json && reports.iter().any(|r| r.wal_checked > 0) {
         outln!(

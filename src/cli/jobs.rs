@@ -25,7 +25,7 @@ is schedule, or missed for the one run made at start-up for missed times.
 finished_at, duration_seconds, status, pid, detail (times RFC 3339 UTC, null when unknown).
 Exit 0 (also when nothing has run yet); 1 when the state database cannot be read.")]
     List {
-        /// Only this job: backup, verify, expire, drill or wal_verify
+        /// Only this job: backup, backup_incremental, verify, expire, drill or wal_verify
         #[arg(long, value_name = "JOB", value_parser = job_kind_parser())]
         job: Option<JobKind>,
         /// Show at most N runs

@@ -122,7 +122,7 @@ pub enum Command {
     /// Firing and pending alerts, silences
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
-    /// History of the jobs `dbagent run` ran on its schedule (backup, verify, expire, drill, wal_verify)
+    /// History of the jobs `dbagent run` ran on its schedule (backup, backup_incremental, verify, expire, drill, wal_verify)
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     /// Print the man page or shell completions (man, bash, zsh, fish), generated from this CLI

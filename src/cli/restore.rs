@@ -81,6 +81,10 @@ pub struct RestoreArgs {
     /// Port of the restored server (written to postgresql.auto.conf)
     #[arg(long)]
     pub port: Option<u16>,
+    /// Where an incremental backup's chain is extracted before pg_combinebackup combines it
+    /// into DIR (must be empty or absent; removed afterwards) [default: DIR.staging]
+    #[arg(long, value_name = "STAGING_DIR")]
+    pub staging: Option<PathBuf>,
     /// The restored server archives into the source repository. The default for a restore
     /// into the cluster's own postgres.pgdata (the new primary must archive); any other
     /// directory is a copy and does not archive unless asked (its timeline is then recorded as
@@ -183,14 +187,16 @@ fn request(cli: &Cli, config: &Config, args: &RestoreArgs) -> anyhow::Result<Req
         )
     })?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    request_from(
+    let mut req = request_from(
         args,
         zone.as_ref(),
         notes,
         &cwd,
         config.postgres.pgdata.as_deref(),
         recovery::restore_command(&exe, &config_path),
-    )
+    )?;
+    req.bin_dir = config.postgres.bin_dir.clone();
+    Ok(req)
 }
 
 /// Whether two paths name the same directory (resolved when they exist).
@@ -249,6 +255,8 @@ fn request_from(
         in_place,
         notes,
         extra_settings,
+        staging: args.staging.as_ref().map(|s| cwd.join(s)),
+        bin_dir: None,
     })
 }
 
@@ -500,6 +508,9 @@ fn command_line(config: Option<&std::path::Path>, args: &RestoreArgs) -> String 
     if let Some(p) = args.port {
         out.push(format!("--port {p}"));
     }
+    if let Some(s) = &args.staging {
+        out.push(format!("--staging {}", q(&s.display().to_string())));
+    }
     for (on, flag) in [
         (args.archive, "--archive"),
         (args.no_archive, "--no-archive"),
@@ -603,6 +614,39 @@ fn guided_cmd(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     carry_out(&config, &repo, &flags, &plan)
 }
 
+/// The chain lines of a plan that restores an incremental backup.
+fn render_chain(c: &restore::chain::ChainPlan) -> String {
+    let free = |f: Option<u64>| {
+        f.map_or_else(
+            || "free space unknown".to_string(),
+            |f| format!("{} free", human_bytes(f)),
+        )
+    };
+    let mut out = format!(
+        "  chain:       {} ({} backups, combined by pg_combinebackup{})\n",
+        restore::chain::describe(c),
+        c.members.len(),
+        if c.link { " --link" } else { "" }
+    );
+    out.push_str(&format!(
+        "  staging:     {}: needs {} ({}), removed afterwards; --staging DIR to change\n",
+        c.staging.display(),
+        human_bytes(c.staging_bytes),
+        free(c.staging_free_bytes)
+    ));
+    out.push_str(&format!(
+        "  combined:    up to {} in the target ({}{})\n",
+        human_bytes(c.output_bytes),
+        free(c.target_free_bytes),
+        if c.same_filesystem {
+            ", the same filesystem as staging: both are counted against it"
+        } else {
+            ""
+        }
+    ));
+    out
+}
+
 /// The plan as `--dry-run` prints it.
 pub fn render(p: &RestorePlan) -> String {
     let mut out = String::new();
@@ -620,6 +664,9 @@ pub fn render(p: &RestorePlan) -> String {
         b.compression.as_str(),
     ));
     out.push_str(&format!("  why:         {}\n", p.backup_choice));
+    if let Some(c) = &p.chain {
+        out.push_str(&render_chain(c));
+    }
     let path: Vec<String> = p
         .timeline
         .path

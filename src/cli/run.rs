@@ -13,8 +13,8 @@ use super::{Cli, CmdResult};
 Runs until SIGTERM or Ctrl-C (exit 0). SIGHUP re-reads the configuration file; a file that
 does not load is rejected with an error line and the running configuration is kept.
 When it leads (it holds the advisory lock ha.lock_key on the primary; dbagent_leader 1) it also
-runs the jobs of schedule: (backup, verify, expire, drill, wal_verify) and the alert rules of scope
-cluster; `dbagent jobs list` shows the runs. A running job is stopped at shutdown and recorded
+runs the jobs of schedule: (backup, backup_incremental, verify, expire, drill, wal_verify)
+and the alert rules of scope cluster; `dbagent jobs list` shows the runs. A running job is stopped at shutdown and recorded
 as failed.
 Exit 1 when it cannot start (bad configuration, the listen address in use, unreadable TLS files).")]
 pub struct RunArgs {

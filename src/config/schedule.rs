@@ -26,9 +26,13 @@ pub struct ScheduleConfig {
         serialize_with = "ser::duration"
     )]
     pub timeout: Duration,
-    /// `dbagent backup`.
+    /// `dbagent backup`: a full backup.
     #[serde(default, deserialize_with = "opt_cron")]
     pub backup: Option<Cron>,
+    /// `dbagent backup --type incremental --or-full` (PostgreSQL 17+; a full backup when an
+    /// incremental cannot be taken). When `backup` fires at the same time, only the full runs.
+    #[serde(default, deserialize_with = "opt_cron")]
+    pub backup_incremental: Option<Cron>,
     /// `dbagent backups verify` (the newest backup).
     #[serde(default, deserialize_with = "opt_cron")]
     pub verify: Option<Cron>,
@@ -50,6 +54,7 @@ impl Default for ScheduleConfig {
             on_missed: OnMissed::default(),
             timeout: job_timeout(),
             backup: None,
+            backup_incremental: None,
             verify: None,
             expire: None,
             drill: None,

@@ -288,6 +288,8 @@ fn drive(
             setting("logging_collector", "off"),
             setting("synchronous_standby_names", ""),
         ],
+        staging: None,
+        bin_dir: config.postgres.bin_dir.clone(),
     };
     let plan = plan::make(&repo, &req)?;
     if !plan
@@ -622,17 +624,23 @@ fn reachable(dir: &Path, o: &Owner) -> Result<(), DrillError> {
 /// repository need not be a local directory). WAL is not parsed here: replay checks it.
 fn verify_backup(repo: &Repo, plan: &RestorePlan, verifier: &Path) -> Result<(), DrillError> {
     let key = manifest::backup_key(&plan.backup.id, "backup_manifest");
-    let bytes = repo
-        .storage()
-        .read(&key)
-        .map_err(|e| failed(e.to_string()))?
-        .ok_or_else(|| {
-            failed(format!(
-                "backup {} has no backup_manifest ({} does not exist)",
-                plan.backup.id,
-                repo.locate(&key).display()
-            ))
-        })?;
+    let bytes = if plan.chain.is_some() {
+        // A combined chain is checked against the manifest pg_combinebackup wrote for it.
+        let combined = plan.to.join("backup_manifest");
+        std::fs::read(&combined)
+            .map_err(|e| failed(format!("cannot read {}: {e}", combined.display())))?
+    } else {
+        repo.storage()
+            .read(&key)
+            .map_err(|e| failed(e.to_string()))?
+            .ok_or_else(|| {
+                failed(format!(
+                    "backup {} has no backup_manifest ({} does not exist)",
+                    plan.backup.id,
+                    repo.locate(&key).display()
+                ))
+            })?
+    };
     let manifest_path = plan.to.parent().unwrap_or(&plan.to).join("backup_manifest");
     std::fs::write(&manifest_path, bytes)
         .map_err(|e| failed(format!("cannot write {}: {e}", manifest_path.display())))?;

@@ -146,7 +146,7 @@ fn size(n: u64) -> String {
 
 fn backup_line(m: &BackupManifest) -> String {
     format!(
-        "{}  {} .. {}  {} (stored {})  timeline {}{}",
+        "{}  {} .. {}  {} (stored {})  timeline {}{}{}",
         m.id,
         m.start_time.strftime("%Y-%m-%d %H:%M:%S UTC"),
         m.stop_time.strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -155,7 +155,11 @@ fn backup_line(m: &BackupManifest) -> String {
         m.timeline,
         m.label
             .as_deref()
-            .map_or(String::new(), |l| format!("  \"{l}\""))
+            .map_or(String::new(), |l| format!("  \"{l}\"")),
+        match crate::backup::chain::parent_of(m) {
+            Some(p) => format!("  incremental on {p}"),
+            None => String::new(),
+        }
     )
 }
 

@@ -6,6 +6,7 @@
 //!
 //! Layer: operation. Uses: backup, repo, units, wal. Used by: drill.
 
+pub mod chain;
 pub mod delta;
 pub mod extract;
 pub mod guided;
@@ -229,16 +230,25 @@ fn extract_all(
     for t in &plan.tablespaces {
         create_private_dir(&t.location).map_err(io_err(&t.location, "create"))?;
     }
-    let mut done = Executed {
-        files: Vec::new(),
-        members: 0,
-        stored_bytes: 0,
-        seconds: 0.0,
+    // An incremental backup: its chain is combined into the target by pg_combinebackup.
+    let mut done = match &plan.chain {
+        Some(c) => chain::execute(repo, plan, c, progress)?,
+        None => Executed {
+            files: Vec::new(),
+            members: 0,
+            stored_bytes: 0,
+            seconds: 0.0,
+        },
+    };
+    let files = if plan.chain.is_some() {
+        &[][..]
+    } else {
+        &m.files[..]
     };
     // Each stored file is streamed down and extracted on its own thread (up to
     // EXTRACT_PARALLEL at once): an object store serves several downloads faster than one.
     let mut jobs = Vec::new();
-    for file in &m.files {
+    for file in files {
         if file.name == "backup_manifest" {
             continue;
         }

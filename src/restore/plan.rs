@@ -334,6 +334,10 @@ pub struct Request {
     /// Further settings for postgresql.auto.conf, written after the recovery settings (a
     /// drill's loopback-only listener, for example).
     pub extra_settings: Vec<Setting>,
+    /// Where an incremental backup's chain is extracted (`--staging`; default `<to>.staging`).
+    pub staging: Option<PathBuf>,
+    /// postgres.bin_dir: where pg_combinebackup is looked for first.
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// The backup the plan restores.
@@ -414,6 +418,9 @@ pub struct RestorePlan {
     pub backup: BackupSummary,
     /// One line: why this backup.
     pub backup_choice: String,
+    /// For an incremental backup: its chain, combined by pg_combinebackup in a staging area.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<super::chain::ChainPlan>,
     pub action: Option<Action>,
     pub inclusive: bool,
     pub timeline: TimelinePlan,
@@ -630,6 +637,8 @@ pub struct Facts {
     pub root: bool,
     pub dir_owner_name: Option<String>,
     pub postgres_user: Option<Owner>,
+    /// The staging area an incremental backup's restore would use.
+    pub staging: super::chain::StagingFacts,
 }
 
 /// The state of a directory the restore would write to.
@@ -737,6 +746,7 @@ pub fn gather(repo: &Repo, req: &Request) -> Result<Facts, PlanError> {
         root,
         dir_owner_name,
         postgres_user,
+        staging: super::chain::gather(req)?,
     })
 }
 
@@ -771,7 +781,10 @@ fn check_usage(req: &Request) -> Result<(), PlanError> {
 pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
     check_usage(req)?;
     let facts = gather(repo, req)?;
-    let plan = decide(req, &facts)?;
+    let mut plan = decide(req, &facts)?;
+    if let Some(c) = plan.chain.as_mut() {
+        super::chain::find_program(c, plan.backup.pg_major)?;
+    }
     if let Target::Time(t) = req.target {
         prove_time(repo, &facts, &plan, t)?;
     }
@@ -920,6 +933,10 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
     };
     let point_tli = facts.point.as_ref().map(|p| (p.timeline, p.lsn));
     let eligible = |m: &BackupManifest| {
+        // An incremental whose chain is broken restores nothing (named if chosen by --backup).
+        if crate::backup::chain::chain(&facts.backups, &m.id).is_err() {
+            return false;
+        }
         if matches!(req.timeline, TimelineChoice::Id(_)) {
             return true;
         }
@@ -932,6 +949,7 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
         }
     };
     let (m, backup_choice) = choose_backup(facts, req, &eligible)?;
+    let chain = super::chain::plan(req, &facts.backups, &facts.staging, &m)?;
     if let Target::Lsn(l) = &req.target
         && *l < m.stop_lsn
     {
@@ -1196,6 +1214,7 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
             compression: m.compression,
         },
         backup_choice,
+        chain,
         action: has_target.then_some(req.action),
         inclusive,
         timeline: TimelinePlan {

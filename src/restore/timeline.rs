@@ -660,6 +660,7 @@ pub(crate) mod tests {
             root: false,
             dir_owner_name: None,
             postgres_user: None,
+            staging: Default::default(),
         }
     }
 
@@ -679,6 +680,8 @@ pub(crate) mod tests {
             in_place: false,
             notes: Vec::new(),
             extra_settings: Vec::new(),
+            staging: None,
+            bin_dir: None,
         }
     }
 

@@ -14,6 +14,9 @@ use crate::state::{StateDb, StateError};
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     Backup,
+    /// `dbagent backup --type incremental --or-full`.
+    #[serde(rename = "backup_incremental")]
+    BackupIncremental,
     Verify,
     Expire,
     Drill,
@@ -22,8 +25,9 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Backup,
+        JobKind::BackupIncremental,
         JobKind::Verify,
         JobKind::Expire,
         JobKind::Drill,
@@ -33,6 +37,7 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Backup => "backup",
+            JobKind::BackupIncremental => "backup_incremental",
             JobKind::Verify => "verify",
             JobKind::Expire => "expire",
             JobKind::Drill => "drill",
@@ -44,6 +49,16 @@ impl JobKind {
     pub fn args(self) -> &'static [&'static str] {
         match self {
             JobKind::Backup => &["backup", "--json", "--no-progress", "--label", "scheduled"],
+            JobKind::BackupIncremental => &[
+                "backup",
+                "--type",
+                "incremental",
+                "--or-full",
+                "--json",
+                "--no-progress",
+                "--label",
+                "scheduled",
+            ],
             JobKind::Verify => &["backups", "verify", "--json"],
             JobKind::Expire => &["backups", "expire", "--json"],
             JobKind::Drill => &["drill", "--json"],
@@ -59,7 +74,7 @@ impl std::str::FromStr for JobKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown job {s:?}; the jobs are backup, verify, expire, drill, wal_verify")
+                format!("unknown job {s:?}; the jobs are backup, backup_incremental, verify, expire, drill, wal_verify")
             })
     }
 }

@@ -1,5 +1,5 @@
-//! The jobs `dbagent run` starts by itself: backup, verify, expire, drill and wal_verify on
-//! cron schedules (`schedule:` in dbagent.yml), run by the leader only (see `crate::leader`).
+//! The jobs `dbagent run` starts by itself: backup (full), backup_incremental, verify, expire,
+//! drill and wal_verify on cron schedules (`schedule:` in dbagent.yml), run by the leader only (see `crate::leader`).
 //!
 //! - Each job has its own loop, so a job never overlaps itself: scheduled times that pass
 //!   while the previous run still goes on are recorded as skipped, not queued.
@@ -11,6 +11,10 @@
 //!   `running` before the job starts. A row still `running` when the agent starts again was
 //!   interrupted by the agent's death and is marked failed; the next run of a backup cleans up
 //!   the interrupted one's partial directory itself.
+//! - Full and incremental backups have schedules of their own (a weekly full, daily
+//!   incrementals); when both fire at the same time only the full runs, and the incremental is
+//!   recorded as skipped. A scheduled incremental that cannot be taken takes a full backup
+//!   (`--or-full`), and its history row says why.
 //! - Runs missed while the agent was down are counted from the last scheduled time the agent
 //!   considered (table `schedule_marks`): `schedule.on_missed: run_once` runs the job once at
 //!   start-up, `skip` records them as skipped and waits for the next time.
@@ -98,6 +102,7 @@ impl Scheduler {
         let s = &config.schedule;
         match kind {
             JobKind::Backup => s.backup.clone(),
+            JobKind::BackupIncremental => s.backup_incremental.clone(),
             JobKind::Verify => s.verify.clone(),
             JobKind::Expire => s.expire.clone(),
             JobKind::Drill => s.drill.clone(),
@@ -197,6 +202,19 @@ impl Scheduler {
                 tracing::debug!(job = kind.as_str(), scheduled = %next, "Not the leader; the leader runs this job ({})", leadership.reason);
                 continue;
             }
+            if let Some(why) = full_takes_its_place(&config, kind, next) {
+                tracing::info!(job = kind.as_str(), scheduled = %next, "{why}");
+                let _ = history::skipped(
+                    &lock(&db),
+                    kind,
+                    "schedule",
+                    next,
+                    jiff::Timestamp::now(),
+                    &why,
+                );
+                changed.notify_one();
+                continue;
+            }
             changed.notify_one();
             self.execute(&db, &config, kind, "schedule", next, &cancel)
                 .await;
@@ -236,6 +254,18 @@ impl Scheduler {
             tracing::info!(
                 job = kind.as_str(),
                 "{what}; not the leader, so not run here"
+            );
+            return;
+        }
+        if let Some(why) = full_takes_its_place(config, kind, last) {
+            tracing::info!(job = kind.as_str(), "{what}; {why}");
+            let _ = history::skipped(
+                &lock(db),
+                kind,
+                "missed",
+                last,
+                jiff::Timestamp::now(),
+                &why,
             );
             return;
         }
@@ -549,11 +579,32 @@ fn lock(db: &Mutex<StateDb>) -> MutexGuard<'_, StateDb> {
     db.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Why a scheduled incremental backup at `at` does not run: the full backup's schedule fires
+/// at the same time (the full wins).
+fn full_takes_its_place(config: &Config, kind: JobKind, at: jiff::Timestamp) -> Option<String> {
+    if kind != JobKind::BackupIncremental {
+        return None;
+    }
+    let full = config.schedule.backup.as_ref()?;
+    let before = at.checked_sub(jiff::SignedDuration::from_secs(1)).ok()?;
+    (full.next_after(before, &config.schedule.tz()) == Some(at)).then(|| {
+        format!("skipped: the full backup (schedule.backup) is scheduled for the same time ({at})")
+    })
+}
+
 /// The one-line summary of a successful run (the backup ID, ...).
 fn result_detail(kind: JobKind, out: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(out).ok()?;
     match kind {
         JobKind::Backup => v["id"].as_str().map(|id| format!("backup {id}")),
+        JobKind::BackupIncremental => {
+            let id = v["id"].as_str()?;
+            Some(match (v["parent"].as_str(), v["fallback"].as_str()) {
+                (_, Some(why)) => format!("backup {id} ({why})"),
+                (Some(parent), None) => format!("backup {id} (incremental against {parent})"),
+                (None, None) => format!("backup {id}"),
+            })
+        }
         JobKind::Drill => v["rto_seconds"]
             .as_f64()
             .map(|r| format!("RTO {}", crate::units::human_duration(r)))
@@ -586,4 +637,62 @@ fn truncate_tail(s: String) -> String {
         cut += 1;
     }
     format!("[truncated]\n{}", &s[cut..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(schedule: &str) -> Config {
+        let text = format!(
+            "postgres:\n  conninfo: \"host=127.0.0.1\"\nrepository:\n  path: /tmp/repo\nschedule:\n{schedule}"
+        );
+        Config::parse(&text, std::path::Path::new("dbagent.yml")).expect("config")
+    }
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn the_full_backup_takes_the_place_of_an_incremental_due_at_the_same_time() {
+        let c = config("  backup: \"0 1 * * sun\"\n  backup_incremental: \"0 1 * * *\"\n");
+        // 2026-12-06 is a Sunday.
+        let sunday = at("2026-12-06T01:00:00Z");
+        let why = full_takes_its_place(&c, JobKind::BackupIncremental, sunday)
+            .expect("the full wins on Sunday");
+        assert!(why.contains("schedule.backup"), "{why}");
+        assert_eq!(
+            full_takes_its_place(&c, JobKind::BackupIncremental, at("2026-12-07T01:00:00Z")),
+            None
+        );
+        // Only incrementals give way, and only to a full backup that is scheduled.
+        assert_eq!(full_takes_its_place(&c, JobKind::Backup, sunday), None);
+        let only_incr = config("  backup_incremental: \"0 1 * * *\"\n");
+        assert_eq!(
+            full_takes_its_place(&only_incr, JobKind::BackupIncremental, sunday),
+            None
+        );
+    }
+
+    #[test]
+    fn a_scheduled_incremental_says_what_it_was_against_or_why_it_is_a_full() {
+        let kind = JobKind::BackupIncremental;
+        assert_eq!(
+            result_detail(
+                kind,
+                r#"{"id": "B2", "type": "incremental", "parent": "B1"}"#
+            )
+            .as_deref(),
+            Some("backup B2 (incremental against B1)")
+        );
+        assert_eq!(
+            result_detail(
+                kind,
+                r#"{"id": "B1", "type": "full", "parent": null, "fallback": "full instead of incremental: no backup"}"#
+            )
+            .as_deref(),
+            Some("backup B1 (full instead of incremental: no backup)")
+        );
+    }
 }

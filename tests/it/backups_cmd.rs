@@ -211,6 +211,10 @@ fn backups_list_and_show_json_shape() {
         "pg_version",
         "compression",
         "compressed_by",
+        "type",
+        "parent",
+        "chain",
+        "chain_complete",
     ]
     .into();
     assert_eq!(keys(&list[0]), expected_keys);
@@ -230,6 +234,9 @@ fn backups_list_and_show_json_shape() {
     assert_eq!(e["wal_stop"], "00000001000000000000000C");
     assert_eq!(e["pg_version"], "15.8");
     assert_eq!(e["compression"], "zstd");
+    assert_eq!(e["type"], "full");
+    assert_eq!(e["parent"], Value::Null);
+    assert_eq!(e["chain"], json!(["20261121T061500Z"]));
 
     let run = agent.run(&["backups", "list"]);
     assert_eq!(run.code, 0, "{}", run.all());
@@ -246,7 +253,13 @@ fn backups_list_and_show_json_shape() {
 
     let run = agent.run(&["backups", "show", &m2.id, "--json"]);
     assert_eq!(run.code, 0, "{}", run.all());
-    let shown: BackupManifest = serde_json::from_value(run.json()).unwrap();
+    let mut shown = run.json();
+    assert_eq!(shown["chain"], json!([m2.id]));
+    assert_eq!(shown["chain_complete"], true);
+    let obj = shown.as_object_mut().unwrap();
+    obj.remove("chain");
+    obj.remove("chain_complete");
+    let shown: BackupManifest = serde_json::from_value(shown).unwrap();
     assert_eq!(shown, m2);
 
     let run = agent.run(&["backups", "show", &m2.id]);
@@ -645,4 +658,124 @@ fn backups_expire_waits_for_the_lock_then_names_the_holder() {
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("locked by backup"), "{}", run.stderr);
     assert_eq!(tree(&repo_path(&agent)), before);
+}
+
+/// Rewrites backup `m` as an incremental on `parent` (manifest.json only).
+fn make_incremental(agent: &Agent, m: &mut BackupManifest, parent: &str) {
+    m.backup_type = dbagent::backup::manifest::BackupType::Incremental;
+    m.parent = Some(parent.to_string());
+    std::fs::write(
+        repo_path(agent)
+            .join("backups")
+            .join(&m.id)
+            .join(MANIFEST_FILE),
+        serde_json::to_vec_pretty(&*m).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn backups_list_show_verify_and_expire_follow_chains() {
+    let agent = agent_with("retention:\n  full: 1\n");
+    let t = |h: i64| {
+        "2026-11-21T00:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_hours(h)
+    };
+    // F1 ← I1 ← I2, then F2 ← I3.
+    let f1 = write_backup(&agent, t(0), 10, 10);
+    let mut i1 = write_backup(&agent, t(1), 11, 11);
+    make_incremental(&agent, &mut i1, &f1.id);
+    let mut i2 = write_backup(&agent, t(2), 12, 12);
+    make_incremental(&agent, &mut i2, &i1.id);
+    let f2 = write_backup(&agent, t(3), 13, 13);
+    let mut i3 = write_backup(&agent, t(4), 14, 14);
+    make_incremental(&agent, &mut i3, &f2.id);
+    write_wal(&agent, 1, 10..15);
+
+    let list = agent.run(&["backups", "list", "--json"]).json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list[2]["type"], "incremental");
+    assert_eq!(list[2]["parent"], i1.id.as_str());
+    assert_eq!(list[2]["chain"], json!([f1.id, i1.id, i2.id]));
+    assert_eq!(list[2]["chain_complete"], true);
+    assert_eq!(list[3]["type"], "full");
+    let run = agent.run(&["backups", "list"]);
+    assert!(run.stdout.lines().next().unwrap().contains("TYPE"));
+    let line = run.stdout.lines().find(|l| l.starts_with(&i2.id)).unwrap();
+    assert!(line.ends_with(&format!("incr ← {}", i1.id)), "{line}");
+
+    let run = agent.run(&["backups", "show", &i2.id]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let chain = format!("{} → {} → {}", f1.id, i1.id, i2.id);
+    assert!(run.stdout.contains(&chain), "{}", run.stdout);
+    assert!(run.stdout.contains("incremental"), "{}", run.stdout);
+
+    // Verify of I2 verifies its chain; a damaged I1 is named, and I2 fails with it.
+    let run = agent.run(&["backups", "verify", &i2.id, "--json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let ids: Vec<String> = run.json()["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, [f1.id.clone(), i1.id.clone(), i2.id.clone()]);
+    let base = repo_path(&agent)
+        .join("backups")
+        .join(&i1.id)
+        .join("base.tar.zst");
+    let mut bytes = std::fs::read(&base).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&base, &bytes).unwrap();
+    let run = agent.run(&["backups", "verify", &i2.id]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stdout.contains(&format!("OK {}", f1.id)),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("FAILED {}", i1.id)),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "depends on backup {}, which failed verification",
+            i1.id
+        )),
+        "{}",
+        run.stdout
+    );
+    bytes[1000] ^= 0xff;
+    std::fs::write(&base, &bytes).unwrap();
+
+    // retention.full 1: the old chain goes whole, the new one stays whole.
+    let run = agent.run(&["backups", "expire", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let r = run.json();
+    assert_eq!(r["removed"], json!([f1.id, i1.id, i2.id]));
+    let ids: Vec<String> = agent
+        .run(&["backups", "list", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, [f2.id.clone(), i3.id.clone()]);
+
+    // A missing parent: list says the chain is broken, verify names the missing backup.
+    std::fs::remove_dir_all(repo_path(&agent).join("backups").join(&f2.id)).unwrap();
+    let list = agent.run(&["backups", "list", "--json"]).json();
+    assert_eq!(list[0]["chain_complete"], false);
+    let run = agent.run(&["backups", "verify", &i3.id]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stdout.contains(&format!(
+            "parent backup {} of incremental backup {}",
+            f2.id, i3.id
+        )),
+        "{}",
+        run.stdout
+    );
 }

@@ -7,6 +7,8 @@ mod advise;
 mod alerts;
 mod archive_modes;
 mod backup;
+mod backup_chain;
+mod backup_incremental;
 mod backup_standby;
 mod backups_cmd;
 mod baselines;

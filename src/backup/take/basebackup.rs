@@ -36,6 +36,8 @@ pub(super) struct PgBaseBackupRun<'a> {
     pub(super) label: &'a str,
     pub(super) id: &'a str,
     pub(super) progress: &'a dyn Progress,
+    /// The parent's backup_manifest, for `pg_basebackup --incremental`.
+    pub(super) incremental: Option<&'a Path>,
 }
 
 impl PgBaseBackupRun<'_> {
@@ -54,6 +56,7 @@ impl PgBaseBackupRun<'_> {
             label,
             id,
             progress,
+            incremental,
         } = *self;
         let app_name = format!("dbagent-backup-{}", std::process::id());
         // pg_basebackup names what the server compressed after its algorithm: the pipes must
@@ -79,6 +82,7 @@ impl PgBaseBackupRun<'_> {
             &app_name,
             opts.checkpoint,
             server_compress.as_deref(),
+            incremental,
         )?;
         let server_phase = PhaseProbe::start(target.clone(), app_name);
         let child_pid = child.id();
@@ -292,6 +296,7 @@ fn last_lines(log: &Mutex<Vec<String>>) -> String {
         .join("; ")
 }
 
+#[allow(clippy::too_many_arguments)] // one per pg_basebackup option it sets
 fn spawn_pg_basebackup(
     bin: &Path,
     info: &ResolvedConnInfo,
@@ -300,6 +305,7 @@ fn spawn_pg_basebackup(
     app_name: &str,
     checkpoint: Checkpoint,
     server_compress: Option<&str>,
+    incremental: Option<&Path>,
 ) -> Result<Child, BackupError> {
     let mut cmd = Command::new(bin);
     for (key, _) in std::env::vars() {
@@ -329,6 +335,11 @@ fn spawn_pg_basebackup(
         ))
         .arg(format!("--label={label}"))
         .args(server_compress.map(|c| format!("--compress={c}")))
+        .args(incremental.map(|m| {
+            let mut arg = std::ffi::OsString::from("--incremental=");
+            arg.push(m);
+            arg
+        }))
         .arg(format!("--dbname={}", conninfo(info, app_name)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -395,6 +406,7 @@ mod tests {
             wal_timeout: Duration::from_secs(60),
             lock_wait: Duration::from_secs(0),
             bin_dir: None,
+            backup_type: crate::backup::manifest::BackupType::Full,
         }
     }
 

@@ -16,6 +16,10 @@ pub enum BackupError {
     Repo(#[from] RepoError),
     #[error("{0}")]
     Refused(String),
+    /// An incremental backup cannot be taken (server before 17, no parent, WAL summarization
+    /// off, lagging or not reaching back to the parent); a full backup could.
+    #[error("{0}")]
+    NoIncremental(String),
     #[error(transparent)]
     NoProgram(#[from] programs::NotFound),
     #[error("pg_basebackup failed: {0}")]

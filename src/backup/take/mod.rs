@@ -25,6 +25,7 @@
 mod basebackup;
 mod error;
 mod facts;
+pub mod incremental;
 mod options;
 mod source;
 mod stream;
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{BackupFile, BackupManifest, MANIFEST_FORMAT};
+use super::manifest::{BackupFile, BackupManifest, BackupType, MANIFEST_FORMAT};
 use crate::config::CompressOn;
 use crate::pg::{PgTarget, programs};
 use crate::repo::storage::BackupWriter;
@@ -72,11 +73,18 @@ pub fn take_from(
     let (target, facts) = (&source.target, &source.facts);
     usable(&source.primary_facts)?;
     let on_server = compress_where(facts, opts)?;
+    let incremental = opts.backup_type == BackupType::Incremental;
+    if incremental {
+        incremental::check_version(facts)?;
+    }
     let major = facts.version.major();
     let pg_basebackup = programs::find(opts.bin_dir.as_deref(), major, "pg_basebackup")?;
     repo.bind(facts.system_identifier, Some(major), facts.wal_segment_size)?;
     let _lock = repo.lock("backup", opts.lock_wait)?;
     remove_stale_work_dirs(repo);
+    let parent = incremental
+        .then(|| incremental::prepare(repo, target, facts, opts.checkpoint))
+        .transpose()?;
 
     let start_time = jiff::Timestamp::now();
     let id = new_id(repo, start_time)?;
@@ -85,7 +93,16 @@ pub fn take_from(
     let pgbb_dir = work.join("pg_basebackup");
     std::fs::create_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "create"))?;
     local::inherit_owner(&pgbb_dir, &work).map_err(io_err(&pgbb_dir, "chown"))?;
-    tracing::info!(backup = %id, "Starting backup with {}", pg_basebackup.display());
+    let parent_manifest = parent
+        .as_ref()
+        .map(|p| incremental::write_parent_manifest(&work, p))
+        .transpose()?;
+    match &parent {
+        Some(p) => {
+            tracing::info!(backup = %id, parent = %p.manifest.id, "Starting incremental backup with {}", pg_basebackup.display())
+        }
+        None => tracing::info!(backup = %id, "Starting backup with {}", pg_basebackup.display()),
+    }
     progress.phase("checkpoint");
 
     let label = opts
@@ -110,6 +127,7 @@ pub fn take_from(
         label: &label,
         id: &id,
         progress,
+        incremental: parent_manifest.as_deref(),
     };
     let mut attempt = 1;
     let (mut files, waiting_since) = loop {
@@ -162,6 +180,9 @@ pub fn take_from(
         tablespace: None,
     });
     std::fs::remove_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "remove"))?;
+    if let Some(path) = &parent_manifest {
+        std::fs::remove_file(path).map_err(io_err(path, "remove"))?;
+    }
     // Read from a standby: the primary completes the segment holding the stop LSN.
     source.switch_wal()?;
 
@@ -218,8 +239,8 @@ pub fn take_from(
         compressed_by: compressed_by.into(),
         files,
         dbagent_version: env!("CARGO_PKG_VERSION").into(),
-        backup_type: crate::backup::manifest::BackupType::Full,
-        parent: None,
+        backup_type: opts.backup_type,
+        parent: parent.map(|p| p.manifest.id),
         taken_from: Some(source.taken_from.clone()),
     };
     let json = serde_json::to_vec_pretty(&manifest)
@@ -357,6 +378,7 @@ mod tests {
             wal_timeout: Duration::from_secs(60),
             lock_wait: Duration::from_secs(0),
             bin_dir: None,
+            backup_type: crate::backup::manifest::BackupType::Full,
         }
     }
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backup::manifest::BackupType;
 use crate::config::{Checkpoint, CompressOn};
 use crate::repo::Compression;
 
@@ -19,6 +20,8 @@ pub struct BackupOptions {
     pub wal_timeout: Duration,
     pub lock_wait: Duration,
     pub bin_dir: Option<PathBuf>,
+    /// Full, or incremental against the newest backup (PostgreSQL 17+, see `incremental`).
+    pub backup_type: BackupType,
 }
 
 /// Receives progress: the CLI draws a bar on a terminal, logs lines otherwise.
