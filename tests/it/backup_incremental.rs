@@ -176,12 +176,7 @@ fn incremental_backups_on_18_are_taken_against_the_newest_backup_and_store_only_
     // summarize_wal off: refused, naming the setting and how to turn it on.
     pg.set_conf("summarize_wal", "off");
     pg.reload();
-    for _ in 0..100 {
-        if pg.psql("SHOW summarize_wal") == "off" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_setting(&pg, "summarize_wal", "off");
     let run = agent.run(&["backup", "--type", "incremental", "--no-progress"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(
@@ -212,6 +207,16 @@ fn incremental_backups_on_18_are_taken_against_the_newest_backup_and_store_only_
     agent.set_yaml(&yaml);
     // A full backup still works.
     assert_eq!(backup(&agent, "full")["type"], "full");
+}
+
+fn wait_for_setting(pg: &Cluster, name: &str, value: &str) {
+    for _ in 0..100 {
+        if pg.psql(&format!("SHOW {name}")) == value {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{name} did not become {value}");
 }
 
 #[test]

@@ -43,6 +43,10 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(70);
 /// checkpoint (only with `backup.checkpoint: fast`: a spread one would not want it).
 const NUDGE_AFTER: Duration = Duration::from_secs(2);
 
+/// A WAL page (XLOG_BLCKSZ): the most the summarizer's read position may be short of the
+/// insert position and still count as caught up.
+const WAL_PAGE: u64 = 8192;
+
 /// What makes the WAL summarizer run: named in every refusal about it.
 pub const ENABLE_SUMMARIZE_WAL: &str =
     "ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();";
@@ -209,7 +213,9 @@ async fn preflight(
             .and_then(Lsn::parse);
         let goal = *goal.get_or_insert(now_lsn.unwrap_or(Lsn(0)));
         let pending = pending.unwrap_or(Lsn(0));
-        if pid.is_some() && pending >= goal {
+        // Within a page: the insert position may sit past a page header the summarizer has
+        // no record to read beyond.
+        if pid.is_some() && pending.0 + WAL_PAGE >= goal.0 {
             break;
         }
         match last_seen {
