@@ -329,6 +329,10 @@ fn spawn_pg_basebackup(
             "--format=tar",
             "--wal-method=none",
             "--no-sync",
+            // On failure pg_basebackup would empty its directory, unlinking the pipes a reader
+            // may still be waiting to open (it would wait forever); dbagent removes the work
+            // directory itself.
+            "--no-clean",
             "--verbose",
         ])
         .arg(format!(

@@ -296,7 +296,9 @@ pub struct Summary {
 pub fn reaches_back(summaries: &[Summary], tli: u32, from: Lsn) -> bool {
     let mut own: Vec<&Summary> = summaries.iter().filter(|s| s.tli == tli).collect();
     own.sort_by_key(|s| (s.start, s.end));
-    if !own.iter().any(|s| s.start <= from) {
+    // One must hold `from` (or end there: the next starts at that redo point). Summaries that
+    // all end before it have not got there: the summarizer was off at the parent's start.
+    if !own.iter().any(|s| s.start <= from && s.end >= from) {
         return false;
     }
     let newest = own.iter().map(|s| s.end).max().unwrap_or(from);
@@ -365,6 +367,13 @@ mod tests {
         // The oldest ones were removed (wal_summary_keep_time), or summarize_wal came later.
         assert!(!reaches_back(&[s(1, 300, 400)], 1, Lsn(200)));
         assert!(!reaches_back(&[], 1, Lsn(200)));
+        // All end before the parent started (summarize_wal was off then, on again since).
+        assert!(!reaches_back(&[s(1, 100, 150)], 1, Lsn(200)));
+        assert!(!reaches_back(
+            &[s(1, 100, 150), s(1, 150, 180)],
+            1,
+            Lsn(200)
+        ));
         // Another timeline's summaries do not count.
         assert!(!reaches_back(&[s(2, 100, 400)], 1, Lsn(200)));
         // A hole (summarize_wal off for a while).
