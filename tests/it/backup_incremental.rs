@@ -176,12 +176,7 @@ fn incremental_backups_on_18_are_taken_against_the_newest_backup_and_store_only_
     // summarize_wal off: refused, naming the setting and how to turn it on.
     pg.set_conf("summarize_wal", "off");
     pg.reload();
-    for _ in 0..100 {
-        if pg.psql("SHOW summarize_wal") == "off" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_setting(&pg, "summarize_wal", "off");
     let run = agent.run(&["backup", "--type", "incremental", "--no-progress"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(
@@ -212,6 +207,16 @@ fn incremental_backups_on_18_are_taken_against_the_newest_backup_and_store_only_
     agent.set_yaml(&yaml);
     // A full backup still works.
     assert_eq!(backup(&agent, "full")["type"], "full");
+}
+
+fn wait_for_setting(pg: &Cluster, name: &str, value: &str) {
+    for _ in 0..100 {
+        if pg.psql(&format!("SHOW {name}")) == value {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{name} did not become {value}");
 }
 
 #[test]
@@ -268,4 +273,44 @@ fn an_incremental_backup_on_15_is_refused_saying_it_needs_17_and_or_full_takes_a
         "{}",
         run.all()
     );
+}
+
+#[test]
+fn an_incremental_is_refused_when_the_summaries_do_not_reach_back_to_the_parent() {
+    // The full backup is taken while summarize_wal is off: no summary covers its start, so
+    // nothing can be incremental against it (the server would refuse too, after a checkpoint).
+    let (agent, mut pg) = summarizing_cluster();
+    pg.set_conf("summarize_wal", "off");
+    pg.reload();
+    wait_for_setting(&pg, "summarize_wal", "off");
+    let full = backup(&agent, "full");
+    pg.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g");
+    pg.psql("CHECKPOINT");
+    pg.set_conf("summarize_wal", "on");
+    pg.reload();
+    wait_for_setting(&pg, "summarize_wal", "on");
+    let run = agent.run(&["backup", "--type", "incremental", "--no-progress"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let id = full["id"].as_str().expect("id");
+    assert!(
+        run.stderr.contains(&format!(
+            "the WAL summaries no longer reach back to backup {id}"
+        )) && run.stderr.contains("wal_summary_keep_time")
+            && run.stderr.contains("take a full backup (--type full)"),
+        "{}",
+        run.all()
+    );
+    let line = agent.run(&["check"]).check_line("wal_summaries");
+    assert!(
+        line.starts_with("WARNING")
+            && line.contains(&format!("no longer reach back to backup {id}")),
+        "{line}"
+    );
+    // The work directory of the refused backup is gone.
+    let partial = std::fs::read_dir(agent.repo().join("backups"))
+        .expect("list backups")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".partial-"))
+        .count();
+    assert_eq!(partial, 0);
 }

@@ -159,11 +159,8 @@ impl PgBaseBackupRun<'_> {
                         if since.elapsed() > opts.wal_timeout {
                             kill(child_pid);
                             let _ = child.wait();
-                            for (name, _) in &archives {
-                                release_reader(&pgbb_dir.join(name));
-                            }
-                            for r in readers {
-                                let _ = r.join();
+                            for (r, (name, _)) in readers.into_iter().zip(&archives) {
+                                let _ = join_released(r, &pgbb_dir.join(name));
                             }
                             return Err(BackupError::WalTimeout {
                                 id: id.to_string(),
@@ -180,14 +177,11 @@ impl PgBaseBackupRun<'_> {
         };
         // Readers still waiting for pg_basebackup to open their pipe (a tablespace dropped during
         // the backup, or a failed run) are released with an empty stream.
-        for (name, _) in &archives {
-            release_reader(&pgbb_dir.join(name));
-        }
         let _ = log_reader.join();
         let mut files = Vec::new();
         let mut first_error = None;
-        for r in readers {
-            match r.join() {
+        for (r, (name, _)) in readers.into_iter().zip(&archives) {
+            match join_released(r, &pgbb_dir.join(name)) {
                 Ok(Ok(Some(f))) => files.push(f),
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => {
@@ -269,6 +263,17 @@ fn stored_name(name: &str, compression: Compression, sent_suffix: &str) -> Strin
     )
 }
 
+/// Joins the reader of `fifo` once pg_basebackup has ended, releasing it from open() as often
+/// as it takes: a reader thread that had not reached open() yet when pg_basebackup failed (a
+/// fast failure right after the pipes were made) cannot be released before it gets there.
+fn join_released<T>(reader: std::thread::JoinHandle<T>, fifo: &Path) -> std::thread::Result<T> {
+    while !reader.is_finished() {
+        release_reader(fifo);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reader.join()
+}
+
 /// Unblocks a reader still waiting in open() on `fifo` by opening and closing its write end.
 fn release_reader(fifo: &Path) {
     use std::os::unix::fs::OpenOptionsExt;
@@ -324,6 +329,10 @@ fn spawn_pg_basebackup(
             "--format=tar",
             "--wal-method=none",
             "--no-sync",
+            // On failure pg_basebackup would empty its directory, unlinking the pipes a reader
+            // may still be waiting to open (it would wait forever); dbagent removes the work
+            // directory itself.
+            "--no-clean",
             "--verbose",
         ])
         .arg(format!(

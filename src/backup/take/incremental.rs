@@ -43,6 +43,10 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(70);
 /// checkpoint (only with `backup.checkpoint: fast`: a spread one would not want it).
 const NUDGE_AFTER: Duration = Duration::from_secs(2);
 
+/// A WAL page (XLOG_BLCKSZ): the most the summarizer's read position may be short of the
+/// insert position and still count as caught up.
+const WAL_PAGE: u64 = 8192;
+
 /// What makes the WAL summarizer run: named in every refusal about it.
 pub const ENABLE_SUMMARIZE_WAL: &str =
     "ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();";
@@ -209,7 +213,9 @@ async fn preflight(
             .and_then(Lsn::parse);
         let goal = *goal.get_or_insert(now_lsn.unwrap_or(Lsn(0)));
         let pending = pending.unwrap_or(Lsn(0));
-        if pid.is_some() && pending >= goal {
+        // Within a page: the insert position may sit past a page header the summarizer has
+        // no record to read beyond.
+        if pid.is_some() && pending.0 + WAL_PAGE >= goal.0 {
             break;
         }
         match last_seen {
@@ -290,7 +296,9 @@ pub struct Summary {
 pub fn reaches_back(summaries: &[Summary], tli: u32, from: Lsn) -> bool {
     let mut own: Vec<&Summary> = summaries.iter().filter(|s| s.tli == tli).collect();
     own.sort_by_key(|s| (s.start, s.end));
-    if !own.iter().any(|s| s.start <= from) {
+    // One must hold `from` (or end there: the next starts at that redo point). Summaries that
+    // all end before it have not got there: the summarizer was off at the parent's start.
+    if !own.iter().any(|s| s.start <= from && s.end >= from) {
         return false;
     }
     let newest = own.iter().map(|s| s.end).max().unwrap_or(from);
@@ -359,6 +367,13 @@ mod tests {
         // The oldest ones were removed (wal_summary_keep_time), or summarize_wal came later.
         assert!(!reaches_back(&[s(1, 300, 400)], 1, Lsn(200)));
         assert!(!reaches_back(&[], 1, Lsn(200)));
+        // All end before the parent started (summarize_wal was off then, on again since).
+        assert!(!reaches_back(&[s(1, 100, 150)], 1, Lsn(200)));
+        assert!(!reaches_back(
+            &[s(1, 100, 150), s(1, 150, 180)],
+            1,
+            Lsn(200)
+        ));
         // Another timeline's summaries do not count.
         assert!(!reaches_back(&[s(2, 100, 400)], 1, Lsn(200)));
         // A hole (summarize_wal off for a while).
