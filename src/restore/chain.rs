@@ -15,11 +15,10 @@ use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
-use super::plan::{PlanError, Request};
-use super::{Executed, RestoreError, extract};
+use super::extract;
 use crate::backup::chain;
-use crate::backup::verify;
 use crate::backup::manifest::{self, BackupManifest, BackupType};
+use crate::backup::verify;
 use crate::repo::Repo;
 
 /// One backup of the chain.
@@ -98,15 +97,22 @@ fn space(p: &Path) -> (Option<u64>, Option<u64>) {
     (free, dev)
 }
 
-/// Reads the staging directory and the free space of it and of the target. Writes nothing.
-pub fn gather(req: &Request) -> Result<StagingFacts, PlanError> {
-    let path = req
-        .staging
-        .clone()
-        .unwrap_or_else(|| default_staging(&req.to));
-    let entries = super::plan::inspect_dir(&path)?.entries;
+/// Reads the staging directory (`staging`, default `<to>.staging`) and the free space of it
+/// and of the target `to`. Writes nothing.
+pub fn gather(to: &Path, staging: Option<&Path>) -> Result<StagingFacts, String> {
+    let path = staging.map_or_else(|| default_staging(to), Path::to_path_buf);
+    let entries = match std::fs::read_dir(&path) {
+        Ok(rd) => rd.count(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            return Err(format!(
+                "cannot use {} as the staging directory: {e}",
+                path.display()
+            ));
+        }
+    };
     let (free, dev) = space(&path);
-    let (target_free, target_dev) = space(&req.to);
+    let (target_free, target_dev) = space(to);
     Ok(StagingFacts {
         path,
         entries,
@@ -117,19 +123,20 @@ pub fn gather(req: &Request) -> Result<StagingFacts, PlanError> {
     })
 }
 
-fn refuse(msg: String) -> PlanError {
-    PlanError::Usage(msg)
+fn refuse(msg: String) -> String {
+    msg
 }
 
 /// The chain plan for restoring `m`, None for a full backup. Refused: a broken chain (naming
 /// the missing backup), a chain with tablespaces, a staging directory that is not empty, inside
 /// the target or holding it, or too little free space.
 pub fn plan(
-    req: &Request,
+    to: &Path,
+    bin_dir: Option<&Path>,
     backups: &[BackupManifest],
     staging: &StagingFacts,
     m: &BackupManifest,
-) -> Result<Option<ChainPlan>, PlanError> {
+) -> Result<Option<ChainPlan>, String> {
     if m.backup_type == BackupType::Full {
         return Ok(None);
     }
@@ -155,12 +162,12 @@ pub fn plan(
         )));
     }
     let path = &staging.path;
-    if path.starts_with(&req.to) || req.to.starts_with(path) {
+    if path.starts_with(to) || to.starts_with(path) {
         return Err(refuse(format!(
             "--staging {} must be outside the target {} (and not hold it): choose a sibling directory, e.g. {}",
             path.display(),
-            req.to.display(),
-            default_staging(&req.to).display()
+            to.display(),
+            default_staging(to).display()
         )));
     }
     if staging.entries > 0 {
@@ -192,12 +199,7 @@ pub fn plan(
         )?;
     } else {
         need("the staging area", path, staging_bytes, staging.free)?;
-        need(
-            "the combined backup",
-            &req.to,
-            output_bytes,
-            staging.target_free,
-        )?;
+        need("the combined backup", to, output_bytes, staging.target_free)?;
     }
     Ok(Some(ChainPlan {
         members: members
@@ -217,12 +219,12 @@ pub fn plan(
         same_filesystem,
         link: same_filesystem && m.pg_major >= 18,
         program: None,
-        bin_dir: req.bin_dir.clone(),
+        bin_dir: bin_dir.map(Path::to_path_buf),
     }))
 }
 
 /// Finds the pg_combinebackup of the backup's major version (before anything is written).
-pub fn find_program(c: &mut ChainPlan, major: u32) -> Result<(), PlanError> {
+pub fn find_program(c: &mut ChainPlan, major: u32) -> Result<(), String> {
     let found = crate::pg::programs::find(c.bin_dir.as_deref(), major, "pg_combinebackup")
         .map_err(|e| refuse(format!("{e}: it restores incremental backups")))?;
     c.program = Some(found);
@@ -236,6 +238,46 @@ pub fn describe(c: &ChainPlan) -> String {
         .map(|m| m.id.as_str())
         .collect::<Vec<_>>()
         .join(" → ")
+}
+
+/// Why a chain could not be combined; the caller removes what was written to the target.
+#[derive(Debug)]
+pub enum ExecError {
+    Extract(extract::ExtractError),
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    Failed(String),
+}
+
+/// What [`execute`] extracted.
+#[derive(Debug, Default)]
+pub struct Done {
+    pub files: Vec<String>,
+    pub members: u64,
+    pub stored_bytes: u64,
+}
+
+fn io_err<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> ExecError + 'a {
+    move |source| ExecError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// A directory only its owner can enter (as the restore's other directories).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Removes the staging directory when dropped (what was created; an existing empty one is
@@ -275,38 +317,32 @@ impl Drop for Staging<'_> {
 /// target. The staging directory is removed whatever happens.
 pub fn execute(
     repo: &Repo,
-    plan: &super::plan::RestorePlan,
+    to: &Path,
     c: &ChainPlan,
     progress: &mut dyn FnMut(&str),
-) -> Result<Executed, RestoreError> {
+) -> Result<Done, ExecError> {
     let program = c.program.clone().ok_or_else(|| {
-        RestoreError::Recovery("the chain plan has no pg_combinebackup (plan not proven)".into())
+        ExecError::Failed("the chain plan has no pg_combinebackup (plan not proven)".into())
     })?;
     let existed = c.staging.exists();
-    super::create_private_dir(&c.staging)
-        .map_err(super::io_err(&c.staging, "create the staging directory"))?;
+    create_private_dir(&c.staging).map_err(io_err(&c.staging, "create the staging directory"))?;
     let _cleanup = Staging {
         path: &c.staging,
         existed,
     };
-    let mut done = Executed {
-        files: Vec::new(),
-        members: 0,
-        stored_bytes: 0,
-        seconds: 0.0,
-    };
+    let mut done = Done::default();
     let mut dirs = Vec::new();
     for member in &c.members {
         let m = manifest::read_manifest(repo, &member.id)
-            .map_err(|e| RestoreError::Recovery(e.to_string()))?
+            .map_err(|e| ExecError::Failed(e.to_string()))?
             .ok_or_else(|| {
-                RestoreError::Recovery(format!(
+                ExecError::Failed(format!(
                     "chain member {} vanished from the repository during the restore",
                     member.id
                 ))
             })?;
         let dir = c.staging.join(&m.id);
-        super::create_private_dir(&dir).map_err(super::io_err(&dir, "create"))?;
+        create_private_dir(&dir).map_err(io_err(&dir, "create"))?;
         for f in &m.files {
             // Named with its backup, so a damaged member is named.
             let mut named = f.clone();
@@ -315,18 +351,13 @@ pub fn execute(
                 write_backup_manifest(repo, &m, f, &named.name, &dir)?;
                 continue;
             }
-            let x = extract_member_file(repo, &m, f, &named, &dir).map_err(|source| {
-                RestoreError::Extract {
-                    source,
-                    cleanup: String::new(),
-                }
-            })?;
+            let x = extract_member_file(repo, &m, f, &named, &dir).map_err(ExecError::Extract)?;
             done.members += x.members;
             done.stored_bytes += x.stored_bytes;
             done.files.push(format!("{}/{}", m.id, f.name));
         }
         if !dir.join("backup_manifest").exists() {
-            return Err(RestoreError::Recovery(format!(
+            return Err(ExecError::Failed(format!(
                 "backup {} has no backup_manifest in the repository: pg_combinebackup needs it; this chain cannot be restored",
                 m.id
             )));
@@ -341,7 +372,7 @@ pub fn execute(
     }
 
     let mut cmd = Command::new(&program);
-    cmd.arg("-o").arg(&plan.to);
+    cmd.arg("-o").arg(to);
     if c.link {
         cmd.arg("--link");
     }
@@ -351,13 +382,13 @@ pub fn execute(
         dirs.len(),
         program.display(),
         if c.link { " --link" } else { "" },
-        plan.to.display()
+        to.display()
     ));
-    let out = cmd.output().map_err(super::io_err(&program, "run"))?;
+    let out = cmd.output().map_err(io_err(&program, "run"))?;
     if !out.status.success() {
         let text = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        return Err(RestoreError::Recovery(format!(
+        return Err(ExecError::Failed(format!(
             "pg_combinebackup failed ({}) combining {}: {}",
             out.status,
             describe(c),
@@ -396,7 +427,13 @@ fn extract_member_file(
         // A stored file that does not decompress can look like a bad member or a failed
         // write; when its checksum differs, say what it is: damage.
         extract::ExtractError::Damaged { .. } => e,
-        other => match repo.storage().get(&key).ok().flatten().map(verify::hash_reader) {
+        other => match repo
+            .storage()
+            .get(&key)
+            .ok()
+            .flatten()
+            .map(verify::hash_reader)
+        {
             Some(Ok((_, sha))) if !sha.eq_ignore_ascii_case(&f.sha256) => {
                 extract::ExtractError::Damaged {
                     file: named.name.clone(),
@@ -418,14 +455,13 @@ fn write_backup_manifest(
     f: &manifest::BackupFile,
     shown: &str,
     dir: &Path,
-) -> Result<(), RestoreError> {
+) -> Result<(), ExecError> {
     let key = manifest::backup_key(&m.id, &f.name);
-    let damaged = |detail: String| RestoreError::Extract {
-        source: extract::ExtractError::Damaged {
+    let damaged = |detail: String| {
+        ExecError::Extract(extract::ExtractError::Damaged {
             file: shown.to_string(),
             detail,
-        },
-        cleanup: String::new(),
+        })
     };
     let bytes = repo
         .storage()
@@ -441,7 +477,7 @@ fn write_backup_manifest(
         )));
     }
     let path = dir.join("backup_manifest");
-    std::fs::write(&path, &bytes).map_err(super::io_err(&path, "write"))?;
+    std::fs::write(&path, &bytes).map_err(io_err(&path, "write"))?;
     Ok(())
 }
 
@@ -450,15 +486,6 @@ mod tests {
     use super::*;
     use crate::backup::chain::tests::incremental;
     use crate::backup::verify::tests::manifest;
-
-    fn req(to: &str) -> Request {
-        let mut r = super::super::timeline::tests::request(
-            super::super::plan::Target::Latest,
-            super::super::plan::TimelineChoice::Latest,
-        );
-        r.to = PathBuf::from(to);
-        r
-    }
 
     fn chain18() -> Vec<BackupManifest> {
         let mut v = vec![
@@ -490,50 +517,6 @@ mod tests {
         }
     }
 
-    /// The planner on a repository in memory with F ← I1 and an orphan X (parent gone):
-    /// latest restores I1 through its chain with WAL proven from I1's start; X is never chosen
-    /// by itself and refused by name with --backup.
-    #[test]
-    fn the_planner_restores_the_newest_complete_chain_with_wal_from_its_last_backup() {
-        use crate::repo::Key;
-        use crate::wal::name::segment_name;
-        const SEG: u64 = 16 << 20;
-        let (repo, _) = Repo::in_memory();
-        repo.bind(1, Some(18), SEG).unwrap();
-        let mut f = manifest("F", 1, 1, 1, "2026-11-21T06:00:00Z");
-        let mut i1 = incremental("I1", "F", 3, "2026-11-21T07:00:00Z");
-        let mut x = incremental("X", "gone", 5, "2026-11-21T08:00:00Z");
-        for m in [&mut f, &mut i1, &mut x] {
-            m.pg_major = 18;
-            let json = serde_json::to_vec(&*m).unwrap();
-            repo.storage()
-                .put(&Key::backup(&m.id, manifest::MANIFEST_FILE), &json)
-                .unwrap();
-        }
-        for n in 1..=6 {
-            let key = Key::wal(format!("{}.zst", segment_name(1, n, SEG)));
-            repo.storage().put(&key, b"wal").unwrap();
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let mut req = req("/unused");
-        req.to = dir.path().join("data");
-        let facts = super::super::plan::gather(&repo, &req).unwrap();
-        assert_eq!(facts.staging.path, dir.path().join("data.staging"));
-        let p = super::super::plan::decide(&req, &facts).unwrap();
-        assert_eq!(p.backup.id, "I1");
-        let c = p.chain.as_ref().unwrap();
-        assert_eq!(describe(c), "F → I1");
-        assert_eq!(p.wal.first, segment_name(1, 3, SEG));
-
-        req.backup = Some("X".into());
-        let e = super::super::plan::decide(&req, &facts).unwrap_err();
-        assert!(e.to_string().contains("gone"), "{e}");
-        req.backup = Some("F".into());
-        let p = super::super::plan::decide(&req, &facts).unwrap();
-        assert!(p.chain.is_none());
-        assert_eq!(p.wal.first, segment_name(1, 1, SEG));
-    }
-
     #[test]
     fn default_staging_is_a_sibling() {
         assert_eq!(
@@ -546,7 +529,7 @@ mod tests {
     fn a_full_backup_needs_no_chain() {
         let b = chain18();
         assert_eq!(
-            plan(&req("/r/data"), &b, &facts(0, true), &b[0]).unwrap(),
+            plan(Path::new("/r/data"), None, &b, &facts(0, true), &b[0]).unwrap(),
             None
         );
     }
@@ -554,14 +537,14 @@ mod tests {
     #[test]
     fn the_plan_lists_the_chain_and_the_staging_space() {
         let b = chain18();
-        let c = plan(&req("/r/data"), &b, &facts(10_000, true), &b[2])
+        let c = plan(Path::new("/r/data"), None, &b, &facts(10_000, true), &b[2])
             .unwrap()
             .unwrap();
         assert_eq!(describe(&c), "F → I1 → I2");
         assert_eq!(c.staging_bytes, 1110);
         assert_eq!(c.output_bytes, 1110);
         assert!(c.same_filesystem && c.link);
-        let c = plan(&req("/r/data"), &b, &facts(10_000, false), &b[1])
+        let c = plan(Path::new("/r/data"), None, &b, &facts(10_000, false), &b[1])
             .unwrap()
             .unwrap();
         assert_eq!(c.members.len(), 2);
@@ -572,12 +555,12 @@ mod tests {
     fn too_little_space_is_refused_before_anything_is_written() {
         let b = chain18();
         // One filesystem: staging and output together (2220) do not fit in 2000.
-        let e = plan(&req("/r/data"), &b, &facts(2000, true), &b[2]).unwrap_err();
+        let e = plan(Path::new("/r/data"), None, &b, &facts(2000, true), &b[2]).unwrap_err();
         assert!(e.to_string().contains("not enough free space"), "{e}");
         assert!(e.to_string().contains("/r/data.staging"), "{e}");
         // Two filesystems: each needs 1110.
-        assert!(plan(&req("/r/data"), &b, &facts(2000, false), &b[2]).is_ok());
-        let e = plan(&req("/r/data"), &b, &facts(1000, false), &b[2]).unwrap_err();
+        assert!(plan(Path::new("/r/data"), None, &b, &facts(2000, false), &b[2]).is_ok());
+        let e = plan(Path::new("/r/data"), None, &b, &facts(1000, false), &b[2]).unwrap_err();
         assert!(e.to_string().contains("staging area"), "{e}");
     }
 
@@ -585,23 +568,23 @@ mod tests {
     fn a_broken_chain_a_busy_staging_dir_and_tablespaces_are_refused() {
         let mut b = chain18();
         b.remove(1);
-        let e = plan(&req("/r/data"), &b, &facts(10_000, true), &b[1]).unwrap_err();
+        let e = plan(Path::new("/r/data"), None, &b, &facts(10_000, true), &b[1]).unwrap_err();
         assert!(e.to_string().contains("I1"), "{e}");
         let b = chain18();
         let mut f = facts(10_000, true);
         f.entries = 2;
-        let e = plan(&req("/r/data"), &b, &f, &b[2]).unwrap_err();
+        let e = plan(Path::new("/r/data"), None, &b, &f, &b[2]).unwrap_err();
         assert!(e.to_string().contains("not empty"), "{e}");
         let mut f = facts(10_000, true);
         f.path = PathBuf::from("/r/data/staging");
-        assert!(plan(&req("/r/data"), &b, &f, &b[2]).is_err());
+        assert!(plan(Path::new("/r/data"), None, &b, &f, &b[2]).is_err());
         let mut b = chain18();
         b[0].files[0].tablespace = Some(manifest::Tablespace {
             oid: 16385,
             name: "ts".into(),
             location: "/ts".into(),
         });
-        let e = plan(&req("/r/data"), &b, &facts(10_000, true), &b[2]).unwrap_err();
+        let e = plan(Path::new("/r/data"), None, &b, &facts(10_000, true), &b[2]).unwrap_err();
         assert!(e.to_string().contains("tablespaces"), "{e}");
     }
 }

@@ -4,7 +4,7 @@
 //! recovery through its log and reports where it ended. `dbagent restore`, `drill` and the
 //! guided restore all go through these three steps.
 //!
-//! Layer: operation. Uses: backup, repo, units, wal. Used by: drill.
+//! Layer: operation. Uses: backup, pg, repo, units, wal. Used by: drill.
 
 pub mod chain;
 pub mod delta;
@@ -232,7 +232,30 @@ fn extract_all(
     }
     // An incremental backup: its chain is combined into the target by pg_combinebackup.
     let mut done = match &plan.chain {
-        Some(c) => chain::execute(repo, plan, c, progress)?,
+        Some(c) => {
+            let d = chain::execute(repo, &plan.to, c, progress).map_err(|e| match e {
+                chain::ExecError::Extract(source) => RestoreError::Extract {
+                    source,
+                    cleanup: String::new(),
+                },
+                chain::ExecError::Io {
+                    path,
+                    action,
+                    source,
+                } => RestoreError::Io {
+                    path,
+                    action,
+                    source,
+                },
+                chain::ExecError::Failed(msg) => RestoreError::Recovery(msg),
+            })?;
+            Executed {
+                files: d.files,
+                members: d.members,
+                stored_bytes: d.stored_bytes,
+                seconds: 0.0,
+            }
+        }
         None => Executed {
             files: Vec::new(),
             members: 0,

@@ -746,7 +746,7 @@ pub fn gather(repo: &Repo, req: &Request) -> Result<Facts, PlanError> {
         root,
         dir_owner_name,
         postgres_user,
-        staging: super::chain::gather(req)?,
+        staging: super::chain::gather(&req.to, req.staging.as_deref()).map_err(PlanError::Usage)?,
     })
 }
 
@@ -783,7 +783,7 @@ pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
     let facts = gather(repo, req)?;
     let mut plan = decide(req, &facts)?;
     if let Some(c) = plan.chain.as_mut() {
-        super::chain::find_program(c, plan.backup.pg_major)?;
+        super::chain::find_program(c, plan.backup.pg_major).map_err(PlanError::Usage)?;
     }
     if let Target::Time(t) = req.target {
         prove_time(repo, &facts, &plan, t)?;
@@ -949,7 +949,14 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
         }
     };
     let (m, backup_choice) = choose_backup(facts, req, &eligible)?;
-    let chain = super::chain::plan(req, &facts.backups, &facts.staging, &m)?;
+    let chain = super::chain::plan(
+        &req.to,
+        req.bin_dir.as_deref(),
+        &facts.backups,
+        &facts.staging,
+        &m,
+    )
+    .map_err(PlanError::Usage)?;
     if let Target::Lsn(l) = &req.target
         && *l < m.stop_lsn
     {
@@ -1435,5 +1442,53 @@ mod tests {
         let facts = gather(&repo, &req).unwrap();
         let err = decide(&req, &facts).unwrap_err();
         assert!(matches!(err, PlanError::NoBackups(_)), "{err}");
+    }
+
+    /// The planner on a repository in memory with F ← I1 and an orphan X (parent gone):
+    /// latest restores I1 through its chain with WAL proven from I1's start; X is never chosen
+    /// by itself and refused by name with --backup.
+    #[test]
+    fn the_planner_restores_the_newest_complete_chain_with_wal_from_its_last_backup() {
+        use crate::backup::chain::tests::incremental;
+        use crate::backup::verify::tests::manifest;
+        use crate::repo::Key;
+        use crate::restore::chain::describe;
+        use crate::restore::timeline::tests::request;
+        use crate::wal::name::segment_name;
+        const SEG: u64 = 16 << 20;
+        let (repo, _) = Repo::in_memory();
+        repo.bind(1, Some(18), SEG).unwrap();
+        let mut f = manifest("F", 1, 1, 1, "2026-11-21T06:00:00Z");
+        let mut i1 = incremental("I1", "F", 3, "2026-11-21T07:00:00Z");
+        let mut x = incremental("X", "gone", 5, "2026-11-21T08:00:00Z");
+        for m in [&mut f, &mut i1, &mut x] {
+            m.pg_major = 18;
+            let json = serde_json::to_vec(&*m).unwrap();
+            repo.storage()
+                .put(&Key::backup(&m.id, manifest::MANIFEST_FILE), &json)
+                .unwrap();
+        }
+        for n in 1..=6 {
+            let key = Key::wal(format!("{}.zst", segment_name(1, n, SEG)));
+            repo.storage().put(&key, b"wal").unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut req = request(Target::Latest, TimelineChoice::Latest);
+        req.to = dir.path().join("data");
+        let facts = gather(&repo, &req).unwrap();
+        assert_eq!(facts.staging.path, dir.path().join("data.staging"));
+        let p = decide(&req, &facts).unwrap();
+        assert_eq!(p.backup.id, "I1");
+        let c = p.chain.as_ref().unwrap();
+        assert_eq!(describe(c), "F → I1");
+        assert_eq!(p.wal.first, segment_name(1, 3, SEG));
+
+        req.backup = Some("X".into());
+        let e = decide(&req, &facts).unwrap_err();
+        assert!(e.to_string().contains("gone"), "{e}");
+        req.backup = Some("F".into());
+        let p = decide(&req, &facts).unwrap();
+        assert!(p.chain.is_none());
+        assert_eq!(p.wal.first, segment_name(1, 1, SEG));
     }
 }
