@@ -37,8 +37,9 @@ BENCH_DIR=${INCR_DIR:-/var/tmp/dbagent-bench-incr}
 BENCH_PORT=${INCR_PORT:-54341}
 BENCH_SCALE=${INCR_SCALE:-100}
 # TPC-B updates one random pgbench_accounts row per transaction (and appends to history): at
-# scale 100 (164,000 pages of accounts) 3,400 transactions touch about 2% of the pages.
-TX=${INCR_TX:-3400}
+# scale 100 (192,000 pages in all, counting indexes and the other tables) 2,000 transactions
+# change about 2% of them (each also touches index, branch, teller and history pages).
+TX=${INCR_TX:-2000}
 ROUNDS=3
 PGBR_BIN=${INCR_PGBACKREST:-/opt/dbagent/pgbackrest-2.59.1/bin/pgbackrest}
 out=$(pwd)/target/bench
@@ -90,7 +91,7 @@ bench_set_archive_command "$bench_dbagent --config $BENCH_DIR/dbagent.yml wal-pu
 [ "$have_pgbr" = 1 ] && pgbr stanza-create >/dev/null
 echo "    warming the page cache with the cluster's files"
 bench_warm_cache
-total_pages=$(bench_sql "SELECT sum(pg_relation_size(oid)) / 8192 FROM pg_class WHERE relkind IN ('r','i','t','m')")
+total_pages=$(bench_sql "SELECT (sum(pg_relation_size(oid)) / 8192)::bigint FROM pg_class WHERE relkind IN ('r','i','t','m')")
 
 # dbagent_backup STEP TYPE: one timed dbagent backup; sets last_id.
 dbagent_backup() {
