@@ -372,7 +372,9 @@ pub fn execute(
     }
 
     let mut cmd = Command::new(&program);
-    cmd.arg("-o").arg(to);
+    // --no-sync: like a full restore, nothing is fsynced here; PostgreSQL syncs the data
+    // directory when it starts recovery from a backup (and `--start`/drill start it).
+    cmd.arg("--no-sync").arg("-o").arg(to);
     if c.link {
         cmd.arg("--link");
     }

@@ -99,6 +99,25 @@ fn check_symlink(member: &Path, target: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `read` bytes hashing to `hasher` are stored file `file` as manifest.json records
+/// it; the error says how they differ.
+pub(crate) fn check_stored(file: &BackupFile, read: u64, hasher: Sha256) -> Result<(), String> {
+    let sha = hex::encode(hasher.finalize());
+    if read != file.stored_size {
+        return Err(format!(
+            "{read} bytes read, manifest.json says {}",
+            file.stored_size
+        ));
+    }
+    if sha != file.sha256 {
+        return Err(format!(
+            "SHA-256 {sha} differs from manifest.json's {}",
+            file.sha256
+        ));
+    }
+    Ok(())
+}
+
 /// What one archive extraction did.
 #[derive(Debug, Clone)]
 pub struct Extracted {
@@ -209,19 +228,7 @@ pub fn extract_archive(
         let taken = std::mem::take(&mut *guard);
         (taken.0, taken.1)
     };
-    let sha = hex::encode(hasher.finalize());
-    if read != file.stored_size {
-        return Err(damaged(format!(
-            "{read} bytes read, manifest.json says {}",
-            file.stored_size
-        )));
-    }
-    if sha != file.sha256 {
-        return Err(damaged(format!(
-            "SHA-256 {sha} differs from manifest.json's {}",
-            file.sha256
-        )));
-    }
+    check_stored(file, read, hasher).map_err(damaged)?;
     Ok(Extracted {
         file: file.name.clone(),
         members,

@@ -567,19 +567,7 @@ pub fn stream_archive(
         .map_err(|e| damaged(format!("the end of the file does not decompress: {e}")))?;
     drop(rest);
     let (hasher, read) = std::mem::take(&mut *state.borrow_mut());
-    let sha = hex::encode(hasher.finalize());
-    if read != file.stored_size {
-        return Err(damaged(format!(
-            "{read} bytes read, manifest.json says {}",
-            file.stored_size
-        )));
-    }
-    if sha != file.sha256 {
-        return Err(damaged(format!(
-            "SHA-256 {sha} differs from manifest.json's {}",
-            file.sha256
-        )));
-    }
+    crate::restore::extract::check_stored(file, read, hasher).map_err(damaged)?;
     done.stored_bytes = read;
     Ok(done)
 }

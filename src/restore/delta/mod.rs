@@ -218,30 +218,27 @@ pub fn execute(
         }
         .into());
     }
-    let partly = |e: RestoreError| match e {
-        RestoreError::Extract { source, .. } => RestoreError::Extract {
-            source,
-            cleanup: format!(
-                "{} is now partly rewritten and cannot be started (its global/pg_control was set aside as pg_control.dbagent-delta-old): restore it again, with --delta from a good backup or without --delta",
-                to.display()
-            ),
-        },
-        RestoreError::Io {
-            path,
-            action,
-            source,
-        } => RestoreError::Extract {
-            source: extract::ExtractError::Io {
+    let partly = |e: RestoreError| {
+        let cleanup = format!(
+            "{} is now partly rewritten and cannot be started (its global/pg_control was set aside as pg_control.dbagent-delta-old): restore it again, with --delta from a good backup or without --delta",
+            to.display()
+        );
+        match e {
+            RestoreError::Extract { source, .. } => RestoreError::Extract { source, cleanup },
+            RestoreError::Io {
                 path,
                 action,
                 source,
+            } => RestoreError::Extract {
+                source: extract::ExtractError::Io {
+                    path,
+                    action,
+                    source,
+                },
+                cleanup,
             },
-            cleanup: format!(
-                "{} is now partly rewritten and cannot be started (its global/pg_control was set aside as pg_control.dbagent-delta-old): restore it again, with --delta from a good backup or without --delta",
-                to.display()
-            ),
-        },
-        other => other,
+            other => other,
+        }
     };
     let control = to.join(PG_CONTROL);
     let aside = to.join(PG_CONTROL_ASIDE);
