@@ -519,11 +519,23 @@ impl Cluster {
         let mut cmd = self.pg_ctl();
         cmd.args(["-w", "-t", "60", "-m", "fast", "stop"]);
         self.run_pg_ctl(cmd, "pg_ctl stop");
+        self.wait_for_exit();
+    }
+
+    /// Waits (up to 60 s) until no postmaster runs in the data directory. A standby's fast
+    /// shutdown was seen still in progress (no "database system is shut down" yet) when a
+    /// start right after `pg_ctl stop -w` found its postmaster.pid.
+    fn wait_for_exit(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.postmaster_pid().is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     /// Starts the server again after [`Cluster::stop`], on the same port, and waits until it
     /// accepts connections.
     pub fn start_again(&mut self) {
+        self.wait_for_exit();
         let log_len_before = file_len(&self.log_path());
         let mut attempt = self.try_pg_ctl_start();
         if attempt.is_err() && !self.is_running() && !self.port_was_taken(log_len_before) {
