@@ -538,12 +538,19 @@ impl Cluster {
         self.wait_for_exit();
         let log_len_before = file_len(&self.log_path());
         let mut attempt = self.try_pg_ctl_start();
-        if attempt.is_err() && !self.is_running() && !self.port_was_taken(log_len_before) {
-            // Seen once in a few dozen runs on a loaded machine, right after a clean stop of a
-            // standby: pg_ctl found a postmaster.pid and the new postmaster exited at once. A
-            // second start, a moment later, is what an operator would do too.
-            std::thread::sleep(std::time::Duration::from_secs(1));
+        let mut tries = 1;
+        while attempt.is_err()
+            && tries < 6
+            && !self.is_running()
+            && !self.port_was_taken(log_len_before)
+        {
+            // Seen now and then on a loaded machine, after a standby was stopped or killed:
+            // pg_ctl found a postmaster.pid and the new postmaster exited at once (what the old
+            // one left behind was not gone yet). Starting again a moment later is what an
+            // operator would do too.
+            std::thread::sleep(std::time::Duration::from_secs(2));
             attempt = self.try_pg_ctl_start();
+            tries += 1;
         }
         if let Err(output) = attempt {
             panic!(
