@@ -166,22 +166,30 @@ pub fn execute(
                     failed.join(", ")
                 )
             };
-            Err(match e {
-                RestoreError::Extract { source, .. } => RestoreError::Extract { source, cleanup },
-                RestoreError::Io {
+            Err(e.with_cleanup(cleanup))
+        }
+    }
+}
+
+impl RestoreError {
+    /// A failure while writing the files, with what became of what was written (`cleanup`);
+    /// other errors are returned as they are.
+    pub(crate) fn with_cleanup(self, cleanup: String) -> RestoreError {
+        match self {
+            RestoreError::Extract { source, .. } => RestoreError::Extract { source, cleanup },
+            RestoreError::Io {
+                path,
+                action,
+                source,
+            } => RestoreError::Extract {
+                source: extract::ExtractError::Io {
                     path,
                     action,
                     source,
-                } => RestoreError::Extract {
-                    source: extract::ExtractError::Io {
-                        path,
-                        action,
-                        source,
-                    },
-                    cleanup,
                 },
-                other => other,
-            })
+                cleanup,
+            },
+            other => other,
         }
     }
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::plan::{self, PlanError, RestorePlan, Target};
-use super::{Executed, RestoreError, extract, io_err};
+use super::{Executed, RestoreError, io_err};
 use crate::backup::manifest::{self, BackupType};
 use crate::repo::Repo;
 use compare::{
@@ -219,26 +219,10 @@ pub fn execute(
         .into());
     }
     let partly = |e: RestoreError| {
-        let cleanup = format!(
+        e.with_cleanup(format!(
             "{} is now partly rewritten and cannot be started (its global/pg_control was set aside as pg_control.dbagent-delta-old): restore it again, with --delta from a good backup or without --delta",
             to.display()
-        );
-        match e {
-            RestoreError::Extract { source, .. } => RestoreError::Extract { source, cleanup },
-            RestoreError::Io {
-                path,
-                action,
-                source,
-            } => RestoreError::Extract {
-                source: extract::ExtractError::Io {
-                    path,
-                    action,
-                    source,
-                },
-                cleanup,
-            },
-            other => other,
-        }
+        ))
     };
     let control = to.join(PG_CONTROL);
     let aside = to.join(PG_CONTROL_ASIDE);
