@@ -170,6 +170,21 @@ pg_test!(
 
         let mut first = backup_waiting_for_wal(&agent);
 
+        // While the server waits for WAL archiving, dbagent may wake the backup's walsender with
+        // SIGHUP: that process, and no other server process, is recognised as one.
+        let walsender: i32 = pg
+            .psql("SELECT pid FROM pg_stat_progress_basebackup")
+            .parse()
+            .expect("the backup's walsender pid");
+        assert!(dbagent::backup::take::is_walsender(walsender));
+        let checkpointer: i32 = pg
+            .psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+            .parse()
+            .expect("the checkpointer's pid");
+        assert!(!dbagent::backup::take::is_walsender(checkpointer));
+        let postmaster = pg.postmaster_pid().expect("postmaster pid") as i32;
+        assert!(!dbagent::backup::take::is_walsender(postmaster));
+
         // Safety invariant 6: a colliding backup fails at once and names the holder.
         let second = agent.run(&["backup"]);
         assert_eq!(second.code, 1, "{}", second.all());

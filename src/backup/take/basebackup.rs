@@ -171,7 +171,8 @@ impl PgBaseBackupRun<'_> {
                     } else {
                         progress.bytes(done.load(Ordering::Relaxed), facts.estimated_size);
                     }
-                    std::thread::sleep(Duration::from_millis(200));
+                    // Short: the backup is complete only once this loop sees pg_basebackup exit.
+                    std::thread::sleep(Duration::from_millis(20));
                 }
             }
         };

@@ -50,6 +50,7 @@ use error::io_err;
 pub use facts::{ServerFacts, server_facts};
 pub use options::{BackupOptions, NoProgress, Progress};
 pub use source::{Source, SourceRequest, standby_conninfo};
+pub use watch::is_walsender;
 
 /// Takes a backup of the primary described by `target`/`facts` into `repo`.
 pub fn take(
