@@ -448,6 +448,34 @@ fn combined_chain_is_what_pg_combinebackup_makes_file_for_file() {
     assert!(!members[2].join(&gone).exists());
     assert!(!members[2].join(&emptied_before).exists());
 
+    // The plan's figures: staging holds the incrementals only, the target the full plus what
+    // the incrementals can add.
+    let run = agent.run_copy(&[
+        "restore",
+        "--to",
+        scratch.path("dry").to_str().unwrap(),
+        "--backup",
+        &i2,
+        "--target",
+        "immediate",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let chain = &run.json()["plan"]["chain"];
+    let size = |i: usize| chain["members"][i]["size_bytes"].as_u64().unwrap();
+    assert_eq!(
+        chain["staging_bytes"].as_u64(),
+        Some(size(1) + size(2)),
+        "{chain}"
+    );
+    assert_eq!(
+        chain["output_bytes"].as_u64(),
+        Some(size(0) + size(1) + size(2)),
+        "{chain}"
+    );
+    assert!(size(1) + size(2) < size(0) / 2, "{chain}");
+
     for (n, id) in [(2usize, &i1), (3, &i2)] {
         let ours = scratch.path(&format!("ours-{n}"));
         let run = agent.run_copy(&[

@@ -612,6 +612,9 @@ mod tests {
         assert_eq!(l.from, Some((0x300_0028, 1)));
     }
 
+    /// An INCREMENTAL file: truncation length and carried blocks.
+    type Inc = (u32, Vec<u32>);
+
     fn block(fill: u8) -> Vec<u8> {
         vec![fill; BLCKSZ as usize]
     }
@@ -619,7 +622,7 @@ mod tests {
     /// A chain in temporary directories: root with `rel` of `root_blocks` blocks (block i
     /// filled with 100+i), then INCREMENTAL files (truncation, blocks filled with their
     /// number).
-    fn rebuild_case(root_blocks: u8, incs: &[(u32, Vec<u32>)]) -> Vec<u8> {
+    fn rebuild_case(root_blocks: u8, incs: &[Inc]) -> Vec<u8> {
         let tmp = tempfile::tempdir().unwrap();
         let rel = Path::new("base/5/16384");
         let inc_rel = Path::new("base/5/INCREMENTAL.16384");
@@ -646,7 +649,7 @@ mod tests {
     }
 
     /// What pg_combinebackup's source map gives, block by block (None: zero-filled).
-    fn expected(root_blocks: u8, incs: &[(u32, Vec<u32>)]) -> Vec<u8> {
+    fn expected(root_blocks: u8, incs: &[Inc]) -> Vec<u8> {
         let (t, latest) = &incs[incs.len() - 1];
         let t = *t;
         let len = latest.last().map_or(t, |&b| t.max(b + 1));
@@ -670,7 +673,7 @@ mod tests {
 
     #[test]
     fn rebuilding_in_place_gives_pg_combinebackups_blocks() {
-        let cases: Vec<(u8, Vec<(u32, Vec<u32>)>)> = vec![
+        let cases: Vec<(u8, Vec<Inc>)> = vec![
             // Changed blocks, same length.
             (6, vec![(6, vec![1, 4])]),
             // Growth: new blocks past the end, a hole zero-filled.
