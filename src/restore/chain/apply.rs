@@ -20,7 +20,7 @@
 //!   `INCREMENTAL FROM TLI:` lines;
 //! - `backup_manifest` lists every file (see [`super::pg_manifest`]): files carried whole keep
 //!   the checksum of the manifest they came with; rebuilt files and backup_label get a fresh
-//!   CRC32C, read back once they are written (on both cores).
+//!   CRC32C, read back once they are written. Files are rebuilt and read back on two threads.
 //!
 //! Before anything is changed, the members are checked as pg_combinebackup checks them: the
 //! root's backup_label is not incremental, each other member's `INCREMENTAL FROM LSN/TLI` is
@@ -47,7 +47,7 @@ pub struct Member {
 }
 
 /// What [`combine`] did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Combined {
     /// Files moved whole from staging.
     pub moved: usize,
@@ -57,6 +57,8 @@ pub struct Combined {
     pub blocks: u64,
     /// Files and directories of the root that the newest member does not have.
     pub removed: usize,
+    /// Time spent rebuilding files and reading them back for their checksums (two threads).
+    pub checksum_time: std::time::Duration,
 }
 
 fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> ExecError + 'a {
@@ -461,18 +463,69 @@ fn rebuild(
     Ok((blocks, None))
 }
 
-/// CRC32C hex of each of `paths`, computed on two threads.
-fn checksums(paths: &[PathBuf]) -> Result<Vec<String>, ExecError> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<std::io::Result<u32>>>> =
-        std::sync::Mutex::new((0..paths.len()).map(|_| None).collect());
+/// Work for the two threads of [`combine`]: rebuilding a file (then its checksum, unless its
+/// base kept one), or only a checksum.
+enum Job<'a> {
+    Rebuild {
+        inc_rel: &'a Path,
+        out_rel: &'a Path,
+        checksum: bool,
+    },
+    Checksum {
+        rel: &'a Path,
+    },
+}
+
+/// What a job produced: blocks written and the CRC32C hex (None: not wanted).
+type JobResult = Result<(u64, Option<String>), ExecError>;
+
+fn run_job(target: &Path, members: &[Member], job: &Job) -> JobResult {
+    let sum = |rel: &Path| {
+        let path = target.join(rel);
+        crc32c_of(&path)
+            .map(crc32c_hex)
+            .map_err(io(&path, "read back"))
+    };
+    match job {
+        Job::Checksum { rel } => Ok((0, Some(sum(rel)?))),
+        Job::Rebuild {
+            inc_rel,
+            out_rel,
+            checksum,
+        } => {
+            let (blocks, known) = rebuild(target, members, inc_rel, out_rel)?;
+            let crc = match (known, checksum) {
+                (_, false) => None,
+                (Some(k), true) => Some(k),
+                (None, true) => Some(sum(out_rel)?),
+            };
+            Ok((blocks, crc))
+        }
+    }
+}
+
+/// Runs `jobs` on two threads (they touch distinct files); results in the jobs' order. Stops
+/// taking new jobs after a failure.
+fn run_jobs(
+    target: &Path,
+    members: &[Member],
+    jobs: &[Job],
+) -> Result<Vec<(u64, Option<String>)>, ExecError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let results: std::sync::Mutex<Vec<Option<JobResult>>> =
+        std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(p) = paths.get(i) else { return };
-                    let r = crc32c_of(p);
+                while !stop.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(i) else { return };
+                    let r = run_job(target, members, job);
+                    if r.is_err() {
+                        stop.store(true, Ordering::SeqCst);
+                    }
                     if let Ok(mut v) = results.lock() {
                         v[i] = Some(r);
                     }
@@ -482,20 +535,22 @@ fn checksums(paths: &[PathBuf]) -> Result<Vec<String>, ExecError> {
     });
     let results = results
         .into_inner()
-        .map_err(|_| failed("computing checksums: a thread panicked".into()))?;
-    paths
-        .iter()
-        .zip(results)
-        .map(|(p, r)| match r {
-            Some(Ok(crc)) => Ok(crc32c_hex(crc)),
-            Some(Err(e)) => Err(ExecError::Io {
-                path: p.clone(),
-                action: "read back",
-                source: e,
-            }),
-            None => Err(failed(format!("no checksum computed for {}", p.display()))),
-        })
-        .collect()
+        .map_err(|_| failed("combining the chain: a thread panicked".into()))?;
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut unfinished = false;
+    for r in results {
+        match r {
+            Some(Ok(x)) => out.push(x),
+            Some(Err(e)) => return Err(e),
+            None => unfinished = true,
+        }
+    }
+    if unfinished {
+        return Err(failed(
+            "combining the chain stopped before every file was done".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Combines the chain in `members` (root first; the root's files already in `target`, the
@@ -526,10 +581,13 @@ pub fn combine(target: &Path, members: &[Member]) -> Result<Combined, ExecError>
         removed: prune(target, Path::new(""), &dirs, &files)?,
         ..Combined::default()
     };
-    // (path, checksum known) in manifest order; those without one are read back afterwards.
-    let mut out: Vec<(PathBuf, Option<String>, bool)> = Vec::new();
+    // First, on this thread: directories, and files carried whole moved into place (renames).
+    // Then, on two: files rebuilt from INCREMENTAL files, each read back for its checksum, and
+    // the checksums the manifests do not have.
+    let mut jobs = Vec::new();
+    let mut known = Vec::new();
     for (rel, kind) in &entries {
-        let under_wal = rel.starts_with("pg_wal");
+        let checksum = !rel.starts_with("pg_wal");
         match kind {
             Kind::Dir => {
                 let d = target.join(rel);
@@ -540,46 +598,50 @@ pub fn combine(target: &Path, members: &[Member]) -> Result<Combined, ExecError>
             Kind::Whole => {
                 move_file(&newest.dir.join(rel), &target.join(rel))?;
                 done.moved += 1;
-                let known = newest.manifest.crc32c(rel).map(str::to_string);
-                out.push((rel.clone(), known, !under_wal));
+                match (newest.manifest.crc32c(rel), checksum) {
+                    (Some(k), true) => known.push((rel.as_path(), Some(k.to_string()))),
+                    (None, true) => jobs.push(Job::Checksum { rel }),
+                    (_, false) => known.push((rel.as_path(), None)),
+                }
             }
-            Kind::Incremental { out: out_rel } => {
-                let (blocks, known) = rebuild(target, members, rel, out_rel)?;
+            Kind::Incremental { out } => {
                 done.rebuilt += 1;
-                done.blocks += blocks;
-                out.push((out_rel.clone(), known, !under_wal));
+                jobs.push(Job::Rebuild {
+                    inc_rel: rel,
+                    out_rel: out,
+                    checksum,
+                });
             }
         }
     }
+    let t0 = std::time::Instant::now();
+    let results = run_jobs(target, members, &jobs)?;
+    done.checksum_time = t0.elapsed();
     let label_src = newest.dir.join("backup_label");
     let label = std::fs::read(&label_src).map_err(io(&label_src, "read"))?;
     let label = combined_label(&label);
     let label_path = target.join("backup_label");
     std::fs::write(&label_path, &label).map_err(io(&label_path, "write"))?;
-    let mut all = vec![(
-        PathBuf::from("backup_label"),
+    let mut all: Vec<(&Path, Option<String>)> = vec![(
+        Path::new("backup_label"),
         Some(crc32c_hex(crc32c::crc32c(&label))),
-        true,
     )];
-    all.extend(out);
-    let unknown: Vec<PathBuf> = all
-        .iter()
-        .filter(|(_, known, sum)| known.is_none() && *sum)
-        .map(|(p, _, _)| target.join(p))
-        .collect();
-    let mut computed = checksums(&unknown)?.into_iter();
-    let mut manifest_entries = Vec::with_capacity(all.len());
-    for (rel, known, sum) in all {
-        let crc = match (known, sum) {
-            (_, false) => None,
-            (Some(k), true) => Some(k),
-            (None, true) => computed.next(),
+    all.extend(known);
+    for (job, (blocks, crc)) in jobs.iter().zip(results) {
+        done.blocks += blocks;
+        let rel = match job {
+            Job::Rebuild { out_rel, .. } => *out_rel,
+            Job::Checksum { rel } => *rel,
         };
-        let path = target.join(&rel);
+        all.push((rel, crc));
+    }
+    let mut manifest_entries = Vec::with_capacity(all.len());
+    for (rel, crc) in all {
+        let path = target.join(rel);
         let meta = std::fs::metadata(&path).map_err(io(&path, "stat"))?;
         use std::os::unix::fs::MetadataExt;
         manifest_entries.push(OutEntry {
-            path: rel,
+            path: rel.to_path_buf(),
             size: meta.len(),
             mtime: meta.mtime(),
             crc32c: crc,

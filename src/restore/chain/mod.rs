@@ -404,11 +404,15 @@ pub fn execute(
         incrementals.len(),
         c.staging.display()
     ));
+    let started = std::time::Instant::now();
     let mut root_done = Done::default();
     let mut inc_done = Done::default();
     // The root on its own thread, the incrementals (small) on this one: both cores.
     let (root_result, inc_result) = std::thread::scope(|s| {
-        let root_thread = s.spawn(|| extract_member(repo, root, to, &mut root_done));
+        let root_thread = s.spawn(|| {
+            let r = extract_member(repo, root, to, &mut root_done);
+            (r, started.elapsed())
+        });
         let inc_result: Result<Vec<(PathBuf, manifest_pg::PgManifest)>, ExecError> = incrementals
             .iter()
             .map(|m| {
@@ -418,26 +422,35 @@ pub fn execute(
                 Ok((dir, pg))
             })
             .collect();
+        let inc_took = started.elapsed();
         let root_result = root_thread.join().unwrap_or_else(|_| {
-            Err(ExecError::Failed(format!(
-                "extracting backup {} stopped unexpectedly (a thread panicked)",
-                root.id
-            )))
+            (
+                Err(ExecError::Failed(format!(
+                    "extracting backup {} stopped unexpectedly (a thread panicked)",
+                    root.id
+                ))),
+                started.elapsed(),
+            )
         });
-        (root_result, inc_result)
+        (root_result, (inc_result, inc_took))
     });
+    let (root_result, root_took) = root_result;
+    let (inc_result, inc_took) = inc_result;
     let root_pg = root_result?;
     let inc_pg = inc_result?;
     progress(&format!(
-        "extracted the chain of {} (SHA-256 verified): {} into the target, {} in staging",
+        "extracted the chain of {} (SHA-256 verified): {} into the target in {}, {} in staging in {}",
         describe(c),
         root.id,
+        crate::units::human_duration_of(root_took),
         incrementals
             .iter()
             .map(|m| m.id.as_str())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        crate::units::human_duration_of(inc_took)
     ));
+    let applying = std::time::Instant::now();
     let mut members = vec![apply::Member {
         id: root.id.clone(),
         dir: to.to_path_buf(),
@@ -452,12 +465,14 @@ pub fn execute(
     }
     let combined = apply::combine(to, &members)?;
     progress(&format!(
-        "applied {} incremental(s) in place: {} files rebuilt ({} blocks written), {} carried whole, {} removed; backup_label and backup_manifest written",
+        "applied {} incremental(s) in place in {}: {} files rebuilt ({} blocks written), {} carried whole, {} removed; backup_label and backup_manifest written (rebuilding and checksums: {})",
         incrementals.len(),
+        crate::units::human_duration_of(applying.elapsed()),
         combined.rebuilt,
         combined.blocks,
         combined.moved,
-        combined.removed
+        combined.removed,
+        crate::units::human_duration_of(combined.checksum_time)
     ));
     let mut done = root_done;
     done.members += inc_done.members;
