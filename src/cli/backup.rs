@@ -25,7 +25,7 @@ The backup exists (for list, restore, expire) only once its WAL from start to st
 archived and manifest.json is written. Interrupted backups leave nothing that counts.
 --type incremental (PostgreSQL 17+) sends only the blocks changed since the newest backup
 in the repository (its parent), found in the server's WAL summaries: summarize_wal must be
-on. It is restored together with its chain (parent, ..., full) by pg_combinebackup.
+on. It is restored together with its chain (parent, ..., full).
 Exit 0 when the backup is complete, 1 otherwise (also when an incremental is refused).")]
 pub struct BackupArgs {
     /// full, or incremental against the newest backup (PostgreSQL 17+, summarize_wal = on)

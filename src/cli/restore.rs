@@ -81,8 +81,8 @@ pub struct RestoreArgs {
     /// Port of the restored server (written to postgresql.auto.conf)
     #[arg(long)]
     pub port: Option<u16>,
-    /// Where an incremental backup's chain is extracted before pg_combinebackup combines it
-    /// into DIR (must be empty or absent; removed afterwards) [default: DIR.staging]
+    /// Where an incremental backup's incrementals are extracted before they are applied to
+    /// DIR (must be empty or absent; removed afterwards) [default: DIR.staging]
     #[arg(long, value_name = "STAGING_DIR")]
     pub staging: Option<PathBuf>,
     /// The restored server archives into the source repository. The default for a restore
@@ -623,10 +623,14 @@ fn render_chain(c: &restore::chain::ChainPlan) -> String {
         )
     };
     let mut out = format!(
-        "  chain:       {} ({} backups, combined by pg_combinebackup{})\n",
+        "  chain:       {} ({} backups: the full streamed into the target, the incrementals applied in place{})\n",
         restore::chain::describe(c),
         c.members.len(),
-        if c.link { " --link" } else { "" }
+        if c.link {
+            ", whole files moved from staging"
+        } else {
+            ""
+        }
     );
     out.push_str(&format!(
         "  staging:     {}: needs {} ({}), removed afterwards; --staging DIR to change\n",

@@ -625,7 +625,7 @@ fn reachable(dir: &Path, o: &Owner) -> Result<(), DrillError> {
 fn verify_backup(repo: &Repo, plan: &RestorePlan, verifier: &Path) -> Result<(), DrillError> {
     let key = manifest::backup_key(&plan.backup.id, "backup_manifest");
     let bytes = if plan.chain.is_some() {
-        // A combined chain is checked against the manifest pg_combinebackup wrote for it.
+        // A combined chain is checked against the manifest written with it (restore::chain).
         let combined = plan.to.join("backup_manifest");
         std::fs::read(&combined)
             .map_err(|e| failed(format!("cannot read {}: {e}", combined.display())))?

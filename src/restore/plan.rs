@@ -336,7 +336,8 @@ pub struct Request {
     pub extra_settings: Vec<Setting>,
     /// Where an incremental backup's chain is extracted (`--staging`; default `<to>.staging`).
     pub staging: Option<PathBuf>,
-    /// postgres.bin_dir: where pg_combinebackup is looked for first.
+    /// postgres.bin_dir. Planning needs no PostgreSQL program (a chain is combined by dbagent
+    /// itself); kept for callers that start the restored server.
     pub bin_dir: Option<PathBuf>,
 }
 
@@ -781,10 +782,7 @@ fn check_usage(req: &Request) -> Result<(), PlanError> {
 pub fn make(repo: &Repo, req: &Request) -> Result<RestorePlan, PlanError> {
     check_usage(req)?;
     let facts = gather(repo, req)?;
-    let mut plan = decide(req, &facts)?;
-    if let Some(c) = plan.chain.as_mut() {
-        super::chain::find_program(c, plan.backup.pg_major).map_err(PlanError::Usage)?;
-    }
+    let plan = decide(req, &facts)?;
     if let Target::Time(t) = req.target {
         prove_time(repo, &facts, &plan, t)?;
     }
@@ -949,14 +947,8 @@ pub fn decide(req: &Request, facts: &Facts) -> Result<RestorePlan, PlanError> {
         }
     };
     let (m, backup_choice) = choose_backup(facts, req, &eligible)?;
-    let chain = super::chain::plan(
-        &req.to,
-        req.bin_dir.as_deref(),
-        &facts.backups,
-        &facts.staging,
-        &m,
-    )
-    .map_err(PlanError::Usage)?;
+    let chain = super::chain::plan(&req.to, &facts.backups, &facts.staging, &m)
+        .map_err(PlanError::Usage)?;
     if let Target::Lsn(l) = &req.target
         && *l < m.stop_lsn
     {

@@ -1,17 +1,28 @@
-//! Restoring an incremental backup (PostgreSQL 17+): its chain (the full backup it descends
-//! from and every incremental in between, root first) is extracted member by member into a
-//! staging directory, each with its PostgreSQL `backup_manifest`, and the server-version-
-//! matched `pg_combinebackup` writes the synthetic full backup into the target. The staging
-//! directory is removed afterwards, on success and on failure.
+//! Restoring an incremental backup (PostgreSQL 17+): its chain is the full backup it descends
+//! from and every incremental in between, root first. The full (root) member is streamed
+//! straight into the target, exactly as a full restore extracts it (SHA-256 checked while
+//! streaming, member paths checked), while the incrementals, which are small, are extracted
+//! into a staging directory on the other core. Then the incrementals are applied to the target
+//! in place ([`apply`]), writing only the blocks they carry, so that the target ends up byte
+//! for byte what `pg_combinebackup` would have written, with a `backup_manifest`
+//! ([`pg_manifest`]) that `pg_verifybackup` accepts. No PostgreSQL program is needed. The staging
+//! directory holds only the incrementals and is removed afterwards, on success and on
+//! failure.
 //!
 //! The plan part ([`plan`]) is data only: which members, where the staging directory is, how
 //! many bytes it and the target need and whether that space is free (refused before anything
-//! is written when it is not). [`execute`] carries it out; the caller then writes the usual
-//! tablespace_map, recovery settings, restore marker and ownership.
+//! is written when it is not), and the chain's links checked from the manifests. [`execute`]
+//! carries it out; the caller then writes the usual tablespace_map, recovery settings, restore
+//! marker and ownership.
+
+pub mod apply;
+pub mod incremental_file;
+pub mod pg_manifest;
+
+use self::pg_manifest as manifest_pg;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
@@ -27,7 +38,7 @@ pub struct ChainMember {
     pub id: String,
     #[serde(rename = "type")]
     pub backup_type: &'static str,
-    /// Uncompressed size: what it takes in the staging directory.
+    /// Uncompressed size (what an incremental takes in the staging directory).
     pub size_bytes: u64,
     pub stored_bytes: u64,
 }
@@ -37,27 +48,23 @@ pub struct ChainMember {
 pub struct ChainPlan {
     /// Root (the full backup) first, the restored backup last.
     pub members: Vec<ChainMember>,
-    /// Where the members are extracted (removed afterwards).
+    /// Where the incrementals are extracted (removed afterwards).
     pub staging: PathBuf,
-    /// Bytes the staging directory needs: the members' uncompressed sizes.
+    /// Bytes the staging directory needs: the incrementals' uncompressed sizes (the root
+    /// streams straight into the target).
     pub staging_bytes: u64,
     /// Free bytes on the staging directory's filesystem (None: could not be read).
     pub staging_free_bytes: Option<u64>,
-    /// Bytes the combined backup needs in the target (at most the members' sizes together).
+    /// Bytes the combined backup needs in the target: the full's size plus what files can
+    /// grow by, at most the incrementals' sizes.
     pub output_bytes: u64,
     /// Free bytes on the target's filesystem.
     pub target_free_bytes: Option<u64>,
     /// Staging and target are on one filesystem: both needs come from the same free space.
     pub same_filesystem: bool,
-    /// `pg_combinebackup --link` (PostgreSQL 18+, one filesystem): files that come unchanged
-    /// from one backup are hard-linked from staging instead of copied.
+    /// Files an incremental carries whole are moved (renamed) from staging into the target
+    /// rather than copied: staging and target share a filesystem.
     pub link: bool,
-    /// The pg_combinebackup binary, found when the plan is made (not printed).
-    #[serde(skip)]
-    pub program: Option<PathBuf>,
-    /// postgres.bin_dir, where pg_combinebackup is looked for first.
-    #[serde(skip)]
-    pub bin_dir: Option<PathBuf>,
 }
 
 /// The staging area a chain restore would use, read by [`gather`].
@@ -72,8 +79,8 @@ pub struct StagingFacts {
     pub target_dev: Option<u64>,
 }
 
-/// `<to>.staging`: a sibling of the target, so usually on its filesystem (pg_combinebackup
-/// can then hard-link instead of copying).
+/// `<to>.staging`: a sibling of the target, so usually on its filesystem (files an incremental
+/// carries whole are then renamed into the target instead of copied).
 pub fn default_staging(to: &Path) -> PathBuf {
     let mut name = to.file_name().unwrap_or_default().to_os_string();
     name.push(".staging");
@@ -128,11 +135,11 @@ fn refuse(msg: String) -> String {
 }
 
 /// The chain plan for restoring `m`, None for a full backup. Refused: a broken chain (naming
-/// the missing backup), a chain with tablespaces, a staging directory that is not empty, inside
+/// the missing backup), links that do not hold (another cluster or major version, a member not
+/// after its parent), a chain with tablespaces, a staging directory that is not empty, inside
 /// the target or holding it, or too little free space.
 pub fn plan(
     to: &Path,
-    bin_dir: Option<&Path>,
     backups: &[BackupManifest],
     staging: &StagingFacts,
     m: &BackupManifest,
@@ -150,6 +157,21 @@ pub fn plan(
         return Err(refuse(format!(
             "backup {} is incremental but of PostgreSQL {}: incremental backups need PostgreSQL 17+ (pg_combinebackup); its manifest is damaged",
             m.id, m.pg_major
+        )));
+    }
+    // The links pg_combinebackup would check (system identifier, version, LSN order), from
+    // the manifests, before anything is written; the backup_labels are checked again once the
+    // incrementals are extracted, before they are applied.
+    if let Some(p) = members
+        .iter()
+        .flat_map(|b| verify::chain_problems(backups, b))
+        .next()
+    {
+        return Err(refuse(format!(
+            "cannot restore backup {}: its chain is inconsistent: {}. Nothing was written; `dbagent backups verify {}` shows the whole chain",
+            m.id,
+            p.render(),
+            m.id
         )));
     }
     if let Some(with_ts) = members
@@ -177,8 +199,8 @@ pub fn plan(
             staging.entries
         )));
     }
-    let staging_bytes: u64 = members.iter().map(|b| b.size()).sum();
-    let output_bytes = staging_bytes;
+    let staging_bytes: u64 = members.iter().skip(1).map(|b| b.size()).sum();
+    let output_bytes = members[0].size() + staging_bytes;
     let same_filesystem = staging.dev.is_some() && staging.dev == staging.target_dev;
     let need = |what: &str, dir: &Path, bytes: u64, free: Option<u64>| match free {
         Some(free) if free < bytes => Err(refuse(format!(
@@ -192,13 +214,18 @@ pub fn plan(
     };
     if same_filesystem {
         need(
-            "the staging area plus the combined backup",
+            "the staging area (the incrementals) plus the combined backup",
             path,
             staging_bytes + output_bytes,
             staging.free,
         )?;
     } else {
-        need("the staging area", path, staging_bytes, staging.free)?;
+        need(
+            "the staging area (the incrementals)",
+            path,
+            staging_bytes,
+            staging.free,
+        )?;
         need("the combined backup", to, output_bytes, staging.target_free)?;
     }
     Ok(Some(ChainPlan {
@@ -217,18 +244,8 @@ pub fn plan(
         output_bytes,
         target_free_bytes: staging.target_free,
         same_filesystem,
-        link: same_filesystem && m.pg_major >= 18,
-        program: None,
-        bin_dir: bin_dir.map(Path::to_path_buf),
+        link: same_filesystem,
     }))
-}
-
-/// Finds the pg_combinebackup of the backup's major version (before anything is written).
-pub fn find_program(c: &mut ChainPlan, major: u32) -> Result<(), String> {
-    let found = crate::pg::programs::find(c.bin_dir.as_deref(), major, "pg_combinebackup")
-        .map_err(|e| refuse(format!("{e}: it restores incremental backups")))?;
-    c.program = Some(found);
-    Ok(())
 }
 
 /// One line for the plan: `F → I1 → I2`.
@@ -312,96 +329,155 @@ impl Drop for Staging<'_> {
     }
 }
 
-/// Extracts every member of the chain into `staging/<ID>` (checksums verified as they
-/// stream), writes each one's `backup_manifest`, and runs pg_combinebackup into the (empty)
-/// target. The staging directory is removed whatever happens.
+/// Reads member `id`'s manifest.json from the repository.
+fn member_manifest(repo: &Repo, id: &str) -> Result<BackupManifest, ExecError> {
+    manifest::read_manifest(repo, id)
+        .map_err(|e| ExecError::Failed(e.to_string()))?
+        .ok_or_else(|| {
+            ExecError::Failed(format!(
+                "chain member {id} vanished from the repository during the restore"
+            ))
+        })
+}
+
+/// Streams every stored file of member `m` into `dest` (SHA-256 checked as it streams) and
+/// returns its PostgreSQL `backup_manifest`, read and checked.
+fn extract_member(
+    repo: &Repo,
+    m: &BackupManifest,
+    dest: &Path,
+    done: &mut Done,
+) -> Result<manifest_pg::PgManifest, ExecError> {
+    let mut pg_manifest = None;
+    for f in &m.files {
+        // Named with its backup, so a damaged member is named.
+        let mut named = f.clone();
+        named.name = format!("{} of backup {}", f.name, m.id);
+        if f.name == "backup_manifest" {
+            let bytes = read_backup_manifest(repo, m, f, &named.name)?;
+            pg_manifest = Some(
+                manifest_pg::PgManifest::parse(&bytes, &named.name).map_err(ExecError::Failed)?,
+            );
+            continue;
+        }
+        let x = extract_member_file(repo, m, f, &named, dest).map_err(ExecError::Extract)?;
+        done.members += x.members;
+        done.stored_bytes += x.stored_bytes;
+        done.files.push(format!("{}/{}", m.id, f.name));
+    }
+    pg_manifest.ok_or_else(|| {
+        ExecError::Failed(format!(
+            "backup {} has no backup_manifest in the repository: combining a chain needs each member's; this chain cannot be restored",
+            m.id
+        ))
+    })
+}
+
+/// Streams the root member into the (empty) target and, meanwhile, every incremental into
+/// `staging/<ID>` (checksums verified as they stream); then applies the incrementals to the
+/// target in place and writes its backup_label and backup_manifest. The staging directory is
+/// removed whatever happens; on failure the caller empties the target.
 pub fn execute(
     repo: &Repo,
     to: &Path,
     c: &ChainPlan,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Done, ExecError> {
-    let program = c.program.clone().ok_or_else(|| {
-        ExecError::Failed("the chain plan has no pg_combinebackup (plan not proven)".into())
-    })?;
     let existed = c.staging.exists();
     create_private_dir(&c.staging).map_err(io_err(&c.staging, "create the staging directory"))?;
     let _cleanup = Staging {
         path: &c.staging,
         existed,
     };
-    let mut done = Done::default();
-    let mut dirs = Vec::new();
-    for member in &c.members {
-        let m = manifest::read_manifest(repo, &member.id)
-            .map_err(|e| ExecError::Failed(e.to_string()))?
-            .ok_or_else(|| {
-                ExecError::Failed(format!(
-                    "chain member {} vanished from the repository during the restore",
-                    member.id
-                ))
-            })?;
-        let dir = c.staging.join(&m.id);
-        create_private_dir(&dir).map_err(io_err(&dir, "create"))?;
-        for f in &m.files {
-            // Named with its backup, so a damaged member is named.
-            let mut named = f.clone();
-            named.name = format!("{} of backup {}", f.name, m.id);
-            if f.name == "backup_manifest" {
-                write_backup_manifest(repo, &m, f, &named.name, &dir)?;
-                continue;
-            }
-            let x = extract_member_file(repo, &m, f, &named, &dir).map_err(ExecError::Extract)?;
-            done.members += x.members;
-            done.stored_bytes += x.stored_bytes;
-            done.files.push(format!("{}/{}", m.id, f.name));
-        }
-        if !dir.join("backup_manifest").exists() {
-            return Err(ExecError::Failed(format!(
-                "backup {} has no backup_manifest in the repository: pg_combinebackup needs it; this chain cannot be restored",
-                m.id
-            )));
-        }
-        progress(&format!(
-            "extracted chain member {} ({}) into {} (SHA-256 verified)",
-            m.id,
-            m.backup_type.as_str(),
-            dir.display()
-        ));
-        dirs.push(dir);
-    }
-
-    let mut cmd = Command::new(&program);
-    // --no-sync: like a full restore, nothing is fsynced here; PostgreSQL syncs the data
-    // directory when it starts recovery from a backup (and `--start`/drill start it).
-    cmd.arg("--no-sync").arg("-o").arg(to);
-    if c.link {
-        cmd.arg("--link");
-    }
-    cmd.args(&dirs).env("LC_MESSAGES", "C").stdin(Stdio::null());
+    let manifests: Vec<BackupManifest> = c
+        .members
+        .iter()
+        .map(|member| member_manifest(repo, &member.id))
+        .collect::<Result<_, _>>()?;
+    let Some((root, incrementals)) = manifests.split_first() else {
+        return Err(ExecError::Failed("the chain plan has no members".into()));
+    };
     progress(&format!(
-        "combining {} backups with {}{} into {}",
-        dirs.len(),
-        program.display(),
-        if c.link { " --link" } else { "" },
-        to.display()
+        "streaming the full backup {} into {} while extracting {} incremental(s) into {}",
+        root.id,
+        to.display(),
+        incrementals.len(),
+        c.staging.display()
     ));
-    let out = cmd.output().map_err(io_err(&program, "run"))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        return Err(ExecError::Failed(format!(
-            "pg_combinebackup failed ({}) combining {}: {}",
-            out.status,
-            describe(c),
-            lines
-                .iter()
-                .take(4)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" | ")
-        )));
+    let started = std::time::Instant::now();
+    let mut root_done = Done::default();
+    let mut inc_done = Done::default();
+    // The root on its own thread, the incrementals (small) on this one: both cores.
+    let (root_result, inc_result) = std::thread::scope(|s| {
+        let root_thread = s.spawn(|| {
+            let r = extract_member(repo, root, to, &mut root_done);
+            (r, started.elapsed())
+        });
+        let inc_result: Result<Vec<(PathBuf, manifest_pg::PgManifest)>, ExecError> = incrementals
+            .iter()
+            .map(|m| {
+                let dir = c.staging.join(&m.id);
+                create_private_dir(&dir).map_err(io_err(&dir, "create"))?;
+                let pg = extract_member(repo, m, &dir, &mut inc_done)?;
+                Ok((dir, pg))
+            })
+            .collect();
+        let inc_took = started.elapsed();
+        let root_result = root_thread.join().unwrap_or_else(|_| {
+            (
+                Err(ExecError::Failed(format!(
+                    "extracting backup {} stopped unexpectedly (a thread panicked)",
+                    root.id
+                ))),
+                started.elapsed(),
+            )
+        });
+        (root_result, (inc_result, inc_took))
+    });
+    let (root_result, root_took) = root_result;
+    let (inc_result, inc_took) = inc_result;
+    let root_pg = root_result?;
+    let inc_pg = inc_result?;
+    progress(&format!(
+        "extracted the chain of {} (SHA-256 verified): {} into the target in {}, {} in staging in {}",
+        describe(c),
+        root.id,
+        crate::units::human_duration_of(root_took),
+        incrementals
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::units::human_duration_of(inc_took)
+    ));
+    let applying = std::time::Instant::now();
+    let mut members = vec![apply::Member {
+        id: root.id.clone(),
+        dir: to.to_path_buf(),
+        manifest: root_pg,
+    }];
+    for (m, (dir, pg)) in incrementals.iter().zip(inc_pg) {
+        members.push(apply::Member {
+            id: m.id.clone(),
+            dir,
+            manifest: pg,
+        });
     }
+    let combined = apply::combine(to, &members)?;
+    progress(&format!(
+        "applied {} incremental(s) in place in {}: {} files rebuilt ({} blocks written), {} carried whole, {} removed; backup_label and backup_manifest written (rebuilding and checksums: {})",
+        incrementals.len(),
+        crate::units::human_duration_of(applying.elapsed()),
+        combined.rebuilt,
+        combined.blocks,
+        combined.moved,
+        combined.removed,
+        crate::units::human_duration_of(combined.checksum_time)
+    ));
+    let mut done = root_done;
+    done.members += inc_done.members;
+    done.stored_bytes += inc_done.stored_bytes;
+    done.files.extend(inc_done.files);
     Ok(done)
 }
 
@@ -450,14 +526,13 @@ fn extract_member_file(
     })
 }
 
-/// Copies backup `m`'s stored `backup_manifest` into `dir`, checking its SHA-256 and size.
-fn write_backup_manifest(
+/// Reads backup `m`'s stored `backup_manifest`, checking its SHA-256 and size.
+fn read_backup_manifest(
     repo: &Repo,
     m: &BackupManifest,
     f: &manifest::BackupFile,
     shown: &str,
-    dir: &Path,
-) -> Result<(), ExecError> {
+) -> Result<Vec<u8>, ExecError> {
     let key = manifest::backup_key(&m.id, &f.name);
     let damaged = |detail: String| {
         ExecError::Extract(extract::ExtractError::Damaged {
@@ -478,9 +553,7 @@ fn write_backup_manifest(
             f.sha256, f.stored_size
         )));
     }
-    let path = dir.join("backup_manifest");
-    std::fs::write(&path, &bytes).map_err(io_err(&path, "write"))?;
-    Ok(())
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -531,7 +604,7 @@ mod tests {
     fn a_full_backup_needs_no_chain() {
         let b = chain18();
         assert_eq!(
-            plan(Path::new("/r/data"), None, &b, &facts(0, true), &b[0]).unwrap(),
+            plan(Path::new("/r/data"), &b, &facts(0, true), &b[0]).unwrap(),
             None
         );
     }
@@ -539,54 +612,75 @@ mod tests {
     #[test]
     fn the_plan_lists_the_chain_and_the_staging_space() {
         let b = chain18();
-        let c = plan(Path::new("/r/data"), None, &b, &facts(10_000, true), &b[2])
+        let c = plan(Path::new("/r/data"), &b, &facts(10_000, true), &b[2])
             .unwrap()
             .unwrap();
         assert_eq!(describe(&c), "F → I1 → I2");
-        assert_eq!(c.staging_bytes, 1110);
+        // Staging holds the incrementals only; the target the full plus what they can add.
+        assert_eq!(c.staging_bytes, 110);
         assert_eq!(c.output_bytes, 1110);
         assert!(c.same_filesystem && c.link);
-        let c = plan(Path::new("/r/data"), None, &b, &facts(10_000, false), &b[1])
+        let c = plan(Path::new("/r/data"), &b, &facts(10_000, false), &b[1])
             .unwrap()
             .unwrap();
         assert_eq!(c.members.len(), 2);
+        assert_eq!(c.staging_bytes, 100);
+        assert_eq!(c.output_bytes, 1100);
         assert!(!c.link);
     }
 
     #[test]
     fn too_little_space_is_refused_before_anything_is_written() {
         let b = chain18();
-        // One filesystem: staging and output together (2220) do not fit in 2000.
-        let e = plan(Path::new("/r/data"), None, &b, &facts(2000, true), &b[2]).unwrap_err();
+        // One filesystem: staging (110) and output (1110) together do not fit in 1200.
+        let e = plan(Path::new("/r/data"), &b, &facts(1200, true), &b[2]).unwrap_err();
         assert!(e.to_string().contains("not enough free space"), "{e}");
         assert!(e.to_string().contains("/r/data.staging"), "{e}");
-        // Two filesystems: each needs 1110.
-        assert!(plan(Path::new("/r/data"), None, &b, &facts(2000, false), &b[2]).is_ok());
-        let e = plan(Path::new("/r/data"), None, &b, &facts(1000, false), &b[2]).unwrap_err();
+        assert!(plan(Path::new("/r/data"), &b, &facts(1220, true), &b[2]).is_ok());
+        // Two filesystems: each its own need.
+        assert!(plan(Path::new("/r/data"), &b, &facts(1110, false), &b[2]).is_ok());
+        let e = plan(Path::new("/r/data"), &b, &facts(1000, false), &b[2]).unwrap_err();
+        assert!(e.to_string().contains("combined backup"), "{e}");
+        let e = plan(Path::new("/r/data"), &b, &facts(100, false), &b[2]).unwrap_err();
         assert!(e.to_string().contains("staging area"), "{e}");
+    }
+
+    #[test]
+    fn a_chain_whose_links_do_not_hold_is_refused_before_anything_is_written() {
+        let mut b = chain18();
+        b[1].system_identifier = "1".into();
+        let e = plan(Path::new("/r/data"), &b, &facts(10_000, true), &b[2]).unwrap_err();
+        assert!(
+            e.contains("another cluster") && e.contains("Nothing was written"),
+            "{e}"
+        );
+        let mut b = chain18();
+        b[2].start_lsn = b[1].start_lsn;
+        let e = plan(Path::new("/r/data"), &b, &facts(10_000, true), &b[2]).unwrap_err();
+        assert!(e.contains("not after its parent"), "{e}");
     }
 
     #[test]
     fn a_broken_chain_a_busy_staging_dir_and_tablespaces_are_refused() {
         let mut b = chain18();
         b.remove(1);
-        let e = plan(Path::new("/r/data"), None, &b, &facts(10_000, true), &b[1]).unwrap_err();
+        let e = plan(Path::new("/r/data"), &b, &facts(10_000, true), &b[1]).unwrap_err();
         assert!(e.to_string().contains("I1"), "{e}");
         let b = chain18();
         let mut f = facts(10_000, true);
         f.entries = 2;
-        let e = plan(Path::new("/r/data"), None, &b, &f, &b[2]).unwrap_err();
+        let e = plan(Path::new("/r/data"), &b, &f, &b[2]).unwrap_err();
         assert!(e.to_string().contains("not empty"), "{e}");
         let mut f = facts(10_000, true);
         f.path = PathBuf::from("/r/data/staging");
-        assert!(plan(Path::new("/r/data"), None, &b, &f, &b[2]).is_err());
+        assert!(plan(Path::new("/r/data"), &b, &f, &b[2]).is_err());
         let mut b = chain18();
         b[0].files[0].tablespace = Some(manifest::Tablespace {
             oid: 16385,
             name: "ts".into(),
             location: "/ts".into(),
         });
-        let e = plan(Path::new("/r/data"), None, &b, &facts(10_000, true), &b[2]).unwrap_err();
+        let e = plan(Path::new("/r/data"), &b, &facts(10_000, true), &b[2]).unwrap_err();
         assert!(e.to_string().contains("tablespaces"), "{e}");
     }
 }
