@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/bench/incremental.sh: `scripts/bench.sh incremental`. Backups whose cost follows the
 # change: dbagent's PostgreSQL 17+ incremental backups (`backup --type incremental`, restored by
-# pg_combinebackup) and delta restore (`restore --delta`), side by side with pgBackRest's block
-# incremental (`--type=incr` with repo1-bundle=y, repo1-block=y) and `pgbackrest restore --delta`,
+# streaming the full into the target and applying the incrementals in place) and delta restore
+# (`restore --delta`), side by side with pgBackRest's block incremental (`--type=incr` with repo1-bundle=y, repo1-block=y) and `pgbackrest restore --delta`,
 # on one PostgreSQL 18 cluster and the same change.
 #
 # Run by scripts/bench.sh as a process of its own (its cluster, trap and variables are not the
@@ -192,7 +192,7 @@ timed_restore restore-full dbagent "dbagent restore --backup FULL" "full backup 
   "$bench_dbagent" --config "$BENCH_DIR/dbagent.yml" restore --to "$rdir" --target immediate --backup "$full_id" --json
 rm -rf "$rdir"
 timed_restore restore-chain dbagent "dbagent restore (full + 3 incrementals)" \
-  "backup ${incr_ids[-1]}: its chain extracted into a staging area, combined by pg_combinebackup" \
+  "backup ${incr_ids[-1]}: the full streamed into the target, the 3 incrementals applied in place" \
   "$bench_dbagent" --config "$BENCH_DIR/dbagent.yml" restore --to "$rdir" --target immediate --json
 rm -rf "$rdir"
 timed_restore restore-delta dbagent "dbagent restore --delta --backup FULL" \
