@@ -2,8 +2,9 @@
 # scripts/bench/incremental.sh: `scripts/bench.sh incremental`. Backups whose cost follows the
 # change: dbagent's PostgreSQL 17+ incremental backups (`backup --type incremental`, restored by
 # streaming the full into the target and applying the incrementals in place) and delta restore
-# (`restore --delta`), side by side with pgBackRest's block incremental (`--type=incr` with repo1-bundle=y, repo1-block=y) and `pgbackrest restore --delta`,
-# on one PostgreSQL 18 cluster and the same change.
+# (`restore --delta`), side by side with pgBackRest's block incremental (`--type=incr` with
+# repo1-bundle=y, repo1-block=y) and `pgbackrest restore --delta`, on one PostgreSQL 18 cluster
+# and the same change.
 #
 # Run by scripts/bench.sh as a process of its own (its cluster, trap and variables are not the
 # backup benchmark's). The sequence, each tool into its own fresh repository:
