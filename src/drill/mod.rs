@@ -291,7 +291,12 @@ fn drive(
         staging: None,
         bin_dir: config.postgres.bin_dir.clone(),
     };
-    let plan = plan::make(&repo, &req)?;
+    let mut plan = plan::make(&repo, &req)?;
+    // pg_verifybackup checks every file of a combined chain against its manifest: have the
+    // files rebuilt from incrementals read back for their checksums too.
+    if let Some(c) = plan.chain.as_mut() {
+        c.checksum_rebuilt = true;
+    }
     if !plan
         .settings
         .iter()

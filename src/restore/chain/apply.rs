@@ -495,9 +495,9 @@ fn run_job(target: &Path, members: &[Member], job: &Job) -> JobResult {
         } => {
             let (blocks, known) = rebuild(target, members, inc_rel, out_rel)?;
             let crc = match (known, checksum) {
-                (_, false) => None,
-                (Some(k), true) => Some(k),
+                (Some(k), _) => Some(k),
                 (None, true) => Some(sum(out_rel)?),
+                (None, false) => None,
             };
             Ok((blocks, crc))
         }
@@ -556,7 +556,13 @@ fn run_jobs(
 /// Combines the chain in `members` (root first; the root's files already in `target`, the
 /// others extracted in their directories) into `target`, and writes its backup_label and
 /// backup_manifest.
-pub fn combine(target: &Path, members: &[Member]) -> Result<Combined, ExecError> {
+/// With `checksum_rebuilt` false, rebuilt files whose base kept no checksum are listed by
+/// size only (no read-back).
+pub fn combine(
+    target: &Path,
+    members: &[Member],
+    checksum_rebuilt: bool,
+) -> Result<Combined, ExecError> {
     let Some(newest) = members.last() else {
         return Err(failed("the chain has no members".into()));
     };
@@ -609,7 +615,7 @@ pub fn combine(target: &Path, members: &[Member]) -> Result<Combined, ExecError>
                 jobs.push(Job::Rebuild {
                     inc_rel: rel,
                     out_rel: out,
-                    checksum,
+                    checksum: checksum && checksum_rebuilt,
                 });
             }
         }
