@@ -1146,6 +1146,150 @@ mod tests {
         assert_eq!(p.checksum_algorithm, "CRC32C");
     }
 
+    /// A seekable archive of `files` (path, content) as dbagent stores it, with its manifest
+    /// entry and index.
+    fn seekable_archive(files: &[(&str, &[u8])]) -> (Vec<u8>, BackupFile, Index) {
+        use sha2::Digest;
+        use std::io::Write;
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let mut stored = Vec::new();
+        let mut w =
+            crate::repo::seekable::FrameWriter::new(&mut stored, 0, 2, 4 * BLOCK as u32).unwrap();
+        w.write_all(&tar).unwrap();
+        let index = w.finish().unwrap();
+        let file = BackupFile {
+            name: "base.tar.zst".into(),
+            size: tar.len() as u64,
+            stored_size: stored.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(&stored)),
+            tablespace: None,
+            index: None,
+        };
+        (stored, file, index)
+    }
+
+    #[test]
+    fn with_a_frame_index_only_chunks_the_directory_lacks_are_decompressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("base/1")).unwrap();
+        let page = |p: usize, v: u8| vec![v.wrapping_add(p as u8); BLOCK];
+        // 10 pages = 3 chunks of 4 pages (the last one 2): `grown` gained pages 8 and 9, page 1
+        // of `patched` changed, `same` and `small` did not change, `new` is new.
+        let pages = |n: usize, v: u8| (0..n).flat_map(|p| page(p, v)).collect::<Vec<u8>>();
+        let backup_grown = pages(10, 1);
+        let backup_patched = pages(10, 2);
+        let backup_same = pages(10, 3);
+        let mut dir_patched = backup_patched.clone();
+        dir_patched[BLOCK + 7] ^= 0xff;
+        let longer = [backup_same.clone(), page(99, 0)].concat();
+        std::fs::write(d.join("base/1/grown"), &backup_grown[..8 * BLOCK]).unwrap();
+        std::fs::write(d.join("base/1/patched"), &dir_patched).unwrap();
+        std::fs::write(d.join("base/1/same"), &backup_same).unwrap();
+        std::fs::write(d.join("base/1/shrunk"), &longer).unwrap();
+        std::fs::write(d.join("base/1/small"), b"small").unwrap();
+        let (stored, file, index) = seekable_archive(&[
+            ("base/1/grown", &backup_grown),
+            ("base/1/patched", &backup_patched),
+            ("base/1/same", &backup_same),
+            ("base/1/shrunk", &backup_same),
+            ("base/1/small", b"small"),
+            ("base/1/new", &backup_grown),
+        ]);
+        let wanted: Vec<Wanted> = [
+            ("base/1/grown", &backup_grown[..]),
+            ("base/1/patched", &backup_patched),
+            ("base/1/same", &backup_same),
+            ("base/1/shrunk", &backup_same),
+            ("base/1/small", b"small"),
+            ("base/1/new", &backup_grown),
+        ]
+        .iter()
+        .map(|(p, data)| wanted(p, data))
+        .collect();
+        let plan = compare(d, &wanted, &index.chunk_layout()).unwrap();
+        let set = |v: &[&str]| v.iter().map(PathBuf::from).collect::<BTreeSet<_>>();
+        assert_eq!(
+            plan.rewrite,
+            set(&[
+                "base/1/grown",
+                "base/1/patched",
+                "base/1/shrunk",
+                "base/1/new"
+            ])
+        );
+        let (_, chunks, skipped) = plan.decompress_estimate(&index);
+        // 5 members of 3 chunks; to decompress: grown's last, patched's first, all of new.
+        assert_eq!((chunks, skipped), (15, 10));
+        let seek = Seekable {
+            index: &index,
+            target_chunks: &plan.target_chunks,
+        };
+        let s = stream_archive(
+            &stored[..],
+            &file,
+            Compression::Zstd,
+            d,
+            &plan.rewrite,
+            Some(seek),
+        )
+        .unwrap();
+        for (path, data) in [
+            ("base/1/grown", &backup_grown),
+            ("base/1/patched", &backup_patched),
+            ("base/1/same", &backup_same),
+            ("base/1/shrunk", &backup_same),
+            ("base/1/new", &backup_grown),
+        ] {
+            assert_eq!(&std::fs::read(d.join(path)).unwrap(), data, "{path}");
+        }
+        assert_eq!(s.written, 4);
+        // grown: 2 pages; patched: 1 page; new: whole.
+        assert_eq!(s.bytes_written, (3 * BLOCK + backup_grown.len()) as u64);
+        let f = s.frames.unwrap();
+        assert_eq!(
+            (
+                f.frames_skipped,
+                f.frames - f.frames_skipped - f.frames_decompressed
+            ),
+            (10, 0)
+        );
+        assert_eq!(s.stored_bytes, stored.len() as u64);
+
+        // A damaged archive is still caught by its SHA-256, even in frames passed over.
+        let mut bad = stored.clone();
+        let skipped_frame = index
+            .frames
+            .iter()
+            .find(|f| {
+                f.chunk
+                    .is_some_and(|c| index.members[c.member as usize] == "base/1/same")
+            })
+            .unwrap();
+        bad[(skipped_frame.offset + 3) as usize] ^= 1;
+        let e = stream_archive(
+            &bad[..],
+            &file,
+            Compression::Zstd,
+            d,
+            &plan.rewrite,
+            Some(Seekable {
+                index: &index,
+                target_chunks: &plan.target_chunks,
+            }),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("SHA-256"), "{e}");
+    }
+
     #[test]
     fn patching_in_place_writes_only_the_blocks_that_differ() {
         let dir = tempfile::tempdir().unwrap();
