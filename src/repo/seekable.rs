@@ -646,6 +646,35 @@ impl<W: Write> Write for FrameWriter<W> {
     }
 }
 
+/// Decompresses frame number `i` (`compressed`, described by `f`) into `out`, checking its
+/// size (and zstd its content checksum).
+pub fn decode_frame(
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    compressed: &[u8],
+    f: &Frame,
+    i: usize,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    out.clear();
+    out.reserve(usize::try_from(f.size).map_err(io::Error::other)?);
+    let n = dctx.decompress_to_buffer(compressed, out).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame {i} (at byte {}) does not decompress: {e}", f.offset),
+        )
+    })?;
+    if n as u64 != f.size {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "frame {i} (at byte {}) holds {n} bytes, the index says {}",
+                f.offset, f.size
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What a [`FrameReader`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FrameStats {
@@ -746,31 +775,28 @@ impl<R: Read> FrameReader<R> {
     fn decompress_next(&mut self) -> io::Result<()> {
         let i = self.next;
         let f = self.read_compressed()?.clone();
-        self.buf.clear();
-        self.buf
-            .reserve(usize::try_from(f.size).map_err(io::Error::other)?);
-        let n = self
-            .dctx
-            .decompress_to_buffer(&self.compressed, &mut self.buf)
-            .map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("frame {i} (at byte {}) does not decompress: {e}", f.offset),
-                )
-            })?;
-        if n as u64 != f.size {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "frame {i} (at byte {}) holds {n} bytes, the index says {}",
-                    f.offset, f.size
-                ),
-            ));
-        }
+        decode_frame(&mut self.dctx, &self.compressed, &f, i, &mut self.buf)?;
         self.at = 0;
         self.stats.frames_decompressed += 1;
         self.stats.bytes_decompressed += f.size;
         Ok(())
+    }
+
+    /// Takes the next frame's compressed bytes (hashed) for the caller to decompress with
+    /// [`decode_frame`] (counted as decompressed); returns the frame's number. Only at a frame
+    /// boundary.
+    pub fn take_compressed(&mut self, into: &mut Vec<u8>) -> io::Result<usize> {
+        if self.at < self.buf.len() {
+            return Err(io::Error::other("take_compressed inside a frame"));
+        }
+        let i = self.next;
+        let size = self.read_compressed()?.size;
+        into.clear();
+        into.extend_from_slice(&self.compressed);
+        self.pos += size;
+        self.stats.frames_decompressed += 1;
+        self.stats.bytes_decompressed += size;
+        Ok(i)
     }
 
     /// Passes over the next frame without decompressing it (its bytes are hashed). Only at a

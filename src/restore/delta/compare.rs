@@ -191,6 +191,14 @@ fn file_checksum(
     if matches!(state, State::None) && chunks.is_empty() {
         return Ok((None, Vec::new()));
     }
+    // A CRC32C of the whole file is combined from the chunks' when they cover it back to
+    // back: one pass of CRC over the bytes instead of two.
+    let derive = algorithm == Algorithm::Crc32c
+        && chunks.first().is_some_and(|c| c.0 == 0)
+        && chunks.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0);
+    if derive {
+        state = State::None;
+    }
     let mut f = std::fs::File::open(path)?;
     let (mut off, mut k) = (0u64, 0usize);
     loop {
@@ -229,12 +237,28 @@ fn file_checksum(
         }
         off = end;
     }
-    let chunk_crcs = crcs
+    let chunk_crcs: Vec<Option<u32>> = crcs
         .iter()
         .zip(chunks)
         .map(|(&(crc, got), &(_, len))| (got == len).then_some(crc))
         .collect();
     let whole = match state {
+        State::None if derive => {
+            let end = chunks.last().map_or(0, |c| c.0 + c.1);
+            let mut whole = Some(0u32);
+            for (crc, &(_, len)) in chunk_crcs.iter().zip(chunks) {
+                whole = match (whole, crc, usize::try_from(len)) {
+                    (Some(w), Some(c), Ok(len)) => Some(crc32c::crc32c_combine(w, *c, len)),
+                    _ => None,
+                };
+            }
+            // A file of another length than the chunks cover has another checksum.
+            Some(
+                whole
+                    .filter(|_| off == end)
+                    .map_or_else(String::new, |c| hex::encode(c.to_le_bytes())),
+            )
+        }
         State::None => None,
         State::Crc(c) => Some(hex::encode(c.to_le_bytes())),
         State::S224(h) => Some(hex::encode(h.finalize())),
@@ -587,10 +611,67 @@ enum ChunkError {
     Target(io::Error),
 }
 
+/// Chunks to decompress and patch are gathered up to this many compressed bytes, then done
+/// on several threads.
+const BATCH_BYTES: usize = 16 << 20;
+
+/// A chunk frame to decompress and write: (frame, its number, its compressed bytes).
+type Pending = (crate::repo::seekable::Frame, usize, Vec<u8>);
+
+/// Decompresses the chunks of `batch` and writes the 8 KiB blocks of each that differ from
+/// what `f` has at their place, on up to `threads` threads (the chunks do not overlap).
+/// Returns the bytes written.
+fn patch_batch(
+    f: &std::fs::File,
+    batch: &mut Vec<Pending>,
+    threads: usize,
+    old: &mut Vec<u8>,
+) -> Result<u64, ChunkError> {
+    let one = |part: &[Pending], old: &mut Vec<u8>| -> Result<u64, ChunkError> {
+        let mut dctx = zstd::bulk::Decompressor::new().map_err(ChunkError::Archive)?;
+        let mut new = Vec::new();
+        let mut written = 0u64;
+        for (frame, i, compressed) in part {
+            crate::repo::seekable::decode_frame(&mut dctx, compressed, frame, *i, &mut new)
+                .map_err(ChunkError::Archive)?;
+            let at = frame.chunk.map_or(0, |c| c.at);
+            written += patch_range(f, at, &new, old).map_err(ChunkError::Target)?;
+        }
+        Ok(written)
+    };
+    let pending = std::mem::take(batch);
+    let threads = threads.clamp(1, pending.len().max(1));
+    if threads == 1 {
+        return one(&pending, old);
+    }
+    let per = pending.len().div_ceil(threads);
+    let results: Vec<Result<u64, ChunkError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pending
+            .chunks(per)
+            .map(|part| scope.spawn(move || one(part, &mut Vec::new())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ChunkError::Archive(io::Error::other(
+                        "a decompressing thread failed; run the restore again",
+                    )))
+                })
+            })
+            .collect()
+    });
+    let mut written = 0u64;
+    for r in results {
+        written += r?;
+    }
+    Ok(written)
+}
+
 /// Brings the existing file `target` to member `path`'s content (`size` bytes) from the chunk
 /// frames that come next in `frames`: a chunk the file already holds (same CRC-32C) is passed
-/// over without decompressing it, the others are decompressed and only their 8 KiB blocks
-/// that differ are written. Returns the bytes written.
+/// over without decompressing it, the others are decompressed (on several threads) and only
+/// their 8 KiB blocks that differ are written. Returns the bytes written.
 fn patch_chunks<R: Read>(
     frames: &mut FrameReader<R>,
     seek: &Seekable,
@@ -605,7 +686,12 @@ fn patch_chunks<R: Read>(
         .open(target)
         .map_err(ChunkError::Target)?;
     let held = seek.target_chunks.get(path);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
     let (mut done, mut written) = (0u64, 0u64);
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut batched = 0usize;
     while done < size {
         let mismatch = |what: String| {
             ChunkError::Archive(io::Error::new(
@@ -639,14 +725,23 @@ fn patch_chunks<R: Read>(
         if frame.size > size - done {
             return Err(mismatch("the chunk is longer than the member".into()));
         }
+        done += frame.size;
         if chunk_held(held, seek.index.chunk_size, &c) {
             frames.skip_frame().map_err(ChunkError::Archive)?;
-        } else {
-            let new = frames.take_frame().map_err(ChunkError::Archive)?;
-            written += patch_range(&f, c.at, new, old).map_err(ChunkError::Target)?;
+            continue;
         }
-        done += frame.size;
+        let mut compressed = Vec::new();
+        let i = frames
+            .take_compressed(&mut compressed)
+            .map_err(ChunkError::Archive)?;
+        batched += compressed.len();
+        batch.push((frame, i, compressed));
+        if batched >= BATCH_BYTES {
+            written += patch_batch(&f, &mut batch, threads, old)?;
+            batched = 0;
+        }
     }
+    written += patch_batch(&f, &mut batch, threads, old)?;
     f.set_len(size).map_err(ChunkError::Target)?;
     Ok(written)
 }
@@ -1050,8 +1145,13 @@ mod tests {
             file_checksum(&p, Algorithm::None, &[], &mut buf).unwrap(),
             (None, Vec::new())
         );
-        // Chunk CRCs in the same pass, across read boundaries (buf is 4 bytes); a chunk the
-        // file does not hold whole has none.
+        // Chunk CRCs in the same pass, across read boundaries (buf is 4 bytes), and the whole
+        // file's combined from them; a chunk the file does not hold whole has none.
+        let (whole, _) =
+            file_checksum(&p, Algorithm::Crc32c, &[(0, 3), (3, 5), (8, 1)], &mut buf).unwrap();
+        assert_eq!(whole.as_deref(), Some("839206e3"));
+        let (whole, _) = file_checksum(&p, Algorithm::Crc32c, &[(0, 3), (3, 5)], &mut buf).unwrap();
+        assert_eq!(whole.as_deref(), Some(""));
         let (_, chunks) = file_checksum(
             &p,
             Algorithm::None,
@@ -1182,14 +1282,15 @@ mod tests {
         let d = dir.path();
         std::fs::create_dir_all(d.join("base/1")).unwrap();
         let page = |p: usize, v: u8| vec![v.wrapping_add(p as u8); BLOCK];
-        // 10 pages = 3 chunks of 4 pages (the last one 2): `grown` gained pages 8 and 9, page 1
-        // of `patched` changed, `same` and `small` did not change, `new` is new.
+        // 10 pages = 3 chunks of 4 pages (the last one 2): `grown` gained pages 8 and 9, pages 1
+        // and 9 of `patched` changed (two chunks, decompressed on two threads), `same` and `small` did not change, `new` is new.
         let pages = |n: usize, v: u8| (0..n).flat_map(|p| page(p, v)).collect::<Vec<u8>>();
         let backup_grown = pages(10, 1);
         let backup_patched = pages(10, 2);
         let backup_same = pages(10, 3);
         let mut dir_patched = backup_patched.clone();
         dir_patched[BLOCK + 7] ^= 0xff;
+        dir_patched[9 * BLOCK + 3] ^= 0xff;
         let longer = [backup_same.clone(), page(99, 0)].concat();
         std::fs::write(d.join("base/1/grown"), &backup_grown[..8 * BLOCK]).unwrap();
         std::fs::write(d.join("base/1/patched"), &dir_patched).unwrap();
@@ -1227,8 +1328,9 @@ mod tests {
             ])
         );
         let (_, chunks, skipped) = plan.decompress_estimate(&index);
-        // 5 members of 3 chunks; to decompress: grown's last, patched's first, all of new.
-        assert_eq!((chunks, skipped), (15, 10));
+        // 5 members of 3 chunks; to decompress: grown's last, patched's first and last, all of
+        // new.
+        assert_eq!((chunks, skipped), (15, 9));
         let seek = Seekable {
             index: &index,
             target_chunks: &plan.target_chunks,
@@ -1252,15 +1354,15 @@ mod tests {
             assert_eq!(&std::fs::read(d.join(path)).unwrap(), data, "{path}");
         }
         assert_eq!(s.written, 4);
-        // grown: 2 pages; patched: 1 page; new: whole.
-        assert_eq!(s.bytes_written, (3 * BLOCK + backup_grown.len()) as u64);
+        // grown: 2 pages; patched: 2 pages; new: whole.
+        assert_eq!(s.bytes_written, (4 * BLOCK + backup_grown.len()) as u64);
         let f = s.frames.unwrap();
         assert_eq!(
             (
                 f.frames_skipped,
                 f.frames - f.frames_skipped - f.frames_decompressed
             ),
-            (10, 0)
+            (9, 0)
         );
         assert_eq!(s.stored_bytes, stored.len() as u64);
 
