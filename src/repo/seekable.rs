@@ -494,7 +494,19 @@ impl Pool {
                             Err(_) => return,
                         };
                         let Ok(job) = job else { return };
-                        if tx.send(compress_cut(&mut c, job.seq, job.cut)).is_err() {
+                        let seq = job.seq;
+                        // A frame always comes back, so the writer never waits for one that
+                        // will not.
+                        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            compress_cut(&mut c, seq, job.cut)
+                        }))
+                        .unwrap_or_else(|_| Done {
+                            seq,
+                            compressed: Err(io::Error::other("a compression worker failed")),
+                            size: 0,
+                            chunk: None,
+                        });
+                        if tx.send(done).is_err() {
                             return;
                         }
                     }

@@ -242,7 +242,7 @@ fn load_indexes(repo: &Repo, m: &BackupManifest) -> (BTreeMap<String, Arc<Index>
                 out.insert(file.name.clone(), Arc::new(index));
             }
             Err(why) => notes.push(format!(
-                "the frame index {} of backup {} is damaged ({why}): {} is decompressed whole instead (slower, as safe); run `dbagent backups verify {}`",
+                "the frame index {} of backup {} is damaged or unreadable ({why}): {} is decompressed whole instead (slower, as safe); run `dbagent backups verify {}`",
                 stored.name, m.id, file.name, m.id
             )),
         }
