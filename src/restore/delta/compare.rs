@@ -805,11 +805,19 @@ pub fn stream_archive(
         dest: dest.to_path_buf(),
         why,
     };
+    // A read error of the archive (a frame that does not decompress) that surfaces while a
+    // member is written is the archive's damage, not a write error.
+    let failed: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
     let write_err = |path: PathBuf, action: &'static str| {
-        move |source: io::Error| ExtractError::Io {
-            path,
-            action,
-            source,
+        let failed = Rc::clone(&failed);
+        let file = file.name.clone();
+        move |source: io::Error| match extract::read_failure(&failed) {
+            Some(detail) => ExtractError::Damaged { file, detail },
+            None => ExtractError::Io {
+                path,
+                action,
+                source,
+            },
         }
     };
     let state = Rc::new(RefCell::new((sha2::Sha256::new(), 0u64)));
@@ -838,7 +846,10 @@ pub fn stream_archive(
             )
         }
     };
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(extract::Watched {
+        inner: reader,
+        failed: Rc::clone(&failed),
+    });
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(false);
@@ -1390,6 +1401,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("SHA-256"), "{e}");
+
+        // A frame that does not decompress while a new file is written is the archive's
+        // damage, not a write error.
+        std::fs::remove_file(d.join("base/1/new")).unwrap();
+        let mut bad = stored.clone();
+        let new_frame = index
+            .frames
+            .iter()
+            .find(|f| {
+                f.chunk
+                    .is_some_and(|c| index.members[c.member as usize] == "base/1/new")
+            })
+            .unwrap();
+        bad[(new_frame.offset + new_frame.len / 2) as usize] ^= 0x55;
+        let e = stream_archive(
+            &bad[..],
+            &file,
+            Compression::Zstd,
+            d,
+            &plan.rewrite,
+            Some(Seekable {
+                index: &index,
+                target_chunks: &plan.target_chunks,
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, extract::ExtractError::Damaged { detail, .. } if detail.contains("does not decompress")),
+            "{e}"
+        );
     }
 
     #[test]
