@@ -25,6 +25,23 @@ pub struct BackupFile {
     pub sha256: String,
     /// For a tablespace archive: its OID and location on the backed-up server.
     pub tablespace: Option<Tablespace>,
+    /// For an archive dbagent compressed with zstd as independent frames: the stored index of
+    /// its frames (`<name>.idx`, see `repo::seekable`), which lets a delta restore pass over
+    /// unchanged data without decompressing it. None in older backups and for other archives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexFile>,
+}
+
+/// The stored index of a seekable archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexFile {
+    /// File name inside the backup directory, e.g. `base.tar.zst.idx`.
+    pub name: String,
+    /// Size in the repository.
+    pub size: u64,
+    /// SHA-256 of the stored bytes, hex.
+    pub sha256: String,
 }
 
 /// A tablespace captured in a backup.
@@ -116,9 +133,12 @@ impl BackupManifest {
         self.files.iter().map(|f| f.size).sum()
     }
 
-    /// Total size in the repository.
+    /// Total size in the repository (archive indexes included).
     pub fn stored_size(&self) -> u64 {
-        self.files.iter().map(|f| f.stored_size).sum()
+        self.files
+            .iter()
+            .map(|f| f.stored_size + f.index.as_ref().map_or(0, |i| i.size))
+            .sum()
     }
 
     pub fn duration_seconds(&self) -> f64 {

@@ -316,21 +316,32 @@ pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError
         path: repo.locate(&backup_key(&m.id, MANIFEST_FILE)),
         detail,
     };
-    if let Some(bad) = m.files.iter().find(|f| !valid_file_name(&f.name)) {
+    // Every stored file: the archives, backup_manifest, and the archives' frame indexes.
+    let stored: Vec<(&str, u64, &str)> = m
+        .files
+        .iter()
+        .flat_map(|f| {
+            std::iter::once((f.name.as_str(), f.stored_size, f.sha256.as_str())).chain(
+                f.index
+                    .as_ref()
+                    .map(|i| (i.name.as_str(), i.size, i.sha256.as_str())),
+            )
+        })
+        .collect();
+    if let Some((bad, _, _)) = stored.iter().find(|(name, _, _)| !valid_file_name(name)) {
         return Err(corrupt(format!(
-            "file name `{}` is not a plain file name",
-            bad.name
+            "file name `{bad}` is not a plain file name"
         )));
     }
     let range = WalRange::of(m).map_err(corrupt)?;
 
     let mut problems = Vec::new();
-    for f in &m.files {
-        tracing::debug!(backup = %m.id, file = %f.name, "Verifying");
-        let key = backup_key(&m.id, &f.name);
+    for &(name, stored_size, sha256) in &stored {
+        tracing::debug!(backup = %m.id, file = %name, "Verifying");
+        let key = backup_key(&m.id, name);
         let path = repo.locate(&key);
         let problem = |kind, problem| Problem::File {
-            file: f.name.clone(),
+            file: name.to_string(),
             kind,
             problem,
         };
@@ -355,12 +366,12 @@ pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError
                 continue;
             }
         };
-        if size != f.stored_size {
+        if size != stored_size {
             problems.push(problem(
                 "size_differs",
                 format!(
                     "size differs: the manifest says {} bytes, {} has {size}",
-                    f.stored_size,
+                    stored_size,
                     path.display()
                 ),
             ));
@@ -372,19 +383,19 @@ pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError
             Err(e) => Err(e.into()),
         };
         match hashed {
-            Ok((read, _)) if read != f.stored_size => problems.push(problem(
+            Ok((read, _)) if read != stored_size => problems.push(problem(
                 "size_differs",
                 format!(
                     "size differs: the manifest says {} bytes, {} has {read}",
-                    f.stored_size,
+                    stored_size,
                     path.display()
                 ),
             )),
-            Ok((_, sha)) if !sha.eq_ignore_ascii_case(&f.sha256) => problems.push(problem(
+            Ok((_, sha)) if !sha.eq_ignore_ascii_case(sha256) => problems.push(problem(
                 "checksum_differs",
                 format!(
                     "checksum differs: the manifest says sha256 {}, {} has {sha}",
-                    f.sha256,
+                    sha256,
                     path.display()
                 ),
             )),
@@ -429,7 +440,7 @@ pub fn verify(repo: &Repo, m: &BackupManifest) -> Result<VerifyReport, RepoError
     Ok(VerifyReport {
         id: m.id.clone(),
         ok: problems.is_empty(),
-        files_checked: m.files.len(),
+        files_checked: stored.len(),
         stored_bytes: m.stored_size(),
         wal_checked,
         wal_start: m.wal_start.clone(),
@@ -503,6 +514,7 @@ pub(crate) mod tests {
                 stored_size: bytes.len() as u64,
                 sha256: hex::encode(Sha256::digest(bytes)),
                 tablespace: None,
+                index: None,
             });
         }
         repo.storage()
@@ -573,6 +585,31 @@ pub(crate) mod tests {
         assert_eq!((file.as_str(), *kind), ("base.tar.zst", "checksum_differs"));
         assert!(problem.contains("checksum differs"), "{problem}");
         assert!(r.problems[0].render().starts_with("base.tar.zst: "));
+    }
+
+    #[test]
+    fn an_archive_index_is_verified_like_any_stored_file() {
+        let (_d, repo, mut m) = repo_with_backup();
+        let idx = b"an index".to_vec();
+        let key = backup_key(&m.id, "base.tar.zst.idx");
+        repo.storage().put(&key, &idx).unwrap();
+        m.files[0].index = Some(crate::backup::manifest::IndexFile {
+            name: "base.tar.zst.idx".into(),
+            size: idx.len() as u64,
+            sha256: hex::encode(Sha256::digest(&idx)),
+        });
+        let r = verify(&repo, &m).unwrap();
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.files_checked, 3);
+        assert_eq!(r.stored_bytes, (3 * BUF_SIZE + 17 + 2 + idx.len()) as u64);
+        repo.storage().put(&key, b"an indeX").unwrap();
+        let r = verify(&repo, &m).unwrap();
+        assert!(
+            matches!(&r.problems[..], [Problem::File { file, kind: "checksum_differs", .. }] if file == "base.tar.zst.idx"),
+            "{r:?}"
+        );
+        m.files[0].index.as_mut().unwrap().name = "../x.idx".into();
+        assert!(verify(&repo, &m).is_err());
     }
 
     #[test]

@@ -370,8 +370,9 @@ impl BackupFrom {
     }
 }
 
-/// `backup.compress_on`: who compresses the backup stream. The stored files are the same
-/// either way (`base.tar.zst` is one zstd stream, `.lz4` one LZ4 frame stream).
+/// `backup.compress_on`: who compresses the backup stream. The stored files are read the same
+/// way either way (`base.tar.zst` is a zstd stream, `.lz4` an LZ4 frame stream); with zstd,
+/// dbagent cuts it into independent frames and stores their index beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CompressOn {

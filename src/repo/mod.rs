@@ -30,6 +30,7 @@ pub mod lock;
 pub mod memory;
 pub mod posix;
 pub mod s3;
+pub mod seekable;
 pub mod storage;
 
 use std::path::{Path, PathBuf};

@@ -118,6 +118,51 @@ pub(crate) fn check_stored(file: &BackupFile, read: u64, hasher: Sha256) -> Resu
     Ok(())
 }
 
+/// Remembers the first error reading the archive (a frame that does not decompress, a failed
+/// checksum), so that a failure surfacing while a member is written is reported as the
+/// damaged archive it is, not as a write error on the member.
+pub(crate) struct Watched<R> {
+    pub(crate) inner: R,
+    pub(crate) failed: std::rc::Rc<std::cell::RefCell<Option<String>>>,
+}
+
+impl<R> Watched<R> {
+    fn note<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && let Ok(mut failed) = self.failed.try_borrow_mut()
+            && failed.is_none()
+        {
+            *failed = Some(e.to_string());
+        }
+        r
+    }
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.note(r)
+    }
+}
+
+impl<R: io::Seek> io::Seek for Watched<R> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let r = self.inner.seek(to);
+        self.note(r)
+    }
+}
+
+/// The first read error `failed` remembers, as the detail of a damaged archive.
+pub(crate) fn read_failure(
+    failed: &std::rc::Rc<std::cell::RefCell<Option<String>>>,
+) -> Option<String> {
+    failed
+        .try_borrow()
+        .ok()
+        .and_then(|f| f.clone())
+        .map(|e| format!("it does not decompress: {e}"))
+}
+
 /// What one archive extraction did.
 #[derive(Debug, Clone)]
 pub struct Extracted {
@@ -145,7 +190,11 @@ pub fn extract_archive(
     };
     let decoder = compress::decoder(compression, io::BufReader::with_capacity(1 << 20, hashing))
         .map_err(|e| damaged(format!("cannot start decompressing: {e}")))?;
-    let mut archive = tar::Archive::new(decoder);
+    let failed = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let mut archive = tar::Archive::new(Watched {
+        inner: decoder,
+        failed: std::rc::Rc::clone(&failed),
+    });
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(false);
@@ -200,7 +249,9 @@ pub fn extract_archive(
             }
         }
         let unpacked = entry.unpack_in(dest).map_err(|e| {
-            if e.kind() == io::ErrorKind::InvalidData || e.to_string().contains("outside") {
+            if let Some(detail) = read_failure(&failed) {
+                damaged(detail)
+            } else if e.kind() == io::ErrorKind::InvalidData || e.to_string().contains("outside") {
                 outside(&path, e.to_string())
             } else {
                 ExtractError::Io {

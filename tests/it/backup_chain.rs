@@ -184,7 +184,7 @@ fn incremental_chain_restores_verifies_and_expires_as_a_whole() {
     let bdir = agent.repo().join("backups").join(damaged);
     let base = entries(&bdir)
         .into_iter()
-        .find(|n| n.starts_with("base.tar"))
+        .find(|n| n.starts_with("base.tar") && !n.ends_with(".idx"))
         .unwrap();
     let base = bdir.join(base);
     let original = std::fs::read(&base).unwrap();

@@ -152,7 +152,11 @@ fn incremental_backups_on_18_are_taken_against_the_newest_backup_and_store_only_
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let mut expected: Vec<String> = m.files.iter().map(|f| f.name.clone()).collect();
+    let mut expected: Vec<String> = m
+        .files
+        .iter()
+        .flat_map(|f| std::iter::once(f.name.clone()).chain(f.index.iter().map(|i| i.name.clone())))
+        .collect();
     expected.push("manifest.json".into());
     expected.sort();
     assert_eq!(names, expected);

@@ -61,6 +61,7 @@ fn write_backup(agent: &Agent, start: Timestamp, first: u64, last: u64) -> Backu
             stored_size: bytes.len() as u64,
             sha256: hex::encode(Sha256::digest(bytes)),
             tablespace: None,
+            index: None,
         });
     }
     let m = BackupManifest {

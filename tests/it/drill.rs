@@ -105,10 +105,9 @@ pg_test!(
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("base.tar")
+                let name = p.file_name().unwrap().to_string_lossy();
+                // The archive, not its frame index.
+                name.starts_with("base.tar") && !name.ends_with(".idx")
             })
             .expect("base.tar.* in the backup");
         let mut bytes = std::fs::read(&base).unwrap();

@@ -53,6 +53,7 @@ fn agent_with_backups(n: u64) -> Agent {
                 stored_size: 1 << 20,
                 sha256: "0".repeat(64),
                 tablespace: None,
+                index: None,
             }],
             dbagent_version: "0.1.0".into(),
             backup_type: Default::default(),

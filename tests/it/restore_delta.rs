@@ -42,6 +42,13 @@ pg_test!(
     delta_restore_rewrites_only_what_changed_and_reaches_the_target,
     |v| {
         let (agent, mut pg) = archived_cluster(v);
+        // dbagent compresses (PostgreSQL 15's server could): its archives are seekable.
+        agent.set_yaml(&format!(
+            "postgres:\n  conninfo: \"{}\"\n  bin_dir: {}\nrepository:\n  path: REPO\nstate_dir: STATE\nbackup:\n  wal_timeout: 60s\n  compress_on: dbagent\n",
+            pg.conninfo(),
+            pg.version().bin_dir().display()
+        ));
+        agent.share_with_postgres();
         pg.psql("CREATE TABLE t (i int PRIMARY KEY, v text)");
         pg.psql("INSERT INTO t SELECT g, 'before' FROM generate_series(1, 20000) g");
         pg.psql("CREATE TABLE dropped_later (i int)");
@@ -161,6 +168,16 @@ pg_test!(
             "{delta}"
         );
         assert_eq!(delta["checksum_algorithm"], "CRC32C", "{delta}");
+        // The archive is seekable: most of its chunk frames hold data the directory has (files
+        // that did not change, and unchanged chunks of those that did) and are not
+        // decompressed. (Files smaller than a chunk, most of this small cluster, always are.)
+        let chunks = delta["chunk_frames"].as_u64().unwrap();
+        let skipped = delta["chunk_frames_skipped"].as_u64().unwrap();
+        let total =
+            delta["bytes_rewritten"].as_u64().unwrap() + delta["bytes_unchanged"].as_u64().unwrap();
+        let decompress = delta["bytes_to_decompress"].as_u64().unwrap();
+        assert!(chunks > 0 && skipped * 2 > chunks, "{delta}");
+        assert!(decompress < total, "{delta}");
         let text = agent.run_copy(&[
             "restore",
             "--delta",
@@ -179,14 +196,72 @@ pg_test!(
         );
         assert_eq!(before, tree(&data), "a dry run changed files");
 
-        // A stored archive that fails its checksum stops the restore, which says the directory is
-        // partly rewritten; without pg_control it cannot be started by mistake.
         let id = dry.json()["plan"]["backup"]["id"]
             .as_str()
             .unwrap()
             .to_string();
-        let manifest_path = agent.repo().join("backups").join(&id).join("manifest.json");
+        let backup_dir = agent.repo().join("backups").join(&id);
+        let manifest_path = backup_dir.join("manifest.json");
         let good = std::fs::read(&manifest_path).unwrap();
+
+        // The stored archive is still one zstd stream for other readers.
+        let archive = backup_dir.join("base.tar.zst");
+        if let Ok(out) = std::process::Command::new("zstd")
+            .arg("-dc")
+            .arg(&archive)
+            .output()
+        {
+            assert!(out.status.success(), "zstd -d {}", archive.display());
+            let m: serde_json::Value = serde_json::from_slice(&good).unwrap();
+            let base = m["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == "base.tar.zst")
+                .unwrap();
+            assert_eq!(out.stdout.len() as u64, base["size"].as_u64().unwrap());
+            assert_eq!(base["index"]["name"], "base.tar.zst.idx", "{base}");
+        }
+
+        // A damaged frame index is named, and the restore falls back to decompressing the
+        // archive whole.
+        let idx = backup_dir.join("base.tar.zst.idx");
+        let idx_good = std::fs::read(&idx).unwrap();
+        let mut bad = idx_good.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        std::fs::write(&idx, &bad).unwrap();
+        let fallback = agent.run_copy(&[
+            "restore",
+            "--delta",
+            "--to",
+            &to,
+            "--target",
+            &target,
+            "--dry-run",
+            "--json",
+        ]);
+        assert_eq!(fallback.code, 0, "{}", fallback.all());
+        let plan = &fallback.json()["plan"];
+        assert!(
+            plan["notes"]
+                .to_string()
+                .contains("frame index base.tar.zst.idx")
+                && plan["notes"].to_string().contains("damaged"),
+            "{plan}"
+        );
+        assert_eq!(plan["delta"]["chunk_frames"], 0, "{plan}");
+        let verify = agent.run_copy(&["backups", "verify", &id]);
+        assert_ne!(verify.code, 0, "{}", verify.all());
+        assert!(
+            verify.all().contains("base.tar.zst.idx"),
+            "{}",
+            verify.all()
+        );
+        std::fs::write(&idx, &idx_good).unwrap();
+
+        // A stored archive that fails its checksum stops the restore, which says the directory is
+        // partly rewritten; without pg_control it cannot be started by mistake.
         let mut m: serde_json::Value = serde_json::from_slice(&good).unwrap();
         for f in m["files"].as_array_mut().unwrap() {
             if f["name"].as_str().unwrap().starts_with("base.tar") {
@@ -227,6 +302,32 @@ pg_test!(
                 .query("SELECT count(*) FROM t WHERE v = 'too late'")
                 .eq("0")
         );
+        drop(restored);
+
+        // A backup in the format before frame indexes (no index in manifest.json, none stored)
+        // still delta-restores, decompressing its archives whole.
+        let mut m: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        for f in m["files"].as_array_mut().unwrap() {
+            if let Some(name) = f.as_object_mut().unwrap().remove("index") {
+                std::fs::remove_file(backup_dir.join(name["name"].as_str().unwrap())).unwrap();
+            }
+        }
+        std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+        let (restored, json) = restore_started(&agent, v, &data, &target, &["--delta"]);
+        let old = &json["plan"]["delta"];
+        assert_eq!(old["chunk_frames"], 0, "{old}");
+        assert_eq!(
+            old["bytes_to_decompress"].as_u64().unwrap(),
+            m["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["name"] != "backup_manifest")
+                .map(|f| f["size"].as_u64().unwrap())
+                .sum::<u64>(),
+            "{old}"
+        );
+        assert_eq!(restored.query(CONTENT), expected, "{json}");
         drop(restored);
         drop(other);
     }

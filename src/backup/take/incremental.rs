@@ -426,6 +426,7 @@ mod tests {
                     stored_size: pg_manifest.len() as u64,
                     sha256: sha.into(),
                     tablespace: None,
+                    index: None,
                 }],
                 dbagent_version: "test".into(),
                 backup_type: BackupType::Full,

@@ -179,6 +179,7 @@ pub fn take_from(
         stored_size: pg_manifest.len() as u64,
         sha256: hex::encode(Sha256::digest(&pg_manifest)),
         tablespace: None,
+        index: None,
     });
     std::fs::remove_dir_all(&pgbb_dir).map_err(io_err(&pgbb_dir, "remove"))?;
     if let Some(path) = &parent_manifest {

@@ -1,5 +1,7 @@
 //! Tar stream plumbing: one named pipe → compression (or, for a stream the server compressed,
-//! a decoding check) → SHA-256 and size → the repository file, made durable.
+//! a decoding check) → SHA-256 and size → the repository file, made durable. With zstd, dbagent
+//! writes a seekable archive (independent frames, see `repo::seekable`) and stores its index
+//! next to it.
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -10,7 +12,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::{BackupError, io_err};
 use super::watch::kill;
-use crate::backup::manifest::{BackupFile, Tablespace};
+use crate::backup::manifest::{BackupFile, IndexFile, Tablespace};
+use crate::repo::seekable::{self, FrameWriter, Index};
 use crate::repo::storage::{BackupWriter, ObjectWriter};
 use crate::repo::{Compression, compress};
 
@@ -49,7 +52,7 @@ impl StreamJob {
 
     fn stream(&self, input: &mut std::fs::File) -> Result<Option<BackupFile>, BackupError> {
         let mut buf = vec![0u8; 1 << 20];
-        let mut first = input.read(&mut buf).map_err(io_err(&self.fifo, "read"))?;
+        let first = input.read(&mut buf).map_err(io_err(&self.fifo, "read"))?;
         if first == 0 {
             return Ok(None);
         }
@@ -57,23 +60,20 @@ impl StreamJob {
         let file = self.backup.file(&self.stored_name)?;
         let mut hashed = HashingWriter::new(file);
         let state = hashed.state();
+        let mut index: Option<Index> = None;
         let size = if self.on_server {
             self.store_compressed(input, &buf[..first], &mut hashed)?
+        } else if self.compression == Compression::Zstd {
+            let mut enc = FrameWriter::new(&mut hashed, self.level, self.threads, seekable::CHUNK)
+                .map_err(io_err(&self.dest, "start compressing"))?;
+            let size = self.pump(input, &mut buf, first, &mut enc)?;
+            index = Some(enc.finish().map_err(io_err(&self.dest, "write"))?);
+            size
         } else {
             let mut enc =
                 compress::encoder(self.compression, self.level, self.threads, &mut hashed)
                     .map_err(io_err(&self.dest, "start compressing"))?;
-            let mut size = 0u64;
-            loop {
-                enc.write_all(&buf[..first])
-                    .map_err(io_err(&self.dest, "write"))?;
-                size += first as u64;
-                self.done.fetch_add(first as u64, Ordering::Relaxed);
-                first = input.read(&mut buf).map_err(io_err(&self.fifo, "read"))?;
-                if first == 0 {
-                    break;
-                }
-            }
+            let size = self.pump(input, &mut buf, first, &mut enc)?;
             enc.finish().map_err(io_err(&self.dest, "write"))?;
             size
         };
@@ -82,13 +82,66 @@ impl StreamJob {
             .lock()
             .map(|s| (hex::encode(s.0.clone().finalize()), s.1))
             .map_err(|_| BackupError::Refused("hash state poisoned".into()))?;
+        let index = match index {
+            Some(index) => Some(self.store_index(&index, stored_size, size)?),
+            None => None,
+        };
         Ok(Some(BackupFile {
             name: self.stored_name.clone(),
             size,
             stored_size,
             sha256,
             tablespace: self.tablespace.clone(),
+            index,
         }))
+    }
+
+    /// Copies the pipe into `enc`, starting with the `first` bytes already in `buf`; returns
+    /// the bytes copied.
+    fn pump(
+        &self,
+        input: &mut std::fs::File,
+        buf: &mut [u8],
+        mut first: usize,
+        enc: &mut impl Write,
+    ) -> Result<u64, BackupError> {
+        let mut size = 0u64;
+        loop {
+            enc.write_all(&buf[..first])
+                .map_err(io_err(&self.dest, "write"))?;
+            size += first as u64;
+            self.done.fetch_add(first as u64, Ordering::Relaxed);
+            first = input.read(buf).map_err(io_err(&self.fifo, "read"))?;
+            if first == 0 {
+                return Ok(size);
+            }
+        }
+    }
+
+    /// Stores the index of the seekable archive just written, checked against it first.
+    fn store_index(
+        &self,
+        index: &Index,
+        stored_size: u64,
+        size: u64,
+    ) -> Result<IndexFile, BackupError> {
+        let name = seekable::index_name(&self.stored_name);
+        index.validate(stored_size, size).map_err(|why| {
+            BackupError::Refused(format!(
+                "the frame index of {} does not match the archive written ({why}); this is a bug in dbagent: take the backup with --compress lz4 meanwhile",
+                self.stored_name
+            ))
+        })?;
+        let dest = self.dest.with_file_name(&name);
+        let bytes = index.encode().map_err(io_err(&dest, "encode"))?;
+        let mut file = self.backup.file(&name)?;
+        file.write_all(&bytes).map_err(io_err(&dest, "write"))?;
+        file.commit()?;
+        Ok(IndexFile {
+            name,
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        })
     }
 }
 
@@ -312,6 +365,61 @@ mod tests {
         assert_eq!(file.stored_size, stored.len() as u64);
         assert_eq!(file.sha256, hex::encode(Sha256::digest(&stored)));
         assert_eq!(job.done.load(Ordering::Relaxed), data.len() as u64);
+        // Not a tar: frames, but no chunk frames.
+        let index = file.index.expect("an index");
+        assert_eq!(index.name, "base.tar.zst.idx");
+    }
+
+    #[test]
+    fn a_tar_stream_is_stored_as_frames_with_its_index_beside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = tar::Builder::new(Vec::new());
+        let chunk = seekable::CHUNK as usize;
+        for (name, size) in [
+            ("PG_VERSION", 3),
+            ("base/1/1259", 3 * chunk + 8192),
+            ("base/1/2", 100),
+        ] {
+            let data: Vec<u8> = (0..size).map(|i| ((i / 64) % 199) as u8).collect();
+            let mut h = tar::Header::new_ustar();
+            h.set_size(size as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            b.append_data(&mut h, name, &data[..]).expect("append");
+        }
+        let tar = b.into_inner().expect("tar");
+        for threads in [1, 2] {
+            let (mut job, repo) = job(dir.path(), &tar, false, Compression::Zstd);
+            job.threads = threads;
+            let file = stream(&job).expect("stream").expect("a file");
+            let stored = stored(&repo, &job).expect("stored file");
+            assert_eq!(decoded(Compression::Zstd, &stored), tar);
+            let ix = file.index.expect("an index");
+            let bytes = repo
+                .storage()
+                .read(&Key::backup("B", &ix.name))
+                .expect("read")
+                .expect("the index is stored");
+            assert_eq!(
+                (ix.size, ix.sha256.clone()),
+                (bytes.len() as u64, hex::encode(Sha256::digest(&bytes)))
+            );
+            let index = Index::decode(&bytes).expect("decode");
+            index.validate(file.stored_size, file.size).expect("valid");
+            assert_eq!(index.members, vec!["base/1/1259"]);
+            assert_eq!(index.frames.iter().filter(|f| f.chunk.is_some()).count(), 4);
+        }
+        // lz4 and none: no index.
+        for c in [Compression::Lz4, Compression::None] {
+            let (job, _repo) = job(dir.path(), &tar, false, c);
+            assert!(
+                stream(&job)
+                    .expect("stream")
+                    .expect("a file")
+                    .index
+                    .is_none()
+            );
+        }
     }
 
     #[test]

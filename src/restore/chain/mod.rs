@@ -583,6 +583,7 @@ mod tests {
                 stored_size: size,
                 sha256: String::new(),
                 tablespace: None,
+                index: None,
             });
         }
         v

@@ -6,10 +6,13 @@
 //!
 //! Layer: operation. Uses: backup, repo. Used by: restore.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -17,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::extract;
 use crate::backup::manifest::BackupFile;
+use crate::repo::seekable::{FrameReader, FrameStats, Index};
 use crate::repo::{Compression, compress};
 
 /// The suffix of the temporary name a rewritten file is written under before its rename.
@@ -61,6 +65,22 @@ pub struct DeltaPlan {
     pub checksum_algorithm: String,
     /// How long the comparison took.
     pub compare_seconds: f64,
+    /// Uncompressed bytes of the stored archives that the restore decompresses: all of an
+    /// archive without a frame index; with one, everything but the chunk frames whose data the
+    /// directory already has (an estimate: a file found with other hard links is replaced
+    /// whole).
+    pub bytes_to_decompress: u64,
+    /// Chunk frames in the archives' indexes, and how many of them hold data the directory
+    /// already has: passed over without decompressing them.
+    pub chunk_frames: u64,
+    pub chunk_frames_skipped: u64,
+    /// CRC-32C of each chunk (the index's layout) of the files that have chunk frames, as the
+    /// directory has them; None for a chunk the file does not hold whole.
+    #[serde(skip)]
+    pub target_chunks: BTreeMap<PathBuf, Vec<Option<u32>>>,
+    /// The frame indexes of the stored archives that have a sound one, by archive name.
+    #[serde(skip)]
+    pub indexes: BTreeMap<String, Arc<Index>>,
     /// Relative paths of the files to write.
     #[serde(skip)]
     pub rewrite: BTreeSet<PathBuf>,
@@ -141,10 +161,18 @@ impl Algorithm {
 
 /// The checksum of `path` as backup_manifest writes it (hex; CRC32C as its little-endian
 /// bytes, which is how PostgreSQL prints it on the platforms it builds for), reading in
-/// blocks of `buf`'s size. `None` for algorithm NONE.
-fn file_checksum(path: &Path, algorithm: Algorithm, buf: &mut [u8]) -> io::Result<Option<String>> {
+/// blocks of `buf`'s size; `None` for algorithm NONE. In the same pass, the CRC-32C of each
+/// range of `chunks` (offset, length; in order, not overlapping): None for a range the file
+/// does not hold whole.
+fn file_checksum(
+    path: &Path,
+    algorithm: Algorithm,
+    chunks: &[(u64, u64)],
+    buf: &mut [u8],
+) -> io::Result<(Option<String>, Vec<Option<u32>>)> {
     use sha2::Digest;
     enum State {
+        None,
         Crc(u32),
         S224(sha2::Sha224),
         S256(sha2::Sha256),
@@ -152,14 +180,27 @@ fn file_checksum(path: &Path, algorithm: Algorithm, buf: &mut [u8]) -> io::Resul
         S512(sha2::Sha512),
     }
     let mut state = match algorithm {
-        Algorithm::None => return Ok(None),
+        Algorithm::None => State::None,
         Algorithm::Crc32c => State::Crc(0),
         Algorithm::Sha224 => State::S224(sha2::Sha224::new()),
         Algorithm::Sha256 => State::S256(sha2::Sha256::new()),
         Algorithm::Sha384 => State::S384(sha2::Sha384::new()),
         Algorithm::Sha512 => State::S512(sha2::Sha512::new()),
     };
+    let mut crcs: Vec<(u32, u64)> = vec![(0, 0); chunks.len()];
+    if matches!(state, State::None) && chunks.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    // A CRC32C of the whole file is combined from the chunks' when they cover it back to
+    // back: one pass of CRC over the bytes instead of two.
+    let derive = algorithm == Algorithm::Crc32c
+        && chunks.first().is_some_and(|c| c.0 == 0)
+        && chunks.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0);
+    if derive {
+        state = State::None;
+    }
     let mut f = std::fs::File::open(path)?;
+    let (mut off, mut k) = (0u64, 0usize);
     loop {
         let n = match f.read(buf) {
             Ok(0) => break,
@@ -169,20 +210,63 @@ fn file_checksum(path: &Path, algorithm: Algorithm, buf: &mut [u8]) -> io::Resul
         };
         let data = &buf[..n];
         match &mut state {
+            State::None => {}
             State::Crc(c) => *c = crc32c::crc32c_append(*c, data),
             State::S224(h) => h.update(data),
             State::S256(h) => h.update(data),
             State::S384(h) => h.update(data),
             State::S512(h) => h.update(data),
         }
+        let end = off + n as u64;
+        while let Some(&(at, len)) = chunks.get(k) {
+            if at >= end {
+                break;
+            }
+            let from = at.max(off);
+            let to = (at + len).min(end);
+            if from < to {
+                let piece = &data[(from - off) as usize..(to - off) as usize];
+                let c = &mut crcs[k];
+                c.0 = crc32c::crc32c_append(c.0, piece);
+                c.1 += to - from;
+            }
+            if at + len > end {
+                break;
+            }
+            k += 1;
+        }
+        off = end;
     }
-    Ok(Some(match state {
-        State::Crc(c) => hex::encode(c.to_le_bytes()),
-        State::S224(h) => hex::encode(h.finalize()),
-        State::S256(h) => hex::encode(h.finalize()),
-        State::S384(h) => hex::encode(h.finalize()),
-        State::S512(h) => hex::encode(h.finalize()),
-    }))
+    let chunk_crcs: Vec<Option<u32>> = crcs
+        .iter()
+        .zip(chunks)
+        .map(|(&(crc, got), &(_, len))| (got == len).then_some(crc))
+        .collect();
+    let whole = match state {
+        State::None if derive => {
+            let end = chunks.last().map_or(0, |c| c.0 + c.1);
+            let mut whole = Some(0u32);
+            for (crc, &(_, len)) in chunk_crcs.iter().zip(chunks) {
+                whole = match (whole, crc, usize::try_from(len)) {
+                    (Some(w), Some(c), Ok(len)) => Some(crc32c::crc32c_combine(w, *c, len)),
+                    _ => None,
+                };
+            }
+            // A file of another length than the chunks cover has another checksum.
+            Some(
+                whole
+                    .filter(|_| off == end)
+                    .map_or_else(String::new, |c| hex::encode(c.to_le_bytes())),
+            )
+        }
+        State::None => None,
+        State::Crc(c) => Some(hex::encode(c.to_le_bytes())),
+        State::S224(h) => Some(hex::encode(h.finalize())),
+        State::S256(h) => Some(hex::encode(h.finalize())),
+        State::S384(h) => Some(hex::encode(h.finalize())),
+        State::S512(h) => Some(hex::encode(h.finalize())),
+    };
+    Ok((whole, chunk_crcs))
 }
 
 /// Reads the files of PostgreSQL's backup_manifest.
@@ -252,34 +336,51 @@ pub fn system_identifier(data: &Path) -> io::Result<u64> {
     Ok(u64::from_ne_bytes(b))
 }
 
-/// Compares the directory with the backup's files: what to rewrite, remove and keep.
-pub fn compare(dir: &Path, wanted: &[Wanted]) -> Result<DeltaPlan, IoAt> {
+/// Compares the directory with the backup's files: what to rewrite, remove and keep. For the
+/// files in `chunked` (the chunk layout of the archives' frame indexes) it also takes the
+/// CRC-32C of each chunk the directory's file holds, whether the file differs or not.
+pub fn compare(
+    dir: &Path,
+    wanted: &[Wanted],
+    chunked: &BTreeMap<PathBuf, Vec<(u64, u64)>>,
+) -> Result<DeltaPlan, IoAt> {
     let started = Instant::now();
     let mut found = Found::default();
     walk(dir, Path::new(""), &mut found).map_err(io_at(dir, "list"))?;
-    // Same size: the checksum decides; otherwise it is rewritten without reading it.
-    let mut to_check: Vec<&Wanted> = Vec::new();
+    // Same size: the checksum decides; otherwise it is rewritten without reading it (but its
+    // chunks, if it has any, are read).
+    struct Check<'a> {
+        w: &'a Wanted,
+        whole: bool,
+        chunks: &'a [(u64, u64)],
+    }
+    let mut to_check: Vec<Check> = Vec::new();
     let mut rewrite = BTreeSet::new();
     let mut bytes_rewritten = 0u64;
     for w in wanted {
-        match found.files.get(&w.path) {
-            Some((size, true)) if *size == w.size && w.algorithm != Algorithm::None => {
-                to_check.push(w);
-            }
-            _ => {
-                rewrite.insert(w.path.clone());
-                bytes_rewritten += w.size;
-            }
+        let found_file = found.files.get(&w.path);
+        let whole = matches!(found_file, Some((size, true)) if *size == w.size && w.algorithm != Algorithm::None);
+        let chunks = match (found_file, chunked.get(&w.path)) {
+            (Some((_, true)), Some(c)) => c.as_slice(),
+            _ => &[],
+        };
+        if whole || !chunks.is_empty() {
+            to_check.push(Check { w, whole, chunks });
+        }
+        if !whole {
+            rewrite.insert(w.path.clone());
+            bytes_rewritten += w.size;
         }
     }
     // The biggest first, so the threads finish together.
-    to_check.sort_by_key(|w| std::cmp::Reverse(w.size));
+    to_check.sort_by_key(|c| std::cmp::Reverse(c.w.size));
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8)
         .min(to_check.len().max(1));
     let next = AtomicUsize::new(0);
-    let results: Vec<Vec<(usize, io::Result<bool>)>> = std::thread::scope(|scope| {
+    type Checked = io::Result<(bool, Vec<Option<u32>>)>;
+    let results: Vec<Vec<(usize, Checked)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let (to_check, next) = (&to_check, &next);
@@ -288,11 +389,19 @@ pub fn compare(dir: &Path, wanted: &[Wanted]) -> Result<DeltaPlan, IoAt> {
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(w) = to_check.get(i) else {
+                        let Some(c) = to_check.get(i) else {
                             return out;
                         };
-                        let r = file_checksum(&dir.join(&w.path), w.algorithm, &mut buf)
-                            .map(|c| c.is_some_and(|c| c == w.checksum));
+                        let w = c.w;
+                        let algorithm = if c.whole {
+                            w.algorithm
+                        } else {
+                            Algorithm::None
+                        };
+                        let r = file_checksum(&dir.join(&w.path), algorithm, c.chunks, &mut buf)
+                            .map(|(whole, chunks)| {
+                                (whole.is_some_and(|s| s == w.checksum), chunks)
+                            });
                         out.push((i, r));
                     }
                 })
@@ -304,11 +413,16 @@ pub fn compare(dir: &Path, wanted: &[Wanted]) -> Result<DeltaPlan, IoAt> {
             .collect()
     });
     let mut same = vec![false; to_check.len()];
+    let mut target_chunks = BTreeMap::new();
     let mut checked = 0usize;
     for (i, r) in results.into_iter().flatten() {
         checked += 1;
-        let w = to_check[i];
-        same[i] = r.map_err(io_at(&dir.join(&w.path), "read"))?;
+        let c = &to_check[i];
+        let (s, chunks) = r.map_err(io_at(&dir.join(&c.w.path), "read"))?;
+        same[i] = s;
+        if !c.chunks.is_empty() {
+            target_chunks.insert(c.w.path.clone(), chunks);
+        }
     }
     if checked != to_check.len() {
         return Err(IoAt {
@@ -318,7 +432,11 @@ pub fn compare(dir: &Path, wanted: &[Wanted]) -> Result<DeltaPlan, IoAt> {
         });
     }
     let (mut files_unchanged, mut bytes_unchanged) = (0u64, 0u64);
-    for (w, same) in to_check.iter().zip(same) {
+    for (c, same) in to_check.iter().zip(same) {
+        let w = c.w;
+        if !c.whole {
+            continue;
+        }
         if same {
             files_unchanged += 1;
             bytes_unchanged += w.size;
@@ -376,10 +494,256 @@ pub fn compare(dir: &Path, wanted: &[Wanted]) -> Result<DeltaPlan, IoAt> {
         bytes_unchanged,
         checksum_algorithm: algorithms.into_iter().collect::<Vec<_>>().join(", "),
         compare_seconds: started.elapsed().as_secs_f64(),
+        bytes_to_decompress: 0,
+        chunk_frames: 0,
+        chunk_frames_skipped: 0,
+        target_chunks,
+        indexes: BTreeMap::new(),
         rewrite,
         remove,
         extra_dirs,
     })
+}
+
+impl DeltaPlan {
+    /// What restoring the archive of `index` decompresses: (uncompressed bytes, chunk frames,
+    /// chunk frames passed over). A chunk frame is passed over when its member is not
+    /// rewritten, or when the directory's file holds the same chunk (CRC-32C).
+    pub fn decompress_estimate(&self, index: &Index) -> (u64, u64, u64) {
+        let (mut bytes, mut chunks, mut skipped) = (0u64, 0u64, 0u64);
+        for f in &index.frames {
+            let Some(c) = f.chunk else {
+                bytes += f.size;
+                continue;
+            };
+            chunks += 1;
+            let path = index.members.get(c.member as usize).map(Path::new);
+            let skip = path.is_some_and(|p| {
+                !self.rewrite.contains(p)
+                    || chunk_held(self.target_chunks.get(p), index.chunk_size, &c)
+            });
+            if skip {
+                skipped += 1;
+            } else {
+                bytes += f.size;
+            }
+        }
+        (bytes, chunks, skipped)
+    }
+}
+
+/// Whether the directory's file (its chunk CRCs `held`) already has chunk `c`.
+fn chunk_held(
+    held: Option<&Vec<Option<u32>>>,
+    chunk_size: u32,
+    c: &crate::repo::seekable::Chunk,
+) -> bool {
+    let k = c.at / u64::from(chunk_size.max(1));
+    held.and_then(|v| v.get(usize::try_from(k).ok()?).copied().flatten()) == Some(c.crc32c)
+}
+
+/// A reader the tar walk can seek forward in.
+trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
+/// A stream without an index: seeking forward reads (and decompresses) what it passes.
+struct ForwardOnly<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: Read> Read for ForwardOnly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> Seek for ForwardOnly<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let SeekFrom::Current(d) = to else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "only forward"));
+        };
+        let d = u64::try_from(d)
+            .map_err(|_| io::Error::new(io::ErrorKind::Unsupported, "only forward"))?;
+        let n = io::copy(&mut (&mut self.inner).take(d), &mut io::sink())?;
+        self.pos += n;
+        if n < d {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ends inside a member",
+            ));
+        }
+        Ok(self.pos)
+    }
+}
+
+/// The frame reader, shared between the tar walk and the code that takes over the chunks of
+/// a member.
+struct SharedFrames<R>(Rc<RefCell<FrameReader<R>>>);
+
+fn busy() -> io::Error {
+    io::Error::other("the frame reader is already in use")
+}
+
+impl<R: Read> Read for SharedFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_borrow_mut().map_err(|_| busy())?.read(buf)
+    }
+}
+
+impl<R: Read> Seek for SharedFrames<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.0.try_borrow_mut().map_err(|_| busy())?.seek(to)
+    }
+}
+
+/// What a seekable archive gives the delta restore: its index and the directory's chunk CRCs.
+pub struct Seekable<'a> {
+    pub index: &'a Index,
+    pub target_chunks: &'a BTreeMap<PathBuf, Vec<Option<u32>>>,
+}
+
+/// A failure while patching a member chunk by chunk: in the archive or in the target file.
+enum ChunkError {
+    Archive(io::Error),
+    Target(io::Error),
+}
+
+/// Chunks to decompress and patch are gathered up to this many compressed bytes, then done
+/// on several threads.
+const BATCH_BYTES: usize = 16 << 20;
+
+/// A chunk frame to decompress and write: (frame, its number, its compressed bytes).
+type Pending = (crate::repo::seekable::Frame, usize, Vec<u8>);
+
+/// Decompresses the chunks of `batch` and writes the 8 KiB blocks of each that differ from
+/// what `f` has at their place, on up to `threads` threads (the chunks do not overlap).
+/// Returns the bytes written.
+fn patch_batch(
+    f: &std::fs::File,
+    batch: &mut Vec<Pending>,
+    threads: usize,
+    old: &mut Vec<u8>,
+) -> Result<u64, ChunkError> {
+    let one = |part: &[Pending], old: &mut Vec<u8>| -> Result<u64, ChunkError> {
+        let mut dctx = zstd::bulk::Decompressor::new().map_err(ChunkError::Archive)?;
+        let mut new = Vec::new();
+        let mut written = 0u64;
+        for (frame, i, compressed) in part {
+            crate::repo::seekable::decode_frame(&mut dctx, compressed, frame, *i, &mut new)
+                .map_err(ChunkError::Archive)?;
+            let at = frame.chunk.map_or(0, |c| c.at);
+            written += patch_range(f, at, &new, old).map_err(ChunkError::Target)?;
+        }
+        Ok(written)
+    };
+    let pending = std::mem::take(batch);
+    let threads = threads.clamp(1, pending.len().max(1));
+    if threads == 1 {
+        return one(&pending, old);
+    }
+    let per = pending.len().div_ceil(threads);
+    let results: Vec<Result<u64, ChunkError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pending
+            .chunks(per)
+            .map(|part| scope.spawn(move || one(part, &mut Vec::new())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ChunkError::Archive(io::Error::other(
+                        "a decompressing thread failed; run the restore again",
+                    )))
+                })
+            })
+            .collect()
+    });
+    let mut written = 0u64;
+    for r in results {
+        written += r?;
+    }
+    Ok(written)
+}
+
+/// Brings the existing file `target` to member `path`'s content (`size` bytes) from the chunk
+/// frames that come next in `frames`: a chunk the file already holds (same CRC-32C) is passed
+/// over without decompressing it, the others are decompressed (on several threads) and only
+/// their 8 KiB blocks that differ are written. Returns the bytes written.
+fn patch_chunks<R: Read>(
+    frames: &mut FrameReader<R>,
+    seek: &Seekable,
+    path: &Path,
+    size: u64,
+    target: &Path,
+    old: &mut Vec<u8>,
+) -> Result<u64, ChunkError> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(target)
+        .map_err(ChunkError::Target)?;
+    let held = seek.target_chunks.get(path);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let (mut done, mut written) = (0u64, 0u64);
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut batched = 0usize;
+    while done < size {
+        let mismatch = |what: String| {
+            ChunkError::Archive(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "its frame index does not match it at byte {done} of {}: {what}",
+                    path.display()
+                ),
+            ))
+        };
+        let frame = frames
+            .next_frame()
+            .cloned()
+            .ok_or_else(|| mismatch("no frame starts there".into()))?;
+        let c = frame
+            .chunk
+            .filter(|c| {
+                c.at == done
+                    && seek
+                        .index
+                        .members
+                        .get(c.member as usize)
+                        .is_some_and(|m| Path::new(m) == path)
+            })
+            .ok_or_else(|| {
+                mismatch(format!(
+                    "the frame at byte {} is not its chunk",
+                    frame.offset
+                ))
+            })?;
+        if frame.size > size - done {
+            return Err(mismatch("the chunk is longer than the member".into()));
+        }
+        done += frame.size;
+        if chunk_held(held, seek.index.chunk_size, &c) {
+            frames.skip_frame().map_err(ChunkError::Archive)?;
+            continue;
+        }
+        let mut compressed = Vec::new();
+        let i = frames
+            .take_compressed(&mut compressed)
+            .map_err(ChunkError::Archive)?;
+        batched += compressed.len();
+        batch.push((frame, i, compressed));
+        if batched >= BATCH_BYTES {
+            written += patch_batch(&f, &mut batch, threads, old)?;
+            batched = 0;
+        }
+    }
+    written += patch_batch(&f, &mut batch, threads, old)?;
+    f.set_len(size).map_err(ChunkError::Target)?;
+    Ok(written)
 }
 
 /// What streaming one archive did.
@@ -392,6 +756,8 @@ pub struct Streamed {
     pub bytes_written: u64,
     pub stored_bytes: u64,
     pub dirs: BTreeSet<PathBuf>,
+    /// For an archive read through its frame index: what was decompressed and passed over.
+    pub frames: Option<FrameStats>,
 }
 
 /// Hashes (SHA-256) and counts every byte read through it.
@@ -414,12 +780,18 @@ impl<R: Read> Read for HashingReader<R> {
 /// Streams stored archive `file` (read from `raw`) and writes the members in `rewrite` into
 /// `dest`, each under a temporary name then renamed (pg_control stays under its temporary name
 /// until [`execute`] puts it in place); verifies the stored file's SHA-256 and size.
+///
+/// With `seek` (an archive with a sound frame index), frames are decompressed only where
+/// something is read: members not rewritten are sought over, and the chunks of a rewritten
+/// file that the directory already holds are passed over (see [`patch_chunks`]); every
+/// stored byte is still read and hashed in order.
 pub fn stream_archive(
     raw: impl Read,
     file: &BackupFile,
     compression: Compression,
     dest: &Path,
     rewrite: &BTreeSet<PathBuf>,
+    seek: Option<Seekable>,
 ) -> Result<Streamed, extract::ExtractError> {
     use extract::ExtractError;
     use sha2::Digest;
@@ -433,21 +805,51 @@ pub fn stream_archive(
         dest: dest.to_path_buf(),
         why,
     };
+    // A read error of the archive (a frame that does not decompress) that surfaces while a
+    // member is written is the archive's damage, not a write error.
+    let failed: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
     let write_err = |path: PathBuf, action: &'static str| {
-        move |source: io::Error| ExtractError::Io {
-            path,
-            action,
-            source,
+        let failed = Rc::clone(&failed);
+        let file = file.name.clone();
+        move |source: io::Error| match extract::read_failure(&failed) {
+            Some(detail) => ExtractError::Damaged { file, detail },
+            None => ExtractError::Io {
+                path,
+                action,
+                source,
+            },
         }
     };
-    let state = std::rc::Rc::new(std::cell::RefCell::new((sha2::Sha256::new(), 0u64)));
-    let hashing = HashingReader {
-        inner: raw,
-        hasher: std::rc::Rc::clone(&state),
+    let state = Rc::new(RefCell::new((sha2::Sha256::new(), 0u64)));
+    let (reader, frames): (Box<dyn ReadSeek + '_>, _) = match &seek {
+        Some(s) if compression == Compression::Zstd => {
+            let frames = Rc::new(RefCell::new(
+                FrameReader::new(raw, s.index)
+                    .map_err(|e| damaged(format!("cannot start decompressing: {e}")))?,
+            ));
+            (Box::new(SharedFrames(Rc::clone(&frames))), Some(frames))
+        }
+        _ => {
+            let hashing = HashingReader {
+                inner: raw,
+                hasher: Rc::clone(&state),
+            };
+            let decoder =
+                compress::decoder(compression, io::BufReader::with_capacity(1 << 20, hashing))
+                    .map_err(|e| damaged(format!("cannot start decompressing: {e}")))?;
+            (
+                Box::new(ForwardOnly {
+                    inner: decoder,
+                    pos: 0,
+                }),
+                None,
+            )
+        }
     };
-    let decoder = compress::decoder(compression, io::BufReader::with_capacity(1 << 20, hashing))
-        .map_err(|e| damaged(format!("cannot start decompressing: {e}")))?;
-    let mut archive = tar::Archive::new(decoder);
+    let mut archive = tar::Archive::new(extract::Watched {
+        inner: reader,
+        failed: Rc::clone(&failed),
+    });
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(false);
@@ -458,7 +860,7 @@ pub fn stream_archive(
     let mut done = Streamed::default();
     let mut bufs = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
     let entries = archive
-        .entries()
+        .entries_with_seek()
         .map_err(|e| damaged(format!("not a readable tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| damaged(format!("cannot read a tar member: {e}")))?;
@@ -522,8 +924,39 @@ pub fn stream_archive(
                     && entry.header().entry_type() == tar::EntryType::Regular
                 {
                     let size = entry.size();
-                    let wrote = patch_in_place(&mut entry, size, &target, &mut bufs)
-                        .map_err(write_err(target.clone(), "write"))?;
+                    // With a frame index, a member cut into chunks that start right here is
+                    // patched chunk by chunk (the tar walk then seeks over its data).
+                    let chunked = match (&frames, &seek) {
+                        (Some(fr), Some(s)) => {
+                            let fr = fr
+                                .try_borrow()
+                                .map_err(|_| damaged("the frame reader is busy".into()))?;
+                            fr.position() == entry.raw_file_position()
+                                && fr.next_frame().and_then(|f| f.chunk).is_some_and(|c| {
+                                    c.at == 0
+                                        && s.index
+                                            .members
+                                            .get(c.member as usize)
+                                            .is_some_and(|m| Path::new(m) == path)
+                                })
+                        }
+                        _ => false,
+                    };
+                    let wrote = match (&frames, &seek) {
+                        (Some(fr), Some(s)) if chunked => {
+                            let mut fr = fr
+                                .try_borrow_mut()
+                                .map_err(|_| damaged("the frame reader is busy".into()))?;
+                            patch_chunks(&mut *fr, s, &path, size, &target, &mut bufs.1).map_err(
+                                |e| match e {
+                                    ChunkError::Archive(e) => damaged(e.to_string()),
+                                    ChunkError::Target(e) => write_err(target.clone(), "write")(e),
+                                },
+                            )?
+                        }
+                        _ => patch_in_place(&mut entry, size, &target, &mut bufs)
+                            .map_err(write_err(target.clone(), "write"))?,
+                    };
                     done.written += 1;
                     done.bytes_written += wrote;
                     continue;
@@ -566,7 +999,17 @@ pub fn stream_archive(
     io::copy(&mut rest, &mut io::sink())
         .map_err(|e| damaged(format!("the end of the file does not decompress: {e}")))?;
     drop(rest);
-    let (hasher, read) = std::mem::take(&mut *state.borrow_mut());
+    let (hasher, read) = match frames {
+        Some(frames) => {
+            let mut fr = frames
+                .try_borrow_mut()
+                .map_err(|_| damaged("the frame reader is busy".into()))?;
+            done.frames = Some(fr.stats());
+            fr.finish()
+                .map_err(|e| damaged(format!("cannot be read to its end: {e}")))?
+        }
+        None => std::mem::take(&mut *state.borrow_mut()),
+    };
     crate::restore::extract::check_stored(file, read, hasher).map_err(damaged)?;
     done.stored_bytes = read;
     Ok(done)
@@ -600,7 +1043,6 @@ fn patch_in_place(
     target: &Path,
     bufs: &mut (Vec<u8>, Vec<u8>),
 ) -> io::Result<u64> {
-    use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -613,37 +1055,7 @@ fn patch_in_place(
         if n == 0 {
             break;
         }
-        // What the file has at the same place (less at its end).
-        let mut m = 0;
-        while m < n {
-            match f.read_at(&mut old[m..n], off + m as u64) {
-                Ok(0) => break,
-                Ok(k) => m += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let same = |i: usize, end: usize| end <= m && new[i..end] == old[i..end];
-        let mut i = 0;
-        while i < n {
-            let end = (i + BLOCK).min(n);
-            if same(i, end) {
-                i = end;
-                continue;
-            }
-            // A run of differing blocks, written at once.
-            let mut j = end;
-            while j < n {
-                let e = (j + BLOCK).min(n);
-                if same(j, e) {
-                    break;
-                }
-                j = e;
-            }
-            f.write_all_at(&new[i..j], off + i as u64)?;
-            written += (j - i) as u64;
-            i = j;
-        }
+        written += patch_range(&f, off, &new[..n], old)?;
         off += n as u64;
     }
     if off != size {
@@ -653,6 +1065,49 @@ fn patch_in_place(
         ));
     }
     f.set_len(size)?;
+    Ok(written)
+}
+
+/// Writes `new` into `f` at `off`, only the 8 KiB blocks that differ from what `f` has there
+/// (read into `old`); returns the bytes written.
+fn patch_range(f: &std::fs::File, off: u64, new: &[u8], old: &mut Vec<u8>) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let n = new.len();
+    if old.len() < n {
+        old.resize(n, 0);
+    }
+    // What the file has at the same place (less at its end).
+    let mut m = 0;
+    while m < n {
+        match f.read_at(&mut old[m..n], off + m as u64) {
+            Ok(0) => break,
+            Ok(k) => m += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let same = |i: usize, end: usize| end <= m && new[i..end] == old[i..end];
+    let mut written = 0u64;
+    let mut i = 0;
+    while i < n {
+        let end = (i + BLOCK).min(n);
+        if same(i, end) {
+            i = end;
+            continue;
+        }
+        // A run of differing blocks, written at once.
+        let mut j = end;
+        while j < n {
+            let e = (j + BLOCK).min(n);
+            if same(j, e) {
+                break;
+            }
+            j = e;
+        }
+        f.write_all_at(&new[i..j], off + i as u64)?;
+        written += (j - i) as u64;
+        i = j;
+    }
     Ok(written)
 }
 
@@ -684,18 +1139,46 @@ mod tests {
         let mut buf = vec![0u8; 4];
         // CRC-32C of "123456789" is 0xE3069283; backup_manifest has its bytes in memory order.
         assert_eq!(
-            file_checksum(&p, Algorithm::Crc32c, &mut buf)
+            file_checksum(&p, Algorithm::Crc32c, &[], &mut buf)
                 .unwrap()
+                .0
                 .as_deref(),
             Some("839206e3")
         );
         assert_eq!(
-            file_checksum(&p, Algorithm::Sha256, &mut buf)
+            file_checksum(&p, Algorithm::Sha256, &[], &mut buf)
                 .unwrap()
+                .0
                 .as_deref(),
             Some("15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225")
         );
-        assert_eq!(file_checksum(&p, Algorithm::None, &mut buf).unwrap(), None);
+        assert_eq!(
+            file_checksum(&p, Algorithm::None, &[], &mut buf).unwrap(),
+            (None, Vec::new())
+        );
+        // Chunk CRCs in the same pass, across read boundaries (buf is 4 bytes), and the whole
+        // file's combined from them; a chunk the file does not hold whole has none.
+        let (whole, _) =
+            file_checksum(&p, Algorithm::Crc32c, &[(0, 3), (3, 5), (8, 1)], &mut buf).unwrap();
+        assert_eq!(whole.as_deref(), Some("839206e3"));
+        let (whole, _) = file_checksum(&p, Algorithm::Crc32c, &[(0, 3), (3, 5)], &mut buf).unwrap();
+        assert_eq!(whole.as_deref(), Some(""));
+        let (_, chunks) = file_checksum(
+            &p,
+            Algorithm::None,
+            &[(0, 3), (3, 5), (8, 1), (9, 3)],
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(
+            chunks,
+            vec![
+                Some(crc32c::crc32c(b"123")),
+                Some(crc32c::crc32c(b"45678")),
+                Some(crc32c::crc32c(b"9")),
+                None
+            ]
+        );
     }
 
     #[test]
@@ -739,7 +1222,7 @@ mod tests {
             wanted("base/1/102", b"short"),
             wanted("base/1/103", b"new"),
         ];
-        let p = compare(d, &w).unwrap();
+        let p = compare(d, &w, &BTreeMap::new()).unwrap();
         let set = |v: &[&str]| v.iter().map(PathBuf::from).collect::<BTreeSet<_>>();
         // pg_control is always rewritten (it is put back last).
         assert_eq!(
@@ -772,6 +1255,182 @@ mod tests {
             ]
         );
         assert_eq!(p.checksum_algorithm, "CRC32C");
+    }
+
+    /// A seekable archive of `files` (path, content) as dbagent stores it, with its manifest
+    /// entry and index.
+    fn seekable_archive(files: &[(&str, &[u8])]) -> (Vec<u8>, BackupFile, Index) {
+        use sha2::Digest;
+        use std::io::Write;
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let mut stored = Vec::new();
+        let mut w =
+            crate::repo::seekable::FrameWriter::new(&mut stored, 0, 2, 4 * BLOCK as u32).unwrap();
+        w.write_all(&tar).unwrap();
+        let index = w.finish().unwrap();
+        let file = BackupFile {
+            name: "base.tar.zst".into(),
+            size: tar.len() as u64,
+            stored_size: stored.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(&stored)),
+            tablespace: None,
+            index: None,
+        };
+        (stored, file, index)
+    }
+
+    #[test]
+    fn with_a_frame_index_only_chunks_the_directory_lacks_are_decompressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("base/1")).unwrap();
+        let page = |p: usize, v: u8| vec![v.wrapping_add(p as u8); BLOCK];
+        // 10 pages = 3 chunks of 4 pages (the last one 2): `grown` gained pages 8 and 9, pages 1
+        // and 9 of `patched` changed (two chunks, decompressed on two threads), `same` and `small` did not change, `new` is new.
+        let pages = |n: usize, v: u8| (0..n).flat_map(|p| page(p, v)).collect::<Vec<u8>>();
+        let backup_grown = pages(10, 1);
+        let backup_patched = pages(10, 2);
+        let backup_same = pages(10, 3);
+        let mut dir_patched = backup_patched.clone();
+        dir_patched[BLOCK + 7] ^= 0xff;
+        dir_patched[9 * BLOCK + 3] ^= 0xff;
+        let longer = [backup_same.clone(), page(99, 0)].concat();
+        std::fs::write(d.join("base/1/grown"), &backup_grown[..8 * BLOCK]).unwrap();
+        std::fs::write(d.join("base/1/patched"), &dir_patched).unwrap();
+        std::fs::write(d.join("base/1/same"), &backup_same).unwrap();
+        std::fs::write(d.join("base/1/shrunk"), &longer).unwrap();
+        std::fs::write(d.join("base/1/small"), b"small").unwrap();
+        let (stored, file, index) = seekable_archive(&[
+            ("base/1/grown", &backup_grown),
+            ("base/1/patched", &backup_patched),
+            ("base/1/same", &backup_same),
+            ("base/1/shrunk", &backup_same),
+            ("base/1/small", b"small"),
+            ("base/1/new", &backup_grown),
+        ]);
+        let wanted: Vec<Wanted> = [
+            ("base/1/grown", &backup_grown[..]),
+            ("base/1/patched", &backup_patched),
+            ("base/1/same", &backup_same),
+            ("base/1/shrunk", &backup_same),
+            ("base/1/small", b"small"),
+            ("base/1/new", &backup_grown),
+        ]
+        .iter()
+        .map(|(p, data)| wanted(p, data))
+        .collect();
+        let plan = compare(d, &wanted, &index.chunk_layout()).unwrap();
+        let set = |v: &[&str]| v.iter().map(PathBuf::from).collect::<BTreeSet<_>>();
+        assert_eq!(
+            plan.rewrite,
+            set(&[
+                "base/1/grown",
+                "base/1/patched",
+                "base/1/shrunk",
+                "base/1/new"
+            ])
+        );
+        let (_, chunks, skipped) = plan.decompress_estimate(&index);
+        // 5 members of 3 chunks; to decompress: grown's last, patched's first and last, all of
+        // new.
+        assert_eq!((chunks, skipped), (15, 9));
+        let seek = Seekable {
+            index: &index,
+            target_chunks: &plan.target_chunks,
+        };
+        let s = stream_archive(
+            &stored[..],
+            &file,
+            Compression::Zstd,
+            d,
+            &plan.rewrite,
+            Some(seek),
+        )
+        .unwrap();
+        for (path, data) in [
+            ("base/1/grown", &backup_grown),
+            ("base/1/patched", &backup_patched),
+            ("base/1/same", &backup_same),
+            ("base/1/shrunk", &backup_same),
+            ("base/1/new", &backup_grown),
+        ] {
+            assert_eq!(&std::fs::read(d.join(path)).unwrap(), data, "{path}");
+        }
+        assert_eq!(s.written, 4);
+        // grown: 2 pages; patched: 2 pages; new: whole.
+        assert_eq!(s.bytes_written, (4 * BLOCK + backup_grown.len()) as u64);
+        let f = s.frames.unwrap();
+        assert_eq!(
+            (
+                f.frames_skipped,
+                f.frames - f.frames_skipped - f.frames_decompressed
+            ),
+            (9, 0)
+        );
+        assert_eq!(s.stored_bytes, stored.len() as u64);
+
+        // A damaged archive is still caught by its SHA-256, even in frames passed over.
+        let mut bad = stored.clone();
+        let skipped_frame = index
+            .frames
+            .iter()
+            .find(|f| {
+                f.chunk
+                    .is_some_and(|c| index.members[c.member as usize] == "base/1/same")
+            })
+            .unwrap();
+        bad[(skipped_frame.offset + 3) as usize] ^= 1;
+        let e = stream_archive(
+            &bad[..],
+            &file,
+            Compression::Zstd,
+            d,
+            &plan.rewrite,
+            Some(Seekable {
+                index: &index,
+                target_chunks: &plan.target_chunks,
+            }),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("SHA-256"), "{e}");
+
+        // A frame that does not decompress while a new file is written is the archive's
+        // damage, not a write error.
+        std::fs::remove_file(d.join("base/1/new")).unwrap();
+        let mut bad = stored.clone();
+        let new_frame = index
+            .frames
+            .iter()
+            .find(|f| {
+                f.chunk
+                    .is_some_and(|c| index.members[c.member as usize] == "base/1/new")
+            })
+            .unwrap();
+        bad[(new_frame.offset + new_frame.len / 2) as usize] ^= 0x55;
+        let e = stream_archive(
+            &bad[..],
+            &file,
+            Compression::Zstd,
+            d,
+            &plan.rewrite,
+            Some(Seekable {
+                index: &index,
+                target_chunks: &plan.target_chunks,
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, extract::ExtractError::Damaged { detail, .. } if detail.contains("does not decompress")),
+            "{e}"
+        );
     }
 
     #[test]

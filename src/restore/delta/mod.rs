@@ -13,17 +13,20 @@
 
 pub mod compare;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::plan::{self, PlanError, RestorePlan, Target};
 use super::{Executed, RestoreError, io_err};
-use crate::backup::manifest::{self, BackupType};
-use crate::repo::Repo;
+use crate::backup::manifest::{self, BackupManifest, BackupType};
+use crate::repo::seekable::Index;
+use crate::repo::{Compression, Repo};
 use compare::{
-    PG_CONTROL, PG_CONTROL_ASIDE, TMP_SUFFIX, remove_path, stream_archive, system_identifier,
+    PG_CONTROL, PG_CONTROL_ASIDE, Seekable, TMP_SUFFIX, remove_path, stream_archive,
+    system_identifier,
 };
 
 pub use compare::DeltaPlan;
@@ -159,12 +162,28 @@ pub fn make(repo: &Repo, req: &plan::Request) -> Result<RestorePlan, PlanError> 
             m.id
         ))
     })?;
-    let delta = compare::compare(&dir, &wanted).map_err(|e| PlanError::Io {
+    let (indexes, mut notes) = load_indexes(repo, m);
+    let mut layout = BTreeMap::new();
+    for index in indexes.values() {
+        layout.extend(index.chunk_layout());
+    }
+    let mut delta = compare::compare(&dir, &wanted, &layout).map_err(|e| PlanError::Io {
         path: e.path,
         action: e.action,
         source: e.source,
     })?;
-    let mut notes = Vec::new();
+    for file in m.files.iter().filter(|f| f.name != "backup_manifest") {
+        match indexes.get(&file.name) {
+            Some(index) => {
+                let (bytes, chunks, skipped) = delta.decompress_estimate(index);
+                delta.bytes_to_decompress += bytes;
+                delta.chunk_frames += chunks;
+                delta.chunk_frames_skipped += skipped;
+            }
+            None => delta.bytes_to_decompress += file.size,
+        }
+    }
+    delta.indexes = indexes;
     if delta.checksum_algorithm.contains("NONE") {
         notes.push(format!(
             "backup {} was taken without file checksums (--manifest-checksums=NONE): every file is rewritten",
@@ -174,10 +193,61 @@ pub fn make(repo: &Repo, req: &plan::Request) -> Result<RestorePlan, PlanError> 
     plan.notes.extend(notes);
     plan.estimated_seconds = 5
         + delta.bytes_rewritten / (200 << 20)
-        + (delta.bytes_unchanged / (1 << 30))
+        + (delta.bytes_to_decompress / (1 << 30))
         + plan.wal.bytes / (100 << 20);
     plan.delta = Some(delta);
     Ok(plan)
+}
+
+/// The frame indexes of the backup's archives that are sound (stored bytes as manifest.json
+/// records them, readable, matching their archive), by archive name; and a note for each one
+/// that is not: that archive is then decompressed whole, which is slower but as safe (the
+/// archive is verified by its own SHA-256 either way).
+fn load_indexes(repo: &Repo, m: &BackupManifest) -> (BTreeMap<String, Arc<Index>>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut notes = Vec::new();
+    if m.compression != Compression::Zstd {
+        return (out, notes);
+    }
+    for file in &m.files {
+        let Some(stored) = &file.index else {
+            continue;
+        };
+        let key = manifest::backup_key(&m.id, &stored.name);
+        let loaded = match repo.storage().read(&key) {
+            Ok(Some(bytes)) => {
+                let sha = {
+                    use sha2::Digest;
+                    hex::encode(sha2::Sha256::digest(&bytes))
+                };
+                if bytes.len() as u64 != stored.size || !sha.eq_ignore_ascii_case(&stored.sha256) {
+                    Err(format!(
+                        "SHA-256 {sha} and {} bytes, manifest.json says {} and {}",
+                        bytes.len(),
+                        stored.sha256,
+                        stored.size
+                    ))
+                } else {
+                    Index::decode(&bytes).and_then(|index| {
+                        index.validate(file.stored_size, file.size)?;
+                        Ok(index)
+                    })
+                }
+            }
+            Ok(None) => Err(format!("{} does not exist", repo.locate(&key).display())),
+            Err(e) => Err(e.to_string()),
+        };
+        match loaded {
+            Ok(index) => {
+                out.insert(file.name.clone(), Arc::new(index));
+            }
+            Err(why) => notes.push(format!(
+                "the frame index {} of backup {} is damaged or unreadable ({why}): {} is decompressed whole instead (slower, as safe); run `dbagent backups verify {}`",
+                stored.name, m.id, file.name, m.id
+            )),
+        }
+    }
+    (out, notes)
 }
 
 fn io_err_plan<'a>(
@@ -283,14 +353,32 @@ pub fn execute(
                     });
                 }
             };
-            let s = stream_archive(raw, file, m.compression, to, &delta.rewrite).map_err(
+            let seek = delta.indexes.get(&file.name).map(|index| Seekable {
+                index,
+                target_chunks: &delta.target_chunks,
+            });
+            let s = stream_archive(raw, file, m.compression, to, &delta.rewrite, seek).map_err(
                 |source| RestoreError::Extract {
                     source,
                     cleanup: String::new(),
                 },
             )?;
+            let frames = match s.frames {
+                Some(f) => format!(
+                    "; decompressed {} in {} of {} frames, passed over {} frames holding {} the directory has",
+                    crate::units::human_bytes(f.bytes_decompressed),
+                    f.frames_decompressed,
+                    f.frames,
+                    f.frames_skipped,
+                    crate::units::human_bytes(f.bytes_skipped)
+                ),
+                None => format!(
+                    "; decompressed all of it ({})",
+                    crate::units::human_bytes(file.size)
+                ),
+            };
             progress(&format!(
-                "streamed {} ({} members, SHA-256 verified, {}): wrote {} files that differed ({} written: blocks that differ in files that were there, whole new files)",
+                "streamed {} ({} members, SHA-256 verified, {}): wrote {} files that differed ({} written: blocks that differ in files that were there, whole new files){frames}",
                 file.name,
                 s.members,
                 crate::units::human_duration_of(t0.elapsed()),
