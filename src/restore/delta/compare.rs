@@ -336,6 +336,60 @@ pub fn system_identifier(data: &Path) -> io::Result<u64> {
     Ok(u64::from_ne_bytes(b))
 }
 
+/// Chunks per piece when a big file's chunks are read on several threads (64 MiB of 64 KiB
+/// chunks).
+const PIECE_CHUNKS: usize = 1024;
+
+/// One unit of the compare pass's work.
+enum Work {
+    /// A whole file: its checksum and its chunks' CRC-32Cs in one pass.
+    Whole { check: usize },
+    /// Chunks `from..to` of a file (their CRC-32Cs only).
+    Piece {
+        check: usize,
+        from: usize,
+        to: usize,
+    },
+}
+
+/// The CRC-32C of each of `chunks` (offset, length; back to back) of `path`, read with pread
+/// from the first chunk's offset; None for a chunk the file does not hold whole.
+fn range_crcs(path: &Path, chunks: &[(u64, u64)], buf: &mut [u8]) -> io::Result<Vec<Option<u32>>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let mut out = Vec::with_capacity(chunks.len());
+    let Some(&(mut off, _)) = chunks.first() else {
+        return Ok(out);
+    };
+    let end = chunks.last().map_or(off, |l| l.0 + l.1);
+    let (mut k, mut crc, mut got) = (0usize, 0u32, 0u64);
+    while off < end {
+        let want = usize::try_from(end - off).map_or(buf.len(), |w| w.min(buf.len()));
+        let n = match f.read_at(&mut buf[..want], off) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut data = &buf[..n];
+        while !data.is_empty() {
+            let (_, len) = chunks[k];
+            let take = usize::try_from(len - got).map_or(data.len(), |r| r.min(data.len()));
+            crc = crc32c::crc32c_append(crc, &data[..take]);
+            got += take as u64;
+            data = &data[take..];
+            if got == len {
+                out.push(Some(crc));
+                (k, crc, got) = (k + 1, 0, 0);
+            }
+        }
+        off += n as u64;
+    }
+    // Chunks the file ends before (or inside) are not held.
+    out.resize(chunks.len(), None);
+    Ok(out)
+}
+
 /// Compares the directory with the backup's files: what to rewrite, remove and keep. For the
 /// files in `chunked` (the chunk layout of the archives' frame indexes) it also takes the
 /// CRC-32C of each chunk the directory's file holds, whether the file differs or not.
@@ -343,6 +397,16 @@ pub fn compare(
     dir: &Path,
     wanted: &[Wanted],
     chunked: &BTreeMap<PathBuf, Vec<(u64, u64)>>,
+) -> Result<DeltaPlan, IoAt> {
+    compare_in_pieces(dir, wanted, chunked, PIECE_CHUNKS)
+}
+
+/// [`compare`], splitting files of more than `piece_chunks` chunks into pieces of that many.
+fn compare_in_pieces(
+    dir: &Path,
+    wanted: &[Wanted],
+    chunked: &BTreeMap<PathBuf, Vec<(u64, u64)>>,
+    piece_chunks: usize,
 ) -> Result<DeltaPlan, IoAt> {
     let started = Instant::now();
     let mut found = Found::default();
@@ -372,36 +436,64 @@ pub fn compare(
             bytes_rewritten += w.size;
         }
     }
-    // The biggest first, so the threads finish together.
+    // The biggest first, so the threads finish together. A file whose chunks cover it back to
+    // back (and whose whole checksum, if wanted, is a CRC-32C: combined from the chunks') is
+    // split into pieces of PIECE_CHUNKS chunks read on different threads, so one 1 GB segment
+    // does not keep the others waiting; any other file is read whole by one thread.
     to_check.sort_by_key(|c| std::cmp::Reverse(c.w.size));
+    let mut work: Vec<Work> = Vec::new();
+    for (i, c) in to_check.iter().enumerate() {
+        let splittable = !c.chunks.is_empty()
+            && (!c.whole || c.w.algorithm == Algorithm::Crc32c)
+            && c.chunks[0].0 == 0
+            && c.chunks.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0)
+            && c.chunks.len() > piece_chunks;
+        if splittable {
+            let mut from = 0;
+            while from < c.chunks.len() {
+                let to = (from + piece_chunks).min(c.chunks.len());
+                work.push(Work::Piece { check: i, from, to });
+                from = to;
+            }
+        } else {
+            work.push(Work::Whole { check: i });
+        }
+    }
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8)
-        .min(to_check.len().max(1));
+        .min(work.len().max(1));
     let next = AtomicUsize::new(0);
-    type Checked = io::Result<(bool, Vec<Option<u32>>)>;
+    type Sums = (Option<String>, Vec<Option<u32>>);
+    type Checked = io::Result<Sums>;
     let results: Vec<Vec<(usize, Checked)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let (to_check, next) = (&to_check, &next);
+                let (to_check, work, next) = (&to_check, &work, &next);
                 scope.spawn(move || {
                     let mut buf = vec![0u8; 1 << 20];
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(c) = to_check.get(i) else {
+                        let Some(job) = work.get(i) else {
                             return out;
                         };
-                        let w = c.w;
-                        let algorithm = if c.whole {
-                            w.algorithm
-                        } else {
-                            Algorithm::None
+                        let r = match *job {
+                            Work::Whole { check } => {
+                                let c = &to_check[check];
+                                let algorithm = if c.whole {
+                                    c.w.algorithm
+                                } else {
+                                    Algorithm::None
+                                };
+                                file_checksum(&dir.join(&c.w.path), algorithm, c.chunks, &mut buf)
+                            }
+                            Work::Piece { check, from, to } => {
+                                let c = &to_check[check];
+                                range_crcs(&dir.join(&c.w.path), &c.chunks[from..to], &mut buf)
+                                    .map(|crcs| (None, crcs))
+                            }
                         };
-                        let r = file_checksum(&dir.join(&w.path), algorithm, c.chunks, &mut buf)
-                            .map(|(whole, chunks)| {
-                                (whole.is_some_and(|s| s == w.checksum), chunks)
-                            });
                         out.push((i, r));
                     }
                 })
@@ -412,24 +504,59 @@ pub fn compare(
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let mut same = vec![false; to_check.len()];
-    let mut target_chunks = BTreeMap::new();
-    let mut checked = 0usize;
+    let mut done: Vec<Option<Sums>> = (0..work.len()).map(|_| None).collect();
     for (i, r) in results.into_iter().flatten() {
-        checked += 1;
-        let c = &to_check[i];
-        let (s, chunks) = r.map_err(io_at(&dir.join(&c.w.path), "read"))?;
-        same[i] = s;
-        if !c.chunks.is_empty() {
-            target_chunks.insert(c.w.path.clone(), chunks);
-        }
+        let check = match work[i] {
+            Work::Whole { check } | Work::Piece { check, .. } => check,
+        };
+        let r = r.map_err(io_at(&dir.join(&to_check[check].w.path), "read"))?;
+        done[i] = Some(r);
     }
-    if checked != to_check.len() {
+    if done.iter().any(Option::is_none) {
         return Err(IoAt {
             path: dir.to_path_buf(),
             action: "compare",
             source: io::Error::other("a checksum thread failed; run the restore again"),
         });
+    }
+    // Put the pieces of each file back together, in order (work was pushed in order).
+    let mut whole_sums: Vec<Option<String>> = vec![None; to_check.len()];
+    let mut chunk_sums: Vec<Vec<Option<u32>>> = vec![Vec::new(); to_check.len()];
+    let mut pieced = vec![false; to_check.len()];
+    for (job, r) in work.iter().zip(done.into_iter().flatten()) {
+        match *job {
+            Work::Whole { check } => {
+                whole_sums[check] = r.0;
+                chunk_sums[check] = r.1;
+            }
+            Work::Piece { check, .. } => {
+                pieced[check] = true;
+                chunk_sums[check].extend(r.1);
+            }
+        }
+    }
+    let mut same = vec![false; to_check.len()];
+    let mut target_chunks = BTreeMap::new();
+    for (i, c) in to_check.iter().enumerate() {
+        if pieced[i] && c.whole {
+            // The file has the backup's size (c.whole) and the chunks cover [0, that size):
+            // its CRC-32C is the combination of theirs.
+            let covered = c.chunks.last().map_or(0, |l| l.0 + l.1) == c.w.size;
+            let mut crc = Some(0u32);
+            for (sum, &(_, len)) in chunk_sums[i].iter().zip(c.chunks) {
+                crc = match (crc, sum, usize::try_from(len)) {
+                    (Some(w), Some(s), Ok(len)) => Some(crc32c::crc32c_combine(w, *s, len)),
+                    _ => None,
+                };
+            }
+            whole_sums[i] = crc
+                .filter(|_| covered)
+                .map(|crc| hex::encode(crc.to_le_bytes()));
+        }
+        same[i] = c.whole && whole_sums[i].as_deref() == Some(c.w.checksum.as_str());
+        if !c.chunks.is_empty() {
+            target_chunks.insert(c.w.path.clone(), std::mem::take(&mut chunk_sums[i]));
+        }
     }
     let (mut files_unchanged, mut bytes_unchanged) = (0u64, 0u64);
     for (c, same) in to_check.iter().zip(same) {
@@ -1255,6 +1382,54 @@ mod tests {
             ]
         );
         assert_eq!(p.checksum_algorithm, "CRC32C");
+    }
+
+    #[test]
+    fn a_big_file_compared_in_pieces_gives_the_same_answer_as_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("base/1")).unwrap();
+        // 10 chunks of 4 KiB and a short last one.
+        let data: Vec<u8> = (0..41_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut changed = data.clone();
+        changed[20_000] ^= 1; // chunk 4
+        let chunks: Vec<(u64, u64)> = (0..11u64)
+            .map(|k| (k * 4096, (41_000 - k * 4096).min(4096)))
+            .collect();
+        let chunked: BTreeMap<PathBuf, Vec<(u64, u64)>> = [
+            (PathBuf::from("base/1/same"), chunks.clone()),
+            (PathBuf::from("base/1/changed"), chunks.clone()),
+            (PathBuf::from("base/1/short"), chunks.clone()),
+        ]
+        .into();
+        std::fs::write(d.join("base/1/same"), &data).unwrap();
+        std::fs::write(d.join("base/1/changed"), &changed).unwrap();
+        std::fs::write(d.join("base/1/short"), &data[..30_000]).unwrap();
+        let w = vec![
+            wanted("base/1/same", &data),
+            wanted("base/1/changed", &data),
+            wanted("base/1/short", &data),
+        ];
+        let whole = compare_in_pieces(d, &w, &chunked, usize::MAX).unwrap();
+        for piece in [1, 3, 10] {
+            let pieces = compare_in_pieces(d, &w, &chunked, piece).unwrap();
+            assert_eq!(pieces.rewrite, whole.rewrite, "pieces of {piece}");
+            assert_eq!(
+                pieces.target_chunks, whole.target_chunks,
+                "pieces of {piece}"
+            );
+            assert_eq!(pieces.files_unchanged, whole.files_unchanged);
+        }
+        assert!(!whole.rewrite.contains(Path::new("base/1/same")));
+        assert!(whole.rewrite.contains(Path::new("base/1/changed")));
+        let sums = &whole.target_chunks[Path::new("base/1/changed")];
+        assert_eq!(sums.len(), 11);
+        assert_eq!(sums[4], Some(crc32c::crc32c(&changed[16_384..20_480])));
+        assert_eq!(sums[10], Some(crc32c::crc32c(&data[40_960..])));
+        // The short file holds chunks 0..7 whole, chunk 7 in part, nothing after.
+        let short = &whole.target_chunks[Path::new("base/1/short")];
+        assert!(short[..7].iter().all(Option::is_some));
+        assert!(short[7..].iter().all(Option::is_none));
     }
 
     /// A seekable archive of `files` (path, content) as dbagent stores it, with its manifest
