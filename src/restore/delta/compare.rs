@@ -245,13 +245,7 @@ fn file_checksum(
     let whole = match state {
         State::None if derive => {
             let end = chunks.last().map_or(0, |c| c.0 + c.1);
-            let mut whole = Some(0u32);
-            for (crc, &(_, len)) in chunk_crcs.iter().zip(chunks) {
-                whole = match (whole, crc, usize::try_from(len)) {
-                    (Some(w), Some(c), Ok(len)) => Some(crc32c::crc32c_combine(w, *c, len)),
-                    _ => None,
-                };
-            }
+            let whole = combine_chunks(&chunk_crcs, chunks);
             // A file of another length than the chunks cover has another checksum.
             Some(
                 whole
@@ -334,6 +328,57 @@ pub fn system_identifier(data: &Path) -> io::Result<u64> {
     let mut b = [0u8; 8];
     f.read_exact(&mut b)?;
     Ok(u64::from_ne_bytes(b))
+}
+
+/// The CRC-32C of the chunks' bytes back to back, from their CRC-32Cs; None if one is
+/// missing. `crc32c_combine` costs a few microseconds per call (it builds the shift operator
+/// for the length each time: a fifth of a delta restore's CPU with 64 KiB chunks), so the
+/// operator for the common chunk length is built once and applied with four table lookups.
+fn combine_chunks(crcs: &[Option<u32>], chunks: &[(u64, u64)]) -> Option<u32> {
+    let common = chunks.first().map_or(0, |c| c.1);
+    let shift = ShiftBy::new(common);
+    let mut whole = 0u32;
+    for (crc, &(_, len)) in crcs.iter().zip(chunks) {
+        let crc = (*crc)?;
+        whole = if len == common {
+            shift.apply(whole) ^ crc
+        } else {
+            crc32c::crc32c_combine(whole, crc, usize::try_from(len).ok()?)
+        };
+    }
+    Some(whole)
+}
+
+/// The linear map `crc -> crc32c_combine(crc, 0, len)` (appending `len` bytes' worth of shift
+/// to a CRC-32C), as byte-indexed tables: `combine(a, b, len) = shift(a) ^ b`.
+struct ShiftBy {
+    tables: Box<[[u32; 256]; 4]>,
+}
+
+impl ShiftBy {
+    fn new(len: u64) -> ShiftBy {
+        let len = usize::try_from(len).unwrap_or(0);
+        let bit: Vec<u32> = (0..32)
+            .map(|i| crc32c::crc32c_combine(1u32 << i, 0, len))
+            .collect();
+        let mut tables = Box::new([[0u32; 256]; 4]);
+        for (k, table) in tables.iter_mut().enumerate() {
+            for (b, slot) in table.iter_mut().enumerate() {
+                *slot = (0..8)
+                    .filter(|j| b & (1 << j) != 0)
+                    .fold(0, |acc, j| acc ^ bit[k * 8 + j]);
+            }
+        }
+        ShiftBy { tables }
+    }
+
+    fn apply(&self, crc: u32) -> u32 {
+        let t = &self.tables;
+        t[0][(crc & 0xff) as usize]
+            ^ t[1][((crc >> 8) & 0xff) as usize]
+            ^ t[2][((crc >> 16) & 0xff) as usize]
+            ^ t[3][(crc >> 24) as usize]
+    }
 }
 
 /// Chunks per piece when a big file's chunks are read on several threads (64 MiB of 64 KiB
@@ -542,14 +587,7 @@ fn compare_in_pieces(
             // The file has the backup's size (c.whole) and the chunks cover [0, that size):
             // its CRC-32C is the combination of theirs.
             let covered = c.chunks.last().map_or(0, |l| l.0 + l.1) == c.w.size;
-            let mut crc = Some(0u32);
-            for (sum, &(_, len)) in chunk_sums[i].iter().zip(c.chunks) {
-                crc = match (crc, sum, usize::try_from(len)) {
-                    (Some(w), Some(s), Ok(len)) => Some(crc32c::crc32c_combine(w, *s, len)),
-                    _ => None,
-                };
-            }
-            whole_sums[i] = crc
+            whole_sums[i] = combine_chunks(&chunk_sums[i], c.chunks)
                 .filter(|_| covered)
                 .map(|crc| hex::encode(crc.to_le_bytes()));
         }
@@ -1382,6 +1420,37 @@ mod tests {
             ]
         );
         assert_eq!(p.checksum_algorithm, "CRC32C");
+    }
+
+    #[test]
+    fn combining_chunk_crcs_with_the_tables_is_crc32c_combine() {
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for chunk in [1u64, 4096, 65_536] {
+            let chunks: Vec<(u64, u64)> = (0..data.len() as u64)
+                .step_by(chunk as usize)
+                .map(|at| (at, chunk.min(data.len() as u64 - at)))
+                .collect();
+            let crcs: Vec<Option<u32>> = chunks
+                .iter()
+                .map(|&(at, len)| Some(crc32c::crc32c(&data[at as usize..(at + len) as usize])))
+                .collect();
+            assert_eq!(
+                combine_chunks(&crcs, &chunks),
+                Some(crc32c::crc32c(&data)),
+                "{chunk}"
+            );
+            let mut missing = crcs.clone();
+            missing[0] = None;
+            assert_eq!(combine_chunks(&missing, &chunks), None);
+        }
+        let shift = ShiftBy::new(65_536);
+        for x in [0u32, 1, 0xdead_beef, u32::MAX, 0x8000_0000] {
+            for y in [0u32, 7, 0x1234_5678] {
+                assert_eq!(shift.apply(x) ^ y, crc32c::crc32c_combine(x, y, 65_536));
+            }
+        }
     }
 
     #[test]
