@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::backup::configure;
 use crate::restore_cmd::{Scratch, restore_started, switch_and_wait};
-use crate::support::cluster::{Cluster, ClusterOptions, PgVersion};
+use crate::support::cluster::{Cluster, PgVersion};
 use crate::support::dbagent::Agent;
 use crate::support::moments::{pgbench, pgbench_init};
 
@@ -52,18 +51,7 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn incremental_chain_restores_verifies_and_expires_as_a_whole() {
-    let agent = Agent::new("host=127.0.0.1");
-    agent.share_with_postgres();
-    let pg = Cluster::start(
-        PgVersion::V18,
-        ClusterOptions {
-            archive_mode: true,
-            archive_command: Some(agent.archive_command()),
-            extra_conf: vec![("summarize_wal".into(), "on".into())],
-            ..ClusterOptions::default()
-        },
-    );
-    configure(&agent, &pg, "60s");
+    let (agent, pg) = crate::backup_incremental::summarizing_cluster();
     pgbench_init(&pg);
 
     // full, then three incrementals; after each backup more load and a restore point whose
@@ -388,18 +376,7 @@ fn blocks(path: &Path) -> u64 {
 #[test]
 fn combined_chain_is_what_pg_combinebackup_makes_file_for_file() {
     use dbagent::restore::chain::incremental_file::IncrementalFile;
-    let agent = Agent::new("host=127.0.0.1");
-    agent.share_with_postgres();
-    let pg = Cluster::start(
-        PgVersion::V18,
-        ClusterOptions {
-            archive_mode: true,
-            archive_command: Some(agent.archive_command()),
-            extra_conf: vec![("summarize_wal".into(), "on".into())],
-            ..ClusterOptions::default()
-        },
-    );
-    configure(&agent, &pg, "60s");
+    let (agent, pg) = crate::backup_incremental::summarizing_cluster();
     // shrink: loses its tail to VACUUM's truncation; grows: gets longer; emptied: TRUNCATEd
     // (a new file); gone: dropped; steady: a few rows updated (an INCREMENTAL file with
     // scattered blocks).

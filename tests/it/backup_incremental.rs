@@ -13,7 +13,7 @@ use crate::support::dbagent::Agent;
 use crate::support::sidecar::Sidecar;
 
 /// An archived PostgreSQL 18 cluster with WAL summarization on, and its agent.
-fn summarizing_cluster() -> (Agent, Cluster) {
+pub fn summarizing_cluster() -> (Agent, Cluster) {
     let agent = Agent::new("host=127.0.0.1");
     agent.share_with_postgres();
     let pg = Cluster::start(
