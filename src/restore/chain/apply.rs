@@ -33,7 +33,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::ExecError;
+use super::error::{ExecError, create_private_dir};
 use super::incremental_file::{BLCKSZ, IncrementalFile, PREFIX};
 use super::pg_manifest::{OutEntry, PgManifest, crc32c_hex, render};
 
@@ -598,7 +598,7 @@ pub fn combine(
             Kind::Dir => {
                 let d = target.join(rel);
                 if !d.is_dir() {
-                    super::create_private_dir(&d).map_err(io(&d, "create"))?;
+                    create_private_dir(&d).map_err(io(&d, "create"))?;
                 }
             }
             Kind::Whole => {

@@ -16,9 +16,12 @@
 //! marker and ownership.
 
 pub mod apply;
+mod error;
 pub mod incremental_file;
 pub mod pg_manifest;
 
+pub use self::error::ExecError;
+use self::error::{create_private_dir, io_err};
 use self::pg_manifest as manifest_pg;
 
 use std::os::unix::fs::MetadataExt;
@@ -264,44 +267,12 @@ pub fn describe(c: &ChainPlan) -> String {
         .join(" → ")
 }
 
-/// Why a chain could not be combined; the caller removes what was written to the target.
-#[derive(Debug)]
-pub enum ExecError {
-    Extract(extract::ExtractError),
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: std::io::Error,
-    },
-    Failed(String),
-}
-
 /// What [`execute`] extracted.
 #[derive(Debug, Default)]
 pub struct Done {
     pub files: Vec<String>,
     pub members: u64,
     pub stored_bytes: u64,
-}
-
-fn io_err<'a>(
-    path: &'a Path,
-    action: &'static str,
-) -> impl FnOnce(std::io::Error) -> ExecError + 'a {
-    move |source| ExecError::Io {
-        path: path.to_path_buf(),
-        action,
-        source,
-    }
-}
-
-/// A directory only its owner can enter (as the restore's other directories).
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 /// Removes the staging directory when dropped (what was created; an existing empty one is
