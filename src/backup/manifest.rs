@@ -82,7 +82,7 @@ pub struct BackupManifest {
     pub files: Vec<BackupFile>,
     pub dbagent_version: String,
     /// `full`, or `incremental` (PostgreSQL 17+ `pg_basebackup --incremental`: restorable
-    /// only together with its parent chain, combined by `pg_combinebackup`).
+    /// only together with its parent chain, combined at restore).
     #[serde(default)]
     pub backup_type: BackupType,
     /// For an incremental backup: the ID of the backup it was taken against (full or

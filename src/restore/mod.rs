@@ -238,7 +238,7 @@ fn extract_all(
     for t in &plan.tablespaces {
         create_private_dir(&t.location).map_err(io_err(&t.location, "create"))?;
     }
-    // An incremental backup: its chain is combined into the target by pg_combinebackup.
+    // An incremental backup: the full is streamed into the target and the incrementals applied in place.
     let mut done = match &plan.chain {
         Some(c) => {
             let d = chain::execute(repo, &plan.to, c, progress).map_err(|e| match e {

@@ -419,7 +419,7 @@ pub struct RestorePlan {
     pub backup: BackupSummary,
     /// One line: why this backup.
     pub backup_choice: String,
-    /// For an incremental backup: its chain, combined by pg_combinebackup in a staging area.
+    /// For an incremental backup: its chain (the full streamed into the target, the incrementals applied in place).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chain: Option<super::chain::ChainPlan>,
     pub action: Option<Action>,

@@ -1,8 +1,8 @@
 //! Incremental backups (PostgreSQL 17+): `pg_basebackup --incremental=<backup_manifest>` sends
 //! only the blocks changed since a previous backup, which the server finds in its WAL
 //! summaries (`summarize_wal`). Such a backup is restorable only with its chain: the parent it
-//! was taken against, that one's parent, ... down to a full backup, combined by
-//! `pg_combinebackup`.
+//! was taken against, that one's parent, ... down to a full backup, combined at restore
+//! (src/restore/chain/).
 //!
 //! Before pg_basebackup runs, dbagent picks the parent (the newest complete backup of this
 //! cluster in the repository, full or incremental), and checks what would otherwise fail deep
